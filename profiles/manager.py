@@ -1,0 +1,237 @@
+"""Profiles: create, list, show, delete, export and import, and their encrypted saved state.
+
+A profile's storage state (cookies, local storage, IndexedDB) is sealed with the master key and
+kept in the store. A ``persistent`` profile also keeps its whole Chromium user-data dir, packed and
+sealed in ``HOME/profiles/NAME/user-data.tar.enc`` between runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from .crypto import MasterKey, open_with_passphrase, seal_with_passphrase
+from .errors import (
+    InvalidProfileError,
+    ProfileExistsError,
+    ProfileNotFoundError,
+    StateDecryptError,
+)
+from .lease import LeaseStore
+from .settings import ProfileRecord, ProfileSettings
+
+__all__ = ["EXPORT_FORMAT", "ProfileManager", "ProfileStore"]
+
+EXPORT_FORMAT = "corral-profile/1"
+# Caches and lock files are rebuilt by Chromium; packing them only costs time and space.
+_SKIP_USER_DATA = {
+    "Cache",
+    "Code Cache",
+    "GPUCache",
+    "GrShaderCache",
+    "GraphiteDawnCache",
+    "ShaderCache",
+    "DawnCache",
+    "Crashpad",
+    "component_crx_cache",
+    "SingletonLock",
+    "SingletonSocket",
+    "SingletonCookie",
+}
+
+
+class ProfileStore(LeaseStore, Protocol):
+    """Persistence the profile manager needs; ``runtime.Store`` implements it."""
+
+    async def insert_profile(self, record: ProfileRecord) -> bool: ...
+    async def get_profile(self, name: str) -> ProfileRecord | None: ...
+    async def list_profiles(self) -> list[ProfileRecord]: ...
+    async def update_profile_settings(self, name: str, settings: ProfileSettings) -> bool: ...
+    async def save_profile_state(self, name: str, sealed: bytes | None) -> None: ...
+    async def delete_profile(self, name: str) -> bool: ...
+
+
+def _validation_message(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"{source}: {loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class ProfileManager:
+    """The Python API for profiles."""
+
+    def __init__(self, store: ProfileStore, key: MasterKey, home: Path) -> None:
+        self.store = store
+        self.key = key
+        self.home = home
+
+    def _dir(self, name: str) -> Path:
+        return self.home / "profiles" / name
+
+    async def create(self, name: str, settings: ProfileSettings | None = None) -> ProfileRecord:
+        """Create a profile; fails if the name is taken or invalid."""
+        now = datetime.now(UTC)
+        try:
+            record = ProfileRecord(
+                name=name, settings=settings or ProfileSettings(), created_at=now, updated_at=now
+            )
+        except ValidationError as exc:
+            raise InvalidProfileError(_validation_message(exc, f"profile '{name}'")) from exc
+        if not await self.store.insert_profile(record):
+            raise ProfileExistsError(f"profile '{name}' already exists")
+        return record
+
+    async def get(self, name: str) -> ProfileRecord:
+        """A profile by name, or ProfileNotFoundError listing the known ones."""
+        record = await self.store.get_profile(name)
+        if record is None:
+            known = ", ".join(p.name for p in await self.store.list_profiles()) or "none"
+            raise ProfileNotFoundError(
+                f"unknown profile '{name}' (known profiles: {known}); "
+                f"create it with: corral profiles create {name}"
+            )
+        return record
+
+    async def list(self) -> list[ProfileRecord]:
+        """All profiles."""
+        return await self.store.list_profiles()
+
+    async def update(self, name: str, settings: ProfileSettings) -> None:
+        """Replace a profile's settings."""
+        if not await self.store.update_profile_settings(name, settings):
+            await self.get(name)
+
+    async def delete(self, name: str) -> None:
+        """Delete a profile, its saved state and its user-data archive."""
+        if not await self.store.delete_profile(name):
+            await self.get(name)
+        shutil.rmtree(self._dir(name), ignore_errors=True)
+
+    # --- saved state ------------------------------------------------------------------------
+
+    def open_state(self, record: ProfileRecord) -> dict[str, Any] | None:
+        """The decrypted storage state of a profile, or None if it has none yet."""
+        if record.state is None:
+            return None
+        plain = self.key.open(
+            record.state, f"profile-state:{record.name}", f"profile '{record.name}' saved state"
+        )
+        try:
+            state: dict[str, Any] = json.loads(plain)
+        except ValueError as exc:
+            raise StateDecryptError(f"profile '{record.name}': saved state is not JSON") from exc
+        return state
+
+    async def save_state(self, name: str, state: dict[str, Any]) -> None:
+        """Seal and store a profile's storage state (atomically replaces the previous one)."""
+        sealed = self.key.seal(json.dumps(state).encode(), f"profile-state:{name}")
+        await self.store.save_profile_state(name, sealed)
+
+    async def clear_state(self, name: str) -> None:
+        """Forget a profile's saved state (log it out everywhere)."""
+        await self.get(name)
+        await self.store.save_profile_state(name, None)
+        (self._dir(name) / "user-data.tar.enc").unlink(missing_ok=True)
+
+    # --- persistent mode: the user-data dir -----------------------------------------------
+
+    def unpack_user_data(self, name: str) -> Path:
+        """A fresh private dir holding the profile's Chromium user data (empty the first time)."""
+        live = self._dir(name) / "live"
+        # A live dir left by a crashed run may be half-written; the sealed archive is the truth.
+        shutil.rmtree(live, ignore_errors=True)
+        live.mkdir(parents=True, mode=0o700)
+        archive = self._dir(name) / "user-data.tar.enc"
+        if archive.exists():
+            plain = self.key.open(
+                archive.read_bytes(), f"profile-userdata:{name}", f"profile '{name}' user data"
+            )
+            with tarfile.open(fileobj=io.BytesIO(plain), mode="r:gz") as tar:
+                tar.extractall(live, filter="data")
+        return live
+
+    def pack_user_data(self, name: str, live: Path) -> None:
+        """Seal the user-data dir into the profile's archive and remove the live copy."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=3) as tar:
+            for entry in sorted(live.iterdir()):
+                tar.add(entry, arcname=entry.name, filter=_skip_caches)
+        sealed = self.key.seal(buf.getvalue(), f"profile-userdata:{name}")
+        _atomic_write(self._dir(name) / "user-data.tar.enc", sealed)
+        shutil.rmtree(live, ignore_errors=True)
+
+    # --- export / import ----------------------------------------------------------------------
+
+    async def export(self, name: str, passphrase: str | None) -> bytes:
+        """A JSON bundle of settings, plus the state sealed under ``passphrase`` if given."""
+        record = await self.get(name)
+        bundle: dict[str, Any] = {
+            "format": EXPORT_FORMAT,
+            "name": record.name,
+            "settings": record.settings.model_dump(mode="json"),
+            "state": None,
+        }
+        state = self.open_state(record)
+        if passphrase is not None and state is not None:
+            sealed = seal_with_passphrase(json.dumps(state).encode(), passphrase, EXPORT_FORMAT)
+            bundle["state"] = base64.b64encode(sealed).decode()
+        return json.dumps(bundle, indent=2).encode()
+
+    async def import_(
+        self, data: bytes, source: str, passphrase: str | None, name: str | None = None
+    ) -> ProfileRecord:
+        """Create a profile from an export bundle; the state needs the bundle's passphrase."""
+        try:
+            bundle = json.loads(data)
+        except ValueError as exc:
+            raise InvalidProfileError(f"{source}: not a corral profile bundle (not JSON)") from exc
+        if not isinstance(bundle, dict) or bundle.get("format") != EXPORT_FORMAT:
+            raise InvalidProfileError(f"{source}: format: expected '{EXPORT_FORMAT}'")
+        try:
+            settings = ProfileSettings.model_validate(bundle.get("settings"))
+        except ValidationError as exc:
+            raise InvalidProfileError(_validation_message(exc, f"{source}: settings")) from exc
+        state = None
+        if bundle.get("state"):
+            if passphrase is None:
+                raise InvalidProfileError(f"{source}: the bundle holds saved state; a passphrase is needed")
+            state = json.loads(
+                open_with_passphrase(
+                    base64.b64decode(bundle["state"]), passphrase, EXPORT_FORMAT, source
+                )
+            )
+        target = name or str(bundle.get("name", ""))
+        record = await self.create(target, settings)
+        if state is not None:
+            await self.save_state(target, state)
+        return record
+
+
+def _skip_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    return None if Path(info.name).name in _SKIP_USER_DATA else info
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

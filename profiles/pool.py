@@ -1,0 +1,139 @@
+"""The browser pool: one Chromium per launch configuration, shared by sessions, always closed.
+
+Sessions in ``state`` mode get a fresh ``BrowserContext`` in a shared browser (cheap: ~13 ms);
+``persistent`` profiles get their own process through ``launch_persistent_context``. Everything the
+pool launched is closed by :meth:`BrowserPool.close`, which ``BrowserPool.start`` guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from .errors import BrowserNotFoundError
+
+__all__ = ["BASE_ARGS", "BROWSER_ENV", "BrowserPool", "find_browser"]
+
+BROWSER_ENV = "CORRAL_BROWSER"
+# Without the background-networking flags Chromium keeps dialling Google on a closed network;
+# /dev/shm is small in containers and many tabs exhaust it.
+BASE_ARGS: tuple[str, ...] = (
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-quic",
+)
+_SYSTEM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_browser(explicit: str | None, managed: str | None) -> str:
+    """``explicit`` (CORRAL_BROWSER), else Playwright's own Chromium, else a system Chromium."""
+    if explicit:
+        path = shutil.which(explicit) or explicit
+        if not os.access(path, os.X_OK):
+            raise BrowserNotFoundError(f"{BROWSER_ENV}={explicit}: not an executable file")
+        return path
+    if managed and os.access(managed, os.X_OK):
+        return managed
+    for name in _SYSTEM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise BrowserNotFoundError(
+        "no Chromium found: set CORRAL_BROWSER=/path/to/chromium, run `playwright install "
+        "chromium`, or install the system package (Debian/Ubuntu: `apt-get install chromium`)"
+    )
+
+
+class BrowserPool:
+    """Shared Chromium processes keyed by extra launch arguments."""
+
+    def __init__(self, playwright: Playwright, executable: str, headless: bool = True) -> None:
+        self.playwright = playwright
+        self.executable = executable
+        self.headless = headless
+        self._browsers: dict[tuple[str, ...], Browser] = {}
+        self._persistent: set[BrowserContext] = set()
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def start(
+        cls, executable: str | None = None, headless: bool = True
+    ) -> AsyncIterator[BrowserPool]:
+        """Start Playwright, find a browser, and close everything on the way out."""
+        async with async_playwright() as playwright:
+            path = find_browser(executable, playwright.chromium.executable_path)
+            pool = cls(playwright, path, headless)
+            try:
+                yield pool
+            finally:
+                # Shielded: on Ctrl-C the browsers must still be closed, not orphaned.
+                await asyncio.shield(pool.close())
+
+    def _launch_options(self, extra_args: Sequence[str]) -> dict[str, Any]:
+        return {
+            "executable_path": self.executable,
+            "headless": self.headless,
+            "args": [*BASE_ARGS, *extra_args],
+        }
+
+    async def browser(self, extra_args: Sequence[str] = ()) -> Browser:
+        """The shared browser for these launch arguments, (re)launched if needed."""
+        key = tuple(extra_args)
+        async with self._lock:
+            browser = self._browsers.get(key)
+            if browser is None or not browser.is_connected():
+                browser = await self.playwright.chromium.launch(**self._launch_options(key))
+                self._browsers[key] = browser
+            return browser
+
+    async def persistent_context(
+        self, user_data_dir: Path, options: dict[str, Any], extra_args: Sequence[str] = ()
+    ) -> BrowserContext:
+        """A context in its own browser process, backed by ``user_data_dir``."""
+        context = await self.playwright.chromium.launch_persistent_context(
+            user_data_dir, **self._launch_options(extra_args), **options
+        )
+        self._persistent.add(context)
+        context.on("close", lambda _: self._persistent.discard(context))
+        return context
+
+    def browser_pids(self) -> list[int]:
+        """PIDs of the browser processes the pool launched (for tests and benchmarks)."""
+        import psutil
+
+        pids = []
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                if proc.exe() == os.path.realpath(self.executable) or "chrom" in proc.name():
+                    pids.append(proc.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return pids
+
+    async def close(self) -> None:
+        """Close every browser and persistent context the pool launched."""
+        for context in list(self._persistent):
+            try:
+                await context.close()
+            except PlaywrightError:
+                pass
+        self._persistent.clear()
+        browsers, self._browsers = list(self._browsers.values()), {}
+        for browser in browsers:
+            try:
+                await browser.close()
+            except PlaywrightError:
+                pass

@@ -1,0 +1,109 @@
+"""A leased, isolated browser session on one profile.
+
+``open_session`` leases the profile, opens a context restored from its sealed state, and on the way
+out saves the state again (sealed), closes the context and releases the lease, whatever happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import BrowserContext
+from playwright.async_api import Error as PlaywrightError
+
+from .lease import hold_lease
+from .manager import ProfileManager
+from .pool import BrowserPool
+from .settings import ProfileRecord
+
+__all__ = ["Session", "open_session"]
+
+log = logging.getLogger(__name__)
+_SAVE_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Session:
+    """An open browser context owned by one run on one profile."""
+
+    profile: ProfileRecord
+    run_id: str
+    context: BrowserContext
+    restored: bool = field(default=False)
+    """True when the context started from previously saved state."""
+    closed_unexpectedly: bool = field(default=False)
+    """Set when the context or its browser went away while the run still held it."""
+    _closing: bool = field(default=False, repr=False)
+
+    def _on_close(self, _: object) -> None:
+        if not self._closing:
+            self.closed_unexpectedly = True
+
+
+@contextlib.asynccontextmanager
+async def open_session(
+    manager: ProfileManager,
+    pool: BrowserPool,
+    profile: str,
+    run_id: str,
+    lease_wait_s: float = 30.0,
+    context_options: dict[str, Any] | None = None,
+    launch_args: tuple[str, ...] = (),
+    save_state: bool = True,
+) -> AsyncIterator[Session]:
+    """Lease ``profile`` and yield a Session; saves state and releases everything on exit."""
+    record = await manager.get(profile)
+    async with hold_lease(manager.store, profile, run_id, lease_wait_s):
+        # Re-read under the lease: the previous holder may have saved newer state meanwhile.
+        record = await manager.get(profile)
+        options = {
+            **record.settings.context_options(),
+            "accept_downloads": True,
+            **(context_options or {}),
+        }
+        live: Path | None = None
+        if record.settings.mode == "persistent":
+            live = manager.unpack_user_data(profile)
+            restored = any(live.iterdir())
+            context = await pool.persistent_context(live, options, launch_args)
+        else:
+            state = manager.open_state(record)
+            restored = state is not None
+            browser = await pool.browser(launch_args)
+            context = await browser.new_context(storage_state=state, **options)  # type: ignore[arg-type]
+        session = Session(profile=record, run_id=run_id, context=context, restored=restored)
+        context.on("close", session._on_close)
+        try:
+            yield session
+        finally:
+            await asyncio.shield(_close(manager, session, live, save_state))
+
+
+async def _close(
+    manager: ProfileManager, session: Session, live: Path | None, save_state: bool
+) -> None:
+    name = session.profile.name
+    if save_state and not session.closed_unexpectedly and live is None:
+        try:
+            state = await asyncio.wait_for(
+                session.context.storage_state(indexed_db=True), _SAVE_TIMEOUT_S
+            )
+            await manager.save_state(name, dict(state))
+        except (PlaywrightError, TimeoutError) as exc:
+            # The previous sealed state stays in place; losing one run's cookies is recoverable.
+            log.warning("profile %s: state not saved (%s); the previous state is kept", name, exc)
+    session._closing = True
+    with contextlib.suppress(PlaywrightError):
+        await session.context.close()
+    if live is not None:
+        if save_state and not session.closed_unexpectedly:
+            manager.pack_user_data(name, live)
+        else:
+            shutil.rmtree(live, ignore_errors=True)

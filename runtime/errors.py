@@ -1,0 +1,40 @@
+"""Errors raised by the runtime, on top of the shared hierarchy in :mod:`profiles.errors`::
+
+    CorralError
+    ├── UserError (exit 2)
+    │   ├── TaskFileError      the task file is missing, not YAML, or fails validation
+    │   └── RunNotFoundError   no run with that id
+    └── RunError (exit 1)
+        ├── StoreError         the SQLite store cannot be opened or is too new
+        └── StepFailedError    a scripted step failed (wraps the tools error)
+"""
+
+from __future__ import annotations
+
+from profiles.errors import CorralError, RunError, UserError
+
+__all__ = [
+    "CorralError",
+    "RunError",
+    "RunNotFoundError",
+    "StepFailedError",
+    "StoreError",
+    "TaskFileError",
+    "UserError",
+]
+
+
+class TaskFileError(UserError):
+    """A task file that cannot be read or validated; the message names file and field."""
+
+
+class RunNotFoundError(UserError):
+    """No run with that id (or id prefix)."""
+
+
+class StoreError(RunError):
+    """The store cannot be opened or used."""
+
+
+class StepFailedError(RunError):
+    """A scripted step failed; the message names the step."""

@@ -1,0 +1,64 @@
+"""What the store keeps about runs: the run, its steps and the files it produced."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["ArtifactRecord", "RunRecord", "RunStatus", "StepRecord", "StepStatus"]
+
+RunStatus = Literal[
+    "queued", "running", "waiting_approval", "succeeded", "failed", "cancelled", "interrupted"
+]
+StepStatus = Literal["ok", "failed", "skipped"]
+
+
+class RunRecord(BaseModel):
+    """One execution of a task on one profile."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    task_name: str
+    task_path: str | None
+    profile: str
+    status: RunStatus
+    started_at: datetime
+    finished_at: datetime | None = None
+    error: str | None = None
+    result: Any = None
+    run_dir: str
+    pid: int
+
+
+class StepRecord(BaseModel):
+    """One recorded step: what was done, where, how long it took and how it ended."""
+
+    model_config = ConfigDict(extra="forbid")
+    run_id: str
+    idx: int
+    kind: str
+    action: dict[str, Any]
+    target: str | None
+    side_effect: str
+    status: StepStatus
+    url_before: str | None
+    url_after: str | None
+    started_at: datetime
+    duration_ms: float
+    error: str | None = None
+    screenshot: str | None = None
+    detail: Any = None
+
+
+class ArtifactRecord(BaseModel):
+    """A file a run produced (screenshot, trace, download, result), relative to the run folder."""
+
+    model_config = ConfigDict(extra="forbid")
+    run_id: str
+    step_idx: int | None
+    kind: Literal["screenshot", "trace", "download", "result", "steps"]
+    path: str
+    bytes: int
+    created_at: datetime

@@ -1,0 +1,457 @@
+"""The store: one SQLite file (WAL) holding profiles, leases, runs, steps and artifacts.
+
+One ``Store`` (one aiosqlite connection) is shared by every session of a process; multi-statement
+writes take ``self._lock`` so concurrent sessions never interleave inside a transaction. Other
+processes are handled by SQLite itself (WAL, ``busy_timeout``, ``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import aiosqlite
+
+from profiles import LeaseHolder, ProfileRecord, ProfileSettings, holder_is_gone
+
+from .errors import StoreError
+from .records import ArtifactRecord, RunRecord, RunStatus, StepRecord
+
+__all__ = ["Store"]
+
+# Append only: a released migration never changes; PRAGMA user_version counts applied ones.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE profiles (
+        name TEXT PRIMARY KEY,
+        settings TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        state BLOB,
+        state_saved_at TEXT
+    );
+    CREATE TABLE leases (
+        profile TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        pid_started REAL NOT NULL,
+        acquired_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        task_name TEXT NOT NULL,
+        task_path TEXT,
+        profile TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        error TEXT,
+        result TEXT,
+        run_dir TEXT NOT NULL,
+        pid INTEGER NOT NULL
+    );
+    CREATE INDEX runs_started ON runs (started_at);
+    CREATE TABLE steps (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        side_effect TEXT NOT NULL,
+        status TEXT NOT NULL,
+        url_before TEXT,
+        url_after TEXT,
+        started_at TEXT NOT NULL,
+        duration_ms REAL NOT NULL,
+        error TEXT,
+        screenshot TEXT,
+        detail TEXT,
+        PRIMARY KEY (run_id, idx)
+    );
+    CREATE TABLE artifacts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step_idx INTEGER,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX artifacts_run ON artifacts (run_id);
+    """,
+]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class Store:
+    """Async access to corral's SQLite file."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        """Open (creating and migrating as needed) the store at ``path``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = await aiosqlite.connect(path, timeout=10, isolation_level=None)
+            conn.row_factory = aiosqlite.Row
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            await conn.execute("PRAGMA busy_timeout=10000")
+            store = cls(conn, path)
+            await store._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: cannot open the store: {exc}") from exc
+        return store
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._conn.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        # IMMEDIATE takes the write lock up front, so check-then-write is atomic across processes.
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.rollback()
+                raise
+            else:
+                await self._conn.commit()
+
+    async def _migrate(self) -> None:
+        async with self._conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this corral "
+                f"({len(MIGRATIONS)}); upgrade corral"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            # executescript commits implicitly, so the script and its version bump share one.
+            await self._conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+
+    async def schema_version(self) -> int:
+        """The number of migrations applied."""
+        async with self._conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _one(self, sql: str, args: tuple[Any, ...] = ()) -> aiosqlite.Row | None:
+        async with self._conn.execute(sql, args) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
+        async with self._conn.execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    # --- profiles -------------------------------------------------------------------------
+
+    @staticmethod
+    def _profile(row: aiosqlite.Row) -> ProfileRecord:
+        return ProfileRecord(
+            name=row["name"],
+            settings=ProfileSettings.model_validate_json(row["settings"]),
+            created_at=datetime.fromisoformat(row["created_at"]),
+            updated_at=datetime.fromisoformat(row["updated_at"]),
+            state=row["state"],
+            state_saved_at=_dt(row["state_saved_at"]),
+        )
+
+    async def insert_profile(self, record: ProfileRecord) -> bool:
+        """Insert a profile; False if the name is taken."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT OR IGNORE INTO profiles VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.name,
+                    record.settings.model_dump_json(),
+                    record.created_at.isoformat(),
+                    record.updated_at.isoformat(),
+                    record.state,
+                    record.state_saved_at.isoformat() if record.state_saved_at else None,
+                ),
+            )
+            return cur.rowcount == 1
+
+    async def get_profile(self, name: str) -> ProfileRecord | None:
+        """One profile, or None."""
+        row = await self._one("SELECT * FROM profiles WHERE name = ?", (name,))
+        return self._profile(row) if row else None
+
+    async def list_profiles(self) -> list[ProfileRecord]:
+        """All profiles by name."""
+        return [self._profile(r) for r in await self._all("SELECT * FROM profiles ORDER BY name")]
+
+    async def update_profile_settings(self, name: str, settings: ProfileSettings) -> bool:
+        """Replace a profile's settings; False if it does not exist."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE profiles SET settings = ?, updated_at = ? WHERE name = ?",
+                (settings.model_dump_json(), _now(), name),
+            )
+            return cur.rowcount == 1
+
+    async def save_profile_state(self, name: str, sealed: bytes | None) -> None:
+        """Replace a profile's sealed state in one transaction (the old one stays on failure)."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE profiles SET state = ?, state_saved_at = ?, updated_at = ? WHERE name = ?",
+                (sealed, _now() if sealed else None, _now(), name),
+            )
+
+    async def delete_profile(self, name: str) -> bool:
+        """Delete a profile and its lease; False if it did not exist."""
+        async with self._tx() as db:
+            await db.execute("DELETE FROM leases WHERE profile = ?", (name,))
+            cur = await db.execute("DELETE FROM profiles WHERE name = ?", (name,))
+            return cur.rowcount == 1
+
+    # --- leases (profiles.LeaseStore) -------------------------------------------------------
+
+    @staticmethod
+    def _holder(row: aiosqlite.Row) -> LeaseHolder:
+        return LeaseHolder(
+            run_id=row["run_id"],
+            host=row["host"],
+            pid=row["pid"],
+            pid_started=row["pid_started"],
+            acquired_at=row["acquired_at"],
+            heartbeat_at=row["heartbeat_at"],
+        )
+
+    async def take_lease(
+        self, profile: str, holder: LeaseHolder, ttl_s: float
+    ) -> LeaseHolder | None:
+        """Take the lease unless a live holder has it; return that holder if so."""
+        async with self._tx() as db:
+            async with db.execute("SELECT * FROM leases WHERE profile = ?", (profile,)) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                current = self._holder(row)
+                if current.run_id != holder.run_id and not holder_is_gone(current, ttl_s):
+                    return current
+            await db.execute(
+                "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    profile,
+                    holder.run_id,
+                    holder.host,
+                    holder.pid,
+                    holder.pid_started,
+                    holder.acquired_at,
+                    holder.heartbeat_at,
+                ),
+            )
+            return None
+
+    async def renew_lease(self, profile: str, run_id: str, at: float) -> None:
+        """Refresh a held lease's heartbeat."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE leases SET heartbeat_at = ? WHERE profile = ? AND run_id = ?",
+                (at, profile, run_id),
+            )
+
+    async def release_lease(self, profile: str, run_id: str) -> None:
+        """Drop the lease if ``run_id`` still holds it."""
+        async with self._tx() as db:
+            await db.execute(
+                "DELETE FROM leases WHERE profile = ? AND run_id = ?", (profile, run_id)
+            )
+
+    async def get_lease(self, profile: str) -> LeaseHolder | None:
+        """The current lease row for a profile, live or not."""
+        row = await self._one("SELECT * FROM leases WHERE profile = ?", (profile,))
+        return self._holder(row) if row else None
+
+    # --- runs, steps, artifacts -------------------------------------------------------------
+
+    async def create_run(self, run: RunRecord) -> None:
+        """Insert a new run row."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.id,
+                    run.task_name,
+                    run.task_path,
+                    run.profile,
+                    run.status,
+                    run.started_at.isoformat(),
+                    None,
+                    None,
+                    None,
+                    run.run_dir,
+                    run.pid,
+                ),
+            )
+
+    async def finish_run(
+        self, run_id: str, status: RunStatus, error: str | None, result: Any = None
+    ) -> None:
+        """Record a run's final status, error and result."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ? WHERE id = ?",
+                (status, _now(), error, json.dumps(result) if result is not None else None, run_id),
+            )
+
+    async def mark_orphaned_runs(self, is_alive: Any) -> int:
+        """Mark ``running`` runs whose process is gone as ``interrupted``; returns how many."""
+        rows = await self._all("SELECT id, pid FROM runs WHERE status IN ('queued', 'running')")
+        dead = [r["id"] for r in rows if not is_alive(r["pid"])]
+        if dead:
+            async with self._tx() as db:
+                await db.executemany(
+                    "UPDATE runs SET status = 'interrupted', finished_at = ?, "
+                    "error = COALESCE(error, 'the process running it ended unexpectedly') "
+                    "WHERE id = ?",
+                    [(_now(), run_id) for run_id in dead],
+                )
+        return len(dead)
+
+    @staticmethod
+    def _run(row: aiosqlite.Row) -> RunRecord:
+        return RunRecord(
+            id=row["id"],
+            task_name=row["task_name"],
+            task_path=row["task_path"],
+            profile=row["profile"],
+            status=row["status"],
+            started_at=datetime.fromisoformat(row["started_at"]),
+            finished_at=_dt(row["finished_at"]),
+            error=row["error"],
+            result=json.loads(row["result"]) if row["result"] is not None else None,
+            run_dir=row["run_dir"],
+            pid=row["pid"],
+        )
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """A run by id or by a unique id prefix."""
+        row = await self._one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if row is None:
+            rows = await self._all(
+                "SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                (run_id.replace("%", "\\%").replace("_", "\\_") + "%",),
+            )
+            row = rows[0] if len(rows) == 1 else None
+        return self._run(row) if row else None
+
+    async def list_runs(self, limit: int = 20, profile: str | None = None) -> list[RunRecord]:
+        """The latest runs, newest first."""
+        if profile:
+            rows = await self._all(
+                "SELECT * FROM runs WHERE profile = ? ORDER BY started_at DESC LIMIT ?",
+                (profile, limit),
+            )
+        else:
+            rows = await self._all("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,))
+        return [self._run(r) for r in rows]
+
+    async def add_step(self, step: StepRecord) -> None:
+        """Insert one step row."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    step.run_id,
+                    step.idx,
+                    step.kind,
+                    json.dumps(step.action),
+                    step.target,
+                    step.side_effect,
+                    step.status,
+                    step.url_before,
+                    step.url_after,
+                    step.started_at.isoformat(),
+                    step.duration_ms,
+                    step.error,
+                    step.screenshot,
+                    json.dumps(step.detail) if step.detail is not None else None,
+                ),
+            )
+
+    async def list_steps(self, run_id: str) -> list[StepRecord]:
+        """A run's steps in order."""
+        rows = await self._all("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", (run_id,))
+        return [
+            StepRecord(
+                run_id=r["run_id"],
+                idx=r["idx"],
+                kind=r["kind"],
+                action=json.loads(r["action"]),
+                target=r["target"],
+                side_effect=r["side_effect"],
+                status=r["status"],
+                url_before=r["url_before"],
+                url_after=r["url_after"],
+                started_at=datetime.fromisoformat(r["started_at"]),
+                duration_ms=r["duration_ms"],
+                error=r["error"],
+                screenshot=r["screenshot"],
+                detail=json.loads(r["detail"]) if r["detail"] is not None else None,
+            )
+            for r in rows
+        ]
+
+    async def add_artifact(self, artifact: ArtifactRecord) -> None:
+        """Register a file a run produced."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO artifacts (run_id, step_idx, kind, path, bytes, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    artifact.run_id,
+                    artifact.step_idx,
+                    artifact.kind,
+                    artifact.path,
+                    artifact.bytes,
+                    artifact.created_at.isoformat(),
+                ),
+            )
+
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        """Files a run produced."""
+        rows = await self._all("SELECT * FROM artifacts WHERE run_id = ? ORDER BY id", (run_id,))
+        return [
+            ArtifactRecord(
+                run_id=r["run_id"],
+                step_idx=r["step_idx"],
+                kind=r["kind"],
+                path=r["path"],
+                bytes=r["bytes"],
+                created_at=datetime.fromisoformat(r["created_at"]),
+            )
+            for r in rows
+        ]

@@ -1,0 +1,300 @@
+"""Doing actions in a page, with Playwright's errors translated into corral's."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Frame, Locator, Page, Request
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+from pydantic import BaseModel, ConfigDict
+
+from profiles import BrowserCrashedError
+
+from .actions import (
+    Back,
+    Click,
+    Download,
+    Extract,
+    Fill,
+    Hover,
+    Locate,
+    Navigate,
+    Press,
+    Scroll,
+    Select,
+    SwitchTab,
+    Upload,
+    WaitFor,
+    action_target,
+)
+from .errors import (
+    ActionError,
+    ActionTimeoutError,
+    AmbiguousTargetError,
+    ElementNotFoundError,
+    NavigationError,
+    UploadNotAllowedError,
+)
+from .extract import extract_value
+from .tabs import Tabs
+
+__all__ = ["ActionContext", "ActionResult", "execute", "locate"]
+
+AnyAction = (
+    Navigate | Click | Fill | Select | Press | Scroll | Hover | WaitFor | Back | SwitchTab | Upload
+    | Download | Extract
+)
+ValueResolver = Callable[[str, Page], Awaitable[str]]
+# How long after a click to look for a navigation it started before calling the page settled.
+_NAV_GRACE_S = 0.1
+
+
+@dataclass
+class ActionContext:
+    """Where an action runs: base URL, folders, timeouts and the fill-value resolver."""
+
+    downloads_dir: Path
+    base_url: str | None = None
+    upload_dir: Path | None = None
+    timeout_s: float = 10.0
+    resolve_value: ValueResolver | None = None
+    """Turns placeholders in fill values into what is typed, at typing time (secrets)."""
+
+
+class ActionResult(BaseModel):
+    """What an action did."""
+
+    model_config = ConfigDict(extra="forbid")
+    url_before: str
+    url_after: str
+    opened_tabs: int = 0
+    value: Any = None
+
+
+def locate(page: Page, spec: Locate) -> Locator:
+    """A Playwright locator for ``spec``."""
+    exact = spec.exact or None
+    if spec.ref is not None:
+        loc = page.locator(f"aria-ref={spec.ref}")
+    elif spec.role is not None:
+        loc = page.get_by_role(spec.role, name=spec.name, exact=exact)  # type: ignore[arg-type]
+    elif spec.label is not None:
+        loc = page.get_by_label(spec.label, exact=exact)
+    elif spec.text is not None:
+        loc = page.get_by_text(spec.text, exact=exact)
+    elif spec.placeholder is not None:
+        loc = page.get_by_placeholder(spec.placeholder, exact=exact)
+    elif spec.test_id is not None:
+        loc = page.get_by_test_id(spec.test_id)
+    elif spec.css is not None:
+        loc = page.locator(spec.css)
+    else:
+        raise ActionError("no element given")
+    return loc.nth(spec.nth) if spec.nth is not None else loc
+
+
+async def _settle(page: Page, action: Coroutine[Any, Any, Any], timeout_ms: float = 30_000) -> Any:
+    """Run ``action``; if it starts a navigation of the page, wait until the new page loaded."""
+    started, ended = asyncio.Event(), asyncio.Event()
+    committed = False
+
+    def on_request(request: Request) -> None:
+        if request.is_navigation_request() and request.frame == page.main_frame:
+            started.set()
+
+    def on_navigated(frame: Frame) -> None:
+        nonlocal committed
+        if frame == page.main_frame:
+            committed = True
+            ended.set()
+
+    def on_abandoned(_: object) -> None:
+        # A failed navigation or one that became a download never commits.
+        ended.set()
+
+    handlers: list[tuple[str, Callable[[Any], None]]] = [
+        ("request", on_request),
+        ("framenavigated", on_navigated),
+        ("requestfailed", on_abandoned),
+        ("download", on_abandoned),
+    ]
+    for event, handler in handlers:
+        page.on(event, handler)  # type: ignore[call-overload]
+    try:
+        result = await action
+        try:
+            await asyncio.wait_for(started.wait(), _NAV_GRACE_S)
+            await asyncio.wait_for(ended.wait(), timeout_ms / 1000)
+        except TimeoutError:
+            return result
+        if committed:
+            try:
+                await page.wait_for_load_state("load", timeout=timeout_ms)
+            except PlaywrightError:
+                pass
+        return result
+    finally:
+        for event, handler in handlers:
+            page.remove_listener(event, handler)
+
+
+def _browser_gone(tabs: Tabs) -> bool:
+    browser = tabs.session.context.browser
+    return tabs.session.closed_unexpectedly or (browser is not None and not browser.is_connected())
+
+
+async def _translate(
+    exc: PlaywrightError, tabs: Tabs, page: Page, action: Any, timeout_s: float
+) -> Exception:
+    first_line = str(exc.message).strip().splitlines()[0] if exc.message else type(exc).__name__
+    if "closed" in first_line.lower():
+        await asyncio.sleep(0.05)  # let the close/disconnect events arrive
+        if _browser_gone(tabs):
+            return BrowserCrashedError(
+                f"the browser closed unexpectedly (crashed or was killed) during {action.kind}"
+            )
+    target = action_target(action)
+    desc = target.describe() if target else ""
+    if "strict mode violation" in first_line and target is not None:
+        count = await locate(page, target).count()
+        return AmbiguousTargetError(
+            f"{action.kind}: {desc} matches {count} elements; make it more specific, "
+            "add exact: true, or pick one with nth: 0"
+        )
+    if isinstance(exc, PlaywrightTimeoutError):
+        if target is not None and isinstance(action, (Click, Fill, Select, Press, Hover, Upload,
+                                                      Download, Scroll, WaitFor)):
+            try:
+                count = await locate(page, target).count()
+            except PlaywrightError:
+                count = 0
+            if count == 0 and not (isinstance(action, WaitFor) and action.state in
+                                   ("hidden", "detached")):
+                return ElementNotFoundError(
+                    f"{action.kind}: no element matches {desc} (waited {timeout_s:g}s on "
+                    f"{page.url})"
+                )
+            return ActionTimeoutError(
+                f"{action.kind}: {desc} did not become ready in {timeout_s:g}s: {first_line}"
+            )
+        return ActionTimeoutError(f"{action.kind}: timed out after {timeout_s:g}s: {first_line}")
+    if isinstance(action, Navigate):
+        return NavigationError(f"navigate: cannot load {action.url}: {first_line}")
+    return ActionError(f"{action.kind}{' ' + desc if desc else ''}: {first_line}")
+
+
+def _allowed_file(name: str, upload_dir: Path | None) -> str:
+    if upload_dir is None:
+        raise UploadNotAllowedError("upload: no upload folder is allowed for this run (upload_dir)")
+    root = upload_dir.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise UploadNotAllowedError(f"upload: {name} is outside the allowed folder {root}")
+    if not path.is_file():
+        raise UploadNotAllowedError(f"upload: {name} does not exist in {root}")
+    return str(path)
+
+
+def _unique(folder: Path, filename: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).name).strip("._") or "download"
+    path, n = folder / safe, 1
+    while path.exists():
+        path = folder / f"{Path(safe).stem}-{n}{Path(safe).suffix}"
+        n += 1
+    return path
+
+
+async def execute(tabs: Tabs, action: AnyAction, ctx: ActionContext) -> ActionResult:
+    """Do ``action`` in the active tab and report what it did."""
+    page = await tabs.active()
+    before = page.url
+    timeout_s = getattr(action, "timeout_s", None) or ctx.timeout_s
+    ms = timeout_s * 1000
+    try:
+        value = await _dispatch(tabs, page, action, ctx, ms)
+    except PlaywrightError as exc:
+        raise await _translate(exc, tabs, page, action, timeout_s) from exc
+    opened = tabs.take_opened()
+    for new in opened:
+        try:
+            await new.wait_for_load_state("domcontentloaded", timeout=ms)
+        except PlaywrightError:
+            pass
+    after = (await tabs.active()).url if tabs.pages else ""
+    return ActionResult(url_before=before, url_after=after, opened_tabs=len(opened), value=value)
+
+
+async def _dispatch(  # noqa: C901 - one branch per action type reads best as a flat dispatch
+    tabs: Tabs, page: Page, action: AnyAction, ctx: ActionContext, ms: float
+) -> Any:
+    if isinstance(action, Navigate):
+        url = urljoin(ctx.base_url or page.url, action.url)
+        await page.goto(url, timeout=ms)
+        return None
+    if isinstance(action, Back):
+        if await page.go_back(timeout=ms) is None and page.url in ("", "about:blank"):
+            raise ActionError("back: there is no previous page")
+        return None
+    if isinstance(action, SwitchTab):
+        try:
+            new = tabs.switch(action.index)
+        except IndexError as exc:
+            raise ActionError(f"switch_tab: {exc}") from exc
+        await new.bring_to_front()
+        return None
+    if isinstance(action, Extract):
+        return await extract_value(page, action, locate, ms, _settle)
+    if isinstance(action, WaitFor):
+        if action.has_target:
+            await locate(page, action.locator_spec()).wait_for(state=action.state, timeout=ms)
+        if action.url is not None:
+            pattern: str | re.Pattern[str] = action.url
+            if len(action.url) > 2 and action.url.startswith("/") and action.url.endswith("/"):
+                pattern = re.compile(action.url[1:-1])
+            await page.wait_for_url(pattern, timeout=ms)
+        if action.load_state is not None:
+            await page.wait_for_load_state(action.load_state, timeout=ms)
+        return None
+    if isinstance(action, Scroll) and not action.has_target:
+        dx = {"left": -action.amount, "right": action.amount}.get(action.direction, 0)
+        dy = {"up": -action.amount, "down": action.amount}.get(action.direction, 0)
+        await page.mouse.wheel(dx, dy)
+        return None
+    if isinstance(action, Press) and not action.has_target:
+        await _settle(page, page.keyboard.press(action.key), ms)
+        return None
+    target = locate(page, action.locator_spec())  # type: ignore[union-attr]
+    if isinstance(action, Click):
+        await _settle(page, target.click(timeout=ms), ms)
+    elif isinstance(action, Fill):
+        value = action.value
+        if ctx.resolve_value is not None:
+            value = await ctx.resolve_value(value, page)
+        await target.fill(value, timeout=ms)
+    elif isinstance(action, Select):
+        await target.select_option(action.option, timeout=ms)
+    elif isinstance(action, Press):
+        await _settle(page, target.press(action.key, timeout=ms), ms)
+    elif isinstance(action, Scroll):
+        await target.scroll_into_view_if_needed(timeout=ms)
+    elif isinstance(action, Hover):
+        await target.hover(timeout=ms)
+    elif isinstance(action, Upload):
+        files = [_allowed_file(f, ctx.upload_dir) for f in action.files]
+        await target.set_input_files(files, timeout=ms)
+    elif isinstance(action, Download):
+        async with page.expect_download(timeout=ms) as info:
+            await target.click(timeout=ms)
+        download = await info.value
+        ctx.downloads_dir.mkdir(parents=True, exist_ok=True)
+        path = _unique(ctx.downloads_dir, download.suggested_filename)
+        await download.save_as(path)
+        return {"file": path.name, "path": str(path), "bytes": path.stat().st_size}
+    return None

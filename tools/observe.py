@@ -1,0 +1,66 @@
+"""Observation: what an agent (or a recording) sees of the active page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from playwright.async_api import Error as PlaywrightError
+from pydantic import BaseModel, ConfigDict, Field
+
+from .tabs import Tabs
+
+__all__ = ["Observation", "TabInfo", "observe"]
+
+
+class TabInfo(BaseModel):
+    """One open tab."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: int
+    url: str
+    title: str
+    active: bool
+
+
+class Observation(BaseModel):
+    """The active page as text (AI aria snapshot with refs), plus an optional screenshot."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    title: str
+    tabs: list[TabInfo]
+    snapshot: str = Field(description="Playwright's AI aria snapshot; refs like [ref=e7]")
+    screenshot: bytes | None = Field(None, repr=False, exclude=True)
+
+
+async def _title(page: object) -> str:
+    try:
+        return await page.title()  # type: ignore[attr-defined, no-any-return]
+    except PlaywrightError:
+        return ""
+
+
+async def observe(
+    tabs: Tabs, screenshot: bool = False, redact: Callable[[str], str] | None = None
+) -> Observation:
+    """Observe the active page; ``redact`` scrubs text before it leaves this function."""
+    page = await tabs.active()
+    clean = redact or (lambda text: text)
+    snapshot = await page.aria_snapshot(mode="ai")
+    infos = [
+        TabInfo(
+            index=i,
+            url=clean(p.url),
+            title=clean(await _title(p)),
+            active=i == tabs.active_index,
+        )
+        for i, p in enumerate(tabs.pages)
+    ]
+    shot = await page.screenshot(type="jpeg", quality=70) if screenshot else None
+    return Observation(
+        url=clean(page.url),
+        title=clean(await _title(page)),
+        tabs=infos,
+        snapshot=clean(snapshot),
+        screenshot=shot,
+    )
