@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -19,6 +21,8 @@ def main(argv: list[str] | None = None) -> None:
         "--reset", action="store_true", help="delete the --db file first (fresh demo state)"
     )
     args = parser.parse_args(argv)
+    # Turn SIGTERM into a normal exit so the server is stopped by the with-block too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if args.reset and args.db is not None:
         args.db.unlink(missing_ok=True)
     with PortalServer(port=args.port, db_path=args.db) as server:
@@ -28,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         for user in USERS.values():
             extra = " (TOTP secret " + user.totp_secret + ")" if user.totp_secret else ""
             print(f"  {user.username} / {user.password}{extra}")
-        print("Press Ctrl-C to stop.")
+        print("Press Ctrl-C to stop.", flush=True)
         try:
             # An Event wait (not a busy loop) so Ctrl-C is delivered promptly.
             threading.Event().wait()

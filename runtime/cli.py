@@ -1,0 +1,183 @@
+"""The ``corral`` command line. Exit codes: 0 succeeded, 1 failed, 2 bad input, 3 denied."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .app import Runtime
+from .cli_profiles import profiles_group
+from .clitools import err_console, parse_pairs, print_json, run_async, with_runtime
+from .errors import RunNotFoundError
+from .live import ProgressView, results_table, run_many
+from .run import RunResult, run_task
+from .task import load_task
+
+__all__ = ["main"]
+
+# When several runs end differently, the most actionable code wins.
+_EXIT_PRIORITY = (2, 130, 3, 1)
+
+
+def combined_exit_code(results: list[RunResult]) -> int:
+    """One exit code for several runs."""
+    codes = {r.exit_code for r in results}
+    return next((c for c in _EXIT_PRIORITY if c in codes), 0)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="corral")
+def cli() -> None:
+    """corral: isolated, recorded browser-automation runs on web portals."""
+
+
+cli.add_command(profiles_group)
+
+
+@cli.command("run")
+@click.argument("task_file", type=click.Path(path_type=Path))
+@click.option("--profile", help="run on this profile (overrides the task's profile)")
+@click.option("--parallel", help="comma-separated profiles to run on at once, each isolated")
+@click.option("--var", "vars_", multiple=True, help="NAME=VALUE, overrides {{var:NAME}}")
+@click.option("--json", "as_json", is_flag=True, help="print machine-readable results only")
+@click.option("--lease-timeout", type=float, help="seconds to wait for a profile in use")
+def run(task_file: Path, profile: str | None, parallel: str | None, vars_: tuple[str, ...],
+        as_json: bool, lease_timeout: float | None) -> None:
+    """Run a task file on one profile, or on several with --parallel."""
+    cli_vars = parse_pairs(vars_, "--var")
+    profiles = [p.strip() for p in parallel.split(",") if p.strip()] if parallel else []
+    if parallel and not profiles:
+        raise click.UsageError("--parallel: expected profile names, e.g. alice,bob")
+    if len(set(profiles)) != len(profiles):
+        raise click.UsageError("--parallel: a profile is listed twice (one run per profile)")
+
+    async def body(rt: Runtime) -> list[RunResult]:
+        task = load_task(task_file)
+        live = None if as_json or not sys.stderr.isatty() else err_console
+        if profiles:
+            return await run_many(rt, task, profiles, cli_vars, live, None, lease_timeout)
+        if live is None:
+            return [await run_task(rt, task, profile, cli_vars, None, lease_timeout)]
+        name = profile or task.profile or "?"
+        return await run_many(rt, task, [name], cli_vars, live, None, lease_timeout)
+
+    results = run_async(lambda: with_runtime(body))
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in results])
+    else:
+        _print_results(results)
+    sys.exit(combined_exit_code(results))
+
+
+def _print_results(results: list[RunResult]) -> None:
+    console = Console()
+    if len(results) > 1 or any(r.run_id for r in results):
+        console.print(results_table(results))
+    for r in results:
+        if r.run_id is None:
+            err_console.print(f"[bold red]error:[/] {r.error}", highlight=False)
+            continue
+        if r.error:
+            err_console.print(f"[red]{r.profile}: {r.error}[/]", highlight=False)
+        if r.output is not None:
+            console.print(f"[bold]{r.profile}[/] output:")
+            console.print_json(data=r.output)
+        console.print(f"recording: {r.run_dir}  (corral runs show {r.run_id})", highlight=False)
+
+
+@cli.group("runs")
+def runs_group() -> None:
+    """Recorded runs."""
+
+
+@runs_group.command("list")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--profile")
+@click.option("--json", "as_json", is_flag=True)
+def runs_list(limit: int, profile: str | None, as_json: bool) -> None:
+    """The latest runs."""
+
+    async def body(rt: Runtime) -> None:
+        runs = await rt.store.list_runs(limit, profile)
+        if as_json:
+            print_json([r.model_dump(mode="json") for r in runs])
+            return
+        table = Table(title="runs")
+        for col in ("run", "task", "profile", "status", "started", "took", "error"):
+            table.add_column(col)
+        for r in runs:
+            took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
+            table.add_row(r.id, r.task_name, r.profile, r.status,
+                          r.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+                          f"{took:.1f}s" if took is not None else "", (r.error or "")[:60])
+        Console().print(table)
+
+    run_async(lambda: with_runtime(body))
+
+
+@runs_group.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+def runs_show(run_id: str, as_json: bool) -> None:
+    """One run: its steps, errors, screenshots and files."""
+
+    async def body(rt: Runtime) -> None:
+        run = await rt.store.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(f"no run '{run_id}' (see: corral runs list)")
+        steps = await rt.store.list_steps(run.id)
+        artifacts = await rt.store.list_artifacts(run.id)
+        if as_json:
+            print_json({
+                "run": run.model_dump(mode="json"),
+                "steps": [s.model_dump(mode="json") for s in steps],
+                "artifacts": [a.model_dump(mode="json") for a in artifacts],
+            })
+            return
+        console = Console()
+        console.print(f"[bold]run {run.id}[/]  task {run.task_name}  profile {run.profile}  "
+                      f"status {run.status}", highlight=False)
+        if run.error:
+            console.print(f"[red]error: {run.error}[/]", highlight=False)
+        table = Table()
+        for col in ("#", "action", "target", "status", "ms", "url after", "error"):
+            table.add_column(col)
+        for s in steps:
+            table.add_row(str(s.idx + 1), s.kind, s.target or _action_arg(s.action), s.status,
+                          f"{s.duration_ms:.0f}", s.url_after or "", s.error or "")
+        console.print(table)
+        console.print(f"folder: {run.run_dir}", highlight=False)
+        for a in artifacts:
+            if a.kind != "screenshot":
+                console.print(f"  {a.kind}: {a.path} ({a.bytes:,} bytes)", highlight=False)
+        shots = sum(a.kind == "screenshot" for a in artifacts)
+        console.print(f"  screenshots: {shots} in steps/", highlight=False)
+        if run.result is not None:
+            console.print("result:")
+            console.print_json(data=run.result)
+
+    run_async(lambda: with_runtime(body))
+
+
+def _action_arg(action: dict[str, object]) -> str:
+    return str(action.get("url", ""))
+
+
+@cli.command("demo")
+@click.option("--port", default=8765, show_default=True, help="portal port (0: any free port)")
+@click.option("--fresh", is_flag=True, help="forget the demo profiles' saved sessions first")
+def demo(port: int, fresh: bool) -> None:
+    """Start the demo portal and run two isolated sessions on it in parallel."""
+    from .demo import run_demo
+
+    code = run_async(lambda: with_runtime(lambda rt: run_demo(rt, port, fresh)))
+    sys.exit(code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

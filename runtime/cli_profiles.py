@@ -1,0 +1,188 @@
+"""``corral profiles ...``: create, list, show, delete, export, import, clear."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from profiles import ProfileRecord, ProfileSettings
+
+from .app import Runtime
+from .clitools import parse_pairs, print_json, read_hidden, run_async, with_runtime
+
+__all__ = ["profiles_group"]
+
+
+def _record_json(record: ProfileRecord, lease: Any = None) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "settings": record.settings.model_dump(mode="json", exclude={"proxy": {"password"}}),
+        "created_at": record.created_at.isoformat(),
+        "has_state": record.state is not None,
+        "state_saved_at": record.state_saved_at.isoformat() if record.state_saved_at else None,
+        "leased_by": lease.run_id if lease else None,
+    }
+
+
+@click.group("profiles")
+def profiles_group() -> None:
+    """Isolated browser identities."""
+
+
+@profiles_group.command("create")
+@click.argument("name")
+@click.option("--mode", type=click.Choice(["state", "persistent"]), default="state",
+              help="state: a context in a shared browser; persistent: its own user-data dir")
+@click.option("--user-agent")
+@click.option("--viewport", help="WIDTHxHEIGHT, e.g. 1280x800")
+@click.option("--locale", help="e.g. en-GB")
+@click.option("--timezone", help="IANA name, e.g. Europe/Berlin")
+@click.option("--geolocation", help="LAT,LON")
+@click.option("--color-scheme", type=click.Choice(["light", "dark", "no-preference"]))
+@click.option("--proxy", help="proxy server URL, e.g. http://proxy:3128")
+@click.option("--var", "vars_", multiple=True, help="NAME=VALUE available as {{var:NAME}}")
+def create(name: str, mode: str, user_agent: str | None, viewport: str | None,
+           locale: str | None, timezone: str | None, geolocation: str | None,
+           color_scheme: str | None, proxy: str | None, vars_: tuple[str, ...]) -> None:
+    """Create a profile."""
+    data: dict[str, Any] = {"mode": mode, "vars": parse_pairs(vars_, "--var")}
+    for key, value in (("user_agent", user_agent), ("locale", locale), ("timezone", timezone),
+                       ("color_scheme", color_scheme)):
+        if value is not None:
+            data[key] = value
+    if viewport:
+        width, _, height = viewport.lower().partition("x")
+        data["viewport"] = {"width": width, "height": height}
+    if geolocation:
+        lat, _, lon = geolocation.partition(",")
+        data["geolocation"] = {"latitude": lat, "longitude": lon}
+    if proxy:
+        data["proxy"] = {"server": proxy}
+    try:
+        settings = ProfileSettings.model_validate(data)
+    except ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise click.UsageError(f"profile settings: {detail}") from exc
+
+    async def body(rt: Runtime) -> None:
+        record = await rt.profiles.create(name, settings)
+        click.echo(f"created profile {record.name} (mode {record.settings.mode})")
+
+    run_async(lambda: with_runtime(body))
+
+
+@profiles_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def list_(as_json: bool) -> None:
+    """List profiles."""
+
+    async def body(rt: Runtime) -> None:
+        records = await rt.profiles.list()
+        leases = {r.name: await rt.store.get_lease(r.name) for r in records}
+        if as_json:
+            print_json([_record_json(r, leases[r.name]) for r in records])
+            return
+        table = Table(title=f"profiles in {rt.settings.home}")
+        for col in ("name", "mode", "saved state", "leased by", "vars"):
+            table.add_column(col)
+        for r in records:
+            lease = leases[r.name]
+            table.add_row(
+                r.name,
+                r.settings.mode,
+                r.state_saved_at.strftime("%Y-%m-%d %H:%M") if r.state_saved_at else "none",
+                lease.run_id if lease else "",
+                ", ".join(sorted(r.settings.vars)),
+            )
+        Console().print(table)
+
+    run_async(lambda: with_runtime(body))
+
+
+@profiles_group.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def show(name: str, as_json: bool) -> None:
+    """Show a profile's settings (never its saved cookies)."""
+
+    async def body(rt: Runtime) -> None:
+        record = await rt.profiles.get(name)
+        data = _record_json(record, await rt.store.get_lease(name))
+        if as_json:
+            print_json(data)
+            return
+        Console().print_json(data=data)
+
+    run_async(lambda: with_runtime(body))
+
+
+@profiles_group.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def delete(name: str, yes: bool) -> None:
+    """Delete a profile and its saved state."""
+    if not yes:
+        click.confirm(f"delete profile {name} and its saved state?", abort=True)
+
+    async def body(rt: Runtime) -> None:
+        await rt.profiles.delete(name)
+        click.echo(f"deleted profile {name}")
+
+    run_async(lambda: with_runtime(body))
+
+
+@profiles_group.command("clear")
+@click.argument("name")
+def clear(name: str) -> None:
+    """Forget a profile's saved state (cookies, storage): the next run starts logged out."""
+
+    async def body(rt: Runtime) -> None:
+        await rt.profiles.clear_state(name)
+        click.echo(f"cleared the saved state of {name}")
+
+    run_async(lambda: with_runtime(body))
+
+
+@profiles_group.command("export")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--with-state", is_flag=True,
+              help="include the saved state, sealed under a passphrase read from stdin/prompt")
+def export(name: str, output: Path, with_state: bool) -> None:
+    """Export a profile to a file (settings; state only with --with-state)."""
+    passphrase = read_hidden("passphrase for the bundle", confirm=True) if with_state else None
+    if with_state and not passphrase:
+        raise click.UsageError("an empty passphrase is not allowed")
+
+    async def body(rt: Runtime) -> None:
+        data = await rt.profiles.export(name, passphrase)
+        output.write_bytes(data)
+        output.chmod(0o600)
+        click.echo(f"exported profile {name} to {output}")
+
+    run_async(lambda: with_runtime(body))
+
+
+@profiles_group.command("import")
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="import under another name")
+def import_(bundle: Path, name: str | None) -> None:
+    """Import a profile bundle (asks for its passphrase if it holds state)."""
+    try:
+        data = bundle.read_bytes()
+    except OSError as exc:
+        raise click.UsageError(f"{bundle}: cannot read: {exc.strerror}") from exc
+    passphrase = read_hidden("passphrase of the bundle") if b'"state": "' in data else None
+
+    async def body(rt: Runtime) -> None:
+        record = await rt.profiles.import_(data, str(bundle), passphrase, name)
+        click.echo(f"imported profile {record.name}")
+
+    run_async(lambda: with_runtime(body))

@@ -1,0 +1,68 @@
+"""Shared plumbing for the CLI: running coroutines, errors to exit codes, output helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+
+from profiles import CorralError
+
+from .app import Runtime
+from .settings import Settings
+
+__all__ = ["err_console", "fail", "parse_pairs", "print_json", "read_hidden", "run_async", "with_runtime"]
+
+T = TypeVar("T")
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` to stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    sys.exit(code)
+
+
+def run_async(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; corral errors become their exit codes, Ctrl-C exits 130."""
+    try:
+        return asyncio.run(make())  # type: ignore[arg-type]
+    except CorralError as exc:
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+async def with_runtime(body: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Open the runtime from the environment and run ``body`` with it."""
+    async with Runtime.open(Settings.from_env()) as rt:
+        return await body(rt)
+
+
+def parse_pairs(pairs: Iterable[str], flag: str) -> dict[str, str]:
+    """``K=V`` strings into a dict; a malformed pair is a usage error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"{flag} {pair!r}: expected NAME=VALUE")
+        out[key] = value
+    return out
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def read_hidden(prompt: str, confirm: bool = False) -> str:
+    """A value from stdin when piped, else from a hidden prompt (never from argv)."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))

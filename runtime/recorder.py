@@ -1,0 +1,73 @@
+"""Recording: every step goes to the store and to the run folder, with a screenshot.
+
+The run folder (``HOME/runs/RUN_ID``) holds ``steps/NNNN.jpg``, ``steps.jsonl``, ``trace.zip``,
+``downloads/`` and ``result.json``; everything there is also registered as an artifact row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .records import ArtifactRecord, StepRecord
+from .store import Store
+
+__all__ = ["Recorder"]
+
+
+class Recorder:
+    """Writes one run's steps and files; ``redact`` scrubs every text before it is written."""
+
+    def __init__(
+        self, store: Store, run_id: str, run_dir: Path, redact: Callable[[str], str] | None = None
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.redact = redact or (lambda text: text)
+        (run_dir / "steps").mkdir(parents=True, exist_ok=True)
+
+    async def artifact(self, kind: Any, path: Path, step_idx: int | None = None) -> None:
+        """Register a file inside the run folder."""
+        await self.store.add_artifact(
+            ArtifactRecord(
+                run_id=self.run_id,
+                step_idx=step_idx,
+                kind=kind,
+                path=str(path.relative_to(self.run_dir)),
+                bytes=path.stat().st_size,
+                created_at=datetime.now(UTC),
+            )
+        )
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {k: self._scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._scrub(v) for v in value]
+        return value
+
+    async def step(self, step: StepRecord, screenshot: bytes | None) -> StepRecord:
+        """Record a step (and its screenshot); returns the record as written."""
+        if screenshot is not None:
+            path = self.run_dir / "steps" / f"{step.idx:04d}.jpg"
+            path.write_bytes(screenshot)
+            step = step.model_copy(update={"screenshot": str(path.relative_to(self.run_dir))})
+        clean = StepRecord.model_validate(self._scrub(step.model_dump(mode="json")))
+        await self.store.add_step(clean)
+        with (self.run_dir / "steps.jsonl").open("a") as fh:
+            fh.write(clean.model_dump_json() + "\n")
+        if screenshot is not None:
+            await self.artifact("screenshot", self.run_dir / str(clean.screenshot), step.idx)
+        return clean
+
+    async def result(self, payload: dict[str, Any]) -> None:
+        """Write ``result.json``."""
+        path = self.run_dir / "result.json"
+        path.write_text(json.dumps(self._scrub(payload), indent=2, default=str) + "\n")
+        await self.artifact("result", path)

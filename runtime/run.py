@@ -1,0 +1,334 @@
+"""One run of a task on one profile: lease, session, steps, recording, result.
+
+The loop is split by phase: *decide* (``scripted``: the next step, its variables and guard),
+*act* (``tools.execute``), *record* (``Recorder``). Whatever ends the run (success, a failed step,
+a crashed browser, the time budget, Ctrl-C), the trace is saved, the run row gets its final status,
+the profile state is saved sealed and the lease is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urljoin
+
+import jsonschema
+from playwright.async_api import Error as PlaywrightError
+from pydantic import BaseModel, ConfigDict
+
+from profiles import CorralError, Session, UserError, open_session
+from tools import ActionContext, AnyAction, Extract, Navigate, Tabs, action_target, execute
+
+from .app import Runtime
+from .errors import StepFailedError, TaskFileError
+from .recorder import Recorder
+from .records import RunRecord, RunStatus, StepRecord, StepStatus
+from .scripted import (
+    check_vars,
+    guard_holds,
+    merge_vars,
+    referenced_secrets,
+    substitute,
+    substitute_text,
+)
+from .task import Step, Task
+
+__all__ = ["RunEvent", "RunResult", "new_run_id", "run_task"]
+
+EXIT_CODES: dict[RunStatus, int] = {
+    "succeeded": 0,
+    "failed": 1,
+    "interrupted": 1,
+    "cancelled": 130,
+    "waiting_approval": 3,
+    "queued": 1,
+    "running": 1,
+}
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """Progress of a run, for live views."""
+
+    run_id: str
+    profile: str
+    kind: Literal["started", "step", "finished"]
+    step: int = 0
+    total: int = 0
+    text: str = ""
+    status: str = ""
+
+
+class RunResult(BaseModel):
+    """How a run ended; ``exit_code`` follows DESIGN.md."""
+
+    model_config = ConfigDict(extra="forbid")
+    run_id: str | None
+    task: str
+    profile: str
+    status: RunStatus
+    output: Any = None
+    error: str | None = None
+    exit_code: int
+    steps_ok: int = 0
+    steps_skipped: int = 0
+    steps_failed: int = 0
+    session_restored: bool = False
+    run_dir: str | None = None
+    duration_s: float = 0.0
+
+
+def new_run_id() -> str:
+    """A sortable, readable run id, e.g. ``20261125-213301-7f3a9c``."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def _describe(action: AnyAction) -> str:
+    target = action_target(action)
+    if isinstance(action, Navigate):
+        return f"navigate {action.url}"
+    return f"{action.kind} {target.describe()}" if target else action.kind
+
+
+def _bad_input(task: Task, profile: str, exc: CorralError, started: float) -> RunResult:
+    return RunResult(
+        run_id=None,
+        task=task.name,
+        profile=profile,
+        status="failed",
+        error=str(exc),
+        exit_code=exc.exit_code,
+        duration_s=round(time.monotonic() - started, 3),
+    )
+
+
+async def run_task(
+    rt: Runtime,
+    task: Task,
+    profile: str | None = None,
+    cli_vars: Mapping[str, str] | None = None,
+    on_event: Callable[[RunEvent], None] | None = None,
+    lease_timeout_s: float | None = None,
+) -> RunResult:
+    """Run ``task`` on ``profile``; bad input comes back as a result with exit code 2."""
+    started = time.monotonic()
+    name = profile or task.profile
+    emit = on_event or (lambda _event: None)
+    try:
+        if not name:
+            raise TaskFileError(
+                f"{task.source or task.name}: profile: no profile given (set profile: in the "
+                "task or pass --profile NAME)"
+            )
+        record = await rt.profiles.get(name)
+        values = merge_vars(task, record.settings.vars, cli_vars or {})
+        check_vars(task, values)
+        used = referenced_secrets(task) | set(task.secrets)
+        if used:
+            raise TaskFileError(
+                f"{task.source or task.name}: unknown secret '{sorted(used)[0]}': "
+                "no credential vault is configured"
+            )
+        if task.goal:
+            raise TaskFileError(
+                f"{task.source or task.name}: goal: model-driven tasks need a planner model; "
+                "none is configured in this version (use steps)"
+            )
+    except UserError as exc:
+        return _bad_input(task, name or "?", exc, started)
+
+    run_id = new_run_id()
+    run_dir = rt.settings.runs_dir / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = RunRecord(
+        id=run_id,
+        task_name=task.name,
+        task_path=task.source,
+        profile=name,
+        status="running",
+        started_at=datetime.now(UTC),
+        run_dir=str(run_dir),
+        pid=os.getpid(),
+    )
+    await rt.store.create_run(run)
+    recorder = Recorder(rt.store, run_id, run_dir)
+    state = _RunState(run_id=run_id, profile=name, task=task, values=values, emit=emit)
+    emit(RunEvent(run_id, name, "started", total=len(task.steps)))
+    status: RunStatus = "failed"
+    error: str | None = None
+    try:
+        async with asyncio.timeout(task.budget.timeout_s):
+            pool = await rt.pool()
+            async with open_session(
+                rt.profiles,
+                pool,
+                name,
+                run_id,
+                rt.settings.lease_timeout_s if lease_timeout_s is None else lease_timeout_s,
+            ) as session:
+                state.restored = session.restored
+                await _run_steps(state, session, recorder, run_dir)
+        status = "succeeded"
+    except TimeoutError:
+        error = f"the run took longer than its budget timeout_s={task.budget.timeout_s:g}"
+    except CorralError as exc:
+        error = str(exc)
+    except asyncio.CancelledError:
+        status, error = "cancelled", "cancelled (interrupted by the user)"
+        raise
+    finally:
+        output = state.output() if status == "succeeded" else None
+        if status == "succeeded" and task.output_schema is not None:
+            try:
+                jsonschema.validate(output, task.output_schema)
+            except jsonschema.ValidationError as exc:
+                status, error = "failed", f"output does not match output_schema: {exc.message}"
+        result = RunResult(
+            run_id=run_id,
+            task=task.name,
+            profile=name,
+            status=status,
+            output=output,
+            error=error,
+            exit_code=EXIT_CODES[status],
+            steps_ok=state.counts["ok"],
+            steps_skipped=state.counts["skipped"],
+            steps_failed=state.counts["failed"],
+            session_restored=state.restored,
+            run_dir=str(run_dir),
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        await asyncio.shield(_finish(rt, recorder, result))
+        emit(RunEvent(run_id, name, "finished", status=status, text=error or ""))
+    return result
+
+
+async def _finish(rt: Runtime, recorder: Recorder, result: RunResult) -> None:
+    assert result.run_id is not None
+    await recorder.result(result.model_dump(mode="json"))
+    await rt.store.finish_run(result.run_id, result.status, result.error, result.output)
+
+
+@dataclass
+class _RunState:
+    run_id: str
+    profile: str
+    task: Task
+    values: dict[str, str]
+    emit: Callable[[RunEvent], None]
+    restored: bool = False
+
+    def __post_init__(self) -> None:
+        self.extracted: dict[str, Any] = {}
+        self.counts: dict[StepStatus, int] = {"ok": 0, "skipped": 0, "failed": 0}
+        self.idx = 0
+
+    def output(self) -> Any:
+        if self.task.output is not None:
+            return self.extracted.get(self.task.output)
+        return self.extracted or None
+
+
+async def _run_steps(state: _RunState, session: Session, recorder: Recorder, run_dir: Path) -> None:
+    task = state.task
+    tabs = Tabs(session)
+    start_url = substitute_text(task.start_url, state.values) if task.start_url else None
+    ctx = ActionContext(
+        downloads_dir=run_dir / "downloads",
+        base_url=start_url,
+        upload_dir=Path(task.upload_dir).expanduser() if task.upload_dir else None,
+        timeout_s=task.step_timeout_s,
+    )
+    await session.context.tracing.start(screenshots=True, snapshots=True)
+    try:
+        steps = list(task.steps)
+        first = steps[0].typed if steps else None
+        if start_url and not isinstance(first, Navigate):
+            steps.insert(0, Step(action=Navigate(url=start_url), name="start_url"))
+        for step in steps:
+            if state.idx >= task.budget.max_steps:
+                raise StepFailedError(f"stopped: budget max_steps={task.budget.max_steps} reached")
+            await _one_step(state, step, tabs, ctx, recorder, len(steps))
+    finally:
+        if not session.closed_unexpectedly:
+            trace = run_dir / "trace.zip"
+            try:
+                await session.context.tracing.stop(path=trace)
+                await recorder.artifact("trace", trace)
+            except PlaywrightError:
+                pass
+
+
+async def _one_step(
+    state: _RunState, step: Step, tabs: Tabs, ctx: ActionContext, recorder: Recorder, total: int
+) -> None:
+    idx = state.idx
+    state.idx += 1
+    action = substitute(step, state.values)
+    text = step.name or _describe(action)
+    state.emit(RunEvent(state.run_id, state.profile, "step", idx + 1, total, text))
+    page = await tabs.active()
+    url_before = page.url
+    began, t0 = datetime.now(UTC), time.perf_counter()
+    status: StepStatus = "ok"
+    error: str | None = None
+    detail: Any = None
+    failure: CorralError | None = None
+    if not await guard_holds(step.when, tabs):
+        status = "skipped"
+    else:
+        try:
+            result = await execute(tabs, action, ctx)
+            detail = {"opened_tabs": result.opened_tabs} if result.opened_tabs else None
+            if result.value is not None:
+                if isinstance(action, Extract):
+                    state.extracted[action.as_] = result.value
+                    detail = {"as": action.as_, "items": _size(result.value)}
+                else:
+                    detail = result.value
+        except CorralError as exc:
+            status, error, failure = "failed", str(exc), exc
+    state.counts[status] += 1
+    screenshot = await _screenshot(tabs) if not tabs.session.closed_unexpectedly else None
+    page_after = tabs.pages[tabs.active_index] if tabs.pages else None
+    target = action_target(action)
+    await recorder.step(
+        StepRecord(
+            run_id=state.run_id,
+            idx=idx,
+            kind=action.kind,
+            action=action.model_dump(mode="json", by_alias=True, exclude_none=True),
+            target=target.describe() if target else None,
+            side_effect=str(type(action).side_effect),
+            status=status,
+            url_before=url_before,
+            url_after=page_after.url if page_after else None,
+            started_at=began,
+            duration_ms=round((time.perf_counter() - t0) * 1000, 1),
+            error=error,
+            detail=detail,
+        ),
+        screenshot,
+    )
+    if failure is not None and not step.optional:
+        where = f"step {idx + 1} ({text})"
+        raise type(failure)(f"{where}: {failure}") from failure
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, list | dict) else 1
+
+
+async def _screenshot(tabs: Tabs) -> bytes | None:
+    try:
+        page = await tabs.active()
+        return await page.screenshot(type="jpeg", quality=70, timeout=5000)
+    except PlaywrightError:
+        return None

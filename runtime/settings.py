@@ -1,0 +1,50 @@
+"""Settings read from the environment at the edge (CLI, API entry), into one typed object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field
+
+from profiles import BROWSER_ENV, MASTER_KEY_ENV
+
+__all__ = ["HOME_ENV", "Settings"]
+
+HOME_ENV = "CORRAL_HOME"
+
+
+class Settings(BaseModel):
+    """Where corral keeps its data and how it launches browsers."""
+
+    model_config = ConfigDict(extra="forbid")
+    home: Path = Field(description="data dir: store, master key, run folders, profiles")
+    master_key: str | None = Field(None, repr=False, description="base64/hex; else HOME/master.key")
+    browser: str | None = Field(None, description="Chromium executable; else found automatically")
+    headless: bool = True
+    lease_timeout_s: float = Field(30.0, ge=0, description="how long a run waits for its profile")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``CORRAL_*`` environment variables."""
+        env = os.environ if env is None else env
+        home = env.get(HOME_ENV) or platformdirs.user_data_dir("corral", appauthor=False)
+        return cls(
+            home=Path(home).expanduser(),
+            master_key=env.get(MASTER_KEY_ENV) or None,
+            browser=env.get(BROWSER_ENV) or None,
+            headless=env.get("CORRAL_HEADLESS", "1").lower() not in ("0", "false", "no"),
+            lease_timeout_s=float(env.get("CORRAL_LEASE_TIMEOUT", "30")),
+        )
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite store."""
+        return self.home / "corral.db"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where each run's folder lives."""
+        return self.home / "runs"

@@ -1,0 +1,212 @@
+"""Task files: YAML validated by pydantic, with errors that name the file, field and expectation.
+
+A step is a mapping with exactly one action key (``goto``, ``click``, ``fill``, ...) plus optional
+modifiers (``when``, ``name``, ``optional``). ``{{var:NAME}}`` placeholders are substituted at run
+time from ``--var``, then the profile's vars, then the task's ``vars``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from tools import ACTION_TYPES, Action, AnyAction, Locate
+
+from .errors import TaskFileError
+
+__all__ = ["STEP_KINDS", "Budget", "Step", "Task", "When", "load_task", "parse_task"]
+
+# The step keys of the task format; `goto` is the scripted name of `navigate`.
+STEP_KINDS: dict[str, str] = {"goto": "navigate", **{k: k for k in ACTION_TYPES if k != "navigate"}}
+_STEP_MODIFIERS = {"when", "name", "optional"}
+_ACTION = TypeAdapter(Action)
+VAR_RE = re.compile(r"\{\{\s*var:([A-Za-z0-9_.-]+)\s*\}\}")
+SECRET_RE = re.compile(r"\{\{\s*secret:([A-Za-z0-9_.-]+)\s*\}\}")
+
+
+class When(BaseModel):
+    """A guard: the step runs only if every given condition holds (checked without waiting)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url_contains: str | None = None
+    url_matches: str | None = Field(None, description="a regular expression")
+    visible: Locate | None = None
+    not_visible: Locate | None = None
+
+    @field_validator("url_matches")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class Step(BaseModel):
+    """One scripted step."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    action: Any = Field(description="one of the tools.Action models")
+    when: When | None = None
+    name: str | None = None
+    optional: bool = Field(False, description="a failure is recorded but does not stop the run")
+
+    @property
+    def typed(self) -> AnyAction:
+        """The action with its precise type."""
+        return self.action  # type: ignore[no-any-return]
+
+
+class Budget(BaseModel):
+    """Stop rules for a run."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_steps: int = Field(40, ge=1, le=10_000)
+    max_usd: float | None = Field(None, ge=0)
+    timeout_s: float = Field(300, gt=0, le=86_400)
+
+
+class Task(BaseModel):
+    """A task file."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    description: str | None = None
+    profile: str | None = None
+    start_url: str | None = None
+    allowed_domains: list[str] = Field(default_factory=list)
+    secrets: list[str] = Field(default_factory=list)
+    vars: dict[str, str] = Field(default_factory=dict)
+    steps: list[Step] = Field(default_factory=list)
+    goal: str | None = None
+    output: str | None = Field(None, description="the extracted value that is the run's result")
+    output_schema: dict[str, Any] | None = None
+    budget: Budget = Field(default_factory=Budget)
+    step_timeout_s: float = Field(10.0, gt=0, le=3600)
+    upload_dir: str | None = Field(None, description="the only folder uploads may come from")
+    source: str | None = Field(None, exclude=True, description="the file it was read from")
+
+    def referenced_vars(self) -> set[str]:
+        """Every ``{{var:NAME}}`` used in the steps."""
+        found: set[str] = set()
+        for step in self.steps:
+            found.update(VAR_RE.findall(step.action.model_dump_json(by_alias=True)))
+        if self.start_url:
+            found.update(VAR_RE.findall(self.start_url))
+        return found
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", int: "an integer"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _format(exc: ValidationError, prefix: str) -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"] if p not in _UNION_TAGS]
+        field = prefix + ".".join(loc) if loc else prefix.rstrip(".") or "(top level)"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        else:
+            msg = f"{err['msg']} (got {err['input']!r})" if not isinstance(
+                err["input"], dict | list
+            ) else err["msg"]
+        lines.append(f"{field.rstrip('.')}: {msg}")
+    return "; ".join(lines)
+
+
+_UNION_TAGS = set(ACTION_TYPES)
+
+
+def _parse_step(raw: Any, where: str) -> Step:
+    if not isinstance(raw, dict):
+        raise TaskFileError(
+            f"{where}: expected a mapping like {{click: {{role: button, name: OK}}}}, "
+            f"got {_type_name(raw)}"
+        )
+    kinds = [k for k in raw if k not in _STEP_MODIFIERS]
+    if len(kinds) != 1:
+        raise TaskFileError(
+            f"{where}: expected exactly one step kind ({', '.join(STEP_KINDS)}), "
+            f"got {', '.join(map(str, kinds)) or 'none'}"
+        )
+    key = kinds[0]
+    kind = STEP_KINDS.get(str(key))
+    if kind is None:
+        raise TaskFileError(
+            f"{where}: unknown step kind '{key}'; expected one of: {', '.join(STEP_KINDS)}"
+        )
+    body = raw[key]
+    if kind == "navigate" and isinstance(body, str):
+        body = {"url": body}
+    elif kind == "switch_tab" and isinstance(body, int):
+        body = {"index": body}
+    elif kind == "back" and body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise TaskFileError(f"{where}.{key}: expected a mapping, got {_type_name(body)}")
+    try:
+        action = _ACTION.validate_python({**body, "kind": kind})
+    except ValidationError as exc:
+        raise TaskFileError(_format(exc, f"{where}.{key}.")) from exc
+    modifiers = {k: v for k, v in raw.items() if k in _STEP_MODIFIERS}
+    try:
+        return Step(action=action, **modifiers)
+    except ValidationError as exc:
+        raise TaskFileError(_format(exc, f"{where}.")) from exc
+
+
+def parse_task(data: Any, source: str) -> Task:
+    """Validate already-loaded YAML data as a task; ``source`` names it in errors."""
+    if not isinstance(data, dict):
+        raise TaskFileError(f"{source}: expected a mapping of task fields, got {_type_name(data)}")
+    raw_steps = data.get("steps", [])
+    if not isinstance(raw_steps, list):
+        raise TaskFileError(f"{source}: steps: expected a list of steps, got {_type_name(raw_steps)}")
+    steps = [_parse_step(s, f"{source}: steps[{i}]") for i, s in enumerate(raw_steps)]
+    fields = {k: v for k, v in data.items() if k != "steps"}
+    unknown = sorted(set(fields) - set(Task.model_fields) | ({"source"} & set(fields)))
+    if unknown:
+        expected = ", ".join(f for f in Task.model_fields if f != "source")
+        raise TaskFileError(f"{source}: {unknown[0]}: unknown field (expected one of: {expected})")
+    try:
+        task = Task(**fields, steps=steps, source=source)
+    except ValidationError as exc:
+        raise TaskFileError(f"{source}: " + _format(exc, "")) from exc
+    if not task.steps and not task.goal:
+        raise TaskFileError(f"{source}: give 'steps' (scripted), a 'goal' (model-driven), or both")
+    saved = {s.action.as_ for s in task.steps if s.action.kind == "extract"}
+    if task.output is not None and not task.goal and task.output not in saved:
+        raise TaskFileError(
+            f"{source}: output: no extract step saves '{task.output}' "
+            f"(extracted: {', '.join(sorted(saved)) or 'nothing'})"
+        )
+    return task
+
+
+def load_task(path: Path) -> Task:
+    """Read and validate a task file."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise TaskFileError(f"{path}: task file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaskFileError(f"{path}: cannot read the task file: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise TaskFileError(f"{path}: not valid YAML{where}: {problem}") from exc
+    return parse_task(data, str(path))
