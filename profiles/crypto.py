@@ -93,13 +93,16 @@ class MasterKey:
         if key_id != self.key_id:
             raise StateDecryptError(
                 f"{what}: encrypted with another master key (key {key_id.hex()}, "
-                f"current key {self.fingerprint}); set {MASTER_KEY_ENV} to the key it was saved with"
+                f"current key {self.fingerprint}); set {MASTER_KEY_ENV} to the key it was "
+                "saved with"
             )
         nonce = blob[len(_MAGIC) + _KEY_ID_LEN : header]
         try:
             return self._aead.decrypt(nonce, blob[header:], _aad(context, key_id))
         except InvalidTag as exc:
-            raise StateDecryptError(f"{what}: stored data is corrupted or was tampered with") from exc
+            raise StateDecryptError(
+                f"{what}: stored data is corrupted or was tampered with"
+            ) from exc
 
 
 def _aad(context: str, key_id: bytes) -> bytes:

@@ -71,7 +71,7 @@ def _pid_started(pid: int) -> float | None:
 
 
 def holder_is_gone(holder: LeaseHolder, ttl_s: float, now: float | None = None) -> bool:
-    """True when the holder can no longer be running: dead pid on this host, or a stale heartbeat."""
+    """True when the holder cannot be running: dead pid on this host, or a stale heartbeat."""
     now = time.time() if now is None else now
     if now - holder.heartbeat_at > ttl_s:
         return True

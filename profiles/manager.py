@@ -206,7 +206,9 @@ class ProfileManager:
         state = None
         if bundle.get("state"):
             if passphrase is None:
-                raise InvalidProfileError(f"{source}: the bundle holds saved state; a passphrase is needed")
+                raise InvalidProfileError(
+                    f"{source}: the bundle holds saved state; a passphrase is needed"
+                )
             state = json.loads(
                 open_with_passphrase(
                     base64.b64decode(bundle["state"]), passphrase, EXPORT_FORMAT, source

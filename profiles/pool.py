@@ -11,7 +11,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -126,14 +126,10 @@ class BrowserPool:
     async def close(self) -> None:
         """Close every browser and persistent context the pool launched."""
         for context in list(self._persistent):
-            try:
+            with suppress(PlaywrightError):
                 await context.close()
-            except PlaywrightError:
-                pass
         self._persistent.clear()
         browsers, self._browsers = list(self._browsers.values()), {}
         for browser in browsers:
-            try:
+            with suppress(PlaywrightError):
                 await browser.close()
-            except PlaywrightError:
-                pass

@@ -18,18 +18,30 @@ __all__ = ["Runtime"]
 class Runtime:
     """Everything a process needs to run tasks; open it with :meth:`Runtime.open`."""
 
-    def __init__(self, settings: Settings, store: Store, key: MasterKey, stack: AsyncExitStack):
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        key: MasterKey,
+        stack: AsyncExitStack,
+        pool: BrowserPool | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.key = key
         self.profiles = ProfileManager(store, key, settings.home)
         self._stack = stack
-        self._pool: BrowserPool | None = None
+        self._pool = pool
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: Settings) -> AsyncIterator[Runtime]:
-        """Open the store (migrating it) and load the master key; close all on exit."""
+    async def open(
+        cls, settings: Settings, pool: BrowserPool | None = None
+    ) -> AsyncIterator[Runtime]:
+        """Open the store (migrating it) and load the master key; close all on exit.
+
+        ``pool`` shares an already started browser pool (owned by the caller), e.g. in tests.
+        """
         settings.home.mkdir(parents=True, exist_ok=True)
         key = MasterKey.load(settings.home, settings.master_key)
         async with AsyncExitStack() as stack:
@@ -37,7 +49,7 @@ class Runtime:
             stack.push_async_callback(store.close)
             # Runs whose process died without finishing are not "running" any more.
             await store.mark_orphaned_runs(psutil.pid_exists)
-            yield cls(settings, store, key, stack)
+            yield cls(settings, store, key, stack, pool)
 
     async def pool(self) -> BrowserPool:
         """The browser pool, started on first use and closed with the runtime."""

@@ -13,7 +13,7 @@ from .app import Runtime
 from .cli_profiles import profiles_group
 from .clitools import err_console, parse_pairs, print_json, run_async, with_runtime
 from .errors import RunNotFoundError
-from .live import ProgressView, results_table, run_many
+from .live import results_table, run_many
 from .run import RunResult, run_task
 from .task import load_task
 
@@ -45,8 +45,14 @@ cli.add_command(profiles_group)
 @click.option("--var", "vars_", multiple=True, help="NAME=VALUE, overrides {{var:NAME}}")
 @click.option("--json", "as_json", is_flag=True, help="print machine-readable results only")
 @click.option("--lease-timeout", type=float, help="seconds to wait for a profile in use")
-def run(task_file: Path, profile: str | None, parallel: str | None, vars_: tuple[str, ...],
-        as_json: bool, lease_timeout: float | None) -> None:
+def run(
+    task_file: Path,
+    profile: str | None,
+    parallel: str | None,
+    vars_: tuple[str, ...],
+    as_json: bool,
+    lease_timeout: float | None,
+) -> None:
     """Run a task file on one profile, or on several with --parallel."""
     cli_vars = parse_pairs(vars_, "--var")
     profiles = [p.strip() for p in parallel.split(",") if p.strip()] if parallel else []
@@ -111,9 +117,15 @@ def runs_list(limit: int, profile: str | None, as_json: bool) -> None:
             table.add_column(col)
         for r in runs:
             took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
-            table.add_row(r.id, r.task_name, r.profile, r.status,
-                          r.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-                          f"{took:.1f}s" if took is not None else "", (r.error or "")[:60])
+            table.add_row(
+                r.id,
+                r.task_name,
+                r.profile,
+                r.status,
+                r.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+                f"{took:.1f}s" if took is not None else "",
+                (r.error or "")[:60],
+            )
         Console().print(table)
 
     run_async(lambda: with_runtime(body))
@@ -132,23 +144,35 @@ def runs_show(run_id: str, as_json: bool) -> None:
         steps = await rt.store.list_steps(run.id)
         artifacts = await rt.store.list_artifacts(run.id)
         if as_json:
-            print_json({
-                "run": run.model_dump(mode="json"),
-                "steps": [s.model_dump(mode="json") for s in steps],
-                "artifacts": [a.model_dump(mode="json") for a in artifacts],
-            })
+            print_json(
+                {
+                    "run": run.model_dump(mode="json"),
+                    "steps": [s.model_dump(mode="json") for s in steps],
+                    "artifacts": [a.model_dump(mode="json") for a in artifacts],
+                }
+            )
             return
         console = Console()
-        console.print(f"[bold]run {run.id}[/]  task {run.task_name}  profile {run.profile}  "
-                      f"status {run.status}", highlight=False)
+        console.print(
+            f"[bold]run {run.id}[/]  task {run.task_name}  profile {run.profile}  "
+            f"status {run.status}",
+            highlight=False,
+        )
         if run.error:
             console.print(f"[red]error: {run.error}[/]", highlight=False)
         table = Table()
         for col in ("#", "action", "target", "status", "ms", "url after", "error"):
             table.add_column(col)
         for s in steps:
-            table.add_row(str(s.idx + 1), s.kind, s.target or _action_arg(s.action), s.status,
-                          f"{s.duration_ms:.0f}", s.url_after or "", s.error or "")
+            table.add_row(
+                str(s.idx + 1),
+                s.kind,
+                s.target or _action_arg(s.action),
+                s.status,
+                f"{s.duration_ms:.0f}",
+                s.url_after or "",
+                s.error or "",
+            )
         console.print(table)
         console.print(f"folder: {run.run_dir}", highlight=False)
         for a in artifacts:

@@ -36,8 +36,12 @@ def profiles_group() -> None:
 
 @profiles_group.command("create")
 @click.argument("name")
-@click.option("--mode", type=click.Choice(["state", "persistent"]), default="state",
-              help="state: a context in a shared browser; persistent: its own user-data dir")
+@click.option(
+    "--mode",
+    type=click.Choice(["state", "persistent"]),
+    default="state",
+    help="state: a context in a shared browser; persistent: its own user-data dir",
+)
 @click.option("--user-agent")
 @click.option("--viewport", help="WIDTHxHEIGHT, e.g. 1280x800")
 @click.option("--locale", help="e.g. en-GB")
@@ -46,13 +50,26 @@ def profiles_group() -> None:
 @click.option("--color-scheme", type=click.Choice(["light", "dark", "no-preference"]))
 @click.option("--proxy", help="proxy server URL, e.g. http://proxy:3128")
 @click.option("--var", "vars_", multiple=True, help="NAME=VALUE available as {{var:NAME}}")
-def create(name: str, mode: str, user_agent: str | None, viewport: str | None,
-           locale: str | None, timezone: str | None, geolocation: str | None,
-           color_scheme: str | None, proxy: str | None, vars_: tuple[str, ...]) -> None:
+def create(
+    name: str,
+    mode: str,
+    user_agent: str | None,
+    viewport: str | None,
+    locale: str | None,
+    timezone: str | None,
+    geolocation: str | None,
+    color_scheme: str | None,
+    proxy: str | None,
+    vars_: tuple[str, ...],
+) -> None:
     """Create a profile."""
     data: dict[str, Any] = {"mode": mode, "vars": parse_pairs(vars_, "--var")}
-    for key, value in (("user_agent", user_agent), ("locale", locale), ("timezone", timezone),
-                       ("color_scheme", color_scheme)):
+    for key, value in (
+        ("user_agent", user_agent),
+        ("locale", locale),
+        ("timezone", timezone),
+        ("color_scheme", color_scheme),
+    ):
         if value is not None:
             data[key] = value
     if viewport:
@@ -153,8 +170,11 @@ def clear(name: str) -> None:
 @profiles_group.command("export")
 @click.argument("name")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--with-state", is_flag=True,
-              help="include the saved state, sealed under a passphrase read from stdin/prompt")
+@click.option(
+    "--with-state",
+    is_flag=True,
+    help="include the saved state, sealed under a passphrase read from stdin/prompt",
+)
 def export(name: str, output: Path, with_state: bool) -> None:
     """Export a profile to a file (settings; state only with --with-state)."""
     passphrase = read_hidden("passphrase for the bundle", confirm=True) if with_state else None

@@ -16,7 +16,15 @@ from profiles import CorralError
 from .app import Runtime
 from .settings import Settings
 
-__all__ = ["err_console", "fail", "parse_pairs", "print_json", "read_hidden", "run_async", "with_runtime"]
+__all__ = [
+    "err_console",
+    "fail",
+    "parse_pairs",
+    "print_json",
+    "read_hidden",
+    "run_async",
+    "with_runtime",
+]
 
 T = TypeVar("T")
 err_console = Console(stderr=True)

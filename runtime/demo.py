@@ -64,9 +64,7 @@ async def run_demo(rt: Runtime, port: int, fresh: bool) -> int:
         if created:
             console.print(f"created profiles: {', '.join(created)}")
         task = load_task(DEMO_TASK)
-        results = await run_many(
-            rt, task, list(DEMO_PROFILES), {"portal": server.url}, err_console
-        )
+        results = await run_many(rt, task, list(DEMO_PROFILES), {"portal": server.url}, err_console)
     finally:
         await asyncio.to_thread(server.stop)
     console.print(results_table(results))
@@ -75,7 +73,9 @@ async def run_demo(rt: Runtime, port: int, fresh: bool) -> int:
             console.print(f"[red]{r.profile}: {r.error}[/]", highlight=False)
             continue
         rows = r.output or []
-        total = sum(float(str(x.get("Amount", "0")).replace("$", "").replace(",", "")) for x in rows)
+        total = sum(
+            float(str(x.get("Amount", "0")).replace("$", "").replace(",", "")) for x in rows
+        )
         how = (
             f"saved session reused, login skipped ({r.steps_skipped} steps skipped)"
             if r.session_restored and r.steps_skipped

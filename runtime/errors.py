@@ -1,12 +1,12 @@
 """Errors raised by the runtime, on top of the shared hierarchy in :mod:`profiles.errors`::
 
-    CorralError
-    ├── UserError (exit 2)
-    │   ├── TaskFileError      the task file is missing, not YAML, or fails validation
-    │   └── RunNotFoundError   no run with that id
-    └── RunError (exit 1)
-        ├── StoreError         the SQLite store cannot be opened or is too new
-        └── StepFailedError    a scripted step failed (wraps the tools error)
+CorralError
+├── UserError (exit 2)
+│   ├── TaskFileError      the task file is missing, not YAML, or fails validation
+│   └── RunNotFoundError   no run with that id
+└── RunError (exit 1)
+    ├── StoreError         the SQLite store cannot be opened or is too new
+    └── StepFailedError    a scripted step failed (wraps the tools error)
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urljoin
 
 import jsonschema
 from playwright.async_api import Error as PlaywrightError

@@ -35,8 +35,9 @@ def check_vars(task: Task, values: Mapping[str, str]) -> None:
     missing = sorted(task.referenced_vars() - set(values))
     if missing:
         raise TaskFileError(
-            f"{task.source or task.name}: unknown variable '{missing[0]}' in {{{{var:{missing[0]}}}}}"
-            f"; define it under vars:, in the profile's vars, or with --var {missing[0]}=VALUE"
+            f"{task.source or task.name}: unknown variable '{missing[0]}'"
+            f" in {{{{var:{missing[0]}}}}}; define it under vars:, in the profile's vars, "
+            f"or with --var {missing[0]}=VALUE"
         )
 
 

@@ -118,9 +118,11 @@ def _format(exc: ValidationError, prefix: str) -> str:
         elif err["type"] == "missing":
             msg = "required field is missing"
         else:
-            msg = f"{err['msg']} (got {err['input']!r})" if not isinstance(
-                err["input"], dict | list
-            ) else err["msg"]
+            msg = (
+                f"{err['msg']} (got {err['input']!r})"
+                if not isinstance(err["input"], dict | list)
+                else err["msg"]
+            )
         lines.append(f"{field.rstrip('.')}: {msg}")
     return "; ".join(lines)
 
@@ -172,7 +174,9 @@ def parse_task(data: Any, source: str) -> Task:
         raise TaskFileError(f"{source}: expected a mapping of task fields, got {_type_name(data)}")
     raw_steps = data.get("steps", [])
     if not isinstance(raw_steps, list):
-        raise TaskFileError(f"{source}: steps: expected a list of steps, got {_type_name(raw_steps)}")
+        raise TaskFileError(
+            f"{source}: steps: expected a list of steps, got {_type_name(raw_steps)}"
+        )
     steps = [_parse_step(s, f"{source}: steps[{i}]") for i, s in enumerate(raw_steps)]
     fields = {k: v for k, v in data.items() if k != "steps"}
     unknown = sorted(set(fields) - set(Task.model_fields) | ({"source"} & set(fields)))

@@ -37,6 +37,8 @@ os.environ.update(OFFLINE_ENV)
 import psutil  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import contextlib
+
 from _bench_common import summarize  # noqa: E402
 
 CHROMIUM_FLAGS = [
@@ -149,7 +151,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ms = await one_start(args.url, args.storage_state, args.executable, started)
             if i >= args.warmup:
                 samples.append(round(ms, 2))
-        except Exception as exc:  # noqa: BLE001 - a failed start must not abort the run
+        except Exception as exc:
             failures += 1
             if len(errors) < MAX_ERRORS:
                 errors.append(f"{type(exc).__name__}: {exc}"[:500])
@@ -160,10 +162,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     _, alive = psutil.wait_procs(alive, timeout=3)
     leftovers = [p for p in alive if _alive(p)]
     for p in leftovers:  # report them, then do not leave them behind
-        try:
+        with contextlib.suppress(psutil.Error):
             p.kill()
-        except psutil.Error:
-            pass
 
     return {
         "tool": "browser-use",

@@ -237,16 +237,38 @@ class Extract(BaseModel):
 
 
 Action = Annotated[
-    Navigate | Click | Fill | Select | Press | Scroll | Hover | WaitFor | Back | SwitchTab | Upload
-    | Download | Extract,
+    Navigate
+    | Click
+    | Fill
+    | Select
+    | Press
+    | Scroll
+    | Hover
+    | WaitFor
+    | Back
+    | SwitchTab
+    | Upload
+    | Download
+    | Extract,
     Field(discriminator="kind"),
 ]
 
 ACTION_TYPES: dict[str, type[BaseModel]] = {
     cls.model_fields["kind"].default: cls
     for cls in (
-        Navigate, Click, Fill, Select, Press, Scroll, Hover, WaitFor, Back, SwitchTab, Upload,
-        Download, Extract,
+        Navigate,
+        Click,
+        Fill,
+        Select,
+        Press,
+        Scroll,
+        Hover,
+        WaitFor,
+        Back,
+        SwitchTab,
+        Upload,
+        Download,
+        Extract,
     )
 }
 

@@ -1,13 +1,13 @@
 """Errors raised while acting in a page::
 
-    RunError (profiles.errors)
-    └── ActionError               an action could not be done
-        ├── ElementNotFoundError  the target matched nothing (after the timeout)
-        ├── AmbiguousTargetError  the target matched several elements
-        ├── ActionTimeoutError    the page did not reach the awaited state in time
-        └── NavigationError       a URL could not be loaded
-    UserError (profiles.errors)
-    └── UploadNotAllowedError     a file outside the allowed upload folder
+RunError (profiles.errors)
+└── ActionError               an action could not be done
+    ├── ElementNotFoundError  the target matched nothing (after the timeout)
+    ├── AmbiguousTargetError  the target matched several elements
+    ├── ActionTimeoutError    the page did not reach the awaited state in time
+    └── NavigationError       a URL could not be loaded
+UserError (profiles.errors)
+└── UploadNotAllowedError     a file outside the allowed upload folder
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -48,8 +49,19 @@ from .tabs import Tabs
 __all__ = ["ActionContext", "ActionResult", "execute", "locate"]
 
 AnyAction = (
-    Navigate | Click | Fill | Select | Press | Scroll | Hover | WaitFor | Back | SwitchTab | Upload
-    | Download | Extract
+    Navigate
+    | Click
+    | Fill
+    | Select
+    | Press
+    | Scroll
+    | Hover
+    | WaitFor
+    | Back
+    | SwitchTab
+    | Upload
+    | Download
+    | Extract
 )
 ValueResolver = Callable[[str, Page], Awaitable[str]]
 # How long after a click to look for a navigation it started before calling the page settled.
@@ -135,10 +147,8 @@ async def _settle(page: Page, action: Coroutine[Any, Any, Any], timeout_ms: floa
         except TimeoutError:
             return result
         if committed:
-            try:
+            with contextlib.suppress(PlaywrightError):
                 await page.wait_for_load_state("load", timeout=timeout_ms)
-            except PlaywrightError:
-                pass
         return result
     finally:
         for event, handler in handlers:
@@ -169,14 +179,16 @@ async def _translate(
             "add exact: true, or pick one with nth: 0"
         )
     if isinstance(exc, PlaywrightTimeoutError):
-        if target is not None and isinstance(action, (Click, Fill, Select, Press, Hover, Upload,
-                                                      Download, Scroll, WaitFor)):
+        if target is not None and isinstance(
+            action, (Click, Fill, Select, Press, Hover, Upload, Download, Scroll, WaitFor)
+        ):
             try:
                 count = await locate(page, target).count()
             except PlaywrightError:
                 count = 0
-            if count == 0 and not (isinstance(action, WaitFor) and action.state in
-                                   ("hidden", "detached")):
+            if count == 0 and not (
+                isinstance(action, WaitFor) and action.state in ("hidden", "detached")
+            ):
                 return ElementNotFoundError(
                     f"{action.kind}: no element matches {desc} (waited {timeout_s:g}s on "
                     f"{page.url})"
@@ -223,15 +235,13 @@ async def execute(tabs: Tabs, action: AnyAction, ctx: ActionContext) -> ActionRe
         raise await _translate(exc, tabs, page, action, timeout_s) from exc
     opened = tabs.take_opened()
     for new in opened:
-        try:
+        with contextlib.suppress(PlaywrightError):
             await new.wait_for_load_state("domcontentloaded", timeout=ms)
-        except PlaywrightError:
-            pass
     after = (await tabs.active()).url if tabs.pages else ""
     return ActionResult(url_before=before, url_after=after, opened_tabs=len(opened), value=value)
 
 
-async def _dispatch(  # noqa: C901 - one branch per action type reads best as a flat dispatch
+async def _dispatch(
     tabs: Tabs, page: Page, action: AnyAction, ctx: ActionContext, ms: float
 ) -> Any:
     if isinstance(action, Navigate):
@@ -270,7 +280,7 @@ async def _dispatch(  # noqa: C901 - one branch per action type reads best as a 
     if isinstance(action, Press) and not action.has_target:
         await _settle(page, page.keyboard.press(action.key), ms)
         return None
-    target = locate(page, action.locator_spec())  # type: ignore[union-attr]
+    target = locate(page, action.locator_spec())
     if isinstance(action, Click):
         await _settle(page, target.click(timeout=ms), ms)
     elif isinstance(action, Fill):
