@@ -18,6 +18,7 @@ from typing import Any
 from playwright.async_api import BrowserContext
 from playwright.async_api import Error as PlaywrightError
 
+from .errors import BrowserCrashedError
 from .lease import hold_lease
 from .manager import ProfileManager
 from .pool import BrowserPool
@@ -46,6 +47,21 @@ class Session:
         if not self._closing:
             self.closed_unexpectedly = True
 
+    async def start_trace(self) -> None:
+        """Start recording a Playwright trace (screenshots and DOM snapshots)."""
+        await self.context.tracing.start(screenshots=True, snapshots=True)
+
+    async def stop_trace(self, path: Path) -> bool:
+        """Write the trace to ``path``; False if the browser is gone and nothing was written."""
+        if self.closed_unexpectedly:
+            return False
+        try:
+            await self.context.tracing.stop(path=path)
+        except PlaywrightError as exc:
+            log.warning("trace not saved: %s", exc)
+            return False
+        return True
+
 
 @contextlib.asynccontextmanager
 async def open_session(
@@ -69,15 +85,28 @@ async def open_session(
             **(context_options or {}),
         }
         live: Path | None = None
-        if record.settings.mode == "persistent":
-            live = manager.unpack_user_data(profile)
-            restored = any(live.iterdir())
-            context = await pool.persistent_context(live, options, launch_args)
-        else:
-            state = manager.open_state(record)
-            restored = state is not None
-            browser = await pool.browser(launch_args)
-            context = await browser.new_context(storage_state=state, **options)  # type: ignore[arg-type]
+        try:
+            if record.settings.mode == "persistent":
+                live = manager.unpack_user_data(profile)
+                restored = any(live.iterdir())
+                context = await pool.persistent_context(live, options, launch_args)
+                state = manager.open_state(record)
+                if not restored and state is not None:
+                    # An imported persistent profile has cookies but no user-data dir yet.
+                    await context.add_cookies(state.get("cookies", []))
+                    restored = True
+            else:
+                state = manager.open_state(record)
+                restored = state is not None
+                browser = await pool.browser(launch_args)
+                context = await browser.new_context(storage_state=state, **options)  # type: ignore[arg-type]
+        except PlaywrightError as exc:
+            if live is not None:
+                shutil.rmtree(live, ignore_errors=True)
+            first = (exc.message or str(exc)).strip().splitlines()[0]
+            raise BrowserCrashedError(
+                f"profile '{profile}': the browser could not open a session: {first}"
+            ) from exc
         session = Session(profile=record, run_id=run_id, context=context, restored=restored)
         context.on("close", session._on_close)
         try:
@@ -90,7 +119,8 @@ async def _close(
     manager: ProfileManager, session: Session, live: Path | None, save_state: bool
 ) -> None:
     name = session.profile.name
-    if save_state and not session.closed_unexpectedly and live is None:
+    # Persistent profiles also save their storage state, so they can be exported like any other.
+    if save_state and not session.closed_unexpectedly:
         try:
             state = await asyncio.wait_for(
                 session.context.storage_state(indexed_db=True), _SAVE_TIMEOUT_S

@@ -205,3 +205,7 @@ def demo(port: int, fresh: bool) -> None:
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -19,11 +19,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
-from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict
 
 from profiles import CorralError, Session, UserError, open_session
-from tools import ActionContext, AnyAction, Extract, Navigate, Tabs, action_target, execute
+from tools import (
+    ActionContext,
+    AnyAction,
+    Extract,
+    Navigate,
+    Tabs,
+    action_target,
+    execute,
+    screenshot,
+)
 
 from .app import Runtime
 from .errors import StepFailedError, TaskFileError
@@ -182,6 +190,10 @@ async def run_task(
     except asyncio.CancelledError:
         status, error = "cancelled", "cancelled (interrupted by the user)"
         raise
+    except Exception as exc:
+        # A bug, not a run failure: record it on the run, then let it surface.
+        error = f"internal error: {type(exc).__name__}: {exc}"
+        raise
     finally:
         output = state.output() if status == "succeeded" else None
         if status == "succeeded" and task.output_schema is not None:
@@ -245,7 +257,7 @@ async def _run_steps(state: _RunState, session: Session, recorder: Recorder, run
         upload_dir=Path(task.upload_dir).expanduser() if task.upload_dir else None,
         timeout_s=task.step_timeout_s,
     )
-    await session.context.tracing.start(screenshots=True, snapshots=True)
+    await session.start_trace()
     try:
         steps = list(task.steps)
         first = steps[0].typed if steps else None
@@ -256,13 +268,9 @@ async def _run_steps(state: _RunState, session: Session, recorder: Recorder, run
                 raise StepFailedError(f"stopped: budget max_steps={task.budget.max_steps} reached")
             await _one_step(state, step, tabs, ctx, recorder, len(steps))
     finally:
-        if not session.closed_unexpectedly:
-            trace = run_dir / "trace.zip"
-            try:
-                await session.context.tracing.stop(path=trace)
-                await recorder.artifact("trace", trace)
-            except PlaywrightError:
-                pass
+        trace = run_dir / "trace.zip"
+        if await session.stop_trace(trace):
+            await recorder.artifact("trace", trace)
 
 
 async def _one_step(
@@ -295,7 +303,7 @@ async def _one_step(
         except CorralError as exc:
             status, error, failure = "failed", str(exc), exc
     state.counts[status] += 1
-    screenshot = await _screenshot(tabs) if not tabs.session.closed_unexpectedly else None
+    shot = await screenshot(tabs)
     page_after = tabs.pages[tabs.active_index] if tabs.pages else None
     target = action_target(action)
     await recorder.step(
@@ -314,7 +322,7 @@ async def _one_step(
             error=error,
             detail=detail,
         ),
-        screenshot,
+        shot,
     )
     if failure is not None and not step.optional:
         where = f"step {idx + 1} ({text})"
@@ -323,11 +331,3 @@ async def _one_step(
 
 def _size(value: Any) -> int:
     return len(value) if isinstance(value, list | dict) else 1
-
-
-async def _screenshot(tabs: Tabs) -> bytes | None:
-    try:
-        page = await tabs.active()
-        return await page.screenshot(type="jpeg", quality=70, timeout=5000)
-    except PlaywrightError:
-        return None

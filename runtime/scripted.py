@@ -6,9 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from playwright.async_api import Error as PlaywrightError
-
-from tools import AnyAction, Tabs, locate
+from tools import AnyAction, Tabs, is_visible
 
 from .errors import TaskFileError
 from .task import SECRET_RE, VAR_RE, Step, Task, When
@@ -80,11 +78,6 @@ async def guard_holds(when: When | None, tabs: Tabs) -> bool:
         return False
     if when.url_matches is not None and not re.search(when.url_matches, page.url):
         return False
-    try:
-        if when.visible is not None and not await locate(page, when.visible).first.is_visible():
-            return False
-        if when.not_visible is not None and await locate(page, when.not_visible).first.is_visible():
-            return False
-    except PlaywrightError:
+    if when.visible is not None and not await is_visible(tabs, when.visible):
         return False
-    return True
+    return not (when.not_visible is not None and await is_visible(tabs, when.not_visible))

@@ -110,8 +110,8 @@ class Store:
     async def open(cls, path: Path) -> Store:
         """Open (creating and migrating as needed) the store at ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, timeout=10, isolation_level=None)
         try:
-            conn = await aiosqlite.connect(path, timeout=10, isolation_level=None)
             conn.row_factory = aiosqlite.Row
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")
@@ -119,8 +119,11 @@ class Store:
             await conn.execute("PRAGMA busy_timeout=10000")
             store = cls(conn, path)
             await store._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: cannot open the store: {exc}") from exc
+        except BaseException as exc:
+            await conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"{path}: cannot open the store: {exc}") from exc
+            raise
         return store
 
     async def close(self) -> None:

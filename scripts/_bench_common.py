@@ -107,7 +107,9 @@ def _chromium_rss_procfs(root_pids: Iterable[int] | None) -> tuple[int, int]:
         frontier = list(chosen)
         while frontier:
             parent = frontier.pop()
-            kids = [pid for pid, (ppid, _, _) in stats.items() if ppid == parent and pid not in chosen]
+            kids = [
+                pid for pid, (ppid, _, _) in stats.items() if ppid == parent and pid not in chosen
+            ]
             chosen.update(kids)
             frontier.extend(kids)
     return len(chosen), sum(stats[pid][2] for pid in chosen)

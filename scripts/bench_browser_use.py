@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -37,8 +39,6 @@ os.environ.update(OFFLINE_ENV)
 import psutil  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import contextlib
-
 from _bench_common import summarize  # noqa: E402
 
 CHROMIUM_FLAGS = [
@@ -88,7 +88,9 @@ def _is_chromium(p: psutil.Process) -> bool:
         return False
 
 
-async def one_start(url: str, storage_state: Path | None, executable: str, procs: set[psutil.Process]) -> float:
+async def one_start(
+    url: str, storage_state: Path | None, executable: str, procs: set[psutil.Process]
+) -> float:
     """Returns ms to first load; fills procs with the Chromium processes it saw, even on failure."""
     from browser_use import BrowserSession
     from browser_use.browser.events import NavigationCompleteEvent
@@ -191,8 +193,12 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=30)
     parser.add_argument("--storage-state", type=Path, default=None)
     parser.add_argument("--executable", default="/usr/bin/chromium")
-    parser.add_argument("--verbose", action="store_true", help="keep browser-use's INFO logs on stderr")
-    parser.add_argument("--warmup", type=int, default=0, help="untimed starts before the n timed ones")
+    parser.add_argument(
+        "--verbose", action="store_true", help="keep browser-use's INFO logs on stderr"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=0, help="untimed starts before the n timed ones"
+    )
     args = parser.parse_args()
     if args.n < 1 or args.warmup < 0:
         parser.error("--n must be >= 1 and --warmup >= 0")
@@ -208,6 +214,8 @@ def main() -> int:
     # is moved to stderr at the fd level.
     json_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
+    # A caller's timeout (SIGTERM) must still reach the cleanup below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     try:
         import browser_use  # noqa: F401 - sets up its logging on import
@@ -218,8 +226,20 @@ def main() -> int:
             if not args.verbose and name:
                 logging.getLogger(name).setLevel(logging.WARNING)
 
-        result = asyncio.run(run(args))
+        loop = asyncio.new_event_loop()
+        result = loop.run_until_complete(run(args))
+        # Not asyncio.run(): its teardown waits without limit for browser-use
+        # tasks to finish cancelling, and a wedged session would then hang the
+        # caller after the measurement is already done.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=5))
     finally:
+        for p in our_chromium_processes():
+            with contextlib.suppress(psutil.Error):
+                p.kill()
         shutil.rmtree(PRIVATE_TMP, ignore_errors=True)
     result["warnings"] = collector.messages[:MAX_ERRORS]
     json_out.write(json.dumps(result, allow_nan=False) + "\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,16 +22,16 @@ REPO = Path(__file__).resolve().parent.parent
 CORRAL = [str(Path(sys.executable).parent / "corral")]
 
 
-def chromium_pids() -> set[int]:
-    """Every Chromium process on the machine (tests compare before/after sets)."""
+def chromium_pids(since: float = 0.0) -> set[int]:
+    """Chromium processes that are ours: descendants of this process, or orphans (parent 1)
+    started after ``since`` (a browser whose owner died is re-parented to init)."""
+    mine = {p.pid for p in psutil.Process().children(recursive=True)}
     found = set()
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        try:
-            name = proc.info["name"] or ""
-            cmd = " ".join(proc.info["cmdline"] or [])
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+    for proc in psutil.process_iter(["name", "ppid", "create_time", "status"]):
+        info = proc.info
+        if "chrom" not in (info["name"] or "").lower() or info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        if "chrom" in name.lower() or "chromium" in cmd.split(" ")[0]:
+        if proc.pid in mine or (info["ppid"] == 1 and info["create_time"] >= since):
             found.add(proc.pid)
     return found
 
@@ -38,11 +39,11 @@ def chromium_pids() -> set[int]:
 @pytest.fixture(scope="session", autouse=True)
 def no_browser_left_behind() -> Iterator[None]:
     """After the whole suite, no Chromium process started by it may remain."""
-    before = chromium_pids()
+    started = time.time()
     yield
-    leftover = chromium_pids() - before
-    alive = [p for p in leftover if psutil.pid_exists(p)]
-    assert not alive, f"Chromium processes left behind by the suite: {alive}"
+    time.sleep(0.5)  # processes being reaped right now are not leaks
+    leftover = chromium_pids(started)
+    assert not leftover, f"Chromium processes left behind by the suite: {sorted(leftover)}"
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,8 @@ from .errors import (
     NavigationError,
     UploadNotAllowedError,
 )
-from .execute import ActionContext, ActionResult, AnyAction, execute, locate
-from .observe import Observation, TabInfo, observe
+from .execute import ActionContext, ActionResult, AnyAction, execute, is_visible, locate
+from .observe import Observation, TabInfo, observe, screenshot
 from .tabs import Tabs
 
 __all__ = [
@@ -66,6 +66,8 @@ __all__ = [
     "WaitFor",
     "action_target",
     "execute",
+    "is_visible",
     "locate",
     "observe",
+    "screenshot",
 ]

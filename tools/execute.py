@@ -46,7 +46,7 @@ from .errors import (
 from .extract import extract_value
 from .tabs import Tabs
 
-__all__ = ["ActionContext", "ActionResult", "execute", "locate"]
+__all__ = ["ActionContext", "ActionResult", "execute", "is_visible", "locate"]
 
 AnyAction = (
     Navigate
@@ -110,6 +110,15 @@ def locate(page: Page, spec: Locate) -> Locator:
     else:
         raise ActionError("no element given")
     return loc.nth(spec.nth) if spec.nth is not None else loc
+
+
+async def is_visible(tabs: Tabs, spec: Locate) -> bool:
+    """True if the target is visible right now (no waiting; a closed page counts as not)."""
+    try:
+        page = await tabs.active()
+        return await locate(page, spec).first.is_visible()
+    except PlaywrightError:
+        return False
 
 
 async def _settle(page: Page, action: Coroutine[Any, Any, Any], timeout_ms: float = 30_000) -> Any:

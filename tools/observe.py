@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .tabs import Tabs
 
-__all__ = ["Observation", "TabInfo", "observe"]
+__all__ = ["Observation", "TabInfo", "observe", "screenshot"]
 
 
 class TabInfo(BaseModel):
@@ -64,3 +64,14 @@ async def observe(
         snapshot=clean(snapshot),
         screenshot=shot,
     )
+
+
+async def screenshot(tabs: Tabs) -> bytes | None:
+    """A JPEG of the active tab, or None if the page cannot be captured (closed, crashed)."""
+    if tabs.session.closed_unexpectedly or not tabs.pages:
+        return None
+    try:
+        page = await tabs.active()
+        return await page.screenshot(type="jpeg", quality=70, timeout=5000)
+    except PlaywrightError:
+        return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
@@ -225,7 +226,12 @@ class _Portal:
     async def slow(self, request: Request) -> Response:
         """Respond after ?ms=N milliseconds (capped at a minute)."""
         ms = min(max(_int_param(request, "ms", 1000), 0), MAX_SLOW_MS)
-        await asyncio.sleep(ms / 1000)
+        deadline = time.monotonic() + ms / 1000
+        # Stop early when the browser went away, so a killed client cannot stall shutdown.
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.1))
+            if await request.is_disconnected():
+                return Response(status_code=499)
         return self.page("Slow page", views.slow_body(ms), user=await self.user(request))
 
     async def popup_test(self, request: Request) -> Response:

@@ -1,0 +1,351 @@
+"""Runs on the real portal in real Chromium: isolation, saved state, leases, recording."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from examples.portal import USERS
+from profiles import BrowserPool, ProfileSettings, hold_lease
+from runtime import RunEvent, Runtime, Settings, Task, load_task, parse_task, run_many, run_task
+from runtime.demo import DEMO_TASK
+from tests.conftest import make_demo_profiles
+
+ACCOUNT = {name: user.account_no.split("-")[1] for name, user in USERS.items()}
+
+
+def demo_task() -> Task:
+    return load_task(DEMO_TASK)
+
+
+def dashboard_then_invoices_task(portal: str) -> Task:
+    """Sign in if needed, read the dashboard greeting (which sets local storage), then invoices."""
+    login = {"when": {"url_contains": "/login"}}
+    return parse_task(
+        {
+            "name": "isolation",
+            "start_url": portal,
+            "steps": [
+                {"goto": "/dashboard"},
+                {"fill": {"label": "Username", "value": "{{var:user}}"}, **login},
+                {"fill": {"label": "Password", "value": "{{var:password}}"}, **login},
+                {"click": {"role": "button", "name": "Sign in"}, **login},
+                {"extract": {"as": "greeting", "text": {"role": "heading", "name": "Welcome"}}},
+                {"goto": "/invoices?status=unpaid"},
+                {
+                    "extract": {
+                        "as": "unpaid",
+                        "table": {"role": "table"},
+                        "next": {"role": "link", "name": "Next", "exact": True},
+                    }
+                },
+            ],
+        },
+        "isolation.yaml",
+    )
+
+
+def cookie_values(state: dict[str, Any] | None) -> list[str]:
+    return [c["value"] for c in (state or {}).get("cookies", [])]
+
+
+def local_storage(state: dict[str, Any] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for origin in (state or {}).get("origins", []):
+        out.update({i["name"]: i["value"] for i in origin.get("localStorage", [])})
+    return out
+
+
+async def test_parallel_sessions_as_two_users_never_share_anything(
+    rt: Runtime, portal: str
+) -> None:
+    await make_demo_profiles(rt, "alice", "bob")
+    results = await run_many(rt, dashboard_then_invoices_task(portal), ["alice", "bob"])
+    by = {r.profile: r for r in results}
+    assert [r.status for r in results] == ["succeeded", "succeeded"], [r.error for r in results]
+    # Data: each sees only its own invoices (numbers carry the account digits).
+    for name, unpaid in (("alice", 6), ("bob", 29)):
+        assert by[name].output["greeting"] == f"Welcome, {USERS[name].full_name}"
+        rows = by[name].output["unpaid"]
+        assert len(rows) == unpaid
+        assert all(row["Number"].startswith(f"INV-{ACCOUNT[name]}-") for row in rows)
+        assert all(row["Status"] == "Unpaid" for row in rows)
+    # Cookies and local storage: disjoint, and each names its own user.
+    states = {n: rt.profiles.open_state(await rt.profiles.get(n)) for n in ("alice", "bob")}
+    assert cookie_values(states["alice"]) and cookie_values(states["bob"])
+    assert not set(cookie_values(states["alice"])) & set(cookie_values(states["bob"]))
+    assert local_storage(states["alice"])["portal.lastUser"] == "alice"
+    assert local_storage(states["bob"])["portal.lastUser"] == "bob"
+
+
+async def test_saved_state_lets_a_later_run_skip_login(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, "alice")
+    first = await run_task(rt, demo_task(), "alice", {"portal": portal})
+    assert first.status == "succeeded" and not first.session_restored
+    assert first.steps_skipped == 0
+    second = await run_task(rt, demo_task(), "alice", {"portal": portal})
+    assert second.status == "succeeded", second.error
+    assert second.session_restored and second.steps_skipped == 3
+    assert second.output == first.output
+    steps = await rt.store.list_steps(str(second.run_id))
+    assert not any("/login" in (s.url_after or "") for s in steps)
+    assert [s.status for s in steps if s.kind == "fill"] == ["skipped", "skipped"]
+
+
+async def test_saved_state_on_disk_holds_no_cookie_in_clear(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, "alice")
+    result = await run_task(rt, demo_task(), "alice", {"portal": portal})
+    assert result.status == "succeeded"
+    state = rt.profiles.open_state(await rt.profiles.get("alice"))
+    values = [v for v in cookie_values(state) if len(v) >= 8]
+    assert values, "the portal should have set a session cookie"
+    home = rt.settings.home
+    files = [p for p in home.rglob("*") if p.is_file() and "runs" not in p.parts]
+    assert any(p.name == "corral.db" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        for value in values:
+            assert value.encode() not in data, f"cookie value in clear text in {path}"
+
+
+async def test_persistent_profile_keeps_its_user_data_sealed(rt: Runtime, portal: str) -> None:
+    await rt.profiles.create(
+        "pers",
+        ProfileSettings(mode="persistent", vars={"user": "alice", "password": "alice-pw-1"}),
+    )
+    first = await run_task(rt, demo_task(), "pers", {"portal": portal})
+    assert first.status == "succeeded", first.error
+    archive = rt.settings.home / "profiles" / "pers" / "user-data.tar.enc"
+    assert archive.exists()
+    assert not (rt.settings.home / "profiles" / "pers" / "live").exists()
+    second = await run_task(rt, demo_task(), "pers", {"portal": portal})
+    assert second.status == "succeeded" and second.session_restored
+    assert second.steps_skipped == 3
+    assert b"portal_session" not in archive.read_bytes()
+
+
+async def test_second_run_on_a_leased_profile_fails_after_waiting(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, "alice")
+    async with hold_lease(rt.store, "alice", "other-run", wait_s=0):
+        result = await run_task(rt, demo_task(), "alice", {"portal": portal}, lease_timeout_s=0.5)
+    assert result.status == "failed" and result.exit_code == 1
+    assert "profile 'alice' is in use by run other-run" in str(result.error)
+    assert "--lease-timeout" in str(result.error)
+
+
+async def test_second_run_waits_for_the_lease_then_runs(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, "alice")
+    released = asyncio.Event()
+
+    async def holder() -> None:
+        async with hold_lease(rt.store, "alice", "other-run", wait_s=0):
+            await asyncio.sleep(1.0)
+        released.set()
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(holder())
+        await asyncio.sleep(0.1)
+        waiting = group.create_task(
+            run_task(rt, demo_task(), "alice", {"portal": portal}, lease_timeout_s=20)
+        )
+    assert released.is_set()
+    assert waiting.result().status == "succeeded", waiting.result().error
+
+
+async def test_a_lease_left_by_a_dead_process_does_not_block(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, "alice")
+    # A real process takes the lease and dies without releasing it (SIGKILL leaves no cleanup).
+    code = (
+        "import asyncio, os, sys\n"
+        "from runtime import Settings, Store\n"
+        "from profiles import LeaseHolder\n"
+        "async def main():\n"
+        "    store = await Store.open(Settings.from_env().db_path)\n"
+        "    await store.take_lease('alice', LeaseHolder.current('crashed-run'), 60)\n"
+        "    os._exit(0)\n"
+        "asyncio.run(main())\n"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, env=os.environ.copy())
+    assert await proc.wait() == 0
+    lease = await rt.store.get_lease("alice")
+    assert lease is not None and lease.run_id == "crashed-run"
+    result = await run_task(rt, demo_task(), "alice", {"portal": portal}, lease_timeout_s=0.5)
+    assert result.status == "succeeded", result.error
+    assert await rt.store.get_lease("alice") is None
+
+
+async def test_every_step_is_recorded_in_store_and_run_folder(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, "bob")
+    result = await run_task(rt, demo_task(), "bob", {"portal": portal})
+    assert result.status == "succeeded"
+    run_dir = Path(str(result.run_dir))
+    steps = await rt.store.list_steps(str(result.run_id))
+    assert [s.kind for s in steps] == ["navigate", "fill", "fill", "click", "wait_for", "extract"]
+    assert steps[0].url_before == "about:blank" and "/login" in str(steps[0].url_after)
+    assert "/invoices" in str(steps[3].url_after)
+    assert steps[3].target == 'role=button name="Sign in"'
+    assert all(s.duration_ms > 0 and s.status == "ok" for s in steps)
+    for s in steps:
+        assert s.screenshot and (run_dir / s.screenshot).read_bytes()[:2] == b"\xff\xd8"
+    assert steps[-1].detail == {"as": "unpaid", "items": 29}
+    lines = (run_dir / "steps.jsonl").read_text().splitlines()
+    assert [json.loads(line)["idx"] for line in lines] == list(range(6))
+    with zipfile.ZipFile(run_dir / "trace.zip") as trace:
+        assert any(n.endswith(".trace") for n in trace.namelist())
+    kinds = {a.kind for a in await rt.store.list_artifacts(str(result.run_id))}
+    assert kinds == {"screenshot", "trace", "result"}
+    run = await rt.store.get_run(str(result.run_id))
+    assert run is not None and run.status == "succeeded" and run.result == result.output
+
+
+async def test_selector_matching_nothing_fails_the_run_naming_it(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, "alice")
+    task = parse_task(
+        {
+            "name": "missing",
+            "start_url": f"{portal}/login",
+            "step_timeout_s": 0.5,
+            "steps": [{"click": {"role": "button", "name": "Launch rocket"}}],
+        },
+        "missing.yaml",
+    )
+    result = await run_task(rt, task, "alice")
+    assert result.status == "failed" and result.exit_code == 1
+    assert 'no element matches role=button name="Launch rocket"' in str(result.error)
+    assert "step 2" in str(result.error)
+    steps = await rt.store.list_steps(str(result.run_id))
+    assert steps[-1].status == "failed" and "Launch rocket" in str(steps[-1].error)
+
+
+async def test_optional_step_failure_does_not_stop_the_run(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, "alice")
+    task = parse_task(
+        {
+            "name": "optional",
+            "start_url": f"{portal}/login",
+            "step_timeout_s": 0.5,
+            "steps": [
+                {"click": {"text": "Accept cookies"}, "optional": True},
+                {"extract": {"as": "title", "text": {"role": "heading"}}},
+            ],
+            "output": "title",
+        },
+        "optional.yaml",
+    )
+    result = await run_task(rt, task, "alice")
+    assert result.status == "succeeded", result.error
+    assert result.steps_failed == 1 and result.output == "Sign in"
+
+
+async def test_output_schema_violation_fails_the_run(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, "alice")
+    task = parse_task(
+        {
+            "name": "schema",
+            "start_url": f"{portal}/login",
+            "steps": [{"extract": {"as": "title", "text": {"role": "heading"}}}],
+            "output": "title",
+            "output_schema": {"type": "array"},
+        },
+        "schema.yaml",
+    )
+    result = await run_task(rt, task, "alice")
+    assert result.status == "failed"
+    assert "output does not match output_schema" in str(result.error)
+
+
+async def test_bad_input_is_reported_before_any_run_starts(rt: Runtime) -> None:
+    await make_demo_profiles(rt, "alice")
+    unknown = await run_task(rt, demo_task(), "nobody")
+    assert unknown.exit_code == 2 and unknown.run_id is None
+    assert "unknown profile 'nobody'" in str(unknown.error)
+    task = parse_task(
+        {"name": "v", "steps": [{"goto": "http://127.0.0.1:1/{{var:missing}}"}]}, "v.yaml"
+    )
+    novar = await run_task(rt, task, "alice")
+    assert novar.exit_code == 2 and "unknown variable 'missing'" in str(novar.error)
+    assert await rt.store.list_runs() == []
+
+
+async def test_corrupted_saved_state_fails_clearly_and_is_kept(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, "alice")
+    await rt.profiles.save_state("alice", {"cookies": [], "origins": []})
+    record = await rt.profiles.get("alice")
+    assert record.state is not None
+    damaged = record.state[:-5] + bytes(5)
+    await rt.store.save_profile_state("alice", damaged)
+    result = await run_task(rt, demo_task(), "alice", {"portal": portal})
+    assert result.status == "failed"
+    assert "profile 'alice' saved state: stored data is corrupted" in str(result.error)
+    assert (await rt.profiles.get("alice")).state == damaged  # nothing overwritten
+
+
+async def test_browser_crash_mid_run_fails_clearly_and_does_not_hang(
+    rt: Runtime, portal: str, settings: Settings
+) -> None:
+    await make_demo_profiles(rt, "alice")
+    task = parse_task(
+        {
+            "name": "slow",
+            "start_url": portal,
+            "step_timeout_s": 60,
+            "steps": [{"goto": "/login"}, {"goto": "/slow?ms=20000"}],
+        },
+        "slow.yaml",
+    )
+    slow_step = asyncio.Event()
+
+    def on_event(event: RunEvent) -> None:
+        if event.kind == "step" and "slow" in event.text:
+            slow_step.set()
+
+    # Its own pool, so killing this browser spares the session's shared one.
+    async with (
+        BrowserPool.start(settings.browser) as own_pool,
+        Runtime.open(settings, pool=own_pool) as own_rt,
+    ):
+
+        async def kill_browser() -> None:
+            await slow_step.wait()
+            await asyncio.sleep(0.5)
+            for pid in own_pool.browser_pids():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    psutil.Process(pid).kill()
+
+        async with asyncio.timeout(40), asyncio.TaskGroup() as group:
+            group.create_task(kill_browser())
+            run = group.create_task(run_task(own_rt, task, "alice", on_event=on_event))
+        result = run.result()
+    assert result.status == "failed" and result.exit_code == 1
+    assert "step 2" in str(result.error)
+    assert "the browser closed unexpectedly" in str(result.error)
+    assert await rt.store.get_lease("alice") is None
+    stored = await rt.store.get_run(str(result.run_id))
+    assert stored is not None and stored.status == "failed"
+
+
+@pytest.mark.parametrize("mode", ["state", "persistent"])
+async def test_export_import_round_trip_keeps_login(rt: Runtime, portal: str, mode: str) -> None:
+    await rt.profiles.create(
+        "src",
+        ProfileSettings(mode=mode, locale="de-DE", vars={"user": "bob", "password": "bob-pw-2"}),
+    )
+    first = await run_task(rt, demo_task(), "src", {"portal": portal})
+    assert first.status == "succeeded"
+    bundle = await rt.profiles.export("src", "pass phrase")
+    state = rt.profiles.open_state(await rt.profiles.get("src"))
+    for value in cookie_values(state):
+        assert value.encode() not in bundle
+    copy = await rt.profiles.import_(bundle, "bundle.json", "pass phrase", name=f"copy-{mode}")
+    assert copy.settings.locale == "de-DE" and copy.settings.mode == mode
+    again = await run_task(rt, demo_task(), copy.name, {"portal": portal})
+    assert again.status == "succeeded" and again.session_restored and again.steps_skipped == 3

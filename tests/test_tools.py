@@ -1,0 +1,475 @@
+"""tools/: observing pages and acting on them, in real Chromium against the demo portal."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _pages import FORM, LATE, PAGER, PLACEHOLDERS, THREE_BUTTONS, TWO_TABLES
+from conftest import make_demo_profiles
+from pydantic import ValidationError
+
+from examples.portal import USERS, PortalServer
+from examples.portal.data import invoices_for
+from profiles import open_session
+from runtime import Runtime
+from tools import (
+    ACTION_TYPES,
+    ActionContext,
+    ActionError,
+    ActionTimeoutError,
+    AmbiguousTargetError,
+    Back,
+    Click,
+    Download,
+    ElementNotFoundError,
+    Extract,
+    Fill,
+    Hover,
+    Locate,
+    Navigate,
+    NavigationError,
+    Press,
+    Scroll,
+    Select,
+    SideEffect,
+    SwitchTab,
+    Tabs,
+    Upload,
+    UploadNotAllowedError,
+    WaitFor,
+    execute,
+    observe,
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A portal of this module's own, so payments or uploads by other tests change no counts."""
+    with PortalServer(port=0, db_path=tmp_path_factory.mktemp("tools") / "portal.db") as server:
+        yield server.url
+
+
+async def sign_in(tabs: Tabs, ctx: ActionContext, user: str) -> None:
+    await execute(tabs, Navigate(url="/login"), ctx)
+    await execute(tabs, Fill(label="Username", value=USERS[user].username), ctx)
+    await execute(tabs, Fill(label="Password", value=USERS[user].password), ctx)
+    result = await execute(tabs, Click(role="button", name="Sign in"), ctx)
+    assert result.url_after.endswith("/dashboard")
+
+
+@asynccontextmanager
+async def browse(
+    rt: Runtime, site: str, tmp_path: Path, user: str | None = "alice"
+) -> AsyncIterator[tuple[Tabs, ActionContext]]:
+    """Tabs on a fresh session (signed in as ``user`` unless None) and an action context."""
+    profile = user or "alice"
+    await make_demo_profiles(rt, profile)
+    (tmp_path / "up").mkdir()
+    async with open_session(rt.profiles, await rt.pool(), profile, run_id="t1") as session:
+        tabs = Tabs(session)
+        ctx = ActionContext(
+            downloads_dir=tmp_path / "dl", base_url=site, upload_dir=tmp_path / "up"
+        )
+        if user is not None:
+            await sign_in(tabs, ctx, user)
+        yield tabs, ctx
+
+
+async def text_of(tabs: Tabs, ctx: ActionContext, **locate: Any) -> Any:
+    return (await execute(tabs, Extract(as_="v", text=Locate(**locate)), ctx)).value
+
+
+async def set_page(tabs: Tabs, html: str) -> None:
+    await (await tabs.active()).set_content(html)
+
+
+def first_invoice(user: str) -> str:
+    return f"/invoices/{invoices_for(user)[0].number}"
+
+
+# 1. Observation
+
+
+async def test_observe_login_page(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
+        await execute(tabs, Navigate(url="/login"), ctx)
+        obs = await observe(tabs, screenshot=True)
+        assert obs.url == f"{site}/login"
+        assert obs.title == "Sign in - Acme Billing"
+        assert [(t.index, t.url, t.active) for t in obs.tabs] == [(0, f"{site}/login", True)]
+        assert obs.tabs[0].title == "Sign in - Acme Billing"
+        assert "[ref=e" in obs.snapshot
+        assert re.search(r'textbox "Username" \[ref=e\d+\]', obs.snapshot)
+        assert re.search(r'textbox "Password" \[ref=e\d+\]', obs.snapshot)
+        assert obs.screenshot is not None and obs.screenshot.startswith(b"\xff\xd8")
+        scrubbed = await observe(tabs, redact=lambda t: t.replace("Sign in", "[x]"))
+        assert scrubbed.screenshot is None
+        assert "Sign in" not in scrubbed.snapshot and 'heading "[x]"' in scrubbed.snapshot
+        assert scrubbed.title == scrubbed.tabs[0].title == "[x] - Acme Billing"
+
+
+# 2. Acting by snapshot ref
+
+
+async def test_click_by_snapshot_ref_signs_in(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
+        await execute(tabs, Navigate(url="/login"), ctx)
+        snapshot = (await observe(tabs)).snapshot
+        match = re.search(r'button "Sign in" \[ref=(\w+)\]', snapshot)
+        assert match, snapshot
+        await execute(tabs, Fill(label="Username", value="alice"), ctx)
+        await execute(tabs, Fill(label="Password", value="alice-pw-1"), ctx)
+        result = await execute(tabs, Click(ref=match.group(1)), ctx)
+        assert result.url_before == f"{site}/login"
+        assert result.url_after == f"{site}/dashboard"
+        assert 'heading "Welcome, Alice Anderson"' in (await observe(tabs)).snapshot
+        assert await text_of(tabs, ctx, role="heading", name="Welcome") == "Welcome, Alice Anderson"
+
+
+# 3. Addressing strategies
+
+
+async def test_every_locator_strategy(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path) as (tabs, ctx):
+        assert await text_of(tabs, ctx, test_id="unpaid-count") == "Unpaid invoices: 6"
+        assert await text_of(tabs, ctx, text="Unpaid invoices:") == "Unpaid invoices: 6"
+        assert await text_of(tabs, ctx, css="[data-testid=account]") == "Account ACC-1001"
+        assert await text_of(tabs, ctx, role="link", name="View unpaid") == "View unpaid invoices"
+        await execute(tabs, Navigate(url="/settings"), ctx)
+        await execute(tabs, Fill(label="Display name", value="Al"), ctx)
+        page = await tabs.active()
+        assert await page.input_value("#display_name") == "Al"
+        await set_page(tabs, PLACEHOLDERS)
+        await execute(tabs, Fill(placeholder="Search", value="INV-7"), ctx)
+        assert await page.input_value("input >> nth=0") == "INV-7"
+        assert await page.input_value("input >> nth=1") == ""
+
+
+async def test_exact_and_nth_pick_among_similar_links(
+    rt: Runtime, site: str, tmp_path: Path
+) -> None:
+    async with browse(rt, site, tmp_path) as (tabs, ctx):
+        await execute(tabs, Navigate(url="/invoices"), ctx)
+        # "Paid" is also a substring of "Unpaid": the loose match is ambiguous.
+        with pytest.raises(AmbiguousTargetError, match="matches 2 elements"):
+            await execute(tabs, Click(role="link", name="Paid"), ctx)
+        result = await execute(tabs, Click(role="link", name="Paid", exact=True), ctx)
+        assert "status=paid" in result.url_after
+        result = await execute(tabs, Click(role="link", name="Paid", nth=0), ctx)
+        assert "status=unpaid" in result.url_after
+        result = await execute(tabs, Click(text="Paid", exact=True, nth=0), ctx)
+        assert "status=paid" in result.url_after
+
+
+# 4. Errors
+
+
+async def test_missing_and_ambiguous_targets(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
+        ctx = dataclasses.replace(ctx, timeout_s=0.5)
+        await execute(tabs, Navigate(url="/login"), ctx)
+        with pytest.raises(ElementNotFoundError) as err:
+            await execute(tabs, Click(role="button", name="Nope"), ctx)
+        assert 'role=button name="Nope"' in str(err.value)
+        assert f"{site}/login" in str(err.value)
+        with pytest.raises(ElementNotFoundError, match='label="Nope"'):
+            await execute(tabs, Fill(label="Nope", value="x"), ctx)
+        await set_page(tabs, THREE_BUTTONS)
+        with pytest.raises(AmbiguousTargetError, match='role=button name="Go" matches 3 elements'):
+            await execute(tabs, Click(role="button", name="Go"), ctx)
+
+
+async def test_navigation_to_closed_port_fails(rt: Runtime, site: str, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
+        with pytest.raises(NavigationError, match=f"127.0.0.1:{port}"):
+            await execute(tabs, Navigate(url=f"http://127.0.0.1:{port}/"), ctx)
+
+
+# 5. Tabs and popups
+
+
+async def test_target_blank_link_opens_active_tab(rt: Runtime, site: str, tmp_path: Path) -> None:
+    number = invoices_for("alice")[0].number
+    async with browse(rt, site, tmp_path) as (tabs, ctx):
+        await execute(tabs, Navigate(url=first_invoice("alice")), ctx)
+        result = await execute(tabs, Click(role="link", name="Printable view"), ctx)
+        assert result.opened_tabs == 1
+        assert result.url_after == f"{site}/invoices/{number}/print"
+        obs = await observe(tabs)
+        assert obs.url == result.url_after
+        assert obs.title == f"Print {number}"
+        assert [t.active for t in obs.tabs] == [False, True]
+        assert obs.tabs[0].url == f"{site}/invoices/{number}"
+        back = await execute(tabs, SwitchTab(index=0), ctx)
+        assert back.url_after == f"{site}/invoices/{number}"
+        assert back.opened_tabs == 0
+        assert [t.active for t in (await observe(tabs)).tabs] == [True, False]
+        with pytest.raises(ActionError, match="no tab 5"):
+            await execute(tabs, SwitchTab(index=5), ctx)
+
+
+async def test_window_open_popup_becomes_active(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path) as (tabs, ctx):
+        await execute(tabs, Navigate(url="/popup-test"), ctx)
+        result = await execute(tabs, Click(role="button", name="Open window"), ctx)
+        assert result.opened_tabs == 1
+        assert result.url_before == f"{site}/popup-test"
+        assert result.url_after.startswith(f"{site}/invoices")
+        obs = await observe(tabs)
+        assert len(obs.tabs) == 2 and obs.tabs[1].active
+        assert 'heading "Invoices"' in obs.snapshot
+        popup = await tabs.active()
+        async with popup.expect_event("close"):
+            await popup.evaluate("window.close()")
+        obs = await observe(tabs)
+        assert [(t.url, t.active) for t in obs.tabs] == [(f"{site}/popup-test", True)]
+        assert obs.url == f"{site}/popup-test"
+
+
+# 6. Download and 7. Upload
+
+
+async def test_download_saves_pdf(rt: Runtime, site: str, tmp_path: Path) -> None:
+    number = invoices_for("alice")[0].number
+    async with browse(rt, site, tmp_path) as (tabs, ctx):
+        await execute(tabs, Navigate(url=first_invoice("alice")), ctx)
+        result = await execute(tabs, Download(role="link", name="Download PDF"), ctx)
+        again = await execute(tabs, Download(role="link", name="Download PDF"), ctx)
+    assert result.value["file"] == f"{number}.pdf"
+    saved = ctx.downloads_dir / result.value["file"]
+    assert Path(result.value["path"]) == saved
+    assert saved.read_bytes().startswith(b"%PDF")
+    assert result.value["bytes"] == saved.stat().st_size
+    # A second download of the same name does not overwrite the first.
+    assert again.value["file"] == f"{number}-1.pdf"
+    assert sorted(p.name for p in ctx.downloads_dir.iterdir()) == [f"{number}-1.pdf", saved.name]
+
+
+async def test_upload_inside_folder_is_sent(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path) as (tabs, ctx):
+        assert ctx.upload_dir is not None
+        (ctx.upload_dir / "report-q3.txt").write_text("numbers")
+        await execute(tabs, Navigate(url="/documents"), ctx)
+        await execute(tabs, Upload(label="Document", files=["report-q3.txt"]), ctx)
+        result = await execute(tabs, Click(role="button", name="Upload"), ctx)
+        assert "/documents?uploaded=report-q3.txt" in result.url_after
+        table = Extract(as_="docs", table=Locate(role="table", name="Uploaded documents"))
+        rows = (await execute(tabs, table, ctx)).value
+        assert {"Name": "report-q3.txt", "Size": "7 bytes"} in rows
+
+
+@pytest.mark.parametrize("name", ["../secret.txt", "/etc/passwd", "link.txt", "missing.txt"])
+async def test_upload_outside_folder_refused(
+    rt: Runtime, site: str, tmp_path: Path, name: str
+) -> None:
+    (tmp_path / "secret.txt").write_text("secret")
+    async with browse(rt, site, tmp_path) as (tabs, ctx):
+        assert ctx.upload_dir is not None
+        (ctx.upload_dir / "link.txt").symlink_to(tmp_path / "secret.txt")
+        await execute(tabs, Navigate(url="/documents"), ctx)
+        with pytest.raises(UploadNotAllowedError, match=re.escape(name)):
+            await execute(tabs, Upload(label="Document", files=[name]), ctx)
+        page = await tabs.active()
+        assert await page.eval_on_selector("#document", "e => e.files.length") == 0
+
+
+async def test_upload_refused_without_upload_dir(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path) as (tabs, ctx):
+        assert ctx.upload_dir is not None
+        (ctx.upload_dir / "ok.txt").write_text("ok")
+        await execute(tabs, Navigate(url="/documents"), ctx)
+        no_dir = dataclasses.replace(ctx, upload_dir=None)
+        with pytest.raises(UploadNotAllowedError, match="upload_dir"):
+            await execute(tabs, Upload(label="Document", files=["ok.txt"]), no_dir)
+
+
+# 8. Other actions
+
+
+async def test_select_hover_and_scroll(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
+        page = await tabs.active()
+        await set_page(tabs, FORM)
+        await execute(tabs, Select(label="Plan", option="Pro"), ctx)
+        assert await page.input_value("select") == "p"
+        await execute(tabs, Select(role="combobox", option="b"), ctx)
+        assert await page.input_value("select") == "b"
+        await execute(tabs, Hover(role="button", name="Hover me"), ctx)
+        assert await text_of(tabs, ctx, css="#out") == "hovered"
+        await execute(tabs, Scroll(direction="down", amount=700), ctx)
+        await page.wait_for_function("window.scrollY >= 700", timeout=5000)
+        await execute(tabs, Scroll(direction="up", amount=700), ctx)
+        await page.wait_for_function("window.scrollY === 0", timeout=5000)
+        await execute(tabs, Scroll(text="The end"), ctx)
+        in_view = "e => e.getBoundingClientRect().bottom <= window.innerHeight"
+        assert await page.eval_on_selector("#end", in_view)
+        assert await page.evaluate("window.scrollY") > 4000
+
+
+async def test_press_enter_submits_and_back_returns(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
+        with pytest.raises(ActionError, match="no previous page"):
+            await execute(tabs, Back(), ctx)
+        await execute(tabs, Navigate(url="/login"), ctx)
+        await execute(tabs, Fill(label="Username", value="alice"), ctx)
+
+        async def resolve(value: str, page: Any) -> str:
+            return value.replace("{{password}}", "alice-pw-1")
+
+        ctx = dataclasses.replace(ctx, resolve_value=resolve)
+        await execute(tabs, Fill(label="Password", value="{{password}}"), ctx)
+        assert await (await tabs.active()).input_value("#password") == "alice-pw-1"
+        result = await execute(tabs, Press(label="Password", key="Enter"), ctx)
+        assert result.url_after == f"{site}/dashboard"
+        await execute(tabs, Navigate(url="/invoices"), ctx)
+        result = await execute(tabs, Back(), ctx)
+        assert result.url_before == f"{site}/invoices"
+        assert result.url_after == f"{site}/dashboard"
+        assert await text_of(tabs, ctx, test_id="unpaid-count") == "Unpaid invoices: 6"
+
+
+async def test_wait_for_text_state_and_url(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
+        await set_page(tabs, LATE)
+        await execute(tabs, WaitFor(text="Ready now"), ctx)
+        assert await text_of(tabs, ctx, text="Ready now") == "Ready now"
+        await set_page(tabs, LATE)
+        await execute(tabs, WaitFor(css="#spinner", state="hidden"), ctx)
+        assert not await (await tabs.active()).is_visible("#spinner")
+        await execute(tabs, Navigate(url="/popup-test"), ctx)
+        await execute(tabs, WaitFor(url="**/popup-test"), ctx)
+        await execute(tabs, WaitFor(url="/popup-te+st$/"), ctx)
+        await execute(tabs, WaitFor(load_state="load"), ctx)
+
+
+async def test_wait_for_timeouts(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
+        await execute(tabs, Navigate(url="/popup-test"), ctx)
+        with pytest.raises(ElementNotFoundError, match='text="Never shown"'):
+            await execute(tabs, WaitFor(text="Never shown", timeout_s=0.3), ctx)
+        with pytest.raises(ActionTimeoutError, match='role=button name="Open window"'):
+            await execute(
+                tabs, WaitFor(role="button", name="Open window", state="hidden", timeout_s=0.3), ctx
+            )
+        with pytest.raises(ActionTimeoutError, match=r"after 0\.3s"):
+            await execute(tabs, WaitFor(url="**/nowhere", timeout_s=0.3), ctx)
+
+
+# 9. Extraction
+
+
+async def test_extract_paginated_table(rt: Runtime, site: str, tmp_path: Path) -> None:
+    unpaid = {inv.number for inv in invoices_for("bob") if not inv.paid}
+    next_page = Locate(role="link", name="Next", exact=True)
+    async with browse(rt, site, tmp_path, user="bob") as (tabs, ctx):
+        await execute(tabs, Navigate(url="/invoices?status=unpaid"), ctx)
+        table = Extract.model_validate(
+            {"as": "unpaid", "table": {"css": "table"}, "next": next_page.model_dump()}
+        )
+        result = await execute(tabs, table, ctx)
+        await execute(tabs, Navigate(url="/invoices?status=unpaid"), ctx)
+        two = Extract(as_="x", table=Locate(css="table"), next=next_page, max_pages=2)
+        two_pages = (await execute(tabs, two, ctx)).value
+    rows = result.value
+    assert len(rows) == 29 == len(unpaid)
+    headers = ["Number", "Date", "Due", "Description", "Amount", "Status"]
+    assert all(list(row) == headers for row in rows)
+    assert all(row["Status"] == "Unpaid" for row in rows)
+    numbers = [row["Number"] for row in rows]
+    assert len(set(numbers)) == 29 and set(numbers) == unpaid
+    assert all(n.startswith("INV-1002-") for n in numbers)
+    assert all(row["Amount"].startswith("$") for row in rows)
+    assert "page=3" in result.url_after
+    assert two_pages == rows[:20]
+
+
+async def test_extract_text_single_and_all(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path, user="bob") as (tabs, ctx):
+        assert await text_of(tabs, ctx, test_id="unpaid-count") == "Unpaid invoices: 29"
+        nav = Extract(as_="nav", text=Locate(css="nav[aria-label=Main] a"), all=True)
+        result = await execute(tabs, nav, ctx)
+        assert result.value == ["Dashboard", "Invoices", "Documents", "Settings"]
+
+
+@pytest.mark.parametrize("source", ["text", "table"])
+async def test_extract_errors_name_the_target(
+    rt: Runtime, site: str, tmp_path: Path, source: str
+) -> None:
+    async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
+        ctx = dataclasses.replace(ctx, timeout_s=0.3)
+        await set_page(tabs, TWO_TABLES)
+        missing = Extract.model_validate({"as": "m", source: {"css": "#nothing"}})
+        with pytest.raises(ElementNotFoundError, match='css="#nothing"'):
+            await execute(tabs, missing, ctx)
+        both = Extract.model_validate({"as": "m", source: {"css": "table"}})
+        with pytest.raises(AmbiguousTargetError, match='css="table" matches 2 elements'):
+            await execute(tabs, both, ctx)
+
+
+async def test_extract_stops_at_disabled_next(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
+        await set_page(tabs, PAGER)
+        table = Extract(as_="t", table=Locate(css="table"), next=Locate(role="button", name="Next"))
+        result = await execute(tabs, table, dataclasses.replace(ctx, timeout_s=0.5))
+        assert result.value == [{"N": "1"}, {"N": "2"}, {"N": "3"}]
+
+
+async def test_stale_ref_is_element_not_found(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with browse(rt, site, tmp_path) as (tabs, ctx):
+        snapshot = (await observe(tabs)).snapshot
+        match = re.search(r'link "Invoices" \[ref=(\w+)\]', snapshot)
+        assert match, snapshot
+        await execute(tabs, Navigate(url="/settings"), ctx)
+        with pytest.raises(ElementNotFoundError, match=f"ref={match.group(1)}"):
+            await execute(tabs, Click(ref=match.group(1)), dataclasses.replace(ctx, timeout_s=0.5))
+
+
+# 10. Side-effect classes and 11. validation
+
+
+def test_every_action_declares_a_side_effect() -> None:
+    assert len(ACTION_TYPES) == 13
+    for kind, cls in ACTION_TYPES.items():
+        assert cls.model_fields["kind"].default == kind
+        assert isinstance(cls.side_effect, SideEffect), kind  # type: ignore[attr-defined]
+    assert [c.side_effect for c in (Click, Fill, Navigate, Download, Upload, Extract)] == [
+        SideEffect.SUBMIT,
+        SideEffect.INPUT,
+        SideEffect.NAVIGATE,
+        SideEffect.DOWNLOAD,
+        SideEffect.UPLOAD,
+        SideEffect.READ,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cls", "data", "message"),
+    [
+        (Click, {"role": "button", "name": "Go", "force": True}, "Extra inputs"),
+        (Navigate, {"url": "/x", "wait": 1}, "Extra inputs"),
+        (Extract, {"as": "x", "text": {"css": "p"}, "limit": 3}, "Extra inputs"),
+        (Click, {"role": "button", "css": "button"}, "give one of"),
+        (Fill, {"label": "A", "placeholder": "B", "value": "v"}, "got label, placeholder"),
+        (Click, {"text": "Sign in", "name": "Sign in"}, "'name' needs 'role'"),
+        (Click, {}, "an element is required"),
+        (Upload, {"label": "Document", "files": []}, "at least 1"),
+        (WaitFor, {}, "give an element"),
+        (Click, {"css": "a", "nth": -1}, "greater than or equal"),
+        (Extract, {"as": "x"}, "exactly one"),
+        (Extract, {"as": "x", "text": {"css": "p"}, "next": {"css": "a"}}, "'next' follows"),
+        (Extract, {"as": "1bad", "text": {"css": "p"}}, "pattern"),
+    ],
+)
+def test_invalid_actions_refused(cls: Any, data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        cls.model_validate(data)
