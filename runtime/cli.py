@@ -85,14 +85,18 @@ def _print_results(results: list[RunResult]) -> None:
         console.print(results_table(results))
     for r in results:
         if r.run_id is None:
-            err_console.print(f"[bold red]error:[/] {r.error}", highlight=False)
+            click.echo(f"error: {r.error}", err=True)
             continue
         if r.error:
-            err_console.print(f"[red]{r.profile}: {r.error}[/]", highlight=False)
+            click.echo(f"error: {r.profile}: {r.error}", err=True)
         if r.output is not None:
             console.print(f"[bold]{r.profile}[/] output:")
             console.print_json(data=r.output)
-        console.print(f"recording: {r.run_dir}  (corral runs show {r.run_id})", highlight=False)
+        console.print(
+            f"recording: {r.run_dir}  (corral runs show {r.run_id})",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @cli.group("runs")
@@ -159,7 +163,7 @@ def runs_show(run_id: str, as_json: bool) -> None:
             highlight=False,
         )
         if run.error:
-            console.print(f"[red]error: {run.error}[/]", highlight=False)
+            console.print(f"[red]error: {run.error}[/]", highlight=False, soft_wrap=True)
         table = Table()
         for col in ("#", "action", "target", "status", "ms", "url after", "error"):
             table.add_column(col)
@@ -174,12 +178,14 @@ def runs_show(run_id: str, as_json: bool) -> None:
                 s.error or "",
             )
         console.print(table)
-        console.print(f"folder: {run.run_dir}", highlight=False)
+        console.print(f"folder: {run.run_dir}", highlight=False, soft_wrap=True)
         for a in artifacts:
             if a.kind != "screenshot":
-                console.print(f"  {a.kind}: {a.path} ({a.bytes:,} bytes)", highlight=False)
+                console.print(
+                    f"  {a.kind}: {a.path} ({a.bytes:,} bytes)", highlight=False, soft_wrap=True
+                )
         shots = sum(a.kind == "screenshot" for a in artifacts)
-        console.print(f"  screenshots: {shots} in steps/", highlight=False)
+        console.print(f"  screenshots: {shots} in steps/", highlight=False, soft_wrap=True)
         if run.result is not None:
             console.print("result:")
             console.print_json(data=run.result)

@@ -32,7 +32,8 @@ err_console = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` to stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # Plain text, never wrapped: scripts and people grep these lines.
+    click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 

@@ -59,7 +59,9 @@ async def run_demo(rt: Runtime, port: int, fresh: bool) -> int:
     console = Console()
     server = await asyncio.to_thread(_start_portal, rt.settings.home, port)
     try:
-        console.print(f"[bold]demo portal[/] (Acme Billing) at {server.url}", highlight=False)
+        console.print(
+            f"[bold]demo portal[/] (Acme Billing) at {server.url}", highlight=False, soft_wrap=True
+        )
         created = await ensure_demo_profiles(rt, fresh)
         if created:
             console.print(f"created profiles: {', '.join(created)}")
@@ -70,7 +72,7 @@ async def run_demo(rt: Runtime, port: int, fresh: bool) -> int:
     console.print(results_table(results))
     for r in results:
         if r.error:
-            console.print(f"[red]{r.profile}: {r.error}[/]", highlight=False)
+            console.print(f"[red]{r.profile}: {r.error}[/]", highlight=False, soft_wrap=True)
             continue
         rows = r.output or []
         total = sum(
@@ -84,10 +86,12 @@ async def run_demo(rt: Runtime, port: int, fresh: bool) -> int:
         console.print(
             f"[bold]{r.profile}[/]: {len(rows)} unpaid invoices, ${total:,.2f} due; {how}",
             highlight=False,
+            soft_wrap=True,
         )
         console.print(
             f"  recording: {r.run_dir} (steps/*.jpg, trace.zip; corral runs show {r.run_id})",
             highlight=False,
+            soft_wrap=True,
         )
     if all(not r.session_restored for r in results) and not any(r.error for r in results):
         console.print("Run `corral demo` again: the saved, encrypted sessions skip the login.")

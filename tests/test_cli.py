@@ -1,0 +1,313 @@
+"""The ``corral`` command as a user runs it: exit codes, messages, Ctrl-C, profiles commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from runtime.demo import DEMO_TASK
+from tests.conftest import CORRAL, chromium_pids
+
+pytestmark = pytest.mark.slow
+
+
+def corral(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CORRAL, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def write(tmp_path: Path, text: str, name: str = "task.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture
+def alice(home: Path) -> None:
+    assert (
+        corral(
+            "profiles", "create", "alice", "--var", "user=alice", "--var", "password=alice-pw-1"
+        ).returncode
+        == 0
+    )
+
+
+BAD_TASKS = {
+    "not_yaml": ("name: x\nsteps: [\n", "not valid YAML at line"),
+    "unknown_field": ("name: x\nstepz: []\n", "stepz: unknown field"),
+    "wrong_type": (
+        "name: x\nbudget: {max_steps: ten}\nsteps: [{goto: /}]\n",
+        "budget.max_steps: Input should be a valid integer",
+    ),
+    "unknown_step": (
+        "name: x\nsteps:\n  - goto: /\n  - clik: {text: Go}\n",
+        "steps[1]: unknown step kind 'clik'",
+    ),
+    "bad_selector": (
+        "name: x\nsteps: [{click: {role: button, label: Go}}]\n",
+        "steps[0].click: Value error, give one of",
+    ),
+    "not_a_mapping": ("- just\n- a list\n", "expected a mapping of task fields"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TASKS))
+def test_malformed_task_file_names_file_and_field_and_exits_2(
+    home: Path, tmp_path: Path, case: str
+) -> None:
+    text, expected = BAD_TASKS[case]
+    path = write(tmp_path, text, f"{case}.yaml")
+    proc = corral("run", path, "--profile", "alice")
+    assert proc.returncode == 2, proc.stderr
+    assert f"{case}.yaml" in proc.stderr
+    assert expected in proc.stderr
+
+
+def test_missing_task_file_exits_2(home: Path, tmp_path: Path) -> None:
+    proc = corral("run", str(tmp_path / "nope.yaml"))
+    assert proc.returncode == 2
+    assert "nope.yaml: task file not found" in proc.stderr
+
+
+def test_unknown_profile_exits_2_and_lists_known_ones(home: Path, alice: None) -> None:
+    proc = corral("run", str(DEMO_TASK), "--profile", "mallory", "--json")
+    assert proc.returncode == 2
+    [result] = json.loads(proc.stdout)
+    assert "unknown profile 'mallory' (known profiles: alice)" in result["error"]
+
+
+def test_selector_matching_nothing_exits_1_naming_selector(
+    home: Path, alice: None, portal: str, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        f"name: x\nstart_url: {portal}/login\nstep_timeout_s: 0.5\n"
+        "steps:\n  - click: {role: button, name: Pay everything}\n",
+    )
+    proc = corral("run", path, "--profile", "alice")
+    assert proc.returncode == 1
+    assert 'no element matches role=button name="Pay everything"' in proc.stderr
+
+
+def test_no_browser_found_exits_1_with_what_to_do(home: Path, alice: None) -> None:
+    proc = corral(
+        "run", str(DEMO_TASK), "--profile", "alice", env={"CORRAL_BROWSER": "/nonexistent/chromium"}
+    )
+    assert proc.returncode == 1
+    assert "CORRAL_BROWSER=/nonexistent/chromium: not an executable file" in proc.stderr
+
+
+def test_state_under_another_key_exits_1_and_is_kept(home: Path, alice: None, portal: str) -> None:
+    first = corral("run", str(DEMO_TASK), "--profile", "alice", "--var", f"portal={portal}")
+    assert first.returncode == 0, first.stderr
+    before = (home / "corral.db").read_bytes()
+    other_key = "b" * 64
+    proc = corral(
+        "run",
+        str(DEMO_TASK),
+        "--profile",
+        "alice",
+        "--var",
+        f"portal={portal}",
+        env={"CORRAL_MASTER_KEY": other_key},
+    )
+    assert proc.returncode == 1
+    assert "profile 'alice' saved state: encrypted with another master key" in proc.stderr
+    # The right key still opens it: nothing was overwritten.
+    again = corral(
+        "run", str(DEMO_TASK), "--profile", "alice", "--var", f"portal={portal}", "--json"
+    )
+    assert again.returncode == 0
+    assert json.loads(again.stdout)[0]["session_restored"] is True
+    assert before  # the store existed before the failed run
+
+
+def test_leased_profile_exits_1_after_the_wait(
+    home: Path, alice: None, portal: str, tmp_path: Path
+) -> None:
+    slow = write(
+        tmp_path,
+        f"name: slow\nstart_url: {portal}\nstep_timeout_s: 60\nsteps:\n  - goto: /slow?ms=8000\n",
+    )
+    holder = subprocess.Popen(
+        [*CORRAL, "run", slow, "--profile", "alice"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            listing = json.loads(corral("profiles", "list", "--json").stdout)
+            if listing[0]["leased_by"]:
+                break
+            time.sleep(0.2)
+        proc = corral("run", str(DEMO_TASK), "--profile", "alice", "--lease-timeout", "0.5")
+        assert proc.returncode == 1
+        assert "profile 'alice' is in use by run" in proc.stderr
+        assert "waited 0.5s" in proc.stderr
+    finally:
+        holder.wait(timeout=60)
+    assert holder.returncode == 0
+
+
+def test_ctrl_c_cancels_cleanly_releases_lease_and_leaves_no_browser(
+    home: Path, alice: None, portal: str, tmp_path: Path
+) -> None:
+    slow = write(
+        tmp_path,
+        f"name: slow\nstart_url: {portal}\nstep_timeout_s: 60\n"
+        "steps:\n  - goto: /login\n  - goto: /slow?ms=30000\n",
+    )
+    started = time.time()
+    # Its own process group, like a terminal's foreground job: Ctrl-C reaches every process.
+    proc = subprocess.Popen(
+        [*CORRAL, "run", slow, "--profile", "alice"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            runs = json.loads(corral("runs", "list", "--json").stdout)
+            if (
+                runs
+                and runs[0]["status"] == "running"
+                and list((Path(runs[0]["run_dir"]) / "steps").glob("*.jpg"))
+            ):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the run never started")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any("chrom" in c.name() for c in children)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    time.sleep(0.5)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert not chromium_pids(started) - {p.pid for p in psutil.Process().children(True)}
+    run = json.loads(corral("runs", "list", "--json").stdout)[0]
+    assert run["status"] == "cancelled"
+    assert json.loads(corral("profiles", "list", "--json").stdout)[0]["leased_by"] is None
+
+
+def test_killed_process_leaves_no_browser_and_its_run_is_marked_interrupted(
+    home: Path, alice: None, portal: str, tmp_path: Path
+) -> None:
+    slow = write(
+        tmp_path,
+        f"name: slow\nstart_url: {portal}/slow?ms=30000\nstep_timeout_s: 60\n"
+        "steps:\n  - wait_for: {text: Slow page}\n",
+    )
+    proc = subprocess.Popen(
+        [*CORRAL, "run", slow, "--profile", "alice"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    children: list[psutil.Process] = []
+    while time.monotonic() < deadline and not any("chrom" in c.name() for c in children):
+        time.sleep(0.2)
+        children = psutil.Process(proc.pid).children(recursive=True)
+    proc.kill()
+    proc.wait()
+    time.sleep(1.0)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    run = json.loads(corral("runs", "list", "--json").stdout)[0]
+    assert run["status"] == "interrupted"
+    # Its lease died with it: the next run on the profile does not wait.
+    again = corral(
+        "run",
+        str(DEMO_TASK),
+        "--profile",
+        "alice",
+        "--var",
+        f"portal={portal}",
+        "--lease-timeout",
+        "0",
+    )
+    assert again.returncode == 0, again.stderr
+
+
+def test_parallel_json_output_and_runs_show(home: Path, portal: str) -> None:
+    for name in ("alice", "bob"):
+        pw = {"alice": "alice-pw-1", "bob": "bob-pw-2"}[name]
+        assert (
+            corral(
+                "profiles", "create", name, "--var", f"user={name}", "--var", f"password={pw}"
+            ).returncode
+            == 0
+        )
+    proc = corral(
+        "run", str(DEMO_TASK), "--parallel", "alice,bob", "--var", f"portal={portal}", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = {r["profile"]: r for r in json.loads(proc.stdout)}
+    assert len(results["alice"]["output"]) == 6 and len(results["bob"]["output"]) == 29
+    show = corral("runs", "show", results["bob"]["run_id"], "--json")
+    data = json.loads(show.stdout)
+    assert data["run"]["status"] == "succeeded"
+    assert [s["kind"] for s in data["steps"]][-1] == "extract"
+    assert any(a["kind"] == "trace" for a in data["artifacts"])
+    text = corral("runs", "show", results["bob"]["run_id"][:17])
+    assert text.returncode == 0 and "extract" in text.stdout and "trace.zip" in text.stdout
+    assert corral("runs", "show", "no-such-run").returncode == 2
+
+
+def test_profiles_commands_round_trip(home: Path, tmp_path: Path) -> None:
+    proc = corral(
+        "profiles",
+        "create",
+        "carol",
+        "--viewport",
+        "1024x700",
+        "--locale",
+        "fr-FR",
+        "--timezone",
+        "Europe/Paris",
+        "--geolocation",
+        "48.85,2.35",
+        "--color-scheme",
+        "dark",
+        "--mode",
+        "persistent",
+    )
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(corral("profiles", "show", "carol", "--json").stdout)
+    assert shown["settings"]["viewport"] == {"width": 1024, "height": 700}
+    assert shown["settings"]["mode"] == "persistent"
+    assert corral("profiles", "create", "carol").returncode == 2  # exists
+    bad = corral("profiles", "create", "dave", "--viewport", "hugexbig")
+    assert bad.returncode == 2 and "viewport" in bad.stderr
+    assert corral("profiles", "create", "../evil").returncode == 2
+    bundle = tmp_path / "carol.json"
+    assert corral("profiles", "export", "carol", "-o", str(bundle)).returncode == 0
+    assert corral("profiles", "import", str(bundle), "--name", "carol2").returncode == 0
+    names = [p["name"] for p in json.loads(corral("profiles", "list", "--json").stdout)]
+    assert names == ["carol", "carol2"]
+    assert corral("profiles", "delete", "carol", "--yes").returncode == 0
+    assert corral("profiles", "show", "carol").returncode == 2
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    proc = corral("profiles", "import", str(garbage))
+    assert proc.returncode == 2 and "not a corral profile bundle" in proc.stderr
