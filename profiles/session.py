@@ -48,8 +48,12 @@ class Session:
             self.closed_unexpectedly = True
 
     async def start_trace(self) -> None:
-        """Start recording a Playwright trace (screenshots and DOM snapshots)."""
-        await self.context.tracing.start(screenshots=True, snapshots=True)
+        """Start recording a Playwright trace (actions, network and DOM snapshots).
+
+        The trace's own screencast stays off: each step already gets a screenshot of its own, the
+        screencast costs a lot of CPU with many sessions, and a video of typing cannot be masked.
+        """
+        await self.context.tracing.start(screenshots=False, snapshots=True)
 
     async def stop_trace(self, path: Path) -> bool:
         """Write the trace to ``path``; False if the browser is gone and nothing was written."""
