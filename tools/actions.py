@@ -275,6 +275,8 @@ ACTION_TYPES: dict[str, type[BaseModel]] = {
 
 def action_target(action: Any) -> Locate | None:
     """The element an action addresses, if any."""
+    if isinstance(action, Extract):
+        return action.table or action.text
     if isinstance(action, Locate) and action.has_target:
         return action.locator_spec()
     return None

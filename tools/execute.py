@@ -181,6 +181,12 @@ async def _translate(
             )
     target = action_target(action)
     desc = target.describe() if target else ""
+    if target is not None and target.ref is not None and "aria-ref" in first_line:
+        # Refs are only valid for the snapshot they came from; after a navigation they go stale.
+        return ElementNotFoundError(
+            f"{action.kind}: no element matches {desc} on {page.url}: the ref comes from an "
+            "older snapshot; observe the page again and use a current ref"
+        )
     if "strict mode violation" in first_line and target is not None:
         count = await locate(page, target).count()
         return AmbiguousTargetError(
@@ -188,9 +194,7 @@ async def _translate(
             "add exact: true, or pick one with nth: 0"
         )
     if isinstance(exc, PlaywrightTimeoutError):
-        if target is not None and isinstance(
-            action, (Click, Fill, Select, Press, Hover, Upload, Download, Scroll, WaitFor)
-        ):
+        if target is not None:
             try:
                 count = await locate(page, target).count()
             except PlaywrightError:
@@ -258,8 +262,9 @@ async def _dispatch(
         await page.goto(url, timeout=ms)
         return None
     if isinstance(action, Back):
-        if await page.go_back(timeout=ms) is None and page.url in ("", "about:blank"):
-            raise ActionError("back: there is no previous page")
+        before = page.url
+        if await page.go_back(timeout=ms) is None and page.url == before:
+            raise ActionError(f"back: there is no previous page in this tab ({before})")
         return None
     if isinstance(action, SwitchTab):
         try:

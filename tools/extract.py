@@ -55,7 +55,12 @@ async def extract_value(
         if action.next is None:
             break
         nxt = locate(page, action.next)
+        # A last page shows no "next", hides it, or disables it (disabled or aria-disabled).
         if not await nxt.count() or not await nxt.first.is_visible():
+            break
+        if not await nxt.first.is_enabled() or await nxt.first.get_attribute("aria-disabled") in (
+            "true",
+        ):
             break
         await settle(page, nxt.first.click(timeout=timeout_ms))
     return rows
