@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,7 +40,7 @@ from _bench_common import summarize  # noqa: E402
 from examples.portal import USERS, PortalServer  # noqa: E402
 from profiles import BrowserPool, ProfileSettings, open_session  # noqa: E402
 from runtime import Runtime, Settings, parse_task, run_many  # noqa: E402
-from tools import Navigate, Tabs  # noqa: E402
+from tools import Tabs  # noqa: E402
 
 USERS_CYCLE = ("alice", "bob")
 
@@ -180,9 +180,23 @@ def run_browser_use(url: str, n: int, state: Path, executable: str) -> dict[str,
         return {"error": "bench_env.sh failed: " + setup.stderr.strip()[-300:]}
     python = setup.stdout.strip().splitlines()[-1]
     proc = subprocess.run(
-        [python, str(ROOT / "scripts" / "bench_browser_use.py"), "--url", url, "--n", str(n),
-         "--storage-state", str(state), "--executable", executable, "--warmup", "1"],
-        capture_output=True, text=True, timeout=900,
+        [
+            python,
+            str(ROOT / "scripts" / "bench_browser_use.py"),
+            "--url",
+            url,
+            "--n",
+            str(n),
+            "--storage-state",
+            str(state),
+            "--executable",
+            executable,
+            "--warmup",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip()[-300:]}
@@ -253,7 +267,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             p["corral_mb_per_extra"] = round((p["corral_peak_mb"] - base["corral_peak_mb"]) / extra)
             p["raw_mb_per_extra"] = round((p["raw_peak_mb"] - base["raw_peak_mb"]) / extra)
     return {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
         "browser": f"{pool.executable}",
         "start": start,
         "parallel": parallel,
@@ -278,7 +293,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"| corral `open_session` + first page | {s['corral']['p50_ms']:.0f} "
         f"| {s['corral']['p95_ms']:.0f} | {s['corral']['p50_ms'] / s['raw']['p50_ms']:.2f} |",
     ]
-    if "p50_ms" in bu and bu["p50_ms"]:
+    if bu.get("p50_ms"):
         lines.append(
             f"| browser-use {bu.get('version', '')} `BrowserSession` start + navigate "
             f"| {bu['p50_ms']:.0f} | {bu['p95_ms']:.0f} | {bu['p50_ms'] / s['raw']['p50_ms']:.2f} |"
@@ -318,8 +333,9 @@ def write_section(markdown: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--starts", type=int, default=30)
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[1, 4, 8, 16])
+    parser.add_argument(
+        "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8, 16]
+    )
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     parser.add_argument("--json", action="store_true", help="print raw JSON results")
     args = parser.parse_args()
