@@ -311,3 +311,19 @@ def test_profiles_commands_round_trip(home: Path, tmp_path: Path) -> None:
     garbage.write_text("{not json")
     proc = corral("profiles", "import", str(garbage))
     assert proc.returncode == 2 and "not a corral profile bundle" in proc.stderr
+
+
+def test_demo_twice_second_run_reuses_saved_sessions(home: Path) -> None:
+    first = corral("demo", "--port", "0", timeout=180)
+    assert first.returncode == 0, first.stderr
+    assert "alice: 6 unpaid invoices" in first.stdout
+    assert "bob: 29 unpaid invoices" in first.stdout
+    assert first.stdout.count("signed in with username and password") == 2
+    second = corral("demo", "--port", "0", timeout=180)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.count("saved session reused, login skipped (3 steps skipped)") == 2
+    assert "alice: 6 unpaid invoices" in second.stdout
+    runs = json.loads(corral("runs", "list", "--json").stdout)
+    assert len(runs) == 4 and {r["status"] for r in runs} == {"succeeded"}
+    for run in runs:
+        assert (Path(run["run_dir"]) / "trace.zip").exists()

@@ -15,10 +15,11 @@ import psutil
 import pytest
 
 from examples.portal import USERS
-from profiles import BrowserPool, ProfileSettings, hold_lease
+from profiles import BrowserPool, ProfileSettings, hold_lease, open_session
 from runtime import RunEvent, Runtime, Settings, Task, load_task, parse_task, run_many, run_task
 from runtime.demo import DEMO_TASK
 from tests.conftest import make_demo_profiles
+from tools import Tabs
 
 ACCOUNT = {name: user.account_no.split("-")[1] for name, user in USERS.items()}
 
@@ -325,9 +326,25 @@ async def test_browser_crash_mid_run_fails_clearly_and_does_not_hang(
             group.create_task(kill_browser())
             run = group.create_task(run_task(own_rt, task, "alice", on_event=on_event))
         result = run.result()
-    assert result.status == "failed" and result.exit_code == 1
-    assert "step 2" in str(result.error)
-    assert "the browser closed unexpectedly" in str(result.error)
+        assert result.status == "failed" and result.exit_code == 1
+        assert "step 2" in str(result.error)
+        assert "the browser closed unexpectedly" in str(result.error)
+        # The pool notices the dead browser and launches a new one for the next session.
+        after = await own_rt.pool()
+        assert (await after.browser()).is_connected()
+        again = await run_task(
+            own_rt,
+            parse_task(
+                {
+                    "name": "after",
+                    "start_url": f"{portal}/login",
+                    "steps": [{"wait_for": {"role": "button", "name": "Sign in"}}],
+                },
+                "after.yaml",
+            ),
+            "alice",
+        )
+        assert again.status == "succeeded", again.error
     assert await rt.store.get_lease("alice") is None
     stored = await rt.store.get_run(str(result.run_id))
     assert stored is not None and stored.status == "failed"
@@ -349,3 +366,69 @@ async def test_export_import_round_trip_keeps_login(rt: Runtime, portal: str, mo
     assert copy.settings.locale == "de-DE" and copy.settings.mode == mode
     again = await run_task(rt, demo_task(), copy.name, {"portal": portal})
     assert again.status == "succeeded" and again.session_restored and again.steps_skipped == 3
+
+
+async def test_profile_browser_settings_reach_the_page(rt: Runtime, portal: str) -> None:
+    settings = ProfileSettings(
+        user_agent="CorralTest/1.0",
+        viewport={"width": 900, "height": 650},  # type: ignore[arg-type]
+        locale="de-DE",
+        timezone="Asia/Tokyo",
+        color_scheme="dark",
+        geolocation={"latitude": 48.85, "longitude": 2.35},  # type: ignore[arg-type]
+    )
+    await rt.profiles.create("dressed", settings)
+    async with open_session(rt.profiles, await rt.pool(), "dressed", "t") as session:
+        page = await Tabs(session).active()
+        await page.goto(f"{portal}/login")
+        seen = await page.evaluate(
+            """async () => ({
+                ua: navigator.userAgent,
+                lang: navigator.language,
+                tz: Intl.DateTimeFormat().resolvedOptions().timeZone,
+                width: window.innerWidth,
+                dark: matchMedia('(prefers-color-scheme: dark)').matches,
+                pos: await new Promise(ok => navigator.geolocation.getCurrentPosition(
+                    p => ok([p.coords.latitude, p.coords.longitude]), e => ok(String(e.code)))),
+            })"""
+        )
+    assert seen == {
+        "ua": "CorralTest/1.0",
+        "lang": "de-DE",
+        "tz": "Asia/Tokyo",
+        "width": 900,
+        "dark": True,
+        "pos": [48.85, 2.35],
+    }
+
+
+async def test_indexeddb_survives_between_sessions(rt: Runtime, portal: str) -> None:
+    await rt.profiles.create("idb")
+    write = """() => new Promise((ok, fail) => {
+        const req = indexedDB.open('corral-test', 1);
+        req.onupgradeneeded = () => req.result.createObjectStore('kv');
+        req.onsuccess = () => {
+            const tx = req.result.transaction('kv', 'readwrite');
+            tx.objectStore('kv').put('remembered', 'answer');
+            tx.oncomplete = () => ok(true);
+            tx.onerror = () => fail(tx.error);
+        };
+    })"""
+    read = """() => new Promise((ok) => {
+        const req = indexedDB.open('corral-test', 1);
+        req.onupgradeneeded = () => req.result.createObjectStore('kv');
+        req.onsuccess = () => {
+            const get = req.result.transaction('kv').objectStore('kv').get('answer');
+            get.onsuccess = () => ok(get.result ?? null);
+        };
+    })"""
+    pool = await rt.pool()
+    async with open_session(rt.profiles, pool, "idb", "t1") as session:
+        page = await Tabs(session).active()
+        await page.goto(f"{portal}/login")
+        assert await page.evaluate(write) is True
+    async with open_session(rt.profiles, pool, "idb", "t2") as session:
+        assert session.restored
+        page = await Tabs(session).active()
+        await page.goto(f"{portal}/login")
+        assert await page.evaluate(read) == "remembered"
