@@ -35,6 +35,7 @@ class MasterKey:
         if len(key) != 32:
             raise UserError(f"master key must be 32 bytes, got {len(key)}")
         self._aead = AESGCM(key)
+        self.raw = key
         self.key_id = hashlib.sha256(b"corral-key-id" + key).digest()[:_KEY_ID_LEN]
 
     @classmethod

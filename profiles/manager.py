@@ -20,13 +20,14 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from .crypto import MasterKey, open_with_passphrase, seal_with_passphrase
+from .crypto import open_with_passphrase, seal_with_passphrase
 from .errors import (
     InvalidProfileError,
     ProfileExistsError,
     ProfileNotFoundError,
     StateDecryptError,
 )
+from .keys import KeyRing
 from .lease import LeaseStore
 from .settings import ProfileRecord, ProfileSettings
 
@@ -72,7 +73,7 @@ def _validation_message(exc: ValidationError, source: str) -> str:
 class ProfileManager:
     """The Python API for profiles."""
 
-    def __init__(self, store: ProfileStore, key: MasterKey, home: Path) -> None:
+    def __init__(self, store: ProfileStore, key: KeyRing, home: Path) -> None:
         self.store = store
         self.key = key
         self.home = home

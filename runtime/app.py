@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import psutil
 
-from profiles import BrowserPool, MasterKey, ProfileManager
+from profiles import MASTER_KEY_ENV, PREVIOUS_KEY_ENV, BrowserPool, KeyRing, ProfileManager
 
 from .settings import Settings
 from .store import Store
@@ -22,7 +22,7 @@ class Runtime:
         self,
         settings: Settings,
         store: Store,
-        key: MasterKey,
+        key: KeyRing,
         stack: AsyncExitStack,
         pool: BrowserPool | None = None,
     ) -> None:
@@ -43,7 +43,11 @@ class Runtime:
         ``pool`` shares an already started browser pool (owned by the caller), e.g. in tests.
         """
         settings.home.mkdir(parents=True, exist_ok=True)
-        key = MasterKey.load(settings.home, settings.master_key)
+        env = {
+            MASTER_KEY_ENV: settings.master_key or "",
+            PREVIOUS_KEY_ENV: settings.previous_key or "",
+        }
+        key = KeyRing.load(settings.home, env)
         async with AsyncExitStack() as stack:
             store = await Store.open(settings.db_path)
             stack.push_async_callback(store.close)

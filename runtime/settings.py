@@ -9,7 +9,7 @@ from pathlib import Path
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 
-from profiles import BROWSER_ENV, MASTER_KEY_ENV
+from profiles import BROWSER_ENV, MASTER_KEY_ENV, PREVIOUS_KEY_ENV
 
 __all__ = ["HOME_ENV", "Settings"]
 
@@ -22,6 +22,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     home: Path = Field(description="data dir: store, master key, run folders, profiles")
     master_key: str | None = Field(None, repr=False, description="base64/hex; else HOME/master.key")
+    previous_key: str | None = Field(
+        None, repr=False, description="the key being rotated away from (env-key rotation only)"
+    )
     browser: str | None = Field(None, description="Chromium executable; else found automatically")
     headless: bool = True
     lease_timeout_s: float = Field(30.0, ge=0, description="how long a run waits for its profile")
@@ -34,6 +37,7 @@ class Settings(BaseModel):
         return cls(
             home=Path(home).expanduser(),
             master_key=env.get(MASTER_KEY_ENV) or None,
+            previous_key=env.get(PREVIOUS_KEY_ENV) or None,
             browser=env.get(BROWSER_ENV) or None,
             headless=env.get("CORRAL_HEADLESS", "1").lower() not in ("0", "false", "no"),
             lease_timeout_s=float(env.get("CORRAL_LEASE_TIMEOUT", "30")),

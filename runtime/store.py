@@ -18,7 +18,16 @@ from typing import Any, Self
 
 import aiosqlite
 
-from profiles import LeaseHolder, ProfileRecord, ProfileSettings, holder_is_gone
+from profiles import (
+    AuditRecord,
+    CredentialLeaseRecord,
+    LeaseHolder,
+    ProfileRecord,
+    ProfileSettings,
+    SecretRecord,
+    holder_is_gone,
+    secret_context,
+)
 
 from .errors import StoreError
 from .records import ArtifactRecord, RunRecord, RunStatus, StepRecord
@@ -86,6 +95,38 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     CREATE INDEX artifacts_run ON artifacts (run_id);
+    """,
+    """
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        domains TEXT NOT NULL,
+        profiles TEXT NOT NULL,
+        ciphertext BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        last_used_at TEXT
+    );
+    CREATE TABLE credential_leases (
+        run_id TEXT PRIMARY KEY,
+        profile TEXT NOT NULL,
+        secrets TEXT NOT NULL,
+        origins TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        granted_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    CREATE TABLE secret_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        step_idx INTEGER,
+        secret TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        at TEXT NOT NULL,
+        allowed INTEGER NOT NULL,
+        reason TEXT
+    );
+    CREATE INDEX secret_audit_run ON secret_audit (run_id);
     """,
 ]
 
@@ -336,6 +377,12 @@ class Store:
         dead = [r["id"] for r in rows if not is_alive(r["pid"])]
         if dead:
             async with self._tx() as db:
+                # A credential lease is dead once its run is.
+                await db.executemany(
+                    "UPDATE credential_leases SET revoked_at = ? "
+                    "WHERE run_id = ? AND revoked_at IS NULL",
+                    [(_now(), run_id) for run_id in dead],
+                )
                 await db.executemany(
                     "UPDATE runs SET status = 'interrupted', finished_at = ?, "
                     "error = COALESCE(error, 'the process running it ended unexpectedly') "
@@ -458,3 +505,165 @@ class Store:
             )
             for r in rows
         ]
+
+    # --- secrets (profiles.VaultStore) ------------------------------------------------------
+
+    @staticmethod
+    def _secret(row: aiosqlite.Row) -> SecretRecord:
+        return SecretRecord(
+            name=row["name"],
+            kind=row["kind"],
+            domains=json.loads(row["domains"]),
+            profiles=json.loads(row["profiles"]),
+            ciphertext=row["ciphertext"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            updated_at=datetime.fromisoformat(row["updated_at"]),
+            last_used_at=_dt(row["last_used_at"]),
+        )
+
+    async def put_secret(self, record: SecretRecord) -> None:
+        """Insert or replace a secret (keeping its creation time)."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO secrets VALUES (?, ?, ?, ?, ?, ?, ?, NULL) "
+                "ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, "
+                "domains = excluded.domains, profiles = excluded.profiles, "
+                "ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+                (
+                    record.name,
+                    record.kind,
+                    json.dumps(record.domains),
+                    json.dumps(record.profiles),
+                    record.ciphertext,
+                    record.created_at.isoformat(),
+                    record.updated_at.isoformat(),
+                ),
+            )
+
+    async def get_secret(self, name: str) -> SecretRecord | None:
+        """One secret (sealed), or None."""
+        row = await self._one("SELECT * FROM secrets WHERE name = ?", (name,))
+        return self._secret(row) if row else None
+
+    async def list_secrets(self) -> list[SecretRecord]:
+        """All secrets (sealed), by name."""
+        return [self._secret(r) for r in await self._all("SELECT * FROM secrets ORDER BY name")]
+
+    async def delete_secret(self, name: str) -> bool:
+        """Delete a secret; False if it did not exist."""
+        async with self._tx() as db:
+            cur = await db.execute("DELETE FROM secrets WHERE name = ?", (name,))
+            return cur.rowcount == 1
+
+    async def touch_secret(self, name: str) -> None:
+        """Record that a secret was just used."""
+        async with self._tx() as db:
+            await db.execute("UPDATE secrets SET last_used_at = ? WHERE name = ?", (_now(), name))
+
+    async def grant_credential_lease(self, lease: CredentialLeaseRecord) -> None:
+        """Record a run's credential lease."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO credential_leases VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    lease.run_id,
+                    lease.profile,
+                    json.dumps(lease.secrets),
+                    json.dumps(lease.origins),
+                    lease.pid,
+                    lease.granted_at.isoformat(),
+                ),
+            )
+
+    async def revoke_credential_lease(self, run_id: str) -> None:
+        """Revoke a run's credential lease."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE credential_leases SET revoked_at = ? "
+                "WHERE run_id = ? AND revoked_at IS NULL",
+                (_now(), run_id),
+            )
+
+    async def get_credential_lease(self, run_id: str) -> CredentialLeaseRecord | None:
+        """A run's credential lease."""
+        row = await self._one("SELECT * FROM credential_leases WHERE run_id = ?", (run_id,))
+        if row is None:
+            return None
+        return CredentialLeaseRecord(
+            run_id=row["run_id"],
+            profile=row["profile"],
+            secrets=json.loads(row["secrets"]),
+            origins=json.loads(row["origins"]),
+            pid=row["pid"],
+            granted_at=datetime.fromisoformat(row["granted_at"]),
+            revoked_at=_dt(row["revoked_at"]),
+        )
+
+    async def add_audit(self, entry: AuditRecord) -> None:
+        """Append one secret-use audit entry."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO secret_audit (run_id, step_idx, secret, origin, at, allowed, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.run_id,
+                    entry.step_idx,
+                    entry.secret,
+                    entry.origin,
+                    entry.at.isoformat(),
+                    int(entry.allowed),
+                    entry.reason,
+                ),
+            )
+
+    async def list_audit(self, run_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
+        """Secret-use audit entries, newest first."""
+        sql = "SELECT * FROM secret_audit"
+        args: tuple[Any, ...] = ()
+        if run_id:
+            sql, args = sql + " WHERE run_id = ?", (run_id,)
+        rows = await self._all(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [
+            AuditRecord(
+                run_id=r["run_id"],
+                step_idx=r["step_idx"],
+                secret=r["secret"],
+                origin=r["origin"],
+                at=datetime.fromisoformat(r["at"]),
+                allowed=bool(r["allowed"]),
+                reason=r["reason"],
+            )
+            for r in rows
+        ]
+
+    async def reseal_all(self, reseal: Any) -> int:
+        """Re-encrypt every sealed row in ONE transaction: ``reseal(blob, context, what)``.
+
+        All or nothing: an error (or a crash) leaves every row as it was.
+        """
+        count = 0
+        async with self._tx() as db:
+            async with db.execute("SELECT * FROM secrets") as cur:
+                secret_rows = list(await cur.fetchall())
+            for row in secret_rows:
+                name = row["name"]
+                context = secret_context(self._secret(row))
+                blob = reseal(row["ciphertext"], context, f"secret '{name}'")
+                if blob != row["ciphertext"]:
+                    await db.execute(
+                        "UPDATE secrets SET ciphertext = ? WHERE name = ?", (blob, name)
+                    )
+                    count += 1
+            async with db.execute(
+                "SELECT name, state FROM profiles WHERE state IS NOT NULL"
+            ) as cur:
+                profile_rows = list(await cur.fetchall())
+            for row in profile_rows:
+                name = row["name"]
+                blob = reseal(
+                    row["state"], f"profile-state:{name}", f"profile '{name}' saved state"
+                )
+                if blob != row["state"]:
+                    await db.execute("UPDATE profiles SET state = ? WHERE name = ?", (blob, name))
+                    count += 1
+        return count

@@ -16,7 +16,7 @@ from playwright.async_api import Frame, Locator, Page, Request
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from pydantic import BaseModel, ConfigDict
 
-from profiles import BrowserCrashedError
+from profiles import SECRET_RE, BrowserCrashedError, SecretNotAvailableError
 
 from .actions import (
     Back,
@@ -63,7 +63,10 @@ AnyAction = (
     | Download
     | Extract
 )
-ValueResolver = Callable[[str, Page], Awaitable[str]]
+ValueResolver = Callable[[str, str], Awaitable[str]]
+"""``(text, origin) -> typed text``: resolves ``{{secret:NAME}}`` for that origin, or raises."""
+# Marks an element that received a secret, so screenshots mask it even after a re-render.
+SECRET_MARK = "data-corral-secret"
 # How long after a click to look for a navigation it started before calling the page settled.
 _NAV_GRACE_S = 0.1
 
@@ -77,7 +80,7 @@ class ActionContext:
     upload_dir: Path | None = None
     timeout_s: float = 10.0
     resolve_value: ValueResolver | None = None
-    """Turns placeholders in fill values into what is typed, at typing time (secrets)."""
+    """Turns ``{{secret:...}}`` in fill values into what is typed, at typing time."""
 
 
 class ActionResult(BaseModel):
@@ -215,6 +218,24 @@ async def _translate(
     return ActionError(f"{action.kind}{' ' + desc if desc else ''}: {first_line}")
 
 
+async def _fill(target: Locator, value: str, ctx: ActionContext, ms: float) -> None:
+    if not SECRET_RE.search(value):
+        await target.fill(value, timeout=ms)
+        return
+    if ctx.resolve_value is None:
+        raise SecretNotAvailableError("secret not available here: this run has no credential lease")
+    # Resolve against the origin of the element's own frame (an iframe may be another origin),
+    # and type through the same handle: if the document changed meanwhile, the fill fails.
+    handle = await target.element_handle(timeout=ms)
+    try:
+        origin = await handle.evaluate("e => e.ownerDocument.defaultView.origin")
+        typed = await ctx.resolve_value(value, str(origin))
+        await handle.evaluate(f"e => e.setAttribute('{SECRET_MARK}', '')")
+        await handle.fill(typed, timeout=ms)
+    finally:
+        await handle.dispose()
+
+
 def _allowed_file(name: str, upload_dir: Path | None) -> str:
     if upload_dir is None:
         raise UploadNotAllowedError("upload: no upload folder is allowed for this run (upload_dir)")
@@ -298,10 +319,7 @@ async def _dispatch(
     if isinstance(action, Click):
         await _settle(page, target.click(timeout=ms), ms)
     elif isinstance(action, Fill):
-        value = action.value
-        if ctx.resolve_value is not None:
-            value = await ctx.resolve_value(value, page)
-        await target.fill(value, timeout=ms)
+        await _fill(target, action.value, ctx, ms)
     elif isinstance(action, Select):
         await target.select_option(action.option, timeout=ms)
     elif isinstance(action, Press):

@@ -7,7 +7,10 @@ from collections.abc import Callable
 from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict, Field
 
+from .execute import SECRET_MARK
 from .tabs import Tabs
+
+_MASK = f"input[type=password], [{SECRET_MARK}]"
 
 __all__ = ["Observation", "TabInfo", "observe", "screenshot"]
 
@@ -72,6 +75,8 @@ async def screenshot(tabs: Tabs) -> bytes | None:
         return None
     try:
         page = await tabs.active()
-        return await page.screenshot(type="jpeg", quality=70, timeout=5000)
+        # Password fields and anything a secret was typed into are painted over, in every frame.
+        masks = [frame.locator(_MASK) for frame in page.frames]
+        return await page.screenshot(type="jpeg", quality=70, timeout=5000, mask=masks)
     except PlaywrightError:
         return None

@@ -1,0 +1,371 @@
+"""The credential vault: scoped, encrypted secrets, leased to runs, typed only where allowed.
+
+A secret is sealed with the master key under associated data that binds its name, kind and scope,
+so a ciphertext copied to another record, or a scope widened in the database, fails to decrypt.
+A run gets a :class:`CredentialLease` naming the secrets its task lists; the lease resolves
+``{{secret:NAME}}`` at typing time, only on allowed origins and profiles, audits every use, and
+knows every value it handed out (and every TOTP code it issued) so they can be redacted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.hashes import SHA1
+from cryptography.hazmat.primitives.twofactor.totp import TOTP
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import RunError, UserError
+from .keys import KeyRing
+from .redact import MIN_SECRET_LENGTH, Redactor
+
+__all__ = [
+    "SECRET_RE",
+    "AuditRecord",
+    "CredentialLease",
+    "CredentialLeaseRecord",
+    "SecretNotAvailableError",
+    "SecretRecord",
+    "UnknownSecretError",
+    "Vault",
+    "VaultStore",
+    "origin_allowed",
+    "origin_of",
+    "parse_domain",
+    "secret_context",
+]
+
+SECRET_RE = re.compile(r"\{\{\s*secret:([A-Za-z0-9_.-]+)\s*\}\}")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class UnknownSecretError(UserError):
+    """A task names a secret the vault does not hold."""
+
+
+class SecretNotAvailableError(RunError):
+    """A secret was asked for where its scope does not allow it (a policy violation)."""
+
+
+class SecretRecord(BaseModel):
+    """A stored secret: its scope and sealed value (never decrypted outside a lease)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    kind: Literal["value", "totp"]
+    domains: list[str]
+    profiles: list[str] = Field(default_factory=list, description="empty: any profile")
+    ciphertext: bytes = Field(repr=False)
+    created_at: datetime
+    updated_at: datetime
+    last_used_at: datetime | None = None
+
+
+class CredentialLeaseRecord(BaseModel):
+    """What a run may use: granted at its start, revoked at its end (or when it dies)."""
+
+    model_config = ConfigDict(extra="forbid")
+    run_id: str
+    profile: str
+    secrets: list[str]
+    origins: list[str]
+    pid: int
+    granted_at: datetime
+    revoked_at: datetime | None = None
+
+
+class AuditRecord(BaseModel):
+    """One attempt to use a secret, allowed or refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    run_id: str
+    step_idx: int | None
+    secret: str
+    origin: str
+    at: datetime
+    allowed: bool
+    reason: str | None = None
+
+
+class VaultStore(Protocol):
+    """Persistence the vault needs; ``runtime.Store`` implements it."""
+
+    async def put_secret(self, record: SecretRecord) -> None: ...
+    async def get_secret(self, name: str) -> SecretRecord | None: ...
+    async def list_secrets(self) -> list[SecretRecord]: ...
+    async def delete_secret(self, name: str) -> bool: ...
+    async def touch_secret(self, name: str) -> None: ...
+    async def grant_credential_lease(self, lease: CredentialLeaseRecord) -> None: ...
+    async def revoke_credential_lease(self, run_id: str) -> None: ...
+    async def add_audit(self, entry: AuditRecord) -> None: ...
+
+
+def secret_context(record: SecretRecord) -> str:
+    """Associated data for a secret: its name, kind and scope."""
+    scope = json.dumps([record.kind, sorted(record.domains), sorted(record.profiles)])
+    return f"secret:{record.name}:{hashlib.sha256(scope.encode()).hexdigest()[:32]}"
+
+
+# --- origins --------------------------------------------------------------------------------
+
+
+def parse_domain(spec: str) -> tuple[str, str, int | None]:
+    """``https://host:port``, ``host`` (https), ``*.example.com`` -> (scheme, host, port).
+
+    The port is None when the spec gives none: the scheme's default port is meant.
+    """
+    raw = spec.strip().lower()
+    if not raw:
+        raise UserError("--domain: an empty domain is not allowed")
+    parts = urlsplit(raw if "://" in raw else f"https://{raw}")
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise UserError(
+            f"--domain {spec!r}: expected https://host[:port], http://host:port, "
+            "host, or *.example.com"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise UserError(f"--domain {spec!r}: give an origin only, without a path")
+    host = parts.hostname
+    if "*" in host and not (host.startswith("*.") and "*" not in host[2:]):
+        raise UserError(f"--domain {spec!r}: a wildcard may only be a leading '*.'")
+    return parts.scheme, host, parts.port
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of a URL, with the port always explicit; "null" if none."""
+    parts = urlsplit(url)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return "null"
+    port = parts.port or _DEFAULT_PORTS[parts.scheme]
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+def origin_allowed(origin: str, domains: Iterable[str]) -> bool:
+    """True if ``origin`` (from :func:`origin_of`) matches one of the domain specs."""
+    if origin == "null":
+        return False
+    parts = urlsplit(origin)
+    scheme, host, port = parts.scheme, parts.hostname or "", parts.port
+    for spec in domains:
+        want_scheme, want_host, want_port = parse_domain(spec)
+        if scheme != want_scheme or port != (want_port or _DEFAULT_PORTS[want_scheme]):
+            continue
+        if want_host.startswith("*."):
+            if host.endswith(want_host[1:]) and host != want_host[2:]:
+                return True
+        elif host == want_host:
+            return True
+    return False
+
+
+# --- TOTP -----------------------------------------------------------------------------------
+
+
+def _totp_seed(value: str) -> bytes:
+    cleaned = value.replace(" ", "").upper()
+    try:
+        seed = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
+    except binascii.Error as exc:
+        raise UserError(
+            "a TOTP secret must be the base32 seed (as shown under the QR code)"
+        ) from exc
+    if len(seed) < 10:
+        raise UserError("a TOTP seed must be at least 80 bits (16 base32 characters)")
+    return seed
+
+
+def totp_now(seed_b32: str, at: float | None = None) -> str:
+    """The current RFC 6238 code (6 digits, 30 s, SHA-1) for a base32 seed."""
+    totp = TOTP(_totp_seed(seed_b32), 6, SHA1(), 30, enforce_key_length=False)
+    return totp.generate(int(time.time() if at is None else at)).decode()
+
+
+# --- the vault --------------------------------------------------------------------------------
+
+
+class Vault:
+    """Set, list and remove secrets; lease them to runs."""
+
+    def __init__(self, store: VaultStore, keys: KeyRing) -> None:
+        self.store = store
+        self.keys = keys
+
+    async def set(
+        self,
+        name: str,
+        value: str,
+        domains: Sequence[str],
+        profiles: Sequence[str] = (),
+        totp: bool = False,
+    ) -> SecretRecord:
+        """Store a secret (replacing one of the same name); validates everything first."""
+        if not _NAME.match(name):
+            raise UserError(
+                f"secret name {name!r}: expected letters, digits, '.', '_' or '-' "
+                "(up to 128), starting with a letter or digit"
+            )
+        if not value:
+            raise UserError(f"secret '{name}': an empty value is not allowed")
+        if len(value) < MIN_SECRET_LENGTH:
+            raise UserError(
+                f"secret '{name}': at least {MIN_SECRET_LENGTH} characters (shorter values "
+                "cannot be redacted reliably)"
+            )
+        if not domains:
+            raise UserError(f"secret '{name}': give at least one --domain where it may be typed")
+        for spec in domains:
+            parse_domain(spec)
+        if totp:
+            _totp_seed(value)
+        now = datetime.now(UTC)
+        old = await self.store.get_secret(name)
+        record = SecretRecord(
+            name=name,
+            kind="totp" if totp else "value",
+            domains=list(dict.fromkeys(domains)),
+            profiles=list(dict.fromkeys(profiles)),
+            ciphertext=b"",
+            created_at=old.created_at if old else now,
+            updated_at=now,
+        )
+        sealed = self.keys.seal(value.encode(), secret_context(record))
+        record = record.model_copy(update={"ciphertext": sealed})
+        await self.store.put_secret(record)
+        return record
+
+    async def list(self) -> list[SecretRecord]:
+        """Every secret's name, kind and scope (values stay sealed)."""
+        return await self.store.list_secrets()
+
+    async def remove(self, name: str) -> None:
+        """Delete a secret."""
+        if not await self.store.delete_secret(name):
+            raise UnknownSecretError(f"unknown secret '{name}'")
+
+    async def reveal(self, record: SecretRecord) -> str:
+        """Decrypt a secret (for leases only): a clear error names it if it cannot be opened."""
+        return self.keys.open(
+            record.ciphertext, secret_context(record), f"secret '{record.name}'"
+        ).decode()
+
+    async def lease(
+        self, run_id: str, profile: str, names: Sequence[str], redactor: Redactor
+    ) -> CredentialLease:
+        """Grant ``run_id`` the secrets its task lists; unknown names are a user error."""
+        records: dict[str, SecretRecord] = {}
+        for name in dict.fromkeys(names):
+            record = await self.store.get_secret(name)
+            if record is None:
+                raise UnknownSecretError(
+                    f"unknown secret '{name}' (set it with: corral secrets set {name} --domain ...)"
+                )
+            records[name] = record
+        values = {name: await self.reveal(r) for name, r in records.items()}
+        for value in values.values():
+            redactor.add(value)
+        lease = CredentialLease(self.store, run_id, profile, records, values, redactor)
+        await self.store.grant_credential_lease(
+            CredentialLeaseRecord(
+                run_id=run_id,
+                profile=profile,
+                secrets=list(records),
+                origins=sorted({d for r in records.values() for d in r.domains}),
+                pid=os.getpid(),
+                granted_at=datetime.now(UTC),
+            )
+        )
+        return lease
+
+
+class CredentialLease:
+    """The secrets one run may use, and where."""
+
+    def __init__(
+        self,
+        store: VaultStore,
+        run_id: str,
+        profile: str,
+        records: dict[str, SecretRecord],
+        values: dict[str, str],
+        redactor: Redactor,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.profile = profile
+        self.records = records
+        self._values = values
+        self.redactor = redactor
+        self.step_idx: int | None = None
+        self.revoked = False
+
+    def available_on(self, origin: str) -> list[str]:
+        """Names of the leased secrets usable on ``origin`` (what a model may be told)."""
+        return [
+            name
+            for name, r in self.records.items()
+            if origin_allowed(origin, r.domains) and (not r.profiles or self.profile in r.profiles)
+        ]
+
+    def _refusal(self, name: str, origin: str) -> str | None:
+        if self.revoked:
+            return "the run's credential lease is revoked"
+        record = self.records.get(name)
+        if record is None:
+            return "it is not listed under the task's secrets"
+        if record.profiles and self.profile not in record.profiles:
+            return f"it is not bound to profile '{self.profile}'"
+        if not origin_allowed(origin, record.domains):
+            return f"its domains ({', '.join(record.domains)}) do not include {origin}"
+        return None
+
+    async def resolve(self, text: str, origin: str) -> str:
+        """``text`` with every ``{{secret:NAME}}`` replaced, if allowed on ``origin``.
+
+        Every attempt is audited; a refusal raises before anything is typed.
+        """
+        names = SECRET_RE.findall(text)
+        for name in names:
+            reason = self._refusal(name, origin)
+            await self.store.add_audit(
+                AuditRecord(
+                    run_id=self.run_id,
+                    step_idx=self.step_idx,
+                    secret=name,
+                    origin=origin,
+                    at=datetime.now(UTC),
+                    allowed=reason is None,
+                    reason=reason,
+                )
+            )
+            if reason is not None:
+                raise SecretNotAvailableError(
+                    f"secret not available here: '{name}' cannot be used on {origin}: {reason}"
+                )
+        for name in dict.fromkeys(names):
+            await self.store.touch_secret(name)
+
+        def value(match: re.Match[str]) -> str:
+            record = self.records[match.group(1)]
+            if record.kind == "totp":
+                code = totp_now(self._values[record.name])
+                self.redactor.add(code)
+                return code
+            return self._values[record.name]
+
+        return SECRET_RE.sub(value, text)
+
+    async def revoke(self) -> None:
+        """End the lease: nothing more resolves."""
+        self.revoked = True
+        await self.store.revoke_credential_lease(self.run_id)
