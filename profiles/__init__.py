@@ -15,7 +15,7 @@ from .errors import (
 )
 from .keys import PREVIOUS_KEY_ENV, KeyRing, write_key_file
 from .lease import LEASE_TTL_S, LeaseHolder, LeaseStore, hold_lease, holder_is_gone
-from .manager import ProfileManager, ProfileStore
+from .manager import ProfileManager, ProfileStore, atomic_write
 from .pool import BASE_ARGS, BROWSER_ENV, BrowserPool, find_browser
 from .redact import RedactingFilter, Redactor, scrub_zip
 from .session import Session, open_session
@@ -76,6 +76,7 @@ __all__ = [
     "Vault",
     "VaultStore",
     "Viewport",
+    "atomic_write",
     "find_browser",
     "hold_lease",
     "holder_is_gone",

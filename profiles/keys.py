@@ -74,6 +74,11 @@ class KeyRing:
         """Every key of the ring."""
         return list(self._keys.values())
 
+    def promote(self, key: MasterKey) -> None:
+        """Make ``key`` the sealing key (after a rotation); older keys still open old data."""
+        self._keys[key.key_id] = key
+        self.current = key
+
     def seal(self, plaintext: bytes, context: str) -> bytes:
         """Encrypt under the current key."""
         return self.current.seal(plaintext, context)

@@ -31,7 +31,7 @@ from .keys import KeyRing
 from .lease import LeaseStore
 from .settings import ProfileRecord, ProfileSettings
 
-__all__ = ["EXPORT_FORMAT", "ProfileManager", "ProfileStore"]
+__all__ = ["EXPORT_FORMAT", "ProfileManager", "ProfileStore", "atomic_write"]
 
 EXPORT_FORMAT = "corral-profile/1"
 # Caches and lock files are rebuilt by Chromium; packing them only costs time and space.
@@ -170,7 +170,7 @@ class ProfileManager:
             for entry in sorted(live.iterdir()):
                 tar.add(entry, arcname=entry.name, filter=_skip_caches)
         sealed = self.key.seal(buf.getvalue(), f"profile-userdata:{name}")
-        _atomic_write(self._dir(name) / "user-data.tar.enc", sealed)
+        atomic_write(self._dir(name) / "user-data.tar.enc", sealed)
         shutil.rmtree(live, ignore_errors=True)
 
     # --- export / import ----------------------------------------------------------------------
@@ -226,7 +226,8 @@ def _skip_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     return None if Path(info.name).name in _SKIP_USER_DATA else info
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:

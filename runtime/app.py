@@ -7,7 +7,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import psutil
 
-from profiles import MASTER_KEY_ENV, PREVIOUS_KEY_ENV, BrowserPool, KeyRing, ProfileManager
+from profiles import (
+    MASTER_KEY_ENV,
+    PREVIOUS_KEY_ENV,
+    BrowserPool,
+    KeyRing,
+    ProfileManager,
+    Redactor,
+    Vault,
+)
 
 from .settings import Settings
 from .store import Store
@@ -30,6 +38,9 @@ class Runtime:
         self.store = store
         self.key = key
         self.profiles = ProfileManager(store, key, settings.home)
+        self.vault = Vault(store, key)
+        self.redactor = Redactor()
+        """Every secret value any run of this process was leased (and TOTP code issued)."""
         self._stack = stack
         self._pool = pool
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .app import Runtime
 from .cli_profiles import profiles_group
+from .cli_secrets import secrets_group, vault_group
 from .clitools import err_console, parse_pairs, print_json, run_async, with_runtime
 from .errors import RunNotFoundError
 from .live import results_table, run_many
@@ -36,6 +37,8 @@ def cli() -> None:
 
 
 cli.add_command(profiles_group)
+cli.add_command(secrets_group)
+cli.add_command(vault_group)
 
 
 @cli.command("run")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn, TypeVar
@@ -11,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 
-from profiles import CorralError
+from profiles import CorralError, RedactingFilter
 
 from .app import Runtime
 from .settings import Settings
@@ -51,7 +52,15 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
 async def with_runtime(body: Callable[[Runtime], Awaitable[T]]) -> T:
     """Open the runtime from the environment and run ``body`` with it."""
     async with Runtime.open(Settings.from_env()) as rt:
-        return await body(rt)
+        # Log lines pass through the runtime's redactor: no secret value reaches stderr.
+        handler = logging.StreamHandler()
+        handler.addFilter(RedactingFilter(rt.redactor))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        try:
+            return await body(rt)
+        finally:
+            root.removeHandler(handler)
 
 
 def parse_pairs(pairs: Iterable[str], flag: str) -> dict[str, str]:

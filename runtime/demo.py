@@ -22,8 +22,8 @@ DEMO_PROFILES = ("alice", "bob")
 DEMO_TASK = Path(__file__).resolve().parent.parent / "examples" / "tasks" / "unpaid-invoices.yaml"
 
 
-async def ensure_demo_profiles(rt: Runtime, fresh: bool) -> list[str]:
-    """Create the demo profiles if missing; returns the ones created now."""
+async def ensure_demo_profiles(rt: Runtime, portal: str, fresh: bool) -> list[str]:
+    """Create the demo profiles if missing, and their passwords in the vault; returns the new."""
     created = []
     for name in DEMO_PROFILES:
         user = USERS[name]
@@ -32,10 +32,10 @@ async def ensure_demo_profiles(rt: Runtime, fresh: bool) -> list[str]:
             if fresh:
                 await rt.profiles.clear_state(name)
         except ProfileNotFoundError:
-            # Demo credentials are public constants of the bundled portal, so profile vars do.
-            settings = ProfileSettings(vars={"user": user.username, "password": user.password})
-            await rt.profiles.create(name, settings)
+            await rt.profiles.create(name, ProfileSettings(vars={"user": user.username}))
             created.append(name)
+        # Scoped to this portal's origin (its port may change between demos) and this profile.
+        await rt.vault.set(f"{name}.password", user.password, [portal], [name])
     return created
 
 
@@ -62,9 +62,12 @@ async def run_demo(rt: Runtime, port: int, fresh: bool) -> int:
         console.print(
             f"[bold]demo portal[/] (Acme Billing) at {server.url}", highlight=False, soft_wrap=True
         )
-        created = await ensure_demo_profiles(rt, fresh)
+        created = await ensure_demo_profiles(rt, server.url, fresh)
         if created:
-            console.print(f"created profiles: {', '.join(created)}")
+            console.print(
+                f"created profiles {', '.join(created)}; their passwords are in the vault "
+                "(corral secrets list)"
+            )
         task = load_task(DEMO_TASK)
         results = await run_many(rt, task, list(DEMO_PROFILES), {"portal": server.url}, err_console)
     finally:

@@ -7,10 +7,11 @@ The run folder (``HOME/runs/RUN_ID``) holds ``steps/NNNN.jpg``, ``steps.jsonl``,
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from profiles import Redactor
 
 from .records import ArtifactRecord, StepRecord
 from .store import Store
@@ -21,13 +22,12 @@ __all__ = ["Recorder"]
 class Recorder:
     """Writes one run's steps and files; ``redact`` scrubs every text before it is written."""
 
-    def __init__(
-        self, store: Store, run_id: str, run_dir: Path, redact: Callable[[str], str] | None = None
-    ) -> None:
+    def __init__(self, store: Store, run_id: str, run_dir: Path, redactor: Redactor) -> None:
         self.store = store
         self.run_id = run_id
         self.run_dir = run_dir
-        self.redact = redact or (lambda text: text)
+        self.redactor = redactor
+        self.redact = redactor.text
         (run_dir / "steps").mkdir(parents=True, exist_ok=True)
 
     async def artifact(self, kind: Any, path: Path, step_idx: int | None = None) -> None:
@@ -42,6 +42,10 @@ class Recorder:
                 created_at=datetime.now(UTC),
             )
         )
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` (JSON-like) with every string redacted."""
+        return self._scrub(value)
 
     def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):

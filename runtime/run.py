@@ -21,7 +21,16 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict
 
-from profiles import CorralError, Session, UserError, open_session
+from profiles import (
+    CorralError,
+    CredentialLease,
+    SecretNotAvailableError,
+    Session,
+    UnknownSecretError,
+    UserError,
+    open_session,
+    scrub_zip,
+)
 from tools import (
     ActionContext,
     AnyAction,
@@ -41,7 +50,6 @@ from .scripted import (
     check_vars,
     guard_holds,
     merge_vars,
-    referenced_secrets,
     substitute,
     substitute_text,
 )
@@ -137,12 +145,13 @@ async def run_task(
         record = await rt.profiles.get(name)
         values = merge_vars(task, record.settings.vars, cli_vars or {})
         check_vars(task, values)
-        used = referenced_secrets(task) | set(task.secrets)
-        if used:
-            raise TaskFileError(
-                f"{task.source or task.name}: unknown secret '{sorted(used)[0]}': "
-                "no credential vault is configured"
-            )
+        secret_names = [substitute_text(n, values) for n in task.secrets]
+        for secret in secret_names:
+            if await rt.store.get_secret(secret) is None:
+                raise UnknownSecretError(
+                    f"{task.source or task.name}: secrets: unknown secret '{secret}' "
+                    f"(set it with: corral secrets set {secret} --domain ORIGIN)"
+                )
         if task.goal:
             raise TaskFileError(
                 f"{task.source or task.name}: goal: model-driven tasks need a planner model; "
@@ -165,13 +174,16 @@ async def run_task(
         pid=os.getpid(),
     )
     await rt.store.create_run(run)
-    recorder = Recorder(rt.store, run_id, run_dir)
+    redactor = rt.redactor
+    recorder = Recorder(rt.store, run_id, run_dir, redactor)
     state = _RunState(run_id=run_id, profile=name, task=task, values=values, emit=emit)
     emit(RunEvent(run_id, name, "started", total=len(task.steps)))
     status: RunStatus = "failed"
     error: str | None = None
+    lease: CredentialLease | None = None
     try:
         async with asyncio.timeout(task.budget.timeout_s):
+            lease = await rt.vault.lease(run_id, name, secret_names, redactor)
             pool = await rt.pool()
             async with open_session(
                 rt.profiles,
@@ -181,7 +193,7 @@ async def run_task(
                 rt.settings.lease_timeout_s if lease_timeout_s is None else lease_timeout_s,
             ) as session:
                 state.restored = session.restored
-                await _run_steps(state, session, recorder, run_dir)
+                await _run_steps(state, session, recorder, run_dir, lease)
         status = "succeeded"
     except TimeoutError:
         error = f"the run took longer than its budget timeout_s={task.budget.timeout_s:g}"
@@ -195,7 +207,10 @@ async def run_task(
         error = f"internal error: {type(exc).__name__}: {exc}"
         raise
     finally:
-        output = state.output() if status == "succeeded" else None
+        if lease is not None:
+            await asyncio.shield(lease.revoke())
+        output = recorder.scrub(state.output()) if status == "succeeded" else None
+        error = redactor.text(error) if error else error
         if status == "succeeded" and task.output_schema is not None:
             try:
                 jsonschema.validate(output, task.output_schema)
@@ -235,6 +250,7 @@ class _RunState:
     values: dict[str, str]
     emit: Callable[[RunEvent], None]
     restored: bool = False
+    lease: CredentialLease | None = None
 
     def __post_init__(self) -> None:
         self.extracted: dict[str, Any] = {}
@@ -247,7 +263,13 @@ class _RunState:
         return self.extracted or None
 
 
-async def _run_steps(state: _RunState, session: Session, recorder: Recorder, run_dir: Path) -> None:
+async def _run_steps(
+    state: _RunState,
+    session: Session,
+    recorder: Recorder,
+    run_dir: Path,
+    lease: CredentialLease,
+) -> None:
     task = state.task
     tabs = Tabs(session)
     start_url = substitute_text(task.start_url, state.values) if task.start_url else None
@@ -256,7 +278,9 @@ async def _run_steps(state: _RunState, session: Session, recorder: Recorder, run
         base_url=start_url,
         upload_dir=Path(task.upload_dir).expanduser() if task.upload_dir else None,
         timeout_s=task.step_timeout_s,
+        resolve_value=lease.resolve,
     )
+    state.lease = lease
     await session.start_trace()
     try:
         steps = list(task.steps)
@@ -270,6 +294,8 @@ async def _run_steps(state: _RunState, session: Session, recorder: Recorder, run
     finally:
         trace = run_dir / "trace.zip"
         if await session.stop_trace(trace):
+            # The trace keeps typed values and input values in its DOM snapshots.
+            await asyncio.to_thread(scrub_zip, trace, recorder.redactor)
             await recorder.artifact("trace", trace)
 
 
@@ -278,6 +304,8 @@ async def _one_step(
 ) -> None:
     idx = state.idx
     state.idx += 1
+    if state.lease is not None:
+        state.lease.step_idx = idx
     action = substitute(step, state.values)
     text = step.name or _describe(action)
     state.emit(RunEvent(state.run_id, state.profile, "step", idx + 1, total, text))
@@ -302,6 +330,8 @@ async def _one_step(
                     detail = result.value
         except CorralError as exc:
             status, error, failure = "failed", str(exc), exc
+            if isinstance(exc, SecretNotAvailableError):
+                detail = {"policy_violation": "secret_scope", "reason": str(exc)}
     state.counts[status] += 1
     shot = await screenshot(tabs)
     page_after = tabs.pages[tabs.active_index] if tabs.pages else None

@@ -9,13 +9,12 @@ from typing import Any
 from tools import AnyAction, Tabs, is_visible
 
 from .errors import TaskFileError
-from .task import SECRET_RE, VAR_RE, Step, Task, When
+from .task import VAR_RE, Step, Task, When
 
 __all__ = [
     "check_vars",
     "guard_holds",
     "merge_vars",
-    "referenced_secrets",
     "substitute",
     "substitute_text",
 ]
@@ -37,14 +36,6 @@ def check_vars(task: Task, values: Mapping[str, str]) -> None:
             f" in {{{{var:{missing[0]}}}}}; define it under vars:, in the profile's vars, "
             f"or with --var {missing[0]}=VALUE"
         )
-
-
-def referenced_secrets(task: Task) -> set[str]:
-    """Every ``{{secret:NAME}}`` used in the steps."""
-    found: set[str] = set()
-    for step in task.steps:
-        found.update(SECRET_RE.findall(step.action.model_dump_json(by_alias=True)))
-    return found
 
 
 def _sub(value: Any, values: Mapping[str, str]) -> Any:

@@ -18,14 +18,13 @@ from tools import ACTION_TYPES, Action, AnyAction, Locate
 
 from .errors import TaskFileError
 
-__all__ = ["STEP_KINDS", "Budget", "Step", "Task", "When", "load_task", "parse_task"]
+__all__ = ["STEP_KINDS", "VAR_RE", "Budget", "Step", "Task", "When", "load_task", "parse_task"]
 
 # The step keys of the task format; `goto` is the scripted name of `navigate`.
 STEP_KINDS: dict[str, str] = {"goto": "navigate", **{k: k for k in ACTION_TYPES if k != "navigate"}}
 _STEP_MODIFIERS = {"when", "name", "optional"}
 _ACTION = TypeAdapter(Action)
 VAR_RE = re.compile(r"\{\{\s*var:([A-Za-z0-9_.-]+)\s*\}\}")
-SECRET_RE = re.compile(r"\{\{\s*secret:([A-Za-z0-9_.-]+)\s*\}\}")
 
 
 class When(BaseModel):

@@ -88,12 +88,11 @@ async def rt(settings: Settings, pool: BrowserPool) -> AsyncIterator[Runtime]:
         yield runtime
 
 
-async def make_demo_profiles(rt: Runtime, *names: str) -> None:
-    """Profiles for demo users, with their portal credentials as profile vars."""
+async def make_demo_profiles(rt: Runtime, portal: str, *names: str) -> None:
+    """Profiles for demo users: the username as a var, the password in the vault (scoped)."""
     from examples.portal import USERS
 
     for name in names:
         user = USERS[name]
-        await rt.profiles.create(
-            name, ProfileSettings(vars={"user": user.username, "password": user.password})
-        )
+        await rt.profiles.create(name, ProfileSettings(vars={"user": user.username}))
+        await rt.vault.set(f"{name}.password", user.password, [portal], [name])

@@ -38,13 +38,26 @@ def write(tmp_path: Path, text: str, name: str = "task.yaml") -> str:
 
 
 @pytest.fixture
-def alice(home: Path) -> None:
-    assert (
-        corral(
-            "profiles", "create", "alice", "--var", "user=alice", "--var", "password=alice-pw-1"
-        ).returncode
-        == 0
+def alice(home: Path, portal: str) -> None:
+    make_cli_profile("alice", portal)
+
+
+def make_cli_profile(name: str, portal: str) -> None:
+    """A demo user's profile made through the CLI; its password goes to the vault on stdin."""
+    assert corral("profiles", "create", name, "--var", f"user={name}").returncode == 0
+    password = {"alice": "alice-pw-1", "bob": "bob-pw-2"}[name]
+    stored = corral(
+        "secrets",
+        "set",
+        f"{name}.password",
+        "--domain",
+        portal,
+        "--profile",
+        name,
+        stdin=password + "\n",
     )
+    assert stored.returncode == 0, stored.stderr
+    assert password not in stored.stdout + stored.stderr
 
 
 BAD_TASKS = {
@@ -127,7 +140,8 @@ def test_state_under_another_key_exits_1_and_is_kept(home: Path, alice: None, po
         env={"CORRAL_MASTER_KEY": other_key},
     )
     assert proc.returncode == 1
-    assert "profile 'alice' saved state: encrypted with another master key" in proc.stderr
+    # The vault's secret is the first sealed item the run opens; it names what failed.
+    assert "secret 'alice.password': encrypted with another master key" in proc.stderr
     # The right key still opens it: nothing was overwritten.
     again = corral(
         "run", str(DEMO_TASK), "--profile", "alice", "--var", f"portal={portal}", "--json"
@@ -251,13 +265,7 @@ def test_killed_process_leaves_no_browser_and_its_run_is_marked_interrupted(
 
 def test_parallel_json_output_and_runs_show(home: Path, portal: str) -> None:
     for name in ("alice", "bob"):
-        pw = {"alice": "alice-pw-1", "bob": "bob-pw-2"}[name]
-        assert (
-            corral(
-                "profiles", "create", name, "--var", f"user={name}", "--var", f"password={pw}"
-            ).returncode
-            == 0
-        )
+        make_cli_profile(name, portal)
     proc = corral(
         "run", str(DEMO_TASK), "--parallel", "alice,bob", "--var", f"portal={portal}", "--json"
     )

@@ -35,10 +35,14 @@ def dashboard_then_invoices_task(portal: str) -> Task:
         {
             "name": "isolation",
             "start_url": portal,
+            "secrets": ["{{var:user}}.password"],
             "steps": [
                 {"goto": "/dashboard"},
                 {"fill": {"label": "Username", "value": "{{var:user}}"}, **login},
-                {"fill": {"label": "Password", "value": "{{var:password}}"}, **login},
+                {
+                    "fill": {"label": "Password", "value": "{{secret:{{var:user}}.password}}"},
+                    **login,
+                },
                 {"click": {"role": "button", "name": "Sign in"}, **login},
                 {"extract": {"as": "greeting", "text": {"role": "heading", "name": "Welcome"}}},
                 {"goto": "/invoices?status=unpaid"},
@@ -69,7 +73,7 @@ def local_storage(state: dict[str, Any] | None) -> dict[str, str]:
 async def test_parallel_sessions_as_two_users_never_share_anything(
     rt: Runtime, portal: str
 ) -> None:
-    await make_demo_profiles(rt, "alice", "bob")
+    await make_demo_profiles(rt, portal, "alice", "bob")
     results = await run_many(rt, dashboard_then_invoices_task(portal), ["alice", "bob"])
     by = {r.profile: r for r in results}
     assert [r.status for r in results] == ["succeeded", "succeeded"], [r.error for r in results]
@@ -89,7 +93,7 @@ async def test_parallel_sessions_as_two_users_never_share_anything(
 
 
 async def test_saved_state_lets_a_later_run_skip_login(rt: Runtime, portal: str) -> None:
-    await make_demo_profiles(rt, "alice")
+    await make_demo_profiles(rt, portal, "alice")
     first = await run_task(rt, demo_task(), "alice", {"portal": portal})
     assert first.status == "succeeded" and not first.session_restored
     assert first.steps_skipped == 0
@@ -103,7 +107,7 @@ async def test_saved_state_lets_a_later_run_skip_login(rt: Runtime, portal: str)
 
 
 async def test_saved_state_on_disk_holds_no_cookie_in_clear(rt: Runtime, portal: str) -> None:
-    await make_demo_profiles(rt, "alice")
+    await make_demo_profiles(rt, portal, "alice")
     result = await run_task(rt, demo_task(), "alice", {"portal": portal})
     assert result.status == "succeeded"
     state = rt.profiles.open_state(await rt.profiles.get("alice"))
@@ -121,8 +125,9 @@ async def test_saved_state_on_disk_holds_no_cookie_in_clear(rt: Runtime, portal:
 async def test_persistent_profile_keeps_its_user_data_sealed(rt: Runtime, portal: str) -> None:
     await rt.profiles.create(
         "pers",
-        ProfileSettings(mode="persistent", vars={"user": "alice", "password": "alice-pw-1"}),
+        ProfileSettings(mode="persistent", vars={"user": "alice"}),
     )
+    await rt.vault.set("alice.password", "alice-pw-1", [portal], ["pers"])
     first = await run_task(rt, demo_task(), "pers", {"portal": portal})
     assert first.status == "succeeded", first.error
     archive = rt.settings.home / "profiles" / "pers" / "user-data.tar.enc"
@@ -135,7 +140,7 @@ async def test_persistent_profile_keeps_its_user_data_sealed(rt: Runtime, portal
 
 
 async def test_second_run_on_a_leased_profile_fails_after_waiting(rt: Runtime, portal: str) -> None:
-    await make_demo_profiles(rt, "alice")
+    await make_demo_profiles(rt, portal, "alice")
     async with hold_lease(rt.store, "alice", "other-run", wait_s=0):
         result = await run_task(rt, demo_task(), "alice", {"portal": portal}, lease_timeout_s=0.5)
     assert result.status == "failed" and result.exit_code == 1
@@ -144,7 +149,7 @@ async def test_second_run_on_a_leased_profile_fails_after_waiting(rt: Runtime, p
 
 
 async def test_second_run_waits_for_the_lease_then_runs(rt: Runtime, portal: str) -> None:
-    await make_demo_profiles(rt, "alice")
+    await make_demo_profiles(rt, portal, "alice")
     released = asyncio.Event()
 
     async def holder() -> None:
@@ -163,7 +168,7 @@ async def test_second_run_waits_for_the_lease_then_runs(rt: Runtime, portal: str
 
 
 async def test_a_lease_left_by_a_dead_process_does_not_block(rt: Runtime, portal: str) -> None:
-    await make_demo_profiles(rt, "alice")
+    await make_demo_profiles(rt, portal, "alice")
     # A real process takes the lease and dies without releasing it (SIGKILL leaves no cleanup).
     code = (
         "import asyncio, os, sys\n"
@@ -185,7 +190,7 @@ async def test_a_lease_left_by_a_dead_process_does_not_block(rt: Runtime, portal
 
 
 async def test_every_step_is_recorded_in_store_and_run_folder(rt: Runtime, portal: str) -> None:
-    await make_demo_profiles(rt, "bob")
+    await make_demo_profiles(rt, portal, "bob")
     result = await run_task(rt, demo_task(), "bob", {"portal": portal})
     assert result.status == "succeeded"
     run_dir = Path(str(result.run_dir))
@@ -209,7 +214,7 @@ async def test_every_step_is_recorded_in_store_and_run_folder(rt: Runtime, porta
 
 
 async def test_selector_matching_nothing_fails_the_run_naming_it(rt: Runtime, portal: str) -> None:
-    await make_demo_profiles(rt, "alice")
+    await make_demo_profiles(rt, portal, "alice")
     task = parse_task(
         {
             "name": "missing",
@@ -228,7 +233,7 @@ async def test_selector_matching_nothing_fails_the_run_naming_it(rt: Runtime, po
 
 
 async def test_optional_step_failure_does_not_stop_the_run(rt: Runtime, portal: str) -> None:
-    await make_demo_profiles(rt, "alice")
+    await make_demo_profiles(rt, portal, "alice")
     task = parse_task(
         {
             "name": "optional",
@@ -248,7 +253,7 @@ async def test_optional_step_failure_does_not_stop_the_run(rt: Runtime, portal: 
 
 
 async def test_output_schema_violation_fails_the_run(rt: Runtime, portal: str) -> None:
-    await make_demo_profiles(rt, "alice")
+    await make_demo_profiles(rt, portal, "alice")
     task = parse_task(
         {
             "name": "schema",
@@ -264,8 +269,8 @@ async def test_output_schema_violation_fails_the_run(rt: Runtime, portal: str) -
     assert "output does not match output_schema" in str(result.error)
 
 
-async def test_bad_input_is_reported_before_any_run_starts(rt: Runtime) -> None:
-    await make_demo_profiles(rt, "alice")
+async def test_bad_input_is_reported_before_any_run_starts(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, portal, "alice")
     unknown = await run_task(rt, demo_task(), "nobody")
     assert unknown.exit_code == 2 and unknown.run_id is None
     assert "unknown profile 'nobody'" in str(unknown.error)
@@ -278,7 +283,7 @@ async def test_bad_input_is_reported_before_any_run_starts(rt: Runtime) -> None:
 
 
 async def test_corrupted_saved_state_fails_clearly_and_is_kept(rt: Runtime, portal: str) -> None:
-    await make_demo_profiles(rt, "alice")
+    await make_demo_profiles(rt, portal, "alice")
     await rt.profiles.save_state("alice", {"cookies": [], "origins": []})
     record = await rt.profiles.get("alice")
     assert record.state is not None
@@ -293,7 +298,7 @@ async def test_corrupted_saved_state_fails_clearly_and_is_kept(rt: Runtime, port
 async def test_browser_crash_mid_run_fails_clearly_and_does_not_hang(
     rt: Runtime, portal: str, settings: Settings
 ) -> None:
-    await make_demo_profiles(rt, "alice")
+    await make_demo_profiles(rt, portal, "alice")
     task = parse_task(
         {
             "name": "slow",
@@ -354,8 +359,10 @@ async def test_browser_crash_mid_run_fails_clearly_and_does_not_hang(
 async def test_export_import_round_trip_keeps_login(rt: Runtime, portal: str, mode: str) -> None:
     await rt.profiles.create(
         "src",
-        ProfileSettings(mode=mode, locale="de-DE", vars={"user": "bob", "password": "bob-pw-2"}),
+        ProfileSettings(mode=mode, locale="de-DE", vars={"user": "bob"}),
     )
+    # Not bound to a profile: the imported copy may use it too.
+    await rt.vault.set("bob.password", "bob-pw-2", [portal])
     first = await run_task(rt, demo_task(), "src", {"portal": portal})
     assert first.status == "succeeded"
     bundle = await rt.profiles.export("src", "pass phrase")

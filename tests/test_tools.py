@@ -70,7 +70,7 @@ async def browse(
 ) -> AsyncIterator[tuple[Tabs, ActionContext]]:
     """Tabs on a fresh session (signed in as ``user`` unless None) and an action context."""
     profile = user or "alice"
-    await make_demo_profiles(rt, profile)
+    await make_demo_profiles(rt, site, profile)
     (tmp_path / "up").mkdir()
     async with open_session(rt.profiles, await rt.pool(), profile, run_id="t1") as session:
         tabs = Tabs(session)
@@ -323,11 +323,15 @@ async def test_press_enter_submits_and_back_returns(rt: Runtime, site: str, tmp_
         await execute(tabs, Navigate(url="/login"), ctx)
         await execute(tabs, Fill(label="Username", value="alice"), ctx)
 
-        async def resolve(value: str, page: Any) -> str:
-            return value.replace("{{password}}", "alice-pw-1")
+        origins: list[str] = []
+
+        async def resolve(value: str, origin: str) -> str:
+            origins.append(origin)
+            return value.replace("{{secret:pw}}", "alice-pw-1")
 
         ctx = dataclasses.replace(ctx, resolve_value=resolve)
-        await execute(tabs, Fill(label="Password", value="{{password}}"), ctx)
+        await execute(tabs, Fill(label="Password", value="{{secret:pw}}"), ctx)
+        assert origins == [site]  # resolved for the origin of the field's own frame
         assert await (await tabs.active()).input_value("#password") == "alice-pw-1"
         result = await execute(tabs, Press(label="Password", key="Enter"), ctx)
         assert result.url_after == f"{site}/dashboard"

@@ -1,0 +1,164 @@
+"""``corral secrets ...`` and ``corral vault rotate-key``.
+
+Secret values are read from stdin (piped) or a hidden prompt, never from argv or the environment:
+there is no option that takes a value.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from profiles import MasterKey, UserError
+
+from .app import Runtime
+from .clitools import print_json, read_hidden, run_async, with_runtime
+from .rotate import rotate_key
+
+__all__ = ["secrets_group", "vault_group"]
+
+
+@click.group("secrets")
+def secrets_group() -> None:
+    """The credential vault: scoped, encrypted secrets."""
+
+
+@secrets_group.command("set")
+@click.argument("name")
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    required=True,
+    help="origin where it may be typed: https://host[:port], http://host:port, host, "
+    "or *.example.com (repeatable)",
+)
+@click.option("--profile", "profiles", multiple=True, help="bind to this profile (repeatable)")
+@click.option("--totp", is_flag=True, help="the value is a TOTP seed (base32); codes at fill time")
+def set_(name: str, domains: tuple[str, ...], profiles: tuple[str, ...], totp: bool) -> None:
+    """Store a secret; its value is read from stdin or a hidden prompt."""
+    prompt = "TOTP seed (base32)" if totp else f"value of {name}"
+    value = read_hidden(prompt, confirm=sys.stdin.isatty())
+
+    async def body(rt: Runtime) -> None:
+        for profile in profiles:
+            await rt.profiles.get(profile)
+        record = await rt.vault.set(name, value, domains, profiles, totp)
+        scope = ", ".join(record.domains)
+        bound = f"; profiles {', '.join(record.profiles)}" if record.profiles else ""
+        click.echo(f"stored secret {record.name} ({record.kind}) for {scope}{bound}")
+
+    run_async(lambda: with_runtime(body))
+
+
+@secrets_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_(as_json: bool) -> None:
+    """Names, kinds, scopes and use times of the secrets (never values)."""
+
+    async def body(rt: Runtime) -> None:
+        records = await rt.vault.list()
+        rows: list[dict[str, Any]] = [
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "domains": r.domains,
+                "profiles": r.profiles,
+                "created_at": r.created_at.isoformat(),
+                "last_used_at": r.last_used_at.isoformat() if r.last_used_at else None,
+            }
+            for r in records
+        ]
+        if as_json:
+            print_json(rows)
+            return
+        table = Table(title="secrets")
+        for col in ("name", "kind", "domains", "profiles", "created", "last used"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(
+                r["name"],
+                r["kind"],
+                "\n".join(r["domains"]),
+                ", ".join(r["profiles"]) or "any",
+                str(r["created_at"])[:16],
+                str(r["last_used_at"] or "never")[:16],
+            )
+        Console().print(table)
+
+    run_async(lambda: with_runtime(body))
+
+
+@secrets_group.command("rm")
+@click.argument("name")
+def rm(name: str) -> None:
+    """Delete a secret."""
+
+    async def body(rt: Runtime) -> None:
+        await rt.vault.remove(name)
+        click.echo(f"deleted secret {name}")
+
+    run_async(lambda: with_runtime(body))
+
+
+@secrets_group.command("audit")
+@click.option("--run", "run_id", help="only this run")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def audit(run_id: str | None, limit: int, as_json: bool) -> None:
+    """Every use of a secret, allowed or refused, newest first."""
+
+    async def body(rt: Runtime) -> None:
+        entries = await rt.store.list_audit(run_id, limit)
+        if as_json:
+            print_json([e.model_dump(mode="json") for e in entries])
+            return
+        table = Table(title="secret use")
+        for col in ("when", "run", "step", "secret", "origin", "allowed", "reason"):
+            table.add_column(col)
+        for e in entries:
+            table.add_row(
+                e.at.isoformat()[:19],
+                e.run_id,
+                "" if e.step_idx is None else str(e.step_idx + 1),
+                e.secret,
+                e.origin,
+                "yes" if e.allowed else "NO",
+                e.reason or "",
+            )
+        Console().print(table)
+
+    run_async(lambda: with_runtime(body))
+
+
+@click.group("vault")
+def vault_group() -> None:
+    """The master key."""
+
+
+@vault_group.command("rotate-key")
+def rotate() -> None:
+    """Re-encrypt every secret and saved profile state under a new master key (crash-safe)."""
+
+    async def body(rt: Runtime) -> None:
+        new_key = None
+        if rt.settings.master_key is not None:
+            text = read_hidden("new master key (base64 or hex)")
+            if not text:
+                raise UserError("CORRAL_MASTER_KEY is set: give the new key on stdin")
+            new_key = MasterKey.from_text(text, "new master key")
+        report = await rotate_key(rt, new_key)
+        click.echo(
+            f"rotated to key {report.new_fingerprint}: {report.rows_resealed} stored item(s) "
+            f"and {report.archives_resealed} user-data archive(s) re-encrypted"
+        )
+        if report.key_file is None:
+            click.echo(
+                "now set CORRAL_MASTER_KEY to the new key (and unset CORRAL_MASTER_KEY_PREVIOUS)"
+            )
+
+    run_async(lambda: with_runtime(body))
