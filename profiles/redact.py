@@ -98,6 +98,10 @@ class Redactor:
         _, pattern = self._patterns()
         return pattern.sub(lambda m: self._forms[m.group(0).decode()].encode(), value)
 
+    def found_in_text(self, value: str) -> bool:
+        """True if any secret form occurs in ``value``."""
+        return bool(self._forms) and self._patterns()[0].search(value) is not None
+
     def found_in(self, value: bytes) -> bool:
         """True if any secret form occurs in ``value``."""
         return bool(self._forms) and self._patterns()[1].search(value) is not None

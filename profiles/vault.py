@@ -111,6 +111,11 @@ class VaultStore(Protocol):
     async def add_audit(self, entry: AuditRecord) -> None: ...
 
 
+def placeholder(name: str) -> str:
+    """What a secret's value is replaced with wherever it would appear."""
+    return "{{secret:" + name + "}}"
+
+
 def secret_context(record: SecretRecord) -> str:
     """Associated data for a secret: its name, kind and scope."""
     scope = json.dumps([record.kind, sorted(record.domains), sorted(record.profiles)])
@@ -272,8 +277,8 @@ class Vault:
                 )
             records[name] = record
         values = {name: await self.reveal(r) for name, r in records.items()}
-        for value in values.values():
-            redactor.add(value)
+        for name, value in values.items():
+            redactor.add(value, placeholder(name))
         lease = CredentialLease(self.store, run_id, profile, records, values, redactor)
         await self.store.grant_credential_lease(
             CredentialLeaseRecord(
@@ -359,7 +364,7 @@ class CredentialLease:
             record = self.records[match.group(1)]
             if record.kind == "totp":
                 code = totp_now(self._values[record.name])
-                self.redactor.add(code)
+                self.redactor.add(code, placeholder(record.name))
                 return code
             return self._values[record.name]
 

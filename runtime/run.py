@@ -333,7 +333,8 @@ async def _one_step(
             if isinstance(exc, SecretNotAvailableError):
                 detail = {"policy_violation": "secret_scope", "reason": str(exc)}
     state.counts[status] += 1
-    shot = await screenshot(tabs)
+    redactor = state.lease.redactor if state.lease else None
+    shot = await screenshot(tabs, redactor.found_in_text if redactor else None)
     page_after = tabs.pages[tabs.active_index] if tabs.pages else None
     target = action_target(action)
     await recorder.step(

@@ -69,12 +69,18 @@ async def observe(
     )
 
 
-async def screenshot(tabs: Tabs) -> bytes | None:
-    """A JPEG of the active tab, or None if the page cannot be captured (closed, crashed)."""
+async def screenshot(tabs: Tabs, shows_secret: Callable[[str], bool] | None = None) -> bytes | None:
+    """A JPEG of the active tab; None if it cannot be captured, or if it would show a secret.
+
+    ``shows_secret`` is asked about the page's text and input values (its AI snapshot): a secret
+    shown as page text cannot be masked reliably, so such a screenshot is withheld.
+    """
     if tabs.session.closed_unexpectedly or not tabs.pages:
         return None
     try:
         page = await tabs.active()
+        if shows_secret is not None and shows_secret(await page.aria_snapshot(mode="ai")):
+            return None
         # Password fields and anything a secret was typed into are painted over, in every frame.
         masks = [frame.locator(_MASK) for frame in page.frames]
         return await page.screenshot(type="jpeg", quality=70, timeout=5000, mask=masks)
