@@ -1,0 +1,394 @@
+"""The vault: the leak scan (no secret byte anywhere corral wrote), tampering, key rotation."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import sqlite3
+import subprocess
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from examples.portal import USERS
+from profiles import (
+    KeyRing,
+    MasterKey,
+    ProfileSettings,
+    RedactingFilter,
+    Redactor,
+    StateDecryptError,
+    UserError,
+    open_session,
+)
+from profiles.vault import totp_now
+from runtime import Runtime, Settings
+from runtime.rotate import rotate_key
+from tests.conftest import CORRAL
+from tools import Navigate, Tabs, observe
+from tools.execute import ActionContext, execute
+
+API_KEY = "sk-live-7Hq2ZpX9wLm4Rt8Vb3Nc6Yd1"
+CAROL = USERS["carol"]
+assert CAROL.totp_secret is not None
+
+
+def leak_forms(value: str) -> set[bytes]:
+    """A value as it could leak: plain, URL-encoded, base64, JSON-escaped."""
+    raw = value.encode()
+    return {
+        raw,
+        quote(value, safe="").encode(),
+        quote_plus(value).encode(),
+        base64.b64encode(raw).rstrip(b"="),
+        base64.urlsafe_b64encode(raw).rstrip(b"="),
+        json.dumps(value)[1:-1].encode(),
+    }
+
+
+def blobs_under(root: Path) -> Iterator[tuple[str, bytes]]:
+    """Every file under ``root``, and every member of every zip (recursively)."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            yield str(path), data
+            yield from zip_members(str(path), data)
+
+
+def zip_members(name: str, data: bytes) -> Iterator[tuple[str, bytes]]:
+    if not data.startswith(b"PK"):
+        return
+    import io
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for member in z.namelist():
+            inner = z.read(member)
+            yield f"{name}!{member}", inner
+            yield from zip_members(f"{name}!{member}", inner)
+
+
+def corral(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CORRAL, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=os.environ.copy(),
+    )
+
+
+LEAK_TASK = """
+name: leak-scan
+start_url: {portal}/login
+secrets: [carol.password, carol.totp, acme.api_key]
+steps:
+  - fill: {{label: Username, value: "{{{{var:user}}}}"}}
+  - fill: {{label: Password, value: "{{{{secret:carol.password}}}}"}}
+  - click: {{role: button, name: Sign in}}
+  - fill: {{label: Code, value: "{{{{secret:carol.totp}}}}"}}
+  - click: {{role: button, name: Verify}}
+  - wait_for: {{role: heading, name: Welcome}}
+  - goto: /settings
+  - fill: {{label: Display name, value: "{{{{secret:acme.api_key}}}}"}}
+  - click: {{role: button, name: Save}}
+  - wait_for: {{text: Settings saved}}
+  - extract: {{as: saved_name, text: {{label: Display name}}}}
+  - extract: {{as: page, text: {{css: main}}}}
+"""
+
+
+def test_leak_scan_password_totp_and_api_key_leave_no_trace(
+    home: Path, portal: str, tmp_path: Path
+) -> None:
+    started = time.time()
+    outputs: list[str] = []
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        proc = corral(*args, stdin=stdin)
+        outputs.extend([proc.stdout, proc.stderr])
+        return proc
+
+    assert run("profiles", "create", "carol", "--var", "user=carol").returncode == 0
+    for name, value, extra in (
+        ("carol.password", CAROL.password, ["--profile", "carol"]),
+        ("carol.totp", str(CAROL.totp_secret), ["--profile", "carol", "--totp"]),
+        ("acme.api_key", API_KEY, []),
+    ):
+        proc = run("secrets", "set", name, "--domain", portal, *extra, stdin=value + "\n")
+        assert proc.returncode == 0, proc.stderr
+    task = tmp_path / "leak.yaml"
+    task.write_text(LEAK_TASK.format(portal=portal))
+    proc = run("run", str(task), "--profile", "carol", "--json")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    [result] = json.loads(proc.stdout)
+    # The page shows the API key back (the display name); the output carries the placeholder.
+    assert result["output"]["saved_name"] == "" or "{{secret:acme.api_key}}" in json.dumps(
+        result["output"]
+    )
+    run("runs", "show", result["run_id"])
+    run("runs", "show", result["run_id"], "--json")
+    run("secrets", "list")
+    run("secrets", "audit", "--json")
+
+    # What a model would be sent: an observation of the page that shows the key.
+    observation = observe_settings_page(home, portal)
+    assert "{{secret:acme.api_key}}" in observation
+
+    codes = {
+        totp_now(str(CAROL.totp_secret), t)
+        for t in range(int(started) - 60, int(time.time()) + 60, 30)
+    }
+    secrets = {CAROL.password, str(CAROL.totp_secret), API_KEY}
+    corpus = [*blobs_under(home), *(("cli output", o.encode()) for o in outputs)]
+    corpus.append(("observation", observation.encode()))
+    hits = [
+        (where, value)
+        for where, data in corpus
+        for value in secrets
+        for form in leak_forms(value)
+        if form in data
+    ]
+    assert not hits, f"secret values found: {hits[:5]}"
+    code_hits = [
+        (where, code)
+        for where, data in corpus
+        for code in codes
+        if re.search(rb"(?<![0-9])" + code.encode() + rb"(?![0-9])", data)
+    ]
+    assert not code_hits, f"TOTP codes found: {code_hits[:5]}"
+    # The scan can see a leak (control), and the trace had values that redaction replaced.
+    control = b"body=" + quote_plus(API_KEY).encode() + b"&x=1"
+    assert any(form in control for form in leak_forms(API_KEY))
+    trace = dict(zip_members("trace", (Path(result["run_dir"]) / "trace.zip").read_bytes()))
+    assert any(b"{{secret:acme.api_key}}" in data for data in trace.values())
+    assert any(b"{{secret:carol.password}}" in data for data in trace.values())
+    # The run really typed them: the audit shows three allowed uses on the portal's origin.
+    audit = json.loads(corral("secrets", "audit", "--run", result["run_id"], "--json").stdout)
+    assert sorted(e["secret"] for e in audit if e["allowed"]) == [
+        "acme.api_key",
+        "carol.password",
+        "carol.totp",
+    ]
+    # And the trace was kept (scrubbed), not dropped.
+    assert (Path(result["run_dir"]) / "trace.zip").stat().st_size > 1000
+
+
+def observe_settings_page(home: Path, portal: str) -> str:
+    """Observe /settings as carol (restored session) with the runtime's redaction."""
+    import asyncio
+
+    from profiles import BrowserPool
+
+    async def go() -> str:
+        async with (
+            BrowserPool.start(os.environ.get("CORRAL_BROWSER")) as pool,
+            Runtime.open(Settings(home=home), pool=pool) as rt,
+        ):
+            lease = await rt.vault.lease("observe", "carol", ["acme.api_key"], rt.redactor)
+            async with open_session(rt.profiles, pool, "carol", "observe") as session:
+                tabs = Tabs(session)
+                ctx = ActionContext(downloads_dir=home / "dl", base_url=portal)
+                await execute(tabs, Navigate(url="/settings"), ctx)
+                seen = await observe(tabs, redact=rt.redactor.text)
+            await lease.revoke()
+            return seen.model_dump_json()
+
+    return asyncio.run(go())
+
+
+async def test_tampered_swapped_or_rescoped_ciphertexts_fail_clearly(rt: Runtime) -> None:
+    await rt.vault.set("a.key", "value-of-a", ["https://a.example"])
+    await rt.vault.set("b.key", "value-of-b", ["https://b.example"])
+    db = sqlite3.connect(rt.settings.db_path)
+
+    async def leased(name: str) -> str:
+        lease = await rt.vault.lease("r", "p", [name], Redactor())
+        return lease._values[name]
+
+    assert await leased("a.key") == "value-of-a"
+    # Swap the two ciphertexts: each is bound to its own name and scope.
+    a, b = (
+        db.execute("SELECT ciphertext FROM secrets WHERE name = ?", (n,)).fetchone()[0]
+        for n in ("a.key", "b.key")
+    )
+    db.execute("UPDATE secrets SET ciphertext = ? WHERE name = 'a.key'", (b,))
+    db.commit()
+    with pytest.raises(
+        StateDecryptError, match=re.escape("secret 'a.key': stored data is corrupted")
+    ):
+        await leased("a.key")
+    # Widen the scope in the database: the associated data no longer matches.
+    db.execute("UPDATE secrets SET ciphertext = ? WHERE name = 'a.key'", (a,))
+    db.execute("UPDATE secrets SET domains = '[\"https://evil.example\"]' WHERE name = 'a.key'")
+    db.commit()
+    with pytest.raises(StateDecryptError, match=re.escape("secret 'a.key'")):
+        await leased("a.key")
+    # Flip one byte / truncate: refused, and the stored bytes stay as they were.
+    db.execute(
+        "UPDATE secrets SET ciphertext = ? WHERE name = 'b.key'", (b[:-1] + bytes([b[-1] ^ 1]),)
+    )
+    db.commit()
+    with pytest.raises(StateDecryptError, match=re.escape("secret 'b.key'")):
+        await leased("b.key")
+    db.execute("UPDATE secrets SET ciphertext = ? WHERE name = 'b.key'", (b[:10],))
+    db.commit()
+    with pytest.raises(
+        StateDecryptError, match=re.escape("secret 'b.key': stored data is corrupted")
+    ):
+        await leased("b.key")
+    assert db.execute("SELECT ciphertext FROM secrets WHERE name='b.key'").fetchone()[0] == b[:10]
+
+
+async def test_another_master_key_names_the_secret(settings: Settings) -> None:
+    async with Runtime.open(settings) as rt:
+        await rt.vault.set("k", "some-value", ["https://a.example"])
+    other = settings.model_copy(update={"master_key": MasterKey.generate().raw.hex()})
+    async with Runtime.open(other) as rt:
+        with pytest.raises(StateDecryptError, match="secret 'k': encrypted with another master"):
+            await rt.vault.lease("r", "p", ["k"], Redactor())
+
+
+async def test_set_validates_before_storing(rt: Runtime) -> None:
+    for kwargs, message in (
+        ({"value": ""}, "empty value"),
+        ({"value": "abc"}, "at least 4"),
+        ({"domains": []}, "at least one --domain"),
+        ({"domains": ["https://a.example/path"]}, "without a path"),
+        ({"totp": True, "value": "not base32!"}, "base32"),
+    ):
+        args = {"name": "k", "value": "long-enough", "domains": ["https://a.example"], **kwargs}
+        with pytest.raises(UserError, match=message):
+            await rt.vault.set(**args)  # type: ignore[arg-type]
+    assert await rt.vault.list() == []
+
+
+def test_logging_filter_redacts_messages_and_tracebacks() -> None:
+    redactor = Redactor()
+    redactor.add("hunter2-password", "{{secret:pw}}")
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    handler = Keep()
+    handler.addFilter(RedactingFilter(redactor))
+    log = logging.getLogger("corral-test-redaction")
+    log.addHandler(handler)
+    try:
+        log.warning("typed %s into the form", "hunter2-password")
+        try:
+            raise ValueError("bad value hunter2-password")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        log.removeHandler(handler)
+    assert records and not any("hunter2" in r for r in records)
+    assert "{{secret:pw}}" in records[0]
+
+
+def fill_everything(home: Path) -> None:
+    """Secrets, a profile with state and a persistent profile archive, all sealed."""
+    import asyncio
+
+    async def go() -> None:
+        async with Runtime.open(Settings(home=home)) as rt:
+            await rt.vault.set("one", "value-one", ["https://a.example"])
+            await rt.vault.set("two", "JBSWY3DPEHPK3PXP", ["https://a.example"], totp=True)
+            await rt.profiles.create("st")
+            await rt.profiles.save_state("st", {"cookies": [], "origins": []})
+            await rt.profiles.create("pe", ProfileSettings(mode="persistent"))
+            live = rt.profiles.unpack_user_data("pe")
+            (live / "Preferences").write_text("{}")
+            rt.profiles.pack_user_data("pe", live)
+
+    asyncio.run(go())
+
+
+def everything_opens(home: Path, env_key: str | None = None) -> str:
+    """Open every sealed thing with the ring loaded from disk; returns the sealing key id."""
+    import asyncio
+
+    async def go() -> str:
+        async with Runtime.open(Settings(home=home, master_key=env_key)) as rt:
+            lease = await rt.vault.lease("check", "st", ["one", "two"], Redactor())
+            assert lease._values["one"] == "value-one"
+            assert rt.profiles.open_state(await rt.profiles.get("st")) == {
+                "cookies": [],
+                "origins": [],
+            }
+            live = rt.profiles.unpack_user_data("pe")
+            assert (live / "Preferences").read_text() == "{}"
+            return rt.key.fingerprint
+
+    return asyncio.run(go())
+
+
+STAGES = ["next-key-written", "store-resealed", "archive-resealed:pe", "key-replaced"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_rotation_interrupted_at_each_stage_stays_readable(tmp_path: Path, stage: str) -> None:
+    import asyncio
+
+    home = tmp_path / "home"
+    fill_everything(home)
+    old_key = (home / "master.key").read_text()
+
+    class Crash(Exception):
+        pass
+
+    def crash_at(reached: str) -> None:
+        if reached == stage:
+            raise Crash(stage)
+
+    async def rotate(checkpoint: object) -> None:
+        async with Runtime.open(Settings(home=home)) as rt:
+            await rotate_key(rt, checkpoint=checkpoint)  # type: ignore[arg-type]
+
+    with pytest.raises(Crash):
+        asyncio.run(rotate(crash_at))
+    everything_opens(home)  # old or new key: the ring from disk opens everything
+    asyncio.run(rotate(lambda _s: None))  # running it again finishes the rotation
+    assert not (home / "master.key.next").exists()
+    assert (home / "master.key").read_text() != old_key
+    new_only = KeyRing(MasterKey.from_text((home / "master.key").read_text(), "new"))
+    assert everything_opens(home) == new_only.fingerprint
+    # Nothing is left under the old key.
+    db = sqlite3.connect(home / "corral.db")
+    blobs = [r[0] for r in db.execute("SELECT ciphertext FROM secrets")]
+    blobs += [r[0] for r in db.execute("SELECT state FROM profiles WHERE state IS NOT NULL")]
+    blobs.append((home / "profiles" / "pe" / "user-data.tar.enc").read_bytes())
+    assert {new_only.sealed_by(b) for b in blobs} == {new_only.key_id}
+
+
+def test_rotation_with_an_environment_key(tmp_path: Path) -> None:
+    import asyncio
+
+    home = tmp_path / "home"
+    old = MasterKey.generate()
+    new = MasterKey.generate()
+
+    async def setup() -> None:
+        async with Runtime.open(Settings(home=home, master_key=old.raw.hex())) as rt:
+            await rt.vault.set("one", "value-one", ["https://a.example"])
+            await rt.vault.set("two", "JBSWY3DPEHPK3PXP", ["https://a.example"], totp=True)
+            await rt.profiles.create("st")
+            await rt.profiles.save_state("st", {"cookies": [], "origins": []})
+            await rt.profiles.create("pe", ProfileSettings(mode="persistent"))
+            live = rt.profiles.unpack_user_data("pe")
+            (live / "Preferences").write_text("{}")
+            rt.profiles.pack_user_data("pe", live)
+            await rotate_key(rt, new)
+
+    asyncio.run(setup())
+    assert not (home / "master.key").exists()  # env mode never writes a key file
+    assert everything_opens(home, new.raw.hex()) == new.fingerprint
