@@ -11,6 +11,12 @@ from .execute import SECRET_MARK
 from .tabs import Tabs
 
 _MASK = f"input[type=password], [{SECRET_MARK}]"
+_UNMASKED_TEXT_JS = f"""() => {{
+  const fields = Array.from(document.querySelectorAll("input, textarea, select"))
+    .filter((el) => !el.matches({_MASK!r}))
+    .map((el) => el.value);
+  return [document.body ? document.body.innerText : "", ...fields].join("\\n");
+}}"""
 
 __all__ = ["Observation", "TabInfo", "observe", "screenshot"]
 
@@ -72,15 +78,18 @@ async def observe(
 async def screenshot(tabs: Tabs, shows_secret: Callable[[str], bool] | None = None) -> bytes | None:
     """A JPEG of the active tab; None if it cannot be captured, or if it would show a secret.
 
-    ``shows_secret`` is asked about the page's text and input values (its AI snapshot): a secret
-    shown as page text cannot be masked reliably, so such a screenshot is withheld.
+    ``shows_secret`` is asked about what the mask does not cover (each frame's text, and the values
+    of fields that are neither password fields nor marked as holding a secret): a secret shown as
+    page text cannot be masked reliably, so such a screenshot is withheld.
     """
     if tabs.session.closed_unexpectedly or not tabs.pages:
         return None
     try:
         page = await tabs.active()
-        if shows_secret is not None and shows_secret(await page.aria_snapshot(mode="ai")):
-            return None
+        if shows_secret is not None:
+            for frame in page.frames:
+                if shows_secret(str(await frame.evaluate(_UNMASKED_TEXT_JS))):
+                    return None
         # Password fields and anything a secret was typed into are painted over, in every frame.
         masks = [frame.locator(_MASK) for frame in page.frames]
         return await page.screenshot(type="jpeg", quality=70, timeout=5000, mask=masks)
