@@ -134,6 +134,12 @@ def parse_domain(spec: str) -> tuple[str, str, int | None]:
     if not raw:
         raise UserError("--domain: an empty domain is not allowed")
     parts = urlsplit(raw if "://" in raw else f"https://{raw}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise UserError(f"--domain {spec!r}: {exc}") from exc
+    if parts.username is not None or parts.password is not None:
+        raise UserError(f"--domain {spec!r}: give an origin without credentials")
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise UserError(
             f"--domain {spec!r}: expected https://host[:port], http://host:port, "
@@ -144,7 +150,9 @@ def parse_domain(spec: str) -> tuple[str, str, int | None]:
     host = parts.hostname
     if "*" in host and not (host.startswith("*.") and "*" not in host[2:]):
         raise UserError(f"--domain {spec!r}: a wildcard may only be a leading '*.'")
-    return parts.scheme, host, parts.port
+    if host.startswith("*.") and "." not in host[2:]:
+        raise UserError(f"--domain {spec!r}: a wildcard must name a domain, e.g. *.example.com")
+    return parts.scheme, host, port
 
 
 def origin_of(url: str) -> str:
@@ -161,7 +169,11 @@ def origin_allowed(origin: str, domains: Iterable[str]) -> bool:
     if origin == "null":
         return False
     parts = urlsplit(origin)
-    scheme, host, port = parts.scheme, parts.hostname or "", parts.port
+    scheme, host = parts.scheme, parts.hostname or ""
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return False
     for spec in domains:
         want_scheme, want_host, want_port = parse_domain(spec)
         if scheme != want_scheme or port != (want_port or _DEFAULT_PORTS[want_scheme]):

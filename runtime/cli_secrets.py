@@ -39,8 +39,21 @@ def secrets_group() -> None:
 )
 @click.option("--profile", "profiles", multiple=True, help="bind to this profile (repeatable)")
 @click.option("--totp", is_flag=True, help="the value is a TOTP seed (base32); codes at fill time")
-def set_(name: str, domains: tuple[str, ...], profiles: tuple[str, ...], totp: bool) -> None:
+@click.argument("stray", nargs=-1)
+def set_(
+    name: str,
+    domains: tuple[str, ...],
+    profiles: tuple[str, ...],
+    totp: bool,
+    stray: tuple[str, ...],
+) -> None:
     """Store a secret; its value is read from stdin or a hidden prompt."""
+    if stray:
+        # Never echo it back: it may be the very value that must not be on a command line.
+        raise click.UsageError(
+            "secret values are never taken from the command line; pipe the value on stdin "
+            "or type it at the prompt (and consider this one exposed: rotate it)"
+        )
     prompt = "TOTP seed (base32)" if totp else f"value of {name}"
     value = read_hidden(prompt, confirm=sys.stdin.isatty())
 

@@ -7,7 +7,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ArtifactRecord", "RunRecord", "RunStatus", "StepRecord", "StepStatus"]
+__all__ = [
+    "ArtifactRecord",
+    "ModelCallRecord",
+    "RunRecord",
+    "RunStatus",
+    "StepRecord",
+    "StepStatus",
+]
 
 RunStatus = Literal[
     "queued", "running", "waiting_approval", "succeeded", "failed", "cancelled", "interrupted"
@@ -62,3 +69,23 @@ class ArtifactRecord(BaseModel):
     path: str
     bytes: int
     created_at: datetime
+
+
+class ModelCallRecord(BaseModel):
+    """One model attempt: which role, which model, how it ended, tokens, cost, latency."""
+
+    model_config = ConfigDict(extra="forbid")
+    run_id: str
+    step_idx: int | None
+    role: str
+    provider: str
+    model: str
+    outcome: Literal["ok", "error", "skipped", "shadow"]
+    reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    at: datetime

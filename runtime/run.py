@@ -13,10 +13,9 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict
@@ -24,7 +23,6 @@ from pydantic import BaseModel, ConfigDict
 from profiles import (
     CorralError,
     CredentialLease,
-    SecretNotAvailableError,
     Session,
     UnknownSecretError,
     UserError,
@@ -33,19 +31,14 @@ from profiles import (
 )
 from tools import (
     ActionContext,
-    AnyAction,
-    Extract,
     Navigate,
     Tabs,
-    action_target,
-    execute,
-    screenshot,
 )
 
 from .app import Runtime
 from .errors import StepFailedError, TaskFileError
 from .recorder import Recorder
-from .records import RunRecord, RunStatus, StepRecord, StepStatus
+from .records import RunRecord, RunStatus
 from .scripted import (
     check_vars,
     guard_holds,
@@ -53,6 +46,7 @@ from .scripted import (
     substitute,
     substitute_text,
 )
+from .steps import RunEvent, RunState, act_and_record, describe
 from .task import Step, Task
 
 __all__ = ["RunEvent", "RunResult", "new_run_id", "run_task"]
@@ -66,19 +60,6 @@ EXIT_CODES: dict[RunStatus, int] = {
     "queued": 1,
     "running": 1,
 }
-
-
-@dataclass(frozen=True)
-class RunEvent:
-    """Progress of a run, for live views."""
-
-    run_id: str
-    profile: str
-    kind: Literal["started", "step", "finished"]
-    step: int = 0
-    total: int = 0
-    text: str = ""
-    status: str = ""
 
 
 class RunResult(BaseModel):
@@ -103,13 +84,6 @@ class RunResult(BaseModel):
 def new_run_id() -> str:
     """A sortable, readable run id, e.g. ``20261125-213301-7f3a9c``."""
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-
-
-def _describe(action: AnyAction) -> str:
-    target = action_target(action)
-    if isinstance(action, Navigate):
-        return f"navigate {action.url}"
-    return f"{action.kind} {target.describe()}" if target else action.kind
 
 
 def _bad_input(task: Task, profile: str, exc: CorralError, started: float) -> RunResult:
@@ -176,7 +150,7 @@ async def run_task(
     await rt.store.create_run(run)
     redactor = rt.redactor
     recorder = Recorder(rt.store, run_id, run_dir, redactor)
-    state = _RunState(run_id=run_id, profile=name, task=task, values=values, emit=emit)
+    state = RunState(run_id=run_id, profile=name, task=task, values=values, emit=emit)
     emit(RunEvent(run_id, name, "started", total=len(task.steps)))
     status: RunStatus = "failed"
     error: str | None = None
@@ -242,29 +216,8 @@ async def _finish(rt: Runtime, recorder: Recorder, result: RunResult) -> None:
     await rt.store.finish_run(result.run_id, result.status, result.error, result.output)
 
 
-@dataclass
-class _RunState:
-    run_id: str
-    profile: str
-    task: Task
-    values: dict[str, str]
-    emit: Callable[[RunEvent], None]
-    restored: bool = False
-    lease: CredentialLease | None = None
-
-    def __post_init__(self) -> None:
-        self.extracted: dict[str, Any] = {}
-        self.counts: dict[StepStatus, int] = {"ok": 0, "skipped": 0, "failed": 0}
-        self.idx = 0
-
-    def output(self) -> Any:
-        if self.task.output is not None:
-            return self.extracted.get(self.task.output)
-        return self.extracted or None
-
-
 async def _run_steps(
-    state: _RunState,
+    state: RunState,
     session: Session,
     recorder: Recorder,
     run_dir: Path,
@@ -300,65 +253,11 @@ async def _run_steps(
 
 
 async def _one_step(
-    state: _RunState, step: Step, tabs: Tabs, ctx: ActionContext, recorder: Recorder, total: int
+    state: RunState, step: Step, tabs: Tabs, ctx: ActionContext, recorder: Recorder, total: int
 ) -> None:
-    idx = state.idx
-    state.idx += 1
-    if state.lease is not None:
-        state.lease.step_idx = idx
     action = substitute(step, state.values)
-    text = step.name or _describe(action)
-    state.emit(RunEvent(state.run_id, state.profile, "step", idx + 1, total, text))
-    page = await tabs.active()
-    url_before = page.url
-    began, t0 = datetime.now(UTC), time.perf_counter()
-    status: StepStatus = "ok"
-    error: str | None = None
-    detail: Any = None
-    failure: CorralError | None = None
-    if not await guard_holds(step.when, tabs):
-        status = "skipped"
-    else:
-        try:
-            result = await execute(tabs, action, ctx)
-            detail = {"opened_tabs": result.opened_tabs} if result.opened_tabs else None
-            if result.value is not None:
-                if isinstance(action, Extract):
-                    state.extracted[action.as_] = result.value
-                    detail = {"as": action.as_, "items": _size(result.value)}
-                else:
-                    detail = result.value
-        except CorralError as exc:
-            status, error, failure = "failed", str(exc), exc
-            if isinstance(exc, SecretNotAvailableError):
-                detail = {"policy_violation": "secret_scope", "reason": str(exc)}
-    state.counts[status] += 1
-    redactor = state.lease.redactor if state.lease else None
-    shot = await screenshot(tabs, redactor.found_in_text if redactor else None)
-    page_after = tabs.pages[tabs.active_index] if tabs.pages else None
-    target = action_target(action)
-    await recorder.step(
-        StepRecord(
-            run_id=state.run_id,
-            idx=idx,
-            kind=action.kind,
-            action=action.model_dump(mode="json", by_alias=True, exclude_none=True),
-            target=target.describe() if target else None,
-            side_effect=str(type(action).side_effect),
-            status=status,
-            url_before=url_before,
-            url_after=page_after.url if page_after else None,
-            started_at=began,
-            duration_ms=round((time.perf_counter() - t0) * 1000, 1),
-            error=error,
-            detail=detail,
-        ),
-        shot,
-    )
+    text = step.name or describe(action)
+    skip = not await guard_holds(step.when, tabs)
+    failure = await act_and_record(state, action, tabs, ctx, recorder, text, total, skip=skip)
     if failure is not None and not step.optional:
-        where = f"step {idx + 1} ({text})"
-        raise type(failure)(f"{where}: {failure}") from failure
-
-
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, list | dict) else 1
+        raise failure

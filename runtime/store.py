@@ -30,7 +30,7 @@ from profiles import (
 )
 
 from .errors import StoreError
-from .records import ArtifactRecord, RunRecord, RunStatus, StepRecord
+from .records import ArtifactRecord, ModelCallRecord, RunRecord, RunStatus, StepRecord
 
 __all__ = ["Store"]
 
@@ -127,6 +127,26 @@ MIGRATIONS: list[str] = [
         reason TEXT
     );
     CREATE INDEX secret_audit_run ON secret_audit (run_id);
+    """,
+    """
+    CREATE TABLE model_calls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        step_idx INTEGER,
+        role TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reason TEXT,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        latency_ms REAL NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX model_calls_run ON model_calls (run_id);
     """,
 ]
 
@@ -667,3 +687,53 @@ class Store:
                     await db.execute("UPDATE profiles SET state = ? WHERE name = ?", (blob, name))
                     count += 1
         return count
+
+    # --- model calls --------------------------------------------------------------------------
+
+    async def add_model_call(self, call: ModelCallRecord) -> None:
+        """Record one model attempt (answered, failed or skipped) with its tokens and cost."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO model_calls (run_id, step_idx, role, provider, model, outcome, "
+                "reason, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, "
+                "latency_ms, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    call.run_id,
+                    call.step_idx,
+                    call.role,
+                    call.provider,
+                    call.model,
+                    call.outcome,
+                    call.reason,
+                    call.input_tokens,
+                    call.output_tokens,
+                    call.cached_tokens,
+                    call.reasoning_tokens,
+                    call.cost_usd,
+                    call.latency_ms,
+                    call.at.isoformat(),
+                ),
+            )
+
+    async def list_model_calls(self, run_id: str) -> list[ModelCallRecord]:
+        """A run's model attempts in order."""
+        rows = await self._all("SELECT * FROM model_calls WHERE run_id = ? ORDER BY id", (run_id,))
+        return [
+            ModelCallRecord(
+                run_id=r["run_id"],
+                step_idx=r["step_idx"],
+                role=r["role"],
+                provider=r["provider"],
+                model=r["model"],
+                outcome=r["outcome"],
+                reason=r["reason"],
+                input_tokens=r["input_tokens"],
+                output_tokens=r["output_tokens"],
+                cached_tokens=r["cached_tokens"],
+                reasoning_tokens=r["reasoning_tokens"],
+                cost_usd=r["cost_usd"],
+                latency_ms=r["latency_ms"],
+                at=datetime.fromisoformat(r["at"]),
+            )
+            for r in rows
+        ]

@@ -16,7 +16,7 @@ from playwright.async_api import Frame, Locator, Page, Request
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from pydantic import BaseModel, ConfigDict
 
-from profiles import SECRET_RE, BrowserCrashedError, SecretNotAvailableError
+from profiles import SECRET_RE, BrowserCrashedError, SecretNotAvailableError, origin_of
 
 from .actions import (
     Back,
@@ -228,8 +228,10 @@ async def _fill(target: Locator, value: str, ctx: ActionContext, ms: float) -> N
     # and type through the same handle: if the document changed meanwhile, the fill fails.
     handle = await target.element_handle(timeout=ms)
     try:
-        origin = await handle.evaluate("e => e.ownerDocument.defaultView.origin")
-        typed = await ctx.resolve_value(value, str(origin))
+        # The browser's view of the frame, not the page's `window.origin` (a page can set that).
+        frame = await handle.owner_frame()
+        origin = origin_of(frame.url) if frame is not None else "null"
+        typed = await ctx.resolve_value(value, origin)
         await handle.evaluate(f"e => e.setAttribute('{SECRET_MARK}', '')")
         await handle.fill(typed, timeout=ms)
     finally:

@@ -1,0 +1,201 @@
+"""The model router for one run: role chains, budget, and a record of every model call."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from profiles.errors import RunError
+
+from ..models.config import ModelsConfig, Role
+from ..models.fallback import Attempt, CircuitBreaker, ModelChain
+from ..models.pricing import Price, cost_usd, find_price
+from ..models.types import (
+    Message,
+    Model,
+    ModelConfigError,
+    ModelResponse,
+    ModelSettings,
+    ToolSpec,
+    Usage,
+)
+from ..records import ModelCallRecord
+from ..store import Store
+
+__all__ = ["BudgetExceededError", "Meter", "ModelRouter"]
+
+
+class BudgetExceededError(RunError):
+    """The run's spend or token budget would be, or was, exceeded."""
+
+
+class Meter:
+    """Spend and tokens of one run against its caps."""
+
+    def __init__(self, max_usd: float | None, max_tokens: int | None) -> None:
+        self.max_usd = max_usd
+        self.max_tokens = max_tokens
+        self.usd = 0.0
+        self.tokens = 0
+
+    def check_before(self, estimate_usd: float, estimate_tokens: int) -> None:
+        """Refuse a call that would, by its estimate, go past a cap."""
+        if self.max_usd is not None and self.usd + estimate_usd > self.max_usd:
+            raise BudgetExceededError(
+                f"budget: the next model call (about ${estimate_usd:.4f}) would take the run "
+                f"past max_usd={self.max_usd:g} (spent ${self.usd:.4f})"
+            )
+        if self.max_tokens is not None and self.tokens + estimate_tokens > self.max_tokens:
+            raise BudgetExceededError(
+                f"budget: the next model call (about {estimate_tokens} tokens) would take the "
+                f"run past max_tokens={self.max_tokens} (used {self.tokens})"
+            )
+
+    def add(self, usd: float, tokens: int) -> None:
+        """Count a finished call."""
+        self.usd += usd
+        self.tokens += tokens
+
+    def enforce(self) -> None:
+        """Stop if a cap was passed (estimates can be wrong)."""
+        if self.max_usd is not None and self.usd > self.max_usd:
+            raise BudgetExceededError(
+                f"budget: spent ${self.usd:.4f}, past max_usd={self.max_usd:g}"
+            )
+        if self.max_tokens is not None and self.tokens > self.max_tokens:
+            raise BudgetExceededError(
+                f"budget: used {self.tokens} tokens, past max_tokens={self.max_tokens}"
+            )
+
+
+def _estimate_tokens(messages: list[Message], tools: list[ToolSpec]) -> int:
+    # About 4 characters a token for text; an image costs on the order of 1,000 tokens.
+    chars = sum(len(p.text) for m in messages for p in m.content if p.type == "text")
+    chars += len(json.dumps([t.model_dump() for t in tools]))
+    images = sum(1 for m in messages for p in m.content if p.type == "image")
+    return chars // 4 + 1000 * images
+
+
+class ModelRouter:
+    """Chains per role for one run; every attempt is stored with tokens and cost."""
+
+    def __init__(
+        self,
+        config: ModelsConfig,
+        store: Store,
+        run_id: str,
+        meter: Meter,
+        env: Mapping[str, str],
+        breaker: CircuitBreaker | None = None,
+        models: Mapping[str, list[Model]] | None = None,
+        http_client: object = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.run_id = run_id
+        self.meter = meter
+        self.step_idx: int | None = None
+        self.prices = config.all_prices()
+        breaker = breaker or CircuitBreaker(config.breaker.failures, config.breaker.cooldown_s)
+        self.chains: dict[str, ModelChain] = {}
+        for role, labels in config.roles.items():
+            built: list[Model | ModelConfigError]
+            if models is not None and role in models:
+                built = list(models[role])
+                labels = [m.label for m in models[role]]
+            else:
+                built = [config.build(label, env, http_client) for label in labels]
+            self.chains[role] = ModelChain(role, built, list(labels), breaker, self._record)
+        if models is not None:
+            for role, injected in models.items():
+                if role not in self.chains:
+                    labels = [m.label for m in injected]
+                    self.chains[role] = ModelChain(
+                        role, list(injected), labels, breaker, self._record
+                    )
+
+    def has(self, role: Role) -> bool:
+        """True if the role has a chain."""
+        return role in self.chains
+
+    def require(self, roles: list[Role]) -> None:
+        """Fail before the run if a needed role has no usable model (e.g. no API key)."""
+        for role in roles:
+            chain = self.chains.get(role)
+            if chain is None:
+                raise ModelConfigError(f"models: no chain for role '{role}'")
+            if not chain.usable:
+                reasons = "; ".join(str(m) for m in chain.models)
+                raise ModelConfigError(f"models: no usable {role} model: {reasons}")
+
+    def _price(self, label: str) -> Price:
+        price = find_price(label, self.prices)
+        if price is None:
+            raise ModelConfigError(f"no price for model '{label}'")
+        return price
+
+    async def _record(self, role: str, attempt: Attempt, outcome: str | None = None) -> None:
+        provider, _, model = attempt.label.partition(":")
+        usage = attempt.response.usage if attempt.response else Usage()
+        cost = cost_usd(usage, self._price(attempt.label)) if attempt.response else 0.0
+        if attempt.response is not None:
+            self.meter.add(cost, usage.input_tokens + usage.output_tokens)
+        await self.store.add_model_call(
+            ModelCallRecord(
+                run_id=self.run_id,
+                step_idx=self.step_idx,
+                role=role,
+                provider=provider,
+                model=model,
+                outcome=outcome or attempt.outcome,  # type: ignore[arg-type]
+                reason=attempt.reason,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                cost_usd=cost,
+                latency_ms=round(attempt.latency_ms, 1),
+                at=datetime.now(UTC),
+            )
+        )
+
+    async def ask(
+        self,
+        role: Role,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        settings: ModelSettings,
+        validate: Callable[[ModelResponse], None] | None = None,
+        need_vision: bool = False,
+    ) -> ModelResponse:
+        """One request along ``role``'s chain, within the budget."""
+        chain = self.chains[role]
+        first = next(
+            (
+                label
+                for label, m in zip(chain.labels, chain.models, strict=True)
+                if isinstance(m, Model)
+            ),
+            chain.labels[0],
+        )
+        tokens = _estimate_tokens(messages, tools)
+        estimate = cost_usd(
+            Usage(input_tokens=tokens, output_tokens=settings.max_tokens), self._price(first)
+        )
+        self.meter.check_before(estimate, tokens + settings.max_tokens)
+        response = await chain.request(messages, tools, settings, validate, need_vision)
+        self.meter.enforce()
+        return response
+
+    async def shadow(
+        self, messages: list[Message], tools: list[ToolSpec], settings: ModelSettings
+    ) -> ModelResponse | None:
+        """Ask the shadow planner (if configured); its answer is recorded, never executed."""
+        chain = self.chains.get("shadow")
+        if chain is None:
+            return None
+        try:
+            return await chain.request(messages, tools, settings)
+        except RunError:
+            return None

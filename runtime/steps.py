@@ -1,0 +1,149 @@
+"""The act and record phases of a step, shared by scripted steps and model-chosen actions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from profiles import CorralError, CredentialLease, SecretNotAvailableError
+from tools import (
+    ActionContext,
+    AnyAction,
+    Extract,
+    Navigate,
+    Tabs,
+    action_target,
+    execute,
+    screenshot,
+)
+
+from .recorder import Recorder
+from .records import StepRecord, StepStatus
+from .task import Task
+
+__all__ = ["RunEvent", "RunState", "act_and_record", "describe"]
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """Progress of a run, for live views."""
+
+    run_id: str
+    profile: str
+    kind: str  # started | step | finished
+    step: int = 0
+    total: int = 0
+    text: str = ""
+    status: str = ""
+
+
+def describe(action: AnyAction) -> str:
+    """A short human description of an action."""
+    target = action_target(action)
+    if isinstance(action, Navigate):
+        return f"navigate {action.url}"
+    return f"{action.kind} {target.describe()}" if target else action.kind
+
+
+@dataclass
+class RunState:
+    """What a run has done so far."""
+
+    run_id: str
+    profile: str
+    task: Task
+    values: dict[str, str]
+    emit: Callable[[RunEvent], None]
+    restored: bool = False
+    lease: CredentialLease | None = None
+
+    def __post_init__(self) -> None:
+        self.extracted: dict[str, Any] = {}
+        self.counts: dict[StepStatus, int] = {"ok": 0, "skipped": 0, "failed": 0}
+        self.idx = 0
+        self.result: Any = None
+        self.has_result = False
+
+    def output(self) -> Any:
+        """The run's result: done()'s result, else the named extract, else all extracts."""
+        if self.has_result:
+            return self.result
+        if self.task.output is not None:
+            return self.extracted.get(self.task.output)
+        return self.extracted or None
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, list | dict) else 1
+
+
+async def act_and_record(
+    state: RunState,
+    action: AnyAction,
+    tabs: Tabs,
+    ctx: ActionContext,
+    recorder: Recorder,
+    text: str,
+    total: int,
+    *,
+    skip: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> CorralError | None:
+    """Do one action (unless ``skip``), record it with a screenshot; return its failure."""
+    idx = state.idx
+    state.idx += 1
+    if state.lease is not None:
+        state.lease.step_idx = idx
+    state.emit(RunEvent(state.run_id, state.profile, "step", idx + 1, total, text))
+    page = await tabs.active()
+    url_before = page.url
+    began, t0 = datetime.now(UTC), time.perf_counter()
+    status: StepStatus = "ok"
+    error: str | None = None
+    detail: dict[str, Any] = dict(extra or {})
+    failure: CorralError | None = None
+    if skip:
+        status = "skipped"
+    else:
+        try:
+            result = await execute(tabs, action, ctx)
+            if result.opened_tabs:
+                detail["opened_tabs"] = result.opened_tabs
+            if result.value is not None:
+                if isinstance(action, Extract):
+                    state.extracted[action.as_] = result.value
+                    detail.update({"as": action.as_, "items": _size(result.value)})
+                else:
+                    detail["value"] = result.value
+        except CorralError as exc:
+            status, error = "failed", str(exc)
+            failure = type(exc)(f"step {idx + 1} ({text}): {exc}")
+            if isinstance(exc, SecretNotAvailableError):
+                detail.update({"policy_violation": "secret_scope", "reason": str(exc)})
+    state.counts[status] += 1
+    redactor = state.lease.redactor if state.lease else None
+    shot = await screenshot(tabs, redactor.found_in_text if redactor else None)
+    page_after = tabs.pages[tabs.active_index] if tabs.pages else None
+    target = action_target(action)
+    await recorder.step(
+        StepRecord(
+            run_id=state.run_id,
+            idx=idx,
+            kind=action.kind,
+            action=action.model_dump(mode="json", by_alias=True, exclude_none=True),
+            target=target.describe() if target else None,
+            side_effect=str(type(action).side_effect),
+            status=status,
+            url_before=url_before,
+            url_after=page_after.url if page_after else None,
+            started_at=began,
+            duration_ms=round((time.perf_counter() - t0) * 1000, 1),
+            error=error,
+            detail=detail or None,
+        ),
+        shot,
+    )
+    return failure

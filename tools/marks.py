@@ -1,0 +1,55 @@
+"""Screenshots with numbered marks: a box and its ref drawn on every interactive element.
+
+The boxes come from Playwright's AI snapshot (``boxes=True``), so a vision model can answer with a
+ref the planner can act on. Drawing happens on the image (Pillow), never in the page.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+from PIL import Image, ImageDraw
+
+from .tabs import Tabs
+
+__all__ = ["INTERACTIVE_ROLES", "marked_screenshot", "parse_boxes"]
+
+INTERACTIVE_ROLES = (
+    "button|link|textbox|checkbox|radio|combobox|option|menuitem|tab|searchbox|spinbutton|slider|"
+    "switch|listbox"
+)
+_LINE = re.compile(
+    rf"-\s+(?P<role>{INTERACTIVE_ROLES})\b[^\n]*?\[ref=(?P<ref>\w+)\][^\n]*?"
+    r"\[box=(?P<x>-?\d+),(?P<y>-?\d+),(?P<w>\d+),(?P<h>\d+)\]"
+)
+
+
+def parse_boxes(snapshot: str) -> list[tuple[str, int, int, int, int]]:
+    """(ref, x, y, w, h) of every interactive element with a visible box."""
+    out = []
+    for m in _LINE.finditer(snapshot):
+        w, h = int(m["w"]), int(m["h"])
+        if w > 0 and h > 0:
+            out.append((m["ref"], int(m["x"]), int(m["y"]), w, h))
+    return out
+
+
+async def marked_screenshot(tabs: Tabs) -> tuple[bytes, list[str]]:
+    """A JPEG of the viewport with each interactive element boxed and labelled by its ref."""
+    page = await tabs.active()
+    snapshot = await page.aria_snapshot(mode="ai", boxes=True)
+    image = Image.open(io.BytesIO(await page.screenshot(type="png")))
+    draw = ImageDraw.Draw(image)
+    refs = []
+    for ref, x, y, w, h in parse_boxes(snapshot):
+        if x > image.width or y > image.height:
+            continue
+        refs.append(ref)
+        draw.rectangle((x, y, x + w, y + h), outline=(255, 0, 64), width=2)
+        label_w = 7 * len(ref) + 4
+        draw.rectangle((x, max(y - 12, 0), x + label_w, max(y - 12, 0) + 12), fill=(255, 0, 64))
+        draw.text((x + 2, max(y - 12, 0)), ref, fill=(255, 255, 255))
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format="JPEG", quality=70)
+    return out.getvalue(), refs
