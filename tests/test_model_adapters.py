@@ -20,6 +20,7 @@ from runtime.models.errors_map import ModelRequestError
 from runtime.models.openai_chat import OpenAIChatModel
 from runtime.models.types import (
     ImagePart,
+    InvalidModelOutputError,
     Message,
     Model,
     ModelAuthError,
@@ -343,6 +344,31 @@ async def test_openai_without_vision_sends_no_images() -> None:
     assert IMAGE_B64 not in sent
     assert "image_url" not in sent
     assert "does not accept images" in sent
+
+
+async def test_openai_sparse_compatible_server_answers() -> None:
+    """Local servers leave fields out: a call without an id gets one; no choice is an error."""
+    sparse = {
+        "choices": [
+            {
+                "message": {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"type": "function", "function": {"name": "click", "arguments": "{}"}}
+                    ],
+                }
+            }
+        ]
+    }
+    script = Script(httpx2.Response(200, json=sparse), httpx2.Response(200, json={"choices": []}))
+    async with openai_model(script, provider="lmstudio") as model:
+        response = await model.request([Message.text("user", "hi")], [CLICK], ModelSettings())
+        with pytest.raises(InvalidModelOutputError, match="lmstudio:gpt-test"):
+            await model.request([Message.text("user", "hi")], [CLICK], ModelSettings())
+
+    assert response.tool_calls == [ToolCall(id="call_0", name="click", arguments="{}")]
+    assert response.usage.input_tokens == 0
+    assert response.finish_reason is None
 
 
 # --- Anthropic Messages ---------------------------------------------------------------------

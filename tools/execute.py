@@ -125,9 +125,16 @@ async def is_visible(tabs: Tabs, spec: Locate) -> bool:
 
 
 async def _settle(page: Page, action: Coroutine[Any, Any, Any], timeout_ms: float = 30_000) -> Any:
-    """Run ``action``; if it starts a navigation of the page, wait until the new page loaded."""
+    """Run ``action``; if it starts a navigation of the page, or opens a popup, wait until the
+    new page has loaded."""
     started, ended = asyncio.Event(), asyncio.Event()
     committed = False
+    popups: list[Page] = []
+
+    def on_popup(popup: Page) -> None:
+        popups.append(popup)
+        started.set()
+        ended.set()
 
     def on_request(request: Request) -> None:
         if request.is_navigation_request() and request.frame == page.main_frame:
@@ -148,6 +155,7 @@ async def _settle(page: Page, action: Coroutine[Any, Any, Any], timeout_ms: floa
         ("framenavigated", on_navigated),
         ("requestfailed", on_abandoned),
         ("download", on_abandoned),
+        ("popup", on_popup),
     ]
     for event, handler in handlers:
         page.on(event, handler)  # type: ignore[call-overload]
@@ -161,6 +169,10 @@ async def _settle(page: Page, action: Coroutine[Any, Any, Any], timeout_ms: floa
         if committed:
             with contextlib.suppress(PlaywrightError):
                 await page.wait_for_load_state("load", timeout=timeout_ms)
+        for popup in popups:
+            # A popup's first load is its target URL, not the about:blank it starts as.
+            with contextlib.suppress(PlaywrightError):
+                await popup.wait_for_load_state("load", timeout=timeout_ms)
         return result
     finally:
         for event, handler in handlers:

@@ -57,7 +57,10 @@ MAX_CACHE_BREAKPOINTS = 4
 # A non-object schema is wrapped under this property: tool inputs must be objects.
 _WRAPPED = "value"
 
-_EPHEMERAL: CacheControlEphemeralParam = {"type": "ephemeral"}
+
+def _ephemeral() -> CacheControlEphemeralParam:
+    return {"type": "ephemeral"}
+
 
 ContentBlock = TextBlockParam | ImageBlockParam | ToolUseBlockParam | ToolResultBlockParam
 
@@ -227,7 +230,7 @@ def _tool_input(arguments: str) -> dict[str, object]:
 
 
 def _mark(block: ContentBlock) -> None:
-    block["cache_control"] = _EPHEMERAL
+    block["cache_control"] = _ephemeral()
 
 
 def to_anthropic_messages(
@@ -248,7 +251,7 @@ def to_anthropic_messages(
             ]
             blocks_system = [b for b in blocks_system if b["text"]]
             if blocks_system and index in cached:
-                blocks_system[-1]["cache_control"] = _EPHEMERAL
+                blocks_system[-1]["cache_control"] = _ephemeral()
             system.extend(blocks_system)
             continue
         role: Literal["user", "assistant"] = "assistant" if message.role == "assistant" else "user"
@@ -323,7 +326,7 @@ def to_anthropic_tools(
     elif wire:
         choice = to_anthropic_tool_choice(settings.tool_choice, tools)
     if wire:
-        wire[-1]["cache_control"] = _EPHEMERAL
+        wire[-1]["cache_control"] = _ephemeral()
     return wire, choice, wrapped
 
 

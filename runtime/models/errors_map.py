@@ -48,8 +48,8 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret, and anything shaped like an API key, masked."""
     for secret in secrets:
         if secret:
-            pass
-    return text
+            text = text.replace(secret, "[redacted]")
+    return _KEY_LIKE.sub("[redacted]", text)
 
 
 def _detail(body: object) -> str:

@@ -111,22 +111,31 @@ class OpenAIChatModel(Model):
             await self._client.close()
 
     def _parse(self, completion: ChatCompletion, latency_ms: float) -> ModelResponse:
-        if not completion.choices:
+        # The SDK does not validate bodies, so a compatible server's gaps arrive as None.
+        choice = completion.choices[0] if completion.choices else None
+        message = choice.message if choice else None
+        if choice is None or message is None:
             raise InvalidModelOutputError(
-                f"{self.label} answered without any choice", provider=self.provider, model=self.name
+                f"{self.label} answered without a message", provider=self.provider, model=self.name
             )
-        choice = completion.choices[0]
-        message = choice.message
-        calls = [
-            ToolCall(
-                # Some compatible servers omit call ids; the loop still needs one to answer.
-                id=getattr(call, "id", None) or f"call_{index}",
-                name=call.function.name,
-                arguments=call.function.arguments or "",
+        calls: list[ToolCall] = []
+        for index, call in enumerate(message.tool_calls or []):
+            if not isinstance(call, ChatCompletionMessageFunctionToolCall):
+                continue  # custom (grammar) tools: corral never offers them
+            if call.function is None or not call.function.name:
+                raise InvalidModelOutputError(
+                    f"{self.label} answered with a tool call without a name",
+                    provider=self.provider,
+                    model=self.name,
+                )
+            calls.append(
+                ToolCall(
+                    # Some compatible servers omit call ids; the loop still needs one to answer.
+                    id=call.id or f"call_{index}",
+                    name=call.function.name,
+                    arguments=call.function.arguments or "",
+                )
             )
-            for index, call in enumerate(message.tool_calls or [])
-            if isinstance(call, ChatCompletionMessageFunctionToolCall)
-        ]
         return ModelResponse(
             text=message.content or message.refusal or "",
             tool_calls=calls,

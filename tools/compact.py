@@ -1,0 +1,462 @@
+"""A compact page text for a planner model, made from Playwright's AI aria snapshot.
+
+The AI snapshot (``page.aria_snapshot(mode="ai")``) is a YAML-like tree with a node per element,
+wrappers included. A model needs far less: what the page says and what it can act on. The compact
+text is one line per thing, without indentation::
+
+    # Invoices                        a heading ('#' per level)
+    23 invoices                       text; short runs of inline text are joined on one line
+    [e14] link "All"                  something to act on: its ref, role, name, state and value
+    [e8] textbox "Username": bob      a field with its (already redacted) value
+    [e5] combobox: Joy*, Dollie       a native select: its options, the selected one starred
+    [e9] "Livia Id. Enim"             a clickable element without a role (pointer cursor)
+    | Number | Date | Amount |        a table: its header, then one line per row, cells joined
+    [e31] INV-0023 | 2026-10-31 | $160.25
+
+Every element an action can target keeps its ref verbatim (``e7``, ``f1e3`` inside iframes), so
+``Locate(ref=...)`` works on any ref read from the compact text. Dropped: wrapper nodes (generic,
+group, rowgroup, list and landmark nodes without a name are flattened), refs of elements nothing
+acts on (headings, paragraphs, rows, cells), link URLs when the link has a name, the pointer
+cursor and focus markers of non-interactive nodes, table cells as nodes, text that merely repeats
+the label of the field beside it. The function is pure and deterministic; it never raises on
+input it does not understand (such a line is kept as plain text).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["ACTIONABLE_ROLES", "compact_snapshot"]
+
+ACTIONABLE_ROLES = frozenset(
+    {
+        "button",
+        "checkbox",
+        "combobox",
+        "iframe",
+        "link",
+        "listbox",
+        "menuitem",
+        "menuitemcheckbox",
+        "menuitemradio",
+        "option",
+        "radio",
+        "scrollbar",
+        "searchbox",
+        "slider",
+        "spinbutton",
+        "switch",
+        "tab",
+        "textbox",
+        "treeitem",
+    }
+)
+"""Roles whose refs always stay in the compact text (any node with a pointer cursor also does)."""
+
+_TABLES = frozenset({"table", "grid", "treegrid"})
+_CELLS = frozenset({"cell", "gridcell", "columnheader", "rowheader"})
+# Roles whose text runs inline with their siblings'; anything else starts a line of its own.
+_INLINE = frozenset(
+    {
+        "text",
+        "generic",
+        "strong",
+        "emphasis",
+        "code",
+        "mark",
+        "time",
+        "subscript",
+        "superscript",
+        "deletion",
+        "insertion",
+        "abbr",
+    }
+)
+# Nodes that say nothing themselves; their children are rendered in their place.
+_SILENT = frozenset({"none", "presentation", "separator", "caption"})
+# Named containers worth a line of their own: a model should know it is inside a dialog.
+_ANNOUNCED = frozenset({"dialog", "alertdialog"})
+_STATE_ORDER = ("checked", "disabled", "expanded", "pressed", "selected", "invalid", "active")
+_MAX_JOIN = 200  # longest run of inline text joined on one line
+_REF_RE = re.compile(r"\[ref=([^\]\s]+)\]")
+_ATTR_RE = re.compile(r"\[([a-z-]+)(?:=([^\]]*))?\]")
+_HEX_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass
+class _Node:
+    role: str
+    name: str = ""
+    attrs: dict[str, str] = field(default_factory=dict)
+    text: str | None = None
+    url: str | None = None
+    placeholder: str | None = None
+    children: list[_Node] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str | None:
+        return self.attrs.get("ref")
+
+    @property
+    def actionable(self) -> bool:
+        if self.ref is None:
+            return False
+        return self.role in ACTIONABLE_ROLES or self.attrs.get("cursor") == "pointer"
+
+
+# Parsing
+
+
+def _unquote_value(raw: str) -> str:
+    """A YAML scalar as Playwright writes it: plain, or double-quoted with JSON-like escapes."""
+    if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
+        try:
+            value = json.loads(_HEX_ESCAPE.sub(r"\\u00\1", raw))
+            if isinstance(value, str):
+                return value
+        except ValueError:
+            pass
+        return raw[1:-1]
+    return raw
+
+
+def _split_entry(body: str) -> tuple[str, str | None]:
+    """``key``, ``key:`` or ``key: value`` -> (key, value or None); a key may be single-quoted."""
+    if body.startswith("'"):
+        i = 1
+        while i < len(body):
+            if body[i] == "'":
+                if body[i + 1 : i + 2] == "'":
+                    i += 2
+                    continue
+                break
+            i += 1
+        key, rest = body[1:i].replace("''", "'"), body[i + 1 :]
+        if rest.startswith(": "):
+            return key, rest[2:]
+        return key, None
+    # A plain key never contains ": " nor ends with ":" (Playwright quotes such keys).
+    if ": " in body:
+        key, _, value = body.partition(": ")
+        return key, value
+    return body.removesuffix(":"), None
+
+
+def _parse_key(key: str) -> _Node | None:
+    """``role "name" [attr] [attr=value]...`` -> a node; None if it does not look like one."""
+    match = re.match(r"[a-z]+", key)
+    if match is None:
+        return None
+    node = _Node(role=match.group(0))
+    rest = key[match.end() :].lstrip()
+    if rest.startswith('"'):
+        try:
+            name, end = json.JSONDecoder().raw_decode(rest)
+        except ValueError:
+            return None
+        node.name = _SPACES.sub(" ", str(name)).strip()
+        rest = rest[end:]
+    for attr, value in _ATTR_RE.findall(rest):
+        node.attrs[attr] = value
+    return node
+
+
+def _parse(snapshot: str) -> list[_Node]:
+    roots: list[_Node] = []
+    stack: list[tuple[int, _Node]] = []
+    for line in snapshot.splitlines():
+        stripped = line.lstrip(" ")
+        if not stripped.strip():
+            continue
+        depth = len(line) - len(stripped)
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        parent = stack[-1][1] if stack else None
+        body = stripped[2:] if stripped.startswith("- ") else stripped
+        key, raw_value = _split_entry(body)
+        value = _unquote_value(raw_value) if raw_value is not None else None
+        if key.startswith("/") and parent is not None:
+            if key == "/url":
+                parent.url = value
+            elif key == "/placeholder":
+                parent.placeholder = value
+            continue
+        node = _Node(role="text", text=value) if key == "text" else _parse_key(key)
+        if node is None:  # not something Playwright writes: keep the line as text
+            node = _Node(role="text", text=_REF_RE.sub(r"[\1]", body.strip()))
+        elif node.role != "text":
+            node.text = value
+        if node.text is not None:
+            node.text = _SPACES.sub(" ", node.text).strip()
+        (parent.children if parent is not None else roots).append(node)
+        stack.append((depth, node))
+    return roots
+
+
+# Rendering
+
+
+def _norm(text: str) -> str:
+    return text.strip().rstrip(":*").strip().casefold()
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _short_url(url: str) -> str:
+    return re.sub(r"^[a-z][a-z0-9+.-]*://[^/]*", "", url) or url
+
+
+def _is_inline(node: _Node) -> bool:
+    """Only inline text in this subtree (no element to act on, no block)."""
+    if node.actionable or node.role not in _INLINE:
+        return False
+    return all(_is_inline(child) for child in node.children)
+
+
+def _inline_text(node: _Node) -> str:
+    parts = [node.name] if node.name and node.role != "generic" else []
+    if node.text:
+        parts.append(node.text)
+    parts += [t for t in (_inline_text(c) for c in node.children) if t]
+    return " ".join(parts)
+
+
+def _states(node: _Node) -> str:
+    out = []
+    for state in _STATE_ORDER:
+        if state in node.attrs:
+            value = node.attrs[state]
+            label = "focused" if state == "active" else state
+            out.append(f" [{label}={value}]" if value else f" [{label}]")
+    return "".join(out)
+
+
+def _options(node: _Node) -> tuple[str, list[_Node]]:
+    """Options without refs (a native select) as text; the rest stay nodes to render."""
+    names, rest = [], []
+    for child in node.children:
+        if child.role == "option" and child.ref is None:
+            label = child.name or child.text or ""
+            names.append(label + ("*" if "selected" in child.attrs else ""))
+        else:
+            rest.append(child)
+    return (": " + ", ".join(names) if names else ""), rest
+
+
+class _Renderer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def element(self, node: _Node) -> str:
+        """The one-line form of an element to act on (without its children)."""
+        ref = f"[{node.ref}] "
+        name = node.name
+        if node.role in ACTIONABLE_ROLES:
+            head = ref + node.role
+            if not name and node.role == "link" and node.url:
+                name = _short_url(node.url)
+            if name:
+                head += " " + _quote(name)
+            head += _states(node)
+        else:  # clickable by its pointer cursor: named by its text
+            text = name or " ".join(t for t in (_inline_text(c) for c in node.children) if t)
+            head = ref + (_quote(text) if text else node.role) + _states(node)
+        if node.text is not None and node.text != name:
+            head += ": " + node.text
+        if node.placeholder and _norm(node.placeholder) != _norm(name):
+            head += f" (placeholder {_quote(node.placeholder)})"
+        return head
+
+    def block(self, node: _Node) -> None:
+        role = node.role
+        if role == "text":
+            if node.text:
+                self.lines.append(node.text)
+            return
+        if node.actionable:
+            self.actionable(node)
+            return
+        if role == "heading":
+            level = int(node.attrs.get("level") or 2)
+            inline = self.inline_run(node.children)
+            title = node.name or node.text or ""
+            if inline is not None and inline and _norm(inline) != _norm(title):
+                title = f"{title} {inline}".strip() if title and "[" not in inline else inline
+            if title:
+                self.lines.append("#" * level + " " + title)
+            if inline is None:
+                self.children(node.children)
+            return
+        if role in _TABLES:
+            self.table(node)
+            return
+        if role == "img":
+            if node.name:
+                self.lines.append(f"img {_quote(node.name)}")
+            return
+        if role in ("term", "definition") or role in _SILENT:
+            pass
+        if role in _ANNOUNCED:
+            self.lines.append(f"{role} {_quote(node.name)}:" if node.name else f"{role}:")
+        elif role in ("group", "radiogroup") and node.name:
+            if not (node.children and _norm(self.flat(node.children[0])) == _norm(node.name)):
+                self.lines.append(node.name + ":")
+        if _is_inline(node) and node.role != "text":
+            text = _inline_text(node)
+            if len(text) <= _MAX_JOIN:
+                if text:
+                    self.lines.append(text)
+                return
+        if node.text:
+            self.lines.append(node.text)
+        self.children(node.children)
+
+    def actionable(self, node: _Node) -> None:
+        line = self.element(node)
+        rest = node.children
+        if node.role == "combobox" or node.role == "listbox":
+            options, rest = _options(node)
+            line += options
+        if node.role not in ACTIONABLE_ROLES and not node.name:
+            # A clickable container named by its text: only its own actionable parts remain.
+            rest = [c for c in rest if not _is_inline(c)]
+        else:
+            covered = _norm(node.name)
+            rest = [c for c in rest if not (_is_inline(c) and _norm(_inline_text(c)) in covered)]
+        # A nameless element wrapping one actionable element (a tab around its link): one line.
+        if not node.name and len(rest) == 1 and rest[0].actionable and not rest[0].children:
+            self.lines.append(line + " " + self.element(rest[0]))
+            return
+        self.lines.append(line)
+        self.children(rest)
+
+    def flat(self, node: _Node) -> str:
+        if node.role == "text":
+            return node.text or ""
+        if _is_inline(node):
+            return _inline_text(node)
+        return node.name
+
+    def children(self, nodes: list[_Node]) -> None:
+        nodes = self.drop_labels(nodes)
+        i = 0
+        while i < len(nodes):
+            node = nodes[i]
+            nxt = nodes[i + 1] if i + 1 < len(nodes) else None
+            if node.role == "term" and nxt is not None and nxt.role == "definition":
+                term, definition = self.cell(node), self.cell(nxt)
+                self.lines.append(f"{term}: {definition}")
+                i += 2
+                continue
+            i += 1
+            self.block(node)
+
+    def drop_labels(self, nodes: list[_Node]) -> list[_Node]:
+        """Text that only repeats the name of the field or checkbox beside it is a label."""
+        kept: list[_Node] = []
+        for i, node in enumerate(nodes):
+            if _is_inline(node) and not node.children or node.role == "text":
+                text = _norm(self.flat(node))
+                neighbours = [nodes[j] for j in (i - 1, i + 1) if 0 <= j < len(nodes)]
+                if text and any(n.actionable and _norm(n.name) == text for n in neighbours):
+                    continue
+            kept.append(node)
+        joined = self.inline_run(kept)
+        if joined is not None and len(kept) > 1:
+            return [_Node(role="text", text=joined)]
+        return kept
+
+    def inline_run(self, nodes: list[_Node]) -> str | None:
+        """Siblings that read as one line: inline text around at most one simple element."""
+        parts: list[str] = []
+        elements = 0
+        for node in nodes:
+            if _is_inline(node):
+                text = _inline_text(node)
+            elif node.actionable and not node.children:
+                elements += 1
+                text = self.element(node)
+            else:
+                return None
+            if text:
+                parts.append(text)
+        if elements > 1 or (elements == 1 and len(parts) == 1 and len(nodes) > 1):
+            return None
+        joined = " ".join(parts)
+        return joined if len(joined) <= _MAX_JOIN else None
+
+    def cell(self, node: _Node) -> str:
+        """A cell's content on one line: its text, and its elements as ``[ref] name``."""
+        parts: list[str] = []
+
+        def visit(n: _Node, top: bool) -> None:
+            if n.actionable:
+                if n.role == "link" and n.name:
+                    parts.append(f"[{n.ref}] {n.name}")
+                else:
+                    parts.append(self.element(n))
+                for child in n.children:
+                    if child.actionable or not _is_inline(child):
+                        visit(child, False)
+                return
+            if n.role == "text":
+                if n.text:
+                    parts.append(n.text)
+                return
+            if n.name and (top or not n.children) and n.role not in ("generic",):
+                if not any(c.role == "text" or c.actionable for c in n.children):
+                    parts.append(n.name)
+            if n.text:
+                parts.append(n.text)
+            for child in n.children:
+                visit(child, False)
+
+        visit(node, True)
+        return " ".join(p for p in parts if p)
+
+    def table(self, node: _Node) -> None:
+        if node.name:
+            self.lines.append(f"table {_quote(node.name)}")
+        rows: list[_Node] = []
+
+        def collect(n: _Node) -> None:
+            for child in n.children:
+                if child.role == "row":
+                    rows.append(child)
+                elif child.role == "caption" and _norm(self.cell(child)) == _norm(node.name):
+                    continue
+                elif child.role in ("rowgroup", "generic", "none", "presentation"):
+                    collect(child)
+                else:
+                    self.block(child)
+
+        collect(node)
+        for row in rows:
+            cells = [c for c in row.children if c.role in _CELLS]
+            others = [c for c in row.children if c.role not in _CELLS]
+            texts = [self.cell(c) for c in cells]
+            if cells and all(c.role == "columnheader" for c in cells):
+                line = "| " + " | ".join(texts) + " |"
+            else:
+                line = " | ".join(texts)
+            if row.actionable:
+                line = f"[{row.ref}] {line}"
+            self.lines.append(line)
+            self.children(others)
+
+
+def compact_snapshot(ai_snapshot: str) -> str:
+    """Playwright's AI snapshot as compact text; every actionable ref kept (see module doc)."""
+    renderer = _Renderer()
+    renderer.children(_parse(ai_snapshot))
+    out: list[str] = []
+    for line in renderer.lines:
+        line = line.strip()
+        if line and not (out and out[-1] == line and not line.startswith("[")):
+            out.append(line)
+    return "\n".join(out)
