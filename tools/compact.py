@@ -236,7 +236,7 @@ def _states(node: _Node) -> str:
     return "".join(out)
 
 
-def _options(node: _Node) -> tuple[str, list[_Node]]:
+def _options(node: _Node) -> tuple[str | None, list[_Node]]:
     """Options without refs (a native select) as text; the rest stay nodes to render."""
     names, rest = [], []
     for child in node.children:
@@ -245,31 +245,42 @@ def _options(node: _Node) -> tuple[str, list[_Node]]:
             names.append(label + ("*" if "selected" in child.attrs else ""))
         else:
             rest.append(child)
-    return (": " + ", ".join(names) if names else ""), rest
+    return (", ".join(names) if names else None), rest
 
 
 class _Renderer:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def element(self, node: _Node) -> str:
+    def element(self, node: _Node, options: str | None = None) -> str:
         """The one-line form of an element to act on (without its children)."""
-        ref = f"[{node.ref}] "
         name = node.name
-        if node.role in ACTIONABLE_ROLES:
-            head = ref + node.role
-            if not name and node.role == "link" and node.url:
+        if node.role == "link":
+            # Links are the commonest element; "[ref] text" without a role means "click me".
+            head = f"[{node.ref}]"
+            if not name and node.url:
                 name = _short_url(node.url)
-            if name:
-                head += " " + _quote(name)
-            head += _states(node)
-        else:  # clickable by its pointer cursor: named by its text
-            text = name or " ".join(t for t in (_inline_text(c) for c in node.children) if t)
-            head = ref + (_quote(text) if text else node.role) + _states(node)
-        if node.text is not None and node.text != name:
-            head += ": " + node.text
-        if node.placeholder and _norm(node.placeholder) != _norm(name):
-            head += f" (placeholder {_quote(node.placeholder)})"
+        elif node.role in ACTIONABLE_ROLES:
+            head = f"[{node.ref}] {node.role}"
+        else:  # clickable by its pointer cursor: named by its own text
+            head = f"[{node.ref}]"
+            name = name or " ".join(
+                t for t in (_inline_text(c) for c in node.children if _is_inline(c)) if t
+            )
+            if not name:
+                head += " clickable"
+        value = node.text if node.text is not None and node.text != name else options
+        placeholder = node.placeholder
+        if placeholder is not None and _norm(placeholder) == _norm(name):
+            placeholder = None
+        if name:
+            # Quoted only when something follows that could be read as part of it.
+            head += " " + (_quote(name) if value is not None or placeholder else name)
+        head += _states(node)
+        if value is not None:
+            head += ": " + value
+        if placeholder:
+            head += f" (placeholder {_quote(placeholder)})"
         return head
 
     def block(self, node: _Node) -> None:
@@ -317,20 +328,20 @@ class _Renderer:
         self.children(node.children)
 
     def actionable(self, node: _Node) -> None:
-        line = self.element(node)
         rest = node.children
-        if node.role == "combobox" or node.role == "listbox":
+        options = None
+        if node.role in ("combobox", "listbox"):
             options, rest = _options(node)
-            line += options
+        line = self.element(node, options)
         if node.role not in ACTIONABLE_ROLES and not node.name:
-            # A clickable container named by its text: only its own actionable parts remain.
+            # A clickable container named by its own text: only its other parts remain.
             rest = [c for c in rest if not _is_inline(c)]
         else:
             covered = _norm(node.name)
             rest = [c for c in rest if not (_is_inline(c) and _norm(_inline_text(c)) in covered)]
-        # A nameless element wrapping one actionable element (a tab around its link): one line.
+        # A nameless element around one element to act on (a tab around its link): one line.
         if not node.name and len(rest) == 1 and rest[0].actionable and not rest[0].children:
-            self.lines.append(line + " " + self.element(rest[0]))
+            self.lines.append(line.removesuffix(" clickable") + " " + self.element(rest[0]))
             return
         self.lines.append(line)
         self.children(rest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from profiles.errors import RunError
 
@@ -107,13 +108,10 @@ class ModelRouter:
             else:
                 built = [config.build(label, env, http_client) for label in labels]
             self.chains[role] = ModelChain(role, built, list(labels), breaker, self._record)
-        if models is not None:
-            for role, injected in models.items():
-                if role not in self.chains:
-                    labels = [m.label for m in injected]
-                    self.chains[role] = ModelChain(
-                        role, list(injected), labels, breaker, self._record
-                    )
+        for extra, injected in (models or {}).items():
+            if extra not in self.chains:
+                names = [m.label for m in injected]
+                self.chains[extra] = ModelChain(extra, list(injected), names, breaker, self._record)
 
     def has(self, role: Role) -> bool:
         """True if the role has a chain."""
@@ -135,7 +133,7 @@ class ModelRouter:
             raise ModelConfigError(f"no price for model '{label}'")
         return price
 
-    async def _record(self, role: str, attempt: Attempt, outcome: str | None = None) -> None:
+    async def _record(self, role: str, attempt: Attempt, outcome: Any = None) -> None:
         provider, _, model = attempt.label.partition(":")
         usage = attempt.response.usage if attempt.response else Usage()
         cost = cost_usd(usage, self._price(attempt.label)) if attempt.response else 0.0
@@ -148,7 +146,7 @@ class ModelRouter:
                 role=role,
                 provider=provider,
                 model=model,
-                outcome=outcome or attempt.outcome,  # type: ignore[arg-type]
+                outcome=outcome or attempt.outcome,
                 reason=attempt.reason,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
