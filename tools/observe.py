@@ -7,6 +7,7 @@ from collections.abc import Callable
 from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict, Field
 
+from .compact import compact_snapshot
 from .execute import SECRET_MARK
 from .tabs import Tabs
 
@@ -39,6 +40,7 @@ class Observation(BaseModel):
     title: str
     tabs: list[TabInfo]
     snapshot: str = Field(description="Playwright's AI aria snapshot; refs like [ref=e7]")
+    compact: str = Field(description="the snapshot as compact text for a model; refs like [e7]")
     screenshot: bytes | None = Field(None, repr=False, exclude=True)
 
 
@@ -55,7 +57,7 @@ async def observe(
     """Observe the active page; ``redact`` scrubs text before it leaves this function."""
     page = await tabs.active()
     clean = redact or (lambda text: text)
-    snapshot = await page.aria_snapshot(mode="ai")
+    snapshot = clean(await page.aria_snapshot(mode="ai"))
     infos = [
         TabInfo(
             index=i,
@@ -70,7 +72,8 @@ async def observe(
         url=clean(page.url),
         title=clean(await _title(page)),
         tabs=infos,
-        snapshot=clean(snapshot),
+        snapshot=snapshot,
+        compact=compact_snapshot(snapshot),
         screenshot=shot,
     )
 

@@ -13,9 +13,9 @@ role chains with its ``models:`` field. Example::
     vision = false                     # its models cannot take images
 
     [roles]
-    planner = ["openai:gpt-5-mini", "anthropic:claude-sonnet-4-5"]
-    vision = ["anthropic:claude-sonnet-4-5"]
-    extractor = ["openai:gpt-5-nano"]
+    planner = ["openai:gpt-5.4-mini", "anthropic:claude-sonnet-4-6"]
+    vision = ["anthropic:claude-sonnet-4-6"]
+    extractor = ["openai:gpt-5.4-nano"]
     shadow = ["anthropic:claude-haiku-4-5"]   # optional: recorded, never executed
 
     [prices."gateway:llama3.1"]
@@ -39,6 +39,13 @@ __all__ = ["CONFIG_NAME", "ModelsConfig", "ProviderConfig", "Role", "load_models
 
 CONFIG_NAME = "corral.toml"
 Role = Literal["planner", "vision", "extractor", "shadow"]
+
+
+_DEFAULT_ROLES: dict[Role, list[str]] = {
+    "planner": ["openai:gpt-5.4-mini", "anthropic:claude-sonnet-4-6"],
+    "vision": ["anthropic:claude-sonnet-4-6", "openai:gpt-5.4-mini"],
+    "extractor": ["openai:gpt-5.4-nano", "anthropic:claude-haiku-4-5"],
+}
 
 
 class ProviderConfig(BaseModel):
@@ -71,13 +78,7 @@ class ModelsConfig(BaseModel):
             "anthropic": ProviderConfig(type="anthropic", api_key_env="ANTHROPIC_API_KEY"),
         }
     )
-    roles: dict[Role, list[str]] = Field(
-        default_factory=lambda: {
-            "planner": ["openai:gpt-5-mini", "anthropic:claude-sonnet-4-5"],
-            "vision": ["anthropic:claude-sonnet-4-5", "openai:gpt-5-mini"],
-            "extractor": ["openai:gpt-5-nano", "anthropic:claude-haiku-4-5"],
-        }
-    )
+    roles: dict[Role, list[str]] = Field(default_factory=lambda: dict(_DEFAULT_ROLES))
     prices: dict[str, Price] = Field(default_factory=dict)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     text_only: list[str] = Field(
@@ -93,7 +94,8 @@ class ModelsConfig(BaseModel):
         """A copy with some role chains replaced (a task's ``models:``), validated."""
         if not overrides:
             return self
-        roles = {**self.roles, **overrides}
+        roles: dict[str, list[str]] = {str(k): v for k, v in self.roles.items()}
+        roles.update(overrides)
         copy = self.model_copy(update={"roles": roles})
         copy.validate_chains(where)
         return copy

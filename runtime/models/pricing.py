@@ -31,6 +31,7 @@ def _p(i: float, o: float, c: float, w: float | None = None) -> Price:
 
 DEFAULT_PRICES: dict[str, Price] = {
     "openai:gpt-5.4-mini": _p(0.25, 2.00, 0.025),  # assumed equal to gpt-5-mini
+    "openai:gpt-5.4-nano": _p(0.05, 0.40, 0.005),  # assumed equal to gpt-5-nano
     "openai:gpt-5-mini": _p(0.25, 2.00, 0.025),
     "openai:gpt-5-nano": _p(0.05, 0.40, 0.005),
     "openai:gpt-5": _p(1.25, 10.00, 0.125),
@@ -40,7 +41,7 @@ DEFAULT_PRICES: dict[str, Price] = {
     "openai:gpt-4o-mini": _p(0.15, 0.60, 0.075),
     "openai:gpt-4o": _p(2.50, 10.00, 1.25),
     "openai:o4-mini": _p(1.10, 4.40, 0.275),
-    "anthropic:claude-sonnet-4-6": _p(3.00, 15.00, 0.30, 3.75),  # assumed equal to 4.5
+    "anthropic:claude-sonnet-4-6": _p(3.00, 15.00, 0.30, 3.75),
     "anthropic:claude-sonnet-4-5": _p(3.00, 15.00, 0.30, 3.75),
     "anthropic:claude-sonnet-4": _p(3.00, 15.00, 0.30, 3.75),
     "anthropic:claude-haiku-4-5": _p(1.00, 5.00, 0.10, 1.25),
