@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -17,6 +18,7 @@ from profiles import (
     Vault,
 )
 
+from .models.fallback import CircuitBreaker
 from .settings import Settings
 from .store import Store
 
@@ -40,6 +42,10 @@ class Runtime:
         self.profiles = ProfileManager(store, key, settings.home)
         self.vault = Vault(store, key)
         self.redactor = Redactor()
+        self.env: dict[str, str] = dict(os.environ)
+        """Where model API keys are read from (by the env var names in corral.toml)."""
+        self.breaker = CircuitBreaker()
+        """Shared by every run of this process, so a failing provider is skipped by all."""
         """Every secret value any run of this process was leased (and TOTP code issued)."""
         self._stack = stack
         self._pool = pool

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from profiles import (
     CorralError,
@@ -35,8 +35,12 @@ from tools import (
     Tabs,
 )
 
+from .agent.loop import run_goal
+from .agent.router import Meter, ModelRouter
 from .app import Runtime
 from .errors import StepFailedError, TaskFileError
+from .models.config import load_models_config
+from .models.types import Model
 from .recorder import Recorder
 from .records import RunRecord, RunStatus
 from .scripted import (
@@ -79,6 +83,11 @@ class RunResult(BaseModel):
     session_restored: bool = False
     run_dir: str | None = None
     duration_s: float = 0.0
+    cost_usd: float = 0.0
+    tokens: int = 0
+    shadow_agreement: float | None = Field(
+        None, description="share of planner turns where the shadow planner chose the same call"
+    )
 
 
 def new_run_id() -> str:
@@ -105,8 +114,14 @@ async def run_task(
     cli_vars: Mapping[str, str] | None = None,
     on_event: Callable[[RunEvent], None] | None = None,
     lease_timeout_s: float | None = None,
+    models: Mapping[str, list[Model]] | None = None,
+    http_client: object = None,
 ) -> RunResult:
-    """Run ``task`` on ``profile``; bad input comes back as a result with exit code 2."""
+    """Run ``task`` on ``profile``; bad input comes back as a result with exit code 2.
+
+    ``models`` replaces the configured role chains (tests drive the loop with fakes this way);
+    ``http_client`` is handed to the SDKs (an httpx2 client with a test transport).
+    """
     started = time.monotonic()
     name = profile or task.profile
     emit = on_event or (lambda _event: None)
@@ -126,11 +141,15 @@ async def run_task(
                     f"{task.source or task.name}: secrets: unknown secret '{secret}' "
                     f"(set it with: corral secrets set {secret} --domain ORIGIN)"
                 )
+        config = None
         if task.goal:
-            raise TaskFileError(
-                f"{task.source or task.name}: goal: model-driven tasks need a planner model; "
-                "none is configured in this version (use steps)"
+            config = load_models_config(rt.settings.home).with_roles(
+                task.models, f"{task.source or task.name}: models"
             )
+            if models is None:
+                # Fail before the run starts when no planner can be called (e.g. no API key).
+                probe = ModelRouter(config, rt.store, "probe", Meter(None, None), rt.env)
+                probe.require(["planner"])
     except UserError as exc:
         return _bad_input(task, name or "?", exc, started)
 
@@ -151,6 +170,12 @@ async def run_task(
     redactor = rt.redactor
     recorder = Recorder(rt.store, run_id, run_dir, redactor)
     state = RunState(run_id=run_id, profile=name, task=task, values=values, emit=emit)
+    router = None
+    if config is not None:
+        meter = Meter(task.budget.max_usd, task.budget.max_tokens)
+        router = ModelRouter(
+            config, rt.store, run_id, meter, rt.env, rt.breaker, models, http_client
+        )
     emit(RunEvent(run_id, name, "started", total=len(task.steps)))
     status: RunStatus = "failed"
     error: str | None = None
@@ -167,7 +192,7 @@ async def run_task(
                 rt.settings.lease_timeout_s if lease_timeout_s is None else lease_timeout_s,
             ) as session:
                 state.restored = session.restored
-                await _run_steps(state, session, recorder, run_dir, lease)
+                await _run_steps(state, session, recorder, run_dir, lease, router)
         status = "succeeded"
     except TimeoutError:
         error = f"the run took longer than its budget timeout_s={task.budget.timeout_s:g}"
@@ -202,6 +227,11 @@ async def run_task(
             steps_skipped=state.counts["skipped"],
             steps_failed=state.counts["failed"],
             session_restored=state.restored,
+            cost_usd=round(router.meter.usd, 6) if router else 0.0,
+            tokens=router.meter.tokens if router else 0,
+            shadow_agreement=(
+                round(state.shadow_agreed / state.shadow_total, 3) if state.shadow_total else None
+            ),
             run_dir=str(run_dir),
             duration_s=round(time.monotonic() - started, 3),
         )
@@ -222,6 +252,7 @@ async def _run_steps(
     recorder: Recorder,
     run_dir: Path,
     lease: CredentialLease,
+    router: ModelRouter | None,
 ) -> None:
     task = state.task
     tabs = Tabs(session)
@@ -244,6 +275,8 @@ async def _run_steps(
             if state.idx >= task.budget.max_steps:
                 raise StepFailedError(f"stopped: budget max_steps={task.budget.max_steps} reached")
             await _one_step(state, step, tabs, ctx, recorder, len(steps))
+        if router is not None:
+            await run_goal(state, tabs, ctx, recorder, router)
     finally:
         trace = run_dir / "trace.zip"
         if await session.stop_trace(trace):

@@ -66,6 +66,8 @@ class RunState:
         self.idx = 0
         self.result: Any = None
         self.has_result = False
+        self.shadow_agreed = 0
+        self.shadow_total = 0
 
     def output(self) -> Any:
         """The run's result: done()'s result, else the named extract, else all extracts."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -67,8 +67,10 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     max_steps: int = Field(40, ge=1, le=10_000)
-    max_usd: float | None = Field(None, ge=0)
+    max_usd: float | None = Field(None, ge=0, description="spend cap over all model calls")
+    max_tokens: int | None = Field(None, ge=1, description="token cap over all model calls")
     timeout_s: float = Field(300, gt=0, le=86_400)
+    max_failures: int = Field(3, ge=1, le=100, description="consecutive failed actions")
 
 
 class Task(BaseModel):
@@ -89,6 +91,12 @@ class Task(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     step_timeout_s: float = Field(10.0, gt=0, le=3600)
     upload_dir: str | None = Field(None, description="the only folder uploads may come from")
+    models: dict[Literal["planner", "vision", "extractor", "shadow"], list[str]] | None = Field(
+        None, description="role chains overriding corral.toml for this task"
+    )
+    vision: Literal["auto", "always", "never"] = Field(
+        "auto", description="auto: a vision step when the snapshot gives too little to act on"
+    )
     source: str | None = Field(None, exclude=True, description="the file it was read from")
 
     def referenced_vars(self) -> set[str]:

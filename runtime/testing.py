@@ -51,9 +51,9 @@ class ModelRequest:
         return any(p.type == "image" for m in self.messages for p in m.content)
 
 
-def call(name: str, **arguments: Any) -> ToolCall:
+def call(tool: str, /, **arguments: Any) -> ToolCall:
     """A tool call with JSON arguments (ids are filled in by the fake)."""
-    return ToolCall(id="", name=name, arguments=json.dumps(arguments))
+    return ToolCall(id="", name=tool, arguments=json.dumps(arguments))
 
 
 def reply(
@@ -72,8 +72,9 @@ def reply(
 class _Fake(Model):
     provider = "fake"
 
-    def __init__(self, name: str, supports_vision: bool) -> None:
+    def __init__(self, name: str, supports_vision: bool, provider: str = "fake") -> None:
         self.name = name
+        self.provider = provider
         self.supports_vision = supports_vision
         self.requests: list[ModelRequest] = []
         self._ids = 0
@@ -96,8 +97,9 @@ class FunctionModel(_Fake):
         fn: Callable[[list[Message], list[ToolSpec]], ModelResponse | Awaitable[ModelResponse]],
         name: str = "function",
         supports_vision: bool = True,
+        provider: str = "fake",
     ) -> None:
-        super().__init__(name, supports_vision)
+        super().__init__(name, supports_vision, provider)
         self.fn = fn
 
     async def request(
@@ -118,8 +120,9 @@ class ScriptedModel(_Fake):
         script: Sequence[ModelResponse | ModelError],
         name: str = "scripted",
         supports_vision: bool = True,
+        provider: str = "fake",
     ) -> None:
-        super().__init__(name, supports_vision)
+        super().__init__(name, supports_vision, provider)
         self.script = list(script)
         self.used = 0
 

@@ -30,6 +30,7 @@ from .errors import (
     UploadNotAllowedError,
 )
 from .execute import ActionContext, ActionResult, AnyAction, execute, is_visible, locate
+from .marks import marked_screenshot, parse_boxes
 from .observe import Observation, TabInfo, observe, screenshot
 from .tabs import Tabs
 
@@ -68,6 +69,8 @@ __all__ = [
     "execute",
     "is_visible",
     "locate",
+    "marked_screenshot",
     "observe",
+    "parse_boxes",
     "screenshot",
 ]

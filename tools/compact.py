@@ -28,7 +28,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["ACTIONABLE_ROLES", "compact_snapshot"]
+__all__ = ["ACTIONABLE_ROLES", "compact_snapshot", "page_text"]
 
 ACTIONABLE_ROLES = frozenset(
     {
@@ -84,6 +84,7 @@ _REF_RE = re.compile(r"\[ref=([^\]\s]+)\]")
 _ATTR_RE = re.compile(r"\[([a-z-]+)(?:=([^\]]*))?\]")
 _HEX_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
 _SPACES = re.compile(r"\s+")
+_TITLE_SEPARATORS = re.compile(r"\s+[-|\u2013\u2014\u00b7:]\s+")
 
 
 @dataclass
@@ -371,7 +372,7 @@ class _Renderer:
         """Text that only repeats the name of the field or checkbox beside it is a label."""
         kept: list[_Node] = []
         for i, node in enumerate(nodes):
-            if _is_inline(node) and not node.children or node.role == "text":
+            if (_is_inline(node) and not node.children) or node.role == "text":
                 text = _norm(self.flat(node))
                 neighbours = [nodes[j] for j in (i - 1, i + 1) if 0 <= j < len(nodes)]
                 if text and any(n.actionable and _norm(n.name) == text for n in neighbours):
@@ -471,3 +472,16 @@ def compact_snapshot(ai_snapshot: str) -> str:
         if line and not (out and out[-1] == line and not line.startswith("[")):
             out.append(line)
     return "\n".join(out)
+
+
+def page_text(url: str, title: str, compact: str) -> str:
+    """What a planner reads of a page: its url, its title unless the text already says it all
+    (the usual "Page - Site" title repeats the page's heading and the site's name), the text."""
+    parts = [p.strip() for p in _TITLE_SEPARATORS.split(title) if p.strip()]
+    said = compact.casefold()
+    head = f"url: {url}"
+    if not parts or not all(
+        re.search(rf"(?<!\w){re.escape(p.casefold())}(?!\w)", said) for p in parts
+    ):
+        head += f"\ntitle: {title}"
+    return f"{head}\n{compact}"

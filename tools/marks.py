@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 
 from PIL import Image, ImageDraw
 
+from .observe import MASK_SELECTOR, page_shows_secret
 from .tabs import Tabs
 
 __all__ = ["INTERACTIVE_ROLES", "marked_screenshot", "parse_boxes"]
@@ -35,11 +37,19 @@ def parse_boxes(snapshot: str) -> list[tuple[str, int, int, int, int]]:
     return out
 
 
-async def marked_screenshot(tabs: Tabs) -> tuple[bytes, list[str]]:
-    """A JPEG of the viewport with each interactive element boxed and labelled by its ref."""
+async def marked_screenshot(
+    tabs: Tabs, shows_secret: Callable[[str], bool] | None = None
+) -> tuple[bytes | None, list[str]]:
+    """A JPEG of the viewport with each interactive element boxed and labelled by its ref.
+
+    Secrets are masked as in step screenshots; None if the page shows a secret as text.
+    """
     page = await tabs.active()
+    if shows_secret is not None and await page_shows_secret(tabs, shows_secret):
+        return None, []
     snapshot = await page.aria_snapshot(mode="ai", boxes=True)
-    image = Image.open(io.BytesIO(await page.screenshot(type="png")))
+    masks = [frame.locator(MASK_SELECTOR) for frame in page.frames]
+    image = Image.open(io.BytesIO(await page.screenshot(type="png", mask=masks)))
     draw = ImageDraw.Draw(image)
     refs = []
     for ref, x, y, w, h in parse_boxes(snapshot):

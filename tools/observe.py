@@ -11,7 +11,7 @@ from .compact import compact_snapshot
 from .execute import SECRET_MARK
 from .tabs import Tabs
 
-_MASK = f"input[type=password], [{SECRET_MARK}]"
+MASK_SELECTOR = _MASK = f"input[type=password], [{SECRET_MARK}]"
 _UNMASKED_TEXT_JS = f"""() => {{
   const fields = Array.from(document.querySelectorAll("input, textarea, select"))
     .filter((el) => !el.matches({_MASK!r}))
@@ -19,7 +19,7 @@ _UNMASKED_TEXT_JS = f"""() => {{
   return [document.body ? document.body.innerText : "", ...fields].join("\\n");
 }}"""
 
-__all__ = ["Observation", "TabInfo", "observe", "screenshot"]
+__all__ = ["MASK_SELECTOR", "Observation", "TabInfo", "observe", "page_shows_secret", "screenshot"]
 
 
 class TabInfo(BaseModel):
@@ -78,6 +78,15 @@ async def observe(
     )
 
 
+async def page_shows_secret(tabs: Tabs, shows_secret: Callable[[str], bool]) -> bool:
+    """True if a secret is visible outside what screenshots mask (text, unmasked fields)."""
+    page = await tabs.active()
+    for frame in page.frames:
+        if shows_secret(str(await frame.evaluate(_UNMASKED_TEXT_JS))):
+            return True
+    return False
+
+
 async def screenshot(tabs: Tabs, shows_secret: Callable[[str], bool] | None = None) -> bytes | None:
     """A JPEG of the active tab; None if it cannot be captured, or if it would show a secret.
 
@@ -89,10 +98,8 @@ async def screenshot(tabs: Tabs, shows_secret: Callable[[str], bool] | None = No
         return None
     try:
         page = await tabs.active()
-        if shows_secret is not None:
-            for frame in page.frames:
-                if shows_secret(str(await frame.evaluate(_UNMASKED_TEXT_JS))):
-                    return None
+        if shows_secret is not None and await page_shows_secret(tabs, shows_secret):
+            return None
         # Password fields and anything a secret was typed into are painted over, in every frame.
         masks = [frame.locator(_MASK) for frame in page.frames]
         return await page.screenshot(type="jpeg", quality=70, timeout=5000, mask=masks)

@@ -90,12 +90,12 @@ class ModelsConfig(BaseModel):
         """Defaults overridden by the configured prices."""
         return {**DEFAULT_PRICES, **self.prices}
 
-    def with_roles(self, overrides: Mapping[str, list[str]] | None, where: str) -> ModelsConfig:
+    def with_roles(self, overrides: Mapping[Any, list[str]] | None, where: str) -> ModelsConfig:
         """A copy with some role chains replaced (a task's ``models:``), validated."""
         if not overrides:
             return self
         roles: dict[str, list[str]] = {str(k): v for k, v in self.roles.items()}
-        roles.update(overrides)
+        roles.update({str(k): v for k, v in overrides.items()})
         copy = self.model_copy(update={"roles": roles})
         copy.validate_chains(where)
         return copy
@@ -113,7 +113,7 @@ class ModelsConfig(BaseModel):
                     raise ModelConfigError(
                         f"{where}: roles.{role}: {label!r}: expected 'provider:model'"
                     )
-                if provider not in self.providers and provider != "fake":
+                if provider not in self.providers and not provider.startswith("fake"):
                     known = ", ".join(sorted(self.providers))
                     raise ModelConfigError(
                         f"{where}: roles.{role}: unknown provider '{provider}' (known: {known})"

@@ -47,7 +47,7 @@ DEFAULT_PRICES: dict[str, Price] = {
     "anthropic:claude-haiku-4-5": _p(1.00, 5.00, 0.10, 1.25),
     "anthropic:claude-opus-4-1": _p(15.00, 75.00, 1.50, 18.75),
     "anthropic:claude-3-5-haiku": _p(0.80, 4.00, 0.08, 1.00),
-    "fake:": _p(0.0, 0.0, 0.0, 0.0),
+    "fake": _p(0.0, 0.0, 0.0, 0.0),  # runtime.testing's models: provider "fake" or "fake-*"
 }
 
 

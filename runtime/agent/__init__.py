@@ -1,0 +1,1 @@
+"""The agent loop for goal-driven tasks: router, toolset, prompt, loop."""

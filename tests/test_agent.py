@@ -1,0 +1,297 @@
+"""The agent loop in real Chromium on the demo portal, driven by the fake models of
+runtime.testing: success, budget, loops, invalid calls, vision routing, shadow, fallback."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from runtime import Runtime, parse_task, run_task
+from runtime.models import Message, ModelResponse, ModelUnavailableError, Price, ToolSpec
+from runtime.testing import FunctionModel, ScriptedModel, call, reply
+from tests.conftest import make_demo_profiles
+
+UNPAID_ALICE = 6
+
+
+def page_of(messages: list[Message]) -> str:
+    """The text of the last user message (the current page is at its end)."""
+    return "\n".join(p.text for p in messages[-1].content if p.type == "text")
+
+
+def ref_of(text: str, role: str, name: str) -> str:
+    """The ref of ``role name`` in a compact page (``[e7] button Sign in``)."""
+    for line in text.splitlines():
+        m = re.search(rf"\[(\w+)\] {role} \"?{re.escape(name)}", line)
+        if m:
+            return m.group(1)
+    raise AssertionError(f"no {role} {name!r} on the page:\n{text}")
+
+
+def login_then(finish: Any) -> Any:
+    """A planner that signs in as alice when on the login page, then calls ``finish(page)``."""
+
+    def decide(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        page = page_of(messages)
+        fills = page.split("Current page:")[0].count("fill ref=")
+        if "# Sign in" in page:
+            if fills == 0:
+                return reply(call("fill", ref=ref_of(page, "textbox", "Username"), value="alice"))
+            if fills == 1:
+                secret = "{{secret:alice.password}}"
+                return reply(call("fill", ref=ref_of(page, "textbox", "Password"), value=secret))
+            return reply(call("click", ref=ref_of(page, "button", "Sign in")))
+        return finish(page)
+
+    return decide
+
+
+def unpaid_count(page: str) -> ModelResponse:
+    m = re.search(r"Unpaid invoices: (\d+)", page)
+    assert m, page
+    return reply(call("done", result={"unpaid": int(m.group(1))}))
+
+
+def goal_task(portal: str, **extra: Any) -> Any:
+    return parse_task(
+        {
+            "name": "goal",
+            "start_url": f"{portal}/dashboard",
+            "secrets": ["alice.password"],
+            "goal": "Report how many unpaid invoices the account has.",
+            "output_schema": {
+                "type": "object",
+                "properties": {"unpaid": {"type": "integer"}},
+                "required": ["unpaid"],
+            },
+            **extra,
+        },
+        "goal.yaml",
+    )
+
+
+async def test_goal_task_succeeds_and_every_call_is_recorded(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    planner = FunctionModel(login_then(unpaid_count), name="planner")
+    result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
+    assert result.status == "succeeded", result.error
+    assert result.output == {"unpaid": UNPAID_ALICE}
+    steps = await rt.store.list_steps(str(result.run_id))
+    assert [s.kind for s in steps] == ["navigate", "fill", "fill", "click"]
+    assert steps[-1].detail["model"] == "fake:planner"
+    calls = await rt.store.list_model_calls(str(result.run_id))
+    assert [c.role for c in calls] == ["planner"] * 4 and all(c.outcome == "ok" for c in calls)
+    assert result.tokens == sum(c.input_tokens + c.output_tokens for c in calls) > 0
+    # The model saw a placeholder, never the password (the snapshot prints it in clear).
+    bodies = "".join(r.body() for r in planner.requests)
+    assert "alice-pw-1" not in bodies
+
+
+async def test_budget_cap_stops_before_overspending(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    rt_prices = {"fake:pricey": Price(input=0, output=200)}  # $0.2048 a call by estimate
+
+    def scroll_forever(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        return reply(call("scroll", direction="down"), output_tokens=1000)
+
+    planner = FunctionModel(scroll_forever, name="pricey")
+    task = goal_task(portal, budget={"max_usd": 0.5, "max_steps": 20})
+    from runtime.models import load_models_config
+
+    config = load_models_config(rt.settings.home)
+    config.prices.update(rt_prices)
+    (rt.settings.home / "corral.toml").write_text(
+        '[prices."fake:pricey"]\ninput = 0\noutput = 200\n'
+    )
+    result = await run_task(rt, task, "alice", models={"planner": [planner]})
+    assert result.status == "failed"
+    assert "would take the run past max_usd=0.5" in str(result.error)
+    assert len(planner.requests) == 2 and result.cost_usd == pytest.approx(0.4)
+    assert result.cost_usd <= 0.5
+
+
+async def test_loop_detection_stops_a_stuck_model(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+
+    def stuck(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        return reply(call("hover", ref=ref_of(page_of(messages), "button", "Sign in")))
+
+    planner = FunctionModel(stuck)
+    result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
+    assert result.status == "failed"
+    assert "loop detected: hover ref=" in str(result.error)
+    assert len(planner.requests) == 3
+
+
+async def test_invalid_tool_arguments_go_back_to_the_model(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    fine = login_then(unpaid_count)
+    sent_bad = []
+
+    def sloppy(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        if not sent_bad:
+            sent_bad.append(True)
+            return reply(call("click", reff="e1"))
+        return fine(messages, tools)
+
+    planner = FunctionModel(sloppy)
+    result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
+    assert result.status == "succeeded", result.error
+    second = page_of(planner.requests[1].messages)
+    assert "click: rejected: click: invalid arguments:" in second
+    assert "reff: Extra inputs are not permitted" in second
+
+
+async def test_unknown_tool_and_bad_json_are_rejected_then_bounded(
+    rt: Runtime, portal: str
+) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    from runtime.models import ToolCall
+
+    script = [reply(ToolCall(id="", name="teleport", arguments="{}"))] * 2 + [
+        reply(ToolCall(id="", name="click", arguments="{not json"))
+    ] * 2
+    planner = ScriptedModel(script)
+    result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
+    planner.assert_consumed()
+    assert result.status == "failed" and "4 invalid tool calls in a row" in str(result.error)
+    assert "unknown tool 'teleport'" in page_of(planner.requests[1].messages)
+
+
+async def test_a_model_that_never_calls_done_stops_at_max_steps(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    keys = iter(["Tab", "Shift+Tab"] * 10)
+
+    def wander(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        return reply(call("press", key=next(keys)))
+
+    result = await run_task(
+        rt,
+        goal_task(portal, budget={"max_steps": 5}),
+        "alice",
+        models={"planner": [FunctionModel(wander)]},
+    )
+    assert result.status == "failed" and "max_steps=5 reached" in str(result.error)
+
+
+async def test_done_result_must_match_the_output_schema(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    answers = iter([{"unpaid": "six"}, {"unpaid": UNPAID_ALICE}])
+    planner = FunctionModel(login_then(lambda page: reply(call("done", result=next(answers)))))
+    result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
+    assert result.status == "succeeded" and result.output == {"unpaid": UNPAID_ALICE}
+    assert "result rejected, it does not match the output schema" in page_of(
+        planner.requests[-1].messages
+    )
+
+
+async def test_vision_step_sends_a_screenshot_only_to_the_vision_role(
+    rt: Runtime, portal: str
+) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    looked = []
+
+    def finish(page: str) -> ModelResponse:
+        if not looked:
+            looked.append(True)
+            return reply(call("look", question="How many invoices are unpaid?"))
+        return unpaid_count(page)
+
+    planner = FunctionModel(login_then(finish), name="planner")
+    vision = FunctionModel(lambda m, t: reply(text="Six unpaid invoices are shown."), name="eyes")
+    text_only = FunctionModel(lambda m, t: reply(text="never"), name="blind", supports_vision=False)
+    result = await run_task(
+        rt,
+        goal_task(portal),
+        "alice",
+        models={"planner": [planner], "vision": [text_only, vision]},
+    )
+    assert result.status == "succeeded", result.error
+    assert len(vision.requests) == 1 and vision.requests[0].has_image
+    assert not text_only.requests  # a text-only model never gets a vision step
+    assert not any(r.has_image for r in planner.requests)
+    assert "Six unpaid invoices are shown." in page_of(planner.requests[-1].messages)
+    calls = await rt.store.list_model_calls(str(result.run_id))
+    assert ("vision", "blind", "skipped") in {(c.role, c.model, c.outcome) for c in calls}
+
+
+async def test_shadow_planner_is_recorded_never_executed(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    planner = FunctionModel(login_then(unpaid_count), name="planner")
+
+    def rebel(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        page = page_of(messages)
+        if "# Sign in" in page:
+            return planner.fn(messages, tools)  # type: ignore[return-value]
+        return reply(call("click", ref=ref_of(page, "button", "Log out")))
+
+    shadow = FunctionModel(rebel, name="shadow")
+    result = await run_task(
+        rt, goal_task(portal), "alice", models={"planner": [planner], "shadow": [shadow]}
+    )
+    assert result.status == "succeeded", result.error
+    assert len(shadow.requests) == len(planner.requests) == 4
+    assert result.shadow_agreement == 0.75  # agreed on the three login turns, not on the last
+    steps = await rt.store.list_steps(str(result.run_id))
+    assert not any("Log out" in json.dumps(s.action) for s in steps)
+
+
+async def test_fallback_and_circuit_breaker_are_recorded(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    down = ScriptedModel(
+        [ModelUnavailableError("503 from upstream")] * 3, name="down", provider="fake-down"
+    )
+    planner = FunctionModel(login_then(unpaid_count), name="backup")
+    result = await run_task(rt, goal_task(portal), "alice", models={"planner": [down, planner]})
+    assert result.status == "succeeded", result.error
+    down.assert_consumed()
+    calls = await rt.store.list_model_calls(str(result.run_id))
+    assert [(c.model, c.outcome) for c in calls] == [
+        ("down", "error"),
+        ("backup", "ok"),
+    ] * 3 + [("down", "skipped"), ("backup", "ok")]
+    assert "503 from upstream" in str(calls[0].reason)
+    # After three failures in a row the provider is skipped without a request.
+    assert "circuit open" in str(calls[6].reason)
+
+
+async def test_extraction_is_validated_and_falls_back(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    schema = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+
+    def finish(page: str) -> ModelResponse:
+        if "extract_data(numbers)" not in page:
+            return reply(
+                call(
+                    "extract_data",
+                    name="numbers",
+                    instruction="invoice numbers",
+                    json_schema=schema,
+                )
+            )
+        return reply(call("done", result={"unpaid": UNPAID_ALICE}))
+
+    sloppy = FunctionModel(lambda m, t: reply(text='{"not": "a list"}'), name="sloppy")
+    careful = FunctionModel(lambda m, t: reply(text='["INV-1001-0023"]'), name="careful")
+    result = await run_task(
+        rt,
+        goal_task(portal),
+        "alice",
+        models={"planner": [FunctionModel(login_then(finish))], "extractor": [sloppy, careful]},
+    )
+    assert result.status == "succeeded", result.error
+    calls = await rt.store.list_model_calls(str(result.run_id))
+    extractor = [(c.model, c.outcome) for c in calls if c.role == "extractor"]
+    assert extractor == [("sloppy", "error"), ("careful", "ok")]
+
+
+async def test_missing_api_key_is_bad_input_naming_the_env_var(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    rt.env = {}
+    result = await run_task(rt, goal_task(portal), "alice")
+    assert result.exit_code == 2 and result.run_id is None
+    assert "missing API key: set OPENAI_API_KEY" in str(result.error)
+    assert "missing API key: set ANTHROPIC_API_KEY" in str(result.error)
