@@ -15,6 +15,7 @@ from .cli_secrets import secrets_group, vault_group
 from .clitools import err_console, parse_pairs, print_json, run_async, with_runtime
 from .errors import RunNotFoundError
 from .live import results_table, run_many
+from .records import ModelCallRecord
 from .run import RunResult, run_task
 from .task import load_task
 
@@ -142,7 +143,7 @@ def runs_list(limit: int, profile: str | None, as_json: bool) -> None:
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True)
 def runs_show(run_id: str, as_json: bool) -> None:
-    """One run: its steps, errors, screenshots and files."""
+    """One run: its steps, errors, model calls and cost, screenshots and files."""
 
     async def body(rt: Runtime) -> None:
         run = await rt.store.get_run(run_id)
@@ -150,15 +151,20 @@ def runs_show(run_id: str, as_json: bool) -> None:
             raise RunNotFoundError(f"no run '{run_id}' (see: corral runs list)")
         steps = await rt.store.list_steps(run.id)
         artifacts = await rt.store.list_artifacts(run.id)
+        calls = await rt.store.list_model_calls(run.id)
         if as_json:
             print_json(
                 {
                     "run": run.model_dump(mode="json"),
                     "steps": [s.model_dump(mode="json") for s in steps],
+                    "model_calls": [c.model_dump(mode="json") for c in calls],
                     "artifacts": [a.model_dump(mode="json") for a in artifacts],
                 }
             )
             return
+        step_cost: dict[int | None, float] = {}
+        for c in calls:
+            step_cost[c.step_idx] = step_cost.get(c.step_idx, 0.0) + c.cost_usd
         console = Console()
         console.print(
             f"[bold]run {run.id}[/]  task {run.task_name}  profile {run.profile}  "
@@ -168,19 +174,23 @@ def runs_show(run_id: str, as_json: bool) -> None:
         if run.error:
             console.print(f"[red]error: {run.error}[/]", highlight=False, soft_wrap=True)
         table = Table()
-        for col in ("#", "action", "target", "status", "ms", "url after", "error"):
+        for col in ("#", "action", "target", "status", "ms", "model $", "url after", "error"):
             table.add_column(col)
         for s in steps:
+            cost = step_cost.get(s.idx)
             table.add_row(
                 str(s.idx + 1),
                 s.kind,
                 s.target or _action_arg(s.action),
                 s.status,
                 f"{s.duration_ms:.0f}",
+                f"{cost:.4f}" if cost is not None else "",
                 s.url_after or "",
                 s.error or "",
             )
         console.print(table)
+        if calls:
+            console.print(_cost_by_role(calls))
         console.print(f"folder: {run.run_dir}", highlight=False, soft_wrap=True)
         for a in artifacts:
             if a.kind != "screenshot":
@@ -194,6 +204,29 @@ def runs_show(run_id: str, as_json: bool) -> None:
             console.print_json(data=run.result)
 
     run_async(lambda: with_runtime(body))
+
+
+def _cost_by_role(calls: list[ModelCallRecord]) -> Table:
+    """Tokens and cost per role and model; failed and skipped attempts counted apart."""
+    table = Table(title="model calls by role")
+    for col in ("role", "model", "answered", "failed/skipped", "input", "cached", "output", "$"):
+        table.add_column(col)
+    groups: dict[tuple[str, str], list[ModelCallRecord]] = {}
+    for c in calls:
+        groups.setdefault((c.role, f"{c.provider}:{c.model}"), []).append(c)
+    for (role, label), group in sorted(groups.items()):
+        table.add_row(
+            role,
+            label,
+            str(sum(c.outcome == "ok" for c in group)),
+            str(sum(c.outcome in ("error", "skipped") for c in group)),
+            str(sum(c.input_tokens for c in group)),
+            str(sum(c.cached_tokens for c in group)),
+            str(sum(c.output_tokens for c in group)),
+            f"{sum(c.cost_usd for c in group):.4f}",
+        )
+    table.add_row("total", "", "", "", "", "", "", f"{sum(c.cost_usd for c in calls):.4f}")
+    return table
 
 
 def _action_arg(action: dict[str, object]) -> str:

@@ -79,7 +79,12 @@ _SILENT = frozenset({"none", "presentation", "separator", "caption"})
 # Named containers worth a line of their own: a model should know it is inside a dialog.
 _ANNOUNCED = frozenset({"dialog", "alertdialog"})
 _STATE_ORDER = ("checked", "disabled", "expanded", "pressed", "selected", "invalid", "active")
-_MAX_JOIN = 200  # longest run of inline text joined on one line
+_MAX_JOIN = 80  # longest run of inline text joined on one line
+_MAX_LABEL = 40  # longest text joined with the field beside it
+# Fields: a short text beside one is its label, so they share a line.
+_FIELDS = frozenset(
+    {"textbox", "searchbox", "combobox", "checkbox", "radio", "switch", "slider", "spinbutton"}
+)
 _REF_RE = re.compile(r"\[ref=([^\]\s]+)\]")
 _ATTR_RE = re.compile(r"\[([a-z-]+)(?:=([^\]]*))?\]")
 _HEX_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
@@ -265,7 +270,7 @@ class _Renderer:
             head = f"[{node.ref}] {node.role}"
         else:  # clickable by its pointer cursor: named by its own text
             head = f"[{node.ref}]"
-            name = name or " ".join(
+            name = name or node.text or " ".join(
                 t for t in (_inline_text(c) for c in node.children if _is_inline(c)) if t
             )
             if not name:
@@ -294,22 +299,25 @@ class _Renderer:
             self.actionable(node)
             return
         if role == "heading":
-            level = int(node.attrs.get("level") or 2)
-            inline = self.inline_run(node.children)
+            level = node.attrs.get("level", "")
+            mark = "#" * (int(level) if level.isdigit() else 2)
             title = node.name or node.text or ""
-            if inline is not None and inline and _norm(inline) != _norm(title):
-                title = f"{title} {inline}".strip() if title and "[" not in inline else inline
+            inline = self.inline_run(node.children, heading=True)
+            if inline and _norm(inline) != _norm(title):
+                # Children that say more than the name (a link, say) take its place.
+                title = inline if _norm(title) in _norm(inline) else f"{title} {inline}".strip()
             if title:
-                self.lines.append("#" * level + " " + title)
+                self.lines.append(f"{mark} {title}")
             if inline is None:
                 self.children(node.children)
             return
         if role in _TABLES:
             self.table(node)
             return
-        if role == "img":
+        if role == "img":  # an SVG image may hold clickable parts
             if node.name:
                 self.lines.append(f"img {_quote(node.name)}")
+            self.children(node.children)
             return
         if role in ("term", "definition") or role in _SILENT:
             pass
@@ -383,24 +391,32 @@ class _Renderer:
             return [_Node(role="text", text=joined)]
         return kept
 
-    def inline_run(self, nodes: list[_Node]) -> str | None:
-        """Siblings that read as one line: inline text around at most one simple element."""
+    def inline_run(self, nodes: list[_Node], heading: bool = False) -> str | None:
+        """Siblings that read as one line: short inline text, with at most one field beside it
+        (a label and its box); in a heading, any one simple element."""
         parts: list[str] = []
-        elements = 0
+        element: _Node | None = None
+        text_len = 0
         for node in nodes:
             if _is_inline(node):
                 text = _inline_text(node)
-            elif node.actionable and not node.children:
-                elements += 1
+                text_len += len(text)
+            elif (
+                node.actionable
+                and not node.children
+                and element is None
+                and (heading or node.role in _FIELDS)
+            ):
+                element = node
                 text = self.element(node)
             else:
                 return None
             if text:
                 parts.append(text)
-        if elements > 1 or (elements == 1 and len(parts) == 1 and len(nodes) > 1):
+        if element is not None and (text_len > _MAX_LABEL or not (text_len or heading)):
             return None
         joined = " ".join(parts)
-        return joined if len(joined) <= _MAX_JOIN else None
+        return joined if len(joined) <= _MAX_JOIN or element is not None else None
 
     def cell(self, node: _Node) -> str:
         """A cell's content on one line: its text, and its elements as ``[ref] name``."""
