@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .pricing import DEFAULT_PRICES, Price, find_price
 from .types import Model, ModelConfigError
@@ -85,6 +85,20 @@ class ModelsConfig(BaseModel):
         default_factory=list, description="provider:model labels that cannot take images"
     )
     source: str = Field("built-in defaults", exclude=True)
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _type_from_name(cls, value: Any) -> Any:
+        # [providers.openai] / [providers.anthropic] need no `type = ...` line.
+        if isinstance(value, dict):
+            for name, body in value.items():
+                if (
+                    isinstance(body, dict)
+                    and "type" not in body
+                    and name in ("openai", "anthropic")
+                ):
+                    body["type"] = name
+        return value
 
     def all_prices(self) -> dict[str, Price]:
         """Defaults overridden by the configured prices."""
