@@ -398,7 +398,9 @@ def to_markdown(r: dict[str, Any]) -> str:
     ]
     for row in r["rows"]:
         kept = row["refs"] - len(row["missing_refs"])
-        mark = "" if not row["missing_refs"] else " (missing: " + ", ".join(row["missing_refs"]) + ")"
+        mark = (
+            "" if not row["missing_refs"] else " (missing: " + ", ".join(row["missing_refs"]) + ")"
+        )
         lines.append(
             f"| {row['group']}: {row['page']} | {_fmt(row['html'])} | {_fmt(row['aria'])} "
             f"| {_fmt(row['corral'])} | {_fmt(row['compact'])} | {_fmt(row['browser_use'])} "

@@ -74,8 +74,8 @@ _INLINE = frozenset(
         "abbr",
     }
 )
-# Nodes that say nothing themselves; their children are rendered in their place.
-_SILENT = frozenset({"none", "presentation", "separator", "caption"})
+# Wrappers inside a table that hold rows.
+_WRAPPERS = frozenset({"rowgroup", "generic", "none", "presentation"})
 # Named containers worth a line of their own: a model should know it is inside a dialog.
 _ANNOUNCED = frozenset({"dialog", "alertdialog"})
 _STATE_ORDER = ("checked", "disabled", "expanded", "pressed", "selected", "invalid", "active")
@@ -218,18 +218,33 @@ def _short_url(url: str) -> str:
 
 
 def _is_inline(node: _Node) -> bool:
-    """Only inline text in this subtree (no element to act on, no block)."""
+    """Only inline text in this subtree: nothing to act on, no block."""
     if node.actionable or node.role not in _INLINE:
         return False
     return all(_is_inline(child) for child in node.children)
 
 
-def _inline_text(node: _Node) -> str:
-    parts = [node.name] if node.name and node.role != "generic" else []
+def _text_parts(node: _Node) -> list[str]:
+    parts = [node.name] if node.name and node.role != "generic" and not node.children else []
     if node.text:
         parts.append(node.text)
-    parts += [t for t in (_inline_text(c) for c in node.children) if t]
-    return " ".join(parts)
+    for child in node.children:
+        parts += _text_parts(child)
+    return [p for p in parts if p]
+
+
+def _inline_text(node: _Node) -> str:
+    return " ".join(_text_parts(node))
+
+
+def _has_generic(nodes: list[_Node]) -> bool:
+    return any(n.role == "generic" or _has_generic(n.children) for n in nodes)
+
+
+def _joinable(nodes: list[_Node], text: str, pieces: int) -> bool:
+    """Whether inline pieces may share a line: phrasing (text, strong, ...) always may; pieces
+    from generic nodes (a div is as likely as a span) only while the line stays short."""
+    return pieces <= 1 or len(text) <= _MAX_JOIN or not _has_generic(nodes)
 
 
 def _states(node: _Node) -> str:
@@ -243,7 +258,9 @@ def _states(node: _Node) -> str:
 
 
 def _options(node: _Node) -> tuple[str | None, list[_Node]]:
-    """Options without refs (a native select) as text; the rest stay nodes to render."""
+    """Options without refs (a native select) as text; the other children stay nodes."""
+    if node.role not in ("combobox", "listbox"):
+        return None, node.children
     names, rest = [], []
     for child in node.children:
         if child.role == "option" and child.ref is None:
@@ -254,153 +271,147 @@ def _options(node: _Node) -> tuple[str | None, list[_Node]]:
     return (", ".join(names) if names else None), rest
 
 
+def _element(node: _Node) -> str:
+    """The one-line form of an element to act on, without its children."""
+    name = node.name
+    options, _ = _options(node)
+    if node.role == "link":
+        # Links are the commonest element: "[ref] text" without a role means "click it".
+        head = f"[{node.ref}]"
+        if not name and node.url:
+            name = _short_url(node.url)
+    elif node.role in ACTIONABLE_ROLES:
+        head = f"[{node.ref}] {node.role}"
+    else:  # clickable for its pointer cursor: named by its own text
+        head = f"[{node.ref}]"
+        name = name or node.text or " ".join(
+            " ".join(_text_parts(c)) for c in node.children if _is_inline(c)
+        )
+        name = name.strip()
+        if not name:
+            head += " clickable"
+    value = node.text if node.text is not None and node.text != name else options
+    placeholder = node.placeholder
+    if placeholder is not None and _norm(placeholder) == _norm(name):
+        placeholder = None
+    if name:
+        # Quoted only when something follows that could be read as part of it.
+        head += " " + (_quote(name) if value is not None or placeholder else name)
+    head += _states(node)
+    if value is not None:
+        head += ": " + value
+    if placeholder:
+        head += f" (placeholder {_quote(placeholder)})"
+    return head
+
+
+def _uncovered(node: _Node) -> list[_Node]:
+    """The children of an element to act on that its own line does not already say."""
+    _, rest = _options(node)
+    if node.role not in ACTIONABLE_ROLES and not node.name:
+        return [c for c in rest if not _is_inline(c)]  # its text became its name
+    said = _norm(node.name)
+    return [c for c in rest if not (_is_inline(c) and _norm(_inline_text(c)) in said)]
+
+
 class _Renderer:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def element(self, node: _Node, options: str | None = None) -> str:
-        """The one-line form of an element to act on (without its children)."""
-        name = node.name
-        if node.role == "link":
-            # Links are the commonest element; "[ref] text" without a role means "click me".
-            head = f"[{node.ref}]"
-            if not name and node.url:
-                name = _short_url(node.url)
-        elif node.role in ACTIONABLE_ROLES:
-            head = f"[{node.ref}] {node.role}"
-        else:  # clickable by its pointer cursor: named by its own text
-            head = f"[{node.ref}]"
-            name = name or node.text or " ".join(
-                t for t in (_inline_text(c) for c in node.children if _is_inline(c)) if t
-            )
-            if not name:
-                head += " clickable"
-        value = node.text if node.text is not None and node.text != name else options
-        placeholder = node.placeholder
-        if placeholder is not None and _norm(placeholder) == _norm(name):
-            placeholder = None
-        if name:
-            # Quoted only when something follows that could be read as part of it.
-            head += " " + (_quote(name) if value is not None or placeholder else name)
-        head += _states(node)
-        if value is not None:
-            head += ": " + value
-        if placeholder:
-            head += f" (placeholder {_quote(placeholder)})"
-        return head
+    def emit(self, line: str) -> None:
+        if line.strip():
+            self.lines.append(line.strip())
+
+    def children(self, nodes: list[_Node]) -> None:
+        """A run of siblings: labels dropped, short inline runs joined, terms paired."""
+        nodes = self.drop_labels(nodes)
+        joined = self.inline_run(nodes)
+        if joined is not None and len(nodes) > 1:
+            self.emit(joined)
+            return
+        i = 0
+        while i < len(nodes):
+            node = nodes[i]
+            if node.role == "term" and i + 1 < len(nodes) and nodes[i + 1].role == "definition":
+                self.emit(f"{self.cell(node)}: {self.cell(nodes[i + 1])}")
+                i += 2
+                continue
+            self.block(node)
+            i += 1
 
     def block(self, node: _Node) -> None:
         role = node.role
         if role == "text":
-            if node.text:
-                self.lines.append(node.text)
-            return
-        if node.actionable:
+            self.emit(node.text or "")
+        elif node.actionable:
             self.actionable(node)
-            return
-        if role == "heading":
-            level = node.attrs.get("level", "")
-            mark = "#" * (int(level) if level.isdigit() else 2)
-            title = node.name or node.text or ""
-            inline = self.inline_run(node.children, heading=True)
-            if inline and _norm(inline) != _norm(title):
-                # Children that say more than the name (a link, say) take its place.
-                title = inline if _norm(title) in _norm(inline) else f"{title} {inline}".strip()
-            if title:
-                self.lines.append(f"{mark} {title}")
-            if inline is None:
-                self.children(node.children)
-            return
-        if role in _TABLES:
+        elif role == "heading":
+            self.heading(node)
+        elif role in _TABLES:
             self.table(node)
-            return
-        if role == "img":  # an SVG image may hold clickable parts
-            if node.name:
-                self.lines.append(f"img {_quote(node.name)}")
+        elif _is_inline(node) and _joinable(
+            [node], text := _inline_text(node), len(_text_parts(node))
+        ):
+            self.emit(text)
+        else:
+            name = node.name
+            if role in _ANNOUNCED:
+                self.emit(f"{role} {_quote(name)}:" if name else f"{role}:")
+            elif role in ("group", "radiogroup") and name:
+                first = node.children[0] if node.children else None
+                if first is None or _norm(self.cell(first)) != _norm(name):
+                    self.emit(name + ":")
+            elif role == "img" and name:
+                self.emit(f"img {_quote(name)}")
+            elif name and not node.children and node.text is None and role != "generic":
+                self.emit(name)
+            self.emit(node.text or "")
             self.children(node.children)
-            return
-        if role in ("term", "definition") or role in _SILENT:
-            pass
-        if role in _ANNOUNCED:
-            self.lines.append(f"{role} {_quote(node.name)}:" if node.name else f"{role}:")
-        elif role in ("group", "radiogroup") and node.name:
-            if not (node.children and _norm(self.flat(node.children[0])) == _norm(node.name)):
-                self.lines.append(node.name + ":")
-        if _is_inline(node) and node.role != "text":
-            text = _inline_text(node)
-            if len(text) <= _MAX_JOIN:
-                if text:
-                    self.lines.append(text)
-                return
-        if node.text:
-            self.lines.append(node.text)
-        self.children(node.children)
 
     def actionable(self, node: _Node) -> None:
-        rest = node.children
-        options = None
-        if node.role in ("combobox", "listbox"):
-            options, rest = _options(node)
-        line = self.element(node, options)
-        if node.role not in ACTIONABLE_ROLES and not node.name:
-            # A clickable container named by its own text: only its other parts remain.
-            rest = [c for c in rest if not _is_inline(c)]
-        else:
-            covered = _norm(node.name)
-            rest = [c for c in rest if not (_is_inline(c) and _norm(_inline_text(c)) in covered)]
+        line, rest = _element(node), _uncovered(node)
         # A nameless element around one element to act on (a tab around its link): one line.
         if not node.name and len(rest) == 1 and rest[0].actionable and not rest[0].children:
-            self.lines.append(line.removesuffix(" clickable") + " " + self.element(rest[0]))
+            self.emit(line.removesuffix(" clickable") + " " + _element(rest[0]))
             return
-        self.lines.append(line)
+        self.emit(line)
         self.children(rest)
 
-    def flat(self, node: _Node) -> str:
-        if node.role == "text":
-            return node.text or ""
-        if _is_inline(node):
-            return _inline_text(node)
-        return node.name
-
-    def children(self, nodes: list[_Node]) -> None:
-        nodes = self.drop_labels(nodes)
-        i = 0
-        while i < len(nodes):
-            node = nodes[i]
-            nxt = nodes[i + 1] if i + 1 < len(nodes) else None
-            if node.role == "term" and nxt is not None and nxt.role == "definition":
-                term, definition = self.cell(node), self.cell(nxt)
-                self.lines.append(f"{term}: {definition}")
-                i += 2
-                continue
-            i += 1
-            self.block(node)
+    def heading(self, node: _Node) -> None:
+        level = node.attrs.get("level", "")
+        mark = "#" * (int(level) if level.isdigit() else 2)
+        title = node.name or node.text or ""
+        inline = self.inline_run(node.children, heading=True)
+        if inline and _norm(inline) != _norm(title):
+            # Children that say more than the name (a link in the heading) take its place.
+            title = inline if _norm(title) in _norm(inline) else f"{title} {inline}"
+        self.emit(f"{mark} {title}" if title.strip() else "")
+        if inline is None:
+            self.children(node.children)
 
     def drop_labels(self, nodes: list[_Node]) -> list[_Node]:
-        """Text that only repeats the name of the field or checkbox beside it is a label."""
+        """Text that only repeats the name of the element beside it (a label) is dropped."""
         kept: list[_Node] = []
         for i, node in enumerate(nodes):
-            if (_is_inline(node) and not node.children) or node.role == "text":
-                text = _norm(self.flat(node))
-                neighbours = [nodes[j] for j in (i - 1, i + 1) if 0 <= j < len(nodes)]
-                if text and any(n.actionable and _norm(n.name) == text for n in neighbours):
+            if _is_inline(node) and not node.children:
+                text = _norm(_inline_text(node))
+                beside = [nodes[j] for j in (i - 1, i + 1) if 0 <= j < len(nodes)]
+                if text and any(n.actionable and _norm(n.name) == text for n in beside):
                     continue
             kept.append(node)
-        joined = self.inline_run(kept)
-        if joined is not None and len(kept) > 1:
-            return [_Node(role="text", text=joined)]
         return kept
 
     def inline_run(self, nodes: list[_Node], heading: bool = False) -> str | None:
-        """Siblings that read as one line: short inline text, with at most one field beside it
-        (a label and its box); in a heading, any one simple element."""
+        """Siblings that read as one line, or None: inline text, with at most one field beside
+        a short text (a label and its box); in a heading, any one simple element."""
         parts: list[str] = []
         element: _Node | None = None
-        text_len = 0
+        pieces = 0
         for node in nodes:
             if _is_inline(node):
-                text = _inline_text(node)
-                text_len += len(text)
+                found = _text_parts(node)
+                pieces += len(found)
+                parts += found
             elif (
                 node.actionable
                 and not node.children
@@ -408,74 +419,56 @@ class _Renderer:
                 and (heading or node.role in _FIELDS)
             ):
                 element = node
-                text = self.element(node)
+                parts.append(_element(node))
             else:
                 return None
-            if text:
-                parts.append(text)
-        if element is not None and (text_len > _MAX_LABEL or not (text_len or heading)):
+        if element is None:
+            joined = " ".join(parts)
+            return joined if _joinable(nodes, joined, pieces) else None
+        label = sum(len(p) for p in parts) - len(_element(element))
+        if label > _MAX_LABEL or not (pieces or heading):
             return None
-        joined = " ".join(parts)
-        return joined if len(joined) <= _MAX_JOIN or element is not None else None
+        return " ".join(parts)
 
     def cell(self, node: _Node) -> str:
-        """A cell's content on one line: its text, and its elements as ``[ref] name``."""
-        parts: list[str] = []
-
-        def visit(n: _Node, top: bool) -> None:
-            if n.actionable:
-                if n.role == "link" and n.name:
-                    parts.append(f"[{n.ref}] {n.name}")
-                else:
-                    parts.append(self.element(n))
-                for child in n.children:
-                    if child.actionable or not _is_inline(child):
-                        visit(child, False)
-                return
-            if n.role == "text":
-                if n.text:
-                    parts.append(n.text)
-                return
-            if n.name and (top or not n.children) and n.role not in ("generic",):
-                if not any(c.role == "text" or c.actionable for c in n.children):
-                    parts.append(n.name)
-            if n.text:
-                parts.append(n.text)
-            for child in n.children:
-                visit(child, False)
-
-        visit(node, True)
+        """Any subtree on one line: its text, its elements in their one-line form."""
+        if node.actionable:
+            parts = [_element(node)] + [self.cell(c) for c in _uncovered(node)]
+        elif node.role == "text" or not node.children:
+            name = node.name if node.role != "generic" and node.text is None else ""
+            parts = [node.text or name]
+        else:
+            parts = [node.text or ""] + [self.cell(c) for c in node.children]
         return " ".join(p for p in parts if p)
 
     def table(self, node: _Node) -> None:
         if node.name:
-            self.lines.append(f"table {_quote(node.name)}")
-        rows: list[_Node] = []
+            self.emit(f"table {_quote(node.name)}")
+        self.table_parts(node.children, node.name)
 
-        def collect(n: _Node) -> None:
-            for child in n.children:
-                if child.role == "row":
-                    rows.append(child)
-                elif child.role == "caption" and _norm(self.cell(child)) == _norm(node.name):
-                    continue
-                elif child.role in ("rowgroup", "generic", "none", "presentation"):
-                    collect(child)
-                else:
-                    self.block(child)
-
-        collect(node)
-        for row in rows:
-            cells = [c for c in row.children if c.role in _CELLS]
-            others = [c for c in row.children if c.role not in _CELLS]
-            texts = [self.cell(c) for c in cells]
-            if cells and all(c.role == "columnheader" for c in cells):
-                line = "| " + " | ".join(texts) + " |"
+    def table_parts(self, nodes: list[_Node], name: str) -> None:
+        for child in nodes:
+            if child.role == "row":
+                self.row(child)
+            elif child.role == "caption":
+                caption = self.cell(child)
+                if _norm(caption) != _norm(name):
+                    self.emit(caption)
+            elif child.role in _WRAPPERS and not child.actionable:
+                self.table_parts(child.children, name)
             else:
-                line = " | ".join(texts)
-            if row.actionable:
-                line = f"[{row.ref}] {line}"
-            self.lines.append(line)
-            self.children(others)
+                self.block(child)
+
+    def row(self, row: _Node) -> None:
+        """One line per row, cells joined by " | ", a header row in pipes."""
+        cells = [c for c in row.children if c.role in _CELLS]
+        texts = [self.cell(c).replace("|", "\\|") for c in cells]
+        if cells and all(c.role == "columnheader" for c in cells):
+            line = "| " + " | ".join(texts) + " |"
+        else:
+            line = " | ".join(texts)
+        self.emit(f"[{row.ref}] {line}" if row.actionable else line)
+        self.children([c for c in row.children if c.role not in _CELLS])
 
 
 def compact_snapshot(ai_snapshot: str) -> str:
@@ -484,15 +477,15 @@ def compact_snapshot(ai_snapshot: str) -> str:
     renderer.children(_parse(ai_snapshot))
     out: list[str] = []
     for line in renderer.lines:
-        line = line.strip()
-        if line and not (out and out[-1] == line and not line.startswith("[")):
+        # A text repeated right away (a caption under its heading) is said once.
+        if not (out and out[-1] == line and not line.startswith("[")):
             out.append(line)
     return "\n".join(out)
 
 
 def page_text(url: str, title: str, compact: str) -> str:
-    """What a planner reads of a page: its url, its title unless the text already says it all
-    (the usual "Page - Site" title repeats the page's heading and the site's name), the text."""
+    """What a planner reads of a page: its url, its title unless the text already says all of
+    it (the usual "Page - Site" title repeats the page's heading and the site's name), the text."""
     parts = [p.strip() for p in _TITLE_SEPARATORS.split(title) if p.strip()]
     said = compact.casefold()
     head = f"url: {url}"

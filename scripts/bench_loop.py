@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Agent-loop overhead per step, beside raw Playwright doing the same actions, in one run.
+
+corral: a goal task whose planner is a zero-latency FunctionModel that pages through bob's
+invoices (Next, Next, ..., then Previous, ...), so each turn pays observe (AI snapshot + compact
+text, redaction) + validate + policy + act + record (step row, screenshot). raw: the same clicks
+with page.get_by_role(...).click() and nothing else. Both on one warm browser, interleaved.
+
+Usage: .venv/bin/python scripts/bench_loop.py [--steps 16] [--rounds 5] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from examples.portal import USERS, PortalServer  # noqa: E402
+from profiles import BrowserPool, ProfileSettings  # noqa: E402
+from runtime import Runtime, Settings, parse_task, run_task  # noqa: E402
+from runtime.models import Message, ModelResponse, ToolSpec  # noqa: E402
+from runtime.testing import FunctionModel, call, reply  # noqa: E402
+
+PAGES = 9  # bob has 87 invoices: 9 pages of 10
+
+
+def pager(steps: int) -> FunctionModel:
+    """Click Next until the last page, then Previous; done after ``steps`` clicks."""
+    state = {"clicks": 0}
+
+    def decide(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        page = "\n".join(p.text for p in messages[-1].content if p.type == "text")
+        page = page.split("Current page:")[-1]
+        if state["clicks"] >= steps:
+            return reply(call("done", result={"clicks": state["clicks"]}))
+        forward = (state["clicks"] // (PAGES - 1)) % 2 == 0
+        name = "Next" if forward else "Previous"
+        m = re.search(rf"^\[(\w+)\] (?:link )?{name}$", page, re.MULTILINE)
+        assert m, page
+        state["clicks"] += 1
+        return reply(call("click", ref=m.group(1)))
+
+    return FunctionModel(decide, name="pager")
+
+
+async def raw_clicks(pool: BrowserPool, portal: str, state: Any, steps: int) -> float:
+    browser = await pool.browser()
+    context = await browser.new_context(storage_state=state)
+    try:
+        page = await context.new_page()
+        await page.goto(f"{portal}/invoices")
+        start = time.perf_counter()
+        for i in range(steps):
+            forward = (i // (PAGES - 1)) % 2 == 0
+            await page.get_by_role(
+                "link", name="Next" if forward else "Previous", exact=True
+            ).click()
+        return (time.perf_counter() - start) * 1000 / steps
+    finally:
+        await context.close()
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    home = Path(tempfile.mkdtemp(prefix="corral-bench-loop-"))
+    server = PortalServer(port=0, db_path=home / "portal.db")
+    server.start()
+    corral_ms: list[float] = []
+    raw_ms: list[float] = []
+    try:
+        async with (
+            BrowserPool.start(os.environ.get("CORRAL_BROWSER")) as pool,
+            Runtime.open(Settings(home=home), pool=pool) as rt,
+        ):
+            await rt.profiles.create("bob", ProfileSettings(vars={"user": "bob"}))
+            await rt.vault.set("bob.password", USERS["bob"].password, [server.url], ["bob"])
+            login = parse_task(
+                {
+                    "name": "login",
+                    "start_url": server.url,
+                    "secrets": ["bob.password"],
+                    "steps": [
+                        {"goto": "/login"},
+                        {"fill": {"label": "Username", "value": "bob"}},
+                        {"fill": {"label": "Password", "value": "{{secret:bob.password}}"}},
+                        {"click": {"role": "button", "name": "Sign in"}},
+                    ],
+                },
+                "login",
+            )
+            assert (await run_task(rt, login, "bob")).status == "succeeded"
+            state = rt.profiles.open_state(await rt.profiles.get("bob"))
+            task = parse_task(
+                {
+                    "name": "pager",
+                    "start_url": f"{server.url}/invoices",
+                    "goal": "Page through the invoices.",
+                    "budget": {"max_steps": args.steps + 5},
+                    "vision": "never",
+                },
+                "pager",
+            )
+            for _ in range(args.rounds):
+                model = pager(args.steps)
+                result = await run_task(rt, task, "bob", models={"planner": [model]})
+                assert result.status == "succeeded", result.error
+                steps = await rt.store.list_steps(str(result.run_id))
+                starts = [s.started_at for s in steps if s.kind == "click"]
+                # One turn = from one click's start to the next: the click, its screenshot and
+                # record, then observe + compact + the model hop + validate + policy.
+                gaps = [(b - a).total_seconds() * 1000 for a, b in itertools.pairwise(starts)]
+                corral_ms.append(statistics.mean(gaps))
+                raw_ms.append(await raw_clicks(pool, server.url, state, args.steps))
+    finally:
+        server.stop()
+    return {
+        "corral_ms": round(statistics.median(corral_ms), 1),
+        "raw_ms": round(statistics.median(raw_ms), 1),
+        "rounds": args.rounds,
+        "steps": args.steps,
+    }
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+    ratio = r["corral_ms"] / r["raw_ms"]
+    return (
+        "## Agent loop overhead per step (`scripts/bench_loop.py`)\n\n"
+        f"{r['rounds']} rounds of {r['steps']} clicks paging through bob's invoices on the demo "
+        "portal; corral's planner is a zero-latency `FunctionModel`; medians of per-round "
+        "averages.\n\n"
+        "| | ms per step | ratio |\n|---|---|---|\n"
+        f"| raw Playwright `get_by_role(...).click()` | {r['raw_ms']} | 1.00 |\n"
+        f"| corral loop turn (observe + compact + validate + policy + act + screenshot + record) "
+        f"| {r['corral_ms']} | {ratio:.2f} |\n"
+    )
+
+
+def write_section(markdown: str) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    begin, end = "<!-- bench_loop:begin -->", "<!-- bench_loop:end -->"
+    block = f"{begin}\n{markdown}{end}"
+    if begin in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    results = asyncio.run(main(args))
+    markdown = to_markdown(results)
+    print(markdown)
+    if args.write:
+        write_section(markdown)
