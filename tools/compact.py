@@ -1,25 +1,36 @@
 """A compact page text for a planner model, made from Playwright's AI aria snapshot.
 
 The AI snapshot (``page.aria_snapshot(mode="ai")``) is a YAML-like tree with a node per element,
-wrappers included. A model needs far less: what the page says and what it can act on. The compact
-text is one line per thing, without indentation::
+wrappers included, and on a table a node per cell. A model needs far less: what the page says and
+what it can act on. The compact text has one line per thing and no indentation::
 
-    # Invoices                        a heading ('#' per level)
-    23 invoices                       text; short runs of inline text are joined on one line
-    [e14] link "All"                  something to act on: its ref, role, name, state and value
-    [e8] textbox "Username": bob      a field with its (already redacted) value
-    [e5] combobox: Joy*, Dollie       a native select: its options, the selected one starred
-    [e9] "Livia Id. Enim"             a clickable element without a role (pointer cursor)
-    | Number | Date | Amount |        a table: its header, then one line per row, cells joined
-    [e31] INV-0023 | 2026-10-31 | $160.25
+    # Invoices                            a heading, one '#' per level
+    87 invoices                           text; short runs of inline text share a line
+    [e10] button Log out                  an element to act on: ref, role, name, states
+    [e14] All                             a link, or anything with a pointer cursor: no role
+    [e22] textbox "Display name": Bob     a value (redacted upstream) after a quoted name
+    [e1] checkbox Gift wrap [checked]     states as Playwright writes them ([active] = [focused])
+    [e5] combobox "Plan": Basic, Pro*     a native select's options, the selected one starred
+    Username [e6] textbox                 a nameless field and the short label beside it
+    Status: Unpaid                        a term and its definition
+    table "Invoices"                      a table: its name, its header in pipes, then one
+    | Number | Date | Amount |            line per row, cells joined by " | " (a "|" in a cell
+    [e31] INV-0023 | 2026-10-31 | $160.25  is escaped), the refs of the row's elements inline
 
-Every element an action can target keeps its ref verbatim (``e7``, ``f1e3`` inside iframes), so
-``Locate(ref=...)`` works on any ref read from the compact text. Dropped: wrapper nodes (generic,
-group, rowgroup, list and landmark nodes without a name are flattened), refs of elements nothing
-acts on (headings, paragraphs, rows, cells), link URLs when the link has a name, the pointer
-cursor and focus markers of non-interactive nodes, table cells as nodes, text that merely repeats
-the label of the field beside it. The function is pure and deterministic; it never raises on
-input it does not understand (such a line is kept as plain text).
+Every element an action may target keeps its ref verbatim (``e7``; ``f1e3`` inside an iframe, the
+iframe itself keeps its own): the roles in ``ACTIONABLE_ROLES`` and any node with a pointer
+cursor. So ``Locate(ref=...)`` works with any ref read from the compact text.
+
+Dropped, because a planner does not need them to read or act: wrapper nodes (generic, group,
+rowgroup, list, landmarks: their content is kept, flattened); the refs of nodes nothing acts on
+(headings, paragraphs, rows, cells); table cells as nodes; a link's URL when the link has a name
+(a nameless link shows its path); the pointer-cursor and focus markers of nodes that are not
+acted on, the level of headings (it becomes '#'s), ``[box=...]``; text that only repeats the name
+of the element beside it (a "Username" label before the "Username" box); the text children of an
+element that its name already says; a line repeating the line before it. Kept sparingly: named
+dialogs (``dialog "Confirm":``), named groups (``Shipping:``), named images (``img "logo"``).
+
+The function is pure and deterministic and never raises: a line it cannot read is kept as text.
 """
 
 from __future__ import annotations
@@ -165,6 +176,8 @@ def _parse_key(key: str) -> _Node | None:
             return None
         node.name = _SPACES.sub(" ", str(name)).strip()
         rest = rest[end:]
+    if _ATTR_RE.sub("", rest).strip():
+        return None  # words that are not attributes: not a node Playwright wrote
     for attr, value in _ATTR_RE.findall(rest):
         node.attrs[attr] = value
     return node
@@ -284,8 +297,10 @@ def _element(node: _Node) -> str:
         head = f"[{node.ref}] {node.role}"
     else:  # clickable for its pointer cursor: named by its own text
         head = f"[{node.ref}]"
-        name = name or node.text or " ".join(
-            " ".join(_text_parts(c)) for c in node.children if _is_inline(c)
+        name = (
+            name
+            or node.text
+            or " ".join(" ".join(_text_parts(c)) for c in node.children if _is_inline(c))
         )
         name = name.strip()
         if not name:
@@ -488,9 +503,7 @@ def page_text(url: str, title: str, compact: str) -> str:
     it (the usual "Page - Site" title repeats the page's heading and the site's name), the text."""
     parts = [p.strip() for p in _TITLE_SEPARATORS.split(title) if p.strip()]
     said = compact.casefold()
-    head = f"url: {url}"
-    if not parts or not all(
-        re.search(rf"(?<!\w){re.escape(p.casefold())}(?!\w)", said) for p in parts
-    ):
-        head += f"\ntitle: {title}"
+    head = url  # a URL needs no label
+    if not all(re.search(rf"(?<!\w){re.escape(p.casefold())}(?!\w)", said) for p in parts):
+        head += f"\ntitle: {title.strip()}"
     return f"{head}\n{compact}"

@@ -1,7 +1,6 @@
 """The model seam, provider adapters, routing configuration, prices and fallback chains."""
 
 from .config import CONFIG_NAME, ModelsConfig, ProviderConfig, Role, load_models_config
-from .errors_map import ModelRequestError
 from .fallback import Attempt, CircuitBreaker, ModelChain
 from .pricing import DEFAULT_PRICES, Price, cost_usd, find_price
 from .types import (
@@ -14,6 +13,7 @@ from .types import (
     ModelConfigError,
     ModelError,
     ModelRateLimitError,
+    ModelRequestError,
     ModelResponse,
     ModelSettings,
     ModelTimeoutError,

@@ -27,6 +27,7 @@ from .types import (
     ModelAuthError,
     ModelError,
     ModelRateLimitError,
+    ModelRequestError,
     ModelTimeoutError,
     ModelUnavailableError,
 )
@@ -36,12 +37,6 @@ __all__ = ["ModelRequestError", "from_anthropic_error", "from_openai_error", "re
 # OpenAI-style keys (sk-..., sk-proj-..., sk-ant-...), also when echoed partly masked with '*'.
 _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{3,}")
 _MAX_DETAIL = 300
-
-
-class ModelRequestError(ModelError):
-    """The provider rejected the request itself (400/404/413/422): resending it will not help."""
-
-    retryable = False
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -8,6 +8,7 @@ Only these types cross the seam; adapters translate them to and from the SDKs. E
         ├── ModelRateLimitError    429
         ├── ModelUnavailableError  5xx, connection errors
         ├── ModelTimeoutError      the request timed out
+        ├── ModelRequestError      400/404/413/422: the request itself was refused (not retried)
         ├── InvalidModelOutputError  unparseable tool arguments, wrong structured output
         └── ChainExhaustedError    every model of a chain failed (lists every attempt)
     UserError
@@ -33,6 +34,7 @@ __all__ = [
     "ModelConfigError",
     "ModelError",
     "ModelRateLimitError",
+    "ModelRequestError",
     "ModelResponse",
     "ModelSettings",
     "ModelTimeoutError",
@@ -75,6 +77,12 @@ class ModelTimeoutError(ModelError):
 
 class InvalidModelOutputError(ModelError):
     """The model answered with something corral cannot use."""
+
+
+class ModelRequestError(ModelError):
+    """The provider rejected the request itself (400/404/413/422): resending it will not help."""
+
+    retryable = False
 
 
 class ChainExhaustedError(ModelError):

@@ -1,0 +1,392 @@
+"""tools/compact.py: the compact page text keeps every actionable ref, in real Chromium and on
+snapshot strings."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from conftest import make_demo_profiles
+
+from examples.portal import USERS
+from examples.portal.data import invoices_for
+from profiles import open_session
+from runtime import Runtime
+from tools import ActionContext, Click, Fill, Navigate, Tabs, execute, observe
+from tools.compact import compact_snapshot, page_text
+
+# The roles whose refs must survive compaction (an action may target any of them).
+ACTIONABLE = (
+    "button|link|textbox|checkbox|radio|combobox|option|menuitem|tab|searchbox|spinbutton"
+    "|slider|switch"
+)
+ACTIONABLE_REF = re.compile(rf"^\s*- '?(?:{ACTIONABLE})\b.*?\[ref=(\w+)\]", re.MULTILINE)
+
+
+def actionable_refs(snapshot: str) -> list[str]:
+    return ACTIONABLE_REF.findall(snapshot)
+
+
+def ref_in(compact: str, pattern: str) -> str:
+    """The ref at the start of the compact line matching ``pattern``."""
+    match = re.search(rf"^\[(\w+)\] {pattern}", compact, re.MULTILINE)
+    assert match, f"no line {pattern!r} in:\n{compact}"
+    return match.group(1)
+
+
+@asynccontextmanager
+async def browse(
+    rt: Runtime, portal: str, tmp_path: Path
+) -> AsyncIterator[tuple[Tabs, ActionContext]]:
+    """A fresh session on the shared portal, signed out."""
+    await make_demo_profiles(rt, portal, "bob")
+    async with open_session(rt.profiles, await rt.pool(), "bob", run_id="compact") as session:
+        yield Tabs(session), ActionContext(downloads_dir=tmp_path / "dl", base_url=portal)
+
+
+async def sign_in(tabs: Tabs, ctx: ActionContext, user: str) -> None:
+    await execute(tabs, Navigate(url="/login"), ctx)
+    await execute(tabs, Fill(label="Username", value=user), ctx)
+    await execute(tabs, Fill(label="Password", value=USERS[user].password), ctx)
+    await execute(tabs, Click(role="button", name="Sign in"), ctx)
+
+
+# 1. On the real portal, in real Chromium
+
+
+async def test_every_actionable_ref_of_every_portal_page_is_kept(
+    rt: Runtime, portal: str, tmp_path: Path
+) -> None:
+    invoice = invoices_for("bob")[0].number
+    pages = [
+        "/dashboard",
+        "/invoices",
+        "/invoices?per_page=100",
+        f"/invoices/{invoice}",
+        f"/invoices/{invoice}/pay",
+        "/settings",
+        "/settings/delete",
+        "/documents",
+    ]
+    async with browse(rt, portal, tmp_path) as (tabs, ctx):
+        await execute(tabs, Navigate(url="/login"), ctx)
+        seen = [await observe(tabs)]
+        await sign_in(tabs, ctx, "bob")
+        for path in pages:
+            await execute(tabs, Navigate(url=path), ctx)
+            seen.append(await observe(tabs))
+    for obs in seen:
+        refs = actionable_refs(obs.snapshot)
+        assert refs, obs.snapshot
+        missing = [ref for ref in refs if f"[{ref}]" not in obs.compact]
+        assert not missing, f"{obs.url}: refs {missing} lost in:\n{obs.compact}"
+        assert obs.compact == compact_snapshot(obs.snapshot)
+        assert len(obs.compact) < len(obs.snapshot) / 2, obs.url
+        assert "[ref=" not in obs.compact and "/url:" not in obs.compact
+
+
+async def test_refs_read_from_the_compact_text_sign_in_and_open_an_invoice(
+    rt: Runtime, portal: str, tmp_path: Path
+) -> None:
+    async with browse(rt, portal, tmp_path) as (tabs, ctx):
+        await execute(tabs, Navigate(url="/login"), ctx)
+        login = (await observe(tabs)).compact
+        assert "# Sign in" in login
+        await execute(tabs, Fill(ref=ref_in(login, "textbox Username"), value="bob"), ctx)
+        password = USERS["bob"].password
+        await execute(tabs, Fill(ref=ref_in(login, "textbox Password"), value=password), ctx)
+        result = await execute(tabs, Click(ref=ref_in(login, "button Sign in")), ctx)
+        assert result.url_after == f"{portal}/dashboard"
+
+        dashboard = (await observe(tabs)).compact
+        assert "# Welcome, Bob Brown" in dashboard
+        result = await execute(tabs, Click(ref=ref_in(dashboard, "View unpaid invoices")), ctx)
+        assert result.url_after.endswith("/invoices?status=unpaid")
+
+        # A table row carries the ref of its invoice link inline.
+        table = (await observe(tabs)).compact
+        row = re.search(r"^\[(\w+)\] (INV-\d{4}-\d{4}) \| .* \| Unpaid$", table, re.MULTILINE)
+        assert row, table
+        result = await execute(tabs, Click(ref=row.group(1)), ctx)
+        assert result.url_after == f"{portal}/invoices/{row.group(2)}"
+        invoice = await observe(tabs)
+        assert f"# Invoice {row.group(2)}" in invoice.compact
+        assert re.search(r"^\[\w+\] button Pay \$[\d,]+\.\d\d$", invoice.compact, re.MULTILINE)
+
+
+async def test_bobs_87_invoices_are_87_row_lines(rt: Runtime, portal: str, tmp_path: Path) -> None:
+    async with browse(rt, portal, tmp_path) as (tabs, ctx):
+        await sign_in(tabs, ctx, "bob")
+        await execute(tabs, Navigate(url="/invoices?per_page=100"), ctx)
+        obs = await observe(tabs)
+    lines = obs.compact.splitlines()
+    rows = [line for line in lines if re.match(r"\[\w+\] INV-1002-\d{4} \| ", line)]
+    assert len(rows) == len(invoices_for("bob")) == 87
+    # Each row has all six cells on its line, and no cell is a line (or a node) of its own.
+    assert all(row.count(" | ") == 5 for row in rows), rows[:3]
+    assert "| Number | Date | Due | Description | Amount | Status |" in lines
+    assert not any(line.startswith(("cell", "row", "- ")) for line in lines)
+    assert len(lines) < 87 + 25
+    assert len(obs.compact) < len(obs.snapshot) / 3
+
+
+async def test_observation_compact_is_made_after_redaction(
+    rt: Runtime, portal: str, tmp_path: Path
+) -> None:
+    async with browse(rt, portal, tmp_path) as (tabs, ctx):
+        await execute(tabs, Navigate(url="/login"), ctx)
+        await execute(tabs, Fill(label="Password", value="hunter2-secret"), ctx)
+        plain = await observe(tabs)
+        assert "hunter2-secret" in plain.compact  # Playwright prints a password's value
+        scrubbed = await observe(tabs, redact=lambda t: t.replace("hunter2-secret", "{{secret}}"))
+    assert "hunter2-secret" not in scrubbed.compact
+    line = r'^\[\w+\] textbox "Password"( \[focused\])?: \{\{secret\}\}$'
+    assert re.search(line, scrubbed.compact, re.M), scrubbed.compact
+
+
+FIXTURE = """
+<h1>Shop</h1>
+<label>Plan <select><option>Basic</option><option selected>Pro</option></select></label>
+<label><input type="checkbox" checked> Gift wrap</label>
+<label><input type="radio" name="r"> Air</label>
+<input type="search" aria-label="Find">
+<input type="number" aria-label="Qty" value="2">
+<input type="range" aria-label="Volume">
+<div role="switch" aria-checked="false" tabindex="0">Dark mode</div>
+<ul role="listbox" aria-label="Sizes"><li role="option" aria-selected="true">S</li>
+<li role="option">M</li></ul>
+<div role="tablist"><div role="tab" aria-selected="true">One</div><div role="tab">Two</div></div>
+<div role="menu"><div role="menuitem">Copy</div></div>
+<div onclick="document.title = 'card'" style="cursor: pointer">Open the card</div>
+<iframe srcdoc="<p>Framed</p><button onclick=&quot;document.body.append('pressed')&quot;>In
+frame</button>"></iframe>
+"""
+
+
+async def test_every_role_and_iframe_ref_is_kept_and_clickable(
+    rt: Runtime, portal: str, tmp_path: Path
+) -> None:
+    async with browse(rt, portal, tmp_path) as (tabs, ctx):
+        page = await tabs.active()
+        await page.set_content(FIXTURE)
+        await page.frames[-1].wait_for_load_state()
+        obs = await observe(tabs)
+        refs = actionable_refs(obs.snapshot)
+        assert len(refs) >= 13, obs.snapshot
+        assert not [r for r in refs if f"[{r}]" not in obs.compact], obs.compact
+        assert re.search(r'^\[\w+\] combobox "Plan": Basic, Pro\*$', obs.compact, re.M)
+        assert re.search(r"^\[\w+\] checkbox Gift wrap \[checked\]$", obs.compact, re.M)
+        framed = ref_in(obs.compact, "button In frame")
+        main = ref_in(obs.compact, "combobox")
+        # A ref inside the iframe carries that frame's prefix (f1e3 beside e4).
+        assert framed.rsplit("e", 1)[0] != main.rsplit("e", 1)[0], obs.compact
+        assert re.search(r"^\[\w+\] iframe$", obs.compact, re.M)
+        await execute(tabs, Click(ref=framed), ctx)
+        assert "pressed" in await page.frames[-1].inner_text("body")
+        await execute(tabs, Click(ref=ref_in(obs.compact, "Open the card")), ctx)
+        assert await page.title() == "card"
+
+
+# 2. On snapshot strings
+
+
+def test_wrappers_are_flattened_and_labels_not_repeated() -> None:
+    snapshot = """- generic [active] [ref=e1]:
+  - banner [ref=e2]:
+    - strong [ref=e3]: Acme Billing
+  - main [ref=e4]:
+    - heading "Sign in" [level=1] [ref=e5]
+    - generic [ref=e6]:
+      - generic [ref=e7]: Username
+      - textbox "Username" [ref=e8]
+      - generic [ref=e9]: Password
+      - textbox "Password" [ref=e10]: S3cr3t
+      - button "Sign in" [ref=e12] [cursor=pointer]"""
+    assert compact_snapshot(snapshot) == (
+        "Acme Billing\n"
+        "# Sign in\n"
+        "[e8] textbox Username\n"
+        '[e10] textbox "Password": S3cr3t\n'
+        "[e12] button Sign in"
+    )
+
+
+def test_table_rows_are_lines_with_inline_refs() -> None:
+    snapshot = """- table "Invoices" [ref=e18]:
+  - caption [ref=e19]: Invoices
+  - rowgroup [ref=e20]:
+    - row [ref=e21]:
+      - columnheader "Number" [ref=e22]
+      - columnheader "Amount" [ref=e23]
+      - columnheader "Note" [ref=e24]
+  - rowgroup [ref=e28]:
+    - row [ref=e29]:
+      - cell [ref=e30]:
+        - link "INV-1" [ref=e31] [cursor=pointer]:
+          - /url: /invoices/INV-1
+      - cell "$160.25" [ref=e35]
+      - cell "a|b" [ref=e36]
+    - row [ref=e37] [cursor=pointer]:
+      - cell [ref=e38]:
+        - checkbox "Pick INV-2" [checked] [ref=e39]
+      - cell "$5.00" [ref=e40]
+      - cell [ref=e41]"""
+    assert (
+        compact_snapshot(snapshot)
+        == (
+            'table "Invoices"\n'
+            "| Number | Amount | Note |\n"
+            "[e31] INV-1 | $160.25 | a\\|b\n"
+            "[e37] [e39] checkbox Pick INV-2 [checked] | $5.00 | "
+        ).rstrip()
+    )
+
+
+def test_yaml_quoting_and_escapes_are_read() -> None:
+    snapshot = """- 'link "Tab #1" [ref=f4e7] [cursor=pointer]':
+  - /url: "#tabs-1"
+- 'tabpanel "It''s: here" [ref=f4e12]':
+  - paragraph [ref=f4e13]: "Last reward: \\"-\\" \\x41"
+- generic [ref=f4e14]: "-"
+- text: "Time left: 3600 / 3600sec"
+"""
+    assert compact_snapshot(snapshot) == (
+        '[f4e7] Tab #1\nLast reward: "-" A\n-\nTime left: 3600 / 3600sec'
+    )
+
+
+def test_states_values_options_and_placeholders() -> None:
+    snapshot = """- combobox "Plan" [ref=e12]:
+  - option "Basic"
+  - option "Pro" [selected]
+- listbox "Tags" [ref=e14]:
+  - option "a" [ref=e15]
+  - option "b" [selected] [ref=e16]
+- textbox "Email" [ref=e18]:
+  - /placeholder: you@example.com
+- textbox "Search" [ref=e19]:
+  - /placeholder: Search
+- checkbox "Remember me" [checked] [disabled] [ref=e21]
+- button "Menu" [expanded] [ref=e23]
+- slider "Volume" [ref=e25]: "30"
+- textbox [active] [ref=e26]
+- link [ref=e27] [cursor=pointer]:
+  - /url: https://example.com/a/b?c=1"""
+    assert compact_snapshot(snapshot).splitlines() == [
+        '[e12] combobox "Plan": Basic, Pro*',
+        "[e14] listbox Tags",
+        "[e15] option a",
+        "[e16] option b [selected]",
+        '[e18] textbox "Email" (placeholder "you@example.com")',
+        "[e19] textbox Search",
+        "[e21] checkbox Remember me [checked] [disabled]",
+        "[e23] button Menu [expanded]",
+        '[e25] slider "Volume": 30',
+        "[e26] textbox [focused]",
+        "[e27] /a/b?c=1",
+    ]
+
+
+def test_clickables_tabs_iframes_terms_and_headings() -> None:
+    snapshot = """- heading [level=2] [ref=e1]:
+  - text: Widgets
+  - link "help" [ref=e2] [cursor=pointer]:
+    - /url: /help
+- tablist [ref=e3]:
+  - tab [expanded] [selected] [ref=e4]:
+    - link "Tab #2" [ref=e5]:
+      - /url: "#tabs-2"
+- menu [ref=e6]:
+  - listitem [ref=e7] [cursor=pointer]:
+    - menuitem "Copy" [ref=e8]
+- generic [ref=e9] [cursor=pointer]:
+  - generic [ref=e10]: Livia
+  - generic [ref=e11]: Lunch?
+- generic [ref=e12] [cursor=pointer]
+- generic [ref=e13]:
+  - term [ref=e14]: Status
+  - definition [ref=e15]: Unpaid
+- iframe [ref=e16]:
+  - generic [ref=f1e1]:
+    - button "Inside" [ref=f1e2]
+- dialog "Confirm" [ref=e17]:
+  - paragraph [ref=e18]: Sure?
+  - button "Yes" [ref=e19]"""
+    assert compact_snapshot(snapshot).splitlines() == [
+        "## Widgets [e2] help",
+        "[e4] tab [expanded] [selected] [e5] Tab #2",
+        "[e7] [e8] menuitem Copy",
+        "[e9] Livia Lunch?",
+        "[e12] clickable",
+        "Status: Unpaid",
+        "[e16] iframe",
+        "[f1e2] button Inside",
+        'dialog "Confirm":',
+        "Sure?",
+        "[e19] button Yes",
+    ]
+
+
+def test_inline_text_joins_but_blocks_stay_apart() -> None:
+    snapshot = """- paragraph [ref=e1]:
+  - text: "Price:"
+  - strong [ref=e2]: $5
+  - text: only today
+- generic [ref=e3]:
+  - text: Barker @annis
+  - generic [ref=e4]: ·
+  - text: 9h ago
+- paragraph [ref=e5]:
+  - text: Username
+  - textbox [ref=e6]
+- list [ref=e7]:
+  - listitem [ref=e8]: First
+  - listitem [ref=e9]: Second"""
+    assert compact_snapshot(snapshot).splitlines() == [
+        "Price: $5 only today",
+        "Barker @annis · 9h ago",
+        "Username [e6] textbox",
+        "First",
+        "Second",
+    ]
+
+
+def test_never_raises_and_is_deterministic() -> None:
+    odd = [
+        "",
+        "not yaml at all: [ref=e5] here",
+        '- button "unterminated [ref=e1]',
+        "- 'broken quote [ref=e2]",
+        "      - deeply indented orphan [ref=e3]",
+        "- /url: /orphan",
+        '- textbox "Password" [ref=e4]: {{secret:acme.password}}',
+        "- button [ref=e5] [box=1,2,3,4]",
+        "- UPPER case line",
+    ]
+    text = "\n".join(odd)
+    out = compact_snapshot(text)
+    assert out == compact_snapshot(text)
+    assert "[e5]" in out and "{{secret:acme.password}}" in out
+    assert "not yaml at all: [e5] here" in out  # an unreadable line stays, as text
+    for line in odd:
+        compact_snapshot(line)
+
+
+@pytest.mark.parametrize(
+    ("title", "shown"),
+    [
+        ("Invoice INV-1 - Acme Billing", False),  # heading + site name already on the page
+        ("Click Button Task", True),
+        ("Acme Billing", False),
+        ("", False),
+        ("Acme Billing | Invoices", True),
+    ],
+)
+def test_page_text_leaves_out_a_title_the_page_already_says(title: str, shown: bool) -> None:
+    text = page_text("http://127.0.0.1:8765/invoices/INV-1", title, "Acme Billing\n# Invoice INV-1")
+    assert text.startswith("http://127.0.0.1:8765/invoices/INV-1\n")
+    assert (f"title: {title}" in text) is shown
+    assert text.endswith("Acme Billing\n# Invoice INV-1")
