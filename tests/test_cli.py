@@ -187,7 +187,6 @@ def test_ctrl_c_cancels_cleanly_releases_lease_and_leaves_no_browser(
         f"name: slow\nstart_url: {portal}\nstep_timeout_s: 60\n"
         "steps:\n  - goto: /login\n  - goto: /slow?ms=30000\n",
     )
-    started = time.time()
     # Its own process group, like a terminal's foreground job: Ctrl-C reaches every process.
     proc = subprocess.Popen(
         [*CORRAL, "run", slow, "--profile", "alice"],
