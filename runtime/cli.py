@@ -6,13 +6,12 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from .app import Runtime
 from .cli_profiles import profiles_group
 from .cli_secrets import secrets_group, vault_group
-from .clitools import err_console, parse_pairs, print_json, run_async, with_runtime
+from .clitools import err_console, out_console, parse_pairs, print_json, run_async, with_runtime
 from .errors import RunNotFoundError
 from .live import results_table, run_many
 from .records import ModelCallRecord
@@ -84,7 +83,7 @@ def run(
 
 
 def _print_results(results: list[RunResult]) -> None:
-    console = Console()
+    console = out_console()
     if len(results) > 1 or any(r.run_id for r in results):
         console.print(results_table(results))
     for r in results:
@@ -134,7 +133,7 @@ def runs_list(limit: int, profile: str | None, as_json: bool) -> None:
                 f"{took:.1f}s" if took is not None else "",
                 (r.error or "")[:60],
             )
-        Console().print(table)
+        out_console().print(table)
 
     run_async(lambda: with_runtime(body))
 
@@ -165,7 +164,7 @@ def runs_show(run_id: str, as_json: bool) -> None:
         step_cost: dict[int | None, float] = {}
         for c in calls:
             step_cost[c.step_idx] = step_cost.get(c.step_idx, 0.0) + c.cost_usd
-        console = Console()
+        console = out_console()
         console.print(
             f"[bold]run {run.id}[/]  task {run.task_name}  profile {run.profile}  "
             f"status {run.status}",

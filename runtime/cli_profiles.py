@@ -7,13 +7,12 @@ from typing import Any
 
 import click
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
 from profiles import ProfileRecord, ProfileSettings
 
 from .app import Runtime
-from .clitools import parse_pairs, print_json, read_hidden, run_async, with_runtime
+from .clitools import out_console, parse_pairs, print_json, read_hidden, run_async, with_runtime
 
 __all__ = ["profiles_group"]
 
@@ -118,7 +117,7 @@ def list_(as_json: bool) -> None:
                 lease.run_id if lease else "",
                 ", ".join(sorted(r.settings.vars)),
             )
-        Console().print(table)
+        out_console().print(table)
 
     run_async(lambda: with_runtime(body))
 
@@ -135,7 +134,7 @@ def show(name: str, as_json: bool) -> None:
         if as_json:
             print_json(data)
             return
-        Console().print_json(data=data)
+        out_console().print_json(data=data)
 
     run_async(lambda: with_runtime(body))
 

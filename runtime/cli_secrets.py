@@ -10,13 +10,12 @@ import sys
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from profiles import MasterKey, UserError
 
 from .app import Runtime
-from .clitools import print_json, read_hidden, run_async, with_runtime
+from .clitools import out_console, print_json, read_hidden, run_async, with_runtime
 from .rotate import rotate_key
 
 __all__ = ["secrets_group", "vault_group"]
@@ -101,7 +100,7 @@ def list_(as_json: bool) -> None:
                 str(r["created_at"])[:16],
                 str(r["last_used_at"] or "never")[:16],
             )
-        Console().print(table)
+        out_console().print(table)
 
     run_async(lambda: with_runtime(body))
 
@@ -143,7 +142,7 @@ def audit(run_id: str | None, limit: int, as_json: bool) -> None:
                 "yes" if e.allowed else "NO",
                 e.reason or "",
             )
-        Console().print(table)
+        out_console().print(table)
 
     run_async(lambda: with_runtime(body))
 

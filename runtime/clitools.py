@@ -20,6 +20,7 @@ from .settings import Settings
 __all__ = [
     "err_console",
     "fail",
+    "out_console",
     "parse_pairs",
     "print_json",
     "read_hidden",
@@ -29,6 +30,13 @@ __all__ = [
 
 T = TypeVar("T")
 err_console = Console(stderr=True)
+
+
+def out_console() -> Console:
+    """The console for command output: the terminal's width, or 160 columns when piped, so
+    tables in files and pipes keep their content instead of ellipses."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

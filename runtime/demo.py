@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from rich.console import Console
-
 from examples.portal import USERS, PortalServer
 from profiles import ProfileNotFoundError, ProfileSettings
 
 from .app import Runtime
 from .cli import combined_exit_code
-from .clitools import err_console
+from .clitools import err_console, out_console
 from .live import results_table, run_many
 from .task import load_task
 
@@ -56,7 +54,7 @@ def _start_portal(home: Path, port: int) -> PortalServer:
 
 async def run_demo(rt: Runtime, port: int, fresh: bool) -> int:
     """Run the demo end to end; returns the exit code."""
-    console = Console()
+    console = out_console()
     server = await asyncio.to_thread(_start_portal, rt.settings.home, port)
     try:
         console.print(

@@ -3,6 +3,7 @@ runtime.testing: success, budget, loops, invalid calls, vision routing, shadow, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -295,3 +296,89 @@ async def test_missing_api_key_is_bad_input_naming_the_env_var(rt: Runtime, port
     assert result.exit_code == 2 and result.run_id is None
     assert "missing API key: set OPENAI_API_KEY" in str(result.error)
     assert "missing API key: set ANTHROPIC_API_KEY" in str(result.error)
+
+
+CANVAS_PAGE = "data:text/html,<title>Chart</title><canvas width=300 height=150></canvas>"
+
+
+@pytest.mark.parametrize("mode", ["auto", "always", "never"])
+async def test_vision_runs_when_the_snapshot_gives_too_little(rt: Runtime, mode: str) -> None:
+    await rt.profiles.create("viewer")
+    task = parse_task(
+        {"name": "chart", "start_url": CANVAS_PAGE, "goal": "Read the chart.", "vision": mode},
+        "chart.yaml",
+    )
+    planner = FunctionModel(lambda m, t: reply(call("done", result="ok")), name="planner")
+    vision = FunctionModel(lambda m, t: reply(text="An empty chart."), name="eyes")
+    result = await run_task(rt, task, "viewer", models={"planner": [planner], "vision": [vision]})
+    assert result.status == "succeeded", result.error
+    expected = 0 if mode == "never" else 1
+    assert len(vision.requests) == expected
+    assert all(r.has_image for r in vision.requests)
+    told = "A vision model describes the screen: An empty chart." in page_of(
+        planner.requests[0].messages
+    )
+    assert told is (mode != "never")
+
+
+async def test_always_vision_on_a_page_with_plenty_of_refs(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    vision = FunctionModel(lambda m, t: reply(text="A sign-in form."), name="eyes")
+    planner = FunctionModel(lambda m, t: reply(call("done", result={"unpaid": 0})))
+    auto = await run_task(
+        rt, goal_task(portal), "alice", models={"planner": [planner], "vision": [vision]}
+    )
+    assert auto.status == "succeeded" and not vision.requests  # the login form has refs
+    always = await run_task(
+        rt,
+        goal_task(portal, vision="always"),
+        "alice",
+        models={"planner": [planner], "vision": [vision]},
+    )
+    assert always.status == "succeeded" and len(vision.requests) == 1
+
+
+async def test_token_budget_stops_the_run(rt: Runtime, portal: str) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+
+    def chatty(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        return reply(call("scroll", direction="down"), input_tokens=3000, output_tokens=100)
+
+    planner = FunctionModel(chatty)
+    task = goal_task(portal, budget={"max_tokens": 7000, "max_steps": 20})
+    result = await run_task(rt, task, "alice", models={"planner": [planner]})
+    assert result.status == "failed" and "max_tokens=7000" in str(result.error)
+    assert result.tokens <= 7000 + 3100  # stopped at the first call that passed the cap
+
+
+async def test_runs_show_prints_cost_per_step_and_role(rt: Runtime, portal: str, home: Any) -> None:
+    import subprocess
+
+    from tests.conftest import CORRAL
+
+    await make_demo_profiles(rt, portal, "alice")
+    (rt.settings.home / "corral.toml").write_text(
+        '[prices."fake:priced"]\ninput = 1.0\noutput = 2.0\n'
+    )
+    planner = FunctionModel(login_then(unpaid_count), name="priced")
+    result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
+    assert result.status == "succeeded" and result.cost_usd == pytest.approx(4 * 0.00014)
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [*CORRAL, "runs", "show", str(result.run_id)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "model calls by role" in shown.stdout
+    assert "fake:priced" in shown.stdout and "0.0006" in shown.stdout
+    listing = await asyncio.to_thread(
+        subprocess.run,
+        [*CORRAL, "runs", "show", str(result.run_id), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    data = json.loads(listing.stdout)
+    assert [c["role"] for c in data["model_calls"]] == ["planner"] * 4
