@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tools import Observation
+from tools.compact import page_text
 
 from ..models.types import Message, TextPart
 
@@ -43,16 +44,17 @@ class History:
 
 
 def render_observation(obs: Observation, secrets: list[str]) -> str:
-    """The current page as the planner sees it."""
-    tabs = "\n".join(
-        f"  [{t.index}]{' (active)' if t.active else ''} {t.title} - {t.url}" for t in obs.tabs
-    )
-    page = getattr(obs, "compact", None) or obs.snapshot
-    available = ", ".join(secrets) if secrets else "none"
-    return (
-        f"URL: {obs.url}\nTitle: {obs.title}\nTabs:\n{tabs}\n"
-        f"Secrets available on this page: {available}\n\nPage:\n{page}"
-    )
+    """The current page as the planner sees it: what the observation benchmark measures
+    (``tools.compact.page_text``), plus other tabs and usable secret names when there are any."""
+    text = page_text(obs.url, obs.title, obs.compact)
+    if len(obs.tabs) > 1:
+        tabs = "\n".join(
+            f"  [{t.index}]{' (active)' if t.active else ''} {t.title} - {t.url}" for t in obs.tabs
+        )
+        text = f"Tabs:\n{tabs}\n{text}"
+    if secrets:
+        text = f"Secrets usable on this page: {', '.join(secrets)}\n{text}"
+    return text
 
 
 def planner_messages(
