@@ -24,7 +24,7 @@ from .recorder import Recorder
 from .records import StepRecord, StepStatus
 from .task import Task
 
-__all__ = ["RunEvent", "RunState", "act_and_record", "describe"]
+__all__ = ["RunEvent", "RunState", "act", "act_and_record", "describe", "record"]
 
 
 @dataclass(frozen=True)
@@ -82,19 +82,18 @@ def _size(value: Any) -> int:
     return len(value) if isinstance(value, list | dict) else 1
 
 
-async def act_and_record(
+async def act(
     state: RunState,
     action: AnyAction,
     tabs: Tabs,
     ctx: ActionContext,
-    recorder: Recorder,
     text: str,
     total: int,
     *,
     skip: bool = False,
     extra: dict[str, Any] | None = None,
-) -> CorralError | None:
-    """Do one action (unless ``skip``), record it with a screenshot; return its failure."""
+) -> tuple[StepRecord, CorralError | None]:
+    """Do one action (unless ``skip``): its record (without screenshot) and its failure."""
     idx = state.idx
     state.idx += 1
     if state.lease is not None:
@@ -125,27 +124,54 @@ async def act_and_record(
             failure = type(exc)(f"step {idx + 1} ({text}): {exc}")
             if isinstance(exc, SecretNotAvailableError):
                 detail.update({"policy_violation": "secret_scope", "reason": str(exc)})
+    duration_ms = round((time.perf_counter() - t0) * 1000, 1)
     state.counts[status] += 1
-    redactor = state.lease.redactor if state.lease else None
-    shot = await screenshot(tabs, redactor.found_in_text if redactor else None)
     page_after = tabs.pages[tabs.active_index] if tabs.pages else None
     target = action_target(action)
-    await recorder.step(
-        StepRecord(
-            run_id=state.run_id,
-            idx=idx,
-            kind=action.kind,
-            action=action.model_dump(mode="json", by_alias=True, exclude_none=True),
-            target=target.describe() if target else None,
-            side_effect=str(type(action).side_effect),
-            status=status,
-            url_before=url_before,
-            url_after=page_after.url if page_after else None,
-            started_at=began,
-            duration_ms=round((time.perf_counter() - t0) * 1000, 1),
-            error=error,
-            detail=detail or None,
-        ),
-        shot,
+    step = StepRecord(
+        run_id=state.run_id,
+        idx=idx,
+        kind=action.kind,
+        action=action.model_dump(mode="json", by_alias=True, exclude_none=True),
+        target=target.describe() if target else None,
+        side_effect=str(type(action).side_effect),
+        status=status,
+        url_before=url_before,
+        url_after=page_after.url if page_after else None,
+        started_at=began,
+        duration_ms=duration_ms,
+        error=error,
+        detail=detail or None,
     )
+    return step, failure
+
+
+async def record(state: RunState, tabs: Tabs, recorder: Recorder, step: StepRecord) -> None:
+    """Screenshot the page as the step left it and write the step's record.
+
+    Read-only on the page, so the agent loop runs it while it observes and asks the model.
+    """
+    policy = state.task.screenshots
+    shot = None
+    if policy == "always" or (policy == "on_failure" and step.status == "failed"):
+        redactor = state.lease.redactor if state.lease else None
+        shot = await screenshot(tabs, redactor.found_in_text if redactor else None)
+    await recorder.step(step, shot)
+
+
+async def act_and_record(
+    state: RunState,
+    action: AnyAction,
+    tabs: Tabs,
+    ctx: ActionContext,
+    recorder: Recorder,
+    text: str,
+    total: int,
+    *,
+    skip: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> CorralError | None:
+    """Do one action (unless ``skip``), record it with a screenshot; return its failure."""
+    step, failure = await act(state, action, tabs, ctx, text, total, skip=skip, extra=extra)
+    await record(state, tabs, recorder, step)
     return failure

@@ -94,6 +94,9 @@ class Task(BaseModel):
     models: dict[Literal["planner", "vision", "extractor", "shadow"], list[str]] | None = Field(
         None, description="role chains overriding corral.toml for this task"
     )
+    screenshots: Literal["always", "on_failure", "never"] = Field(
+        "always", description="a screenshot per recorded step, only for failed steps, or none"
+    )
     vision: Literal["auto", "always", "never"] = Field(
         "auto", description="auto: a vision step when the snapshot gives too little to act on"
     )

@@ -14,6 +14,7 @@ the same action on the same page state ``LOOP_REPEATS`` times.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -38,7 +39,7 @@ from ..models.types import (
     TextPart,
 )
 from ..recorder import Recorder
-from ..steps import RunState, act_and_record, describe
+from ..steps import RunState, act, describe, record
 from .prompt import History, planner_messages, render_observation
 from .router import ModelRouter
 from .toolset import Done, ExtractData, Look, ToolArgsError, parse_call, tool_specs
@@ -99,118 +100,126 @@ async def run_goal(
     seen: Counter[str] = Counter()
     invalid_calls = invalid_results = failures = 0
     state.shadow_agreed = state.shadow_total = 0
-    while True:
-        if state.idx >= task.budget.max_steps:
-            raise _Stop(f"stopped: budget max_steps={task.budget.max_steps} reached")
-        router.step_idx = state.idx
-        # observe
-        redactor = state.lease.redactor if state.lease else None
-        obs = await observe(tabs, redact=redactor.text if redactor else None)
-        origin = origin_of(obs.url)
-        secrets = state.lease.available_on(origin) if state.lease else []
-        notes = []
-        if task.vision == "always" or (
-            task.vision == "auto" and obs.snapshot.count("[ref=") <= _MIN_REFS_FOR_TEXT
-        ):
-            description = await _look(
-                tabs,
-                router,
-                "Describe this page and what can be done on it; name elements by their ref.",
-                redactor,
+    # The screenshot and record of the last action, taken while the next turn observes and asks
+    # the model (both only read the page); always awaited before the next action and on exit.
+    pending: asyncio.Task[None] | None = None
+    try:
+        while True:
+            if state.idx >= task.budget.max_steps:
+                raise _Stop(f"stopped: budget max_steps={task.budget.max_steps} reached")
+            router.step_idx = state.idx
+            # observe
+            redactor = state.lease.redactor if state.lease else None
+            obs = await observe(tabs, redact=redactor.text if redactor else None)
+            origin = origin_of(obs.url)
+            secrets = state.lease.available_on(origin) if state.lease else []
+            notes = []
+            if task.vision == "always" or (
+                task.vision == "auto" and obs.snapshot.count("[ref=") <= _MIN_REFS_FOR_TEXT
+            ):
+                description = await _look(
+                    tabs,
+                    router,
+                    "Describe this page and what can be done on it; name elements by their ref.",
+                    redactor,
+                )
+                if description is not None:
+                    notes.append(f"A vision model describes the screen: {description}")
+            messages = planner_messages(
+                task.goal, task.output_schema, history, render_observation(obs, secrets), notes
             )
-            if description is not None:
-                notes.append(f"A vision model describes the screen: {description}")
-        messages = planner_messages(
-            task.goal, task.output_schema, history, render_observation(obs, secrets), notes
-        )
-        settings = ModelSettings(tool_choice="required", max_tokens=1024)
-        # decide
-        response = await router.ask("planner", messages, specs, settings)
-        if router.has("shadow"):
-            shadow = await router.shadow(messages, specs, settings)
-            if shadow is not None:
-                state.shadow_total += 1
-                state.shadow_agreed += _call_summary(shadow) == _call_summary(response)
-        if not response.tool_calls:
-            invalid_calls += 1
-            history.add("(you answered without calling a tool; call exactly one tool)")
-            if invalid_calls > MAX_INVALID_CALLS:
-                raise _Stop("stopped: the planner kept answering without a tool call")
-            continue
-        call = response.tool_calls[0]
-        model_note = {"model": f"{response.provider}:{response.model}", "tool": call.name}
-        # validate
-        try:
-            parsed = parse_call(call)
-        except ToolArgsError as exc:
-            invalid_calls += 1
-            history.add(f"{call.name}: rejected: {exc}")
-            if invalid_calls > MAX_INVALID_CALLS:
+            settings = ModelSettings(tool_choice="required", max_tokens=1024)
+            # decide
+            response = await router.ask("planner", messages, specs, settings)
+            if router.has("shadow"):
+                shadow = await router.shadow(messages, specs, settings)
+                if shadow is not None:
+                    state.shadow_total += 1
+                    state.shadow_agreed += _call_summary(shadow) == _call_summary(response)
+            if not response.tool_calls:
+                invalid_calls += 1
+                history.add("(you answered without calling a tool; call exactly one tool)")
+                if invalid_calls > MAX_INVALID_CALLS:
+                    raise _Stop("stopped: the planner kept answering without a tool call")
+                continue
+            call = response.tool_calls[0]
+            model_note = {"model": f"{response.provider}:{response.model}", "tool": call.name}
+            # validate
+            try:
+                parsed = parse_call(call)
+            except ToolArgsError as exc:
+                invalid_calls += 1
+                history.add(f"{call.name}: rejected: {exc}")
+                if invalid_calls > MAX_INVALID_CALLS:
+                    raise _Stop(
+                        f"stopped: {MAX_INVALID_CALLS + 1} invalid tool calls in a row; last: {exc}"
+                    ) from exc
+                continue
+            invalid_calls = 0
+            if isinstance(parsed, Done):
+                if task.output_schema is not None:
+                    try:
+                        jsonschema.validate(parsed.result, task.output_schema)
+                    except jsonschema.ValidationError as exc:
+                        invalid_results += 1
+                        history.add(
+                            "done: result rejected, it does not match the output schema: "
+                            + exc.message
+                        )
+                        if invalid_results > MAX_INVALID_RESULTS:
+                            raise _Stop(
+                                "stopped: done() results kept failing the output schema: "
+                                + exc.message
+                            ) from exc
+                        continue
+                state.result, state.has_result = parsed.result, True
+                return
+            if isinstance(parsed, Look):
+                answer = await _look(tabs, router, parsed.question, redactor)
+                history.add(f"look({parsed.question!r}) -> {answer or 'no vision model available'}")
+                continue
+            if isinstance(parsed, ExtractData):
+                value = await _extract(tabs, router, parsed, obs)
+                state.extracted[parsed.name] = value
+                history.add(f"extract_data({parsed.name}) -> {json.dumps(value)[:300]}")
+                continue
+            # loop detection: the same action on the same page state
+            key = hashlib.sha256(
+                (obs.url + "\n" + obs.snapshot + "\n" + parsed.model_dump_json()).encode()
+            ).hexdigest()
+            seen[key] += 1
+            if seen[key] >= LOOP_REPEATS:
                 raise _Stop(
-                    f"stopped: {MAX_INVALID_CALLS + 1} invalid tool calls in a row; last: {exc}"
-                ) from exc
-            continue
-        invalid_calls = 0
-        if isinstance(parsed, Done):
-            if task.output_schema is not None:
-                try:
-                    jsonschema.validate(parsed.result, task.output_schema)
-                except jsonschema.ValidationError as exc:
-                    invalid_results += 1
-                    history.add(
-                        f"done: result rejected, it does not match the output schema: {exc.message}"
-                    )
-                    if invalid_results > MAX_INVALID_RESULTS:
-                        raise _Stop(
-                            f"stopped: done() results kept failing the output schema: {exc.message}"
-                        ) from exc
-                    continue
-            state.result, state.has_result = parsed.result, True
-            return
-        if isinstance(parsed, Look):
-            answer = await _look(tabs, router, parsed.question, redactor)
-            history.add(f"look({parsed.question!r}) -> {answer or 'no vision model available'}")
-            continue
-        if isinstance(parsed, ExtractData):
-            value = await _extract(tabs, router, parsed, obs)
-            state.extracted[parsed.name] = value
-            history.add(f"extract_data({parsed.name}) -> {json.dumps(value)[:300]}")
-            continue
-        # loop detection: the same action on the same page state
-        key = hashlib.sha256(
-            (obs.url + "\n" + obs.snapshot + "\n" + parsed.model_dump_json()).encode()
-        ).hexdigest()
-        seen[key] += 1
-        if seen[key] >= LOOP_REPEATS:
-            raise _Stop(
-                f"stopped: loop detected: {describe(parsed)} on the same page state "
-                f"{LOOP_REPEATS} times"
+                    f"stopped: loop detected: {describe(parsed)} on the same page state "
+                    f"{LOOP_REPEATS} times"
+                )
+            # check
+            verdict = await policy(parsed, obs)
+            if verdict.decision != "allow":
+                history.add(
+                    f"{describe(parsed)}: not allowed by policy: {', '.join(verdict.reasons)}"
+                )
+                continue
+            # act, then record while the next turn observes and asks the model
+            if pending is not None:
+                await pending
+                pending = None
+            step, failure = await act(
+                state, parsed, tabs, ctx, describe(parsed), task.budget.max_steps, extra=model_note
             )
-        # check
-        verdict = await policy(parsed, obs)
-        if verdict.decision != "allow":
-            history.add(f"{describe(parsed)}: not allowed by policy: {', '.join(verdict.reasons)}")
-            continue
-        # act + record
-        failure = await act_and_record(
-            state,
-            parsed,
-            tabs,
-            ctx,
-            recorder,
-            describe(parsed),
-            task.budget.max_steps,
-            extra=model_note,
-        )
-        if failure is None:
-            failures = 0
-            history.add(f"{describe(parsed)}: ok")
-        else:
-            failures += 1
-            message = str(failure).split(": ", 1)[-1]
-            history.add(f"{describe(parsed)}: failed: {message}")
-            if failures >= task.budget.max_failures:
-                raise _Stop(f"stopped: {failures} failed actions in a row; last: {failure}")
+            pending = asyncio.create_task(record(state, tabs, recorder, step))
+            if failure is None:
+                failures = 0
+                history.add(f"{describe(parsed)}: ok")
+            else:
+                failures += 1
+                message = str(failure).split(": ", 1)[-1]
+                history.add(f"{describe(parsed)}: failed: {message}")
+                if failures >= task.budget.max_failures:
+                    raise _Stop(f"stopped: {failures} failed actions in a row; last: {failure}")
+    finally:
+        if pending is not None:
+            await pending
 
 
 async def _look(tabs: Tabs, router: ModelRouter, question: str, redactor: Any) -> str | None:
