@@ -238,6 +238,8 @@ async def test_shadow_planner_is_recorded_never_executed(rt: Runtime, portal: st
     assert result.shadow_agreement == 0.75  # agreed on the three login turns, not on the last
     steps = await rt.store.list_steps(str(result.run_id))
     assert not any("Log out" in json.dumps(s.action) for s in steps)
+    # Each step records what the shadow would have done, and whether it agreed.
+    assert [s.detail["shadow_agrees"] for s in steps if s.detail] == [True, True, True]
 
 
 async def test_fallback_and_circuit_breaker_are_recorded(rt: Runtime, portal: str) -> None:
@@ -382,3 +384,25 @@ async def test_runs_show_prints_cost_per_step_and_role(rt: Runtime, portal: str,
     )
     data = json.loads(listing.stdout)
     assert [c["role"] for c in data["model_calls"]] == ["planner"] * 4
+
+
+async def test_an_unknown_ref_fails_the_action_and_the_model_is_told(
+    rt: Runtime, portal: str
+) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    tried = []
+
+    def decide(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        if not tried:
+            tried.append(True)
+            return reply(call("click", ref="e999"))
+        return login_then(unpaid_count)(messages, tools)  # type: ignore[no-any-return]
+
+    planner = FunctionModel(decide)
+    task = goal_task(portal, step_timeout_s=0.5)
+    result = await run_task(rt, task, "alice", models={"planner": [planner]})
+    assert result.status == "succeeded", result.error
+    told = page_of(planner.requests[1].messages)
+    assert "click ref=e999: failed: click: no element matches ref=e999" in told, told
+    steps = await rt.store.list_steps(str(result.run_id))
+    assert steps[1].status == "failed" and "ref=e999" in str(steps[1].error)

@@ -131,11 +131,14 @@ async def run_goal(
             settings = ModelSettings(tool_choice="required", max_tokens=1024)
             # decide
             response = await router.ask("planner", messages, specs, settings)
+            shadow_note: dict[str, Any] = {}
             if router.has("shadow"):
                 shadow = await router.shadow(messages, specs, settings)
                 if shadow is not None:
+                    agrees = _call_summary(shadow) == _call_summary(response)
                     state.shadow_total += 1
-                    state.shadow_agreed += _call_summary(shadow) == _call_summary(response)
+                    state.shadow_agreed += agrees
+                    shadow_note = {"shadow": _call_summary(shadow), "shadow_agrees": agrees}
             if not response.tool_calls:
                 invalid_calls += 1
                 history.add("(you answered without calling a tool; call exactly one tool)")
@@ -143,7 +146,11 @@ async def run_goal(
                     raise _Stop("stopped: the planner kept answering without a tool call")
                 continue
             call = response.tool_calls[0]
-            model_note = {"model": f"{response.provider}:{response.model}", "tool": call.name}
+            model_note = {
+                "model": f"{response.provider}:{response.model}",
+                "tool": call.name,
+                **shadow_note,
+            }
             # validate
             try:
                 parsed = parse_call(call)
