@@ -462,8 +462,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         "### (b) Per-step loop overhead",
         "",
-        "TODO: not measured by this script; the agent loop's time per turn is for "
-        "`scripts/bench_loop.py` (its own section).",
+        "Measured by `scripts/bench_loop.py`: see the section *Agent loop overhead per step*.",
     ]
     return "\n".join(lines) + "\n"
 
