@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from PIL import Image, ImageDraw
 
-from .observe import MASK_SELECTOR, page_shows_secret
+from .observe import mask_locators, page_shows_secret
 from .tabs import Tabs
 
 __all__ = ["INTERACTIVE_ROLES", "marked_screenshot", "parse_boxes"]
@@ -48,7 +48,7 @@ async def marked_screenshot(
     if shows_secret is not None and await page_shows_secret(tabs, shows_secret):
         return None, []
     snapshot = await page.aria_snapshot(mode="ai", boxes=True)
-    masks = [frame.locator(MASK_SELECTOR) for frame in page.frames]
+    masks = await mask_locators(page)
     image = Image.open(io.BytesIO(await page.screenshot(type="png", mask=masks)))
     draw = ImageDraw.Draw(image)
     refs = []
