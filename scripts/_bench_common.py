@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 CHROMIUM_NAMES = ("chromium", "chrome", "headless_shell", "chrome_crashpad_handler")
 
@@ -113,3 +114,15 @@ def _chromium_rss_procfs(root_pids: Iterable[int] | None) -> tuple[int, int]:
             chosen.update(kids)
             frontier.extend(kids)
     return len(chosen), sum(stats[pid][2] for pid in chosen)
+
+
+def write_section(benchmarks_md: Path, name: str, markdown: str) -> None:
+    """Replace (or append) the ``<!-- NAME:begin -->`` ... ``<!-- NAME:end -->`` block."""
+    text = benchmarks_md.read_text() if benchmarks_md.exists() else "# Benchmarks\n\n"
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{markdown}{end}"
+    if begin in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    benchmarks_md.write_text(text)

@@ -51,6 +51,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from _bench_common import write_section  # noqa: E402
 
 from examples.portal import USERS, PortalServer  # noqa: E402
 from examples.portal.data import invoices_for  # noqa: E402
@@ -468,18 +471,6 @@ def to_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(markdown: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    begin, end = "<!-- bench_observation:begin -->", "<!-- bench_observation:end -->"
-    block = f"{begin}\n{markdown}{end}"
-    if begin in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
@@ -492,4 +483,4 @@ if __name__ == "__main__":
     markdown = to_markdown(results)
     print(markdown)
     if args.write:
-        write_section(markdown)
+        write_section(ROOT / "BENCHMARKS.md", "bench_observation", markdown)
