@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from playwright.async_api import Page
+from playwright.async_api import CDPSession, Page
 
 from profiles import Session
 
@@ -17,6 +17,7 @@ class Tabs:
         self.pages: list[Page] = list(session.context.pages)
         self._active = 0
         self._opened: list[Page] = []
+        self._cdp: dict[Page, CDPSession] = {}
         session.context.on("page", self._on_page)
 
     def _on_page(self, page: Page) -> None:
@@ -24,7 +25,15 @@ class Tabs:
         self._opened.append(page)
         page.on("close", self._on_close)
 
+    async def cdp(self, page: Page) -> CDPSession:
+        """A Chrome DevTools session on ``page`` (kept for the page's life)."""
+        session = self._cdp.get(page)
+        if session is None:
+            session = self._cdp[page] = await self.session.context.new_cdp_session(page)
+        return session
+
     def _on_close(self, page: Page) -> None:
+        self._cdp.pop(page, None)
         if page in self.pages:
             index = self.pages.index(page)
             self.pages.remove(page)
