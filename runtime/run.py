@@ -148,8 +148,7 @@ async def run_task(
             )
             if models is None:
                 # Fail before the run starts when no planner can be called (e.g. no API key).
-                probe = ModelRouter(config, rt.store, "probe", Meter(None, None), rt.env)
-                probe.require(["planner"])
+                config.require("planner", rt.env)
     except UserError as exc:
         return _bad_input(task, name or "?", exc, started)
 

@@ -406,3 +406,18 @@ async def test_an_unknown_ref_fails_the_action_and_the_model_is_told(
     assert "click ref=e999: failed: click: no element matches ref=e999" in told, told
     steps = await rt.store.list_steps(str(result.run_id))
     assert steps[1].status == "failed" and "ref=e999" in str(steps[1].error)
+
+
+async def test_a_shadow_call_that_would_pass_the_budget_is_skipped(
+    rt: Runtime, portal: str
+) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    (rt.settings.home / "corral.toml").write_text(
+        '[prices."fake:costly-shadow"]\ninput = 0\noutput = 1000\n'
+    )
+    planner = FunctionModel(login_then(unpaid_count), name="planner")
+    shadow = FunctionModel(lambda m, t: reply(call("done", result={})), name="costly-shadow")
+    task = goal_task(portal, budget={"max_usd": 0.5})
+    result = await run_task(rt, task, "alice", models={"planner": [planner], "shadow": [shadow]})
+    assert result.status == "succeeded", result.error
+    assert not shadow.requests and result.shadow_agreement is None and result.cost_usd == 0

@@ -117,16 +117,6 @@ class ModelRouter:
         """True if the role has a chain."""
         return role in self.chains
 
-    def require(self, roles: list[Role]) -> None:
-        """Fail before the run if a needed role has no usable model (e.g. no API key)."""
-        for role in roles:
-            chain = self.chains.get(role)
-            if chain is None:
-                raise ModelConfigError(f"models: no chain for role '{role}'")
-            if not chain.usable:
-                reasons = "; ".join(str(m) for m in chain.models)
-                raise ModelConfigError(f"models: no usable {role} model: {reasons}")
-
     def _price(self, label: str) -> Price:
         price = find_price(label, self.prices)
         if price is None:
@@ -169,19 +159,7 @@ class ModelRouter:
     ) -> ModelResponse:
         """One request along ``role``'s chain, within the budget."""
         chain = self.chains[role]
-        first = next(
-            (
-                label
-                for label, m in zip(chain.labels, chain.models, strict=True)
-                if isinstance(m, Model)
-            ),
-            chain.labels[0],
-        )
-        tokens = _estimate_tokens(messages, tools)
-        estimate = cost_usd(
-            Usage(input_tokens=tokens, output_tokens=settings.max_tokens), self._price(first)
-        )
-        self.meter.check_before(estimate, tokens + settings.max_tokens)
+        self.meter.check_before(*self._estimate(chain, messages, tools, settings))
         response = await chain.request(messages, tools, settings, validate, need_vision)
         self.meter.enforce()
         return response
@@ -194,6 +172,28 @@ class ModelRouter:
         if chain is None:
             return None
         try:
+            # Trying a model must not overspend: a shadow call that would pass a cap is skipped.
+            self.meter.check_before(*self._estimate(chain, messages, tools, settings))
             return await chain.request(messages, tools, settings)
         except RunError:
             return None
+
+    def _estimate(
+        self,
+        chain: ModelChain,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        settings: ModelSettings,
+    ) -> tuple[float, int]:
+        """Estimated cost and tokens of a call, priced at the chain's first usable model."""
+        first = next(
+            (
+                label
+                for label, m in zip(chain.labels, chain.models, strict=True)
+                if isinstance(m, Model)
+            ),
+            chain.labels[0],
+        )
+        tokens = _estimate_tokens(messages, tools)
+        usage = Usage(input_tokens=tokens, output_tokens=settings.max_tokens)
+        return cost_usd(usage, self._price(first)), tokens + settings.max_tokens

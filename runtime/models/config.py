@@ -144,15 +144,33 @@ class ModelsConfig(BaseModel):
         cfg = self.providers.get(provider)
         return label not in self.text_only and (cfg is None or cfg.vision)
 
+    def key_problem(self, label: str, env: Mapping[str, str]) -> ModelConfigError | None:
+        """Why ``label`` cannot be called with ``env`` (a missing API key), or None."""
+        cfg = self.providers.get(label.partition(":")[0])
+        if cfg is not None and not env.get(cfg.api_key_env):
+            return ModelConfigError(f"{label}: missing API key: set {cfg.api_key_env}")
+        return None
+
+    def require(self, role: str, env: Mapping[str, str]) -> None:
+        """Fail before a run when no model of ``role`` can be called (no SDK client is built)."""
+        chain = self.roles.get(role)  # type: ignore[call-overload]
+        if not chain:
+            raise ModelConfigError(f"models: no chain for role '{role}'")
+        problems = [self.key_problem(label, env) for label in chain]
+        if all(problems):
+            reasons = "; ".join(str(p) for p in problems)
+            raise ModelConfigError(f"models: no usable {role} model: {reasons}")
+
     def build(
         self, label: str, env: Mapping[str, str], http_client: Any = None
     ) -> Model | ModelConfigError:
         """The adapter for ``provider:model``, or the config error that prevents it."""
         provider, _, name = label.partition(":")
         cfg = self.providers[provider]
-        key = env.get(cfg.api_key_env)
-        if not key:
-            return ModelConfigError(f"{label}: missing API key: set {cfg.api_key_env}")
+        problem = self.key_problem(label, env)
+        if problem is not None:
+            return problem
+        key = env[cfg.api_key_env]
         common: dict[str, Any] = {
             "api_key": key,
             "base_url": cfg.base_url,
