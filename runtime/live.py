@@ -69,21 +69,27 @@ class ProgressView:
 
 
 def results_table(results: Sequence[RunResult]) -> Table:
-    """The summary table printed after runs finish."""
+    """The summary table printed after runs finish (with model tokens and cost when any)."""
     table = Table(title="results")
-    for col in ("profile", "run", "status", "steps ok/skipped/failed", "session", "time", "output"):
+    models = any(r.tokens for r in results)
+    columns = ["profile", "run", "status", "steps ok/skipped/failed", "session", "time"]
+    columns += ["tokens", "cost $"] if models else []
+    for col in [*columns, "output"]:
         table.add_column(col)
     for r in results:
         output = "" if r.output is None else _summary(r.output)
-        table.add_row(
+        cells: list[str | Text] = [
             r.profile,
             r.run_id or "-",
             Text(r.status, style=_STYLE.get(r.status, "cyan")),
             f"{r.steps_ok}/{r.steps_skipped}/{r.steps_failed}",
             "restored" if r.session_restored else "new",
             f"{r.duration_s:.1f}s",
-            output if r.error is None else Text(r.error[:100], style="red"),
-        )
+        ]
+        if models:
+            cells += [str(r.tokens), f"{r.cost_usd:.4f}"]
+        cells.append(output if r.error is None else Text(r.error[:100], style="red"))
+        table.add_row(*cells)
     return table
 
 
