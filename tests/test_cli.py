@@ -333,3 +333,18 @@ def test_demo_twice_second_run_reuses_saved_sessions(home: Path) -> None:
     assert len(runs) == 4 and {r["status"] for r in runs} == {"succeeded"}
     for run in runs:
         assert (Path(run["run_dir"]) / "trace.zip").exists()
+
+
+def test_goal_task_without_api_keys_exits_2_naming_the_env_vars(
+    home: Path, alice: None, portal: str, tmp_path: Path
+) -> None:
+    path = write(tmp_path, f"name: g\nstart_url: {portal}\ngoal: Count the unpaid invoices.\n")
+    env = {k: "" for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
+    proc = corral("run", path, "--profile", "alice", env=env)
+    assert proc.returncode == 2
+    assert "missing API key: set OPENAI_API_KEY" in proc.stderr
+    assert "missing API key: set ANTHROPIC_API_KEY" in proc.stderr
+    (home / "corral.toml").parent.mkdir(parents=True, exist_ok=True)
+    (home / "corral.toml").write_text('[roles]\nplanner = ["nowhere:model-x"]\n')
+    bad = corral("run", path, "--profile", "alice", env=env)
+    assert bad.returncode == 2 and "corral.toml: roles.planner: unknown provider" in bad.stderr
