@@ -1,7 +1,29 @@
-"""What may happen: risk classification, approval gates, egress allowlists, budgets and roles.
+"""What may happen: risk classification today; approval gates, egress allowlists and roles next.
 
-Empty until the policies capability lands (issue 5). The action side-effect classes it will build
-on are declared in :class:`tools.SideEffect`.
+The classifier depends on neither ``runtime`` nor Playwright: ``tools`` gathers facts about an
+action's target, :func:`classify` turns them into a verdict.
 """
 
-__all__: list[str] = []
+from .risk import (
+    DEFAULT_RULES,
+    ActionFacts,
+    Decision,
+    Policy,
+    PolicyFileError,
+    Rule,
+    Verdict,
+    classify,
+    load_policy,
+)
+
+__all__ = [
+    "DEFAULT_RULES",
+    "ActionFacts",
+    "Decision",
+    "Policy",
+    "PolicyFileError",
+    "Rule",
+    "Verdict",
+    "classify",
+    "load_policy",
+]

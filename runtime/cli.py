@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from .app import Runtime
+from .cli_policy import policy_group
 from .cli_profiles import profiles_group
 from .cli_secrets import secrets_group, vault_group
 from .clitools import err_console, out_console, parse_pairs, print_json, run_async, with_runtime
@@ -39,6 +40,7 @@ def cli() -> None:
 cli.add_command(profiles_group)
 cli.add_command(secrets_group)
 cli.add_command(vault_group)
+cli.add_command(policy_group)
 
 
 @cli.command("run")

@@ -50,7 +50,9 @@ PY="$VENV/bin/python"
 # Reinstall only when the project's dependencies changed.
 STAMP="$VENV/.corral-installed"
 WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || ! "$PY" -c 'import runtime, profiles, tools' 2>/dev/null; then
+# The import check runs from / so the checkout itself cannot hide a stale editable install.
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] ||
+    ! (cd / && "$PY" -c 'import runtime, profiles, tools, policies; assert policies.__file__') 2>/dev/null; then
     say "installing corral and its dependencies into $VENV"
     "$PY" -m pip install -q --disable-pip-version-check --upgrade pip >&2 2>/dev/null || true
     "$PY" -m pip install -q --disable-pip-version-check -e "$ROOT[dev]" >&2

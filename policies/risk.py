@@ -1,0 +1,250 @@
+"""Risk classification: a verdict for every action before it runs, from rules over what the action
+does and what it touches.
+
+Inputs are plain facts (``ActionFacts``): the action's side-effect class, the target element's
+role, accessible name and nearby text, the form's method and action URL, and the page URL. Rules
+come from a policy (YAML, validated) layered as: task overrides, profile overrides, the policy's
+own rules, then the safe defaults. Every matching rule contributes; the most severe verdict wins
+(``deny`` > ``require_approval`` > ``allow``) and all their reasons are kept.
+
+This module knows nothing of Playwright or the runtime: ``tools`` gathers the facts, the runtime
+asks for the verdict.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from profiles.errors import UserError
+
+__all__ = [
+    "DEFAULT_RULES",
+    "ActionFacts",
+    "Decision",
+    "Policy",
+    "PolicyFileError",
+    "Rule",
+    "Verdict",
+    "classify",
+    "load_policy",
+]
+
+Decision = Literal["allow", "require_approval", "deny"]
+_SEVERITY: dict[str, int] = {"allow": 0, "require_approval": 1, "deny": 2}
+
+
+class PolicyFileError(UserError):
+    """A policy file that cannot be read or validated (names file, field, expectation)."""
+
+
+class ActionFacts(BaseModel):
+    """What is known about an action before it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(description="the action type, e.g. click, fill, navigate")
+    side_effect: str = Field(description="read | input | navigate | download | upload | submit")
+    role: str | None = None
+    name: str | None = Field(None, description="the target's accessible name")
+    nearby_text: str | None = Field(None, description="text around the target (its form/section)")
+    form_method: str | None = None
+    form_action: str | None = None
+    page_url: str | None = None
+    target_url: str | None = Field(None, description="where a navigation or link leads")
+    allowed_domains: list[str] = Field(default_factory=list)
+
+
+class Match(BaseModel):
+    """Conditions of a rule; all given must hold. Patterns are case-insensitive regexes."""
+
+    model_config = ConfigDict(extra="forbid")
+    kinds: list[str] | None = None
+    side_effects: list[str] | None = None
+    roles: list[str] | None = None
+    name: str | None = None
+    text: str | None = Field(None, description="matched against the name and the nearby text")
+    url: str | None = Field(None, description="matched against the page URL")
+    form_method: str | None = None
+    form_off_allowlist: bool | None = Field(
+        None, description="the form posts to a host outside the task's allowed domains"
+    )
+
+    @field_validator("name", "text", "url")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class Rule(BaseModel):
+    """When ``match`` holds, this verdict applies, for this reason."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    match: Match
+    verdict: Decision
+    reason: str
+
+
+class Verdict(BaseModel):
+    """The decision about one action, with every reason that led to it."""
+
+    model_config = ConfigDict(extra="forbid")
+    decision: Decision
+    reasons: list[str] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list, description="names of the matching rules")
+
+
+class Policy(BaseModel):
+    """A policy file: rules, plus overrides per task and per profile."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: Literal[1] = 1
+    rules: list[Rule] = Field(default_factory=list)
+    tasks: dict[str, list[Rule]] = Field(default_factory=dict)
+    profiles: dict[str, list[Rule]] = Field(default_factory=dict)
+    use_defaults: bool = Field(True, description="apply DEFAULT_RULES after these")
+
+    def rules_for(self, task: str | None, profile: str | None) -> list[Rule]:
+        """Rules in the order they are considered."""
+        layered = [*self.tasks.get(task or "", []), *self.profiles.get(profile or "", [])]
+        return [*layered, *self.rules, *(DEFAULT_RULES if self.use_defaults else [])]
+
+
+def _rule(rule: str, verdict: Decision, reason: str, /, **match: object) -> Rule:
+    return Rule(name=rule, verdict=verdict, reason=reason, match=Match.model_validate(match))
+
+
+DEFAULT_RULES: list[Rule] = [
+    _rule(
+        "payments",
+        "require_approval",
+        "looks like a payment",
+        side_effects=["submit"],
+        text=r"\b(pay|payment|purchase|place (an )?order|checkout|check out|buy)\b",
+    ),
+    _rule(
+        "deletions",
+        "require_approval",
+        "looks like a deletion",
+        side_effects=["submit"],
+        text=r"\b(delete|remove|erase|close (my |the )?account|cancel (my |the )?subscription)\b",
+    ),
+    _rule(
+        "sending",
+        "require_approval",
+        "looks like sending a message or money",
+        side_effects=["submit"],
+        text=r"\b(send|transfer|wire|submit (the )?(order|payment))\b",
+    ),
+    _rule(
+        "account-changes",
+        "require_approval",
+        "changes the account or its credentials",
+        side_effects=["submit"],
+        text=r"\b(change|update|reset) (my |the )?(password|e-?mail|phone|username|2fa)\b",
+    ),
+    _rule(
+        "confirmations",
+        "require_approval",
+        "confirms an irreversible step",
+        side_effects=["submit"],
+        roles=["button"],
+        name=r"^\s*(yes|confirm|i agree|proceed)\b",
+    ),
+    _rule(
+        "foreign-forms",
+        "require_approval",
+        "submits a form to a host outside the allowlist",
+        side_effects=["submit"],
+        form_off_allowlist=True,
+    ),
+    _rule("uploads", "require_approval", "uploads a file", side_effects=["upload"]),
+]
+
+
+def _search(pattern: str | None, *texts: str | None) -> bool:
+    if pattern is None:
+        return True
+    return any(t and re.search(pattern, t, re.IGNORECASE) for t in texts)
+
+
+def _host_allowed(url: str, domains: Iterable[str]) -> bool:
+    host = urlsplit(url).hostname or ""
+    for domain in domains:
+        d = domain.lower().split("://")[-1].split("/")[0].split(":")[0]
+        if host == d or (d.startswith("*.") and host.endswith(d[1:])):
+            return True
+    return False
+
+
+def _matches(m: Match, f: ActionFacts) -> bool:
+    if m.kinds is not None and f.kind not in m.kinds:
+        return False
+    if m.side_effects is not None and f.side_effect not in m.side_effects:
+        return False
+    if m.roles is not None and (f.role or "") not in m.roles:
+        return False
+    if m.form_method is not None and (f.form_method or "").lower() != m.form_method.lower():
+        return False
+    if m.form_off_allowlist is not None:
+        off = (
+            bool(f.form_action)
+            and bool(f.allowed_domains)
+            and not _host_allowed(str(f.form_action), f.allowed_domains)
+        )
+        if off != m.form_off_allowlist:
+            return False
+    return (
+        _search(m.name, f.name)
+        and _search(m.text, f.name, f.nearby_text)
+        and _search(m.url, f.page_url)
+    )
+
+
+def classify(
+    facts: ActionFacts,
+    policy: Policy | None = None,
+    task: str | None = None,
+    profile: str | None = None,
+) -> Verdict:
+    """The verdict for one action: the most severe of every matching rule (allow if none)."""
+    rules: Sequence[Rule] = (policy or Policy()).rules_for(task, profile)
+    hits = [r for r in rules if _matches(r.match, facts)]
+    if not hits:
+        return Verdict(decision="allow")
+    decision = max((r.verdict for r in hits), key=lambda d: _SEVERITY[d])
+    return Verdict(
+        decision=decision,
+        reasons=list(dict.fromkeys(r.reason for r in hits if r.verdict == decision)),
+        rules=[r.name for r in hits],
+    )
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate a policy file; errors name the file, the field and the expectation."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise PolicyFileError(f"{path}: policy file not found") from exc
+    except yaml.YAMLError as exc:
+        raise PolicyFileError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return Policy.model_validate(data or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(top level)'}: "
+            + ("unknown field" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors(include_url=False)
+        )
+        raise PolicyFileError(f"{path}: {problems}") from exc
