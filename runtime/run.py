@@ -35,6 +35,7 @@ from tools import (
     Tabs,
 )
 
+from .agent.guard import risk_hook
 from .agent.loop import run_goal
 from .agent.router import Meter, ModelRouter
 from .app import Runtime
@@ -275,7 +276,9 @@ async def _run_steps(
                 raise StepFailedError(f"stopped: budget max_steps={task.budget.max_steps} reached")
             await _one_step(state, step, tabs, ctx, recorder, len(steps))
         if router is not None:
-            await run_goal(state, tabs, ctx, recorder, router)
+            # Irreversible actions (pay, delete, send, account changes) are not done: approval
+            # gates are not built yet, so "require_approval" means no, and the model is told.
+            await run_goal(state, tabs, ctx, recorder, router, risk_hook(tabs, task, state.profile))
     finally:
         trace = run_dir / "trace.zip"
         if await session.stop_trace(trace):

@@ -421,3 +421,48 @@ async def test_a_shadow_call_that_would_pass_the_budget_is_skipped(
     result = await run_task(rt, task, "alice", models={"planner": [planner], "shadow": [shadow]})
     assert result.status == "succeeded", result.error
     assert not shadow.requests and result.shadow_agreement is None and result.cost_usd == 0
+
+
+async def test_a_model_cannot_pay_the_action_is_refused_recorded_and_explained(
+    rt: Runtime, portal: str
+) -> None:
+    await make_demo_profiles(rt, portal, "alice")
+    from examples.portal.data import invoices_for
+
+    unpaid = next(i for i in invoices_for("alice") if not i.paid)
+    tried: list[str] = []
+
+    def pay_it(page: str) -> ModelResponse:
+        if "Pay $" in page and not tried:
+            tried.append("pay")
+            ref = re.search(r"\[(\w+)\] button Pay \$", page)
+            assert ref, page
+            return reply(call("click", ref=ref.group(1)))
+        return reply(call("done", result={"unpaid": UNPAID_ALICE}))
+
+    planner = FunctionModel(login_then(pay_it))
+    task = goal_task(portal, start_url=f"{portal}/invoices/{unpaid.number}")
+    result = await run_task(rt, task, "alice", models={"planner": [planner]})
+    assert result.status == "succeeded", result.error
+    told = page_of(planner.requests[-1].messages)
+    assert "needs a person's approval, which this run cannot ask for" in told
+    assert "looks like a payment" in told
+    steps = await rt.store.list_steps(str(result.run_id))
+    refused = [s for s in steps if s.detail and "policy" in s.detail]
+    assert len(refused) == 1 and refused[0].status == "skipped"
+    assert refused[0].detail["policy"]["decision"] == "require_approval"
+    # Nothing was paid: the invoice page still offers the Pay button.
+    check = await run_task(
+        rt,
+        parse_task(
+            {
+                "name": "still-unpaid",
+                "start_url": f"{portal}/invoices/{unpaid.number}",
+                "steps": [{"extract": {"as": "status", "text": {"test_id": "invoice-status"}}}],
+                "output": "status",
+            },
+            "check.yaml",
+        ),
+        "alice",
+    )
+    assert check.output == "Unpaid", check.error

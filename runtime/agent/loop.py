@@ -20,11 +20,11 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 
+from policies import Verdict
 from profiles import CorralError
 from profiles.vault import origin_of
 from tools import ActionContext, AnyAction, Observation, Tabs, marked_screenshot, observe
@@ -53,20 +53,12 @@ MAX_INVALID_RESULTS = 2
 _MIN_REFS_FOR_TEXT = 1
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """A policy decision about one action."""
-
-    decision: str  # allow | require_approval | deny
-    reasons: tuple[str, ...] = ()
-
-
 PolicyHook = Callable[[AnyAction, Observation], Awaitable[Verdict]]
 
 
 async def allow_all(action: AnyAction, observation: Observation) -> Verdict:
     """The default policy until the policies capability lands: everything is allowed."""
-    return Verdict("allow")
+    return Verdict(decision="allow")
 
 
 class _Stop(StepFailedError):
@@ -203,9 +195,27 @@ async def run_goal(
             # check
             verdict = await policy(parsed, obs)
             if verdict.decision != "allow":
-                history.add(
-                    f"{describe(parsed)}: not allowed by policy: {', '.join(verdict.reasons)}"
+                # Not done, but recorded: the step shows what was asked and why it was refused.
+                why = "; ".join(verdict.reasons) or verdict.decision
+                if pending is not None:
+                    await pending
+                step, _ = await act(
+                    state,
+                    parsed,
+                    tabs,
+                    ctx,
+                    describe(parsed),
+                    task.budget.max_steps,
+                    skip=True,
+                    extra={**model_note, "policy": verdict.model_dump()},
                 )
+                pending = asyncio.create_task(record(state, tabs, recorder, step))
+                told = (
+                    "needs a person's approval, which this run cannot ask for, so it was not done"
+                    if verdict.decision == "require_approval"
+                    else "denied by policy"
+                )
+                history.add(f"{describe(parsed)}: {told} ({why})")
                 continue
             # act, then record while the next turn observes and asks the model
             if pending is not None:
