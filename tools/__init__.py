@@ -4,6 +4,7 @@ from .actions import (
     ACTION_TYPES,
     LOCATOR_FIELDS,
     Action,
+    AnyAction,
     Back,
     Click,
     Download,
@@ -29,7 +30,7 @@ from .errors import (
     NavigationError,
     UploadNotAllowedError,
 )
-from .execute import ActionContext, ActionResult, AnyAction, execute, is_visible, locate
+from .execute import ActionContext, ActionResult, execute, is_visible, locate
 from .marks import marked_screenshot, parse_boxes
 from .observe import Observation, TabInfo, observe, screenshot
 from .tabs import Tabs

@@ -16,6 +16,7 @@ __all__ = [
     "ACTION_TYPES",
     "LOCATOR_FIELDS",
     "Action",
+    "AnyAction",
     "Back",
     "Click",
     "Download",
@@ -236,7 +237,7 @@ class Extract(BaseModel):
         return self
 
 
-Action = Annotated[
+AnyAction = (
     Navigate
     | Click
     | Fill
@@ -249,27 +250,15 @@ Action = Annotated[
     | SwitchTab
     | Upload
     | Download
-    | Extract,
-    Field(discriminator="kind"),
-]
+    | Extract
+)
+"""Any typed action (a plain union, for annotations)."""
+
+Action = Annotated[AnyAction, Field(discriminator="kind")]
+"""Any typed action, validated by its ``kind`` (for pydantic)."""
 
 ACTION_TYPES: dict[str, type[BaseModel]] = {
-    cls.model_fields["kind"].default: cls
-    for cls in (
-        Navigate,
-        Click,
-        Fill,
-        Select,
-        Press,
-        Scroll,
-        Hover,
-        WaitFor,
-        Back,
-        SwitchTab,
-        Upload,
-        Download,
-        Extract,
-    )
+    cls.model_fields["kind"].default: cls for cls in AnyAction.__args__
 }
 
 

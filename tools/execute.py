@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from profiles import SECRET_RE, BrowserCrashedError, SecretNotAvailableError, origin_of
 
 from .actions import (
+    AnyAction,
     Back,
     Click,
     Download,
@@ -48,21 +49,6 @@ from .tabs import Tabs
 
 __all__ = ["ActionContext", "ActionResult", "execute", "is_visible", "locate"]
 
-AnyAction = (
-    Navigate
-    | Click
-    | Fill
-    | Select
-    | Press
-    | Scroll
-    | Hover
-    | WaitFor
-    | Back
-    | SwitchTab
-    | Upload
-    | Download
-    | Extract
-)
 ValueResolver = Callable[[str, str], Awaitable[str]]
 """``(text, origin) -> typed text``: resolves ``{{secret:NAME}}`` for that origin, or raises."""
 # Marks an element that received a secret, so screenshots mask it even after a re-render.

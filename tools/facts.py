@@ -12,8 +12,8 @@ from urllib.parse import urljoin
 
 from playwright.async_api import Error as PlaywrightError
 
-from .actions import Navigate, action_target
-from .execute import AnyAction, locate
+from .actions import AnyAction, Navigate, action_target
+from .execute import locate
 from .tabs import Tabs
 
 __all__ = ["action_facts"]
