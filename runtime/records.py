@@ -17,7 +17,14 @@ __all__ = [
 ]
 
 RunStatus = Literal[
-    "queued", "running", "waiting_approval", "succeeded", "failed", "cancelled", "interrupted"
+    "queued",
+    "running",
+    "waiting_approval",
+    "succeeded",
+    "failed",
+    "denied",
+    "cancelled",
+    "interrupted",
 ]
 StepStatus = Literal["ok", "failed", "skipped"]
 

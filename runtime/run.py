@@ -61,6 +61,7 @@ EXIT_CODES: dict[RunStatus, int] = {
     "failed": 1,
     "interrupted": 1,
     "cancelled": 130,
+    "denied": 3,
     "waiting_approval": 3,
     "queued": 1,
     "running": 1,

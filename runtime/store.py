@@ -11,7 +11,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -148,6 +148,70 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX model_calls_run ON model_calls (run_id);
     """,
+    """
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        step_idx INTEGER NOT NULL,
+        task_name TEXT NOT NULL,
+        profile TEXT NOT NULL,
+        action TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        page_url TEXT,
+        screenshot TEXT,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        decided_at TEXT,
+        decided_by TEXT,
+        comment TEXT,
+        executed_at TEXT,
+        outcome TEXT
+    );
+    CREATE INDEX approvals_status ON approvals (status);
+    CREATE INDEX approvals_key ON approvals (idempotency_key);
+    CREATE INDEX approvals_run ON approvals (run_id);
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        disabled_at TEXT
+    );
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        user_name TEXT NOT NULL REFERENCES users (name),
+        hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        revoked_at TEXT,
+        last_used_at TEXT
+    );
+    CREATE TABLE grants (
+        user_name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+        profile TEXT NOT NULL,
+        granted_at TEXT NOT NULL,
+        granted_by TEXT NOT NULL,
+        PRIMARY KEY (user_name, profile)
+    );
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        role TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    """,
 ]
 
 
@@ -230,6 +294,18 @@ class Store:
         async with self._conn.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    def tx(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``) for modules that keep their own tables."""
+        return self._tx()
+
+    async def fetch_one(self, sql: str, args: tuple[Any, ...] = ()) -> aiosqlite.Row | None:
+        """One row of a read query."""
+        return await self._one(sql, args)
+
+    async def fetch_all(self, sql: str, args: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
+        """All rows of a read query."""
+        return await self._all(sql, args)
 
     async def _one(self, sql: str, args: tuple[Any, ...] = ()) -> aiosqlite.Row | None:
         async with self._conn.execute(sql, args) as cur:
