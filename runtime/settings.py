@@ -16,6 +16,16 @@ __all__ = ["HOME_ENV", "Settings"]
 HOME_ENV = "CORRAL_HOME"
 
 
+def _pairs(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        host, sep, address = item.partition("=")
+        if not sep or not host or not address:
+            raise ValueError(f"CORRAL_HOST_MAP: {item!r}: expected HOST=ADDRESS")
+        out[host.strip().lower()] = address.strip()
+    return out
+
+
 class Settings(BaseModel):
     """Where corral keeps its data and how it launches browsers."""
 
@@ -28,6 +38,14 @@ class Settings(BaseModel):
     browser: str | None = Field(None, description="Chromium executable; else found automatically")
     headless: bool = True
     lease_timeout_s: float = Field(30.0, ge=0, description="how long a run waits for its profile")
+    host_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="host name -> address overrides for the browser and the egress proxy "
+        "(CORRAL_HOST_MAP='portal.test=127.0.0.1,other.test=127.0.0.1'), like curl --resolve",
+    )
+    token: str | None = Field(
+        None, repr=False, description="the API token the CLI acts with (CORRAL_TOKEN)"
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +59,8 @@ class Settings(BaseModel):
             browser=env.get(BROWSER_ENV) or None,
             headless=env.get("CORRAL_HEADLESS", "1").lower() not in ("0", "false", "no"),
             lease_timeout_s=float(env.get("CORRAL_LEASE_TIMEOUT", "30")),
+            host_map=_pairs(env.get("CORRAL_HOST_MAP", "")),
+            token=env.get("CORRAL_TOKEN") or None,
         )
 
     @property
