@@ -7,6 +7,7 @@ action's target, :func:`classify` turns them into a verdict.
 from .risk import (
     DEFAULT_RULES,
     ActionFacts,
+    AutoApprove,
     Decision,
     Policy,
     PolicyFileError,
@@ -19,6 +20,7 @@ from .risk import (
 __all__ = [
     "DEFAULT_RULES",
     "ActionFacts",
+    "AutoApprove",
     "Decision",
     "Policy",
     "PolicyFileError",

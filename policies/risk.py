@@ -20,13 +20,21 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from profiles.errors import UserError
 
 __all__ = [
     "DEFAULT_RULES",
     "ActionFacts",
+    "AutoApprove",
     "Decision",
     "Policy",
     "PolicyFileError",
@@ -103,6 +111,37 @@ class Verdict(BaseModel):
     decision: Decision
     reasons: list[str] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=list, description="names of the matching rules")
+    gating: list[str] = Field(
+        default_factory=list, description="names of the rules that gave this decision"
+    )
+
+
+class AutoApprove(BaseModel):
+    """Approve a gated action without asking, for low-risk repeats, only where a policy says so.
+
+    Applies when every rule that asked for approval is listed in ``rules``, a person approved the
+    same action (same target on the same page, task and profile) at least ``after_approvals``
+    times before, none of those is of unknown outcome, and this run has used the rule fewer than
+    ``max_per_run`` times.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    rules: list[str] = Field(min_length=1, description="risk rule names this may approve")
+    after_approvals: int = Field(1, ge=0, description="earlier approvals by a person needed")
+    max_per_run: int = Field(5, ge=1)
+    tasks: list[str] | None = Field(None, description="only for these tasks (default: all)")
+    profiles: list[str] | None = Field(None, description="only for these profiles")
+
+    def covers(self, verdict: Verdict, task: str | None, profile: str | None) -> bool:
+        """True if this entry may approve ``verdict`` for this task and profile."""
+        if verdict.decision != "require_approval" or not verdict.gating:
+            return False
+        if self.tasks is not None and task not in self.tasks:
+            return False
+        if self.profiles is not None and profile not in self.profiles:
+            return False
+        return set(verdict.gating) <= set(self.rules)
 
 
 class Policy(BaseModel):
@@ -111,9 +150,28 @@ class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: Literal[1] = 1
     rules: list[Rule] = Field(default_factory=list)
+    approval_ttl_s: float | None = Field(
+        None, gt=0, le=7 * 86_400, description="how long a request waits; expiry means deny"
+    )
+    auto_approve: list[AutoApprove] = Field(default_factory=list)
     tasks: dict[str, list[Rule]] = Field(default_factory=dict)
     profiles: dict[str, list[Rule]] = Field(default_factory=dict)
     use_defaults: bool = Field(True, description="apply DEFAULT_RULES after these")
+
+    @model_validator(mode="after")
+    def _known_rules(self) -> Policy:
+        known = {r.name for r in [*self.rules, *DEFAULT_RULES]}
+        known |= {
+            r.name for rules in [*self.tasks.values(), *self.profiles.values()] for r in rules
+        }
+        for i, entry in enumerate(self.auto_approve):
+            unknown = sorted(set(entry.rules) - known)
+            if unknown:
+                raise ValueError(
+                    f"auto_approve.{i}.rules: unknown rule '{unknown[0]}' "
+                    f"(known: {', '.join(sorted(known))})"
+                )
+        return self
 
     def rules_for(self, task: str | None, profile: str | None) -> list[Rule]:
         """Rules in the order they are considered."""
@@ -228,6 +286,7 @@ def classify(
         decision=decision,
         reasons=list(dict.fromkeys(r.reason for r in hits if r.verdict == decision)),
         rules=[r.name for r in hits],
+        gating=[r.name for r in hits if r.verdict == decision],
     )
 
 

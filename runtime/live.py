@@ -18,7 +18,14 @@ from .task import Task
 
 __all__ = ["ProgressView", "results_table", "run_many"]
 
-_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "interrupted": "yellow"}
+_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "denied": "red",
+    "cancelled": "yellow",
+    "interrupted": "yellow",
+    "waiting_approval": "magenta",
+}
 
 
 @dataclass
@@ -47,6 +54,9 @@ class ProgressView:
             row.status, row.total, row.text = "running", event.total, "starting the browser"
         elif event.kind == "step":
             row.step, row.total, row.text = event.step, event.total, event.text
+            row.status = "running"
+        elif event.kind == "approval":
+            row.status, row.text = "waiting_approval", event.text
         else:
             row.status, row.ended = event.status, time.monotonic()
             row.text = event.text or "done"

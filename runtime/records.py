@@ -72,7 +72,7 @@ class ArtifactRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
     run_id: str
     step_idx: int | None
-    kind: Literal["screenshot", "trace", "download", "result", "steps"]
+    kind: Literal["screenshot", "trace", "download", "result", "steps", "approval"]
     path: str
     bytes: int
     created_at: datetime

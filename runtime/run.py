@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
+from policies import Policy
 from profiles import (
     CorralError,
     CredentialLease,
@@ -35,11 +36,11 @@ from tools import (
     Tabs,
 )
 
-from .agent.guard import risk_hook
 from .agent.loop import run_goal
 from .agent.router import Meter, ModelRouter
 from .app import Runtime
 from .errors import StepFailedError, TaskFileError
+from .gate import ApprovalDeniedError, Gate
 from .models.config import load_models_config
 from .models.types import Model
 from .recorder import Recorder
@@ -51,8 +52,9 @@ from .scripted import (
     substitute,
     substitute_text,
 )
-from .steps import RunEvent, RunState, act_and_record, describe
+from .steps import RunEvent, RunState, act_and_record, describe, record
 from .task import Step, Task
+from .webhook import Webhook
 
 __all__ = ["RunEvent", "RunResult", "new_run_id", "run_task"]
 
@@ -143,6 +145,8 @@ async def run_task(
                     f"{task.source or task.name}: secrets: unknown secret '{secret}' "
                     f"(set it with: corral secrets set {secret} --domain ORIGIN)"
                 )
+        policy = rt.policy()
+        webhook = rt.webhook()
         config = None
         if task.goal:
             config = load_models_config(rt.settings.home).with_roles(
@@ -182,7 +186,8 @@ async def run_task(
     error: str | None = None
     lease: CredentialLease | None = None
     try:
-        async with asyncio.timeout(task.budget.timeout_s):
+        async with asyncio.timeout(task.budget.timeout_s) as timer:
+            state.timer = timer
             lease = await rt.vault.lease(run_id, name, secret_names, redactor)
             pool = await rt.pool()
             async with open_session(
@@ -193,8 +198,12 @@ async def run_task(
                 rt.settings.lease_timeout_s if lease_timeout_s is None else lease_timeout_s,
             ) as session:
                 state.restored = session.restored
-                await _run_steps(state, session, recorder, run_dir, lease, router)
+                await _run_steps(
+                    rt, state, session, recorder, run_dir, lease, router, policy, webhook
+                )
         status = "succeeded"
+    except ApprovalDeniedError as exc:
+        status, error = "denied", str(exc)
     except TimeoutError:
         error = f"the run took longer than its budget timeout_s={task.budget.timeout_s:g}"
     except CorralError as exc:
@@ -248,12 +257,15 @@ async def _finish(rt: Runtime, recorder: Recorder, result: RunResult) -> None:
 
 
 async def _run_steps(
+    rt: Runtime,
     state: RunState,
     session: Session,
     recorder: Recorder,
     run_dir: Path,
     lease: CredentialLease,
     router: ModelRouter | None,
+    policy: Policy | None,
+    webhook: Webhook | None,
 ) -> None:
     task = state.task
     tabs = Tabs(session)
@@ -266,6 +278,16 @@ async def _run_steps(
         resolve_value=lease.resolve,
     )
     state.lease = lease
+    gate = Gate(
+        state=state,
+        tabs=tabs,
+        recorder=recorder,
+        store=rt.store,
+        approvals=rt.approvals,
+        policy=policy,
+        ttl_s=rt.settings.approval_ttl_s,
+        webhook=webhook,
+    )
     await session.start_trace()
     try:
         steps = list(task.steps)
@@ -275,11 +297,9 @@ async def _run_steps(
         for step in steps:
             if state.idx >= task.budget.max_steps:
                 raise StepFailedError(f"stopped: budget max_steps={task.budget.max_steps} reached")
-            await _one_step(state, step, tabs, ctx, recorder, len(steps))
+            await _one_step(state, step, tabs, ctx, recorder, len(steps), gate)
         if router is not None:
-            # Irreversible actions (pay, delete, send, account changes) are not done: approval
-            # gates are not built yet, so "require_approval" means no, and the model is told.
-            await run_goal(state, tabs, ctx, recorder, router, risk_hook(tabs, task, state.profile))
+            await run_goal(state, tabs, ctx, recorder, router, gate)
     finally:
         trace = run_dir / "trace.zip"
         if await session.stop_trace(trace):
@@ -289,11 +309,23 @@ async def _run_steps(
 
 
 async def _one_step(
-    state: RunState, step: Step, tabs: Tabs, ctx: ActionContext, recorder: Recorder, total: int
+    state: RunState,
+    step: Step,
+    tabs: Tabs,
+    ctx: ActionContext,
+    recorder: Recorder,
+    total: int,
+    gate: Gate,
 ) -> None:
     action = substitute(step, state.values)
     text = step.name or describe(action)
-    skip = not await guard_holds(step.when, tabs)
-    failure = await act_and_record(state, action, tabs, ctx, recorder, text, total, skip=skip)
-    if failure is not None and not step.optional:
-        raise failure
+    if not await guard_holds(step.when, tabs):
+        await act_and_record(state, action, tabs, ctx, recorder, text, total, skip=True)
+        return
+    gated = await gate.act(action, ctx, text, total)
+    await record(state, tabs, recorder, gated.step)
+    if gated.outcome != "done":
+        # A denial goes back to the script: the run stops (exit 3).
+        raise ApprovalDeniedError(f"step {gated.step.idx + 1} ({text}): {gated.message}")
+    if gated.failure is not None and not step.optional:
+        raise gated.failure

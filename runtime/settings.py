@@ -9,7 +9,7 @@ from pathlib import Path
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 
-from profiles import BROWSER_ENV, MASTER_KEY_ENV, PREVIOUS_KEY_ENV
+from profiles import BROWSER_ENV, MASTER_KEY_ENV, PREVIOUS_KEY_ENV, UserError
 
 __all__ = ["HOME_ENV", "Settings"]
 
@@ -21,7 +21,7 @@ def _pairs(text: str) -> dict[str, str]:
     for item in filter(None, (p.strip() for p in text.split(","))):
         host, sep, address = item.partition("=")
         if not sep or not host or not address:
-            raise ValueError(f"CORRAL_HOST_MAP: {item!r}: expected HOST=ADDRESS")
+            raise UserError(f"CORRAL_HOST_MAP: {item!r}: expected HOST=ADDRESS")
         out[host.strip().lower()] = address.strip()
     return out
 
@@ -43,6 +43,15 @@ class Settings(BaseModel):
         description="host name -> address overrides for the browser and the egress proxy "
         "(CORRAL_HOST_MAP='portal.test=127.0.0.1,other.test=127.0.0.1'), like curl --resolve",
     )
+    approval_webhook: str | None = Field(
+        None, description="POST each approval request here (CORRAL_APPROVAL_WEBHOOK)"
+    )
+    webhook_secret: str | None = Field(
+        None, repr=False, description="HMAC key for webhook signatures (CORRAL_WEBHOOK_SECRET)"
+    )
+    approval_ttl_s: float = Field(
+        900, gt=0, description="how long a request waits for a person (CORRAL_APPROVAL_TTL)"
+    )
     token: str | None = Field(
         None, repr=False, description="the API token the CLI acts with (CORRAL_TOKEN)"
     )
@@ -61,6 +70,9 @@ class Settings(BaseModel):
             lease_timeout_s=float(env.get("CORRAL_LEASE_TIMEOUT", "30")),
             host_map=_pairs(env.get("CORRAL_HOST_MAP", "")),
             token=env.get("CORRAL_TOKEN") or None,
+            approval_webhook=env.get("CORRAL_APPROVAL_WEBHOOK") or None,
+            webhook_secret=env.get("CORRAL_WEBHOOK_SECRET") or None,
+            approval_ttl_s=float(env.get("CORRAL_APPROVAL_TTL", "900")),
         )
 
     @property

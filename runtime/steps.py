@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class RunEvent:
 
     run_id: str
     profile: str
-    kind: str  # started | step | finished
+    kind: str  # started | step | approval | finished
     step: int = 0
     total: int = 0
     text: str = ""
@@ -59,6 +60,8 @@ class RunState:
     emit: Callable[[RunEvent], None]
     restored: bool = False
     lease: CredentialLease | None = None
+    timer: asyncio.Timeout | None = None
+    """The run's time limit, paused while a person decides on an approval."""
 
     def __post_init__(self) -> None:
         self.extracted: dict[str, Any] = {}

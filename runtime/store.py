@@ -467,12 +467,33 @@ class Store:
                 (status, _now(), error, json.dumps(result) if result is not None else None, run_id),
             )
 
+    async def set_run_status(self, run_id: str, status: RunStatus) -> None:
+        """Change a live run's status (running <-> waiting_approval)."""
+        async with self._tx() as db:
+            await db.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
+
     async def mark_orphaned_runs(self, is_alive: Any) -> int:
         """Mark ``running`` runs whose process is gone as ``interrupted``; returns how many."""
-        rows = await self._all("SELECT id, pid FROM runs WHERE status IN ('queued', 'running')")
+        rows = await self._all(
+            "SELECT id, pid FROM runs WHERE status IN ('queued', 'running', 'waiting_approval')"
+        )
         dead = [r["id"] for r in rows if not is_alive(r["pid"])]
         if dead:
             async with self._tx() as db:
+                # Its approval requests close with it: nothing will act on them. One that was
+                # being acted on may have happened, so it is marked for a person, never re-run.
+                await db.executemany(
+                    "UPDATE approvals SET status = 'cancelled', outcome = 'the run was "
+                    "interrupted before acting' WHERE run_id = ? AND status IN "
+                    "('pending', 'approved')",
+                    [(run_id,) for run_id in dead],
+                )
+                await db.executemany(
+                    "UPDATE approvals SET status = 'unconfirmed', outcome = 'the run was "
+                    "interrupted while acting; the action may have happened' "
+                    "WHERE run_id = ? AND status = 'executing'",
+                    [(run_id,) for run_id in dead],
+                )
                 # A credential lease is dead once its run is.
                 await db.executemany(
                     "UPDATE credential_leases SET revoked_at = ? "

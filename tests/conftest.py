@@ -5,6 +5,7 @@ Everything is real: Chromium (Debian's or Playwright's), the portal on 127.0.0.1
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ import pytest
 from examples.portal import PortalServer
 from profiles import BrowserPool, ProfileSettings
 from runtime import Runtime, Settings
+from runtime.approvals import ApprovalRequest
 
 REPO = Path(__file__).resolve().parent.parent
 CORRAL = [str(Path(sys.executable).parent / "corral")]
@@ -96,3 +98,14 @@ async def make_demo_profiles(rt: Runtime, portal: str, *names: str) -> None:
         user = USERS[name]
         await rt.profiles.create(name, ProfileSettings(vars={"user": user.username}))
         await rt.vault.set(f"{name}.password", user.password, [portal], [name])
+
+
+async def next_request(rt: Runtime, timeout_s: float = 60.0) -> ApprovalRequest:
+    """The first pending approval request, once a run has asked (polls the store, as another
+    process would)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            pending = await rt.approvals.list_requests()
+            if pending:
+                return pending[-1]
+            await asyncio.sleep(0.05)

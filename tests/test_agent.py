@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from runtime import Runtime, parse_task, run_task
+from runtime.auth import LOCAL_ACTOR
 from runtime.models import Message, ModelResponse, ModelUnavailableError, Price, ToolSpec
 from runtime.testing import FunctionModel, ScriptedModel, call, reply
-from tests.conftest import make_demo_profiles
+from tests.conftest import make_demo_profiles, next_request
 
 UNPAID_ALICE = 6
 
@@ -423,7 +424,7 @@ async def test_a_shadow_call_that_would_pass_the_budget_is_skipped(
     assert not shadow.requests and result.shadow_agreement is None and result.cost_usd == 0
 
 
-async def test_a_model_cannot_pay_the_action_is_refused_recorded_and_explained(
+async def test_a_model_cannot_pay_without_a_person_a_denial_is_explained(
     rt: Runtime, portal: str
 ) -> None:
     await make_demo_profiles(rt, portal, "alice")
@@ -440,17 +441,26 @@ async def test_a_model_cannot_pay_the_action_is_refused_recorded_and_explained(
             return reply(call("click", ref=ref.group(1)))
         return reply(call("done", result={"unpaid": UNPAID_ALICE}))
 
+    async def deny_when_asked() -> str:
+        request = await next_request(rt)
+        await rt.approvals.decide(LOCAL_ACTOR, request.id, False, "not this month")
+        return request.summary
+
     planner = FunctionModel(login_then(pay_it))
     task = goal_task(portal, start_url=f"{portal}/invoices/{unpaid.number}")
-    result = await run_task(rt, task, "alice", models={"planner": [planner]})
+    async with asyncio.TaskGroup() as tg:
+        asked = tg.create_task(deny_when_asked())
+        result = await run_task(rt, task, "alice", models={"planner": [planner]})
     assert result.status == "succeeded", result.error
+    amount = f"${unpaid.amount_cents / 100:,.2f}"
+    assert asked.result() == f"Click 'Pay {amount}' on /invoices/{unpaid.number}"
     told = page_of(planner.requests[-1].messages)
-    assert "needs a person's approval, which this run cannot ask for" in told
-    assert "looks like a payment" in told
+    assert "denied by a person (local): not this month" in told
     steps = await rt.store.list_steps(str(result.run_id))
     refused = [s for s in steps if s.detail and "policy" in s.detail]
     assert len(refused) == 1 and refused[0].status == "skipped"
     assert refused[0].detail["policy"]["decision"] == "require_approval"
+    assert refused[0].detail["approval"]["status"] == "denied"
     # Nothing was paid: the invoice page still offers the Pay button.
     check = await run_task(
         rt,

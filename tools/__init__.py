@@ -31,6 +31,7 @@ from .errors import (
     UploadNotAllowedError,
 )
 from .execute import ActionContext, ActionResult, execute, is_visible, locate
+from .highlight import highlighted_screenshot
 from .marks import marked_screenshot, parse_boxes
 from .observe import Observation, TabInfo, observe, screenshot
 from .tabs import Tabs
@@ -68,6 +69,7 @@ __all__ = [
     "WaitFor",
     "action_target",
     "execute",
+    "highlighted_screenshot",
     "is_visible",
     "locate",
     "marked_screenshot",

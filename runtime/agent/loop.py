@@ -2,7 +2,8 @@
 
 Each turn: *observe* the page (redacted, compact) -> *decide* (the planner picks one tool call;
 a shadow planner, if configured, is asked the same and only recorded) -> *validate* the arguments
-(pydantic; an invalid call goes back to the model, bounded) -> *check* (the policy hook) ->
+(pydantic; an invalid call goes back to the model, bounded) -> *check* (``runtime.gate``: risk
+verdict; a person's approval where needed) ->
 *act* (tools.execute) -> *record* (step row, screenshot, model calls with tokens and cost).
 
 Stop rules: ``done(result)`` validated against ``output_schema`` (an invalid result goes back to the
@@ -19,17 +20,16 @@ import base64
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jsonschema
 
-from policies import Verdict
 from profiles import CorralError
 from profiles.vault import origin_of
-from tools import ActionContext, AnyAction, Observation, Tabs, marked_screenshot, observe
+from tools import ActionContext, Observation, Tabs, marked_screenshot, observe
 
 from ..errors import StepFailedError
+from ..gate import Gate
 from ..models.types import (
     ImagePart,
     InvalidModelOutputError,
@@ -39,26 +39,18 @@ from ..models.types import (
     TextPart,
 )
 from ..recorder import Recorder
-from ..steps import RunState, act, describe, record
+from ..steps import RunState, describe, record
 from .prompt import History, planner_messages, render_observation
 from .router import ModelRouter
 from .toolset import Done, ExtractData, Look, ToolArgsError, parse_call, tool_specs
 
-__all__ = ["LOOP_REPEATS", "PolicyHook", "Verdict", "allow_all", "run_goal"]
+__all__ = ["LOOP_REPEATS", "run_goal"]
 
 LOOP_REPEATS = 3
 MAX_INVALID_CALLS = 3
 MAX_INVALID_RESULTS = 2
 # Too little in the snapshot to act on: let the vision model describe the screen.
 _MIN_REFS_FOR_TEXT = 1
-
-
-PolicyHook = Callable[[AnyAction, Observation], Awaitable[Verdict]]
-
-
-async def allow_all(action: AnyAction, observation: Observation) -> Verdict:
-    """The default policy until the policies capability lands: everything is allowed."""
-    return Verdict(decision="allow")
 
 
 class _Stop(StepFailedError):
@@ -82,7 +74,7 @@ async def run_goal(
     ctx: ActionContext,
     recorder: Recorder,
     router: ModelRouter,
-    policy: PolicyHook = allow_all,
+    gate: Gate,
 ) -> None:
     """Pursue ``state.task.goal`` until done() or a stop rule; raises StepFailedError on a stop."""
     task = state.task
@@ -192,39 +184,21 @@ async def run_goal(
                     f"stopped: loop detected: {describe(parsed)} on the same page state "
                     f"{LOOP_REPEATS} times"
                 )
-            # check
-            verdict = await policy(parsed, obs)
-            if verdict.decision != "allow":
-                # Not done, but recorded: the step shows what was asked and why it was refused.
-                why = "; ".join(verdict.reasons) or verdict.decision
-                if pending is not None:
-                    await pending
-                step, _ = await act(
-                    state,
-                    parsed,
-                    tabs,
-                    ctx,
-                    describe(parsed),
-                    task.budget.max_steps,
-                    skip=True,
-                    extra={**model_note, "policy": verdict.model_dump()},
-                )
-                pending = asyncio.create_task(record(state, tabs, recorder, step))
-                told = (
-                    "needs a person's approval, which this run cannot ask for, so it was not done"
-                    if verdict.decision == "require_approval"
-                    else "denied by policy"
-                )
-                history.add(f"{describe(parsed)}: {told} ({why})")
-                continue
-            # act, then record while the next turn observes and asks the model
+            # check, then act (or ask a person first), then record while the next turn observes
+            # and asks the model; the verdict only reads the page, so it overlaps the recording
+            verdict = await gate.verdict(parsed, obs)
             if pending is not None:
                 await pending
                 pending = None
-            step, failure = await act(
-                state, parsed, tabs, ctx, describe(parsed), task.budget.max_steps, extra=model_note
+            gated = await gate.act(
+                parsed, ctx, describe(parsed), task.budget.max_steps, obs, model_note, verdict
             )
-            pending = asyncio.create_task(record(state, tabs, recorder, step))
+            pending = asyncio.create_task(record(state, tabs, recorder, gated.step))
+            if gated.outcome != "done":
+                # Not done, but recorded with its verdict; the model is told why and may go on.
+                history.add(f"{describe(parsed)}: not done: {gated.message}")
+                continue
+            failure = gated.failure
             if failure is None:
                 failures = 0
                 history.add(f"{describe(parsed)}: ok")

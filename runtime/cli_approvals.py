@@ -1,0 +1,122 @@
+"""``corral approvals list|show|approve|deny``: a person's decisions on gated actions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+from rich.table import Table
+
+from .app import Runtime
+from .approvals import ApprovalRequest
+from .clitools import cli_actor, out_console, print_json, run_async, with_runtime
+
+__all__ = ["approvals_group"]
+
+
+def _left(request: ApprovalRequest) -> str:
+    if request.status != "pending":
+        return request.status
+    seconds = (request.expires_at - datetime.now(UTC)).total_seconds()
+    return f"pending, {max(seconds, 0) / 60:.0f} min left"
+
+
+def _warning(request: ApprovalRequest) -> str | None:
+    if not request.prior:
+        return None
+    runs = ", ".join(f"{p['run_id']} ({p['status']})" for p in request.prior)
+    return f"the same action was approved before and ran or may have run: {runs}"
+
+
+@click.group("approvals")
+def approvals_group() -> None:
+    """Gated actions waiting for a person: list, show, approve, deny."""
+
+
+@approvals_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="every request, not only pending ones")
+@click.option("--run", "run_id", help="only this run's requests")
+@click.option("--json", "as_json", is_flag=True)
+def list_(show_all: bool, run_id: str | None, as_json: bool) -> None:
+    """Pending approval requests (expired ones are expired on the way)."""
+
+    async def body(rt: Runtime) -> list[ApprovalRequest]:
+        await cli_actor(rt)
+        return await rt.approvals.list_requests(None if show_all else "pending", run_id)
+
+    requests = run_async(lambda: with_runtime(body))
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in requests])
+        return
+    if not requests:
+        click.echo("no pending approval requests" if not show_all else "no approval requests")
+        return
+    table = Table("id", "run", "profile", "action", "why", "status")
+    for r in requests:
+        table.add_row(r.id, r.run_id, r.profile, r.summary, "; ".join(r.reasons), _left(r))
+    out_console().print(table)
+
+
+@approvals_group.command("show")
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True)
+def show(request_id: str, as_json: bool) -> None:
+    """One request: the exact action, why it is gated, its screenshot, and earlier runs of it."""
+
+    async def body(rt: Runtime) -> ApprovalRequest:
+        await cli_actor(rt)
+        return await rt.approvals.get(request_id)
+
+    r = run_async(lambda: with_runtime(body))
+    if as_json:
+        print_json(r.model_dump(mode="json"))
+        return
+    lines = [
+        f"{r.id}  {_left(r)}",
+        f"  action:     {r.summary}",
+        f"  exact:      {r.action}",
+        f"  why:        {'; '.join(r.reasons)}",
+        f"  run:        {r.run_id} (task {r.task_name}, profile {r.profile}, "
+        f"step {r.step_idx + 1})",
+        f"  page:       {r.page_url or '-'}",
+        f"  screenshot: {r.screenshot or '-'}",
+        f"  expires:    {r.expires_at:%Y-%m-%d %H:%M:%S} UTC",
+    ]
+    if r.decided_by:
+        lines.append(f"  decided:    {r.status} by {r.decided_by} ({r.comment or 'no comment'})")
+    if r.outcome:
+        lines.append(f"  outcome:    {r.outcome}")
+    warning = _warning(r)
+    if warning:
+        lines.append(f"  WARNING:    {warning}")
+    click.echo("\n".join(lines))
+
+
+def _decide(request_id: str, approve: bool, comment: str | None, as_json: bool) -> None:
+    async def body(rt: Runtime) -> ApprovalRequest:
+        actor = await cli_actor(rt)
+        return await rt.approvals.decide(actor, request_id, approve, comment)
+
+    r = run_async(lambda: with_runtime(body))
+    if as_json:
+        print_json(r.model_dump(mode="json"))
+        return
+    click.echo(f"{r.id} {r.status} by {r.decided_by}: {r.summary}")
+
+
+@approvals_group.command("approve")
+@click.argument("request_id")
+@click.option("--comment", help="why (kept in the audit log and shown to the run)")
+@click.option("--json", "as_json", is_flag=True)
+def approve(request_id: str, comment: str | None, as_json: bool) -> None:
+    """Approve a pending request: the run does that exact action, once."""
+    _decide(request_id, True, comment, as_json)
+
+
+@approvals_group.command("deny")
+@click.argument("request_id")
+@click.option("--comment", help="why (a model-driven run is told this and may go on)")
+@click.option("--json", "as_json", is_flag=True)
+def deny(request_id: str, comment: str | None, as_json: bool) -> None:
+    """Deny a pending request: a scripted run stops (exit 3), a model is told why."""
+    _decide(request_id, False, comment, as_json)
