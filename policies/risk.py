@@ -189,7 +189,8 @@ DEFAULT_RULES: list[Rule] = [
         "require_approval",
         "looks like a payment",
         side_effects=["submit"],
-        text=r"\b(pay|payment|purchase|place (an )?order|checkout|check out|buy)\b",
+        text=r"\b(pay|payment|purchase|place (an )?order|checkout|check out|buy|subscribe"
+        r"|upgrade)\b",
     ),
     _rule(
         "deletions",

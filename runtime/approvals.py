@@ -38,6 +38,7 @@ __all__ = [
     "ApprovalRequest",
     "ApprovalStatus",
     "Approvals",
+    "new_approval_id",
 ]
 
 ApprovalStatus = Literal[
@@ -92,6 +93,11 @@ class ApprovalRequest(BaseModel):
     )
 
 
+def new_approval_id() -> str:
+    """A short random id, e.g. ``ap-7f3a9c01``."""
+    return "ap-" + secrets.token_hex(4)
+
+
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -142,11 +148,13 @@ class Approvals:
         idempotency_key: str,
         page_url: str | None,
         ttl_s: float,
+        request_id: str | None = None,
+        screenshot: str | None = None,
     ) -> ApprovalRequest:
-        """Persist a pending request (before anyone is told about it)."""
+        """Persist a pending request (before anyone is told about it); the run now waits."""
         now = self.now()
         request = ApprovalRequest(
-            id="ap-" + secrets.token_hex(4),
+            id=request_id or new_approval_id(),
             run_id=run_id,
             step_idx=step_idx,
             task_name=task_name,
@@ -157,14 +165,15 @@ class Approvals:
             fingerprint=fingerprint,
             idempotency_key=idempotency_key,
             page_url=page_url,
+            screenshot=screenshot,
             created_at=now,
             expires_at=now + timedelta(seconds=ttl_s),
         )
         async with self.store.tx() as db:
             await db.execute(
                 "INSERT INTO approvals (id, run_id, step_idx, task_name, profile, action, summary,"
-                " reasons, fingerprint, idempotency_key, page_url, status, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                " reasons, fingerprint, idempotency_key, page_url, screenshot, status, created_at,"
+                " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
                 (
                     request.id,
                     run_id,
@@ -177,17 +186,18 @@ class Approvals:
                     fingerprint,
                     idempotency_key,
                     page_url,
+                    screenshot,
                     request.created_at.isoformat(),
                     request.expires_at.isoformat(),
                 ),
             )
+            # In the same transaction: whoever sees the request sees the run waiting for it.
+            await db.execute(
+                "UPDATE runs SET status = 'waiting_approval' WHERE id = ? AND status = 'running'",
+                (run_id,),
+            )
         request.prior = await self.prior(idempotency_key, exclude=request.id)
         return request
-
-    async def set_screenshot(self, request_id: str, path: str) -> None:
-        """Attach the screenshot (taken after the request exists, so it is never orphaned)."""
-        async with self.store.tx() as db:
-            await db.execute("UPDATE approvals SET screenshot = ? WHERE id = ?", (path, request_id))
 
     async def get(self, ref: str) -> ApprovalRequest:
         """The request with this id or unique id prefix."""

@@ -35,7 +35,7 @@ from tools import (
 )
 from tools.facts import action_facts
 
-from .approvals import ApprovalRequest, Approvals
+from .approvals import ApprovalRequest, Approvals, new_approval_id
 from .errors import StepFailedError
 from .recorder import Recorder
 from .records import StepRecord
@@ -270,7 +270,21 @@ class Gate:
     ) -> ApprovalRequest:
         redact = self.recorder.redact
         state = self.state
-        request = await self.approvals.create(
+        request_id = new_approval_id()
+        # The screenshot first: a request is never seen without it.
+        redactor = state.lease.redactor if state.lease else None
+        shot = await highlighted_screenshot(
+            self.tabs, action, redactor.found_in_text if redactor else None
+        )
+        path = None
+        if shot is not None:
+            path = self.recorder.run_dir / "approvals" / f"{request_id}.jpg"
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(shot)
+            await self.recorder.artifact("approval", path, state.idx)
+        return await self.approvals.create(
+            request_id=request_id,
+            screenshot=str(path) if path else None,
             run_id=state.run_id,
             step_idx=state.idx,
             task_name=state.task.name,
@@ -285,19 +299,6 @@ class Gate:
             page_url=redact(str(facts.get("page_url") or "")) or None,
             ttl_s=self.ttl_s,
         )
-        redactor = state.lease.redactor if state.lease else None
-        shot = await highlighted_screenshot(
-            self.tabs, action, redactor.found_in_text if redactor else None
-        )
-        if shot is not None:
-            folder = self.recorder.run_dir / "approvals"
-            folder.mkdir(exist_ok=True)
-            path = folder / f"{request.id}.jpg"
-            path.write_bytes(shot)
-            await self.recorder.artifact("approval", path, state.idx)
-            await self.approvals.set_screenshot(request.id, str(path))
-            request.screenshot = str(path)
-        return request
 
     async def _auto(self, request: ApprovalRequest, verdict: Verdict) -> bool:
         if any(p["status"] in ("unconfirmed", "executing") for p in request.prior):
@@ -323,6 +324,7 @@ class Gate:
         """The decision on ``request``: a policy's auto-approval, or a person's, or expiry."""
         self.last_webhook = None
         if await self._auto(request, verdict):
+            await self.store.set_run_status(self.state.run_id, "running")
             return await self.approvals.get(request.id)
         state = self.state
         state.emit(
@@ -335,7 +337,6 @@ class Gate:
                 status="waiting_approval",
             )
         )
-        await self.store.set_run_status(state.run_id, "waiting_approval")
         if self.webhook is not None:
             delivered = await self.webhook.send(
                 {

@@ -10,7 +10,7 @@ from types import TracebackType
 
 import uvicorn
 
-from examples.portal.app import create_app
+from examples.portal.app import COLLECTOR_URL, create_app
 
 _HOST = "127.0.0.1"
 
@@ -18,9 +18,17 @@ _HOST = "127.0.0.1"
 class PortalServer:
     """The portal served on 127.0.0.1; port 0 picks a free port."""
 
-    def __init__(self, port: int = 0, db_path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        db_path: str | Path | None = None,
+        pay_delay_s: float = 0.0,
+        collector_url: str | None = None,
+    ) -> None:
         self._requested_port = port
         self.db_path = db_path
+        self.pay_delay_s = pay_delay_s
+        self.collector_url = collector_url
         self.port = port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -48,7 +56,7 @@ class PortalServer:
         self._sock = sock
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self.db_path),
+            create_app(self.db_path, self.pay_delay_s, self.collector_url or COLLECTOR_URL),
             log_level="warning",
             access_log=False,
             # Leave the host process's logging configuration alone.
