@@ -1,7 +1,9 @@
-"""``corral policy check URL``: the verdict the risk rules give each element of a page (dry run)."""
+"""``corral policy ...``: the global policy file (``set``, ``show``) and ``check``, the verdict the
+risk rules give each element of a page (a dry run that acts on nothing)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from pathlib import Path
@@ -11,14 +13,18 @@ import click
 from rich.table import Table
 
 from policies import ActionFacts, Policy, classify, load_policy
-from profiles import open_session
+from profiles import UserError, atomic_write, open_session
 from tools import ActionContext, AnyAction, Click, Fill, Navigate, Select, Tabs, execute
 from tools.facts import action_facts
 
 from .app import Runtime
-from .clitools import out_console, print_json, run_async, with_runtime
+from .auth import write_audit
+from .clitools import cli_actor, out_console, print_json, run_async, with_runtime
+from .errors import TaskFileError
+from .scripted import merge_vars, substitute_text
+from .task import VAR_RE, Task, load_task
 
-__all__ = ["policy_group"]
+__all__ = ["global_policy_path", "policy_group"]
 
 _ELEMENT = re.compile(
     r"-\s+(?P<role>button|link|textbox|searchbox|checkbox|radio|combobox|menuitem|tab|switch|"
@@ -39,81 +45,194 @@ def policy_group() -> None:
     """Risk rules for actions."""
 
 
+def global_policy_path(home: Path) -> Path:
+    """Where the global policy file lives (what ``Runtime.policy`` loads for every run)."""
+    return home / "policy.yaml"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@policy_group.command("set")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def set_(file: Path) -> None:
+    """Validate FILE and make it the global policy (super_admin; audited)."""
+
+    async def body(rt: Runtime) -> None:
+        actor = await cli_actor(rt)
+        rt.auth.require(actor, "super_admin", "set the global policy")
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            data = b""  # load_policy reports it, naming the file
+        except OSError as exc:
+            raise UserError(f"{file}: cannot read the policy file: {exc.strerror}") from exc
+        load_policy(file)  # a malformed file stops here, naming file and field; nothing changed
+        if file.read_bytes() != data:
+            raise UserError(f"{file}: changed while it was being read; try again")
+        path = global_policy_path(rt.settings.home)
+        old = path.read_bytes() if path.exists() else None
+        async with rt.store.tx() as db:
+            await write_audit(
+                db,
+                actor,
+                "policy.set",
+                "global",
+                {
+                    "sha256": _sha256(data),
+                    "previous_sha256": _sha256(old) if old is not None else None,
+                    "source": str(file.resolve()),
+                },
+            )
+            # Inside the transaction: if the write fails the audit row is rolled back, and the row
+            # commits only once the new file is in place (atomic: old or new, never half).
+            atomic_write(path, data)
+        click.echo(f"global policy set from {file} (sha256 {_sha256(data)[:12]})")
+
+    run_async(lambda: with_runtime(body))
+
+
+@policy_group.command("show")
+def show() -> None:
+    """Print the active global policy file, or say that the built-in defaults apply."""
+
+    async def body(rt: Runtime) -> None:
+        await cli_actor(rt)
+        path = global_policy_path(rt.settings.home)
+        if not path.exists():
+            click.echo("built-in defaults (no global policy: corral policy set FILE)")
+            return
+        data = path.read_bytes()
+        # A YAML comment, so the output can be saved and given to `policy set` again.
+        click.echo(f"# {path} (sha256 {_sha256(data)[:12]})")
+        click.echo(data.decode(), nl=False)
+
+    run_async(lambda: with_runtime(body))
+
+
+def _is_task_file(target: str) -> bool:
+    return "://" not in target and Path(target).suffix.lower() in (".yaml", ".yml")
+
+
+async def _task_start_url(rt: Runtime, task: Task, profile: str | None) -> str:
+    if not task.start_url:
+        raise TaskFileError(f"{task.source}: start_url: policy check needs a page to open")
+    profile_vars = (await rt.profiles.get(profile)).settings.vars if profile else {}
+    values = merge_vars(task, profile_vars, {})
+    missing = sorted(set(VAR_RE.findall(task.start_url)) - set(values))
+    if missing:
+        raise TaskFileError(
+            f"{task.source}: start_url: unknown variable '{missing[0]}' (define it under vars: "
+            "or in the profile's vars)"
+        )
+    return substitute_text(task.start_url, values)
+
+
 @policy_group.command("check")
-@click.argument("url")
+@click.argument("target", metavar="URL|TASK.yaml")
 @click.option("--profile", help="look at the page as this profile (its saved session)")
 @click.option(
     "--policy",
     "policy_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="a policy file (YAML); default: the built-in rules",
+    help="a policy file (YAML); default: the global policy, else the built-in rules",
 )
 @click.option("--task", help="apply this task's overrides from the policy file")
 @click.option("--allowed-domain", "allowed", multiple=True, help="the egress allowlist")
 @click.option("--json", "as_json", is_flag=True)
 def check(
-    url: str,
+    target: str,
     profile: str | None,
     policy_file: Path | None,
     task: str | None,
     allowed: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Open URL and print the verdict for every element an agent could act on (acts on none)."""
-    policy = load_policy(policy_file) if policy_file else Policy()
+    """Open URL, or a task file's start_url (with its name, profile and allowed domains), and
+    print the verdict for every element an agent could act on (acts on none)."""
 
     async def body(rt: Runtime) -> None:
-        name = profile or f"policy-check-{secrets.token_hex(3)}"
-        if profile is None:
-            await rt.profiles.create(name)
-        rows: list[dict[str, Any]] = []
-        try:
-            async with open_session(
-                rt.profiles,
-                await rt.pool(),
-                name,
-                f"policy-check-{secrets.token_hex(3)}",
-                save_state=False,
-            ) as session:
-                tabs = Tabs(session)
-                ctx = ActionContext(downloads_dir=rt.settings.home / "tmp")
-                await execute(tabs, Navigate(url=url), ctx)
-                page = await tabs.active()
-                snapshot = await page.aria_snapshot(mode="ai")
-                for m in _ELEMENT.finditer(snapshot):
-                    action = _probe_action(m["role"], m["ref"])
-                    facts = ActionFacts.model_validate(await action_facts(tabs, action, allowed))
-                    verdict = classify(facts, policy, task, profile)
-                    rows.append(
-                        {
-                            "ref": m["ref"],
-                            "role": m["role"],
-                            "name": m["name"] or "",
-                            "action": action.kind,
-                            "verdict": verdict.decision,
-                            "reasons": verdict.reasons,
-                            "rules": verdict.rules,
-                        }
-                    )
-        finally:
-            if profile is None:
-                await rt.profiles.delete(name)
-        if as_json:
-            print_json(rows)
-            return
-        table = Table(title=f"verdicts on {url}")
-        for col in ("ref", "role", "name", "action", "verdict", "reasons"):
-            table.add_column(col)
-        for r in rows:
-            style = {"allow": "green", "require_approval": "yellow", "deny": "red"}[r["verdict"]]
-            table.add_row(
-                r["ref"],
-                r["role"],
-                r["name"],
-                r["action"],
-                f"[{style}]{r['verdict']}[/]",
-                "; ".join(r["reasons"]),
+        actor = await cli_actor(rt)
+        # Without --policy: the global policy, exactly as runs load it.
+        policy = load_policy(policy_file) if policy_file else rt.policy() or Policy()
+        url, task_name, domains = target, task, list(allowed)
+        if _is_task_file(target):
+            parsed = load_task(Path(target))
+            profile_name = profile or parsed.profile
+            task_name = task or parsed.name
+            domains = [*parsed.allowed_domains, *allowed]
+            url = await _task_start_url(rt, parsed, profile_name)
+        else:
+            profile_name = profile
+        if profile_name is not None:
+            await rt.auth.require_profile(
+                actor, profile_name, f"look at pages as profile '{profile_name}'"
             )
-        out_console().print(table)
+        await _check(rt, url, profile_name, policy, task_name, domains, as_json)
 
     run_async(lambda: with_runtime(body))
+
+
+async def _check(
+    rt: Runtime,
+    url: str,
+    profile: str | None,
+    policy: Policy,
+    task: str | None,
+    allowed: list[str],
+    as_json: bool,
+) -> None:
+    """Open ``url`` as ``profile`` (or a throwaway one) and print each element's verdict."""
+    name = profile or f"policy-check-{secrets.token_hex(3)}"
+    if profile is None:
+        await rt.profiles.create(name)
+    rows: list[dict[str, Any]] = []
+    try:
+        async with open_session(
+            rt.profiles,
+            await rt.pool(),
+            name,
+            f"policy-check-{secrets.token_hex(3)}",
+            save_state=False,
+        ) as session:
+            tabs = Tabs(session)
+            ctx = ActionContext(downloads_dir=rt.settings.home / "tmp")
+            await execute(tabs, Navigate(url=url), ctx)
+            page = await tabs.active()
+            snapshot = await page.aria_snapshot(mode="ai")
+            for m in _ELEMENT.finditer(snapshot):
+                action = _probe_action(m["role"], m["ref"])
+                facts = ActionFacts.model_validate(await action_facts(tabs, action, allowed))
+                verdict = classify(facts, policy, task, profile)
+                rows.append(
+                    {
+                        "ref": m["ref"],
+                        "role": m["role"],
+                        "name": m["name"] or "",
+                        "action": action.kind,
+                        "verdict": verdict.decision,
+                        "reasons": verdict.reasons,
+                        "rules": verdict.rules,
+                    }
+                )
+    finally:
+        if profile is None:
+            await rt.profiles.delete(name)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"verdicts on {url}")
+    for col in ("ref", "role", "name", "action", "verdict", "reasons"):
+        table.add_column(col)
+    for r in rows:
+        style = {"allow": "green", "require_approval": "yellow", "deny": "red"}[r["verdict"]]
+        table.add_row(
+            r["ref"],
+            r["role"],
+            r["name"],
+            r["action"],
+            f"[{style}]{r['verdict']}[/]",
+            "; ".join(r["reasons"]),
+        )
+    out_console().print(table)

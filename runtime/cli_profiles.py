@@ -12,7 +12,15 @@ from rich.table import Table
 from profiles import ProfileRecord, ProfileSettings
 
 from .app import Runtime
-from .clitools import out_console, parse_pairs, print_json, read_hidden, run_async, with_runtime
+from .clitools import (
+    cli_actor,
+    out_console,
+    parse_pairs,
+    print_json,
+    read_hidden,
+    run_async,
+    with_runtime,
+)
 
 __all__ = ["profiles_group"]
 
@@ -88,7 +96,10 @@ def create(
         raise click.UsageError(f"profile settings: {detail}") from exc
 
     async def body(rt: Runtime) -> None:
+        actor = await cli_actor(rt)
+        rt.auth.require(actor, "admin", "create profiles")
         record = await rt.profiles.create(name, settings)
+        await rt.auth.audit(actor, "profile.create", name, {"mode": record.settings.mode})
         click.echo(f"created profile {record.name} (mode {record.settings.mode})")
 
     run_async(lambda: with_runtime(body))
@@ -100,6 +111,7 @@ def list_(as_json: bool) -> None:
     """List profiles."""
 
     async def body(rt: Runtime) -> None:
+        await cli_actor(rt)
         records = await rt.profiles.list()
         leases = {r.name: await rt.store.get_lease(r.name) for r in records}
         if as_json:
@@ -129,6 +141,7 @@ def show(name: str, as_json: bool) -> None:
     """Show a profile's settings (never its saved cookies)."""
 
     async def body(rt: Runtime) -> None:
+        await cli_actor(rt)
         record = await rt.profiles.get(name)
         data = _record_json(record, await rt.store.get_lease(name))
         if as_json:
@@ -144,11 +157,14 @@ def show(name: str, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 def delete(name: str, yes: bool) -> None:
     """Delete a profile and its saved state."""
-    if not yes:
-        click.confirm(f"delete profile {name} and its saved state?", abort=True)
 
     async def body(rt: Runtime) -> None:
+        actor = await cli_actor(rt)
+        rt.auth.require(actor, "admin", "delete profiles")
+        if not yes:
+            click.confirm(f"delete profile {name} and its saved state?", abort=True)
         await rt.profiles.delete(name)
+        await rt.auth.audit(actor, "profile.delete", name)
         click.echo(f"deleted profile {name}")
 
     run_async(lambda: with_runtime(body))
@@ -160,7 +176,10 @@ def clear(name: str) -> None:
     """Forget a profile's saved state (cookies, storage): the next run starts logged out."""
 
     async def body(rt: Runtime) -> None:
+        actor = await cli_actor(rt)
+        rt.auth.require(actor, "admin", "clear profiles")
         await rt.profiles.clear_state(name)
+        await rt.auth.audit(actor, "profile.clear", name)
         click.echo(f"cleared the saved state of {name}")
 
     run_async(lambda: with_runtime(body))
@@ -176,14 +195,18 @@ def clear(name: str) -> None:
 )
 def export(name: str, output: Path, with_state: bool) -> None:
     """Export a profile to a file (settings; state only with --with-state)."""
-    passphrase = read_hidden("passphrase for the bundle", confirm=True) if with_state else None
-    if with_state and not passphrase:
-        raise click.UsageError("an empty passphrase is not allowed")
 
     async def body(rt: Runtime) -> None:
+        actor = await cli_actor(rt)
+        rt.auth.require(actor, "admin", "export profiles")
+        # Asked only once the actor may export, so nobody types a passphrase to be refused.
+        passphrase = read_hidden("passphrase for the bundle", confirm=True) if with_state else None
+        if with_state and not passphrase:
+            raise click.UsageError("an empty passphrase is not allowed")
         data = await rt.profiles.export(name, passphrase)
         output.write_bytes(data)
         output.chmod(0o600)
+        await rt.auth.audit(actor, "profile.export", name, {"with_state": with_state})
         click.echo(f"exported profile {name} to {output}")
 
     run_async(lambda: with_runtime(body))
@@ -198,10 +221,13 @@ def import_(bundle: Path, name: str | None) -> None:
         data = bundle.read_bytes()
     except OSError as exc:
         raise click.UsageError(f"{bundle}: cannot read: {exc.strerror}") from exc
-    passphrase = read_hidden("passphrase of the bundle") if b'"state": "' in data else None
 
     async def body(rt: Runtime) -> None:
+        actor = await cli_actor(rt)
+        rt.auth.require(actor, "admin", "import profiles")
+        passphrase = read_hidden("passphrase of the bundle") if b'"state": "' in data else None
         record = await rt.profiles.import_(data, str(bundle), passphrase, name)
+        await rt.auth.audit(actor, "profile.import", record.name, {"bundle": str(bundle)})
         click.echo(f"imported profile {record.name}")
 
     run_async(lambda: with_runtime(body))

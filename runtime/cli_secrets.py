@@ -15,7 +15,7 @@ from rich.table import Table
 from profiles import MasterKey, UserError
 
 from .app import Runtime
-from .clitools import out_console, print_json, read_hidden, run_async, with_runtime
+from .clitools import cli_actor, out_console, print_json, read_hidden, run_async, with_runtime
 from .rotate import rotate_key
 
 __all__ = ["secrets_group", "vault_group"]
@@ -53,13 +53,22 @@ def set_(
             "secret values are never taken from the command line; pipe the value on stdin "
             "or type it at the prompt (and consider this one exposed: rotate it)"
         )
-    prompt = "TOTP seed (base32)" if totp else f"value of {name}"
-    value = read_hidden(prompt, confirm=sys.stdin.isatty())
 
     async def body(rt: Runtime) -> None:
+        actor = await cli_actor(rt)
+        rt.auth.require(actor, "admin", "set secrets")
         for profile in profiles:
             await rt.profiles.get(profile)
+        # Read only once the actor may set it, so nobody types a secret just to be refused.
+        prompt = "TOTP seed (base32)" if totp else f"value of {name}"
+        value = read_hidden(prompt, confirm=sys.stdin.isatty())
         record = await rt.vault.set(name, value, domains, profiles, totp)
+        await rt.auth.audit(
+            actor,
+            "secret.set",
+            record.name,
+            {"kind": record.kind, "domains": record.domains, "profiles": record.profiles},
+        )
         scope = ", ".join(record.domains)
         bound = f"; profiles {', '.join(record.profiles)}" if record.profiles else ""
         click.echo(f"stored secret {record.name} ({record.kind}) for {scope}{bound}")
@@ -73,6 +82,7 @@ def list_(as_json: bool) -> None:
     """Names, kinds, scopes and use times of the secrets (never values)."""
 
     async def body(rt: Runtime) -> None:
+        await cli_actor(rt)
         records = await rt.vault.list()
         rows: list[dict[str, Any]] = [
             {
@@ -111,7 +121,10 @@ def rm(name: str) -> None:
     """Delete a secret."""
 
     async def body(rt: Runtime) -> None:
+        actor = await cli_actor(rt)
+        rt.auth.require(actor, "admin", "delete secrets")
         await rt.vault.remove(name)
+        await rt.auth.audit(actor, "secret.rm", name)
         click.echo(f"deleted secret {name}")
 
     run_async(lambda: with_runtime(body))
@@ -125,6 +138,7 @@ def audit(run_id: str | None, limit: int, as_json: bool) -> None:
     """Every use of a secret, allowed or refused, newest first."""
 
     async def body(rt: Runtime) -> None:
+        rt.auth.require(await cli_actor(rt), "admin", "read the secret-use audit")
         entries = await rt.store.list_audit(run_id, limit)
         if as_json:
             print_json([e.model_dump(mode="json") for e in entries])
@@ -157,6 +171,8 @@ def rotate() -> None:
     """Re-encrypt every secret and saved profile state under a new master key (crash-safe)."""
 
     async def body(rt: Runtime) -> None:
+        actor = await cli_actor(rt)
+        rt.auth.require(actor, "admin", "rotate the master key")
         new_key = None
         if rt.settings.master_key is not None:
             text = read_hidden("new master key (base64 or hex)")
@@ -164,6 +180,12 @@ def rotate() -> None:
                 raise UserError("CORRAL_MASTER_KEY is set: give the new key on stdin")
             new_key = MasterKey.from_text(text, "new master key")
         report = await rotate_key(rt, new_key)
+        await rt.auth.audit(
+            actor,
+            "vault.rotate_key",
+            "master key",
+            {"fingerprint": report.new_fingerprint, "resealed": report.rows_resealed},
+        )
         click.echo(
             f"rotated to key {report.new_fingerprint}: {report.rows_resealed} stored item(s) "
             f"and {report.archives_resealed} user-data archive(s) re-encrypted"

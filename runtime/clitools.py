@@ -15,9 +15,11 @@ from rich.console import Console
 from profiles import CorralError, RedactingFilter
 
 from .app import Runtime
+from .auth import Actor
 from .settings import Settings
 
 __all__ = [
+    "cli_actor",
     "err_console",
     "fail",
     "out_console",
@@ -69,6 +71,11 @@ async def with_runtime(body: Callable[[Runtime], Awaitable[T]]) -> T:
             return await body(rt)
         finally:
             root.removeHandler(handler)
+
+
+async def cli_actor(rt: Runtime) -> Actor:
+    """Who the CLI acts as: ``CORRAL_TOKEN``'s user, or the local actor while no users exist."""
+    return await rt.auth.actor(rt.settings.token)
 
 
 def parse_pairs(pairs: Iterable[str], flag: str) -> dict[str, str]:
