@@ -24,7 +24,10 @@ __all__ = ["BASE_ARGS", "BROWSER_ENV", "BrowserPool", "find_browser"]
 
 BROWSER_ENV = "CORRAL_BROWSER"
 # Without the background-networking flags Chromium keeps dialling Google on a closed network;
-# /dev/shm is small in containers and many tabs exhaust it.
+# /dev/shm is small in containers and many tabs exhaust it. WebRTC may send UDP straight past
+# any proxy (and so past the egress allowlist); the policy forbids UDP that is not proxied.
+# Debian's Chromium honours only --webrtc-ip-handling-policy (verified); the --force- variant is
+# the one headless-shell and content-shell builds read.
 BASE_ARGS: tuple[str, ...] = (
     "--disable-gpu",
     "--disable-background-networking",
@@ -33,6 +36,8 @@ BASE_ARGS: tuple[str, ...] = (
     "--disable-dev-shm-usage",
     "--no-first-run",
     "--disable-quic",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
 )
 _SYSTEM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

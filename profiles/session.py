@@ -2,6 +2,8 @@
 
 ``open_session`` leases the profile, opens a context restored from its sealed state, and on the way
 out saves the state again (sealed), closes the context and releases the lease, whatever happened.
+With ``allowed_domains`` the context's traffic goes through a per-session :class:`EgressProxy`
+(closed after the context), so the allowlist holds below the page.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 from playwright.async_api import BrowserContext
 from playwright.async_api import Error as PlaywrightError
 
+from .egress import PROXY_BYPASS, EgressConflictError, EgressProxy, host_resolver_rules
 from .errors import BrowserCrashedError
 from .lease import hold_lease
 from .manager import ProfileManager
@@ -41,6 +44,8 @@ class Session:
     """True when the context started from previously saved state."""
     closed_unexpectedly: bool = field(default=False)
     """Set when the context or its browser went away while the run still held it."""
+    egress: EgressProxy | None = field(default=None)
+    """The allowlisting proxy this session's traffic goes through; None without an allowlist."""
     _closing: bool = field(default=False, repr=False)
 
     def _on_close(self, _: object) -> None:
@@ -77,10 +82,30 @@ async def open_session(
     context_options: dict[str, Any] | None = None,
     launch_args: tuple[str, ...] = (),
     save_state: bool = True,
+    allowed_domains: Sequence[str] = (),
+    host_map: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Session]:
-    """Lease ``profile`` and yield a Session; saves state and releases everything on exit."""
+    """Lease ``profile`` and yield a Session; saves state and releases everything on exit.
+
+    ``allowed_domains`` (see :mod:`profiles.egress`) limits which hosts the session may contact;
+    empty means no limit and no proxy. ``host_map`` gives host names fixed addresses (like curl
+    ``--resolve``): in the proxy with an allowlist, else in the browser's resolver.
+    """
     record = await manager.get(profile)
-    async with hold_lease(manager.store, profile, run_id, lease_wait_s):
+    if allowed_domains and (record.settings.proxy or (context_options or {}).get("proxy")):
+        raise EgressConflictError(
+            f"profile '{profile}' routes through its own proxy, and an egress allowlist "
+            "(allowed_domains) cannot be combined with that yet: remove one of the two"
+        )
+    if host_map and not allowed_domains:
+        # Without our proxy the browser resolves names itself; the pool keys browsers by args.
+        launch_args = (*launch_args, host_resolver_rules(host_map))
+    # The proxy starts before the lease (a bad entry fails before waiting for the profile) and
+    # closes after the context.
+    async with (
+        _egress(allowed_domains, host_map) as egress,
+        hold_lease(manager.store, profile, run_id, lease_wait_s),
+    ):
         # Re-read under the lease: the previous holder may have saved newer state meanwhile.
         record = await manager.get(profile)
         options = {
@@ -88,6 +113,11 @@ async def open_session(
             "accept_downloads": True,
             **(context_options or {}),
         }
+        if egress is not None:
+            # Last, so nothing can switch them off; service workers would bypass page-level
+            # hooks, and "<-loopback>" makes Chromium proxy 127.0.0.1/localhost too.
+            options["proxy"] = {"server": egress.url, "bypass": PROXY_BYPASS}
+            options["service_workers"] = "block"
         live: Path | None = None
         try:
             if record.settings.mode == "persistent":
@@ -111,12 +141,25 @@ async def open_session(
             raise BrowserCrashedError(
                 f"profile '{profile}': the browser could not open a session: {first}"
             ) from exc
-        session = Session(profile=record, run_id=run_id, context=context, restored=restored)
+        session = Session(
+            profile=record, run_id=run_id, context=context, restored=restored, egress=egress
+        )
         context.on("close", session._on_close)
         try:
             yield session
         finally:
             await asyncio.shield(_close(manager, session, live, save_state))
+
+
+@contextlib.asynccontextmanager
+async def _egress(
+    allowed_domains: Sequence[str], host_map: Mapping[str, str] | None
+) -> AsyncIterator[EgressProxy | None]:
+    if not allowed_domains:
+        yield None
+        return
+    async with EgressProxy.start(allowed_domains, host_map) as proxy:
+        yield proxy
 
 
 async def _close(

@@ -1,0 +1,547 @@
+"""The egress allowlist: a per-session filtering HTTP proxy on 127.0.0.1.
+
+Why a proxy: ``context.route`` sees what the page asks for, not what the network stack does; the
+target of an HTTP redirect never reaches a route handler, so a redirect from an allowed host to
+any other host goes through. ``--host-resolver-rules`` works below the page but only for names:
+an IP literal (``http://10.0.0.5/``) needs no resolving and is never checked, and the rules are
+per browser process, not per session. A proxy that the session's browser context must use sees
+every connection that context opens (navigations and their redirects, popups, iframes, workers,
+fetch/XHR, WebSockets, form posts, IP literals) and decides each one on the host name the browser
+asked for. WebRTC's UDP is the one thing an HTTP proxy cannot see; ``BASE_ARGS`` in ``pool.py``
+forbids non-proxied UDP for that reason.
+
+The proxy speaks just enough HTTP/1.1 to route: it parses the request head (with ``h11``), then
+either opens a tunnel (``CONNECT host:port``, used by Chromium for https, wss and ws) or forwards
+one plain-HTTP request (``GET http://host/path``) in origin form with ``Connection: close``. After
+the head it only pipes bytes, always to the one upstream it decided on: a client that reuses the
+connection for another host still reaches only the first one, so a second host always needs a new
+connection and a new decision. The decision comes before any lookup, so a refused name is never
+resolved by the proxy either (no DNS side channel from here).
+
+Allowlist entries (``allowed_domains``):
+
+- ``portal.example`` — that host, any port; ``127.0.0.1``, ``[::1]`` and ``::1`` for IP literals;
+- ``*.example.com`` — any subdomain of example.com at any depth, but NOT ``example.com`` itself
+  (list both to allow both; the same rule the vault's origin scopes use);
+- ``host:8080`` — only that port;
+- ``https://portal.example/any/path`` — the host (and port if given) of the URL; the scheme and
+  path are dropped, since a CONNECT tunnel does not say which scheme runs inside it.
+
+Hosts compare case-insensitively, without a trailing dot; IP literals compare by value
+(``127.1`` is ``127.0.0.1``, as in the browser's URL parser).
+
+Errors (both ``UserError``, exit 2)::
+
+    UserError
+    ├── InvalidAllowlistError    an allowlist or host_map entry that cannot be parsed
+    └── EgressConflictError      an allowlist on a profile that has its own proxy
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import re
+import socket
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import h11
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import UserError
+
+__all__ = [
+    "PROXY_BYPASS",
+    "BlockedRequest",
+    "EgressConflictError",
+    "EgressProxy",
+    "HostRule",
+    "InvalidAllowlistError",
+    "host_resolver_rules",
+    "parse_allowlist",
+]
+
+log = logging.getLogger(__name__)
+
+PROXY_BYPASS = "<-loopback>"
+"""Chromium's bypass rule that removes its implicit bypass of localhost and loopback addresses."""
+
+_MAX_HEAD = 64 * 1024
+_MAX_URL = 2048
+_MAX_BLOCKED = 1000
+_HEAD_TIMEOUT_S = 30.0
+_CONNECT_TIMEOUT_S = 10.0
+_LINGER_S = 10.0
+_CHUNK = 64 * 1024
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "upgrade",
+        "host",
+    }
+)
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
+_NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)\Z")
+_SCHEMES = ("http", "https", "ws", "wss")
+_EXPECTED = (
+    "expected a host name, an IP address or '*.domain', optionally with ':port' or a scheme, "
+    "e.g. 'portal.example', '*.example.com', '127.0.0.1:8080', '[::1]', 'https://portal.example'"
+)
+
+
+class InvalidAllowlistError(UserError):
+    """An ``allowed_domains`` or ``host_map`` entry that cannot be parsed."""
+
+
+class EgressConflictError(UserError):
+    """An egress allowlist asked for on a profile whose settings route through another proxy."""
+
+
+class BlockedRequest(BaseModel):
+    """One connection or request the proxy refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    host: str = Field(description="the host the browser asked for, normalised")
+    port: int
+    method: str = Field(description="CONNECT for tunnels (https, wss, ws), else the HTTP method")
+    url: str | None = Field(None, description=f"plain HTTP only; at most {_MAX_URL} characters")
+    at: datetime
+
+
+@dataclass(frozen=True)
+class HostRule:
+    """One parsed allowlist entry."""
+
+    host: str
+    """Normalised host; for a wildcard, the domain after ``*.``."""
+    wildcard: bool = False
+    port: int | None = None
+    """None: any port."""
+
+    def matches(self, host: str, port: int) -> bool:
+        """True if this rule allows ``host`` (normalised) on ``port``."""
+        if self.port is not None and port != self.port:
+            return False
+        if self.wildcard:
+            return host.endswith("." + self.host) and not _is_ip(host)
+        return host == self.host
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _normal_host(raw: str) -> str | None:
+    """The canonical form of a host name or IP literal, or None if it is neither."""
+    host = raw.lower()
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return ipaddress.IPv6Address(host[1:-1]).compressed
+        except ValueError:
+            return None
+    host = host.removesuffix(".")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    labels = host.split(".")
+    if not host or len(host) > 253 or not all(_LABEL.match(label) for label in labels):
+        return None
+    if _NUMERIC_LABEL.match(labels[-1]):
+        # The browser's URL parser reads "127.1" or "0x7f.0.0.1" as IPv4, and so does this.
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return None
+    return host
+
+
+def _split_authority(authority: str) -> tuple[str, str | None] | None:
+    """``host[:port]`` or ``[v6][:port]`` -> (host, port text or None); None if malformed."""
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end < 0:
+            return None
+        host, rest = authority[: end + 1], authority[end + 1 :]
+        if not rest:
+            return host, None
+        return (host, rest[1:]) if rest.startswith(":") else None
+    host, sep, port = authority.partition(":")
+    return host, (port if sep else None)
+
+
+def _parse_port(text: str) -> int | None:
+    if not text.isdigit() or not text.isascii():
+        return None
+    port = int(text)
+    return port if 0 < port < 65536 else None
+
+
+def _entry_error(entry: str, why: str = "") -> InvalidAllowlistError:
+    detail = f"{why}; " if why else ""
+    return InvalidAllowlistError(f"allowed_domains entry {entry!r}: {detail}{_EXPECTED}")
+
+
+def _parse_entry(entry: str) -> HostRule:
+    raw = entry.strip().lower()
+    if not raw:
+        raise _entry_error(entry, "empty")
+    if "://" in raw:
+        parts = urlsplit(raw)
+        if parts.scheme not in _SCHEMES:
+            raise _entry_error(entry, f"scheme {parts.scheme!r} is not one of {_SCHEMES}")
+        raw = parts.netloc
+    else:
+        raw = raw.split("/", 1)[0]
+    if "@" in raw:
+        raise _entry_error(entry, "credentials are not allowed")
+    if raw.count(":") > 1 and not raw.startswith("["):
+        raw = f"[{raw}]"  # a bare IPv6 address such as ::1 (it cannot carry a port)
+    split = _split_authority(raw)
+    if split is None:
+        raise _entry_error(entry)
+    host_text, port_text = split
+    port = None
+    if port_text is not None:
+        port = _parse_port(port_text)
+        if port is None:
+            raise _entry_error(entry, f"port {port_text!r} is not a number from 1 to 65535")
+    wildcard = host_text.startswith("*.")
+    if wildcard:
+        host_text = host_text[2:]
+    if host_text == "*":
+        raise _entry_error(entry, "'*' would allow everything; leave the allowlist empty instead")
+    host = _normal_host(host_text)
+    if host is None or (wildcard and _is_ip(host)):
+        raise _entry_error(entry)
+    return HostRule(host, wildcard, port)
+
+
+def parse_allowlist(entries: Iterable[str]) -> tuple[HostRule, ...]:
+    """Parse ``allowed_domains`` entries; raises InvalidAllowlistError naming a bad one."""
+    if isinstance(entries, str):
+        raise InvalidAllowlistError(f"allowed_domains must be a list of hosts, not {entries!r}")
+    return tuple(_parse_entry(entry) for entry in entries)
+
+
+def _parse_host_map(host_map: Mapping[str, str] | None) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for name, address in (host_map or {}).items():
+        host = _normal_host(name.strip())
+        target = address.strip().removeprefix("[").removesuffix("]")
+        if host is None or not target or (_normal_host(target) is None and not _is_ip(target)):
+            raise InvalidAllowlistError(
+                f"host_map entry {name!r} -> {address!r}: expected a host name mapped to an "
+                "IP address or host name, e.g. 'portal.test' -> '127.0.0.1'"
+            )
+        parsed[host] = target
+    return parsed
+
+
+def host_resolver_rules(host_map: Mapping[str, str]) -> str:
+    """Chromium's ``--host-resolver-rules`` launch argument for ``host_map`` (``MAP a b,...``)."""
+    rules = []
+    for name, address in sorted(_parse_host_map(host_map).items()):
+        # Chromium wants an IPv6 replacement in brackets.
+        target = f"[{address}]" if ":" in address else address
+        rules.append(f"MAP {name} {target}")
+    return "--host-resolver-rules=" + ",".join(rules)
+
+
+# --- the proxy --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    host: str
+    port: int
+    head: bytes | None
+    """For plain HTTP: the request head rewritten for the upstream; None for CONNECT."""
+    url: str | None
+
+
+class _BadRequest(Exception):
+    """The client sent something that is not a proxy request we handle."""
+
+
+def _parse_request(head: bytes) -> tuple[str, _Target]:
+    """The method and the upstream target of a request head; raises _BadRequest."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+    try:
+        conn.receive_data(head)
+        event = conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        raise _BadRequest(str(exc)) from exc
+    if not isinstance(event, h11.Request):
+        raise _BadRequest("incomplete request head")
+    method = event.method.decode("ascii")
+    try:
+        target = event.target.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise _BadRequest("non-ASCII request target") from exc
+    if method == "CONNECT":
+        split = _split_authority(target)
+        host = port = None
+        if split is not None and split[1] is not None:
+            host, port = _normal_host(split[0]), _parse_port(split[1])
+        if host is None or port is None:
+            raise _BadRequest(f"CONNECT needs host:port, got {target[:100]!r}")
+        return method, _Target(host, port, None, None)
+    parts = urlsplit(target)
+    if parts.scheme.lower() != "http" or not parts.netloc or "@" in parts.netloc:
+        raise _BadRequest(f"expected an absolute http:// URL, got {target[:100]!r}")
+    split = _split_authority(parts.netloc)
+    host = port = None
+    if split is not None:
+        host = _normal_host(split[0])
+        port = 80 if split[1] is None else _parse_port(split[1])
+    if host is None or port is None:
+        raise _BadRequest(f"bad host in {target[:100]!r}")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return method, _Target(host, port, _origin_form(event, path, parts.netloc), target)
+
+
+def _origin_form(event: h11.Request, path: str, authority: str) -> bytes:
+    """The request head for the upstream: origin-form target, Host from the URL, one request."""
+    named = {
+        token.strip().lower()
+        for name, value in event.headers.raw_items()
+        if name.lower() == b"connection"
+        for token in value.decode("latin-1").split(",")
+    }
+    lines = [
+        f"{event.method.decode()} {path} HTTP/{event.http_version.decode()}",
+        f"Host: {authority}",
+    ]
+    for name, value in event.headers.raw_items():
+        key = name.decode("ascii")
+        if key.lower() not in _HOP_BY_HOP and key.lower() not in named:
+            lines.append(f"{key}: {value.decode('latin-1')}")
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _response(status: int, reason: str, body: str) -> bytes:
+    data = body.encode()
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(data)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+    ).encode() + data
+
+
+async def _copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    """Copy until EOF, then half-close ``dst`` so its peer sees the end too."""
+    with contextlib.suppress(OSError, RuntimeError):
+        while data := await src.read(_CHUNK):
+            dst.write(data)
+            await dst.drain()
+        if dst.can_write_eof():
+            dst.write_eof()
+
+
+async def _pipe(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    up_reader: asyncio.StreamReader,
+    upstream: asyncio.StreamWriter,
+) -> None:
+    """Pipe both ways until the upstream is done (or the client is, plus a grace period)."""
+    async with asyncio.TaskGroup() as group:
+        down = group.create_task(_copy(up_reader, writer))
+        up = group.create_task(_copy(reader, upstream))
+        await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+        if not down.done():
+            # The client is done sending; give the upstream a while to finish answering.
+            await asyncio.wait({down}, timeout=_LINGER_S)
+        # The upstream has finished: the exchange is over, whatever the client still sends.
+        down.cancel()
+        up.cancel()
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        writer.transport.abort()  # shutting down: do not wait for a peer to read
+        return
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), 2.0)
+    except (OSError, TimeoutError):
+        writer.transport.abort()
+
+
+class EgressProxy:
+    """An allowlisting HTTP proxy for one browser session; use :meth:`start`."""
+
+    def __init__(self, rules: Sequence[HostRule], host_map: Mapping[str, str] | None = None):
+        self.rules = tuple(rules)
+        self.host_map = _parse_host_map(host_map)
+        self.blocked: deque[BlockedRequest] = deque(maxlen=_MAX_BLOCKED)
+        """Refused requests since the last :meth:`drain_blocked` (the newest 1000)."""
+        self.allowed_total = 0
+        """Connections and requests let through since start."""
+        self.blocked_total = 0
+        self.port = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    @classmethod
+    @asynccontextmanager
+    async def start(
+        cls, allowed: Sequence[str], host_map: Mapping[str, str] | None = None
+    ) -> AsyncIterator[EgressProxy]:
+        """Serve on 127.0.0.1 (random port); closes the server and every tunnel on exit."""
+        proxy = cls(parse_allowlist(allowed), host_map)
+        server = await asyncio.start_server(proxy._accept, "127.0.0.1", 0, limit=_MAX_HEAD)
+        proxy.port = server.sockets[0].getsockname()[1]
+        log.debug("egress proxy on %s for %s", proxy.url, list(allowed))
+        try:
+            yield proxy
+        finally:
+            await proxy._shutdown(server)
+
+    async def _shutdown(self, server: asyncio.Server) -> None:
+        # Not a TaskGroup around the ``yield``: on Python 3.11 it would wrap any exception of
+        # the session body in an ExceptionGroup. The handler tasks are owned here instead.
+        self._closing = True
+        server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        """The proxy's address for Playwright's ``proxy={"server": ...}``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections currently being handled (tunnels included)."""
+        return len(self._tasks)
+
+    def allows(self, host: str, port: int) -> bool:
+        """True if the allowlist lets the browser reach ``host`` on ``port``."""
+        normal = _normal_host(host if ":" not in host or host.startswith("[") else f"[{host}]")
+        return normal is not None and self._allows(normal, port)
+
+    def _allows(self, host: str, port: int) -> bool:
+        return any(rule.matches(host, port) for rule in self.rules)
+
+    def drain_blocked(self) -> list[BlockedRequest]:
+        """What was blocked since the last call; clears the list."""
+        drained = list(self.blocked)
+        self.blocked.clear()
+        return drained
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:
+            writer.transport.abort()
+            return
+        task = asyncio.create_task(self._handle(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._serve(reader, writer)
+        except Exception:
+            # A bug in one connection must not reach the event loop or other connections.
+            log.exception("egress proxy: unexpected error")
+        finally:
+            await _close(writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Handle one client connection: one decision, then at most one upstream."""
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _HEAD_TIMEOUT_S)
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial.strip():
+                await self._reject(reader, writer, 400, "Bad Request", "incomplete request head")
+            return
+        except asyncio.LimitOverrunError:
+            await self._reject(reader, writer, 400, "Bad Request", "request head over 64 kB")
+            return
+        except (TimeoutError, OSError):
+            return
+        try:
+            method, target = _parse_request(head)
+        except _BadRequest as exc:
+            log.debug("egress proxy: bad request: %s", exc)
+            await self._reject(reader, writer, 400, "Bad Request", "not a proxy request")
+            return
+        if not self._allows(target.host, target.port):
+            self.blocked_total += 1
+            url = target.url[:_MAX_URL] if target.url is not None else None
+            at = datetime.now(UTC)
+            self.blocked.append(
+                BlockedRequest(host=target.host, port=target.port, method=method, url=url, at=at)
+            )
+            # Debug, not info: Chromium's own background calls are refused here all the time;
+            # callers read ``blocked`` for what matters to a run.
+            log.debug("egress blocked: %s %s:%d", method, target.host, target.port)
+            body = f"corral: {target.host}:{target.port} is not on this session's egress allowlist"
+            await self._reject(reader, writer, 403, "Forbidden", body)
+            return
+        address = self.host_map.get(target.host, target.host)
+        try:
+            up_reader, upstream = await asyncio.wait_for(
+                asyncio.open_connection(address, target.port), _CONNECT_TIMEOUT_S
+            )
+        except (OSError, TimeoutError) as exc:
+            log.info("egress upstream %s:%d unreachable: %s", target.host, target.port, exc)
+            body = f"corral: could not connect to {target.host}:{target.port}"
+            await self._reject(reader, writer, 502, "Bad Gateway", body)
+            return
+        self.allowed_total += 1
+        try:
+            if target.head is None:
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:
+                upstream.write(target.head)
+            await _pipe(reader, writer, up_reader, upstream)
+        finally:
+            await _close(upstream)
+
+    async def _reject(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        status: int,
+        reason: str,
+        body: str,
+    ) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            writer.write(_response(status, reason, body))
+            await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+            # Read what the client still sends (a POST body, the rest of a huge head) before
+            # closing: closing with unread data resets the connection and can lose the answer.
+            with contextlib.suppress(TimeoutError, asyncio.LimitOverrunError, ValueError):
+                async with asyncio.timeout(1.0):
+                    for _ in range(16):
+                        if not await reader.read(_CHUNK):
+                            break
