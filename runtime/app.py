@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import psutil
 
+from policies import Policy, load_policy
 from profiles import (
     MASTER_KEY_ENV,
     PREVIOUS_KEY_ENV,
@@ -15,12 +16,16 @@ from profiles import (
     KeyRing,
     ProfileManager,
     Redactor,
+    UserError,
     Vault,
 )
 
+from .approvals import Approvals
+from .auth import Auth
 from .models.fallback import CircuitBreaker
 from .settings import Settings
 from .store import Store
+from .webhook import Webhook
 
 __all__ = ["Runtime"]
 
@@ -41,14 +46,34 @@ class Runtime:
         self.key = key
         self.profiles = ProfileManager(store, key, settings.home)
         self.vault = Vault(store, key)
+        self.auth = Auth(store)
+        """Users, roles, tokens, grants and the audit log."""
         self.redactor = Redactor()
         self.env: dict[str, str] = dict(os.environ)
         """Where model API keys are read from (by the env var names in corral.toml)."""
         self.breaker = CircuitBreaker()
         """Shared by every run of this process, so a failing provider is skipped by all."""
         """Every secret value any run of this process was leased (and TOTP code issued)."""
+        self.approvals = Approvals(store)
         self._stack = stack
         self._pool = pool
+
+    def policy(self) -> Policy | None:
+        """The global policy (``HOME/policy.yaml``, set by a super admin), else None: defaults."""
+        path = self.settings.home / "policy.yaml"
+        return load_policy(path) if path.exists() else None
+
+    def webhook(self) -> Webhook | None:
+        """Where approval requests are announced, if configured."""
+        url = self.settings.approval_webhook
+        if not url:
+            return None
+        if not self.settings.webhook_secret:
+            raise UserError(
+                "CORRAL_APPROVAL_WEBHOOK is set but CORRAL_WEBHOOK_SECRET is not: "
+                "webhooks are always signed; set a shared secret"
+            )
+        return Webhook(url, self.settings.webhook_secret)
 
     @classmethod
     @asynccontextmanager

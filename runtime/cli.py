@@ -9,10 +9,20 @@ import click
 from rich.table import Table
 
 from .app import Runtime
+from .cli_approvals import approvals_group
 from .cli_policy import policy_group
 from .cli_profiles import profiles_group
 from .cli_secrets import secrets_group, vault_group
-from .clitools import err_console, out_console, parse_pairs, print_json, run_async, with_runtime
+from .cli_users import audit_command, tokens_group, users_group
+from .clitools import (
+    cli_actor,
+    err_console,
+    out_console,
+    parse_pairs,
+    print_json,
+    run_async,
+    with_runtime,
+)
 from .errors import RunNotFoundError
 from .live import results_table, run_many
 from .records import ModelCallRecord
@@ -41,6 +51,10 @@ cli.add_command(profiles_group)
 cli.add_command(secrets_group)
 cli.add_command(vault_group)
 cli.add_command(policy_group)
+cli.add_command(approvals_group)
+cli.add_command(users_group)
+cli.add_command(tokens_group)
+cli.add_command(audit_command)
 
 
 @cli.command("run")
@@ -67,7 +81,10 @@ def run(
         raise click.UsageError("--parallel: a profile is listed twice (one run per profile)")
 
     async def body(rt: Runtime) -> list[RunResult]:
+        actor = await cli_actor(rt)
         task = load_task(task_file)
+        for name in profiles or [p for p in (profile or task.profile,) if p]:
+            await rt.auth.require_profile(actor, name, f"run tasks on profile '{name}'")
         live = None if as_json or not sys.stderr.isatty() else err_console
         if profiles:
             return await run_many(rt, task, profiles, cli_vars, live, None, lease_timeout)
@@ -117,6 +134,7 @@ def runs_list(limit: int, profile: str | None, as_json: bool) -> None:
     """The latest runs."""
 
     async def body(rt: Runtime) -> None:
+        await cli_actor(rt)
         runs = await rt.store.list_runs(limit, profile)
         if as_json:
             print_json([r.model_dump(mode="json") for r in runs])
@@ -147,6 +165,7 @@ def runs_show(run_id: str, as_json: bool) -> None:
     """One run: its steps, errors, model calls and cost, screenshots and files."""
 
     async def body(rt: Runtime) -> None:
+        await cli_actor(rt)
         run = await rt.store.get_run(run_id)
         if run is None:
             raise RunNotFoundError(f"no run '{run_id}' (see: corral runs list)")

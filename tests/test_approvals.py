@@ -5,11 +5,15 @@ and the signed webhook."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
 import subprocess
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -19,15 +23,17 @@ from examples.portal.store import Store as PortalStore
 from profiles import BrowserPool
 from runtime import Runtime, Settings, parse_task, run_task
 from runtime.approvals import ApprovalError, ApprovalRequest
-from runtime.auth import LOCAL_ACTOR
+from runtime.auth import LOCAL_ACTOR, PermissionDeniedError
 from runtime.testing import FunctionModel, call, reply
+from runtime.webhook import verify
 from tests.conftest import CORRAL, make_demo_profiles, next_request
 from tests.test_agent import goal_task, login_then, ref_of
 
+ON_LOGIN = {"url_contains": "/login"}
 LOGIN = [
-    {"fill": {"label": "Username", "value": "{{var:user}}"}},
-    {"fill": {"label": "Password", "value": "{{secret:{{var:user}}.password}}"}},
-    {"click": {"role": "button", "name": "Sign in"}},
+    {"fill": {"label": "Username", "value": "{{var:user}}"}, "when": ON_LOGIN},
+    {"fill": {"label": "Password", "value": "{{secret:{{var:user}}.password}}"}, "when": ON_LOGIN},
+    {"click": {"role": "button", "name": "Sign in"}, "when": ON_LOGIN},
 ]
 
 
@@ -253,3 +259,329 @@ async def test_a_model_run_asks_and_an_approved_payment_happens_once(
     assert paid(shop) == {inv.number}
     requests = await rt.approvals.list_requests(None, result.run_id)
     assert [r.status for r in requests] == ["executed", "executed"]
+
+
+def start_run(task_file: Path, profile: str = "alice") -> subprocess.Popen[bytes]:
+    """``corral run`` in its own process (the runner that will be killed)."""
+    return subprocess.Popen(
+        [*CORRAL, "run", str(task_file), "--profile", profile],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def task_file(tmp_path: Path, data: dict[str, Any]) -> Path:
+    path = tmp_path / f"{data['name']}.yaml"
+    path.write_text(json.dumps(data))  # JSON is YAML
+    return path
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+async def test_killed_while_waiting_the_request_survives_then_closes_and_nothing_is_done(
+    rt: Runtime, shop: PortalServer, tmp_path: Path
+) -> None:
+    await make_demo_profiles(rt, shop.url, "alice")
+    inv = first_unpaid()
+    proc = start_run(task_file(tmp_path, pay_task(shop.url, inv)))
+    try:
+        request = await next_request(rt, timeout_s=90)
+    finally:
+        kill(proc)
+    # The request survives the crash ...
+    assert (await rt.approvals.get(request.id)).status == "pending"
+    # ... and the next process to open the store closes it with its run.
+    late = await other_process("approvals", "approve", request.id)
+    assert late.returncode == 2 and "already cancelled" in late.stderr, late.stderr
+    closed = await rt.approvals.get(request.id)
+    assert closed.status == "cancelled" and closed.outcome
+    assert "interrupted before acting" in closed.outcome
+    run = await rt.store.get_run(request.run_id)
+    assert run is not None and run.status == "interrupted"
+    assert not paid(shop)
+
+
+async def test_an_approved_action_runs_once_even_when_the_runner_dies_while_acting(
+    rt: Runtime, slow_shop: PortalServer, tmp_path: Path
+) -> None:
+    await make_demo_profiles(rt, slow_shop.url, "alice")
+    inv = first_unpaid()
+    proc = start_run(task_file(tmp_path, pay_task(slow_shop.url, inv)))
+    try:
+        pay = await next_request(rt, timeout_s=90)
+        await rt.approvals.decide(LOCAL_ACTOR, pay.id, True)
+        confirm = await next_other(rt, pay)
+        await rt.approvals.decide(LOCAL_ACTOR, confirm.id, True)
+        # The runner claimed the action and the portal recorded the payment; its answer is
+        # 4 s away. Kill the runner now, between doing the action and confirming it.
+        async with asyncio.timeout(60):
+            for _ in iter(int, 1):  # until claimed and paid
+                if (await rt.approvals.get(confirm.id)).status == "executing" and paid(slow_shop):
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        kill(proc)
+    shown = await other_process("approvals", "show", confirm.id)
+    assert shown.returncode == 0, shown.stderr
+    assert "unconfirmed" in shown.stdout and "may have happened" in shown.stdout
+    assert paid(slow_shop) == {inv.number}
+    # Never silently repeated: a new request for the same action says what may have happened,
+    # and no auto-approval rule may take it.
+    again = await rt.approvals.create(
+        run_id="later",
+        step_idx=5,
+        task_name=confirm.task_name,
+        profile="alice",
+        action=confirm.action,
+        summary=confirm.summary,
+        reasons=confirm.reasons,
+        fingerprint=confirm.fingerprint,
+        idempotency_key=confirm.idempotency_key,
+        page_url=confirm.page_url,
+        ttl_s=60,
+    )
+    assert [(p["id"], p["status"]) for p in again.prior] == [(confirm.id, "unconfirmed")]
+    warned = await other_process("approvals", "show", again.id)
+    assert "WARNING" in warned.stdout and confirm.run_id in warned.stdout
+
+
+async def fake_request(rt: Runtime, ttl_s: float = 60) -> ApprovalRequest:
+    return await rt.approvals.create(
+        run_id="run-x",
+        step_idx=3,
+        task_name="pay-invoice",
+        profile="alice",
+        action={"kind": "click", "ref": "e9"},
+        summary="Click 'Pay $1.00' on /invoices/1",
+        reasons=["looks like a payment"],
+        fingerprint="f" * 64,
+        idempotency_key="k" * 64,
+        page_url="http://127.0.0.1/invoices/1",
+        ttl_s=ttl_s,
+    )
+
+
+async def test_racing_approvers_in_other_processes_exactly_one_decision_wins(rt: Runtime) -> None:
+    request = await fake_request(rt)
+    verbs = ["approve", "deny", "approve", "deny"]
+    results = await asyncio.gather(*(other_process("approvals", v, request.id) for v in verbs))
+    assert sorted(r.returncode for r in results) == [0, 2, 2, 2], [r.stderr for r in results]
+    losers = [r.stderr for r in results if r.returncode]
+    assert all("already" in e and "nothing changed" in e for e in losers), losers
+    decided = await rt.approvals.get(request.id)
+    winner = verbs[[r.returncode for r in results].index(0)]
+    assert decided.status == {"approve": "approved", "deny": "denied"}[winner]
+    audit = [a for a in await rt.auth.list_audit() if a.subject == request.id]
+    assert len(audit) == 1
+
+
+async def test_only_admins_decide_with_valid_tokens_and_every_decision_is_audited(
+    rt: Runtime,
+) -> None:
+    from runtime.auth import Actor
+
+    await rt.auth.add_user(LOCAL_ACTOR, "root", "super_admin")
+    root = Actor("root", "super_admin")
+    await rt.auth.add_user(root, "ursula", "user")
+    await rt.auth.add_user(root, "adam", "admin")
+    _, ursula = await rt.auth.create_token(root, "ursula", 3600)
+    adam_token, adam = await rt.auth.create_token(root, "adam", 3600)
+    request = await fake_request(rt)
+
+    with pytest.raises(PermissionDeniedError, match="needs admin"):
+        await rt.approvals.decide(Actor("ursula", "user"), request.id, True)
+    low = await other_process("approvals", "approve", request.id, env={"CORRAL_TOKEN": ursula})
+    assert low.returncode == 2 and "needs admin" in low.stderr and ursula not in low.stderr
+    anonymous = await other_process("approvals", "approve", request.id)
+    assert anonymous.returncode == 2 and "CORRAL_TOKEN" in anonymous.stderr
+    unknown = await other_process("approvals", "approve", "ap-nothere", env={"CORRAL_TOKEN": adam})
+    assert unknown.returncode == 2 and "no approval request 'ap-nothere'" in unknown.stderr
+    assert (await rt.approvals.get(request.id)).status == "pending"
+
+    ok = await other_process(
+        "approvals", "deny", request.id, "--comment", "not now", env={"CORRAL_TOKEN": adam}
+    )
+    assert ok.returncode == 0 and f"{request.id} denied by adam" in ok.stdout, ok.stderr
+    [entry] = [a for a in await rt.auth.list_audit() if a.subject == request.id]
+    assert (entry.actor, entry.action) == ("adam", "approval.deny")
+    assert entry.detail and entry.detail["comment"] == "not now"
+
+    await rt.auth.revoke_token(root, adam_token.id)
+    second = await fake_request(rt)
+    revoked = await other_process("approvals", "approve", second.id, env={"CORRAL_TOKEN": adam})
+    assert revoked.returncode == 2 and adam not in revoked.stderr
+    assert (await rt.approvals.get(second.id)).status == "pending"
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hook() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+    handler = type("Hook", (_Hook,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/corral", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_each_request_is_announced_by_a_signed_webhook_without_secrets(
+    settings: Settings,
+    pool: BrowserPool,
+    shop: PortalServer,
+    hook: tuple[str, list[tuple[dict[str, str], bytes]]],
+) -> None:
+    url, received = hook
+    hooked = settings.model_copy(
+        update={"approval_webhook": url, "webhook_secret": "hook-signing-key"}
+    )
+    async with Runtime.open(hooked, pool=pool) as rt:
+        await make_demo_profiles(rt, shop.url, "alice")
+        inv = first_unpaid()
+        async with asyncio.TaskGroup() as tg:
+            run = tg.create_task(
+                run_task(rt, parse_task(pay_task(shop.url, inv), "pay.yaml"), "alice")
+            )
+            request = await next_request(rt)
+            await rt.approvals.decide(LOCAL_ACTOR, request.id, False, "no")
+        assert run.result().exit_code == 3
+        steps = await rt.store.list_steps(request.run_id)
+    [(headers, body)] = received
+    assert verify(
+        "hook-signing-key", headers["x-corral-timestamp"], body, headers["x-corral-signature"]
+    )
+    assert not verify(
+        "another-key", headers["x-corral-timestamp"], body, headers["x-corral-signature"]
+    )
+    assert not verify(
+        "hook-signing-key",
+        headers["x-corral-timestamp"],
+        body + b" ",
+        headers["x-corral-signature"],
+    )
+    event = json.loads(body)
+    assert event["event"] == "approval.requested" and event["id"] == request.id
+    assert event["summary"] == request.summary and event["approve"].endswith(request.id)
+    assert b"alice-pw-1" not in body
+    assert steps[-1].detail and steps[-1].detail["approval"]["webhook"] == "delivered: 204"
+    # A webhook without a signing key is refused before the run starts.
+    unsigned = settings.model_copy(update={"approval_webhook": url})
+    async with Runtime.open(unsigned, pool=pool) as rt:
+        result = await run_task(rt, parse_task(pay_task(shop.url, inv), "pay.yaml"), "alice")
+    assert result.exit_code == 2 and result.error and "CORRAL_WEBHOOK_SECRET" in result.error
+
+
+async def test_a_policy_may_auto_approve_a_repeat_a_person_approved_before(
+    rt: Runtime, shop: PortalServer, tmp_path: Path
+) -> None:
+    await make_demo_profiles(rt, shop.url, "alice")
+    uploads = tmp_path / "outbox"
+    uploads.mkdir()
+    (uploads / "report.txt").write_text("daily numbers\n")
+    (rt.settings.home / "policy.yaml").write_text(
+        "auto_approve:\n  - {name: daily-report, rules: [uploads], after_approvals: 1}\n"
+    )
+    task = parse_task(
+        {
+            "name": "daily-upload",
+            "start_url": f"{shop.url}/login",
+            "secrets": ["{{var:user}}.password"],
+            "upload_dir": str(uploads),
+            "steps": [
+                *LOGIN,
+                {"goto": "/documents"},
+                {"upload": {"label": "Document", "files": ["report.txt"]}},
+                {"click": {"role": "button", "name": "Upload"}},
+            ],
+        },
+        "upload.yaml",
+    )
+    async with asyncio.TaskGroup() as tg:
+        first = tg.create_task(run_task(rt, task, "alice"))
+        request = await next_request(rt)
+        assert request.summary == "Upload a file to 'Document' on /documents"
+        await rt.approvals.decide(LOCAL_ACTOR, request.id, True, "the daily report")
+    assert first.result().status == "succeeded", first.result().error
+    # The same upload again: the policy approves it, nobody is asked.
+    second = await run_task(rt, task, "alice")
+    assert second.status == "succeeded", second.error
+    [auto] = await rt.approvals.list_requests(None, second.run_id)
+    assert (auto.status, auto.decided_by) == ("executed", "policy:daily-report")
+    assert [a.actor for a in await rt.auth.list_audit(action="approval.auto_approve")] == [
+        "policy:daily-report"
+    ]
+
+
+async def test_deleting_the_account_is_gated_in_scripted_and_model_runs(
+    rt: Runtime, shop: PortalServer
+) -> None:
+    await make_demo_profiles(rt, shop.url, "alice")
+    scripted = parse_task(
+        {
+            "name": "delete-account",
+            "start_url": f"{shop.url}/login",
+            "secrets": ["{{var:user}}.password"],
+            "steps": [
+                *LOGIN,
+                {"goto": "/settings/delete"},
+                {"click": {"role": "button", "name": "Yes, delete my account"}},
+            ],
+        },
+        "delete.yaml",
+    )
+    async with asyncio.TaskGroup() as tg:
+        run = tg.create_task(run_task(rt, scripted, "alice"))
+        request = await next_request(rt)
+        assert "confirms an irreversible step" in request.reasons
+        assert "looks like a deletion" in request.reasons
+        await rt.approvals.decide(LOCAL_ACTOR, request.id, False, "keep it")
+    assert run.result().exit_code == 3
+
+    tried: list[str] = []
+
+    def delete(page: str) -> Any:
+        if "button Delete account" in page and not tried:
+            tried.append(page)
+            return reply(call("click", ref=ref_of(page, "button", "Delete account")))
+        return reply(call("done", result={"unpaid": 0}))
+
+    planner = FunctionModel(login_then(delete))
+    model_task = goal_task(shop.url, start_url=f"{shop.url}/settings")
+    async with asyncio.TaskGroup() as tg:
+        model_run = tg.create_task(run_task(rt, model_task, "alice", models={"planner": [planner]}))
+        asked = await next_request(rt)
+        await rt.approvals.decide(LOCAL_ACTOR, asked.id, False, "never")
+    assert model_run.result().status == "succeeded"
+    assert asked.summary == "Click 'Delete account' on /settings"
+    told = "\n".join(p.text for p in planner.requests[-1].messages[-1].content if p.type == "text")
+    assert "denied by a person (local): never" in told
+    # The account is still there: alice's saved session still opens her dashboard.
+    check = parse_task(
+        {
+            "name": "still-there",
+            "start_url": f"{shop.url}/dashboard",
+            "steps": [{"extract": {"as": "account", "text": {"test_id": "account"}}}],
+            "output": "account",
+        },
+        "check.yaml",
+    )
+    still = await run_task(rt, check, "alice")
+    assert still.status == "succeeded" and still.output == "Account ACC-1001", still.error
