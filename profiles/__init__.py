@@ -2,6 +2,7 @@
 
 from .crypto import MASTER_KEY_ENV, MasterKey
 from .egress import (
+    BROWSER_SERVICE_HOSTS,
     PROXY_BYPASS,
     BlockedRequest,
     EgressConflictError,
@@ -49,6 +50,7 @@ from .vault import (
 __all__ = [
     "BASE_ARGS",
     "BROWSER_ENV",
+    "BROWSER_SERVICE_HOSTS",
     "LEASE_TTL_S",
     "MASTER_KEY_ENV",
     "PREVIOUS_KEY_ENV",

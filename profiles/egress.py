@@ -58,6 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import UserError
 
 __all__ = [
+    "BROWSER_SERVICE_HOSTS",
     "PROXY_BYPASS",
     "BlockedRequest",
     "EgressConflictError",
@@ -69,6 +70,18 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+BROWSER_SERVICE_HOSTS = frozenset(
+    {
+        "content-autofill.googleapis.com",
+        "update.googleapis.com",
+        "optimizationguide-pa.googleapis.com",
+        "clients2.google.com",
+        "accounts.google.com",
+    }
+)
+"""Hosts Chromium itself calls (autofill, updates): blocked like any other, but not the page's
+doing, so a model is not told about them (the step record still lists them)."""
 
 PROXY_BYPASS = "<-loopback>"
 """Chromium's bypass rule that removes its implicit bypass of localhost and loopback addresses."""

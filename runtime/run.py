@@ -196,6 +196,8 @@ async def run_task(
                 name,
                 run_id,
                 rt.settings.lease_timeout_s if lease_timeout_s is None else lease_timeout_s,
+                allowed_domains=[substitute_text(d, values) for d in task.allowed_domains],
+                host_map=rt.settings.host_map,
             ) as session:
                 state.restored = session.restored
                 await _run_steps(

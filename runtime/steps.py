@@ -41,6 +41,9 @@ class RunEvent:
     status: str = ""
 
 
+_MAX_BLOCKED = 20
+
+
 def describe(action: AnyAction) -> str:
     """A short human description of an action."""
     target = action_target(action)
@@ -128,6 +131,15 @@ async def act(
             if isinstance(exc, SecretNotAvailableError):
                 detail.update({"policy_violation": "secret_scope", "reason": str(exc)})
     duration_ms = round((time.perf_counter() - t0) * 1000, 1)
+    egress = tabs.session.egress
+    blocked = egress.drain_blocked() if egress is not None else []
+    if blocked:
+        # What the page (or anything in it) tried to reach outside the allowlist.
+        detail["blocked_requests"] = [
+            b.model_dump(mode="json", exclude_none=True) for b in blocked[:_MAX_BLOCKED]
+        ]
+        if len(blocked) > _MAX_BLOCKED:
+            detail["blocked_more"] = len(blocked) - _MAX_BLOCKED
     state.counts[status] += 1
     page_after = tabs.pages[tabs.active_index] if tabs.pages else None
     target = action_target(action)

@@ -585,3 +585,18 @@ async def test_deleting_the_account_is_gated_in_scripted_and_model_runs(
     )
     still = await run_task(rt, check, "alice")
     assert still.status == "succeeded" and still.output == "Account ACC-1001", still.error
+
+
+async def test_corral_run_exits_3_when_a_person_denies(
+    rt: Runtime, shop: PortalServer, tmp_path: Path
+) -> None:
+    await make_demo_profiles(rt, shop.url, "alice")
+    path = task_file(tmp_path, pay_task(shop.url, first_unpaid()))
+    runner = asyncio.create_task(other_process("run", str(path), "--profile", "alice", "--json"))
+    request = await next_request(rt, timeout_s=90)
+    denied = await other_process("approvals", "deny", request.id, "--comment", "no")
+    assert denied.returncode == 0, denied.stderr
+    finished = await runner
+    assert finished.returncode == 3, finished.stderr
+    [result] = json.loads(finished.stdout)
+    assert result["status"] == "denied" and "denied by a person (local): no" in result["error"]

@@ -229,6 +229,10 @@ async def _fill(target: Locator, value: str, ctx: ActionContext, ms: float) -> N
         # The browser's view of the frame, not the page's `window.origin` (a page can set that).
         frame = await handle.owner_frame()
         origin = origin_of(frame.url) if frame is not None else "null"
+        # A form that posts elsewhere would carry the secret there: that origin needs scope too.
+        posts_to = await handle.evaluate("e => (e.form && e.form.action) || null")
+        if isinstance(posts_to, str) and origin_of(posts_to) != origin:
+            await ctx.resolve_value(value, origin_of(posts_to))
         typed = await ctx.resolve_value(value, origin)
         await handle.evaluate(f"e => e.setAttribute('{SECRET_MARK}', '')")
         await handle.fill(typed, timeout=ms)

@@ -24,7 +24,7 @@ from typing import Any
 
 import jsonschema
 
-from profiles import CorralError
+from profiles import BROWSER_SERVICE_HOSTS, CorralError
 from profiles.vault import origin_of
 from tools import ActionContext, Observation, Tabs, marked_screenshot, observe
 
@@ -198,6 +198,17 @@ async def run_goal(
                 # Not done, but recorded with its verdict; the model is told why and may go on.
                 history.add(f"{describe(parsed)}: not done: {gated.message}")
                 continue
+            blocked = [
+                b
+                for b in (gated.step.detail or {}).get("blocked_requests", [])
+                if b["host"] not in BROWSER_SERVICE_HOSTS
+            ]
+            if blocked:
+                hosts = sorted({f"{b['host']}:{b['port']}" for b in blocked})
+                history.add(
+                    f"{describe(parsed)}: requests to {', '.join(hosts)} were blocked: "
+                    "not on this task's allowed_domains"
+                )
             failure = gated.failure
             if failure is None:
                 failures = 0
