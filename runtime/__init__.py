@@ -3,7 +3,10 @@
 from profiles.errors import CorralError, RunError, UserError
 
 from .app import Runtime
+from .approvals import ApprovalError, ApprovalRequest, Approvals
+from .auth import LOCAL_ACTOR, Actor, AuthError, PermissionDeniedError
 from .errors import RunNotFoundError, StepFailedError, StoreError, TaskFileError
+from .gate import ApprovalDeniedError
 from .live import run_many
 from .records import ArtifactRecord, RunRecord, RunStatus, StepRecord
 from .run import RunEvent, RunResult, run_task
@@ -12,9 +15,17 @@ from .store import Store
 from .task import Budget, Step, Task, When, load_task, parse_task
 
 __all__ = [
+    "LOCAL_ACTOR",
+    "Actor",
+    "ApprovalDeniedError",
+    "ApprovalError",
+    "ApprovalRequest",
+    "Approvals",
     "ArtifactRecord",
+    "AuthError",
     "Budget",
     "CorralError",
+    "PermissionDeniedError",
     "RunError",
     "RunEvent",
     "RunNotFoundError",
