@@ -147,7 +147,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"{r['rounds']} rounds of {r['steps']} clicks paging through bob's invoices on the demo "
         "portal (each click loads a page); corral's planner is a zero-latency `FunctionModel`; "
         "medians of per-round averages. A corral turn is one click plus observe (AI snapshot, "
-        "compact text, redaction), the model hop, validation, the risk check (policy hook) "
+        "compact text, redaction), the model hop, validation, the risk check (the gate) "
         "and the step record; with `screenshots: always` (the default) also a JPEG of the "
         "freshly loaded page, which is taken while the next turn observes and asks the model, "
         "so with a real model's latency it costs nothing extra. That screenshot makes Chromium "
