@@ -14,10 +14,9 @@ asks for the verdict.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -29,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from profiles.egress import parse_allowlist, url_allowed
 from profiles.errors import UserError
 
 __all__ = [
@@ -238,13 +238,13 @@ def _search(pattern: str | None, *texts: str | None) -> bool:
     return any(t and re.search(pattern, t, re.IGNORECASE) for t in texts)
 
 
-def _host_allowed(url: str, domains: Iterable[str]) -> bool:
-    host = urlsplit(url).hostname or ""
-    for domain in domains:
-        d = domain.lower().split("://")[-1].split("/")[0].split(":")[0]
-        if host == d or (d.startswith("*.") and host.endswith(d[1:])):
-            return True
-    return False
+def _host_allowed(url: str, domains: Sequence[str]) -> bool:
+    # The same reading of the allowlist as the egress proxy (hosts, ports, wildcards, IPs).
+    try:
+        rules = parse_allowlist(domains)
+    except UserError:
+        return False
+    return url_allowed(url, rules)
 
 
 def _matches(m: Match, f: ActionFacts) -> bool:

@@ -67,6 +67,7 @@ __all__ = [
     "InvalidAllowlistError",
     "host_resolver_rules",
     "parse_allowlist",
+    "url_allowed",
 ]
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,18 @@ def parse_allowlist(entries: Iterable[str]) -> tuple[HostRule, ...]:
     if isinstance(entries, str):
         raise InvalidAllowlistError(f"allowed_domains must be a list of hosts, not {entries!r}")
     return tuple(_parse_entry(entry) for entry in entries)
+
+
+def url_allowed(url: str, rules: Iterable[HostRule]) -> bool:
+    """True if ``url``'s host and port (default ports filled in) match one of ``rules``."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443, "ws": 80, "wss": 443}[parts.scheme]
+    except (KeyError, ValueError):
+        return False
+    host = parts.hostname or ""
+    normal = _normal_host(host if ":" not in host else f"[{host}]")
+    return normal is not None and any(rule.matches(normal, port) for rule in rules)
 
 
 def _parse_host_map(host_map: Mapping[str, str] | None) -> dict[str, str]:

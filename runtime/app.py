@@ -60,7 +60,7 @@ class Runtime:
 
     def policy(self) -> Policy | None:
         """The global policy (``HOME/policy.yaml``, set by a super admin), else None: defaults."""
-        path = self.settings.home / "policy.yaml"
+        path = self.settings.policy_path
         return load_policy(path) if path.exists() else None
 
     def webhook(self) -> Webhook | None:

@@ -260,7 +260,13 @@ def demo(port: int, fresh: bool) -> None:
     """Start the demo portal and run two isolated sessions on it in parallel."""
     from .demo import run_demo
 
-    code = run_async(lambda: with_runtime(lambda rt: run_demo(rt, port, fresh)))
+    async def body(rt: Runtime) -> int:
+        actor = await cli_actor(rt)
+        # The demo creates profiles and secrets and decides on approvals: an admin's work.
+        rt.auth.require(actor, "admin", "run the demo")
+        return await run_demo(rt, port, fresh, actor)
+
+    code = run_async(lambda: with_runtime(body))
     sys.exit(code)
 
 

@@ -24,7 +24,7 @@ from .errors import TaskFileError
 from .scripted import merge_vars, substitute_text
 from .task import VAR_RE, Task, load_task
 
-__all__ = ["global_policy_path", "policy_group"]
+__all__ = ["policy_group"]
 
 _ELEMENT = re.compile(
     r"-\s+(?P<role>button|link|textbox|searchbox|checkbox|radio|combobox|menuitem|tab|switch|"
@@ -43,11 +43,6 @@ def _probe_action(role: str, ref: str) -> AnyAction:
 @click.group("policy")
 def policy_group() -> None:
     """Risk rules for actions."""
-
-
-def global_policy_path(home: Path) -> Path:
-    """Where the global policy file lives (what ``Runtime.policy`` loads for every run)."""
-    return home / "policy.yaml"
 
 
 def _sha256(data: bytes) -> str:
@@ -71,7 +66,7 @@ def set_(file: Path) -> None:
         load_policy(file)  # a malformed file stops here, naming file and field; nothing changed
         if file.read_bytes() != data:
             raise UserError(f"{file}: changed while it was being read; try again")
-        path = global_policy_path(rt.settings.home)
+        path = rt.settings.policy_path
         old = path.read_bytes() if path.exists() else None
         async with rt.store.tx() as db:
             await write_audit(
@@ -99,7 +94,7 @@ def show() -> None:
 
     async def body(rt: Runtime) -> None:
         await cli_actor(rt)
-        path = global_policy_path(rt.settings.home)
+        path = rt.settings.policy_path
         if not path.exists():
             click.echo("built-in defaults (no global policy: corral policy set FILE)")
             return

@@ -1,23 +1,33 @@
-"""``corral demo``: the demo portal, two profiles, one task run on both in parallel."""
+"""``corral demo``: the demo portal, two profiles, one task run on both in parallel, then a payment
+that waits for a person's approval."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
+
+import click
+from rich.console import Console
 
 from examples.portal import USERS, PortalServer
 from profiles import ProfileNotFoundError, ProfileSettings
 
 from .app import Runtime
+from .approvals import ApprovalError
+from .auth import Actor
 from .cli import combined_exit_code
 from .clitools import err_console, out_console
 from .live import results_table, run_many
+from .run import RunResult, run_task
 from .task import load_task
 
-__all__ = ["DEMO_PROFILES", "DEMO_TASK", "run_demo"]
+__all__ = ["DEMO_PROFILES", "DEMO_TASK", "PAY_TASK", "run_demo"]
 
 DEMO_PROFILES = ("alice", "bob")
-DEMO_TASK = Path(__file__).resolve().parent.parent / "examples" / "tasks" / "unpaid-invoices.yaml"
+_TASKS = Path(__file__).resolve().parent.parent / "examples" / "tasks"
+DEMO_TASK = _TASKS / "unpaid-invoices.yaml"
+PAY_TASK = _TASKS / "pay-invoice.yaml"
 
 
 async def ensure_demo_profiles(rt: Runtime, portal: str, fresh: bool) -> list[str]:
@@ -52,8 +62,63 @@ def _start_portal(home: Path, port: int) -> PortalServer:
     raise AssertionError("unreachable")
 
 
-async def run_demo(rt: Runtime, port: int, fresh: bool) -> int:
-    """Run the demo end to end; returns the exit code."""
+async def _answer_requests(rt: Runtime, actor: Actor, console: Console, ask: bool) -> None:
+    """Show each approval request the payment run makes, and decide it: the person at the
+    terminal if there is one, else a denial (the demo never pays unattended)."""
+    seen: set[str] = set()
+    while True:
+        for request in reversed(await rt.approvals.list_requests()):
+            if request.id in seen:
+                continue
+            seen.add(request.id)
+            console.print(
+                f"[magenta]approval needed[/] {request.id}: {request.summary} "
+                f"({'; '.join(request.reasons)})\n  screenshot: {request.screenshot}\n"
+                f"  (or from another terminal: corral approvals approve|deny {request.id})",
+                highlight=False,
+                soft_wrap=True,
+            )
+            yes = ask and await asyncio.to_thread(click.confirm, "  approve?", default=False)
+            comment = "approved at the demo's prompt" if yes else "the demo does not pay unasked"
+            try:
+                await rt.approvals.decide(actor, request.id, yes, comment)
+            except ApprovalError as exc:  # decided elsewhere first
+                console.print(f"  {exc}", highlight=False, soft_wrap=True)
+        await asyncio.sleep(0.2)
+
+
+async def _pay_one(
+    rt: Runtime, actor: Actor, portal: str, invoice: str, console: Console
+) -> RunResult:
+    console.print(
+        f"\n[bold]alice[/]: now pay invoice {invoice} "
+        "(every irreversible click waits for a person)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    ask = sys.stdin.isatty() and sys.stdout.isatty()
+    async with asyncio.TaskGroup() as tg:
+        answering = tg.create_task(_answer_requests(rt, actor, console, ask))
+        result = await run_task(
+            rt, load_task(PAY_TASK), "alice", {"portal": portal, "invoice": invoice}
+        )
+        answering.cancel()
+    if result.status == "succeeded":
+        console.print(f"[green]invoice {invoice}: {result.output}[/] (approved, paid once)")
+    else:
+        console.print(
+            f"[yellow]invoice {invoice} not paid[/]: {result.error} (exit code {result.exit_code})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"  decisions are in the audit log: corral audit; run: corral runs show {result.run_id}"
+    )
+    return result
+
+
+async def run_demo(rt: Runtime, port: int, fresh: bool, actor: Actor) -> int:
+    """Run the demo end to end; returns the exit code (of the reading runs)."""
     console = out_console()
     server = await asyncio.to_thread(_start_portal, rt.settings.home, port)
     try:
@@ -68,9 +133,19 @@ async def run_demo(rt: Runtime, port: int, fresh: bool) -> int:
             )
         task = load_task(DEMO_TASK)
         results = await run_many(rt, task, list(DEMO_PROFILES), {"portal": server.url}, err_console)
+        console.print(results_table(results))
+        _report(console, results)
+        unpaid = results[0].output or []
+        if results[0].status == "succeeded" and unpaid:
+            await _pay_one(rt, actor, server.url, str(unpaid[-1]["Number"]), console)
     finally:
         await asyncio.to_thread(server.stop)
-    console.print(results_table(results))
+    if all(not r.session_restored for r in results) and not any(r.error for r in results):
+        console.print("Run `corral demo` again: the saved, encrypted sessions skip the login.")
+    return combined_exit_code(results)
+
+
+def _report(console: Console, results: list[RunResult]) -> None:
     for r in results:
         if r.error:
             console.print(f"[red]{r.profile}: {r.error}[/]", highlight=False, soft_wrap=True)
@@ -94,6 +169,3 @@ async def run_demo(rt: Runtime, port: int, fresh: bool) -> int:
             highlight=False,
             soft_wrap=True,
         )
-    if all(not r.session_restored for r in results) and not any(r.error for r in results):
-        console.print("Run `corral demo` again: the saved, encrypted sessions skip the login.")
-    return combined_exit_code(results)

@@ -39,6 +39,7 @@ from .approvals import ApprovalRequest, Approvals, new_approval_id
 from .errors import StepFailedError
 from .recorder import Recorder
 from .records import StepRecord
+from .scripted import substitute_text
 from .steps import RunEvent, RunState, act
 from .store import Store
 from .webhook import Webhook
@@ -136,6 +137,9 @@ class Gate:
         self.ttl_s = self.policy.approval_ttl_s or ttl_s
         self.webhook = webhook
         self.poll_s = poll_s
+        self.allowed_domains = [
+            substitute_text(d, state.values) for d in state.task.allowed_domains
+        ]
         self.auto_used: dict[str, int] = {}
         self.last_webhook: str | None = None
 
@@ -149,7 +153,7 @@ class Gate:
         )
 
     async def _facts(self, action: AnyAction) -> dict[str, Any]:
-        return await action_facts(self.tabs, action, self.state.task.allowed_domains, 1.0)
+        return await action_facts(self.tabs, action, self.allowed_domains, 1.0)
 
     async def verdict(self, action: AnyAction, obs: Observation | None = None) -> Verdict:
         """The risk verdict for ``action`` on the page as it is now."""
@@ -159,7 +163,7 @@ class Gate:
             "kind": action.kind,
             "side_effect": side_effect,
             "page_url": obs.url if obs else page.url,
-            "allowed_domains": list(self.state.task.allowed_domains),
+            "allowed_domains": self.allowed_domains,
         }
         if not self._needs_facts(side_effect):
             facts = base  # no rule looks at this kind of action: skip the page round trip

@@ -81,6 +81,11 @@ class Settings(BaseModel):
         return self.home / "corral.db"
 
     @property
+    def policy_path(self) -> Path:
+        """The global policy file (set by a super admin with ``corral policy set``)."""
+        return self.home / "policy.yaml"
+
+    @property
     def runs_dir(self) -> Path:
         """Where each run's folder lives."""
         return self.home / "runs"

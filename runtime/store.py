@@ -371,9 +371,11 @@ class Store:
             )
 
     async def delete_profile(self, name: str) -> bool:
-        """Delete a profile and its lease; False if it did not exist."""
+        """Delete a profile, its lease and the grants on it; False if it did not exist."""
         async with self._tx() as db:
             await db.execute("DELETE FROM leases WHERE profile = ?", (name,))
+            # A profile created later under the same name must not inherit old grants.
+            await db.execute("DELETE FROM grants WHERE profile = ?", (name,))
             cur = await db.execute("DELETE FROM profiles WHERE name = ?", (name,))
             return cur.rowcount == 1
 

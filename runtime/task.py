@@ -103,12 +103,14 @@ class Task(BaseModel):
     source: str | None = Field(None, exclude=True, description="the file it was read from")
 
     def referenced_vars(self) -> set[str]:
-        """Every ``{{var:NAME}}`` used in the steps."""
+        """Every ``{{var:NAME}}`` used in the steps, the start URL and the allowlist."""
         found: set[str] = set()
         for step in self.steps:
             found.update(VAR_RE.findall(step.action.model_dump_json(by_alias=True)))
         if self.start_url:
             found.update(VAR_RE.findall(self.start_url))
+        for domain in self.allowed_domains:
+            found.update(VAR_RE.findall(domain))
         return found
 
 

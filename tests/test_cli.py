@@ -330,9 +330,18 @@ def test_demo_twice_second_run_reuses_saved_sessions(home: Path) -> None:
     assert second.stdout.count("saved session reused, login skipped (3 steps skipped)") == 2
     assert "alice: 6 unpaid invoices" in second.stdout
     runs = json.loads(corral("runs", "list", "--json").stdout)
-    assert len(runs) == 4 and {r["status"] for r in runs} == {"succeeded"}
+    reads = [r for r in runs if r["task_name"] == "unpaid-invoices"]
+    assert len(reads) == 4 and {r["status"] for r in reads} == {"succeeded"}
     for run in runs:
         assert (Path(run["run_dir"]) / "trace.zip").exists()
+    # Each demo then tries to pay one of alice's invoices: the Pay click waits for a person,
+    # and without a terminal to ask at, the demo denies it; nothing is paid.
+    pays = [r for r in runs if r["task_name"] == "pay-invoice"]
+    assert [r["status"] for r in pays] == ["denied", "denied"]
+    assert "approval needed" in second.stdout and "(looks like a payment)" in second.stdout
+    assert "denied by a person (local): the demo does not pay unasked" in second.stdout
+    audit = json.loads(corral("audit", "--json").stdout)
+    assert [a["action"] for a in audit] == ["approval.deny", "approval.deny"]
 
 
 def test_goal_task_without_api_keys_exits_2_naming_the_env_vars(
