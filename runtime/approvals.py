@@ -202,8 +202,9 @@ class Approvals:
     async def get(self, ref: str) -> ApprovalRequest:
         """The request with this id or unique id prefix."""
         rows = await self.store.fetch_all(
-            "SELECT * FROM approvals WHERE id = ? OR id LIKE ? ORDER BY id = ? DESC LIMIT 2",
-            (ref, ref.replace("%", "").replace("_", r"\_") + "%", ref),
+            "SELECT * FROM approvals WHERE id = ? OR substr(id, 1, ?) = ? "
+            "ORDER BY id = ? DESC LIMIT 2",
+            (ref, len(ref), ref, ref),
         )
         if not rows:
             raise ApprovalNotFoundError(f"no approval request '{ref}' (see: corral approvals list)")

@@ -368,6 +368,11 @@ class Gate:
             self.last_webhook = delivered
         started = time.monotonic()
         decided: ApprovalRequest | None = None
+        # A person's time is not the run's: the run's own time limit stops while it waits.
+        timer = state.timer
+        deadline = timer.when() if timer is not None else None
+        if timer is not None and deadline is not None:
+            timer.reschedule(None)
         try:
             while decided is None:
                 current = await self.approvals.get(request.id)
@@ -385,9 +390,6 @@ class Gate:
                 )
             else:
                 await asyncio.shield(self.store.set_run_status(state.run_id, "running"))
-            # A person's time is not the run's: the run's own time limit pauses while waiting.
-            timer = state.timer
-            when = timer.when() if timer is not None else None
-            if timer is not None and when is not None and not timer.expired():
-                timer.reschedule(when + (time.monotonic() - started))
+            if timer is not None and deadline is not None:
+                timer.reschedule(deadline + (time.monotonic() - started))
         return decided

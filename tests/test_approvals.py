@@ -600,3 +600,37 @@ async def test_corral_run_exits_3_when_a_person_denies(
     assert finished.returncode == 3, finished.stderr
     [result] = json.loads(finished.stdout)
     assert result["status"] == "denied" and "denied by a person (local): no" in result["error"]
+
+
+async def test_a_persons_time_does_not_count_against_the_runs_time_limit(
+    rt: Runtime, shop: PortalServer
+) -> None:
+    await make_demo_profiles(rt, shop.url, "alice")
+    inv = first_unpaid()
+    task = parse_task({**pay_task(shop.url, inv), "budget": {"timeout_s": 4}}, "pay.yaml")
+    async with asyncio.TaskGroup() as tg:
+        run = tg.create_task(run_task(rt, task, "alice"))
+        pay = await next_request(rt)
+        await asyncio.sleep(4.5)  # longer than the whole run may take
+        await rt.approvals.decide(LOCAL_ACTOR, pay.id, True)
+        confirm = await next_other(rt, pay)
+        await rt.approvals.decide(LOCAL_ACTOR, confirm.id, True)
+    assert run.result().status == "succeeded", run.result().error
+
+
+async def test_cancelling_a_waiting_run_closes_its_request(rt: Runtime, shop: PortalServer) -> None:
+    await make_demo_profiles(rt, shop.url, "alice")
+    run = asyncio.create_task(
+        run_task(rt, parse_task(pay_task(shop.url, first_unpaid()), "pay.yaml"), "alice")
+    )
+    request = await next_request(rt)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    closed = await rt.approvals.get(request.id[:6])  # a unique prefix is enough
+    assert (closed.id, closed.status) == (request.id, "cancelled")
+    record = await rt.store.get_run(request.run_id)
+    assert record is not None and record.status == "cancelled"
+    with pytest.raises(ApprovalError, match="already cancelled"):
+        await rt.approvals.decide(LOCAL_ACTOR, request.id, True)
+    assert not paid(shop)
