@@ -634,3 +634,34 @@ async def test_cancelling_a_waiting_run_closes_its_request(rt: Runtime, shop: Po
     with pytest.raises(ApprovalError, match="already cancelled"):
         await rt.approvals.decide(LOCAL_ACTOR, request.id, True)
     assert not paid(shop)
+
+
+async def test_a_policy_deny_stops_a_script_without_asking_anyone(
+    rt: Runtime, shop: PortalServer
+) -> None:
+    await make_demo_profiles(rt, shop.url, "alice")
+    rt.settings.policy_path.write_text(
+        "rules:\n  - {name: no-logout, match: {roles: [button], name: '^log out$'},"
+        " verdict: deny, reason: keep the session}\n"
+    )
+    task = parse_task(
+        {
+            "name": "log-out",
+            "start_url": f"{shop.url}/login",
+            "secrets": ["{{var:user}}.password"],
+            "steps": [*LOGIN, {"click": {"role": "button", "name": "Log out"}}],
+        },
+        "logout.yaml",
+    )
+    result = await run_task(rt, task, "alice")
+    assert (result.status, result.exit_code) == ("denied", 3)
+    assert result.error and "denied by policy (keep the session)" in result.error
+    assert await rt.approvals.list_requests(None) == []
+    steps = await rt.store.list_steps(str(result.run_id))
+    assert steps[-1].status == "skipped" and steps[-1].detail
+    assert steps[-1].detail["policy"]["rules"] == ["no-logout"]
+    # A malformed global policy is bad input: exit 2, naming the file and the field.
+    rt.settings.policy_path.write_text("rules:\n  - {name: x, verdict: maybe}\n")
+    bad = await run_task(rt, task, "alice")
+    assert bad.exit_code == 2 and bad.error and "policy.yaml" in bad.error
+    assert "rules.0" in bad.error
