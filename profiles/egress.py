@@ -18,6 +18,18 @@ connection for another host still reaches only the first one, so a second host a
 connection and a new decision. The decision comes before any lookup, so a refused name is never
 resolved by the proxy either (no DNS side channel from here).
 
+Chaining: given an ``upstream`` (the profile's own ``http://`` proxy, e.g. a corporate or
+residential one), the proxy decides exactly as above and then reaches an allowed host through that
+proxy instead of directly: ``CONNECT host:port`` for a tunnel (only a 2xx answer opens it; any
+other answer becomes a 502 for the browser), or the plain-HTTP request in absolute form
+(``GET http://host:port/path``), both with ``Proxy-Authorization: Basic`` when the upstream has a
+username or password. The browser only ever sees this proxy and never holds the upstream's
+credentials; a 407 from the upstream reaches it as a 502 saying so. The target sent upstream is
+built from the host and port that were decided on, not copied from the request, so the upstream
+cannot read it differently. With an upstream, ``host_map`` does not apply (the upstream resolves
+names) and the upstream's ``bypass`` is not applied either: every allowed connection goes through
+it. ``https://`` and ``socks`` upstream proxies are not supported (EgressConflictError).
+
 Allowlist entries (``allowed_domains``):
 
 - ``portal.example`` — that host, any port; ``127.0.0.1``, ``[::1]`` and ``::1`` for IP literals;
@@ -34,12 +46,14 @@ Errors (both ``UserError``, exit 2)::
 
     UserError
     ├── InvalidAllowlistError    an allowlist or host_map entry that cannot be parsed
-    └── EgressConflictError      an allowlist on a profile that has its own proxy
+    └── EgressConflictError      an upstream proxy the allowlist cannot chain through
+                                 (not http://)
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ipaddress
 import logging
@@ -47,8 +61,8 @@ import re
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -56,6 +70,7 @@ import h11
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import UserError
+from .settings import ProxySettings
 
 __all__ = [
     "BROWSER_SERVICE_HOSTS",
@@ -109,6 +124,7 @@ _HOP_BY_HOP = frozenset(
 )
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
 _NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)\Z")
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?:[ \r]|\Z)")
 _SCHEMES = ("http", "https", "ws", "wss")
 _EXPECTED = (
     "expected a host name, an IP address or '*.domain', optionally with ':port' or a scheme, "
@@ -121,7 +137,7 @@ class InvalidAllowlistError(UserError):
 
 
 class EgressConflictError(UserError):
-    """An egress allowlist asked for on a profile whose settings route through another proxy."""
+    """An egress allowlist asked for with an upstream proxy it cannot chain through."""
 
 
 class BlockedRequest(BaseModel):
@@ -301,14 +317,29 @@ def host_resolver_rules(host_map: Mapping[str, str]) -> str:
 @dataclass(frozen=True)
 class _Target:
     host: str
+    """Normalised: the host the allowlist decides on."""
     port: int
-    head: bytes | None
-    """For plain HTTP: the request head rewritten for the upstream; None for CONNECT."""
-    url: str | None
+    request: h11.Request | None = None
+    """Plain HTTP: the browser's request; None for CONNECT."""
+    path: str = ""
+    """Plain HTTP: the origin-form target (path and query)."""
+    netloc: str = ""
+    """Plain HTTP: the URL's authority as the browser wrote it."""
+    url: str | None = None
+
+    @property
+    def authority(self) -> str:
+        """``host:port`` from the decided host (``:80`` left out for plain HTTP)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.request is not None and self.port == 80 else f"{host}:{self.port}"
 
 
 class _BadRequest(Exception):
     """The client sent something that is not a proxy request we handle."""
+
+
+class _Unreachable(Exception):
+    """The target (or the upstream proxy) could not be reached; the text is for the browser."""
 
 
 def _parse_request(head: bytes) -> tuple[str, _Target]:
@@ -333,7 +364,7 @@ def _parse_request(head: bytes) -> tuple[str, _Target]:
             host, port = _normal_host(split[0]), _parse_port(split[1])
         if host is None or port is None:
             raise _BadRequest(f"CONNECT needs host:port, got {target[:100]!r}")
-        return method, _Target(host, port, None, None)
+        return method, _Target(host, port)
     parts = urlsplit(target)
     if parts.scheme.lower() != "http" or not parts.netloc or "@" in parts.netloc:
         raise _BadRequest(f"expected an absolute http:// URL, got {target[:100]!r}")
@@ -345,11 +376,14 @@ def _parse_request(head: bytes) -> tuple[str, _Target]:
     if host is None or port is None:
         raise _BadRequest(f"bad host in {target[:100]!r}")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return method, _Target(host, port, _origin_form(event, path, parts.netloc), target)
+    return method, _Target(host, port, event, path, parts.netloc, target)
 
 
-def _origin_form(event: h11.Request, path: str, authority: str) -> bytes:
-    """The request head for the upstream: origin-form target, Host from the URL, one request."""
+def _request_head(
+    event: h11.Request, target: str, authority: str, extra: Sequence[str] = ()
+) -> bytes:
+    """The request head to send on: ``target``, Host ``authority``, the end-to-end headers,
+    ``extra`` lines, and ``Connection: close`` (one request per connection)."""
     named = {
         token.strip().lower()
         for name, value in event.headers.raw_items()
@@ -357,15 +391,81 @@ def _origin_form(event: h11.Request, path: str, authority: str) -> bytes:
         for token in value.decode("latin-1").split(",")
     }
     lines = [
-        f"{event.method.decode()} {path} HTTP/{event.http_version.decode()}",
+        f"{event.method.decode()} {target} HTTP/{event.http_version.decode()}",
         f"Host: {authority}",
     ]
     for name, value in event.headers.raw_items():
         key = name.decode("ascii")
         if key.lower() not in _HOP_BY_HOP and key.lower() not in named:
             lines.append(f"{key}: {value.decode('latin-1')}")
+    lines.extend(extra)
     lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _status(head: bytes) -> int | None:
+    """The status code of a response head (or its first line); None if it is not HTTP/1.x."""
+    match = _STATUS_LINE.match(head)
+    return int(match[1]) if match else None
+
+
+def _refusal(target: _Target, status: int | None) -> str:
+    """The browser's text for an upstream proxy that would not serve ``target``."""
+    where = f"{target.host}:{target.port}"
+    if status == 407:
+        return (
+            f"corral: the upstream proxy refused {where} with 407 Proxy Authentication Required; "
+            "check the username and password of the profile's proxy"
+        )
+    if status is None:
+        return f"corral: the upstream proxy gave no valid answer for {where}"
+    return f"corral: the upstream proxy refused {where} with status {status}"
+
+
+@dataclass(frozen=True)
+class _Upstream:
+    """The ``http://`` proxy that allowed traffic is chained through."""
+
+    host: str
+    port: int
+    authorization: str | None = field(default=None, repr=False)
+    """``Basic ...`` for Proxy-Authorization: never logged, shown or raised."""
+
+    @classmethod
+    def parse(cls, settings: ProxySettings) -> _Upstream:
+        """Check ``settings`` can be chained through; raises EgressConflictError (no secrets)."""
+        server = settings.server.strip()
+        # Playwright reads "host:port" as an http:// proxy; so does this.
+        parts = urlsplit(server if "://" in server else f"http://{server}")
+        scheme = parts.scheme.lower()
+        if scheme != "http":
+            raise EgressConflictError(
+                f"the proxy is {scheme}://, and an egress allowlist can only be chained through "
+                "an http:// proxy (not https:// or socks): use an http:// proxy for this "
+                "profile, or remove the allowlist (allowed_domains)"
+            )
+        if "@" in parts.netloc:
+            # Not echoed: the URL holds a password.
+            raise EgressConflictError(
+                "the proxy's server URL contains credentials; give them as username and password"
+            )
+        try:
+            port = parts.port or 80
+        except ValueError:
+            port = 0
+        if not parts.hostname or not port:
+            raise EgressConflictError(f"the proxy server {server!r} is not http://host:port")
+        authorization = None
+        if settings.username or settings.password:
+            pair = f"{settings.username or ''}:{settings.password or ''}".encode()
+            authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+        return cls(parts.hostname, port, authorization)
+
+    @property
+    def headers(self) -> list[str]:
+        """Header lines for every request to this proxy."""
+        auth = self.authorization
+        return [] if auth is None else [f"Proxy-Authorization: {auth}"]
 
 
 def _response(status: int, reason: str, body: str) -> bytes:
@@ -386,15 +486,43 @@ async def _copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             dst.write_eof()
 
 
+async def _copy_response(
+    src: asyncio.StreamReader, dst: asyncio.StreamWriter, target: _Target
+) -> None:
+    """:func:`_copy` for an upstream proxy's answer: its 407 becomes a 502, since the browser has
+    no credentials for it (and would take the 407 as this proxy's own)."""
+    with contextlib.suppress(
+        OSError, RuntimeError, asyncio.IncompleteReadError, asyncio.LimitOverrunError
+    ):
+        first = await src.readuntil(b"\r\n")
+        if _status(first) == 407:
+            log.info("egress: the upstream proxy refused %s with 407", target.authority)
+            dst.write(_response(502, "Bad Gateway", _refusal(target, 407)))
+            await dst.drain()
+            if dst.can_write_eof():
+                dst.write_eof()
+            return
+        dst.write(first)
+    await _copy(src, dst)
+
+
 async def _pipe(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     up_reader: asyncio.StreamReader,
     upstream: asyncio.StreamWriter,
+    response_of: _Target | None = None,
 ) -> None:
-    """Pipe both ways until the upstream is done (or the client is, plus a grace period)."""
+    """Pipe both ways until the upstream is done (or the client is, plus a grace period).
+
+    With ``response_of``, the upstream is a proxy answering a plain-HTTP request for that target.
+    """
     async with asyncio.TaskGroup() as group:
-        down = group.create_task(_copy(up_reader, writer))
+        down = group.create_task(
+            _copy(up_reader, writer)
+            if response_of is None
+            else _copy_response(up_reader, writer, response_of)
+        )
         up = group.create_task(_copy(reader, upstream))
         await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
         if not down.done():
@@ -417,35 +545,80 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         writer.transport.abort()
 
 
+async def _open_tunnel(
+    up_reader: asyncio.StreamReader,
+    upstream: asyncio.StreamWriter,
+    target: _Target,
+    proxy: _Upstream,
+) -> None:
+    """Ask the upstream proxy for a tunnel to ``target``; raises _Unreachable unless 2xx."""
+    lines = [f"CONNECT {target.authority} HTTP/1.1", f"Host: {target.authority}"]
+    upstream.write(("\r\n".join([*lines, *proxy.headers]) + "\r\n\r\n").encode("latin-1"))
+    try:
+        async with asyncio.timeout(_HEAD_TIMEOUT_S):
+            await upstream.drain()
+            head = await up_reader.readuntil(b"\r\n\r\n")
+    except (
+        OSError,
+        TimeoutError,
+        asyncio.IncompleteReadError,
+        asyncio.LimitOverrunError,
+    ) as exc:
+        log.info("egress: no tunnel from the upstream proxy to %s (%r)", target.authority, exc)
+        raise _Unreachable(_refusal(target, None)) from None
+    status = _status(head)
+    if status is None or not 200 <= status < 300:
+        log.info("egress: the upstream proxy refused %s with %s", target.authority, status)
+        raise _Unreachable(_refusal(target, status))
+
+
 class EgressProxy:
     """An allowlisting HTTP proxy for one browser session; use :meth:`start`."""
 
-    def __init__(self, rules: Sequence[HostRule], host_map: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        rules: Sequence[HostRule],
+        host_map: Mapping[str, str] | None = None,
+        upstream: ProxySettings | None = None,
+    ):
         self.rules = tuple(rules)
         self.host_map = _parse_host_map(host_map)
+        """Fixed addresses for host names; not used with an upstream proxy (it resolves)."""
         self.blocked: deque[BlockedRequest] = deque(maxlen=_MAX_BLOCKED)
         """Refused requests since the last :meth:`drain_blocked` (the newest 1000)."""
         self.allowed_total = 0
         """Connections and requests let through since start."""
         self.blocked_total = 0
         self.port = 0
+        self._upstream = None if upstream is None else _Upstream.parse(upstream)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
     @classmethod
+    def start(
+        cls,
+        allowed: Sequence[str],
+        host_map: Mapping[str, str] | None = None,
+        upstream: ProxySettings | None = None,
+    ) -> AbstractAsyncContextManager[EgressProxy]:
+        """Serve on 127.0.0.1 (random port) for an ``async with``; closes the server and every
+        tunnel on exit. With ``upstream``, allowed traffic goes through that http:// proxy.
+
+        The arguments are checked at once (InvalidAllowlistError, EgressConflictError), before
+        anything is served.
+        """
+        return cls(parse_allowlist(allowed), host_map, upstream)._serving(allowed)
+
     @asynccontextmanager
-    async def start(
-        cls, allowed: Sequence[str], host_map: Mapping[str, str] | None = None
-    ) -> AsyncIterator[EgressProxy]:
-        """Serve on 127.0.0.1 (random port); closes the server and every tunnel on exit."""
-        proxy = cls(parse_allowlist(allowed), host_map)
-        server = await asyncio.start_server(proxy._accept, "127.0.0.1", 0, limit=_MAX_HEAD)
-        proxy.port = server.sockets[0].getsockname()[1]
-        log.debug("egress proxy on %s for %s", proxy.url, list(allowed))
+    async def _serving(self, allowed: Sequence[str]) -> AsyncIterator[EgressProxy]:
+        server = await asyncio.start_server(self._accept, "127.0.0.1", 0, limit=_MAX_HEAD)
+        self.port = server.sockets[0].getsockname()[1]
+        via = "" if self._upstream is None else f" via {self._upstream.host}:{self._upstream.port}"
+        log.debug("egress proxy on %s for %s%s", self.url, list(allowed), via)
         try:
-            yield proxy
+            yield self
         finally:
-            await proxy._shutdown(server)
+            await self._shutdown(server)
 
     async def _shutdown(self, server: asyncio.Server) -> None:
         # Not a TaskGroup around the ``yield``: on Python 3.11 it would wrap any exception of
@@ -531,25 +704,52 @@ class EgressProxy:
             body = f"corral: {target.host}:{target.port} is not on this session's egress allowlist"
             await self._reject(reader, writer, 403, "Forbidden", body)
             return
-        address = self.host_map.get(target.host, target.host)
         try:
-            up_reader, upstream = await asyncio.wait_for(
-                asyncio.open_connection(address, target.port), _CONNECT_TIMEOUT_S
-            )
-        except (OSError, TimeoutError) as exc:
-            log.info("egress upstream %s:%d unreachable: %s", target.host, target.port, exc)
-            body = f"corral: could not connect to {target.host}:{target.port}"
-            await self._reject(reader, writer, 502, "Bad Gateway", body)
+            up_reader, upstream = await self._open(target)
+        except _Unreachable as exc:
+            await self._reject(reader, writer, 502, "Bad Gateway", str(exc))
             return
         self.allowed_total += 1
         try:
-            if target.head is None:
+            if target.request is None:
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                await _pipe(reader, writer, up_reader, upstream)
+            elif self._upstream is None:
+                upstream.write(_request_head(target.request, target.path, target.netloc))
+                await _pipe(reader, writer, up_reader, upstream)
             else:
-                upstream.write(target.head)
-            await _pipe(reader, writer, up_reader, upstream)
+                # Absolute form, from the host and port decided on (not the browser's spelling).
+                url = f"http://{target.authority}{target.path}"
+                upstream.write(
+                    _request_head(target.request, url, target.authority, self._upstream.headers)
+                )
+                await _pipe(reader, writer, up_reader, upstream, response_of=target)
         finally:
             await _close(upstream)
+
+    async def _open(self, target: _Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to ``target``, or to the upstream proxy (with the tunnel open for a
+        CONNECT); raises _Unreachable."""
+        if self._upstream is None:
+            address, port = self.host_map.get(target.host, target.host), target.port
+        else:
+            address, port = self._upstream.host, self._upstream.port
+        try:
+            up_reader, upstream = await asyncio.wait_for(
+                asyncio.open_connection(address, port, limit=_MAX_HEAD), _CONNECT_TIMEOUT_S
+            )
+        except (OSError, TimeoutError) as exc:
+            via = "" if self._upstream is None else f" (upstream proxy {address}:{port})"
+            log.info("egress: %s:%d unreachable%s: %s", target.host, target.port, via, exc)
+            where = "the upstream proxy" if via else f"{target.host}:{target.port}"
+            raise _Unreachable(f"corral: could not connect to {where}") from None
+        if self._upstream is not None and target.request is None:
+            try:
+                await _open_tunnel(up_reader, upstream, target, self._upstream)
+            except BaseException:
+                await _close(upstream)
+                raise
+        return up_reader, upstream
 
     async def _reject(
         self,

@@ -3,7 +3,8 @@
 ``open_session`` leases the profile, opens a context restored from its sealed state, and on the way
 out saves the state again (sealed), closes the context and releases the lease, whatever happened.
 With ``allowed_domains`` the context's traffic goes through a per-session :class:`EgressProxy`
-(closed after the context), so the allowlist holds below the page.
+(closed after the context), so the allowlist holds below the page; a proxy of the profile's own
+(or in ``context_options``) is then chained behind it rather than given to the browser.
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ import contextlib
 import logging
 import shutil
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import BrowserContext
 from playwright.async_api import Error as PlaywrightError
+from pydantic import ValidationError
 
 from .egress import PROXY_BYPASS, EgressConflictError, EgressProxy, host_resolver_rules
 from .errors import BrowserCrashedError
 from .lease import hold_lease
 from .manager import ProfileManager
 from .pool import BrowserPool
-from .settings import ProfileRecord
+from .settings import ProfileRecord, ProfileSettings, ProxySettings
 
 __all__ = ["Session", "open_session"]
 
@@ -88,22 +91,24 @@ async def open_session(
     """Lease ``profile`` and yield a Session; saves state and releases everything on exit.
 
     ``allowed_domains`` (see :mod:`profiles.egress`) limits which hosts the session may contact;
-    empty means no limit and no proxy. ``host_map`` gives host names fixed addresses (like curl
-    ``--resolve``): in the proxy with an allowlist, else in the browser's resolver.
+    empty means no limit and no proxy. With an allowlist, the profile's own proxy (or
+    ``context_options["proxy"]``) must be ``http://`` and becomes the allowlist proxy's upstream
+    (EgressConflictError otherwise); the browser only sees the allowlist proxy. ``host_map`` gives
+    host names fixed addresses (like curl ``--resolve``): in the browser's resolver without an
+    allowlist, in the allowlist proxy with one, and nowhere when chaining (the upstream resolves).
     """
     record = await manager.get(profile)
-    if allowed_domains and (record.settings.proxy or (context_options or {}).get("proxy")):
-        raise EgressConflictError(
-            f"profile '{profile}' routes through its own proxy, and an egress allowlist "
-            "(allowed_domains) cannot be combined with that yet: remove one of the two"
-        )
+    try:
+        egress_cm = _egress(allowed_domains, host_map, record.settings, context_options)
+    except EgressConflictError as exc:
+        raise EgressConflictError(f"profile '{profile}': {exc}") from exc
     if host_map and not allowed_domains:
         # Without our proxy the browser resolves names itself; the pool keys browsers by args.
         launch_args = (*launch_args, host_resolver_rules(host_map))
     # The proxy starts before the lease (a bad entry fails before waiting for the profile) and
     # closes after the context.
     async with (
-        _egress(allowed_domains, host_map) as egress,
+        egress_cm as egress,
         hold_lease(manager.store, profile, run_id, lease_wait_s),
     ):
         # Re-read under the lease: the previous holder may have saved newer state meanwhile.
@@ -151,15 +156,35 @@ async def open_session(
             await asyncio.shield(_close(manager, session, live, save_state))
 
 
-@contextlib.asynccontextmanager
-async def _egress(
-    allowed_domains: Sequence[str], host_map: Mapping[str, str] | None
-) -> AsyncIterator[EgressProxy | None]:
+def _egress(
+    allowed_domains: Sequence[str],
+    host_map: Mapping[str, str] | None,
+    settings: ProfileSettings,
+    context_options: Mapping[str, Any] | None,
+) -> AbstractAsyncContextManager[EgressProxy | None]:
+    """The session's allowlist proxy, checked now and started on entry; None without a list."""
     if not allowed_domains:
-        yield None
-        return
-    async with EgressProxy.start(allowed_domains, host_map) as proxy:
-        yield proxy
+        return contextlib.nullcontext()
+    upstream = _own_proxy(settings, context_options)
+    return EgressProxy.start(allowed_domains, host_map, upstream)
+
+
+def _own_proxy(
+    settings: ProfileSettings, context_options: Mapping[str, Any] | None
+) -> ProxySettings | None:
+    """The proxy the browser would use without an allowlist (``context_options`` win)."""
+    own = (context_options or {}).get("proxy", settings.proxy)
+    if own is None or isinstance(own, ProxySettings):
+        return own
+    try:
+        return ProxySettings.model_validate(own)
+    except ValidationError:
+        pass
+    # Raised out here, so it neither quotes nor carries the ValidationError: that has the password.
+    raise EgressConflictError(
+        "context_options['proxy'] must be a mapping with 'server' and optionally 'bypass', "
+        "'username' and 'password'"
+    )
 
 
 async def _close(

@@ -37,7 +37,7 @@ class ProxySettings(BaseModel):
     server: str = Field(description="e.g. http://proxy.local:3128 or socks5://127.0.0.1:1080")
     bypass: str | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(None, repr=False)
 
 
 class ProfileSettings(BaseModel):

@@ -3,15 +3,21 @@
 ``allowed.test`` and ``evil.test`` both live on 127.0.0.1 (on different ports) and get their names
 through ``host_map``. Every leak test lists only the allowed site, makes the page reach for the
 evil one some way, and asserts that the evil site accepted zero TCP connections and that the proxy
-recorded the refusal.
+recorded the refusal. The chaining tests put a recording "corporate" proxy behind the allowlist
+proxy, one that would let both sites through.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from _egress_sites import Site, free_port, js
@@ -55,6 +61,7 @@ async def session_for(
     allowed_domains: Sequence[str] = ("allowed.test",),
     settings: ProfileSettings | None = None,
     host_map: dict[str, str] | None = HOSTS,
+    context_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[Session]:
     """A session on a fresh profile with this allowlist."""
     await rt.profiles.create("egress", settings)
@@ -66,6 +73,7 @@ async def session_for(
         save_state=False,
         allowed_domains=allowed_domains,
         host_map=host_map,
+        context_options=context_options,
     ) as session:
         yield session
 
@@ -100,17 +108,22 @@ def to(site: Site, host: str = "evil.test") -> Callable[[BlockedRequest], bool]:
     return lambda b: b.host == host and b.port == site.port
 
 
+async def load_allowed(page: Page, allowed: Site) -> None:
+    """Load the allowed site's home (plain HTTP) and its WebSocket (a CONNECT tunnel)."""
+    response = await page.goto(allowed.url("allowed.test"))
+    assert response is not None and response.status == 200
+    assert await page.title() == "allowed"
+    message = await page.evaluate(WS_FIRST_MESSAGE, allowed.ws_url("allowed.test"))
+    assert message == "hello from allowed"
+
+
 # --- the allowed site still works -----------------------------------------------------------
 
 
 async def test_allowed_site_loads_through_the_proxy(rt: Runtime, allowed: Site) -> None:
     async with session_for(rt) as session:
         egress, page = await proxy_and_page(session)
-        response = await page.goto(allowed.url("allowed.test"))
-        assert response is not None and response.status == 200
-        assert await page.title() == "allowed"
-        message = await page.evaluate(WS_FIRST_MESSAGE, allowed.ws_url("allowed.test"))
-        assert message == "hello from allowed"
+        await load_allowed(page, allowed)
         data = await page.evaluate(
             "(u) => fetch(u).then(r => r.text())", allowed.url("allowed.test", "/data")
         )
@@ -433,13 +446,6 @@ async def test_an_invalid_allowlist_fails_before_the_session_opens(rt: Runtime) 
         pass
 
 
-async def test_a_profile_proxy_cannot_be_combined_with_an_allowlist(rt: Runtime) -> None:
-    settings = ProfileSettings(proxy=ProxySettings(server="http://proxy.local:3128"))
-    with pytest.raises(EgressConflictError, match=r"profile 'egress'.*cannot be combined"):
-        async with session_for(rt, settings=settings):
-            pytest.fail("the session must not open")
-
-
 @pytest.mark.parametrize(
     ("entries", "host", "port", "allowed"),
     [
@@ -553,3 +559,330 @@ async def test_blocked_requests_are_recorded_and_drained(evil: Site) -> None:
         assert proxy.drain_blocked() == []
         assert proxy.blocked_total == 2 and proxy.allowed_total == 0
     assert evil.connections == 0
+
+
+# --- chaining through the profile's own proxy -------------------------------------------------
+
+PASSWORD = "hunter2-proxy-secret"
+
+
+async def _copy_to(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError, RuntimeError):
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+        dst.write_eof()
+
+
+class RecordingProxy:
+    """A stand-in for a corporate proxy: records every request head, answers 407 unless the
+    expected credentials come with it, and hands the connection to ``inner`` (an EgressProxy
+    that lets both fixture sites through, so a leak past the allowlist would reach evil)."""
+
+    def __init__(self, inner: EgressProxy, credentials: tuple[str, str] | None) -> None:
+        self.inner = inner
+        self.expected = None
+        if credentials is not None:
+            self.expected = "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
+        self.heads: list[str] = []
+        self.port = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def targets(self) -> list[str]:
+        """``host:port`` of every request received (CONNECT or absolute-form)."""
+        found = []
+        for head in self.heads:
+            method, target, _ = head.split("\r\n", 1)[0].split(" ")
+            found.append(target if method == "CONNECT" else urlsplit(target).netloc)
+        return found
+
+    def head(self, request_line: str) -> dict[str, str]:
+        """The headers (lower-case names) of the request that began with ``request_line``."""
+        for head in self.heads:
+            first, *lines = head.strip().split("\r\n")
+            if first.startswith(request_line):
+                return {k.lower(): v for k, v in (line.split(": ", 1) for line in lines)}
+        raise AssertionError(f"no {request_line!r} in {self.heads}")
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[RecordingProxy]:
+        server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        try:
+            yield self
+        finally:
+            server.close()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await server.wait_closed()
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.create_task(self._handle(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.heads.append(head.decode("latin-1"))
+            auth = self.head(head.decode("latin-1").split("\r\n", 1)[0]).get("proxy-authorization")
+            if self.expected is not None and auth != self.expected:
+                writer.write(
+                    b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                    b'Proxy-Authenticate: Basic realm="corp"\r\nContent-Length: 0\r\n\r\n'
+                )
+                await writer.drain()
+                return
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.inner.port)
+            try:
+                up_writer.write(head)
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(_copy_to(reader, up_writer))
+                    group.create_task(_copy_to(up_reader, writer))
+            finally:
+                up_writer.transport.abort()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.transport.abort()
+
+
+@asynccontextmanager
+async def corporate_proxy(
+    credentials: tuple[str, str] | None = None,
+) -> AsyncIterator[RecordingProxy]:
+    """A recording upstream proxy that would let both fixture sites through."""
+    async with (
+        EgressProxy.start(["allowed.test", "evil.test"], HOSTS) as inner,
+        RecordingProxy(inner, credentials).serving() as upstream,
+    ):
+        yield upstream
+
+
+def chained(upstream: RecordingProxy, **credentials: str) -> ProfileSettings:
+    """Profile settings with ``upstream`` as the profile's own proxy."""
+    return ProfileSettings(proxy=ProxySettings(server=upstream.url, **credentials))
+
+
+async def test_a_profile_proxy_is_chained_behind_the_allowlist(rt: Runtime, allowed: Site) -> None:
+    async with corporate_proxy() as upstream:
+        async with session_for(rt, settings=chained(upstream)) as session:
+            egress, page = await proxy_and_page(session)
+            await load_allowed(page, allowed)
+            assert egress.allowed_total >= 2 and egress.drain_blocked() == []
+        # Plain HTTP went upstream in absolute form and the WebSocket as a CONNECT, both by
+        # name (host_map is not applied when chaining: the upstream resolves).
+        get = upstream.head(f"GET http://allowed.test:{allowed.port}/ HTTP/1.1")
+        assert get["host"] == f"allowed.test:{allowed.port}"
+        assert get["connection"] == "close" and "proxy-connection" not in get
+        assert "proxy-authorization" not in get  # none configured
+        connect = upstream.head(f"CONNECT allowed.test:{allowed.port} HTTP/1.1")
+        assert connect["host"] == f"allowed.test:{allowed.port}"
+        assert upstream.inner.allowed_total == len(upstream.heads) >= 2
+    assert "GET /" in allowed.requests and "GET /ws" in allowed.requests
+
+
+async def test_an_unlisted_host_never_reaches_the_upstream_proxy(
+    rt: Runtime, allowed: Site, evil: Site
+) -> None:
+    async with corporate_proxy() as upstream:
+        async with session_for(rt, settings=chained(upstream)) as session:
+            egress, page = await proxy_and_page(session)
+            target = evil.url("evil.test", "/stolen")
+            response = await page.goto(allowed.url("allowed.test", f"/redirect?to={target}"))
+            assert response is not None and response.status == 403
+            assert REFUSAL in await page.content()
+            assert await page.evaluate(WS_FIRST_MESSAGE, evil.ws_url("evil.test")) == "error"
+            response = await page.goto(evil.url("127.0.0.1"))
+            assert response is not None and response.status == 403
+            blocked = await wait_blocked(egress, to(evil, "127.0.0.1"))
+            assert {("evil.test", "CONNECT"), ("evil.test", "GET"), ("127.0.0.1", "GET")} <= {
+                (b.host, b.method) for b in blocked if b.port == evil.port
+            }
+        # The upstream saw the allowed site only (Chromium's own calls were refused as well).
+        assert set(upstream.targets) == {f"allowed.test:{allowed.port}"}
+        assert upstream.inner.blocked_total == 0
+    assert "GET /redirect?to=" + target in allowed.requests
+    assert evil.connections == 0
+
+
+async def test_upstream_credentials_go_upstream_and_nowhere_else(
+    rt: Runtime, allowed: Site, evil: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="profiles")
+    async with corporate_proxy(("corp-user", PASSWORD)) as upstream:
+        settings = chained(upstream, username="corp-user", password=PASSWORD)
+        async with session_for(rt, settings=settings) as session:
+            egress, page = await proxy_and_page(session)
+            await load_allowed(page, allowed)
+            response = await page.goto(evil.url("evil.test"))
+            assert response is not None and response.status == 403
+            blocked = await wait_blocked(egress, to(evil))
+            seen = [
+                repr(settings),
+                repr(session.profile),
+                repr(vars(egress)),
+                *(b.model_dump_json() for b in blocked),
+                await page.content(),
+            ]
+        assert len(upstream.heads) >= 2
+        assert all(upstream.expected in head for head in upstream.heads)
+        assert upstream.inner.allowed_total == len(upstream.heads)
+    token = upstream.expected.split()[1]
+    for text in [*seen, caplog.text]:
+        assert PASSWORD not in text and token not in text
+    assert evil.connections == 0
+
+
+async def test_an_upstream_407_fails_the_load_with_a_clear_502(
+    rt: Runtime, allowed: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="profiles")
+    async with corporate_proxy(("corp-user", "the-right-one")) as upstream:
+        settings = chained(upstream, username="corp-user", password=PASSWORD)
+        async with session_for(rt, settings=settings) as session:
+            egress, page = await proxy_and_page(session)
+            response = await page.goto(allowed.url("allowed.test"))
+            assert response is not None and response.status == 502
+            text = await page.content()
+            assert "upstream proxy refused" in text and "407 Proxy Authentication Required" in text
+            assert await page.evaluate(WS_FIRST_MESSAGE, allowed.ws_url("allowed.test")) == "error"
+            answer = await exchange(
+                egress, f"CONNECT allowed.test:{allowed.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            )
+            assert answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+            assert b"407 Proxy Authentication Required" in answer
+        assert upstream.inner.allowed_total == 0
+    assert allowed.connections == 0
+    for seen in (text, answer.decode(), caplog.text):
+        assert PASSWORD not in seen
+
+
+async def test_an_unreachable_upstream_proxy_fails_the_load_clearly(
+    rt: Runtime, allowed: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="profiles")
+    proxy = ProxySettings(server=f"http://127.0.0.1:{free_port()}", username="u", password=PASSWORD)
+    async with session_for(rt, settings=ProfileSettings(proxy=proxy)) as session:
+        egress, page = await proxy_and_page(session)
+        response = await page.goto(allowed.url("allowed.test"))
+        assert response is not None and response.status == 502
+        text = await page.content()
+        assert "could not connect to the upstream proxy" in text
+        answer = await exchange(
+            egress, f"CONNECT allowed.test:{allowed.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        )
+        assert answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+        assert b"could not connect to the upstream proxy" in answer
+        assert egress.allowed_total == 0
+    assert allowed.connections == 0
+    for seen in (text, caplog.text):
+        assert PASSWORD not in seen
+
+
+async def test_an_upstream_refusal_is_passed_on_as_502_with_its_status(
+    allowed: Site, evil: Site
+) -> None:
+    # Our list allows evil.test, the upstream's does not: its 403 to the CONNECT becomes a 502.
+    async with EgressProxy.start(["allowed.test"], HOSTS) as corp:
+        upstream = ProxySettings(server=corp.url)
+        async with EgressProxy.start(["allowed.test", "evil.test"], upstream=upstream) as proxy:
+            answer = await exchange(
+                proxy, f"CONNECT evil.test:{evil.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            )
+            assert answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+            assert answer.endswith(f"refused evil.test:{evil.port} with status 403".encode())
+            # Plain HTTP: the upstream's own answer reaches the client as it is.
+            answer = await exchange(
+                proxy, f"GET {evil.url('evil.test')} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            )
+            assert answer.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+            ours = await exchange(
+                proxy, f"GET {allowed.url('127.1')} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            )
+            assert REFUSAL.encode() in ours  # not on our list: refused here, not upstream
+            # Only the GET was let through: a tunnel the upstream refused never opened.
+            assert proxy.allowed_total == 1 and proxy.blocked_total == 1
+        assert [(b.host, b.method) for b in corp.drain_blocked()] == [
+            ("evil.test", "CONNECT"),
+            ("evil.test", "GET"),
+        ]
+    assert evil.connections == 0
+
+
+async def test_an_upstream_that_hangs_up_gets_502(allowed: Site) -> None:
+    async def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    mute = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    upstream = ProxySettings(server=f"127.0.0.1:{mute.sockets[0].getsockname()[1]}")
+    try:
+        async with EgressProxy.start(["allowed.test"], upstream=upstream) as proxy:
+            answer = await exchange(
+                proxy, f"CONNECT allowed.test:{allowed.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            )
+    finally:
+        mute.close()
+        await mute.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+    assert answer.endswith(f"gave no valid answer for allowed.test:{allowed.port}".encode())
+    assert allowed.connections == 0
+
+
+async def test_the_proxy_in_context_options_is_chained_too(rt: Runtime, allowed: Site) -> None:
+    async with corporate_proxy(("corp-user", PASSWORD)) as upstream:
+        own = {"server": upstream.url, "username": "corp-user", "password": PASSWORD}
+        async with session_for(rt, context_options={"proxy": own}) as session:
+            page = await session.context.new_page()
+            response = await page.goto(allowed.url("allowed.test"))
+            assert response is not None and response.status == 200
+        get = upstream.head(f"GET http://allowed.test:{allowed.port}/ ")
+        assert get["proxy-authorization"] == upstream.expected
+
+
+async def test_a_malformed_context_options_proxy_is_refused_without_the_password(
+    rt: Runtime,
+) -> None:
+    own = {"server": "http://proxy.local:3128", "passwrd": PASSWORD}  # a typo in the name
+    with pytest.raises(EgressConflictError, match=r"context_options\['proxy'\]") as caught:
+        async with session_for(rt, context_options={"proxy": own}):
+            pytest.fail("the session must not open")
+    error: BaseException | None = caught.value
+    while error is not None:  # nor in what it was raised from (pydantic's error quotes input)
+        assert PASSWORD not in repr(error) and PASSWORD not in str(error)
+        error = error.__cause__ or error.__context__
+
+
+@pytest.mark.parametrize(
+    ("server", "scheme"),
+    [
+        ("socks5://127.0.0.1:1080", "socks5://"),
+        ("https://proxy.local:3128", "https://"),
+        (f"socks4://u:{PASSWORD}@proxy.local:1080", "socks4://"),
+    ],
+)
+async def test_a_proxy_that_cannot_be_chained_is_a_clear_error(
+    rt: Runtime, server: str, scheme: str
+) -> None:
+    settings = ProfileSettings(proxy=ProxySettings(server=server, username="u", password=PASSWORD))
+    with pytest.raises(EgressConflictError) as caught:
+        async with session_for(rt, settings=settings):
+            pytest.fail("the session must not open")
+    message = str(caught.value)
+    assert message.startswith("profile 'egress': the proxy is " + scheme)
+    assert "only be chained through an http:// proxy" in message
+    assert isinstance(caught.value, UserError) and PASSWORD not in message
+
+
+def test_credentials_in_the_server_url_are_refused_without_echoing_them() -> None:
+    server = f"http://u:{PASSWORD}@proxy.local:3128"
+    with pytest.raises(EgressConflictError, match="username and password") as caught:
+        EgressProxy.start(["allowed.test"], upstream=ProxySettings(server=server))
+    assert PASSWORD not in str(caught.value)
+    assert PASSWORD not in repr(ProxySettings(server="http://p:1", password=PASSWORD))
