@@ -30,7 +30,15 @@ from .manager import ProfileManager, ProfileStore, atomic_write
 from .pool import BASE_ARGS, BROWSER_ENV, BrowserPool, find_browser
 from .redact import RedactingFilter, Redactor, scrub_zip
 from .session import Session, open_session
-from .settings import Geolocation, ProfileRecord, ProfileSettings, ProxySettings, Viewport
+from .settings import (
+    SEALED_PREFIX,
+    Geolocation,
+    ProfileRecord,
+    ProfileSettings,
+    ProxySettings,
+    Viewport,
+    proxy_context,
+)
 from .vault import (
     SECRET_RE,
     AuditRecord,
@@ -55,6 +63,7 @@ __all__ = [
     "MASTER_KEY_ENV",
     "PREVIOUS_KEY_ENV",
     "PROXY_BYPASS",
+    "SEALED_PREFIX",
     "SECRET_RE",
     "AuditRecord",
     "BlockedRequest",
@@ -104,6 +113,7 @@ __all__ = [
     "origin_of",
     "parse_allowlist",
     "parse_domain",
+    "proxy_context",
     "scrub_zip",
     "secret_context",
     "write_key_file",

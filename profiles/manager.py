@@ -29,7 +29,7 @@ from .errors import (
 )
 from .keys import KeyRing
 from .lease import LeaseStore
-from .settings import ProfileRecord, ProfileSettings
+from .settings import SEALED_PREFIX, ProfileRecord, ProfileSettings, proxy_context
 
 __all__ = ["EXPORT_FORMAT", "ProfileManager", "ProfileStore", "atomic_write"]
 
@@ -81,6 +81,32 @@ class ProfileManager:
     def _dir(self, name: str) -> Path:
         return self.home / "profiles" / name
 
+    # A proxy password is a credential: it is stored sealed like a secret, and only the copy in
+    # memory (what ``get`` returns, what the session hands to the proxy) holds the value.
+
+    def _seal(self, name: str, settings: ProfileSettings) -> ProfileSettings:
+        proxy = settings.proxy
+        if proxy is None or not proxy.password or proxy.password.startswith(SEALED_PREFIX):
+            return settings
+        blob = self.key.seal(proxy.password.encode(), proxy_context(name))
+        sealed = proxy.model_copy(
+            update={"password": SEALED_PREFIX + base64.b64encode(blob).decode()}
+        )
+        return settings.model_copy(update={"proxy": sealed})
+
+    def _open(self, record: ProfileRecord) -> ProfileRecord:
+        proxy = record.settings.proxy
+        if proxy is None or not proxy.password or not proxy.password.startswith(SEALED_PREFIX):
+            return record
+        blob = base64.b64decode(proxy.password.removeprefix(SEALED_PREFIX))
+        plain = self.key.open(
+            blob, proxy_context(record.name), f"profile '{record.name}' proxy password"
+        )
+        settings = record.settings.model_copy(
+            update={"proxy": proxy.model_copy(update={"password": plain.decode()})}
+        )
+        return record.model_copy(update={"settings": settings})
+
     async def create(self, name: str, settings: ProfileSettings | None = None) -> ProfileRecord:
         """Create a profile; fails if the name is taken or invalid."""
         now = datetime.now(UTC)
@@ -90,13 +116,15 @@ class ProfileManager:
             )
         except ValidationError as exc:
             raise InvalidProfileError(_validation_message(exc, f"profile '{name}'")) from exc
-        if not await self.store.insert_profile(record):
+        stored = record.model_copy(update={"settings": self._seal(name, record.settings)})
+        if not await self.store.insert_profile(stored):
             raise ProfileExistsError(f"profile '{name}' already exists")
         return record
 
     async def get(self, name: str) -> ProfileRecord:
         """A profile by name, or ProfileNotFoundError listing the known ones."""
-        record = await self.store.get_profile(name)
+        found = await self.store.get_profile(name)
+        record = self._open(found) if found is not None else None
         if record is None:
             known = ", ".join(p.name for p in await self.store.list_profiles()) or "none"
             raise ProfileNotFoundError(
@@ -107,11 +135,11 @@ class ProfileManager:
 
     async def list(self) -> list[ProfileRecord]:
         """All profiles."""
-        return await self.store.list_profiles()
+        return [self._open(r) for r in await self.store.list_profiles()]
 
     async def update(self, name: str, settings: ProfileSettings) -> None:
         """Replace a profile's settings."""
-        if not await self.store.update_profile_settings(name, settings):
+        if not await self.store.update_profile_settings(name, self._seal(name, settings)):
             await self.get(name)
 
     async def delete(self, name: str) -> None:
@@ -181,9 +209,14 @@ class ProfileManager:
         bundle: dict[str, Any] = {
             "format": EXPORT_FORMAT,
             "name": record.name,
-            "settings": record.settings.model_dump(mode="json"),
+            # The proxy password travels only sealed under the passphrase, like the state.
+            "settings": record.settings.model_dump(mode="json", exclude={"proxy": {"password"}}),
             "state": None,
         }
+        proxy = record.settings.proxy
+        if passphrase is not None and proxy is not None and proxy.password:
+            sealed_pw = seal_with_passphrase(proxy.password.encode(), passphrase, EXPORT_FORMAT)
+            bundle["proxy_password"] = base64.b64encode(sealed_pw).decode()
         state = self.open_state(record)
         if passphrase is not None and state is not None:
             sealed = seal_with_passphrase(json.dumps(state).encode(), passphrase, EXPORT_FORMAT)
@@ -214,6 +247,17 @@ class ProfileManager:
                 open_with_passphrase(
                     base64.b64decode(bundle["state"]), passphrase, EXPORT_FORMAT, source
                 )
+            )
+        if bundle.get("proxy_password") and settings.proxy is not None:
+            if passphrase is None:
+                raise InvalidProfileError(
+                    f"{source}: the bundle holds a proxy password; a passphrase is needed"
+                )
+            password = open_with_passphrase(
+                base64.b64decode(bundle["proxy_password"]), passphrase, EXPORT_FORMAT, source
+            ).decode()
+            settings = settings.model_copy(
+                update={"proxy": settings.proxy.model_copy(update={"password": password})}
             )
         target = name or str(bundle.get("name", ""))
         record = await self.create(target, settings)

@@ -8,6 +8,7 @@ processes are handled by SQLite itself (WAL, ``busy_timeout``, ``BEGIN IMMEDIATE
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from typing import Any, Self
 import aiosqlite
 
 from profiles import (
+    SEALED_PREFIX,
     AuditRecord,
     CredentialLeaseRecord,
     LeaseHolder,
@@ -26,6 +28,7 @@ from profiles import (
     ProfileSettings,
     SecretRecord,
     holder_is_gone,
+    proxy_context,
     secret_context,
 )
 
@@ -784,6 +787,23 @@ class Store:
                 )
                 if blob != row["state"]:
                     await db.execute("UPDATE profiles SET state = ? WHERE name = ?", (blob, name))
+                    count += 1
+            async with db.execute("SELECT name, settings FROM profiles") as cur:
+                settings_rows = list(await cur.fetchall())
+            for row in settings_rows:
+                settings = json.loads(row["settings"])
+                password = (settings.get("proxy") or {}).get("password") or ""
+                if not password.startswith(SEALED_PREFIX):
+                    continue
+                name = row["name"]
+                old = base64.b64decode(password.removeprefix(SEALED_PREFIX))
+                new = reseal(old, proxy_context(name), f"profile '{name}' proxy password")
+                if new != old:
+                    settings["proxy"]["password"] = SEALED_PREFIX + base64.b64encode(new).decode()
+                    await db.execute(
+                        "UPDATE profiles SET settings = ? WHERE name = ?",
+                        (json.dumps(settings), name),
+                    )
                     count += 1
         return count
 

@@ -13,7 +13,7 @@ import pytest
 
 from profiles import MasterKey, StateDecryptError, UserError
 from profiles.crypto import open_with_passphrase, seal_with_passphrase
-from runtime import RunRecord, StepRecord, Store, StoreError
+from runtime import RunRecord, Runtime, StepRecord, Store, StoreError
 from runtime.store import MIGRATIONS
 
 
@@ -181,3 +181,35 @@ def test_passphrase_bundle_round_trip_and_wrong_passphrase() -> None:
     assert open_with_passphrase(sealed, "correct horse", "ctx", "bundle") == b"state"
     with pytest.raises(StateDecryptError, match="wrong passphrase"):
         open_with_passphrase(sealed, "wrong", "ctx", "bundle")
+
+
+async def test_a_profile_proxy_password_is_sealed_at_rest_in_exports_and_across_rotation(
+    rt: Runtime,
+) -> None:
+    from profiles import InvalidProfileError, ProfileSettings, ProxySettings
+    from runtime.rotate import rotate_key
+
+    secret = "proxy-pass-9f2c"
+    proxy = ProxySettings(server="http://proxy.test:3128", username="u", password=secret)
+    await rt.profiles.create("p", ProfileSettings(proxy=proxy))
+    stored = await rt.profiles.get("p")
+    assert stored.settings.proxy is not None and stored.settings.proxy.password == secret
+
+    def on_disk() -> bytes:
+        return b"".join(f.read_bytes() for f in rt.settings.home.glob("corral.db*"))
+
+    assert secret.encode() not in on_disk()
+    loose = await rt.profiles.export("p", None)
+    assert secret.encode() not in loose and b"password" not in loose
+    bundle = await rt.profiles.export("p", "a long passphrase")
+    assert secret.encode() not in bundle
+    with pytest.raises(InvalidProfileError, match="proxy password; a passphrase is needed"):
+        await rt.profiles.import_(bundle, "p.json", None, name="q")
+    back = await rt.profiles.import_(bundle, "p.json", "a long passphrase", name="q")
+    assert back.settings.proxy is not None and back.settings.proxy.password == secret
+    report = await rotate_key(rt)
+    assert report.rows_resealed >= 2
+    for name in ("p", "q"):
+        again = await rt.profiles.get(name)
+        assert again.settings.proxy is not None and again.settings.proxy.password == secret
+    assert secret.encode() not in on_disk()
