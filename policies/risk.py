@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from profiles.egress import parse_allowlist, url_allowed
+from profiles.allowlist import parse_allowlist, url_allowed
 from profiles.errors import UserError
 
 __all__ = [

@@ -30,17 +30,7 @@ cannot read it differently. With an upstream, ``host_map`` does not apply (the u
 names) and the upstream's ``bypass`` is not applied either: every allowed connection goes through
 it. ``https://`` and ``socks`` upstream proxies are not supported (EgressConflictError).
 
-Allowlist entries (``allowed_domains``):
-
-- ``portal.example`` — that host, any port; ``127.0.0.1``, ``[::1]`` and ``::1`` for IP literals;
-- ``*.example.com`` — any subdomain of example.com at any depth, but NOT ``example.com`` itself
-  (list both to allow both; the same rule the vault's origin scopes use);
-- ``host:8080`` — only that port;
-- ``https://portal.example/any/path`` — the host (and port if given) of the URL; the scheme and
-  path are dropped, since a CONNECT tunnel does not say which scheme runs inside it.
-
-Hosts compare case-insensitively, without a trailing dot; IP literals compare by value
-(``127.1`` is ``127.0.0.1``, as in the browser's URL parser).
+Allowlist entries and how hosts match: see ``profiles.allowlist``.
 
 Errors (both ``UserError``, exit 2)::
 
@@ -55,12 +45,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ipaddress
 import logging
 import re
-import socket
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,6 +57,17 @@ from urllib.parse import urlsplit
 import h11
 from pydantic import BaseModel, ConfigDict, Field
 
+from .allowlist import (
+    HostRule,
+    InvalidAllowlistError,
+    host_resolver_rules,
+    normal_host,
+    parse_allowlist,
+    parse_host_map,
+    parse_port,
+    split_authority,
+    url_allowed,
+)
 from .errors import UserError
 from .settings import ProxySettings
 
@@ -122,18 +121,7 @@ _HOP_BY_HOP = frozenset(
         "host",
     }
 )
-_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
-_NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)\Z")
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?:[ \r]|\Z)")
-_SCHEMES = ("http", "https", "ws", "wss")
-_EXPECTED = (
-    "expected a host name, an IP address or '*.domain', optionally with ':port' or a scheme, "
-    "e.g. 'portal.example', '*.example.com', '127.0.0.1:8080', '[::1]', 'https://portal.example'"
-)
-
-
-class InvalidAllowlistError(UserError):
-    """An ``allowed_domains`` or ``host_map`` entry that cannot be parsed."""
 
 
 class EgressConflictError(UserError):
@@ -149,166 +137,6 @@ class BlockedRequest(BaseModel):
     method: str = Field(description="CONNECT for tunnels (https, wss, ws), else the HTTP method")
     url: str | None = Field(None, description=f"plain HTTP only; at most {_MAX_URL} characters")
     at: datetime
-
-
-@dataclass(frozen=True)
-class HostRule:
-    """One parsed allowlist entry."""
-
-    host: str
-    """Normalised host; for a wildcard, the domain after ``*.``."""
-    wildcard: bool = False
-    port: int | None = None
-    """None: any port."""
-
-    def matches(self, host: str, port: int) -> bool:
-        """True if this rule allows ``host`` (normalised) on ``port``."""
-        if self.port is not None and port != self.port:
-            return False
-        if self.wildcard:
-            return host.endswith("." + self.host) and not _is_ip(host)
-        return host == self.host
-
-
-# --- parsing ----------------------------------------------------------------------------------
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _normal_host(raw: str) -> str | None:
-    """The canonical form of a host name or IP literal, or None if it is neither."""
-    host = raw.lower()
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            return ipaddress.IPv6Address(host[1:-1]).compressed
-        except ValueError:
-            return None
-    host = host.removesuffix(".")
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-    labels = host.split(".")
-    if not host or len(host) > 253 or not all(_LABEL.match(label) for label in labels):
-        return None
-    if _NUMERIC_LABEL.match(labels[-1]):
-        # The browser's URL parser reads "127.1" or "0x7f.0.0.1" as IPv4, and so does this.
-        try:
-            return socket.inet_ntoa(socket.inet_aton(host))
-        except OSError:
-            return None
-    return host
-
-
-def _split_authority(authority: str) -> tuple[str, str | None] | None:
-    """``host[:port]`` or ``[v6][:port]`` -> (host, port text or None); None if malformed."""
-    if authority.startswith("["):
-        end = authority.find("]")
-        if end < 0:
-            return None
-        host, rest = authority[: end + 1], authority[end + 1 :]
-        if not rest:
-            return host, None
-        return (host, rest[1:]) if rest.startswith(":") else None
-    host, sep, port = authority.partition(":")
-    return host, (port if sep else None)
-
-
-def _parse_port(text: str) -> int | None:
-    if not text.isdigit() or not text.isascii():
-        return None
-    port = int(text)
-    return port if 0 < port < 65536 else None
-
-
-def _entry_error(entry: str, why: str = "") -> InvalidAllowlistError:
-    detail = f"{why}; " if why else ""
-    return InvalidAllowlistError(f"allowed_domains entry {entry!r}: {detail}{_EXPECTED}")
-
-
-def _parse_entry(entry: str) -> HostRule:
-    raw = entry.strip().lower()
-    if not raw:
-        raise _entry_error(entry, "empty")
-    if "://" in raw:
-        parts = urlsplit(raw)
-        if parts.scheme not in _SCHEMES:
-            raise _entry_error(entry, f"scheme {parts.scheme!r} is not one of {_SCHEMES}")
-        raw = parts.netloc
-    else:
-        raw = raw.split("/", 1)[0]
-    if "@" in raw:
-        raise _entry_error(entry, "credentials are not allowed")
-    if raw.count(":") > 1 and not raw.startswith("["):
-        raw = f"[{raw}]"  # a bare IPv6 address such as ::1 (it cannot carry a port)
-    split = _split_authority(raw)
-    if split is None:
-        raise _entry_error(entry)
-    host_text, port_text = split
-    port = None
-    if port_text is not None:
-        port = _parse_port(port_text)
-        if port is None:
-            raise _entry_error(entry, f"port {port_text!r} is not a number from 1 to 65535")
-    wildcard = host_text.startswith("*.")
-    if wildcard:
-        host_text = host_text[2:]
-    if host_text == "*":
-        raise _entry_error(entry, "'*' would allow everything; leave the allowlist empty instead")
-    host = _normal_host(host_text)
-    if host is None or (wildcard and _is_ip(host)):
-        raise _entry_error(entry)
-    return HostRule(host, wildcard, port)
-
-
-def parse_allowlist(entries: Iterable[str]) -> tuple[HostRule, ...]:
-    """Parse ``allowed_domains`` entries; raises InvalidAllowlistError naming a bad one."""
-    if isinstance(entries, str):
-        raise InvalidAllowlistError(f"allowed_domains must be a list of hosts, not {entries!r}")
-    return tuple(_parse_entry(entry) for entry in entries)
-
-
-def url_allowed(url: str, rules: Iterable[HostRule]) -> bool:
-    """True if ``url``'s host and port (default ports filled in) match one of ``rules``."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port or {"http": 80, "https": 443, "ws": 80, "wss": 443}[parts.scheme]
-    except (KeyError, ValueError):
-        return False
-    host = parts.hostname or ""
-    normal = _normal_host(host if ":" not in host else f"[{host}]")
-    return normal is not None and any(rule.matches(normal, port) for rule in rules)
-
-
-def _parse_host_map(host_map: Mapping[str, str] | None) -> dict[str, str]:
-    parsed: dict[str, str] = {}
-    for name, address in (host_map or {}).items():
-        host = _normal_host(name.strip())
-        target = address.strip().removeprefix("[").removesuffix("]")
-        if host is None or not target or (_normal_host(target) is None and not _is_ip(target)):
-            raise InvalidAllowlistError(
-                f"host_map entry {name!r} -> {address!r}: expected a host name mapped to an "
-                "IP address or host name, e.g. 'portal.test' -> '127.0.0.1'"
-            )
-        parsed[host] = target
-    return parsed
-
-
-def host_resolver_rules(host_map: Mapping[str, str]) -> str:
-    """Chromium's ``--host-resolver-rules`` launch argument for ``host_map`` (``MAP a b,...``)."""
-    rules = []
-    for name, address in sorted(_parse_host_map(host_map).items()):
-        # Chromium wants an IPv6 replacement in brackets.
-        target = f"[{address}]" if ":" in address else address
-        rules.append(f"MAP {name} {target}")
-    return "--host-resolver-rules=" + ",".join(rules)
 
 
 # --- the proxy --------------------------------------------------------------------------------
@@ -358,21 +186,21 @@ def _parse_request(head: bytes) -> tuple[str, _Target]:
     except UnicodeDecodeError as exc:
         raise _BadRequest("non-ASCII request target") from exc
     if method == "CONNECT":
-        split = _split_authority(target)
+        split = split_authority(target)
         host = port = None
         if split is not None and split[1] is not None:
-            host, port = _normal_host(split[0]), _parse_port(split[1])
+            host, port = normal_host(split[0]), parse_port(split[1])
         if host is None or port is None:
             raise _BadRequest(f"CONNECT needs host:port, got {target[:100]!r}")
         return method, _Target(host, port)
     parts = urlsplit(target)
     if parts.scheme.lower() != "http" or not parts.netloc or "@" in parts.netloc:
         raise _BadRequest(f"expected an absolute http:// URL, got {target[:100]!r}")
-    split = _split_authority(parts.netloc)
+    split = split_authority(parts.netloc)
     host = port = None
     if split is not None:
-        host = _normal_host(split[0])
-        port = 80 if split[1] is None else _parse_port(split[1])
+        host = normal_host(split[0])
+        port = 80 if split[1] is None else parse_port(split[1])
     if host is None or port is None:
         raise _BadRequest(f"bad host in {target[:100]!r}")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -582,7 +410,7 @@ class EgressProxy:
         upstream: ProxySettings | None = None,
     ):
         self.rules = tuple(rules)
-        self.host_map = _parse_host_map(host_map)
+        self.host_map = parse_host_map(host_map)
         """Fixed addresses for host names; not used with an upstream proxy (it resolves)."""
         self.blocked: deque[BlockedRequest] = deque(maxlen=_MAX_BLOCKED)
         """Refused requests since the last :meth:`drain_blocked` (the newest 1000)."""
@@ -643,7 +471,7 @@ class EgressProxy:
 
     def allows(self, host: str, port: int) -> bool:
         """True if the allowlist lets the browser reach ``host`` on ``port``."""
-        normal = _normal_host(host if ":" not in host or host.startswith("[") else f"[{host}]")
+        normal = normal_host(host if ":" not in host or host.startswith("[") else f"[{host}]")
         return normal is not None and self._allows(normal, port)
 
     def _allows(self, host: str, port: int) -> bool:
