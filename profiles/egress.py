@@ -408,8 +408,11 @@ class EgressProxy:
         rules: Sequence[HostRule],
         host_map: Mapping[str, str] | None = None,
         upstream: ProxySettings | None = None,
+        also: Sequence[HostRule] = (),
     ):
         self.rules = tuple(rules)
+        self.also = tuple(also)
+        """A second allowlist a host must also match (the profile's, under a task's)."""
         self.host_map = parse_host_map(host_map)
         """Fixed addresses for host names; not used with an upstream proxy (it resolves)."""
         self.blocked: deque[BlockedRequest] = deque(maxlen=_MAX_BLOCKED)
@@ -428,14 +431,17 @@ class EgressProxy:
         allowed: Sequence[str],
         host_map: Mapping[str, str] | None = None,
         upstream: ProxySettings | None = None,
+        also: Sequence[str] = (),
     ) -> AbstractAsyncContextManager[EgressProxy]:
         """Serve on 127.0.0.1 (random port) for an ``async with``; closes the server and every
         tunnel on exit. With ``upstream``, allowed traffic goes through that http:// proxy.
+        With ``also``, a host must be on both lists (a task's and its profile's).
 
         The arguments are checked at once (InvalidAllowlistError, EgressConflictError), before
         anything is served.
         """
-        return cls(parse_allowlist(allowed), host_map, upstream)._serving(allowed)
+        rules, extra = parse_allowlist(allowed), parse_allowlist(also)
+        return cls(rules, host_map, upstream, extra)._serving([*allowed, *also])
 
     @asynccontextmanager
     async def _serving(self, allowed: Sequence[str]) -> AsyncIterator[EgressProxy]:
@@ -475,7 +481,9 @@ class EgressProxy:
         return normal is not None and self._allows(normal, port)
 
     def _allows(self, host: str, port: int) -> bool:
-        return any(rule.matches(host, port) for rule in self.rules)
+        return any(rule.matches(host, port) for rule in self.rules) and (
+            not self.also or any(rule.matches(host, port) for rule in self.also)
+        )
 
     def drain_blocked(self) -> list[BlockedRequest]:
         """What was blocked since the last call; clears the list."""

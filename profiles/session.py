@@ -90,8 +90,9 @@ async def open_session(
 ) -> AsyncIterator[Session]:
     """Lease ``profile`` and yield a Session; saves state and releases everything on exit.
 
-    ``allowed_domains`` (see :mod:`profiles.egress`) limits which hosts the session may contact;
-    empty means no limit and no proxy. With an allowlist, the profile's own proxy (or
+    ``allowed_domains`` (see :mod:`profiles.egress`) limits which hosts the session may contact,
+    and so does the profile's own ``allowed_domains`` setting (with both, a host must be on both);
+    neither means no limit and no proxy. With an allowlist, the profile's own proxy (or
     ``context_options["proxy"]``) must be ``http://`` and becomes the allowlist proxy's upstream
     (EgressConflictError otherwise); the browser only sees the allowlist proxy. ``host_map`` gives
     host names fixed addresses (like curl ``--resolve``): in the browser's resolver without an
@@ -102,7 +103,7 @@ async def open_session(
         egress_cm = _egress(allowed_domains, host_map, record.settings, context_options)
     except EgressConflictError as exc:
         raise EgressConflictError(f"profile '{profile}': {exc}") from exc
-    if host_map and not allowed_domains:
+    if host_map and not allowed_domains and not record.settings.allowed_domains:
         # Without our proxy the browser resolves names itself; the pool keys browsers by args.
         launch_args = (*launch_args, host_resolver_rules(host_map))
     # The proxy starts before the lease (a bad entry fails before waiting for the profile) and
@@ -163,10 +164,12 @@ def _egress(
     context_options: Mapping[str, Any] | None,
 ) -> AbstractAsyncContextManager[EgressProxy | None]:
     """The session's allowlist proxy, checked now and started on entry; None without a list."""
-    if not allowed_domains:
+    lists = [list(d) for d in (allowed_domains, settings.allowed_domains) if d]
+    if not lists:
         return contextlib.nullcontext()
     upstream = _own_proxy(settings, context_options)
-    return EgressProxy.start(allowed_domains, host_map, upstream)
+    # The task's list and the profile's: a host must be on every list given.
+    return EgressProxy.start(lists[0], host_map, upstream, also=lists[1] if len(lists) > 1 else ())
 
 
 def _own_proxy(

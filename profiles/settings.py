@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .allowlist import parse_allowlist
+from .errors import UserError
+
 __all__ = [
     "SEALED_PREFIX",
     "Geolocation",
@@ -72,10 +75,24 @@ class ProfileSettings(BaseModel):
     geolocation: Geolocation | None = None
     color_scheme: Literal["light", "dark", "no-preference"] | None = None
     proxy: ProxySettings | None = None
+    allowed_domains: list[str] = Field(
+        default_factory=list,
+        description="hosts this profile may reach, whatever the task says; with a task's "
+        "allowed_domains too, a host must be on both",
+    )
     vars: dict[str, str] = Field(
         default_factory=dict,
         description="non-secret per-identity values ({{var:NAME}}), e.g. the username",
     )
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _allowlist(cls, value: list[str]) -> list[str]:
+        try:
+            parse_allowlist(value)
+        except UserError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
 
     def context_options(self) -> dict[str, Any]:
         """Keyword arguments for Playwright's ``new_context``/``launch_persistent_context``."""

@@ -56,6 +56,12 @@ def profiles_group() -> None:
 @click.option("--geolocation", help="LAT,LON")
 @click.option("--color-scheme", type=click.Choice(["light", "dark", "no-preference"]))
 @click.option("--proxy", help="proxy server URL, e.g. http://proxy:3128")
+@click.option(
+    "--allowed-domain",
+    "allowed",
+    multiple=True,
+    help="a host this profile may reach (repeat); every other host is blocked for its runs",
+)
 @click.option("--var", "vars_", multiple=True, help="NAME=VALUE available as {{var:NAME}}")
 def create(
     name: str,
@@ -67,10 +73,13 @@ def create(
     geolocation: str | None,
     color_scheme: str | None,
     proxy: str | None,
+    allowed: tuple[str, ...],
     vars_: tuple[str, ...],
 ) -> None:
     """Create a profile."""
     data: dict[str, Any] = {"mode": mode, "vars": parse_pairs(vars_, "--var")}
+    if allowed:
+        data["allowed_domains"] = list(allowed)
     for key, value in (
         ("user_agent", user_agent),
         ("locale", locale),

@@ -137,9 +137,12 @@ class Gate:
         self.ttl_s = self.policy.approval_ttl_s or ttl_s
         self.webhook = webhook
         self.poll_s = poll_s
+        # For the risk rules ("a form posting off the allowlist"): the task's list, else the
+        # profile's; the egress proxy enforces both.
+        own = tabs.session.profile.settings.allowed_domains
         self.allowed_domains = [
             substitute_text(d, state.values) for d in state.task.allowed_domains
-        ]
+        ] or list(own)
         self.auto_used: dict[str, int] = {}
         self.last_webhook: str | None = None
 

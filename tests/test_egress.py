@@ -886,3 +886,31 @@ def test_credentials_in_the_server_url_are_refused_without_echoing_them() -> Non
         EgressProxy.start(["allowed.test"], upstream=ProxySettings(server=server))
     assert PASSWORD not in str(caught.value)
     assert PASSWORD not in repr(ProxySettings(server="http://p:1", password=PASSWORD))
+
+
+# --- a profile's own allowlist ----------------------------------------------------------------
+
+
+async def test_a_profiles_allowlist_holds_alone_and_narrows_a_tasks(
+    rt: Runtime, allowed: Site, evil: Site
+) -> None:
+    own = ProfileSettings(allowed_domains=["allowed.test"])
+    # The profile's list alone: the session gets the proxy even without a task list.
+    async with session_for(rt, (), settings=own) as session:
+        egress, page = await proxy_and_page(session)
+        await load_allowed(page, allowed)
+        await page.goto(evil.url("evil.test"))
+        await wait_blocked(egress, to(evil))
+    await rt.profiles.delete("egress")
+    # A task that allows both hosts cannot widen the profile's list: a host must be on both.
+    async with session_for(rt, ("allowed.test", "evil.test"), settings=own) as session:
+        egress, page = await proxy_and_page(session)
+        await load_allowed(page, allowed)
+        await page.goto(evil.url("evil.test"))
+        await wait_blocked(egress, to(evil))
+    assert not evil.requests
+
+
+def test_a_profiles_allowlist_is_checked_when_the_profile_is_made() -> None:
+    with pytest.raises(ValueError, match="allowed_domains"):
+        ProfileSettings(allowed_domains=["not a host"])
