@@ -192,6 +192,14 @@ class Gate:
         it; the step is not yet recorded."""
         verdict = verdict or await self.verdict(action, obs)
         note = {**(extra or {})}
+
+        async def refuse(outcome: GateOutcome, message: str) -> Gated:
+            # Not done, but recorded as a skipped step with the verdict and the decision.
+            step, _ = await act(
+                self.state, action, self.tabs, ctx, text, total, skip=True, extra=note
+            )
+            return Gated(step, None, outcome, message)
+
         if verdict.decision != "allow":
             note["policy"] = verdict.model_dump()
         if verdict.decision == "allow":
@@ -199,10 +207,7 @@ class Gate:
             return Gated(step, failure, "done")
         if verdict.decision == "deny":
             why = "; ".join(verdict.reasons) or "denied by policy"
-            step, _ = await act(
-                self.state, action, self.tabs, ctx, text, total, skip=True, extra=note
-            )
-            return Gated(step, None, "refused", f"denied by policy ({why})")
+            return await refuse("refused", f"denied by policy ({why})")
         for _ in range(MAX_ASKS):
             facts = await self._facts(action)
             request = await self._request(action, verdict, facts)
@@ -214,19 +219,17 @@ class Gate:
                 comment=decided.comment,
                 **({"webhook": self.last_webhook} if self.last_webhook else {}),
             )
-            if decided.status != "approved":
-                step, _ = await act(
-                    self.state, action, self.tabs, ctx, text, total, skip=True, extra=note
+            if decided.status == "expired":
+                return await refuse(
+                    "expired",
+                    f"the approval request {decided.id} expired with nobody deciding "
+                    "(expiry means deny)",
                 )
-                if decided.status == "expired":
-                    message = (
-                        f"the approval request {decided.id} expired with nobody deciding "
-                        "(expiry means deny)"
-                    )
-                    return Gated(step, None, "expired", message)
+            if decided.status != "approved":
                 comment = decided.comment or "no comment"
-                by = decided.decided_by or "?"
-                return Gated(step, None, "denied", f"denied by a person ({by}): {comment}")
+                return await refuse(
+                    "denied", f"denied by a person ({decided.decided_by or '?'}): {comment}"
+                )
             # Bound to the exact action and page state: a changed page is asked about again.
             now = await self._facts(action)
             if self._fingerprint(action, now) != request.fingerprint:
@@ -235,10 +238,7 @@ class Gate:
                 continue
             if not await self.approvals.claim(request.id):
                 # Closed meanwhile (the run was cancelled from elsewhere): never act on it.
-                step, _ = await act(
-                    self.state, action, self.tabs, ctx, text, total, skip=True, extra=note
-                )
-                return Gated(step, None, "denied", f"approval {request.id} was closed")
+                return await refuse("denied", f"approval {request.id} was closed")
             step, failure = await act(self.state, action, self.tabs, ctx, text, total, extra=note)
             outcome = "ok" if failure is None else f"failed: {step.error}"
             await asyncio.shield(self.approvals.confirm(request.id, self.recorder.redact(outcome)))
