@@ -199,8 +199,9 @@ class Approvals:
         request.prior = await self.prior(idempotency_key, exclude=request.id)
         return request
 
-    async def get(self, ref: str) -> ApprovalRequest:
-        """The request with this id or unique id prefix."""
+    async def get(self, ref: str, with_prior: bool = True) -> ApprovalRequest:
+        """The request with this id or unique id prefix (``with_prior``: and the earlier
+        requests for the same action; a run polling for its decision does not need them)."""
         rows = await self.store.fetch_all(
             "SELECT * FROM approvals WHERE id = ? OR substr(id, 1, ?) = ? "
             "ORDER BY id = ? DESC LIMIT 2",
@@ -211,7 +212,8 @@ class Approvals:
         if len(rows) > 1 and rows[0]["id"] != ref:
             raise ApprovalNotFoundError(f"approval id prefix '{ref}' is ambiguous; give more of it")
         request = _row(rows[0])
-        request.prior = await self.prior(request.idempotency_key, exclude=request.id)
+        if with_prior:
+            request.prior = await self.prior(request.idempotency_key, exclude=request.id)
         return request
 
     async def list_requests(

@@ -378,7 +378,7 @@ class Gate:
             timer.reschedule(None)
         try:
             while decided is None:
-                current = await self.approvals.get(request.id)
+                current = await self.approvals.get(request.id, with_prior=False)
                 if current.status != "pending":
                     decided = current
                 elif current.expires_at <= self.approvals.now():

@@ -100,12 +100,18 @@ async def make_demo_profiles(rt: Runtime, portal: str, *names: str) -> None:
         await rt.vault.set(f"{name}.password", user.password, [portal], [name])
 
 
-async def next_request(rt: Runtime, timeout_s: float = 60.0) -> ApprovalRequest:
-    """The first pending approval request, once a run has asked (polls the store, as another
-    process would)."""
+async def next_request(
+    rt: Runtime, timeout_s: float = 60.0, besides: ApprovalRequest | None = None
+) -> ApprovalRequest:
+    """The oldest pending approval request (other than ``besides``), once a run has asked
+    (polls the store, as another process would)."""
     async with asyncio.timeout(timeout_s):
         while True:
-            pending = await rt.approvals.list_requests()
+            pending = [
+                r
+                for r in await rt.approvals.list_requests()
+                if besides is None or r.id != besides.id
+            ]
             if pending:
                 return pending[-1]
             await asyncio.sleep(0.05)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -28,6 +27,7 @@ from runtime.testing import FunctionModel, call, reply
 from runtime.webhook import verify
 from tests.conftest import CORRAL, make_demo_profiles, next_request
 from tests.test_agent import goal_task, login_then, ref_of
+from tests.test_cli import corral
 
 ON_LOGIN = {"url_contains": "/login"}
 LOGIN = [
@@ -63,45 +63,31 @@ def usd(inv: Invoice) -> str:
     return f"${inv.amount_cents / 100:,.2f}"
 
 
-def pay_task(portal: str, inv: Invoice) -> dict[str, Any]:
+def signed_in(name: str, portal: str, *steps: Any, **extra: Any) -> dict[str, Any]:
+    """A task (as data) that signs in to ``portal`` when needed, then does ``steps``."""
     return {
-        "name": "pay-invoice",
+        "name": name,
         "start_url": f"{portal}/login",
         "secrets": ["{{var:user}}.password"],
-        "steps": [
-            *LOGIN,
-            {"goto": f"/invoices/{inv.number}"},
-            {"click": {"role": "button", "name": f"Pay {usd(inv)}"}},
-            {"click": {"role": "button", "name": "Confirm payment"}},
-            {"extract": {"as": "status", "text": {"test_id": "invoice-status"}}},
-        ],
-        "output": "status",
+        "steps": [*LOGIN, *steps],
+        **extra,
     }
 
 
-def corral(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The CLI in another process (the approver's)."""
-    return subprocess.run(
-        [*CORRAL, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
+def pay_task(portal: str, inv: Invoice) -> dict[str, Any]:
+    return signed_in(
+        "pay-invoice",
+        portal,
+        {"goto": f"/invoices/{inv.number}"},
+        {"click": {"role": "button", "name": f"Pay {usd(inv)}"}},
+        {"click": {"role": "button", "name": "Confirm payment"}},
+        {"extract": {"as": "status", "text": {"test_id": "invoice-status"}}},
+        output="status",
     )
 
 
 async def other_process(*args: str, env: dict[str, str] | None = None) -> Any:
     return await asyncio.to_thread(corral, *args, env=env)
-
-
-async def next_other(rt: Runtime, seen: ApprovalRequest) -> ApprovalRequest:
-    """The next pending request that is not ``seen``."""
-    async with asyncio.timeout(60):
-        while True:
-            pending = [r for r in await rt.approvals.list_requests() if r.id != seen.id]
-            if pending:
-                return pending[-1]
-            await asyncio.sleep(0.05)
 
 
 async def test_scripted_payment_waits_and_a_second_process_approves_each_gated_step(
@@ -130,7 +116,7 @@ async def test_scripted_payment_waits_and_a_second_process_approves_each_gated_s
         done = await other_process("approvals", "approve", pay.id, "--comment", "due today")
         assert done.returncode == 0, done.stderr
         assert f"{pay.id} approved by local" in done.stdout
-        confirm = await next_other(rt, pay)
+        confirm = await next_request(rt, besides=pay)
         assert confirm.summary == f"Click 'Confirm payment' on /invoices/{inv.number}/pay"
         assert not paid(shop)  # the confirmation page is not the payment
         done = await other_process("approvals", "approve", confirm.id)
@@ -193,18 +179,14 @@ async def test_an_approval_is_bound_to_the_page_it_was_asked_on(
 ) -> None:
     await make_demo_profiles(rt, shop.url, "alice")
     task = parse_task(
-        {
-            "name": "upgrade",
-            "start_url": f"{shop.url}/login",
-            "secrets": ["{{var:user}}.password"],
-            "steps": [
-                *LOGIN,
-                {"goto": "/upgrade?change_ms=1500"},
-                {"click": {"role": "button", "name": "Subscribe for"}},
-                {"extract": {"as": "status", "text": {"role": "status"}}},
-            ],
-            "output": "status",
-        },
+        signed_in(
+            "upgrade",
+            shop.url,
+            {"goto": "/upgrade?change_ms=1500"},
+            {"click": {"role": "button", "name": "Subscribe for"}},
+            {"extract": {"as": "status", "text": {"role": "status"}}},
+            output="status",
+        ),
         "upgrade.yaml",
     )
     async with asyncio.TaskGroup() as tg:
@@ -214,7 +196,7 @@ async def test_an_approval_is_bound_to_the_page_it_was_asked_on(
         # The price changes 1.5 s after the page loaded, while the person is deciding.
         await asyncio.sleep(2.5)
         await rt.approvals.decide(LOCAL_ACTOR, first.id, True, "ok at $10")
-        second = await next_other(rt, first)
+        second = await next_request(rt, besides=first)
         assert "$30.00" in second.summary
         await rt.approvals.decide(LOCAL_ACTOR, second.id, True, "fine, $30")
     result = run.result()
@@ -244,7 +226,7 @@ async def test_a_model_run_asks_and_an_approved_payment_happens_once(
     async def approve_twice() -> list[str]:
         first = await next_request(rt)
         await rt.approvals.decide(LOCAL_ACTOR, first.id, True)
-        second = await next_other(rt, first)
+        second = await next_request(rt, besides=first)
         await rt.approvals.decide(LOCAL_ACTOR, second.id, True)
         return [first.summary, second.summary]
 
@@ -313,7 +295,7 @@ async def test_an_approved_action_runs_once_even_when_the_runner_dies_while_acti
     try:
         pay = await next_request(rt, timeout_s=90)
         await rt.approvals.decide(LOCAL_ACTOR, pay.id, True)
-        confirm = await next_other(rt, pay)
+        confirm = await next_request(rt, besides=pay)
         await rt.approvals.decide(LOCAL_ACTOR, confirm.id, True)
         # The runner claimed the action and the portal recorded the payment; its answer is
         # 4 s away. Kill the runner now, between doing the action and confirming it.
@@ -500,18 +482,14 @@ async def test_a_policy_may_auto_approve_a_repeat_a_person_approved_before(
         "auto_approve:\n  - {name: daily-report, rules: [uploads], after_approvals: 1}\n"
     )
     task = parse_task(
-        {
-            "name": "daily-upload",
-            "start_url": f"{shop.url}/login",
-            "secrets": ["{{var:user}}.password"],
-            "upload_dir": str(uploads),
-            "steps": [
-                *LOGIN,
-                {"goto": "/documents"},
-                {"upload": {"label": "Document", "files": ["report.txt"]}},
-                {"click": {"role": "button", "name": "Upload"}},
-            ],
-        },
+        signed_in(
+            "daily-upload",
+            shop.url,
+            {"goto": "/documents"},
+            {"upload": {"label": "Document", "files": ["report.txt"]}},
+            {"click": {"role": "button", "name": "Upload"}},
+            upload_dir=str(uploads),
+        ),
         "upload.yaml",
     )
     async with asyncio.TaskGroup() as tg:
@@ -535,16 +513,12 @@ async def test_deleting_the_account_is_gated_in_scripted_and_model_runs(
 ) -> None:
     await make_demo_profiles(rt, shop.url, "alice")
     scripted = parse_task(
-        {
-            "name": "delete-account",
-            "start_url": f"{shop.url}/login",
-            "secrets": ["{{var:user}}.password"],
-            "steps": [
-                *LOGIN,
-                {"goto": "/settings/delete"},
-                {"click": {"role": "button", "name": "Yes, delete my account"}},
-            ],
-        },
+        signed_in(
+            "delete-account",
+            shop.url,
+            {"goto": "/settings/delete"},
+            {"click": {"role": "button", "name": "Yes, delete my account"}},
+        ),
         "delete.yaml",
     )
     async with asyncio.TaskGroup() as tg:
@@ -613,7 +587,7 @@ async def test_a_persons_time_does_not_count_against_the_runs_time_limit(
         pay = await next_request(rt)
         await asyncio.sleep(4.5)  # longer than the whole run may take
         await rt.approvals.decide(LOCAL_ACTOR, pay.id, True)
-        confirm = await next_other(rt, pay)
+        confirm = await next_request(rt, besides=pay)
         await rt.approvals.decide(LOCAL_ACTOR, confirm.id, True)
     assert run.result().status == "succeeded", run.result().error
 
@@ -645,12 +619,7 @@ async def test_a_policy_deny_stops_a_script_without_asking_anyone(
         " verdict: deny, reason: keep the session}\n"
     )
     task = parse_task(
-        {
-            "name": "log-out",
-            "start_url": f"{shop.url}/login",
-            "secrets": ["{{var:user}}.password"],
-            "steps": [*LOGIN, {"click": {"role": "button", "name": "Log out"}}],
-        },
+        signed_in("log-out", shop.url, {"click": {"role": "button", "name": "Log out"}}),
         "logout.yaml",
     )
     result = await run_task(rt, task, "alice")

@@ -22,7 +22,7 @@ from runtime.auth import LOCAL_ACTOR
 from runtime.testing import FunctionModel, call, reply
 from tests.conftest import make_demo_profiles, next_request
 from tests.test_agent import login_then, page_of, ref_of
-from tests.test_approvals import first_unpaid, next_other, usd
+from tests.test_approvals import first_unpaid, usd
 
 PASSWORD = "alice-pw-1"
 
@@ -113,7 +113,7 @@ async def test_an_obedient_model_is_stopped_by_the_gate_secret_scope_and_egress(
                 pay = await next_request(rt)
                 await rt.approvals.decide(LOCAL_ACTOR, pay.id, False, "prompt injection")
                 # Even approved by mistake, the form cannot post to the other site.
-                send = await next_other(rt, pay)
+                send = await next_request(rt, besides=pay)
                 await rt.approvals.decide(LOCAL_ACTOR, send.id, True, "oops")
                 return [pay.summary, send.summary, *send.reasons]
 
