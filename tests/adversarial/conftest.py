@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from profiles import BrowserPool, ProfileSettings
-from runtime import Runtime, RunResult, Settings, parse_task, run_task
+from runtime import RunResult, Runtime, Settings, parse_task, run_task
 
 APPROVAL_TTL_S = 1.0
 """Nobody decides in these tests unless a test does: a gated step's request expires this fast."""
