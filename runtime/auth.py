@@ -14,6 +14,7 @@ Errors (on top of :mod:`profiles.errors`)::
     UserError (exit 2)
     ├── AuthError               no, unknown, expired or revoked token; disabled user
     └── PermissionDeniedError   role too low, or profile not granted
+        └── TokenOutlivesError  a token may not create a token that expires after it does
     RunError (exit 1)
     └── AuditTamperedError      the audit log's hash chain is broken
 """
@@ -25,7 +26,7 @@ import json
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -48,6 +49,7 @@ __all__ = [
     "AuthError",
     "PermissionDeniedError",
     "Role",
+    "TokenOutlivesError",
     "TokenRecord",
     "UserRecord",
     "write_audit",
@@ -68,6 +70,10 @@ class Actor:
 
     name: str
     role: Role
+    # The token the actor authenticated with, if any: a token may not mint one that outlives it.
+    # Not part of equality: the same user with another token is the same actor.
+    token_id: str | None = field(default=None, compare=False)
+    token_expires_at: datetime | None = field(default=None, compare=False)
 
     @property
     def level(self) -> int:
@@ -85,6 +91,10 @@ class AuthError(UserError):
 
 class PermissionDeniedError(UserError):
     """The actor's role is too low, or the profile is not granted to them."""
+
+
+class TokenOutlivesError(PermissionDeniedError):
+    """A token-authenticated actor asked for a token that would expire after its own."""
 
 
 class AuditTamperedError(RunError):
@@ -140,6 +150,11 @@ def _utcnow() -> datetime:
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
+
+
+def _stamp(value: datetime) -> str:
+    """A time for messages: UTC, to the second."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -260,7 +275,12 @@ class Auth:
             await db.execute(
                 "UPDATE tokens SET last_used_at = ? WHERE id = ?", (_iso(now), row["id"])
             )
-        return Actor(row["user_name"], _check_role(row["role"]))
+        return Actor(
+            row["user_name"],
+            _check_role(row["role"]),
+            token_id=row["id"],
+            token_expires_at=datetime.fromisoformat(row["expires_at"]),
+        )
 
     def require(self, actor: Actor, role: Role, doing: str) -> None:
         """Raise PermissionDeniedError unless ``actor`` has ``role`` or higher."""
@@ -473,18 +493,37 @@ class Auth:
 
     # --- tokens -----------------------------------------------------------------------------
 
-    async def create_token(self, actor: Actor, user: str, ttl_s: float) -> tuple[TokenRecord, str]:
-        """A new token for ``user`` (super_admin, or the user themselves); the value is returned
-        here once and never stored."""
-        if actor.name != user:
-            self.require(actor, "super_admin", f"create tokens for {user}")
+    def token_expiry(self, actor: Actor, user: str, ttl_s: float) -> datetime:
+        """When a token for ``user`` made now by ``actor`` would expire; raises if ``ttl_s`` is
+        out of range or the token would outlive the token ``actor`` authenticated with."""
         if not 0 < ttl_s <= MAX_TOKEN_TTL_S:
             raise UserError(
                 f"token lifetime {ttl_s:g}s: expected more than 0 and at most "
                 f"{MAX_TOKEN_TTL_S // 86_400} days"
             )
-        plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        expires = self._now() + timedelta(seconds=ttl_s)
+        limit = actor.token_expires_at
+        # Otherwise a stolen short-lived token could be turned into a long-lived one, and
+        # expiring a token would no longer end what it can do. Every token has an expiry, so
+        # "a token without one" cannot be asked for at all.
+        if limit is not None and expires > limit:
+            left = max(0, int((limit - self._now()).total_seconds()))
+            raise TokenOutlivesError(
+                f"a token may not outlive the token that creates it: the new token for {user} "
+                f"would expire at {_stamp(expires)}, after API token {actor.token_id} of "
+                f"{actor.name} used for this command, which expires at {_stamp(limit)} "
+                f"(choose a lifetime of at most {left}s, or act with a longer-lived token)"
+            )
+        return expires
+
+    async def create_token(self, actor: Actor, user: str, ttl_s: float) -> tuple[TokenRecord, str]:
+        """A new token for ``user`` (super_admin, or the user themselves), expiring no later than
+        the actor's own token; the value is returned here once and never stored."""
+        if actor.name != user:
+            self.require(actor, "super_admin", f"create tokens for {user}")
         now = self._now()
+        expires = self.token_expiry(actor, user, ttl_s)
+        plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
         async with self._store.tx() as db:
             row = await self._user_row(db, user)
             if row["disabled_at"]:
@@ -492,9 +531,7 @@ class Auth:
             token_id = secrets.token_hex(4)
             while await _row(db, "SELECT 1 FROM tokens WHERE id = ?", (token_id,)):
                 token_id = secrets.token_hex(4)
-            record = TokenRecord(
-                id=token_id, user=user, created_at=now, expires_at=now + timedelta(seconds=ttl_s)
-            )
+            record = TokenRecord(id=token_id, user=user, created_at=now, expires_at=expires)
             await db.execute(
                 "INSERT INTO tokens (id, user_name, hash, created_at, expires_at) "
                 "VALUES (?, ?, ?, ?, ?)",

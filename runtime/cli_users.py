@@ -94,6 +94,8 @@ def users_add(name: str, role: str, token_ttl: float) -> None:
 
     async def body(rt: Runtime) -> None:
         actor = await cli_actor(rt)
+        # Refuse before the user exists: a user without their first token helps nobody.
+        rt.auth.token_expiry(actor, name, token_ttl)
         first = not await rt.auth.list_users()
         await rt.auth.add_user(actor, name, cast(Role, role))
         record, plain = await rt.auth.create_token(actor, name, token_ttl)

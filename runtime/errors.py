@@ -6,6 +6,7 @@ CorralError
 │   └── RunNotFoundError   no run with that id
 └── RunError (exit 1)
     ├── StoreError         the SQLite store cannot be opened or is too new
+    │   └── StoreBusyError another process held the database lock past the busy timeout
     └── StepFailedError    a scripted step failed (wraps the tools error)
 """
 
@@ -18,6 +19,7 @@ __all__ = [
     "RunError",
     "RunNotFoundError",
     "StepFailedError",
+    "StoreBusyError",
     "StoreError",
     "TaskFileError",
     "UserError",
@@ -34,6 +36,14 @@ class RunNotFoundError(UserError):
 
 class StoreError(RunError):
     """The store cannot be opened or used."""
+
+
+class StoreBusyError(StoreError):
+    """Another process held the store's write lock for longer than the busy timeout.
+
+    Exit 1 for runs and for every other command alike: nothing was wrong with the input, and the
+    transaction that could not start changed nothing, so the same command can simply be retried.
+    """
 
 
 class StepFailedError(RunError):

@@ -55,6 +55,12 @@ class Settings(BaseModel):
     token: str | None = Field(
         None, repr=False, description="the API token the CLI acts with (CORRAL_TOKEN)"
     )
+    busy_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="how long a write waits for another process's lock on the store before "
+        "failing with 'the store is busy' (CORRAL_BUSY_TIMEOUT)",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,6 +79,7 @@ class Settings(BaseModel):
             approval_webhook=env.get("CORRAL_APPROVAL_WEBHOOK") or None,
             webhook_secret=env.get("CORRAL_WEBHOOK_SECRET") or None,
             approval_ttl_s=float(env.get("CORRAL_APPROVAL_TTL", "900")),
+            busy_timeout_s=float(env.get("CORRAL_BUSY_TIMEOUT", "10")),
         )
 
     @property

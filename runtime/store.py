@@ -32,10 +32,13 @@ from profiles import (
     secret_context,
 )
 
-from .errors import StoreError
+from .errors import StoreBusyError, StoreError
 from .records import ArtifactRecord, ModelCallRecord, RunRecord, RunStatus, StepRecord
 
-__all__ = ["Store"]
+__all__ = ["DEFAULT_BUSY_TIMEOUT_S", "Store"]
+
+DEFAULT_BUSY_TIMEOUT_S = 10.0
+"""How long a write waits for another process's transaction before giving up."""
 
 # Append only: a released migration never changes; PRAGMA user_version counts applied ones.
 MIGRATIONS: list[str] = [
@@ -226,29 +229,53 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds a lock we waited for in vain."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary code in the low byte.
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc)
+
+
+def _busy_error(path: Path, busy_timeout_s: float) -> StoreBusyError:
+    return StoreBusyError(
+        f"the store is busy (database locked by another process for more than "
+        f"{busy_timeout_s:g} s); try again ({path})"
+    )
+
+
 class Store:
     """Async access to corral's SQLite file."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, path: Path, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+    ) -> None:
         self._conn = conn
         self.path = path
+        self.busy_timeout_s = busy_timeout_s
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path) -> Store:
-        """Open (creating and migrating as needed) the store at ``path``."""
+    async def open(cls, path: Path, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Store:
+        """Open (creating and migrating as needed) the store at ``path``; a write waits up to
+        ``busy_timeout_s`` for another process's transaction, then raises StoreBusyError."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, timeout=10, isolation_level=None)
+        conn = await aiosqlite.connect(path, timeout=busy_timeout_s, isolation_level=None)
         try:
             conn.row_factory = aiosqlite.Row
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.execute("PRAGMA foreign_keys=ON")
-            await conn.execute("PRAGMA busy_timeout=10000")
-            store = cls(conn, path)
+            await conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            store = cls(conn, path, busy_timeout_s)
             await store._migrate()
         except BaseException as exc:
             await conn.close()
+            if _is_busy(exc):
+                raise _busy_error(path, busy_timeout_s) from exc
             if isinstance(exc, sqlite3.DatabaseError):
                 raise StoreError(f"{path}: cannot open the store: {exc}") from exc
             raise
@@ -267,15 +294,30 @@ class Store:
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
         # IMMEDIATE takes the write lock up front, so check-then-write is atomic across processes.
+        # A lock held elsewhere past the busy timeout fails here, before anything was written.
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    raise _busy_error(self.path, self.busy_timeout_s) from exc
+                raise
             try:
                 yield self._conn
-            except BaseException:
+            except BaseException as exc:
                 await self._conn.rollback()
+                if _is_busy(exc):
+                    raise _busy_error(self.path, self.busy_timeout_s) from exc
                 raise
-            else:
+            try:
                 await self._conn.commit()
+            except sqlite3.OperationalError as exc:
+                # The transaction did not commit: roll it back so the connection stays usable.
+                if self._conn.in_transaction:
+                    await self._conn.rollback()
+                if _is_busy(exc):
+                    raise _busy_error(self.path, self.busy_timeout_s) from exc
+                raise
 
     async def _migrate(self) -> None:
         async with self._conn.execute("PRAGMA user_version") as cur:
@@ -311,12 +353,22 @@ class Store:
         return await self._all(sql, args)
 
     async def _one(self, sql: str, args: tuple[Any, ...] = ()) -> aiosqlite.Row | None:
-        async with self._conn.execute(sql, args) as cur:
-            return await cur.fetchone()
+        try:
+            async with self._conn.execute(sql, args) as cur:
+                return await cur.fetchone()
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise _busy_error(self.path, self.busy_timeout_s) from exc
+            raise
 
     async def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
-        async with self._conn.execute(sql, args) as cur:
-            return list(await cur.fetchall())
+        try:
+            async with self._conn.execute(sql, args) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise _busy_error(self.path, self.busy_timeout_s) from exc
+            raise
 
     # --- profiles -------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 The body is JSON. Headers: ``X-Corral-Timestamp`` (unix seconds) and ``X-Corral-Signature:
 sha256=HEX``, the HMAC-SHA256 of ``TIMESTAMP.BODY`` under the shared secret, so a receiver can
-reject forged and replayed notifications (see :func:`verify`). A failed delivery is logged and
+reject forged and replayed notifications (see :func:`verify_headers` and :func:`verify`, which
+return False for anything malformed and never raise). A failed delivery is logged and
 recorded on the step; it never fails the run: the request is in the store either way.
 """
 
@@ -12,12 +13,18 @@ import hashlib
 import hmac
 import json
 import logging
+import math
+import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-__all__ = ["Webhook", "sign", "verify"]
+__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Webhook", "sign", "verify", "verify_headers"]
+
+TIMESTAMP_HEADER = "x-corral-timestamp"
+SIGNATURE_HEADER = "x-corral-signature"
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +35,73 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+# Exactly what send() writes: whole unix seconds and a lowercase hex digest, ASCII only. Anything
+# else (signs, spaces, exponents, "nan", Unicode digits, another digest) is not ours.
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,12}", re.ASCII)
+_SIGNATURE_RE = re.compile(r"sha256=[0-9a-f]{64}", re.ASCII)
+
+
 def verify(
-    secret: str, timestamp: str, body: bytes, signature: str, max_age_s: float = 300
+    secret: str,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    max_age_s: float = 300,
+    *,
+    now: float | None = None,
 ) -> bool:
-    """True if ``signature`` is ours for this body and the timestamp is recent."""
-    try:
-        fresh = abs(time.time() - float(timestamp)) <= max_age_s
-    except ValueError:
+    """True if ``signature`` is ours for this body and the timestamp is within ``max_age_s`` of
+    now; False, never an exception, for anything malformed."""
+    # A receiver calls this with whatever arrived on the wire: every check is a type or format
+    # check first, so no input reaches float(), encode() or compare_digest() that could raise.
+    if not (isinstance(secret, str) and secret and isinstance(body, bytes)):
         return False
-    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+    if not (isinstance(timestamp, str) and _TIMESTAMP_RE.fullmatch(timestamp)):
+        return False
+    if not (isinstance(signature, str) and _SIGNATURE_RE.fullmatch(signature)):
+        return False
+    if isinstance(max_age_s, bool) or not isinstance(max_age_s, int | float):
+        return False
+    current = time.time() if now is None else now
+    if not (math.isfinite(max_age_s) and max_age_s >= 0 and math.isfinite(current)):
+        return False
+    if abs(current - int(timestamp)) > max_age_s:
+        return False
+    try:
+        expected = sign(secret, timestamp, body)
+    except UnicodeEncodeError:  # a secret with lone surrogates cannot have signed anything
+        return False
+    return hmac.compare_digest(expected.encode(), signature.encode())
+
+
+def verify_headers(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    max_age_s: float = 300,
+    *,
+    now: float | None = None,
+) -> bool:
+    """:func:`verify` with ``X-Corral-Timestamp`` and ``X-Corral-Signature`` read from
+    ``headers`` in any letter case; False when either is missing or given twice."""
+    if not isinstance(headers, Mapping):
+        return False
+    found: dict[str, list[object]] = {TIMESTAMP_HEADER: [], SIGNATURE_HEADER: []}
+    try:
+        items = list(headers.items())
+    except Exception:  # a broken mapping from a framework is a bad request, not a crash
+        return False
+    for key, value in items:
+        if isinstance(key, str) and key.lower() in found:
+            found[key.lower()].append(value)
+    timestamps, signatures = found[TIMESTAMP_HEADER], found[SIGNATURE_HEADER]
+    # Two spellings of one header in a plain dict: which one was signed is ambiguous, so neither.
+    if len(timestamps) != 1 or len(signatures) != 1:
+        return False
+    timestamp, signature = timestamps[0], signatures[0]
+    if not (isinstance(timestamp, str) and isinstance(signature, str)):
+        return False
+    return verify(secret, timestamp, body, signature, max_age_s, now=now)
 
 
 class Webhook:
@@ -60,8 +125,8 @@ class Webhook:
         timestamp = str(int(time.time()))
         headers = {
             "content-type": "application/json",
-            "x-corral-timestamp": timestamp,
-            "x-corral-signature": sign(self._secret, timestamp, body),
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(self._secret, timestamp, body),
             "x-corral-event": str(event.get("event", "approval.requested")),
         }
         try:
