@@ -38,6 +38,7 @@ from profiles.errors import ProfileNotFoundError, RunError, UserError
 from .store import Store
 
 __all__ = [
+    "DEFAULT_TOKEN_TTL_S",
     "LOCAL_ACTOR",
     "MAX_TOKEN_TTL_S",
     "ROLES",
@@ -60,6 +61,7 @@ Role = Literal["user", "admin", "super_admin"]
 
 TOKEN_PREFIX = "crl_"
 MAX_TOKEN_TTL_S = 5 * 366 * 86_400
+DEFAULT_TOKEN_TTL_S = 30 * 86_400
 _GENESIS = "0" * 64
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
@@ -493,21 +495,29 @@ class Auth:
 
     # --- tokens -----------------------------------------------------------------------------
 
-    def token_expiry(self, actor: Actor, user: str, ttl_s: float) -> datetime:
-        """When a token for ``user`` made now by ``actor`` would expire; raises if ``ttl_s`` is
-        out of range or the token would outlive the token ``actor`` authenticated with."""
+    def token_expiry(
+        self, actor: Actor, user: str, ttl_s: float | None = None, now: datetime | None = None
+    ) -> datetime:
+        """When a token for ``user`` made by ``actor`` at ``now`` would expire.
+
+        ``ttl_s=None`` is the default lifetime, shortened to the actor's own token's expiry; an
+        explicit ``ttl_s`` out of range, or reaching past the actor's token, is refused."""
+        now = self._now() if now is None else now
+        limit = actor.token_expires_at
+        if ttl_s is None:
+            expires = now + timedelta(seconds=DEFAULT_TOKEN_TTL_S)
+            return expires if limit is None else min(expires, limit)
         if not 0 < ttl_s <= MAX_TOKEN_TTL_S:
             raise UserError(
                 f"token lifetime {ttl_s:g}s: expected more than 0 and at most "
                 f"{MAX_TOKEN_TTL_S // 86_400} days"
             )
-        expires = self._now() + timedelta(seconds=ttl_s)
-        limit = actor.token_expires_at
+        expires = now + timedelta(seconds=ttl_s)
         # Otherwise a stolen short-lived token could be turned into a long-lived one, and
         # expiring a token would no longer end what it can do. Every token has an expiry, so
         # "a token without one" cannot be asked for at all.
         if limit is not None and expires > limit:
-            left = max(0, int((limit - self._now()).total_seconds()))
+            left = max(0, int((limit - now).total_seconds()))
             raise TokenOutlivesError(
                 f"a token may not outlive the token that creates it: the new token for {user} "
                 f"would expire at {_stamp(expires)}, after API token {actor.token_id} of "
@@ -516,13 +526,16 @@ class Auth:
             )
         return expires
 
-    async def create_token(self, actor: Actor, user: str, ttl_s: float) -> tuple[TokenRecord, str]:
+    async def create_token(
+        self, actor: Actor, user: str, ttl_s: float | None = None
+    ) -> tuple[TokenRecord, str]:
         """A new token for ``user`` (super_admin, or the user themselves), expiring no later than
-        the actor's own token; the value is returned here once and never stored."""
+        the actor's own token (see :meth:`token_expiry`); the value is returned here once and
+        never stored."""
         if actor.name != user:
             self.require(actor, "super_admin", f"create tokens for {user}")
         now = self._now()
-        expires = self.token_expiry(actor, user, ttl_s)
+        expires = self.token_expiry(actor, user, ttl_s, now)
         plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
         async with self._store.tx() as db:
             row = await self._user_row(db, user)

@@ -75,6 +75,13 @@ def _print_new_token(record: TokenRecord, plain: str, note: str = "") -> None:
     click.echo(plain)
 
 
+def _capped(actor: Actor, record: TokenRecord) -> str:
+    """A note when the default lifetime was shortened to the acting token's expiry."""
+    if actor.token_expires_at is not None and record.expires_at == actor.token_expires_at:
+        return f"; it expires with API token {actor.token_id}, which created it"
+    return ""
+
+
 # --- users ------------------------------------------------------------------------------------
 
 
@@ -87,9 +94,11 @@ def users_group() -> None:
 @click.argument("name")
 @click.option("--role", type=_ROLE, required=True, help="user, admin or super_admin")
 @click.option(
-    "--token-ttl", type=DURATION, default="30d", show_default=True, help="first token's lifetime"
+    "--token-ttl",
+    type=DURATION,
+    help="first token's lifetime [default: 30d, or what is left of the token you act with]",
 )
-def users_add(name: str, role: str, token_ttl: float) -> None:
+def users_add(name: str, role: str, token_ttl: float | None) -> None:
     """Add a user and print their first API token (once)."""
 
     async def body(rt: Runtime) -> None:
@@ -100,7 +109,7 @@ def users_add(name: str, role: str, token_ttl: float) -> None:
         await rt.auth.add_user(actor, name, cast(Role, role))
         record, plain = await rt.auth.create_token(actor, name, token_ttl)
         note = "; from now on every corral command needs CORRAL_TOKEN" if first else ""
-        _print_new_token(record, plain, note)
+        _print_new_token(record, plain, note + _capped(actor, record))
 
     run_async(lambda: with_runtime(body))
 
@@ -187,13 +196,18 @@ def tokens_group() -> None:
 
 @tokens_group.command("create")
 @click.argument("user")
-@click.option("--ttl", type=DURATION, default="30d", show_default=True, help="lifetime")
-def tokens_create(user: str, ttl: float) -> None:
+@click.option(
+    "--ttl",
+    type=DURATION,
+    help="lifetime [default: 30d, or what is left of the token you act with]",
+)
+def tokens_create(user: str, ttl: float | None) -> None:
     """Create a token for USER (yourself, or anyone as super_admin) and print it once."""
 
     async def body(rt: Runtime) -> None:
-        record, plain = await rt.auth.create_token(await cli_actor(rt), user, ttl)
-        _print_new_token(record, plain)
+        actor = await cli_actor(rt)
+        record, plain = await rt.auth.create_token(actor, user, ttl)
+        _print_new_token(record, plain, _capped(actor, record))
 
     run_async(lambda: with_runtime(body))
 
