@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import pytest
 
-from examples.portal import PortalServer
+from examples.portal import USERS, PortalServer
 from examples.portal.data import Invoice, invoices_for
 from examples.portal.store import Store as PortalStore
 from profiles import BrowserPool
@@ -24,7 +25,7 @@ from runtime import Runtime, Settings, parse_task, run_task
 from runtime.approvals import ApprovalError, ApprovalRequest
 from runtime.auth import LOCAL_ACTOR, PermissionDeniedError
 from runtime.testing import FunctionModel, call, reply
-from runtime.webhook import verify
+from runtime.webhook import verify, verify_headers
 from tests.conftest import CORRAL, make_demo_profiles, next_request
 from tests.test_agent import goal_task, login_then, ref_of
 from tests.test_cli import corral
@@ -438,15 +439,23 @@ async def test_each_request_is_announced_by_a_signed_webhook_without_secrets(
     async with Runtime.open(hooked, pool=pool) as rt:
         await make_demo_profiles(rt, shop.url, "alice")
         inv = first_unpaid()
+        password = USERS["alice"].password
+        # The secret is planted where the request would carry it: in the URL of the page the
+        # approval is asked on (a portal that echoes a credential into a query string).
+        planted = signed_in(
+            "pay-invoice",
+            shop.url,
+            {"goto": f"/invoices/{inv.number}?from={password}"},
+            {"click": {"role": "button", "name": f"Pay {usd(inv)}"}},
+        )
         async with asyncio.TaskGroup() as tg:
-            run = tg.create_task(
-                run_task(rt, parse_task(pay_task(shop.url, inv), "pay.yaml"), "alice")
-            )
+            run = tg.create_task(run_task(rt, parse_task(planted, "pay.yaml"), "alice"))
             request = await next_request(rt)
             await rt.approvals.decide(LOCAL_ACTOR, request.id, False, "no")
         assert run.result().exit_code == 3
         steps = await rt.store.list_steps(request.run_id)
     [(headers, body)] = received
+    assert verify_headers("hook-signing-key", headers, body)
     assert verify(
         "hook-signing-key", headers["x-corral-timestamp"], body, headers["x-corral-signature"]
     )
@@ -462,7 +471,11 @@ async def test_each_request_is_announced_by_a_signed_webhook_without_secrets(
     event = json.loads(body)
     assert event["event"] == "approval.requested" and event["id"] == request.id
     assert event["summary"] == request.summary and event["approve"].endswith(request.id)
-    assert b"alice-pw-1" not in body
+    # The page URL was delivered, with the planted password replaced in every form.
+    assert f"/invoices/{inv.number}?from=" in event["page_url"]
+    assert password not in event["page_url"]
+    for form in (password, quote(password), json.dumps(password)[1:-1]):
+        assert form.encode() not in body
     assert steps[-1].detail and steps[-1].detail["approval"]["webhook"] == "delivered: 204"
     # A webhook without a signing key is refused before the run starts.
     unsigned = settings.model_copy(update={"approval_webhook": url})
