@@ -9,18 +9,19 @@ import json
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import pytest
+from PIL import Image
 
 from examples.portal import USERS, PortalServer
 from examples.portal.data import Invoice, invoices_for
 from examples.portal.store import Store as PortalStore
-from profiles import BrowserPool
+from profiles import BrowserPool, ProfileSettings
 from runtime import Runtime, Settings, parse_task, run_task
 from runtime.approvals import ApprovalError, ApprovalRequest
 from runtime.auth import LOCAL_ACTOR, PermissionDeniedError
@@ -647,3 +648,186 @@ async def test_a_policy_deny_stops_a_script_without_asking_anyone(
     bad = await run_task(rt, task, "alice")
     assert bad.exit_code == 2 and bad.error and "policy.yaml" in bad.error
     assert "rules.0" in bad.error
+
+
+# --- auto-approval's negative paths: it approves only what it names, as often as it says ----------
+
+
+@pytest.fixture
+async def quick(settings: Settings, pool: BrowserPool) -> AsyncIterator[Runtime]:
+    """A runtime whose requests expire after 1 s: one nobody approves ends its run denied."""
+    quick_settings = settings.model_copy(update={"approval_ttl_s": 1.0})
+    async with Runtime.open(quick_settings, pool=pool) as runtime:
+        yield runtime
+
+
+def upload_task(portal: str, uploads: Path, times: int = 1, name: str = "daily-upload") -> Any:
+    """Upload report.txt ``times`` times (each upload is gated by the ``uploads`` rule)."""
+    steps = [{"upload": {"label": "Document", "files": ["report.txt"]}}] * times
+    data = signed_in(name, portal, {"goto": "/documents"}, *steps, upload_dir=str(uploads))
+    return parse_task(data, "upload.yaml")
+
+
+def decisions(requests: list[ApprovalRequest]) -> list[tuple[str, str | None]]:
+    """(status, decided_by) of each request, oldest first."""
+    return [(r.status, r.decided_by) for r in sorted(requests, key=lambda r: r.created_at)]
+
+
+def set_policy(rt: Runtime, *auto_approve: str) -> None:
+    rt.settings.policy_path.write_text(
+        "auto_approve:\n" + "".join(f"  - {entry}\n" for entry in auto_approve)
+    )
+
+
+async def test_an_auto_approval_for_one_kind_never_approves_another(
+    quick: Runtime, shop: PortalServer, tmp_path: Path
+) -> None:
+    rt = quick
+    await make_demo_profiles(rt, shop.url, "alice")
+    uploads = tmp_path / "outbox"
+    uploads.mkdir()
+    (uploads / "report.txt").write_text("daily numbers\n")
+    # Payments may be auto-approved, even without any earlier approval by a person.
+    set_policy(rt, "{name: pay-ok, rules: [payments], after_approvals: 0}")
+    inv = first_unpaid()
+    pay = await run_task(rt, parse_task(pay_task(shop.url, inv), "pay.yaml"), "alice")
+    # The Pay button is a payment only: approved by the policy. "Confirm payment" is a payment
+    # and a confirmation: the policy does not name confirmations, so a person is asked.
+    assert decisions(await rt.approvals.list_requests(None, pay.run_id)) == [
+        ("executed", "policy:pay-ok"),
+        ("expired", "expiry"),
+    ]
+    assert pay.status == "denied" and not paid(shop)
+    # A deletion and an upload are other kinds: asked, never approved by the payments rule.
+    delete = signed_in(
+        "delete-account",
+        shop.url,
+        {"goto": "/settings/delete"},
+        {"click": {"role": "button", "name": "Yes, delete my account"}},
+    )
+    for task in (parse_task(delete, "delete.yaml"), upload_task(shop.url, uploads)):
+        result = await run_task(rt, task, "alice")
+        assert (result.status, result.exit_code) == ("denied", 3), result.error
+        [asked] = await rt.approvals.list_requests(None, result.run_id)
+        assert (asked.status, asked.decided_by) == ("expired", "expiry")
+    assert [a.actor for a in await rt.auth.list_audit(action="approval.auto_approve")] == [
+        "policy:pay-ok"
+    ]
+
+
+async def test_auto_approval_keeps_to_its_tasks_profiles_and_max_per_run(
+    quick: Runtime, shop: PortalServer, tmp_path: Path
+) -> None:
+    rt = quick
+    await make_demo_profiles(rt, shop.url, "alice")
+    uploads = tmp_path / "outbox"
+    uploads.mkdir()
+    (uploads / "report.txt").write_text("daily numbers\n")
+    entry = "{name: uploads-ok, rules: [uploads], after_approvals: 0, max_per_run: 1"
+    # Another task's rule, another profile's rule: a person is asked.
+    for scope in ("tasks: [weekly-upload]", "profiles: [bob]"):
+        set_policy(rt, f"{entry}, {scope}}}")
+        result = await run_task(rt, upload_task(shop.url, uploads), "alice")
+        assert result.status == "denied", (scope, result.error)
+        assert decisions(await rt.approvals.list_requests(None, result.run_id)) == [
+            ("expired", "expiry")
+        ]
+    # This task and profile: the first upload is approved by the policy; the second in the same
+    # run is past max_per_run, so a person is asked.
+    set_policy(rt, f"{entry}, tasks: [daily-upload], profiles: [alice]}}")
+    twice = await run_task(rt, upload_task(shop.url, uploads, times=2), "alice")
+    assert twice.status == "denied", twice.error
+    assert decisions(await rt.approvals.list_requests(None, twice.run_id)) == [
+        ("executed", "policy:uploads-ok"),
+        ("expired", "expiry"),
+    ]
+    # max_per_run counts per run: the next run may use it once again.
+    once = await run_task(rt, upload_task(shop.url, uploads), "alice")
+    assert once.status == "succeeded", once.error
+    assert decisions(await rt.approvals.list_requests(None, once.run_id)) == [
+        ("executed", "policy:uploads-ok")
+    ]
+
+
+# --- approval screenshots mask what a secret was typed into -------------------------------------
+
+# A PIN field that turns itself into a plain text field once typed into, so the value would show in
+# clear, and a Pay button to ask about. Fixed positions: the test knows where the field is drawn.
+PIN_PAGE = b"""<!doctype html><html><head><style>
+body { margin: 0; background: #fff; }
+#pin { position: absolute; left: 40px; top: 40px; width: 480px; height: 80px; font: 48px monospace;
+       border: 0; background: #fff; color: #000; padding: 0; }
+#pay { position: absolute; left: 40px; top: 300px; }
+</style></head><body>
+<form method="post" action="/pay">
+<label for="pin" style="position: absolute; left: 40px; top: 10px">PIN</label>
+<input id="pin" name="pin" type="password" autocomplete="current-password">
+<button id="pay" type="submit">Pay $100</button>
+</form>
+<script>
+document.getElementById("pin").addEventListener("input", (e) => { e.target.type = "text"; });
+</script>
+</body></html>"""
+PIN_BOX = (40, 40, 520, 120)
+
+
+class _PinSite(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(PIN_PAGE)))
+        self.end_headers()
+        self.wfile.write(PIN_PAGE)
+
+    do_POST = do_GET
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def pin_site() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PinSite)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_the_approval_screenshot_masks_a_secret_typed_earlier_in_the_run(
+    quick: Runtime, pin_site: str
+) -> None:
+    rt = quick
+    await rt.profiles.create("alice", ProfileSettings())
+    await rt.vault.set("alice.pin", "4711-secret-pin", [pin_site], ["alice"])
+    task = parse_task(
+        {
+            "name": "pin-pay",
+            "start_url": f"{pin_site}/",
+            "secrets": ["alice.pin"],
+            "steps": [
+                {"fill": {"label": "PIN", "value": "{{secret:alice.pin}}"}},
+                {"click": {"role": "button", "name": "Pay $100"}},
+            ],
+        },
+        "pin.yaml",
+    )
+    result = await run_task(rt, task, "alice")
+    assert result.status == "denied", result.error
+    [request] = await rt.approvals.list_requests(None, result.run_id)
+    assert request.screenshot, "the approval request has no screenshot"
+    image = Image.open(Path(request.screenshot)).convert("RGB")
+    # The field (now type=text, its value in clear) is painted over in Playwright's mask colour
+    # (#FF00FF) edge to edge: no glyph of the PIN is drawn.
+    left, top, right, bottom = PIN_BOX
+    inner = image.crop((left + 4, top + 4, right - 4, bottom - 4))
+    raw = inner.tobytes()
+    pixels = [tuple(raw[i : i + 3]) for i in range(0, len(raw), 3)]
+    off = [p for p in pixels if not (p[0] > 200 and p[1] < 80 and p[2] > 200)]
+    assert len(off) < len(pixels) / 100, f"{len(off)} of {len(pixels)} pixels are not the mask"
+    # Outside the field the page is drawn normally (the mask is not the whole picture).
+    outside = image.getpixel((10, 200))
+    assert isinstance(outside, tuple) and outside == pytest.approx((255, 255, 255), abs=12)
