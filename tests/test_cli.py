@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -35,6 +37,38 @@ def write(tmp_path: Path, text: str, name: str = "task.yaml") -> str:
     path = tmp_path / name
     path.write_text(text)
     return str(path)
+
+
+def sealed_rows(home: Path) -> dict[str, list[tuple[object, ...]]]:
+    """What the master key protects, read straight from the store: profiles with their sealed
+    state and secrets with their ciphertext."""
+    with sqlite3.connect(f"file:{home / 'corral.db'}?mode=ro", uri=True) as db:
+        return {
+            "profiles": db.execute(
+                "SELECT name, settings, state, state_saved_at FROM profiles ORDER BY name"
+            ).fetchall(),
+            "secrets": db.execute(
+                "SELECT name, ciphertext, updated_at FROM secrets ORDER BY name"
+            ).fetchall(),
+        }
+
+
+def running_chromium(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """The Chromium processes among ``procs`` that still run (zombies have ended)."""
+    alive = []
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "chrom" in proc.name() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+    return alive
+
+
+def wait_gone(procs: list[psutil.Process], timeout_s: float = 15) -> list[psutil.Process]:
+    """Wait until none of ``procs`` runs; returns those still running at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while (alive := running_chromium(procs)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
 
 
 @pytest.fixture
@@ -128,7 +162,8 @@ def test_no_browser_found_exits_1_with_what_to_do(home: Path, alice: None) -> No
 def test_state_under_another_key_exits_1_and_is_kept(home: Path, alice: None, portal: str) -> None:
     first = corral("run", str(DEMO_TASK), "--profile", "alice", "--var", f"portal={portal}")
     assert first.returncode == 0, first.stderr
-    before = (home / "corral.db").read_bytes()
+    before = sealed_rows(home)
+    assert before["profiles"] and before["secrets"]  # a saved session and the password
     other_key = "b" * 64
     proc = corral(
         "run",
@@ -142,13 +177,14 @@ def test_state_under_another_key_exits_1_and_is_kept(home: Path, alice: None, po
     assert proc.returncode == 1
     # The vault's secret is the first sealed item the run opens; it names what failed.
     assert "secret 'alice.password': encrypted with another master key" in proc.stderr
+    # The failed run changed no sealed byte: the saved session and the secret are as they were.
+    assert sealed_rows(home) == before
     # The right key still opens it: nothing was overwritten.
     again = corral(
         "run", str(DEMO_TASK), "--profile", "alice", "--var", f"portal={portal}", "--json"
     )
     assert again.returncode == 0
     assert json.loads(again.stdout)[0]["session_restored"] is True
-    assert before  # the store existed before the failed run
 
 
 def test_leased_profile_exits_1_after_the_wait(
@@ -237,14 +273,23 @@ def test_killed_process_leaves_no_browser_and_its_run_is_marked_interrupted(
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
-    children: list[psutil.Process] = []
-    while time.monotonic() < deadline and not any("chrom" in c.name() for c in children):
+    # The run is under way once its first step waits on the slow page: by then its browser
+    # (and a renderer for the page) is running.
+    while time.monotonic() < deadline:
+        runs = json.loads(corral("runs", "list", "--json").stdout)
+        if (
+            runs
+            and runs[0]["status"] == "running"
+            and running_chromium(psutil.Process(proc.pid).children(recursive=True))
+        ):
+            break
         time.sleep(0.2)
-        children = psutil.Process(proc.pid).children(recursive=True)
+    browser = running_chromium(psutil.Process(proc.pid).children(recursive=True))
     proc.kill()
     proc.wait()
-    time.sleep(1.0)
-    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    # There was a browser of this run to leave behind, and none of its processes outlives it.
+    assert browser, "the run never started Chromium: nothing was tested"
+    assert not wait_gone(browser), "Chromium processes of the killed run are still running"
     run = json.loads(corral("runs", "list", "--json").stdout)[0]
     assert run["status"] == "interrupted"
     # Its lease died with it: the next run on the profile does not wait.
