@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from profiles import ProfileSettings
 from runtime import Runtime, parse_task, run_task
 from runtime.auth import LOCAL_ACTOR
 from runtime.models import Message, ModelResponse, ModelUnavailableError, Price, ToolSpec
@@ -476,3 +477,35 @@ async def test_a_model_cannot_pay_without_a_person_a_denial_is_explained(
         "alice",
     )
     assert check.output == "Unpaid", check.error
+
+
+async def test_a_model_whose_actions_keep_failing_stops_after_max_failures(
+    rt: Runtime, portal: str
+) -> None:
+    await rt.profiles.create("clumsy", ProfileSettings())
+    tried: list[str] = []
+
+    def click_nothing(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        # Well-formed calls on refs the page does not have (a new one each time, so this is not
+        # a loop): the actions themselves fail.
+        tried.append(page_of(messages))
+        return reply(call("click", ref=f"e{9990 + len(tried)}"))
+
+    task = parse_task(
+        {
+            "name": "clumsy",
+            "start_url": f"{portal}/login",
+            "goal": "Sign in.",
+            "step_timeout_s": 0.5,
+            "budget": {"max_failures": 4, "max_steps": 20},
+        },
+        "clumsy.yaml",
+    )
+    result = await run_task(rt, task, "clumsy", models={"planner": [FunctionModel(click_nothing)]})
+    assert result.status == "failed" and result.error
+    assert result.error.startswith("stopped: 4 failed actions in a row; last: ")
+    assert "e9994" in result.error
+    # Exactly four tries: the budget stopped the loop, not max_steps or the model.
+    assert len(tried) == 4
+    steps = await rt.store.list_steps(str(result.run_id))
+    assert [s.status for s in steps if s.kind == "click"] == ["failed"] * 4

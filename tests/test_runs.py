@@ -439,3 +439,62 @@ async def test_indexeddb_survives_between_sessions(rt: Runtime, portal: str) -> 
         page = await Tabs(session).active()
         await page.goto(f"{portal}/login")
         assert await page.evaluate(read) == "remembered"
+
+
+# --- the run's budget is enforced, not only declared ---------------------------------------------
+
+
+async def test_a_step_longer_than_the_runs_time_budget_ends_it_failed(
+    rt: Runtime, portal: str
+) -> None:
+    await rt.profiles.create("timer", ProfileSettings())
+    task = parse_task(
+        {
+            "name": "too-slow",
+            "start_url": f"{portal}/login",
+            # The step alone may take a minute; the whole run may take 1 s.
+            "step_timeout_s": 60,
+            "budget": {"timeout_s": 1},
+            "steps": [{"goto": "/slow?ms=20000"}, {"wait_for": {"text": "Slow page"}}],
+        },
+        "slow.yaml",
+    )
+    result = await run_task(rt, task, "timer")
+    assert (result.status, result.exit_code) == ("failed", 1)
+    assert result.error == "the run took longer than its budget timeout_s=1"
+    record = await rt.store.get_run(str(result.run_id))
+    assert record is not None and record.status == "failed" and record.error == result.error
+    # The lease is released: the profile can be used right away.
+    assert (await rt.profiles.get("timer")).name == "timer"
+    again = parse_task(
+        {
+            "name": "quick",
+            "start_url": f"{portal}/login",
+            "steps": [{"wait_for": {"role": "heading", "name": "Sign in"}}],
+        },
+        "quick.yaml",
+    )
+    second = await run_task(rt, again, "timer", lease_timeout_s=0)
+    assert second.status == "succeeded", second.error
+
+
+async def test_a_script_with_more_steps_than_max_steps_stops_there(
+    rt: Runtime, portal: str
+) -> None:
+    await rt.profiles.create("counter", ProfileSettings())
+    steps = [{"wait_for": {"role": "heading", "name": "Sign in"}} for _ in range(5)]
+    task = parse_task(
+        {
+            "name": "long",
+            "start_url": f"{portal}/login",
+            "budget": {"max_steps": 3},
+            "steps": steps,
+        },
+        "long.yaml",
+    )
+    result = await run_task(rt, task, "counter")
+    assert result.status == "failed" and result.error
+    assert "stopped: budget max_steps=3 reached" in result.error
+    # The start_url navigation and two waits: three steps done, none after.
+    assert result.steps_ok == 3
+    assert len(await rt.store.list_steps(str(result.run_id))) == 3
