@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from .errors import BrowserNotFoundError
 
-__all__ = ["BASE_ARGS", "BROWSER_ENV", "BrowserPool", "find_browser"]
+__all__ = ["BASE_ARGS", "BROWSER_ENV", "BrowserPool", "browser_env", "find_browser", "use_sandbox"]
 
 BROWSER_ENV = "CORRAL_BROWSER"
 # Without the background-networking flags Chromium keeps dialling Google on a closed network;
@@ -40,6 +41,53 @@ BASE_ARGS: tuple[str, ...] = (
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
 )
 _SYSTEM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+# What Chromium (and Debian's /usr/bin/chromium wrapper script) needs from the environment: where
+# programs, fonts, locale and temp files are, and the display and session bus when headed. It is
+# an allowlist: a page that exploits the renderer must find none of our keys in /proc/self/environ.
+_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "DISPLAY",
+        "WAYLAND_DISPLAY",
+        "XAUTHORITY",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "DBUS_SYSTEM_BUS_ADDRESS",
+        "FONTCONFIG_FILE",
+        "FONTCONFIG_PATH",
+        "FONTCONFIG_SYSROOT",
+        "LD_LIBRARY_PATH",
+        "CHROME_DEVEL_SANDBOX",
+    }
+)
+_ENV_PREFIXES = ("XDG_", "LC_")
+# Never passed on, even under an allowed prefix (e.g. XDG_SESSION_TOKEN).
+_SECRET_NAME = re.compile(
+    r"(^CORRAL_|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION_ID)",
+    re.IGNORECASE,
+)
+
+
+def browser_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment Chromium is started with: what it needs of ``environ``, no secrets."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in _ENV_NAMES or (name.startswith(_ENV_PREFIXES) and not _SECRET_NAME.search(name))
+    }
+
+
+def use_sandbox(euid: int | None = None) -> bool:
+    """Whether Chromium runs sandboxed: always, except as root, where Chromium refuses to."""
+    return (os.geteuid() if euid is None else euid) != 0
 
 
 def find_browser(explicit: str | None, managed: str | None) -> str:
@@ -92,6 +140,10 @@ class BrowserPool:
             "executable_path": self.executable,
             "headless": self.headless,
             "args": [*BASE_ARGS, *extra_args],
+            # Playwright passes --no-sandbox unless told otherwise; only root needs it.
+            "chromium_sandbox": use_sandbox(),
+            # Without `env` Chromium inherits ours: master key, API keys, webhook secret.
+            "env": browser_env(os.environ),
         }
 
     async def browser(self, extra_args: Sequence[str] = ()) -> Browser:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -20,6 +22,7 @@ from typing import Any, Self
 import aiosqlite
 
 from profiles import (
+    PRIVATE_FILE,
     SEALED_PREFIX,
     AuditRecord,
     CredentialLeaseRecord,
@@ -28,14 +31,18 @@ from profiles import (
     ProfileSettings,
     SecretRecord,
     holder_is_gone,
+    private_dir,
     proxy_context,
     secret_context,
+    tighten,
 )
 
 from .errors import StoreError
 from .records import ArtifactRecord, ModelCallRecord, RunRecord, RunStatus, StepRecord
 
 __all__ = ["Store"]
+
+log = logging.getLogger(__name__)
 
 # Append only: a released migration never changes; PRAGMA user_version counts applied ones.
 MIGRATIONS: list[str] = [
@@ -218,6 +225,25 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def _create_private(path: Path) -> None:
+    """The store file (and its -wal/-shm) 0600 before SQLite opens it.
+
+    SQLite gives the -wal and -shm files the database file's mode when it creates them, so a db
+    created 0600 here keeps them private too; files left looser by an older corral are tightened.
+    """
+    if not path.parent.exists():
+        private_dir(path.parent)
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if tighten(file, PRIVATE_FILE):
+            log.warning("%s: other users had access; tightened to owner-only", file)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        # Exactly 0600: the umask may have taken the owner's own bits away too.
+        os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -237,7 +263,7 @@ class Store:
     @classmethod
     async def open(cls, path: Path) -> Store:
         """Open (creating and migrating as needed) the store at ``path``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(path)
         conn = await aiosqlite.connect(path, timeout=10, isolation_level=None)
         try:
             conn.row_factory = aiosqlite.Row
