@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import profiles.session
-from profiles import BrowserPool, Redactor, scrub_trace
+from profiles import BrowserPool, ProfileSettings, Redactor, scrub_trace
 from runtime import Runtime, Settings, load_task, run_task
 from runtime.demo import DEMO_TASK
 from tests.adversarial.conftest import APPROVAL_TTL_S, HostileSite, run_steps
@@ -85,7 +85,9 @@ async def test_everything_a_run_writes_is_owner_only(
         await make_demo_profiles(rt, portal, "bob")
         done = await run_task(rt, load_task(DEMO_TASK), "bob", {"portal": portal})
         assert done.status == "succeeded", done.error
-        # ... a download and an approval request (with its screenshot) that nobody answers.
+        # ... a download and an approval request (with its screenshot) that nobody answers, on a
+        # persistent profile (its sealed user-data archive).
+        await rt.profiles.create("victim", ProfileSettings(mode="persistent"))
         site.raw(
             "/file", 200, {"Content-Disposition": "attachment; filename=statement.csv"}, "a,b\n"
         )
@@ -108,6 +110,7 @@ async def test_everything_a_run_writes_is_owner_only(
         # While the store is open its -wal and -shm exist too.
         names = {p.name for p in modes}
         assert {"corral.db", "corral.db-wal", "corral.db-shm", "master.key"} <= names
+        assert "user-data.tar.enc" in names
     for run in (done, denied):
         run_dir = Path(str(run.run_dir))
         assert {"steps.jsonl", "result.json", "trace.zip"} <= {p.name for p in run_dir.iterdir()}
