@@ -99,13 +99,8 @@ class Settings(BaseModel):
         if not home.exists():
             return private_dir(home)
         loose = [p for p in (home, self.runs_dir) if tighten(p, PRIVATE_DIR)]
-        for name in (
-            "corral.db",
-            "corral.db-wal",
-            "corral.db-shm",
-            "master.key",
-            "master.key.next",
-        ):
+        # The store tightens its own files when it opens them.
+        for name in ("master.key", "master.key.next", "policy.yaml"):
             if tighten(home / name, PRIVATE_FILE):
                 loose.append(home / name)
         if loose:

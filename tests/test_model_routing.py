@@ -105,13 +105,13 @@ def config() -> ModelsConfig:
             "openai": ProviderConfig(
                 type="openai",
                 api_key_env="OPENAI_API_KEY",
-                base_url="http://openai.test/v1",
+                base_url="https://openai.test/v1",
                 max_retries=1,
             ),
             "anthropic": ProviderConfig(
                 type="anthropic",
                 api_key_env="ANTHROPIC_API_KEY",
-                base_url="http://anthropic.test",
+                base_url="https://anthropic.test",
                 max_retries=1,
             ),
         },
