@@ -19,7 +19,7 @@ from typing import Any
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-from .errors import BrowserNotFoundError
+from .errors import BrowserCrashedError, BrowserNotFoundError
 
 __all__ = ["BASE_ARGS", "BROWSER_ENV", "BrowserPool", "browser_env", "find_browser", "use_sandbox"]
 
@@ -109,6 +109,19 @@ def find_browser(explicit: str | None, managed: str | None) -> str:
     )
 
 
+def _raise_sandbox_failure(exc: PlaywrightError) -> None:
+    """Say plainly when a launch failed for want of a sandbox; other errors are left alone."""
+    # As root the command line itself says --no-sandbox: only a sandboxed launch can lack one.
+    if not use_sandbox() or "sandbox" not in (exc.message or str(exc)).lower():
+        return
+    raise BrowserCrashedError(
+        "Chromium could not start its sandbox (it runs sandboxed for every user but root): "
+        "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or "
+        "user.max_user_namespaces > 0; in a container, its seccomp/AppArmor profile must allow "
+        "them) or install a setuid chrome-sandbox helper"
+    ) from exc
+
+
 class BrowserPool:
     """Shared Chromium processes keyed by extra launch arguments."""
 
@@ -152,7 +165,11 @@ class BrowserPool:
         async with self._lock:
             browser = self._browsers.get(key)
             if browser is None or not browser.is_connected():
-                browser = await self.playwright.chromium.launch(**self._launch_options(key))
+                try:
+                    browser = await self.playwright.chromium.launch(**self._launch_options(key))
+                except PlaywrightError as exc:
+                    _raise_sandbox_failure(exc)
+                    raise
                 self._browsers[key] = browser
             return browser
 
@@ -160,9 +177,13 @@ class BrowserPool:
         self, user_data_dir: Path, options: dict[str, Any], extra_args: Sequence[str] = ()
     ) -> BrowserContext:
         """A context in its own browser process, backed by ``user_data_dir``."""
-        context = await self.playwright.chromium.launch_persistent_context(
-            user_data_dir, **self._launch_options(extra_args), **options
-        )
+        try:
+            context = await self.playwright.chromium.launch_persistent_context(
+                user_data_dir, **self._launch_options(extra_args), **options
+            )
+        except PlaywrightError as exc:
+            _raise_sandbox_failure(exc)
+            raise
         self._persistent.add(context)
         context.on("close", lambda _: self._persistent.discard(context))
         return context

@@ -19,7 +19,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from profiles import BASE_ARGS, BrowserPool, MasterKey, ProfileSettings, browser_env, use_sandbox
+from profiles import (
+    BASE_ARGS,
+    BrowserCrashedError,
+    BrowserPool,
+    MasterKey,
+    ProfileSettings,
+    browser_env,
+    use_sandbox,
+)
 from runtime import Runtime, Settings
 from tests.adversarial.conftest import HostileSite
 from tests.conftest import CORRAL
@@ -164,3 +172,15 @@ def test_launch_options_ask_for_the_sandbox_when_not_root(
     assert pool._launch_options(())["chromium_sandbox"] is True
     monkeypatch.setattr("profiles.pool.os.geteuid", lambda: 0)
     assert pool._launch_options(())["chromium_sandbox"] is False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="shows the flag's absence through root's refusal")
+async def test_a_non_root_launch_really_asks_chromium_for_its_sandbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chromium refuses to run as root without --no-sandbox: told we are not root, the pool
+    launches without the flag, and the refusal comes back as a clear error."""
+    monkeypatch.setattr("profiles.pool.os.geteuid", lambda: 1000)
+    async with BrowserPool.start(os.environ.get("CORRAL_BROWSER")) as pool:
+        with pytest.raises(BrowserCrashedError, match="could not start its sandbox"):
+            await pool.browser()
