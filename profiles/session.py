@@ -82,9 +82,9 @@ class Session:
         raw, clean = Path(raw_name), Path(raw_name + ".scrubbed")
         try:
             try:
-                # Cookie values are searched for everywhere in the trace, not only in headers.
-                cookies = [c.get("value", "") for c in await self.context.cookies()]
                 await self.context.tracing.stop(path=raw)
+                # Read after the trace stopped (it would record them); searched for everywhere.
+                cookies = [c.get("value", "") for c in await self.context.cookies()]
             except PlaywrightError as exc:
                 log.warning("trace not saved: %s", exc)
                 return False

@@ -94,8 +94,8 @@ class _Scrubber:
         header = name.lower() if isinstance(name, str) else ""
         for k, v in obj.items():
             lowered = k.lower()
-            if lowered in SENSITIVE_HEADERS and isinstance(v, str):
-                # Headers given as a mapping, e.g. the params of setExtraHTTPHeaders.
+            if (lowered in SENSITIVE_HEADERS or lowered == "password") and isinstance(v, str):
+                # Headers given as a mapping (setExtraHTTPHeaders), credentials (httpCredentials).
                 self.found.update(_cookie_values(v, lowered))
                 out[k] = REDACTED
             elif k == "value" and isinstance(v, str) and (header in SENSITIVE_HEADERS):

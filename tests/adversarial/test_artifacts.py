@@ -270,3 +270,44 @@ async def test_no_bodies_drops_posted_request_bodies(
     for name, data in _members(without).items():
         assert posted.encode() not in data, name
         assert not name.startswith("resources/")
+
+
+def test_scrub_trace_rewrites_calls_that_carry_credentials(tmp_path: Path) -> None:
+    """API calls recorded in trace.trace carry credentials too (extra headers, cookies added to
+    the context, HTTP credentials); their values go, wherever else they were copied."""
+    body = b"<p>token " + TOKEN.encode() + b" and cookie " + SESSION.encode() + b"</p>"
+    sha = hashlib.sha1(body).hexdigest()
+    calls = [
+        {
+            "type": "before",
+            "method": "setExtraHTTPHeaders",
+            "params": {"headers": [{"name": "Authorization", "value": f"Bearer {TOKEN}"}]},
+        },
+        {
+            "type": "before",
+            "method": "addCookies",
+            "params": {"cookies": [{"name": "sid", "value": SESSION, "domain": "x.test"}]},
+        },
+        {
+            "type": "before",
+            "method": "newContext",
+            "params": {"httpCredentials": {"username": "u", "password": "basic-" + TOKEN}},
+        },
+        {
+            "type": "frame-snapshot",
+            "snapshot": {"resourceOverrides": [{"url": "u", "sha1": f"{sha}.html"}]},
+        },
+    ]
+    raw = tmp_path / "raw.zip"
+    with zipfile.ZipFile(raw, "w") as z:
+        z.writestr("trace.trace", "\n".join(json.dumps(c) for c in calls) + "\n")
+        z.writestr("trace.network", "")
+        z.writestr(f"resources/{sha}.html", body)
+    out = tmp_path / "out.zip"
+    scrub_trace(raw, out, Redactor())
+    members = _members(out)
+    assert set(members) == {"trace.trace", "trace.network", "resources/r00001.html"}
+    for name, data in members.items():
+        assert TOKEN.encode() not in data and SESSION.encode() not in data, name
+        assert sha.encode() not in data, name
+    assert b'"sha1":"r00001.html"' in members["trace.trace"]
