@@ -24,11 +24,19 @@ from .errors import (
     StateDecryptError,
     UserError,
 )
-from .keys import PREVIOUS_KEY_ENV, KeyRing, write_key_file
+from .keys import PREVIOUS_KEY_ENV, KeyRing, fsync_dir, write_key_file
 from .lease import LEASE_TTL_S, LeaseHolder, LeaseStore, hold_lease, holder_is_gone
 from .manager import ProfileManager, ProfileStore, atomic_write
-from .pool import BASE_ARGS, BROWSER_ENV, BrowserPool, find_browser
-from .redact import RedactingFilter, Redactor, scrub_zip
+from .pool import BASE_ARGS, BROWSER_ENV, BrowserPool, browser_env, find_browser, use_sandbox
+from .private import (
+    PRIVATE_DIR,
+    PRIVATE_FILE,
+    append_private,
+    private_dir,
+    tighten,
+    write_private,
+)
+from .redact import RedactingFilter, Redactor
 from .session import Session, open_session
 from .settings import (
     SEALED_PREFIX,
@@ -39,6 +47,7 @@ from .settings import (
     Viewport,
     proxy_context,
 )
+from .trace import TRACE_MODES, TraceMode, scrub_trace, scrub_zip
 from .vault import (
     SECRET_RE,
     AuditRecord,
@@ -62,9 +71,12 @@ __all__ = [
     "LEASE_TTL_S",
     "MASTER_KEY_ENV",
     "PREVIOUS_KEY_ENV",
+    "PRIVATE_DIR",
+    "PRIVATE_FILE",
     "PROXY_BYPASS",
     "SEALED_PREFIX",
     "SECRET_RE",
+    "TRACE_MODES",
     "AuditRecord",
     "BlockedRequest",
     "BrowserCrashedError",
@@ -98,13 +110,17 @@ __all__ = [
     "SecretRecord",
     "Session",
     "StateDecryptError",
+    "TraceMode",
     "UnknownSecretError",
     "UserError",
     "Vault",
     "VaultStore",
     "Viewport",
+    "append_private",
     "atomic_write",
+    "browser_env",
     "find_browser",
+    "fsync_dir",
     "hold_lease",
     "holder_is_gone",
     "host_resolver_rules",
@@ -113,8 +129,13 @@ __all__ = [
     "origin_of",
     "parse_allowlist",
     "parse_domain",
+    "private_dir",
     "proxy_context",
+    "scrub_trace",
     "scrub_zip",
     "secret_context",
+    "tighten",
+    "use_sandbox",
     "write_key_file",
+    "write_private",
 ]

@@ -18,23 +18,59 @@ from pathlib import Path
 
 from .crypto import MASTER_KEY_ENV, MasterKey
 from .errors import StateDecryptError
+from .private import PRIVATE_FILE, private_dir
 
-__all__ = ["PREVIOUS_KEY_ENV", "KeyRing", "write_key_file"]
+__all__ = ["PREVIOUS_KEY_ENV", "KeyRing", "fsync_dir", "write_key_file"]
 
 PREVIOUS_KEY_ENV = "CORRAL_MASTER_KEY_PREVIOUS"
 _HEADER = len(b"CRL1")
 
 
-def write_key_file(path: Path, key: MasterKey) -> None:
-    """Write ``key`` to ``path`` atomically with mode 0600."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder ``path`` (a new or renamed file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_new(path: Path, key: MasterKey) -> None:
+    """Create ``path`` (O_EXCL, 0600) holding ``key``, its content on disk before it returns."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
     with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), PRIVATE_FILE)
         fh.write(base64.urlsafe_b64encode(key.raw).decode() + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def write_key_file(path: Path, key: MasterKey) -> None:
+    """Write ``key`` to ``path`` atomically with mode 0600; durable (file and folder) on return."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    _write_new(tmp, key)
     os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _first_key(path: Path) -> None:
+    """Create the first key file, unless another process just did.
+
+    Written whole under a private name, then linked into place: ``link`` never replaces, so of
+    two racing processes one wins and the other reads a complete file, never a half-written one.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    tmp.unlink(missing_ok=True)
+    _write_new(tmp, MasterKey.generate())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return
+    finally:
+        tmp.unlink(missing_ok=True)
+    # A crash right after must not leave a store sealed under a key whose file is not on disk.
+    fsync_dir(path.parent)
 
 
 class KeyRing:
@@ -53,6 +89,10 @@ class KeyRing:
             previous = env.get(PREVIOUS_KEY_ENV)
             others = [MasterKey.from_text(previous, PREVIOUS_KEY_ENV)] if previous else []
             return cls(current, others)
+        path = home / "master.key"
+        if not path.exists():
+            private_dir(home)
+            _first_key(path)
         current = MasterKey.load(home, None)
         nxt = home / "master.key.next"
         # A rotation interrupted before its last step leaves the next key beside the current.

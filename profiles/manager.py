@@ -29,6 +29,7 @@ from .errors import (
 )
 from .keys import KeyRing
 from .lease import LeaseStore
+from .private import private_dir
 from .settings import SEALED_PREFIX, ProfileRecord, ProfileSettings, proxy_context
 
 __all__ = ["EXPORT_FORMAT", "ProfileManager", "ProfileStore", "atomic_write"]
@@ -181,7 +182,7 @@ class ProfileManager:
         live = self._dir(name) / "live"
         # A live dir left by a crashed run may be half-written; the sealed archive is the truth.
         shutil.rmtree(live, ignore_errors=True)
-        live.mkdir(parents=True, mode=0o700)
+        private_dir(live)
         archive = self._dir(name) / "user-data.tar.enc"
         if archive.exists():
             plain = self.key.open(
@@ -272,7 +273,8 @@ def _skip_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        private_dir(path.parent)  # profile folders: owner-only like the rest of the home
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,9 @@ from typing import Any
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-from .errors import BrowserNotFoundError
+from .errors import BrowserCrashedError, BrowserNotFoundError
 
-__all__ = ["BASE_ARGS", "BROWSER_ENV", "BrowserPool", "find_browser"]
+__all__ = ["BASE_ARGS", "BROWSER_ENV", "BrowserPool", "browser_env", "find_browser", "use_sandbox"]
 
 BROWSER_ENV = "CORRAL_BROWSER"
 # Without the background-networking flags Chromium keeps dialling Google on a closed network;
@@ -41,6 +42,53 @@ BASE_ARGS: tuple[str, ...] = (
 )
 _SYSTEM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
+# What Chromium (and Debian's /usr/bin/chromium wrapper script) needs from the environment: where
+# programs, fonts, locale and temp files are, and the display and session bus when headed. It is
+# an allowlist: a page that exploits the renderer must find none of our keys in /proc/self/environ.
+_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "DISPLAY",
+        "WAYLAND_DISPLAY",
+        "XAUTHORITY",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "DBUS_SYSTEM_BUS_ADDRESS",
+        "FONTCONFIG_FILE",
+        "FONTCONFIG_PATH",
+        "FONTCONFIG_SYSROOT",
+        "LD_LIBRARY_PATH",
+        "CHROME_DEVEL_SANDBOX",
+    }
+)
+_ENV_PREFIXES = ("XDG_", "LC_")
+# Never passed on, even under an allowed prefix (e.g. XDG_SESSION_TOKEN).
+_SECRET_NAME = re.compile(
+    r"(^CORRAL_|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION_ID)",
+    re.IGNORECASE,
+)
+
+
+def browser_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment Chromium is started with: what it needs of ``environ``, no secrets."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in _ENV_NAMES or (name.startswith(_ENV_PREFIXES) and not _SECRET_NAME.search(name))
+    }
+
+
+def use_sandbox(euid: int | None = None) -> bool:
+    """Whether Chromium runs sandboxed: always, except as root, where Chromium refuses to."""
+    return (os.geteuid() if euid is None else euid) != 0
+
 
 def find_browser(explicit: str | None, managed: str | None) -> str:
     """``explicit`` (CORRAL_BROWSER), else Playwright's own Chromium, else a system Chromium."""
@@ -59,6 +107,19 @@ def find_browser(explicit: str | None, managed: str | None) -> str:
         "no Chromium found: set CORRAL_BROWSER=/path/to/chromium, run `playwright install "
         "chromium`, or install the system package (Debian/Ubuntu: `apt-get install chromium`)"
     )
+
+
+def _raise_sandbox_failure(exc: PlaywrightError) -> None:
+    """Say plainly when a launch failed for want of a sandbox; other errors are left alone."""
+    # As root the command line itself says --no-sandbox: only a sandboxed launch can lack one.
+    if not use_sandbox() or "sandbox" not in (exc.message or str(exc)).lower():
+        return
+    raise BrowserCrashedError(
+        "Chromium could not start its sandbox (it runs sandboxed for every user but root): "
+        "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or "
+        "user.max_user_namespaces > 0; in a container, its seccomp/AppArmor profile must allow "
+        "them) or install a setuid chrome-sandbox helper"
+    ) from exc
 
 
 class BrowserPool:
@@ -92,6 +153,10 @@ class BrowserPool:
             "executable_path": self.executable,
             "headless": self.headless,
             "args": [*BASE_ARGS, *extra_args],
+            # Playwright passes --no-sandbox unless told otherwise; only root needs it.
+            "chromium_sandbox": use_sandbox(),
+            # Without `env` Chromium inherits ours: master key, API keys, webhook secret.
+            "env": browser_env(os.environ),
         }
 
     async def browser(self, extra_args: Sequence[str] = ()) -> Browser:
@@ -100,7 +165,11 @@ class BrowserPool:
         async with self._lock:
             browser = self._browsers.get(key)
             if browser is None or not browser.is_connected():
-                browser = await self.playwright.chromium.launch(**self._launch_options(key))
+                try:
+                    browser = await self.playwright.chromium.launch(**self._launch_options(key))
+                except PlaywrightError as exc:
+                    _raise_sandbox_failure(exc)
+                    raise
                 self._browsers[key] = browser
             return browser
 
@@ -108,9 +177,13 @@ class BrowserPool:
         self, user_data_dir: Path, options: dict[str, Any], extra_args: Sequence[str] = ()
     ) -> BrowserContext:
         """A context in its own browser process, backed by ``user_data_dir``."""
-        context = await self.playwright.chromium.launch_persistent_context(
-            user_data_dir, **self._launch_options(extra_args), **options
-        )
+        try:
+            context = await self.playwright.chromium.launch_persistent_context(
+                user_data_dir, **self._launch_options(extra_args), **options
+            )
+        except PlaywrightError as exc:
+            _raise_sandbox_failure(exc)
+            raise
         self._persistent.add(context)
         context.on("close", lambda _: self._persistent.discard(context))
         return context

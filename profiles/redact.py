@@ -12,15 +12,11 @@ import base64
 import html
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
-import zipfile
-from pathlib import Path
 from urllib.parse import quote, quote_plus
 
-__all__ = ["MIN_SECRET_LENGTH", "RedactingFilter", "Redactor", "scrub_zip"]
+__all__ = ["MIN_SECRET_LENGTH", "RedactingFilter", "Redactor"]
 
 MIN_SECRET_LENGTH = 4
 
@@ -105,22 +101,6 @@ class Redactor:
     def found_in(self, value: bytes) -> bool:
         """True if any secret form occurs in ``value``."""
         return bool(self._forms) and self._patterns()[1].search(value) is not None
-
-
-def scrub_zip(path: Path, redactor: Redactor) -> None:
-    """Rewrite a zip (a Playwright trace) with every member redacted; atomic replace."""
-    if not redactor:
-        return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".scrub-", suffix=".zip")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
-            for info in src.infolist():
-                dst.writestr(info, redactor.data(src.read(info)), compress_type=info.compress_type)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RedactingFilter(logging.Filter):

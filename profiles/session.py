@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -28,7 +30,10 @@ from .errors import BrowserCrashedError
 from .lease import hold_lease
 from .manager import ProfileManager
 from .pool import BrowserPool
+from .private import PRIVATE_FILE
+from .redact import Redactor
 from .settings import ProfileRecord, ProfileSettings, ProxySettings
+from .trace import scrub_trace
 
 __all__ = ["Session", "open_session"]
 
@@ -63,16 +68,35 @@ class Session:
         """
         await self.context.tracing.start(screenshots=False, snapshots=True)
 
-    async def stop_trace(self, path: Path) -> bool:
-        """Write the trace to ``path``; False if the browser is gone and nothing was written."""
+    async def stop_trace(self, path: Path, redactor: Redactor, bodies: bool = True) -> bool:
+        """Stop the trace and write it, scrubbed, to ``path`` (0600); False if nothing was written.
+
+        The raw trace goes to a private temporary file beside ``path`` and is removed once the
+        scrubbed copy has been renamed into place: ``path`` never holds an unscrubbed trace.
+        ``bodies=False`` keeps no request or response bodies (see :mod:`profiles.trace`).
+        """
         if self.closed_unexpectedly:
             return False
+        fd, raw_name = tempfile.mkstemp(dir=path.parent, prefix=".trace-", suffix=".zip.partial")
+        os.close(fd)
+        raw, clean = Path(raw_name), Path(raw_name + ".scrubbed")
         try:
-            await self.context.tracing.stop(path=path)
-        except PlaywrightError as exc:
-            log.warning("trace not saved: %s", exc)
-            return False
-        return True
+            try:
+                await self.context.tracing.stop(path=raw)
+                # Read after the trace stopped (it would record them); searched for everywhere.
+                cookies = [c.get("value", "") for c in await self.context.cookies()]
+            except PlaywrightError as exc:
+                log.warning("trace not saved: %s", exc)
+                return False
+            os.chmod(raw, PRIVATE_FILE)
+            await asyncio.to_thread(
+                scrub_trace, raw, clean, redactor, bodies=bodies, extra_secrets=cookies
+            )
+            os.replace(clean, path)
+            return True
+        finally:
+            raw.unlink(missing_ok=True)
+            clean.unlink(missing_ok=True)
 
 
 @contextlib.asynccontextmanager

@@ -84,7 +84,7 @@ class Runtime:
 
         ``pool`` shares an already started browser pool (owned by the caller), e.g. in tests.
         """
-        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.prepare_home()
         env = {
             MASTER_KEY_ENV: settings.master_key or "",
             PREVIOUS_KEY_ENV: settings.previous_key or "",

@@ -25,8 +25,11 @@ from .clitools import (
 )
 from .errors import RunNotFoundError
 from .live import results_table, run_many
+from .models.config import BUILT_IN, CONFIG_NAME, find_models_config
+from .models.types import ModelConfigError
 from .records import ModelCallRecord
 from .run import RunResult, run_task
+from .settings import Settings
 from .task import load_task
 
 __all__ = ["main"]
@@ -64,6 +67,13 @@ cli.add_command(audit_command)
 @click.option("--var", "vars_", multiple=True, help="NAME=VALUE, overrides {{var:NAME}}")
 @click.option("--json", "as_json", is_flag=True, help="print machine-readable results only")
 @click.option("--lease-timeout", type=float, help="seconds to wait for a profile in use")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="model config file (corral.toml) for goal tasks; else CORRAL_CONFIG, else "
+    "CORRAL_HOME/corral.toml (./corral.toml is read only when named here)",
+)
 def run(
     task_file: Path,
     profile: str | None,
@@ -71,6 +81,7 @@ def run(
     vars_: tuple[str, ...],
     as_json: bool,
     lease_timeout: float | None,
+    config_file: Path | None,
 ) -> None:
     """Run a task file on one profile, or on several with --parallel."""
     cli_vars = parse_pairs(vars_, "--var")
@@ -83,6 +94,10 @@ def run(
     async def body(rt: Runtime) -> list[RunResult]:
         actor = await cli_actor(rt)
         task = load_task(task_file)
+        if config_file is not None:
+            rt.settings = rt.settings.model_copy(update={"models_config": config_file})
+        if task.goal:
+            _announce_models_config(rt.settings)
         for name in profiles or [p for p in (profile or task.profile,) if p]:
             await rt.auth.require_profile(actor, name, f"run tasks on profile '{name}'")
         live = None if as_json or not sys.stderr.isatty() else err_console
@@ -99,6 +114,22 @@ def run(
     else:
         _print_results(results)
     sys.exit(combined_exit_code(results))
+
+
+def _announce_models_config(settings: Settings) -> None:
+    """Say on stderr which model config a goal run uses (the key goes where it points)."""
+    try:
+        path = find_models_config(settings.home, settings.models_config)
+    except ModelConfigError:
+        return  # the run reports it, with the file named
+    click.echo(f"models: {path if path is not None else BUILT_IN}", err=True)
+    here = Path.cwd() / CONFIG_NAME
+    if here.is_file() and (path is None or here.resolve() != path.resolve()):
+        click.echo(
+            f"models: {here} ignored: a config in the working directory is read only when "
+            f"named (--config {CONFIG_NAME} or CORRAL_CONFIG)",
+            err=True,
+        )
 
 
 def _print_results(results: list[RunResult]) -> None:

@@ -286,8 +286,7 @@ class Gate:
         path = None
         if shot is not None:
             path = self.recorder.run_dir / "approvals" / f"{request_id}.jpg"
-            path.parent.mkdir(exist_ok=True)
-            path.write_bytes(shot)
+            self.recorder.write_file(path, shot)
             await self.recorder.artifact("approval", path, state.idx)
         return await self.approvals.create(
             request_id=request_id,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from profiles import Redactor
+from profiles import Redactor, append_private, private_dir, write_private
 
 from .records import ArtifactRecord, StepRecord
 from .store import Store
@@ -28,7 +28,8 @@ class Recorder:
         self.run_dir = run_dir
         self.redactor = redactor
         self.redact = redactor.text
-        (run_dir / "steps").mkdir(parents=True, exist_ok=True)
+        # Owner-only, like every file below: screenshots and results show the user's accounts.
+        private_dir(run_dir / "steps")
 
     async def artifact(self, kind: Any, path: Path, step_idx: int | None = None) -> None:
         """Register a file inside the run folder."""
@@ -42,6 +43,11 @@ class Recorder:
                 created_at=datetime.now(UTC),
             )
         )
+
+    def write_file(self, path: Path, data: bytes) -> None:
+        """Write ``data`` to ``path`` in the run folder: 0600, in an 0700 folder."""
+        private_dir(path.parent)
+        write_private(path, data)
 
     def scrub(self, value: Any) -> Any:
         """``value`` (JSON-like) with every string redacted."""
@@ -60,12 +66,11 @@ class Recorder:
         """Record a step (and its screenshot); returns the record as written."""
         if screenshot is not None:
             path = self.run_dir / "steps" / f"{step.idx:04d}.jpg"
-            path.write_bytes(screenshot)
+            write_private(path, screenshot)
             step = step.model_copy(update={"screenshot": str(path.relative_to(self.run_dir))})
         clean = StepRecord.model_validate(self._scrub(step.model_dump(mode="json")))
         await self.store.add_step(clean)
-        with (self.run_dir / "steps.jsonl").open("a") as fh:
-            fh.write(clean.model_dump_json() + "\n")
+        append_private(self.run_dir / "steps.jsonl", (clean.model_dump_json() + "\n").encode())
         if screenshot is not None:
             await self.artifact("screenshot", self.run_dir / str(clean.screenshot), step.idx)
         return clean
@@ -73,5 +78,6 @@ class Recorder:
     async def result(self, payload: dict[str, Any]) -> None:
         """Write ``result.json``."""
         path = self.run_dir / "result.json"
-        path.write_text(json.dumps(self._scrub(payload), indent=2, default=str) + "\n")
+        text = json.dumps(self._scrub(payload), indent=2, default=str) + "\n"
+        write_private(path, text.encode())
         await self.artifact("result", path)

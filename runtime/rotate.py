@@ -9,23 +9,51 @@ loaded from disk holds both keys (``master.key`` and ``master.key.next``):
 4. ``master.key.next`` atomically replaces ``master.key``.
 
 Interrupted anywhere, every blob is under the old or the new key and both are on disk; running the
-command again resumes with the same new key. With ``CORRAL_MASTER_KEY`` (no key file) the new key
-comes from the caller and the caller updates the environment afterwards; until then
-``CORRAL_MASTER_KEY_PREVIOUS`` lets the ring open data under either key.
+command again resumes with the same new key. Key files and their folder are fsynced at each step.
+
+One rotation at a time (an exclusive ``flock`` on ``HOME/rotate.lock``; a second one fails at
+once), and none while a run is going: a run holds its profile's state in memory and seals it again
+under the key it started with when it ends. The rotation takes the lease of every profile for its
+whole length, so it is refused while a live run holds one (stale leases of dead processes are
+taken over) and no run can start on any profile until it has finished.
+
+With ``CORRAL_MASTER_KEY`` (no key file) the new key comes from the caller and the caller updates
+the environment afterwards; until then ``CORRAL_MASTER_KEY_PREVIOUS`` lets the ring open data
+under either key.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-from collections.abc import Callable
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from profiles import KeyRing, MasterKey, UserError, atomic_write, write_key_file
+from profiles import (
+    LEASE_TTL_S,
+    PRIVATE_FILE,
+    KeyRing,
+    LeaseHolder,
+    MasterKey,
+    UserError,
+    atomic_write,
+    fsync_dir,
+    write_key_file,
+)
 
 from .app import Runtime
 
-__all__ = ["RotationReport", "rotate_key"]
+__all__ = ["LOCK_NAME", "RotationBlockedError", "RotationReport", "rotate_key"]
+
+LOCK_NAME = "rotate.lock"
+
+
+class RotationBlockedError(UserError):
+    """Another rotation or a live run stands in the way; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -45,12 +73,76 @@ def _archives(home: Path) -> list[tuple[str, Path]]:
     return sorted((p.parent.name, p) for p in root.glob("*/user-data.tar.enc") if p.is_file())
 
 
+@contextlib.contextmanager
+def _exclusive(home: Path) -> Iterator[None]:
+    """Hold ``HOME/rotate.lock`` exclusively, or fail at once naming the holder."""
+    path = home / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise RotationBlockedError(
+                f"{path}: another key rotation is running (pid {holder}); wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@contextlib.asynccontextmanager
+async def _all_leases(rt: Runtime) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """Hold the lease of every profile; yields a coroutine function that renews them all."""
+    holder = LeaseHolder.current(f"key-rotation-{secrets.token_hex(3)}")
+    taken: list[str] = []
+    try:
+        for record in await rt.store.list_profiles():
+            other = await rt.store.take_lease(record.name, holder, LEASE_TTL_S)
+            if other is not None:
+                raise RotationBlockedError(
+                    f"profile '{record.name}' is in use by run {other.run_id} (pid {other.pid} "
+                    f"on {other.host}): rotate the key when no run is going"
+                )
+            taken.append(record.name)
+
+        async def renew() -> None:
+            for name in taken:
+                await rt.store.renew_lease(name, holder.run_id, time.time())
+
+        yield renew
+    finally:
+        for name in taken:
+            await rt.store.release_lease(name, holder.run_id)
+
+
 async def rotate_key(
     rt: Runtime,
     new_key: MasterKey | None = None,
     checkpoint: Callable[[str], None] = lambda _stage: None,
 ) -> RotationReport:
-    """Rotate the master key; ``checkpoint(stage)`` is called after each durable stage."""
+    """Rotate the master key; ``checkpoint(stage)`` is called after each durable stage.
+
+    Refused (:class:`RotationBlockedError`, nothing changed) while another rotation is running or
+    a live run holds a profile lease.
+    """
+    with _exclusive(rt.settings.home):
+        async with _all_leases(rt) as renew:
+            return await _rotate(rt, new_key, checkpoint, renew)
+
+
+async def _rotate(
+    rt: Runtime,
+    new_key: MasterKey | None,
+    checkpoint: Callable[[str], None],
+    renew: Callable[[], Awaitable[None]],
+) -> RotationReport:
     home = rt.settings.home
     file_mode = rt.settings.master_key is None
     next_path = home / "master.key.next"
@@ -82,11 +174,13 @@ async def rotate_key(
         if sealed is not blob:
             atomic_write(path, sealed)
             archives += 1
+            await renew()
             checkpoint(f"archive-resealed:{name}")
     key_file = None
     if file_mode:
         key_file = home / "master.key"
         os.replace(next_path, key_file)
+        fsync_dir(home)
         checkpoint("key-replaced")
     rt.key.promote(new_key)
     return RotationReport(new_key.fingerprint, rows, archives, key_file)

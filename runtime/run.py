@@ -28,7 +28,7 @@ from profiles import (
     UnknownSecretError,
     UserError,
     open_session,
-    scrub_zip,
+    private_dir,
 )
 from tools import (
     ActionContext,
@@ -92,6 +92,9 @@ class RunResult(BaseModel):
     shadow_agreement: float | None = Field(
         None, description="share of planner turns where the shadow planner chose the same call"
     )
+    models_config: str | None = Field(
+        None, description="the model config file a goal run used, or 'built-in defaults'"
+    )
 
 
 def new_run_id() -> str:
@@ -149,7 +152,7 @@ async def run_task(
         webhook = rt.webhook()
         config = None
         if task.goal:
-            config = load_models_config(rt.settings.home).with_roles(
+            config = load_models_config(rt.settings.home, rt.settings.models_config).with_roles(
                 task.models, f"{task.source or task.name}: models"
             )
             if models is None:
@@ -160,7 +163,7 @@ async def run_task(
 
     run_id = new_run_id()
     run_dir = rt.settings.runs_dir / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(run_dir)
     run = RunRecord(
         id=run_id,
         task_name=task.name,
@@ -246,6 +249,7 @@ async def run_task(
             ),
             run_dir=str(run_dir),
             duration_s=round(time.monotonic() - started, 3),
+            models_config=config.source if config is not None else None,
         )
         await asyncio.shield(_finish(rt, recorder, result))
         emit(RunEvent(run_id, name, "finished", status=status, text=error or ""))
@@ -290,7 +294,8 @@ async def _run_steps(
         ttl_s=rt.settings.approval_ttl_s,
         webhook=webhook,
     )
-    await session.start_trace()
+    if task.trace != "off":
+        await session.start_trace()
     try:
         steps = list(task.steps)
         first = steps[0].typed if steps else None
@@ -304,9 +309,10 @@ async def _run_steps(
             await run_goal(state, tabs, ctx, recorder, router, gate)
     finally:
         trace = run_dir / "trace.zip"
-        if await session.stop_trace(trace):
-            # The trace keeps typed values and input values in its DOM snapshots.
-            await asyncio.to_thread(scrub_zip, trace, recorder.redactor)
+        # Scrubbed before it gets its name: typed values, cookies, credential headers.
+        if task.trace != "off" and await session.stop_trace(
+            trace, recorder.redactor, bodies=task.trace == "on"
+        ):
             await recorder.artifact("trace", trace)
 
 

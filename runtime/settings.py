@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -9,11 +10,22 @@ from pathlib import Path
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 
-from profiles import BROWSER_ENV, MASTER_KEY_ENV, PREVIOUS_KEY_ENV, UserError
+from profiles import (
+    BROWSER_ENV,
+    MASTER_KEY_ENV,
+    PREVIOUS_KEY_ENV,
+    PRIVATE_DIR,
+    PRIVATE_FILE,
+    UserError,
+    private_dir,
+    tighten,
+)
 
-__all__ = ["HOME_ENV", "Settings"]
+__all__ = ["CONFIG_ENV", "HOME_ENV", "Settings"]
 
 HOME_ENV = "CORRAL_HOME"
+CONFIG_ENV = "CORRAL_CONFIG"
+log = logging.getLogger(__name__)
 
 
 def _pairs(text: str) -> dict[str, str]:
@@ -61,6 +73,11 @@ class Settings(BaseModel):
         description="how long a write waits for another process's lock on the store before "
         "failing with 'the store is busy' (CORRAL_BUSY_TIMEOUT)",
     )
+    models_config: Path | None = Field(
+        None,
+        description="the model config file (CORRAL_CONFIG, `corral run --config`); else "
+        "HOME/corral.toml, else the built-in defaults. ./corral.toml is never read implicitly",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -80,7 +97,26 @@ class Settings(BaseModel):
             webhook_secret=env.get("CORRAL_WEBHOOK_SECRET") or None,
             approval_ttl_s=float(env.get("CORRAL_APPROVAL_TTL", "900")),
             busy_timeout_s=float(env.get("CORRAL_BUSY_TIMEOUT", "10")),
+            models_config=Path(env[CONFIG_ENV]).expanduser() if env.get(CONFIG_ENV) else None,
         )
+
+    def prepare_home(self) -> Path:
+        """Create the home 0700; an existing one with looser modes is tightened (and logged)."""
+        home = self.home
+        if not home.exists():
+            return private_dir(home)
+        loose = [p for p in (home, self.runs_dir) if tighten(p, PRIVATE_DIR)]
+        # The store tightens its own files when it opens them.
+        for name in ("master.key", "master.key.next", "policy.yaml"):
+            if tighten(home / name, PRIVATE_FILE):
+                loose.append(home / name)
+        if loose:
+            log.warning(
+                "%s: other users had access; tightened to owner-only: %s",
+                home,
+                ", ".join(p.name for p in loose),
+            )
+        return home
 
     @property
     def db_path(self) -> Path:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -20,6 +22,7 @@ from typing import Any, Self
 import aiosqlite
 
 from profiles import (
+    PRIVATE_FILE,
     SEALED_PREFIX,
     AuditRecord,
     CredentialLeaseRecord,
@@ -28,8 +31,10 @@ from profiles import (
     ProfileSettings,
     SecretRecord,
     holder_is_gone,
+    private_dir,
     proxy_context,
     secret_context,
+    tighten,
 )
 
 from .errors import StoreBusyError, StoreError
@@ -39,6 +44,8 @@ __all__ = ["DEFAULT_BUSY_TIMEOUT_S", "Store"]
 
 DEFAULT_BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another process's transaction before giving up."""
+
+log = logging.getLogger(__name__)
 
 # Append only: a released migration never changes; PRAGMA user_version counts applied ones.
 MIGRATIONS: list[str] = [
@@ -221,6 +228,25 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def _create_private(path: Path) -> None:
+    """The store file (and its -wal/-shm) 0600 before SQLite opens it.
+
+    SQLite gives the -wal and -shm files the database file's mode when it creates them, so a db
+    created 0600 here keeps them private too; files left looser by an older corral are tightened.
+    """
+    if not path.parent.exists():
+        private_dir(path.parent)
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if tighten(file, PRIVATE_FILE):
+            log.warning("%s: other users had access; tightened to owner-only", file)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        # Exactly 0600: the umask may have taken the owner's own bits away too.
+        os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -262,7 +288,7 @@ class Store:
     async def open(cls, path: Path, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Store:
         """Open (creating and migrating as needed) the store at ``path``; a write waits up to
         ``busy_timeout_s`` for another process's transaction, then raises StoreBusyError."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(path)
         conn = await aiosqlite.connect(path, timeout=busy_timeout_s, isolation_level=None)
         try:
             conn.row_factory = aiosqlite.Row

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from profiles import TraceMode
 from tools import ACTION_TYPES, Action, AnyAction, Locate
 
 from .errors import TaskFileError
@@ -100,7 +101,18 @@ class Task(BaseModel):
     vision: Literal["auto", "always", "never"] = Field(
         "auto", description="auto: a vision step when the snapshot gives too little to act on"
     )
+    trace: TraceMode = Field(
+        "on",
+        description="on: a scrubbed Playwright trace.zip; no_bodies: without request or response "
+        "bodies; off: no trace at all",
+    )
     source: str | None = Field(None, exclude=True, description="the file it was read from")
+
+    @field_validator("trace", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `on` / `off` as a boolean.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     def referenced_vars(self) -> set[str]:
         """Every ``{{var:NAME}}`` used in the steps, the start URL and the allowlist."""

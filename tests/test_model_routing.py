@@ -105,13 +105,13 @@ def config() -> ModelsConfig:
             "openai": ProviderConfig(
                 type="openai",
                 api_key_env="OPENAI_API_KEY",
-                base_url="http://openai.test/v1",
+                base_url="https://openai.test/v1",
                 max_retries=1,
             ),
             "anthropic": ProviderConfig(
                 type="anthropic",
                 api_key_env="ANTHROPIC_API_KEY",
-                base_url="http://anthropic.test",
+                base_url="https://anthropic.test",
                 max_retries=1,
             ),
         },
@@ -247,7 +247,7 @@ def test_config_file_errors_name_file_and_field(tmp_path: Path) -> None:
     for text, expected in cases.items():
         path.write_text(text)
         with pytest.raises(ModelConfigError, match=re.escape(expected)) as info:
-            load_models_config(tmp_path, cwd=tmp_path)
+            load_models_config(tmp_path)
         assert str(path) in str(info.value)
 
 
@@ -258,7 +258,7 @@ def test_gateway_config_with_prices_and_text_only_models(tmp_path: Path) -> None
         '[roles]\nplanner = ["gateway:llama3.1"]\n\n'
         '[prices."gateway:llama3.1"]\ninput = 0\noutput = 0\n'
     )
-    cfg = load_models_config(tmp_path, cwd=tmp_path)
+    cfg = load_models_config(tmp_path)
     assert cfg.roles["planner"] == ["gateway:llama3.1"]
     assert not cfg.supports_vision("gateway:llama3.1")
     model = cfg.build("gateway:llama3.1", {"GATEWAY_KEY": "k-000000"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -16,7 +17,14 @@ from playwright.async_api import Frame, Locator, Page, Request
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from pydantic import BaseModel, ConfigDict
 
-from profiles import SECRET_RE, BrowserCrashedError, SecretNotAvailableError, origin_of
+from profiles import (
+    PRIVATE_FILE,
+    SECRET_RE,
+    BrowserCrashedError,
+    SecretNotAvailableError,
+    origin_of,
+    private_dir,
+)
 
 from .actions import (
     AnyAction,
@@ -339,8 +347,10 @@ async def _dispatch(
         async with page.expect_download(timeout=ms) as info:
             await target.click(timeout=ms)
         download = await info.value
-        ctx.downloads_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(ctx.downloads_dir)
         path = _unique(ctx.downloads_dir, download.suggested_filename)
         await download.save_as(path)
+        # Playwright copies the file with the process umask: owner-only, like the rest of the run.
+        os.chmod(path, PRIVATE_FILE)
         return {"file": path.name, "path": str(path), "bytes": path.stat().st_size}
     return None

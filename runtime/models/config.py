@@ -1,7 +1,13 @@
 """Model routing configuration: providers, role chains, prices, circuit breaker.
 
-Read from ``corral.toml`` in the working directory, else in ``CORRAL_HOME``; a task may override
-role chains with its ``models:`` field. Example::
+Read from the file named by ``--config`` / ``CORRAL_CONFIG``, else ``CORRAL_HOME/corral.toml``,
+else the built-in defaults. A ``corral.toml`` in the working directory is never read on its own:
+a repository one ``cd``s into could plant one whose ``base_url`` is an attacker's server and
+collect the API key sent with every request. Provider configs are checked for that too:
+``api_key_env`` may not name one of corral's own variables (``CORRAL_*``: the master key, the
+webhook secret, the API token) or another well-known credential, and ``base_url`` must be
+``https`` unless its host is loopback. A task may override role chains with its ``models:``
+field. Example::
 
     [providers.openai]                 # type defaults to the provider name
     api_key_env = "OPENAI_API_KEY"
@@ -25,19 +31,45 @@ role chains with its ``models:`` field. Example::
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .pricing import DEFAULT_PRICES, Price, find_price
 from .types import Model, ModelConfigError
 
-__all__ = ["CONFIG_NAME", "ModelsConfig", "ProviderConfig", "Role", "load_models_config"]
+__all__ = [
+    "BUILT_IN",
+    "CONFIG_NAME",
+    "ModelsConfig",
+    "ProviderConfig",
+    "Role",
+    "find_models_config",
+    "load_models_config",
+]
 
 CONFIG_NAME = "corral.toml"
+BUILT_IN = "built-in defaults"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Credentials that are never a model provider's key: a config naming one would send it as one.
+_NOT_MODEL_KEYS = frozenset(
+    {
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+        "GITLAB_TOKEN",
+        "NPM_TOKEN",
+        "PYPI_TOKEN",
+        "SSH_AUTH_SOCK",
+    }
+)
 Role = Literal["planner", "vision", "extractor", "shadow"]
 
 
@@ -58,6 +90,46 @@ class ProviderConfig(BaseModel):
     timeout_s: float = Field(60, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
     vision: bool = True
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _not_ours(cls, value: str) -> str:
+        if not _ENV_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not an environment variable name")
+        if value.upper().startswith("CORRAL_") or value.upper() in _NOT_MODEL_KEYS:
+            raise ValueError(
+                f"{value} is not a model API key: corral will not send it to a provider "
+                "(name the variable that holds the provider's key, e.g. OPENAI_API_KEY)"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _https_or_loopback(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname or ""
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a URL") from exc
+        if parts.scheme == "https" and host:
+            return value
+        if parts.scheme == "http" and _is_loopback(host):
+            return value
+        raise ValueError(
+            f"{value!r}: expected an https:// URL (plain http:// only to 127.0.0.1, ::1 or "
+            "localhost): the API key is sent with every request"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class BreakerConfig(BaseModel):
@@ -84,7 +156,7 @@ class ModelsConfig(BaseModel):
     text_only: list[str] = Field(
         default_factory=list, description="provider:model labels that cannot take images"
     )
-    source: str = Field("built-in defaults", exclude=True)
+    source: str = Field(BUILT_IN, exclude=True)
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -189,29 +261,49 @@ class ModelsConfig(BaseModel):
         return OpenAIChatModel(name, **common)
 
 
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
 def _format(exc: ValidationError, where: str) -> str:
     return "; ".join(
-        f"{where}: {'.'.join(map(str, e['loc']))}: "
-        + ("unknown field" if e["type"] == "extra_forbidden" else e["msg"])
+        f"{where}: {'.'.join(map(str, e['loc']))}: {_message(e)}"
         for e in exc.errors(include_url=False)
     )
 
 
-def load_models_config(home: Path, cwd: Path | None = None) -> ModelsConfig:
-    """``corral.toml`` from the working dir, else from ``home``, else the built-in defaults."""
-    for folder in (cwd or Path.cwd(), home):
-        path = folder / CONFIG_NAME
-        if path.is_file():
-            try:
-                data = tomllib.loads(path.read_text())
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise ModelConfigError(f"{path}: not valid TOML: {exc}") from exc
-            try:
-                config = ModelsConfig.model_validate({**data, "source": str(path)})
-            except ValidationError as exc:
-                raise ModelConfigError(_format(exc, str(path))) from exc
-            config.validate_chains()
-            return config
-    config = ModelsConfig()
+def find_models_config(home: Path, explicit: Path | None = None) -> Path | None:
+    """The config file to read: ``explicit`` (``--config``/``CORRAL_CONFIG``), else
+    ``home/corral.toml`` if it exists, else None (built-in defaults).
+
+    The working directory is not searched: see the module docstring.
+    """
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ModelConfigError(f"{explicit}: model config file not found")
+        return explicit
+    path = home / CONFIG_NAME
+    return path if path.is_file() else None
+
+
+def load_models_config(home: Path, explicit: Path | None = None) -> ModelsConfig:
+    """The config :func:`find_models_config` picks, validated; else the built-in defaults."""
+    path = find_models_config(home, explicit)
+    if path is None:
+        config = ModelsConfig()
+        config.validate_chains()
+        return config
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ModelConfigError(f"{path}: cannot read the model config: {exc}") from exc
+    try:
+        config = ModelsConfig.model_validate({**data, "source": str(path)})
+    except ValidationError as exc:
+        raise ModelConfigError(_format(exc, str(path))) from exc
     config.validate_chains()
     return config
