@@ -28,7 +28,7 @@ from .keys import PREVIOUS_KEY_ENV, KeyRing, write_key_file
 from .lease import LEASE_TTL_S, LeaseHolder, LeaseStore, hold_lease, holder_is_gone
 from .manager import ProfileManager, ProfileStore, atomic_write
 from .pool import BASE_ARGS, BROWSER_ENV, BrowserPool, find_browser
-from .redact import RedactingFilter, Redactor, scrub_zip
+from .redact import RedactingFilter, Redactor, RedactorGroup, scrub_zip
 from .session import Session, open_session
 from .settings import (
     SEALED_PREFIX,
@@ -44,11 +44,13 @@ from .vault import (
     AuditRecord,
     CredentialLease,
     CredentialLeaseRecord,
+    FieldFacts,
     SecretNotAvailableError,
     SecretRecord,
     UnknownSecretError,
     Vault,
     VaultStore,
+    field_refusal,
     origin_allowed,
     origin_of,
     parse_domain,
@@ -75,6 +77,7 @@ __all__ = [
     "CredentialLeaseRecord",
     "EgressConflictError",
     "EgressProxy",
+    "FieldFacts",
     "Geolocation",
     "HostRule",
     "InvalidAllowlistError",
@@ -93,6 +96,7 @@ __all__ = [
     "ProxySettings",
     "RedactingFilter",
     "Redactor",
+    "RedactorGroup",
     "RunError",
     "SecretNotAvailableError",
     "SecretRecord",
@@ -104,6 +108,7 @@ __all__ = [
     "VaultStore",
     "Viewport",
     "atomic_write",
+    "field_refusal",
     "find_browser",
     "hold_lease",
     "holder_is_gone",

@@ -27,7 +27,7 @@ import threading
 import zipfile
 from pathlib import Path
 
-__all__ = ["MIN_SECRET_LENGTH", "RedactingFilter", "Redactor", "scrub_zip"]
+__all__ = ["MIN_SECRET_LENGTH", "RedactingFilter", "Redactor", "RedactorGroup", "scrub_zip"]
 
 MIN_SECRET_LENGTH = 4
 
@@ -185,6 +185,36 @@ class Redactor:
         return bool(self._values) and self._patterns()[1].search(value) is not None
 
 
+class RedactorGroup:
+    """The redactors of the runs alive in a process, as one (for text that belongs to no run,
+    such as log lines); each run keeps its own :class:`Redactor` for its own records."""
+
+    def __init__(self) -> None:
+        self._members: list[Redactor] = []
+        self._lock = threading.Lock()
+
+    def attach(self, redactor: Redactor) -> None:
+        """Include a run's redactor (while the run lives)."""
+        with self._lock:
+            self._members.append(redactor)
+
+    def detach(self, redactor: Redactor) -> None:
+        """Leave a finished run's redactor out again."""
+        with self._lock:
+            self._members = [m for m in self._members if m is not redactor]
+
+    def __bool__(self) -> bool:
+        return any(self._members)
+
+    def text(self, value: str) -> str:
+        """``value`` with every live run's secrets replaced."""
+        with self._lock:
+            members = list(self._members)
+        for member in members:
+            value = member.text(value)
+        return value
+
+
 def scrub_zip(path: Path, redactor: Redactor) -> None:
     """Rewrite a zip (a Playwright trace) with every member redacted; atomic replace."""
     if not redactor:
@@ -204,7 +234,7 @@ def scrub_zip(path: Path, redactor: Redactor) -> None:
 class RedactingFilter(logging.Filter):
     """A logging filter that redacts each record's message (and drops its args)."""
 
-    def __init__(self, redactor: Redactor) -> None:
+    def __init__(self, redactor: Redactor | RedactorGroup) -> None:
         super().__init__()
         self.redactor = redactor
 
