@@ -54,28 +54,58 @@ def _utf16_units(cp: int) -> list[int]:
     return [0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF)]
 
 
+def _pct(byte: int) -> str:
+    """A percent-encoded byte, at any depth (``%25`` is an encoded ``%``)."""
+    return "%(?:25)*" + _hex(byte, 2)
+
+
+# The characters that escapes are made of may be encoded in turn (a JSON escape inside a URL is
+# ``%5Cu00e9``, inside HTML ``\&quot;``; an HTML reference inside a URL is ``%26%2339%3B``).
+_BS = r"(?:\\|%(?:25)*5[cC]|&(?:amp;)*(?:#0*92;?|#[xX]0*5[cC];?|bsol;))"
+_AMP = "(?:&|%(?:25)*26)"
+_HASH = "(?:#|%(?:25)*23)"
+_SEMI = "(?:;|%(?:25)*3[bB])"
+_AMPS = f"{_AMP}(?:amp{_SEMI})*"
+
+
+def _references(ch: str) -> list[str]:
+    """HTML character references to ``ch``: numeric (any case, zeros, ``;`` optional), named."""
+    cp = ord(ch)
+    out = [f"{_AMPS}{_HASH}(?:0*{cp}|[xX]0*{_hex(cp, 1)}){_SEMI}?"]
+    for name in _ENTITY_NAMES.get(ch, ()):
+        if name.endswith(";"):
+            out.append(_AMPS + re.escape(name[:-1]) + _SEMI)
+        else:
+            out.append(_AMPS + re.escape(name))
+    return out
+
+
+def _simple(ch: str) -> str:
+    """``ch`` as itself, percent-encoded or as an HTML reference (the letter of an escape)."""
+    utf8 = ch.encode("utf-8", "surrogatepass")
+    alts = [re.escape(ch), "".join(_pct(b) for b in utf8), *_references(ch)]
+    return "(?:" + "|".join(alts) + ")"
+
+
 def _char_pattern(ch: str) -> str:
     """A regex matching ``ch`` as itself or in any of its encodings."""
     cp = ord(ch)
     utf8 = ch.encode("utf-8", "surrogatepass")
     alts = [re.escape(ch)]
-    # Percent-encoding (any depth: %25 is an encoded '%'), Latin-1 and JavaScript escape().
-    alts.append("".join("%(?:25)*" + _hex(b, 2) for b in utf8))
+    # Percent-encoding (any depth), Latin-1 and JavaScript's escape().
+    alts.append("".join(_pct(b) for b in utf8))
     if 128 <= cp < 256:
-        alts.append("%(?:25)*" + _hex(cp, 2))
+        alts.append(_pct(cp))
     if cp >= 128:
         alts.append("".join("%(?:25)*[uU]" + _hex(u, 4) for u in _utf16_units(cp)))
     if ch == " ":
         alts.append(r"\+")
-    # HTML character references, also when the '&' itself was escaped again.
-    amp = "&(?:amp;)*"
-    alts.append(f"{amp}#(?:0*{cp}|[xX]0*{_hex(cp, 1)});?")
-    alts.extend(amp + re.escape(name) for name in _ENTITY_NAMES.get(ch, ()))
+    alts.extend(_references(ch))
     # JSON / JavaScript / Python escapes, with any number of backslashes (escaped again).
-    alts.append("".join(r"\\+u" + _hex(u, 4) for u in _utf16_units(cp)))
+    alts.append("".join(f"{_BS}+u" + _hex(u, 4) for u in _utf16_units(cp)))
     if ch in _SHORT_ESCAPES:
-        alts.append(r"\\+" + re.escape(_SHORT_ESCAPES[ch]))
-    alts.append("".join(r"\\+x" + _hex(b, 2) for b in utf8))
+        alts.append(f"{_BS}+" + _simple(_SHORT_ESCAPES[ch]))
+    alts.append("".join(f"{_BS}+x" + _hex(b, 2) for b in utf8))
     return "(?:" + "|".join(alts) + ")"
 
 
