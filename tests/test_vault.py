@@ -13,6 +13,7 @@ import subprocess
 import time
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -20,13 +21,16 @@ import pytest
 
 from examples.portal import USERS
 from profiles import (
+    FieldFacts,
     KeyRing,
     MasterKey,
     ProfileSettings,
     RedactingFilter,
     Redactor,
+    SecretRecord,
     StateDecryptError,
     UserError,
+    field_refusal,
     open_session,
 )
 from profiles.vault import totp_now
@@ -337,11 +341,60 @@ async def test_set_validates_before_storing(rt: Runtime) -> None:
         ({"domains": []}, "at least one --domain"),
         ({"domains": ["https://a.example/path"]}, "without a path"),
         ({"totp": True, "value": "not base32!"}, "base32"),
+        ({"fields": ["API key", "  "]}, "empty field name"),
     ):
         args = {"name": "k", "value": "long-enough", "domains": ["https://a.example"], **kwargs}
         with pytest.raises(UserError, match=message):
             await rt.vault.set(**args)  # type: ignore[arg-type]
     assert await rt.vault.list() == []
+
+
+def secret(kind: str = "value", fields: tuple[str, ...] = ()) -> SecretRecord:
+    now = datetime.now(UTC)
+    return SecretRecord(
+        name="s",
+        kind=kind,  # type: ignore[arg-type]
+        domains=["https://a.example"],
+        fields=list(fields),
+        ciphertext=b"",
+        created_at=now,
+        updated_at=now,
+    )
+
+
+PASSWORD_INPUT = FieldFacts(tag="input", type="password", names=("Password",))
+TEXT = FieldFacts(tag="input", type="text", names=("Display name", "display_name"))
+OTP = FieldFacts(tag="input", type="text", autocomplete="one-time-code", names=("Enter it",))
+OTP_BY_NAME = FieldFacts(tag="input", type="tel", names=("2FA code",))
+POSTAL = FieldFacts(tag="input", type="text", names=("Postal code",))
+
+
+@pytest.mark.parametrize(
+    ("record", "facts", "allowed"),
+    [
+        (secret(), PASSWORD_INPUT, True),
+        (secret(), TEXT, False),
+        (secret(), FieldFacts(tag="textarea", names=("Password",)), False),
+        (secret(), FieldFacts(tag="input", type="search", names=("Password",)), False),
+        (secret(), FieldFacts(tag="input", type="password", role="searchbox"), False),
+        (secret(), FieldFacts(tag="div", contenteditable=True, names=("Password",)), False),
+        (secret(), FieldFacts(tag="select", names=("Password",)), False),
+        (secret(fields=("display NAME",)), TEXT, True),  # case and spaces do not matter
+        (secret(fields=("display_name",)), TEXT, True),  # the name attribute counts
+        (secret(fields=("Display",)), TEXT, False),  # whole match only
+        (secret(fields=("Display name",)), PASSWORD_INPUT, False),
+        (secret(fields=("Display name",)), FieldFacts(tag="input", type="hidden"), False),
+        (secret("totp"), OTP, True),
+        (secret("totp"), OTP_BY_NAME, True),
+        (secret("totp"), POSTAL, False),
+        (secret("totp"), TEXT, False),
+        (secret("totp", ("Display name",)), TEXT, True),
+        (secret("totp"), FieldFacts(tag="input", type="email", names=("code",)), False),
+        (secret("totp"), FieldFacts(tag="textarea", autocomplete="one-time-code"), False),
+    ],
+)
+def test_field_refusal(record: SecretRecord, facts: FieldFacts, allowed: bool) -> None:
+    assert (field_refusal(record, facts) is None) is allowed
 
 
 def test_logging_filter_redacts_messages_and_tracebacks() -> None:
