@@ -56,22 +56,27 @@ def _utf16_units(cp: int) -> list[int]:
 
 def _pct(byte: int) -> str:
     """A percent-encoded byte, at any depth (``%25`` is an encoded ``%``)."""
-    return "%(?:25)*" + _hex(byte, 2)
+    return "%(?:25){0,4}" + _hex(byte, 2)
 
 
 # The characters that escapes are made of may be encoded in turn (a JSON escape inside a URL is
 # ``%5Cu00e9``, inside HTML ``\&quot;``; an HTML reference inside a URL is ``%26%2339%3B``).
-_BS = r"(?:\\|%(?:25)*5[cC]|&(?:amp;)*(?:#0*92;?|#[xX]0*5[cC];?|bsol;))"
-_AMP = "(?:&|%(?:25)*26)"
-_HASH = "(?:#|%(?:25)*23)"
-_SEMI = "(?:;|%(?:25)*3[bB])"
-_AMPS = f"{_AMP}(?:amp{_SEMI})*"
+#
+# Every repetition is bounded (up to 8 backslashes before an escape, 4 times `%25` or
+# `&amp;`, 6 leading zeros): the work per position stays constant, so no page content (a long
+# run of backslashes, `%25` or zeros) can make redaction slower than linear.
+_DEPTH = "{1,8}"
+_BS = r"(?:\\|%(?:25){0,4}5[cC]|&(?:amp;){0,4}(?:#0{0,6}92;?|#[xX]0{0,6}5[cC];?|bsol;))"
+_AMP = "(?:&|%(?:25){0,4}26)"
+_HASH = "(?:#|%(?:25){0,4}23)"
+_SEMI = "(?:;|%(?:25){0,4}3[bB])"
+_AMPS = f"{_AMP}(?:amp{_SEMI}){{0,4}}"
 
 
 def _references(ch: str) -> list[str]:
     """HTML character references to ``ch``: numeric (any case, zeros, ``;`` optional), named."""
     cp = ord(ch)
-    out = [f"{_AMPS}{_HASH}(?:0*{cp}|[xX]0*{_hex(cp, 1)}){_SEMI}?"]
+    out = [f"{_AMPS}{_HASH}(?:0{{0,6}}{cp}|[xX]0{{0,6}}{_hex(cp, 1)}){_SEMI}?"]
     for name in _ENTITY_NAMES.get(ch, ()):
         if name.endswith(";"):
             out.append(_AMPS + re.escape(name[:-1]) + _SEMI)
@@ -97,15 +102,15 @@ def _char_pattern(ch: str) -> str:
     if 128 <= cp < 256:
         alts.append(_pct(cp))
     if cp >= 128:
-        alts.append("".join("%(?:25)*[uU]" + _hex(u, 4) for u in _utf16_units(cp)))
+        alts.append("".join("%(?:25){0,4}[uU]" + _hex(u, 4) for u in _utf16_units(cp)))
     if ch == " ":
         alts.append(r"\+")
     alts.extend(_references(ch))
     # JSON / JavaScript / Python escapes, with any number of backslashes (escaped again).
-    alts.append("".join(f"{_BS}+u" + _hex(u, 4) for u in _utf16_units(cp)))
+    alts.append("".join(f"{_BS}{_DEPTH}u" + _hex(u, 4) for u in _utf16_units(cp)))
     if ch in _SHORT_ESCAPES:
-        alts.append(f"{_BS}+" + _simple(_SHORT_ESCAPES[ch]))
-    alts.append("".join(f"{_BS}+x" + _hex(b, 2) for b in utf8))
+        alts.append(f"{_BS}{_DEPTH}" + _simple(_SHORT_ESCAPES[ch]))
+    alts.append("".join(f"{_BS}{_DEPTH}x" + _hex(b, 2) for b in utf8))
     return "(?:" + "|".join(alts) + ")"
 
 
