@@ -353,3 +353,34 @@ async def test_api_key_never_in_a_formatted_traceback(provider: str, status: int
         seen.append(exc)
         exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     assert all(KEY not in str(e) for e in seen)
+
+
+def unbounded_repeats(pattern: str) -> int:
+    """How many repetitions in ``pattern`` have no upper bound."""
+    import re._constants as constants
+    import re._parser as parser
+
+    def walk(items: Any) -> int:
+        count = 0
+        for op, arg in items:
+            if op in (constants.MAX_REPEAT, constants.MIN_REPEAT, constants.POSSESSIVE_REPEAT):
+                count += int(arg[1] == constants.MAXREPEAT) + walk(arg[2])
+            elif op == constants.SUBPATTERN:
+                count += walk(arg[3])
+            elif op == constants.BRANCH:
+                count += sum(walk(branch) for branch in arg[1])
+            elif op in (constants.ASSERT, constants.ASSERT_NOT):
+                count += walk(arg[1])
+        return count
+
+    return walk(parser.parse(pattern))
+
+
+@pytest.mark.parametrize("value", [*SECRETS, "\\\\lead", "a b"])
+def test_redaction_patterns_are_bounded(value: str) -> None:
+    """A page cannot make redaction slower than linear (a run of 30 kB of backslashes took a
+    minute while the escapes' backslashes were an unbounded repetition)."""
+    from profiles.redact import secret_pattern
+
+    assert unbounded_repeats(secret_pattern(value)) == 0
+    assert unbounded_repeats("(?:a|\\\\)+x") == 1  # the check sees one
