@@ -36,7 +36,7 @@ from .private import (
     tighten,
     write_private,
 )
-from .redact import RedactingFilter, Redactor
+from .redact import RedactingFilter, Redactor, RedactorGroup
 from .session import Session, open_session
 from .settings import (
     SEALED_PREFIX,
@@ -53,11 +53,13 @@ from .vault import (
     AuditRecord,
     CredentialLease,
     CredentialLeaseRecord,
+    FieldFacts,
     SecretNotAvailableError,
     SecretRecord,
     UnknownSecretError,
     Vault,
     VaultStore,
+    field_refusal,
     origin_allowed,
     origin_of,
     parse_domain,
@@ -87,6 +89,7 @@ __all__ = [
     "CredentialLeaseRecord",
     "EgressConflictError",
     "EgressProxy",
+    "FieldFacts",
     "Geolocation",
     "HostRule",
     "InvalidAllowlistError",
@@ -105,6 +108,7 @@ __all__ = [
     "ProxySettings",
     "RedactingFilter",
     "Redactor",
+    "RedactorGroup",
     "RunError",
     "SecretNotAvailableError",
     "SecretRecord",
@@ -119,6 +123,7 @@ __all__ = [
     "append_private",
     "atomic_write",
     "browser_env",
+    "field_refusal",
     "find_browser",
     "fsync_dir",
     "hold_lease",

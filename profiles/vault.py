@@ -3,8 +3,20 @@
 A secret is sealed with the master key under associated data that binds its name, kind and scope,
 so a ciphertext copied to another record, or a scope widened in the database, fails to decrypt.
 A run gets a :class:`CredentialLease` naming the secrets its task lists; the lease resolves
-``{{secret:NAME}}`` at typing time, only on allowed origins and profiles, audits every use, and
-knows every value it handed out (and every TOTP code it issued) so they can be redacted.
+``{{secret:NAME}}`` at typing time, only on allowed origins and profiles and only as the whole
+value of a field that suits the secret (see :func:`field_refusal`), audits every use, and knows
+every value it handed out (and every TOTP code it issued) so they can be redacted.
+
+What a secret may be typed into follows from its kind and fields:
+
+- ``value`` without fields, a *password*: only an ``<input type=password>``;
+- ``value`` with fields (``corral secrets set NAME --field LABEL``): only a text-like input whose
+  label, name, id or placeholder is one of them (case-insensitive, whole);
+- ``totp``: only a one-time-code input (``autocomplete=one-time-code``, or a label, name, id or
+  placeholder like code, otp, token, 2fa, mfa, verification), or one of its fields.
+
+Never into a textarea, a contenteditable, a select, a search box, or a field whose form posts to
+an origin outside the secret's domains.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -34,11 +47,13 @@ __all__ = [
     "AuditRecord",
     "CredentialLease",
     "CredentialLeaseRecord",
+    "FieldFacts",
     "SecretNotAvailableError",
     "SecretRecord",
     "UnknownSecretError",
     "Vault",
     "VaultStore",
+    "field_refusal",
     "origin_allowed",
     "origin_of",
     "parse_domain",
@@ -57,6 +72,11 @@ class UnknownSecretError(UserError):
 class SecretNotAvailableError(RunError):
     """A secret was asked for where its scope does not allow it (a policy violation)."""
 
+    def __init__(self, message: str, violation: str = "secret_scope") -> None:
+        super().__init__(message)
+        self.violation = violation
+        """``secret_scope`` (origin, profile, lease) or ``secret_field`` (the field)."""
+
 
 class SecretRecord(BaseModel):
     """A stored secret: its scope and sealed value (never decrypted outside a lease)."""
@@ -66,6 +86,11 @@ class SecretRecord(BaseModel):
     kind: Literal["value", "totp"]
     domains: list[str]
     profiles: list[str] = Field(default_factory=list, description="empty: any profile")
+    fields: list[str] = Field(
+        default_factory=list,
+        description="labels or names of the fields it may be typed into; a value secret "
+        "without fields is a password (password inputs only)",
+    )
     ciphertext: bytes = Field(repr=False)
     created_at: datetime
     updated_at: datetime
@@ -117,9 +142,107 @@ def placeholder(name: str) -> str:
 
 
 def secret_context(record: SecretRecord) -> str:
-    """Associated data for a secret: its name, kind and scope."""
-    scope = json.dumps([record.kind, sorted(record.domains), sorted(record.profiles)])
-    return f"secret:{record.name}:{hashlib.sha256(scope.encode()).hexdigest()[:32]}"
+    """Associated data for a secret: its name, kind, scope and fields.
+
+    Fields are bound only when there are some, so secrets stored before fields existed open as
+    they are; adding, widening or removing fields in the database makes a secret fail to open.
+    """
+    scope: list[object] = [record.kind, sorted(record.domains), sorted(record.profiles)]
+    if record.fields:
+        scope.append(sorted(record.fields))
+    digest = hashlib.sha256(json.dumps(scope).encode()).hexdigest()[:32]
+    return f"secret:{record.name}:{digest}"
+
+
+def secret_use(record: SecretRecord) -> str:
+    """Where a secret may be typed, in words (for listings)."""
+    if record.kind == "totp":
+        extra = f" or {', '.join(record.fields)}" if record.fields else ""
+        return f"one-time-code fields{extra}"
+    if record.fields:
+        return f"fields {', '.join(record.fields)}"
+    return "password inputs"
+
+
+# --- fields -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldFacts:
+    """What the browser says about the element a secret would be typed into.
+
+    Read where page scripts cannot change the answer (see ``tools.fields``).
+    """
+
+    tag: str
+    """Lower-case element name: ``input``, ``textarea``, ``select``, ``div`` ..."""
+    type: str = ""
+    """For an input, its type as the browser applies it (an unknown type is ``text``)."""
+    role: str = ""
+    contenteditable: bool = False
+    autocomplete: str = ""
+    names: tuple[str, ...] = ()
+    """Its accessible labels, name, id and placeholder."""
+    form_targets: tuple[str, ...] = field(default_factory=tuple)
+    """Every URL its form could post to: the form's action and each submit button's formaction."""
+
+    def describe(self) -> str:
+        """A short description for messages (no values)."""
+        what = f"input type={self.type}" if self.tag == "input" else self.tag
+        if self.contenteditable:
+            what += " (contenteditable)"
+        label = next((n for n in self.names if n), "")
+        return f"{what} {label!r}" if label else what
+
+
+_TEXT_TYPES = {"text", "password", "email", "tel", "number", "url"}
+_OTP_TYPES = {"text", "number", "tel", "password"}
+_OTP_WORDS = ("code", "otp", "token", "2fa", "mfa", "verification", "verify", "passcode")
+# "code" alone would take a postal code or a coupon: these are not one-time codes.
+_NOT_OTP = ("postal", "zip", "post code", "postcode", "promo", "coupon", "discount", "country")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _names_match(facts: FieldFacts, wanted: Iterable[str]) -> bool:
+    want = {_norm(w) for w in wanted if w.strip()}
+    return any(_norm(n) in want for n in facts.names if n.strip())
+
+
+def _looks_like_otp(facts: FieldFacts) -> bool:
+    if "one-time-code" in facts.autocomplete.lower().split():
+        return True
+    for name in facts.names:
+        low = _norm(name)
+        if any(w in low for w in _OTP_WORDS) and not any(n in low for n in _NOT_OTP):
+            return True
+    return False
+
+
+def field_refusal(record: SecretRecord, facts: FieldFacts) -> str | None:
+    """Why ``record`` may not be typed into the element ``facts`` describes, or None."""
+    what = facts.describe()
+    if facts.contenteditable or facts.tag != "input":
+        return f"it may not be typed into a {what}"
+    if facts.type == "search" or facts.role == "searchbox":
+        return f"it may not be typed into a search box ({what})"
+    if facts.type not in _TEXT_TYPES:
+        return f"it may not be typed into an {what}"
+    if record.kind == "totp":
+        if facts.type in _OTP_TYPES and (
+            _looks_like_otp(facts) or _names_match(facts, record.fields)
+        ):
+            return None
+        return f"a one-time code goes only into a one-time-code field, not an {what}"
+    if record.fields:
+        if _names_match(facts, record.fields):
+            return None
+        return f"it is bound to the fields {', '.join(record.fields)}, not an {what}"
+    if facts.type == "password":
+        return None
+    return f"a password goes only into a password input, not an {what}"
 
 
 # --- origins --------------------------------------------------------------------------------
@@ -225,8 +348,12 @@ class Vault:
         domains: Sequence[str],
         profiles: Sequence[str] = (),
         totp: bool = False,
+        fields: Sequence[str] = (),
     ) -> SecretRecord:
-        """Store a secret (replacing one of the same name); validates everything first."""
+        """Store a secret (replacing one of the same name); validates everything first.
+
+        A value secret without ``fields`` is a password: it is typed only into password inputs.
+        """
         if not _NAME.match(name):
             raise UserError(
                 f"secret name {name!r}: expected letters, digits, '.', '_' or '-' "
@@ -245,6 +372,9 @@ class Vault:
             parse_domain(spec)
         if totp:
             _totp_seed(value)
+        wanted = [" ".join(f.split()) for f in fields]
+        if any(not f for f in wanted):
+            raise UserError(f"secret '{name}': --field: an empty field name is not allowed")
         now = datetime.now(UTC)
         old = await self.store.get_secret(name)
         record = SecretRecord(
@@ -252,6 +382,7 @@ class Vault:
             kind="totp" if totp else "value",
             domains=list(dict.fromkeys(domains)),
             profiles=list(dict.fromkeys(profiles)),
+            fields=list(dict.fromkeys(wanted)),
             ciphertext=b"",
             created_at=old.created_at if old else now,
             updated_at=now,
@@ -346,41 +477,63 @@ class CredentialLease:
             return f"its domains ({', '.join(record.domains)}) do not include {origin}"
         return None
 
-    async def resolve(self, text: str, origin: str) -> str:
-        """``text`` with every ``{{secret:NAME}}`` replaced, if allowed on ``origin``.
+    async def _audit(self, name: str, origin: str, reason: str | None) -> None:
+        await self.store.add_audit(
+            AuditRecord(
+                run_id=self.run_id,
+                step_idx=self.step_idx,
+                secret=name,
+                origin=origin,
+                at=datetime.now(UTC),
+                allowed=reason is None,
+                reason=reason,
+            )
+        )
 
-        Every attempt is audited; a refusal raises before anything is typed.
+    async def resolve(self, text: str, origin: str, facts: FieldFacts) -> str:
+        """What to type for a fill value ``text`` into the field ``facts`` on ``origin``.
+
+        Text without placeholders comes back as it is. A placeholder must be the whole value,
+        the secret's scope must include ``origin`` and every origin the field's form posts to,
+        and the field must suit the secret (:func:`field_refusal`). Every attempt is audited;
+        a refusal raises before anything is typed.
         """
         names = SECRET_RE.findall(text)
-        for name in names:
+        if not names:
+            return text
+        whole = SECRET_RE.fullmatch(text)
+        for name in dict.fromkeys(names):
+            violation = "secret_scope"
             reason = self._refusal(name, origin)
-            await self.store.add_audit(
-                AuditRecord(
-                    run_id=self.run_id,
-                    step_idx=self.step_idx,
-                    secret=name,
-                    origin=origin,
-                    at=datetime.now(UTC),
-                    allowed=reason is None,
-                    reason=reason,
-                )
-            )
+            if reason is None:
+                for target in facts.form_targets:
+                    posts_to = origin_of(target)
+                    why = self._refusal(name, posts_to)
+                    if why is not None:
+                        reason = f"the field's form posts to {posts_to}: {why}"
+                        break
+            if reason is None and whole is None:
+                violation = "secret_field"
+                reason = "a secret is typed only as the whole value of a field, not inside text"
+            if reason is None:
+                why = field_refusal(self.records[name], facts)
+                if why is not None:
+                    violation, reason = "secret_field", why
+            await self._audit(name, origin, reason)
             if reason is not None:
                 raise SecretNotAvailableError(
-                    f"secret not available here: '{name}' cannot be used on {origin}: {reason}"
+                    f"secret not available here: '{name}' cannot be used on {origin}: {reason}",
+                    violation,
                 )
-        for name in dict.fromkeys(names):
-            await self.store.touch_secret(name)
-
-        def value(match: re.Match[str]) -> str:
-            record = self.records[match.group(1)]
-            if record.kind == "totp":
-                code = totp_now(self._values[record.name])
-                self.redactor.add(code, placeholder(record.name))
-                return code
-            return self._values[record.name]
-
-        return SECRET_RE.sub(value, text)
+        assert whole is not None
+        name = whole.group(1)
+        await self.store.touch_secret(name)
+        record = self.records[name]
+        if record.kind == "totp":
+            code = totp_now(self._values[name])
+            self.redactor.add(code, placeholder(name))
+            return code
+        return self._values[name]
 
     async def revoke(self) -> None:
         """End the lease: nothing more resolves."""

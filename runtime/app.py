@@ -15,7 +15,7 @@ from profiles import (
     BrowserPool,
     KeyRing,
     ProfileManager,
-    Redactor,
+    RedactorGroup,
     UserError,
     Vault,
 )
@@ -48,12 +48,14 @@ class Runtime:
         self.vault = Vault(store, key)
         self.auth = Auth(store)
         """Users, roles, tokens, grants and the audit log."""
-        self.redactor = Redactor()
+        self.redactor = RedactorGroup()
+        """The redactors of this process's live runs, for log lines (the CLI's log filter).
+        Each run redacts its own records with its own redactor, so one run's TOTP code never
+        blanks numbers in another run's results."""
         self.env: dict[str, str] = dict(os.environ)
         """Where model API keys are read from (by the env var names in corral.toml)."""
         self.breaker = CircuitBreaker()
         """Shared by every run of this process, so a failing provider is skipped by all."""
-        """Every secret value any run of this process was leased (and TOTP code issued)."""
         self.approvals = Approvals(store)
         self._stack = stack
         self._pool = pool

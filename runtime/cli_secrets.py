@@ -13,6 +13,7 @@ import click
 from rich.table import Table
 
 from profiles import MasterKey, UserError
+from profiles.vault import secret_use
 
 from .app import Runtime
 from .clitools import cli_actor, out_console, print_json, read_hidden, run_async, with_runtime
@@ -38,15 +39,27 @@ def secrets_group() -> None:
 )
 @click.option("--profile", "profiles", multiple=True, help="bind to this profile (repeatable)")
 @click.option("--totp", is_flag=True, help="the value is a TOTP seed (base32); codes at fill time")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    help="label, name, id or placeholder of a field it may be typed into (repeatable); "
+    "without --field a value is a password, typed only into password inputs",
+)
 @click.argument("stray", nargs=-1)
 def set_(
     name: str,
     domains: tuple[str, ...],
     profiles: tuple[str, ...],
     totp: bool,
+    fields: tuple[str, ...],
     stray: tuple[str, ...],
 ) -> None:
-    """Store a secret; its value is read from stdin or a hidden prompt."""
+    """Store a secret; its value is read from stdin or a hidden prompt.
+
+    Where it may be typed: a password (no --field) only into password inputs; with --field only
+    into those fields; a TOTP seed's codes only into one-time-code fields (or its --field ones).
+    """
     if stray:
         # Never echo it back: it may be the very value that must not be on a command line.
         raise click.UsageError(
@@ -62,16 +75,24 @@ def set_(
         # Read only once the actor may set it, so nobody types a secret just to be refused.
         prompt = "TOTP seed (base32)" if totp else f"value of {name}"
         value = read_hidden(prompt, confirm=sys.stdin.isatty())
-        record = await rt.vault.set(name, value, domains, profiles, totp)
+        record = await rt.vault.set(name, value, domains, profiles, totp, fields)
         await rt.auth.audit(
             actor,
             "secret.set",
             record.name,
-            {"kind": record.kind, "domains": record.domains, "profiles": record.profiles},
+            {
+                "kind": record.kind,
+                "domains": record.domains,
+                "profiles": record.profiles,
+                "fields": record.fields,
+            },
         )
         scope = ", ".join(record.domains)
         bound = f"; profiles {', '.join(record.profiles)}" if record.profiles else ""
-        click.echo(f"stored secret {record.name} ({record.kind}) for {scope}{bound}")
+        click.echo(
+            f"stored secret {record.name} ({record.kind}) for {scope}{bound}; "
+            f"typed only into {secret_use(record)}"
+        )
 
     run_async(lambda: with_runtime(body))
 
@@ -79,7 +100,7 @@ def set_(
 @secrets_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def list_(as_json: bool) -> None:
-    """Names, kinds, scopes and use times of the secrets (never values)."""
+    """Names, kinds, fields, scopes and use times of the secrets (never values)."""
 
     async def body(rt: Runtime) -> None:
         await cli_actor(rt)
@@ -90,6 +111,8 @@ def list_(as_json: bool) -> None:
                 "kind": r.kind,
                 "domains": r.domains,
                 "profiles": r.profiles,
+                "fields": r.fields,
+                "typed_into": secret_use(r),
                 "created_at": r.created_at.isoformat(),
                 "last_used_at": r.last_used_at.isoformat() if r.last_used_at else None,
             }
@@ -99,12 +122,13 @@ def list_(as_json: bool) -> None:
             print_json(rows)
             return
         table = Table(title="secrets")
-        for col in ("name", "kind", "domains", "profiles", "created", "last used"):
+        for col in ("name", "kind", "typed into", "domains", "profiles", "created", "last used"):
             table.add_column(col)
         for r in rows:
             table.add_row(
                 r["name"],
                 r["kind"],
+                r["typed_into"],
                 "\n".join(r["domains"]),
                 ", ".join(r["profiles"]) or "any",
                 str(r["created_at"])[:16],

@@ -24,6 +24,7 @@ from policies import Policy
 from profiles import (
     CorralError,
     CredentialLease,
+    Redactor,
     Session,
     UnknownSecretError,
     UserError,
@@ -175,14 +176,16 @@ async def run_task(
         pid=os.getpid(),
     )
     await rt.store.create_run(run)
-    redactor = rt.redactor
+    # This run's own: what it redacts (its secrets, the TOTP codes it typed) stays its business.
+    redactor = Redactor()
+    rt.redactor.attach(redactor)
     recorder = Recorder(rt.store, run_id, run_dir, redactor)
     state = RunState(run_id=run_id, profile=name, task=task, values=values, emit=emit)
     router = None
     if config is not None:
         meter = Meter(task.budget.max_usd, task.budget.max_tokens)
         router = ModelRouter(
-            config, rt.store, run_id, meter, rt.env, rt.breaker, models, http_client
+            config, rt.store, run_id, meter, rt.env, rt.breaker, models, http_client, redactor
         )
     emit(RunEvent(run_id, name, "started", total=len(task.steps)))
     status: RunStatus = "failed"
@@ -223,6 +226,8 @@ async def run_task(
     finally:
         if lease is not None:
             await asyncio.shield(lease.revoke())
+        if router is not None:
+            await asyncio.shield(router.aclose())
         output = recorder.scrub(state.output()) if status == "succeeded" else None
         error = redactor.text(error) if error else error
         if status == "succeeded" and task.output_schema is not None:
@@ -251,7 +256,10 @@ async def run_task(
             duration_s=round(time.monotonic() - started, 3),
             models_config=config.source if config is not None else None,
         )
-        await asyncio.shield(_finish(rt, recorder, result))
+        try:
+            await asyncio.shield(_finish(rt, recorder, result))
+        finally:
+            rt.redactor.detach(redactor)
         emit(RunEvent(run_id, name, "finished", status=status, text=error or ""))
     return result
 

@@ -129,7 +129,7 @@ async def act(
             status, error = "failed", str(exc)
             failure = type(exc)(f"step {idx + 1} ({text}): {exc}")
             if isinstance(exc, SecretNotAvailableError):
-                detail.update({"policy_violation": "secret_scope", "reason": str(exc)})
+                detail.update({"policy_violation": exc.violation, "reason": str(exc)})
     duration_ms = round((time.perf_counter() - t0) * 1000, 1)
     egress = tabs.session.egress
     blocked = egress.drain_blocked() if egress is not None else []

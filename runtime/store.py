@@ -225,6 +225,10 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
     """,
+    # The fields a value secret may be typed into (JSON list; empty: a password secret).
+    """
+    ALTER TABLE secrets ADD COLUMN fields TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 
 
@@ -715,6 +719,7 @@ class Store:
             kind=row["kind"],
             domains=json.loads(row["domains"]),
             profiles=json.loads(row["profiles"]),
+            fields=json.loads(row["fields"]),
             ciphertext=row["ciphertext"],
             created_at=datetime.fromisoformat(row["created_at"]),
             updated_at=datetime.fromisoformat(row["updated_at"]),
@@ -725,15 +730,18 @@ class Store:
         """Insert or replace a secret (keeping its creation time)."""
         async with self._tx() as db:
             await db.execute(
-                "INSERT INTO secrets VALUES (?, ?, ?, ?, ?, ?, ?, NULL) "
+                "INSERT INTO secrets (name, kind, domains, profiles, fields, ciphertext, "
+                "created_at, updated_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL) "
                 "ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, "
                 "domains = excluded.domains, profiles = excluded.profiles, "
-                "ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+                "fields = excluded.fields, ciphertext = excluded.ciphertext, "
+                "updated_at = excluded.updated_at",
                 (
                     record.name,
                     record.kind,
                     json.dumps(record.domains),
                     json.dumps(record.profiles),
+                    json.dumps(record.fields),
                     record.ciphertext,
                     record.created_at.isoformat(),
                     record.updated_at.isoformat(),

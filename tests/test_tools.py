@@ -325,7 +325,7 @@ async def test_press_enter_submits_and_back_returns(rt: Runtime, site: str, tmp_
 
         origins: list[str] = []
 
-        async def resolve(value: str, origin: str) -> str:
+        async def resolve(value: str, origin: str, _field: object) -> str:
             origins.append(origin)
             return value.replace("{{secret:pw}}", "alice-pw-1")
 

@@ -8,6 +8,8 @@ a page echoes back, and the ``corral secrets`` commands.
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
 import re
@@ -16,13 +18,14 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import pytest
 from _origins import OriginsServer
 
 from profiles import (
     AuditRecord,
+    FieldFacts,
     ProfileSettings,
     ProxySettings,
     Redactor,
@@ -38,9 +41,14 @@ from runtime.records import StepRecord
 from tests.conftest import CORRAL
 from tools import ActionContext, Fill, Tabs, execute, observe
 
-KEY = "k3y-Alpha-9137-zq"
-OTHER = "0ther-Bravo-5520-xw"
+# Values with every character an encoding treats specially, spaces and non-ASCII: a leak in any
+# encoding (URL, HTML, JSON, base64) is one the scans below must find.
+KEY = "k3y~A!l'p(h)a*9%1&3<7>\"z\\q+ é€ 42"
+OTHER = "0ther Br@vo/5520?x=w&y;ß 'ü' \\n"
 POLICY = "secret_scope"
+FIELDS = ["API key", "Echo"]
+"""The fields the value secrets of these tests may be typed into."""
+PASSWORD_FIELD = FieldFacts(tag="input", type="password", names=("Password", "pw"))
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +101,7 @@ async def test_secret_is_typed_on_its_own_origin_and_audited(
     rt: Runtime, origins: OriginsServer
 ) -> None:
     await with_profiles(rt, "alice")
-    await rt.vault.set("k", KEY, [origins.a])
+    await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
     result = await run(
         rt, {"start_url": f"{origins.a}/form", "secrets": ["k"], "steps": [fill_key()]}
     )
@@ -113,9 +121,9 @@ async def test_allowed_fill_puts_the_value_in_the_field(
     rt: Runtime, origins: OriginsServer, tmp_path: Path
 ) -> None:
     await with_profiles(rt, "alice")
-    await rt.vault.set("k", KEY, [origins.a])
+    await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
     await rt.vault.set("pw", OTHER, [origins.a])
-    lease = await rt.vault.lease("run-x", "alice", ["k", "pw"], rt.redactor)
+    lease = await rt.vault.lease("run-x", "alice", ["k", "pw"], Redactor())
     ctx = ActionContext(downloads_dir=tmp_path, timeout_s=5, resolve_value=lease.resolve)
     try:
         async with open_session(rt.profiles, await rt.pool(), "alice", "run-x") as session:
@@ -138,7 +146,7 @@ async def test_allowed_fill_puts_the_value_in_the_field(
 
 async def test_secret_is_refused_on_another_origin(rt: Runtime, origins: OriginsServer) -> None:
     await with_profiles(rt, "alice")
-    await rt.vault.set("k", KEY, [origins.a])
+    await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
     result = await run(
         rt, {"start_url": f"{origins.b}/form", "secrets": ["k"], "steps": [fill_key()]}
     )
@@ -162,7 +170,7 @@ async def test_secret_is_refused_on_another_origin(rt: Runtime, origins: Origins
 
 async def test_refused_fill_types_nothing(rt: Runtime, origins: OriginsServer) -> None:
     await with_profiles(rt, "alice")
-    await rt.vault.set("k", KEY, [origins.a])
+    await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
     result = await run(
         rt,
         {
@@ -186,7 +194,7 @@ async def test_secret_is_refused_after_a_redirect_to_another_origin(
     rt: Runtime, origins: OriginsServer
 ) -> None:
     await with_profiles(rt, "alice")
-    await rt.vault.set("k", KEY, [origins.a])
+    await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
     target = f"{origins.b}/form"
     result = await run(
         rt,
@@ -214,9 +222,9 @@ async def test_iframe_of_another_origin_uses_the_frames_own_origin(
     rt: Runtime, origins: OriginsServer, tmp_path: Path
 ) -> None:
     await with_profiles(rt, "alice")
-    await rt.vault.set("ka", KEY, [origins.a])
-    await rt.vault.set("kb", OTHER, [origins.b])
-    lease = await rt.vault.lease("run-x", "alice", ["ka", "kb"], rt.redactor)
+    await rt.vault.set("ka", KEY, [origins.a], fields=FIELDS)
+    await rt.vault.set("kb", OTHER, [origins.b], fields=FIELDS)
+    lease = await rt.vault.lease("run-x", "alice", ["ka", "kb"], Redactor())
     ctx = ActionContext(downloads_dir=tmp_path, timeout_s=5, resolve_value=lease.resolve)
     try:
         async with open_session(rt.profiles, await rt.pool(), "alice", "run-x") as session:
@@ -250,7 +258,7 @@ async def test_popup_becomes_active_and_its_origin_decides(
     rt: Runtime, origins: OriginsServer, side: str
 ) -> None:
     await with_profiles(rt, "alice")
-    await rt.vault.set("k", KEY, [origins.a])
+    await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
     target = f"{getattr(origins, side)}/form"
     result = await run(
         rt,
@@ -279,7 +287,7 @@ async def test_secret_bound_to_another_profile_is_refused(
     rt: Runtime, origins: OriginsServer
 ) -> None:
     await with_profiles(rt, "alice", "bob")
-    await rt.vault.set("k", KEY, [origins.a], ["alice"])
+    await rt.vault.set("k", KEY, [origins.a], ["alice"], fields=FIELDS)
     spec = {"start_url": f"{origins.a}/form", "secrets": ["k"], "steps": [fill_key()]}
     as_bob = await run(rt, spec, "bob")
     assert as_bob.status == "failed"
@@ -295,8 +303,8 @@ async def test_secret_not_listed_in_the_task_is_refused(
     rt: Runtime, origins: OriginsServer
 ) -> None:
     await with_profiles(rt, "alice")
-    await rt.vault.set("k", KEY, [origins.a])
-    await rt.vault.set("other", OTHER, [origins.a])
+    await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
+    await rt.vault.set("other", OTHER, [origins.a], fields=FIELDS)
     result = await run(
         rt, {"start_url": f"{origins.a}/form", "secrets": ["other"], "steps": [fill_key()]}
     )
@@ -411,7 +419,7 @@ async def test_default_port_origin_accepts_its_secret(rt: Runtime, origins: Orig
     """
     proxied = ProfileSettings(proxy=ProxySettings(server=origins.proxy))
     await rt.profiles.create("proxied", proxied)
-    await rt.vault.set("k", KEY, ["http://corral.test"])
+    await rt.vault.set("k", KEY, ["http://corral.test"], fields=FIELDS)
     result = await run(
         rt,
         {"start_url": "http://corral.test/form", "secrets": ["k"], "steps": [fill_key()]},
@@ -429,7 +437,7 @@ async def test_page_cannot_spoof_its_origin_to_get_a_secret(
 ) -> None:
     """A page on the second origin that overwrites ``window.origin`` still gets nothing."""
     await with_profiles(rt, "alice")
-    await rt.vault.set("k", KEY, [origins.a])
+    await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
     result = await run(
         rt,
         {
@@ -448,7 +456,7 @@ async def test_page_cannot_spoof_its_origin_to_get_a_secret(
 
 async def test_lease_is_revoked_when_the_run_ends(rt: Runtime, origins: OriginsServer) -> None:
     await with_profiles(rt, "alice")
-    await rt.vault.set("k", KEY, [origins.a])
+    await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
     for start in (f"{origins.a}/form", f"{origins.b}/form"):  # success, then failure
         result = await run(rt, {"start_url": start, "secrets": ["k"], "steps": [fill_key()]})
         lease = await rt.store.get_credential_lease(str(result.run_id))
@@ -459,14 +467,15 @@ async def test_lease_is_revoked_when_the_run_ends(rt: Runtime, origins: OriginsS
 
 
 async def test_revoked_lease_refuses_everything(rt: Runtime, origins: OriginsServer) -> None:
-    await rt.vault.set("k", KEY, [origins.a])
-    lease = await rt.vault.lease("run-x", "alice", ["k"], rt.redactor)
-    assert await lease.resolve("{{secret:k}}!", origins.a) == KEY + "!"
+    await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
+    lease = await rt.vault.lease("run-x", "alice", ["k"], Redactor())
+    api_key = FieldFacts(tag="input", type="text", names=("API key",))
+    assert await lease.resolve("{{secret:k}}", origins.a, api_key) == KEY
     record = await rt.store.get_credential_lease("run-x")
     assert record is not None and record.revoked_at is None
     await lease.revoke()
     with pytest.raises(SecretNotAvailableError, match="the run's credential lease is revoked"):
-        await lease.resolve("{{secret:k}}", origins.a)
+        await lease.resolve("{{secret:k}}", origins.a, api_key)
     record = await rt.store.get_credential_lease("run-x")
     assert record is not None and record.revoked_at is not None
     audit = await audit_of(rt, "run-x")
@@ -479,23 +488,23 @@ async def test_revoked_lease_refuses_everything(rt: Runtime, origins: OriginsSer
 async def test_text_without_placeholders_resolves_unchanged_and_unaudited(
     rt: Runtime, origins: OriginsServer
 ) -> None:
-    await rt.vault.set("k", KEY, [origins.a])
-    lease = await rt.vault.lease("run-x", "alice", ["k"], rt.redactor)
-    assert await lease.resolve("plain text", origins.b) == "plain text"
+    await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
+    lease = await rt.vault.lease("run-x", "alice", ["k"], Redactor())
+    assert await lease.resolve("plain text", origins.b, PASSWORD_FIELD) == "plain text"
     assert await rt.store.list_audit("run-x") == []
     await lease.revoke()
 
 
 async def test_available_on_lists_only_usable_names(rt: Runtime, origins: OriginsServer) -> None:
-    await rt.vault.set("any_a", KEY, [origins.a])
-    await rt.vault.set("alice_a", KEY + "1", [origins.a], ["alice"])
-    await rt.vault.set("bob_a", KEY + "2", [origins.a], ["bob"])
-    await rt.vault.set("any_b", KEY + "3", [origins.b])
-    await rt.vault.set("both", KEY + "4", [origins.a, origins.b])
-    await rt.vault.set("unleased", KEY + "5", [origins.a])
+    await rt.vault.set("any_a", KEY, [origins.a], fields=FIELDS)
+    await rt.vault.set("alice_a", KEY + "1", [origins.a], ["alice"], fields=FIELDS)
+    await rt.vault.set("bob_a", KEY + "2", [origins.a], ["bob"], fields=FIELDS)
+    await rt.vault.set("any_b", KEY + "3", [origins.b], fields=FIELDS)
+    await rt.vault.set("both", KEY + "4", [origins.a, origins.b], fields=FIELDS)
+    await rt.vault.set("unleased", KEY + "5", [origins.a], fields=FIELDS)
     names = ["any_a", "alice_a", "bob_a", "any_b", "both"]
-    alice = await rt.vault.lease("run-a", "alice", names, rt.redactor)
-    bob = await rt.vault.lease("run-b", "bob", names, rt.redactor)
+    alice = await rt.vault.lease("run-a", "alice", names, Redactor())
+    bob = await rt.vault.lease("run-b", "bob", names, Redactor())
     try:
         assert alice.available_on(origins.a) == ["any_a", "alice_a", "both"]
         assert alice.available_on(origins.b) == ["any_b", "both"]
@@ -510,31 +519,66 @@ async def test_available_on_lists_only_usable_names(rt: Runtime, origins: Origin
 # --- what a page shows ------------------------------------------------------------------------
 
 
+def encodings(value: str) -> set[bytes]:
+    """``value`` as it could leak, built with the standard library (not with the Redactor):
+    URL (every quoting, either hex case), HTML, JSON (ASCII and not), base64 at any alignment."""
+    raw = value.encode()
+    forms = {
+        value,
+        quote(value, safe=""),
+        quote(value, safe="").lower(),
+        quote(value),
+        quote_plus(value),
+        quote(quote(value, safe=""), safe=""),
+        html.escape(value),
+        html.escape(value).replace("&#x27;", "&#39;"),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    }
+    out = {f.encode() for f in forms}
+    for shift in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            # The value inside a longer string: only the middle of its base64 is fixed.
+            out.add(encode(b"x" * shift + raw + b"y")[4:-4])
+    return out
+
+
 def files_holding(root: Path, value: str) -> list[str]:
-    """Files under ``root`` (and members of zips) holding ``value`` in any encoding redaction
-    knows (plain, URL, JSON, HTML, base64)."""
-    probe = Redactor()
-    probe.add(value)
+    """Files under ``root`` (and members of zips) holding ``value`` in any of its encodings."""
+    forms = encodings(value)
+
+    def holds(data: bytes) -> bool:
+        return any(form in data for form in forms)
+
     found = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         data = path.read_bytes()
-        if probe.found_in(data):
+        if holds(data):
             found.append(str(path))
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 found += [
-                    f"{path}!{name}"
-                    for name in archive.namelist()
-                    if probe.found_in(archive.read(name))
+                    f"{path}!{name}" for name in archive.namelist() if holds(archive.read(name))
                 ]
     return found
+
+
+def test_files_holding_sees_every_encoding(tmp_path: Path) -> None:
+    """The scan is not blind: each encoding of the value, planted in a file, is found."""
+    for i, form in enumerate(sorted(encodings(KEY))):
+        (tmp_path / f"{i}.txt").write_bytes(b"before " + form + b" after")
+    with zipfile.ZipFile(tmp_path / "t.zip", "w") as archive:
+        archive.writestr("inner.json", json.dumps({"v": KEY}))
+    found = files_holding(tmp_path, KEY)
+    assert len(found) == len(encodings(KEY)) + 2  # every file, the zip and its member
+    assert files_holding(tmp_path, OTHER) == []
 
 
 async def test_secret_echoed_as_page_text_is_never_recorded(
     rt: Runtime, origins: OriginsServer
 ) -> None:
     await with_profiles(rt, "alice")
-    await rt.vault.set("k", KEY, [origins.a])
+    await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
     result = await run(
         rt,
         {
@@ -567,7 +611,8 @@ async def test_totp_code_is_typed_where_allowed_and_redacted(
     rt: Runtime, origins: OriginsServer
 ) -> None:
     await with_profiles(rt, "alice")
-    await rt.vault.set("otp", "JBSWY3DPEHPK3PXPJBSWY3DP", [origins.a], totp=True)
+    # The echo box is not a one-time-code field: the secret names it.
+    await rt.vault.set("otp", "JBSWY3DPEHPK3PXPJBSWY3DP", [origins.a], totp=True, fields=["Echo"])
     spec: dict[str, Any] = {
         "secrets": ["otp"],
         "steps": [
@@ -647,7 +692,9 @@ def test_cli_secrets_set_list_rm(home: Path) -> None:
     assert cli("profiles", "create", "alice").returncode == 0
     stored = cli("secrets", "set", "k", "--domain", "https://a.com", stdin=KEY + "\n")
     assert stored.returncode == 0, stored.stderr
-    assert "stored secret k (value) for https://a.com" in stored.stdout
+    assert stored.stdout.strip() == (
+        "stored secret k (value) for https://a.com; typed only into password inputs"
+    )
     bound = cli(
         "secrets",
         "set",
@@ -658,16 +705,27 @@ def test_cli_secrets_set_list_rm(home: Path) -> None:
         "http://127.0.0.1:8000",
         "--profile",
         "alice",
+        "--field",
+        "API key",
+        "--field",
+        "token",
         stdin=OTHER + "\n",
     )
     assert bound.returncode == 0, bound.stderr
+    assert "typed only into fields API key, token" in bound.stdout
     listing = cli("secrets", "list", "--json")
     assert listing.returncode == 0
     rows = {r["name"]: r for r in json.loads(listing.stdout)}
-    assert {n: (r["kind"], r["domains"], r["profiles"]) for n, r in rows.items()} == {
-        "k": ("value", ["https://a.com"], []),
-        "k2": ("value", ["*.example.com", "http://127.0.0.1:8000"], ["alice"]),
+    assert {n: (r["kind"], r["domains"], r["profiles"], r["fields"]) for n, r in rows.items()} == {
+        "k": ("value", ["https://a.com"], [], []),
+        "k2": (
+            "value",
+            ["*.example.com", "http://127.0.0.1:8000"],
+            ["alice"],
+            ["API key", "token"],
+        ),
     }
+    assert rows["k"]["typed_into"] == "password inputs"
     assert all(r["last_used_at"] is None for r in rows.values())
     table = cli("secrets", "list")
     assert table.returncode == 0 and "k2" in table.stdout
@@ -710,7 +768,8 @@ def test_cli_run_with_unknown_secret_exits_2(home: Path, tmp_path: Path) -> None
 def test_cli_run_never_prints_the_value(home: Path, tmp_path: Path, origins: OriginsServer) -> None:
     cli = Cli()
     assert cli("profiles", "create", "alice").returncode == 0
-    assert cli("secrets", "set", "k", "--domain", origins.a, stdin=KEY + "\n").returncode == 0
+    stored = cli("secrets", "set", "k", "--domain", origins.a, "--field", "Echo", stdin=KEY + "\n")
+    assert stored.returncode == 0, stored.stderr
     task = tmp_path / "echo.yaml"
     task.write_text(
         "name: echo\nstart_url: '{{var:site}}/echo'\nsecrets: [k]\nsteps:\n"

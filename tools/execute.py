@@ -21,6 +21,7 @@ from profiles import (
     PRIVATE_FILE,
     SECRET_RE,
     BrowserCrashedError,
+    FieldFacts,
     SecretNotAvailableError,
     origin_of,
     private_dir,
@@ -53,12 +54,14 @@ from .errors import (
     UploadNotAllowedError,
 )
 from .extract import extract_value
+from .fields import field_facts
 from .tabs import Tabs
 
 __all__ = ["ActionContext", "ActionResult", "execute", "is_visible", "locate"]
 
-ValueResolver = Callable[[str, str], Awaitable[str]]
-"""``(text, origin) -> typed text``: resolves ``{{secret:NAME}}`` for that origin, or raises."""
+ValueResolver = Callable[[str, str, FieldFacts], Awaitable[str]]
+"""``(text, origin, field) -> typed text``: resolves ``{{secret:NAME}}`` for that origin and
+field (``CredentialLease.resolve``), or raises before anything is typed."""
 # Marks an element that received a secret, so screenshots mask it even after a re-render.
 SECRET_MARK = "data-corral-secret"
 # How long after a click to look for a navigation it started before calling the page settled.
@@ -230,18 +233,17 @@ async def _fill(target: Locator, value: str, ctx: ActionContext, ms: float) -> N
         return
     if ctx.resolve_value is None:
         raise SecretNotAvailableError("secret not available here: this run has no credential lease")
-    # Resolve against the origin of the element's own frame (an iframe may be another origin),
-    # and type through the same handle: if the document changed meanwhile, the fill fails.
+    # Resolve for the element's own frame (an iframe may be another origin) and the field's
+    # facts, and type through the same handle the facts were read from: if the document
+    # changed meanwhile, the fill fails instead of typing elsewhere.
     handle = await target.element_handle(timeout=ms)
     try:
         # The browser's view of the frame, not the page's `window.origin` (a page can set that).
         frame = await handle.owner_frame()
-        origin = origin_of(frame.url) if frame is not None else "null"
-        # A form that posts elsewhere would carry the secret there: that origin needs scope too.
-        posts_to = await handle.evaluate("e => (e.form && e.form.action) || null")
-        if isinstance(posts_to, str) and origin_of(posts_to) != origin:
-            await ctx.resolve_value(value, origin_of(posts_to))
-        typed = await ctx.resolve_value(value, origin)
+        if frame is None:
+            raise SecretNotAvailableError("secret not available here: the field has no frame")
+        facts = await field_facts(handle, frame)
+        typed = await ctx.resolve_value(value, origin_of(frame.url), facts)
         await handle.evaluate(f"e => e.setAttribute('{SECRET_MARK}', '')")
         await handle.fill(typed, timeout=ms)
     finally:

@@ -7,17 +7,21 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from profiles import Redactor
 from profiles.errors import RunError
 
 from ..models.config import ModelsConfig, Role
 from ..models.fallback import Attempt, CircuitBreaker, ModelChain
 from ..models.pricing import Price, cost_usd, find_price
+from ..models.redacting import redacting_client
 from ..models.types import (
+    ImagePart,
     Message,
     Model,
     ModelConfigError,
     ModelResponse,
     ModelSettings,
+    TextPart,
     ToolSpec,
     Usage,
 )
@@ -91,8 +95,16 @@ class ModelRouter:
         breaker: CircuitBreaker | None = None,
         models: Mapping[str, list[Model]] | None = None,
         http_client: object = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.config = config
+        self.redactor = redactor
+        """The run's redactor, applied once more to every request sent to a model."""
+        self._http: Any = None
+        if redactor is not None and config.roles:
+            # Every body the SDKs send goes through the run's redactor on the wire.
+            self._http = redacting_client(redactor.text, redactor.data, http_client)
+            http_client = self._http
         self.store = store
         self.run_id = run_id
         self.meter = meter
@@ -112,6 +124,33 @@ class ModelRouter:
             if extra not in self.chains:
                 names = [m.label for m in injected]
                 self.chains[extra] = ModelChain(extra, list(injected), names, breaker, self._record)
+
+    def _redacted(self, messages: list[Message]) -> list[Message]:
+        """``messages`` with every secret form in their text replaced (images are pixels)."""
+        redactor = self.redactor
+        if not redactor:
+            return messages
+        assert redactor is not None
+        out = []
+        for message in messages:
+            content: list[TextPart | ImagePart] = [
+                part.model_copy(update={"text": redactor.text(part.text)})
+                if isinstance(part, TextPart)
+                else part
+                for part in message.content
+            ]
+            calls = [
+                call.model_copy(update={"arguments": redactor.text(call.arguments)})
+                for call in message.tool_calls
+            ]
+            out.append(message.model_copy(update={"content": content, "tool_calls": calls}))
+        return out
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this router made for the SDKs."""
+        if self._http is not None:
+            await self._http.aclose()  # closes its transport, and the inner client if ours
+            self._http = None
 
     def has(self, role: Role) -> bool:
         """True if the role has a chain."""
@@ -159,6 +198,7 @@ class ModelRouter:
     ) -> ModelResponse:
         """One request along ``role``'s chain, within the budget."""
         chain = self.chains[role]
+        messages = self._redacted(messages)
         self.meter.check_before(*self._estimate(chain, messages, tools, settings))
         response = await chain.request(messages, tools, settings, validate, need_vision)
         self.meter.enforce()
@@ -171,6 +211,7 @@ class ModelRouter:
         chain = self.chains.get("shadow")
         if chain is None:
             return None
+        messages = self._redacted(messages)
         try:
             # Trying a model must not overspend: a shadow call that would pass a cap is skipped.
             self.meter.check_before(*self._estimate(chain, messages, tools, settings))

@@ -115,9 +115,11 @@ class AnthropicModel(Model):
                 timeout=anthropic.not_given if settings.timeout_s is None else settings.timeout_s,
             )
         except anthropic.AnthropicError as exc:
+            # Not chained: the SDK's exception (its message, body, request headers) may carry
+            # the API key, and a formatted traceback would print it through __cause__.
             raise from_anthropic_error(
                 exc, provider=self.provider, model=self.name, secrets=self._secrets
-            ) from exc
+            ) from None
         latency_ms = (time.perf_counter() - started) * 1000
         return self._parse(reply, latency_ms, structured=_wants_output(settings), wrapped=wrapped)
 

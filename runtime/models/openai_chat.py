@@ -99,9 +99,11 @@ class OpenAIChatModel(Model):
                 timeout=openai.not_given if settings.timeout_s is None else settings.timeout_s,
             )
         except openai.OpenAIError as exc:
+            # Not chained: the SDK's exception (its message, body, request headers) may carry
+            # the API key, and a formatted traceback would print it through __cause__.
             raise from_openai_error(
                 exc, provider=self.provider, model=self.name, secrets=self._secrets
-            ) from exc
+            ) from None
         latency_ms = (time.perf_counter() - started) * 1000
         return self._parse(completion, latency_ms)
 
