@@ -54,6 +54,7 @@ from .vault import (
     parse_domain,
     secret_context,
 )
+from .wire import SAFE_METHODS, HeldRequest, WireCheck, WireGuard, WireRequest, allow_all
 
 __all__ = [
     "BASE_ARGS",
@@ -63,6 +64,7 @@ __all__ = [
     "MASTER_KEY_ENV",
     "PREVIOUS_KEY_ENV",
     "PROXY_BYPASS",
+    "SAFE_METHODS",
     "SEALED_PREFIX",
     "SECRET_RE",
     "AuditRecord",
@@ -76,6 +78,7 @@ __all__ = [
     "EgressConflictError",
     "EgressProxy",
     "Geolocation",
+    "HeldRequest",
     "HostRule",
     "InvalidAllowlistError",
     "InvalidProfileError",
@@ -103,6 +106,10 @@ __all__ = [
     "Vault",
     "VaultStore",
     "Viewport",
+    "WireCheck",
+    "WireGuard",
+    "WireRequest",
+    "allow_all",
     "atomic_write",
     "find_browser",
     "hold_lease",

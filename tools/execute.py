@@ -45,6 +45,7 @@ from .errors import (
     UploadNotAllowedError,
 )
 from .extract import extract_value
+from .navigation import refused_scheme
 from .tabs import Tabs
 
 __all__ = ["ActionContext", "ActionResult", "execute", "is_visible", "locate"]
@@ -284,6 +285,14 @@ async def _dispatch(
 ) -> Any:
     if isinstance(action, Navigate):
         url = urljoin(ctx.base_url or page.url, action.url)
+        scheme = refused_scheme(url)
+        if scheme is not None:
+            # Refused before anything loads: file: reads local files, the rest runs unvetted
+            # content or opens the browser's own pages.
+            raise NavigationError(
+                f"navigate: {scheme} URLs are not allowed (only http:, https: and "
+                f"about:blank): {url[:200]}"
+            )
         await page.goto(url, timeout=ms)
         return None
     if isinstance(action, Back):
