@@ -101,10 +101,13 @@ def _wire_window(
 ) -> AbstractAsyncContextManager[None]:
     """The window in which ``action`` may send state-changing requests (none for a read)."""
     guard = tabs.session.wire
-    pages_on = isinstance(action, Extract) and action.next is not None  # it clicks "next"
-    if guard is None or (type(action).side_effect == SideEffect.READ and not pages_on):
-        # A wait or a scroll starts no submission: whatever the page sends meanwhile is its own.
+    if guard is None:
         return contextlib.nullcontext()
+    pages_on = isinstance(action, Extract) and action.next is not None  # it clicks "next"
+    if type(action).side_effect == SideEffect.READ and not pages_on:
+        # A wait or a scroll submits nothing: what the page sends meanwhile is its own. The
+        # window still replaces the previous action's, whose grace would otherwise go on.
+        return guard.window(lambda _: f"sent during {action.kind}, which submits nothing")
     approval = (extra or {}).get("approval") or {}
     if approval.get("status") == "approved":
         return guard.window(allow_all)  # a person saw this action; what it sends is its own

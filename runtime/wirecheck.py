@@ -1,9 +1,9 @@
 """The risk rules applied to a state-changing request on the wire (see :mod:`profiles.wire`).
 
-A request the page sends inside an action's window is classified like a form submission: its URL's
-path and query words stand for the button's name (``POST /api/pay`` reads "api pay"), its method
-and URL for the form's. Anything the rules would not simply allow is held: a person approved the
-action, not this request.
+A request the page sends inside an action's window is classified like a form submission: its
+URL's path and query words stand for the button's name (``POST /api/pay`` reads "api pay"; a
+``DELETE`` also reads "delete"), its method and URL for the form's. Anything the rules would not
+simply allow is held: the gate allowed the action, not this request.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ REQUEST_KIND = "request"
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 
 
-def _words(url: str) -> str:
+def _words(method: str, url: str) -> str:
     parts = urlsplit(url)
     # camelCase and snake_case split too: /api/payNow and /api/pay_now both read "pay now".
-    return " ".join(w.lower() for w in _WORDS.findall(unquote(f"{parts.path} {parts.query}")))
+    words = [w.lower() for w in _WORDS.findall(unquote(f"{parts.path} {parts.query}"))]
+    # HTTP's DELETE says what it does whatever the path: the deletion rules should see it.
+    return " ".join(["delete", *words] if method == "DELETE" else words)
 
 
 def request_facts(request: WireRequest, allowed_domains: Sequence[str]) -> ActionFacts:
@@ -33,7 +35,7 @@ def request_facts(request: WireRequest, allowed_domains: Sequence[str]) -> Actio
     return ActionFacts(
         kind=REQUEST_KIND,
         side_effect="submit",
-        name=_words(request.url) or None,
+        name=_words(request.method, request.url) or None,
         form_method=request.method.lower(),
         form_action=request.url,
         page_url=request.page_url,
