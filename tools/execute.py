@@ -289,9 +289,11 @@ async def _dispatch(
         if scheme is not None:
             # Refused before anything loads: file: reads local files, the rest runs unvetted
             # content or opens the browser's own pages.
+            what = f"{scheme} URLs are not allowed"
+            if scheme == "(none):":
+                what = "not an absolute URL"
             raise NavigationError(
-                f"navigate: {scheme} URLs are not allowed (only http:, https: and "
-                f"about:blank): {url[:200]}"
+                f"navigate: {what} (only http:, https: and about:blank): {url[:200]}"
             )
         await page.goto(url, timeout=ms)
         return None
