@@ -128,9 +128,10 @@ class WireGuard:
 
     def _open_window(self) -> _Window | None:
         window = self._window
-        if window is None or (window.closes_at is not None and time.monotonic() > window.closes_at):
+        if window is None:
             return None
-        return window
+        shut = window.closes_at is not None and time.monotonic() >= window.closes_at
+        return None if shut else window
 
     def decide(self, request: WireRequest) -> str | None:
         """None to send ``request`` now; else why it is held."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from profiles import ProfileSettings
+from profiles import ProfileSettings, WireGuard, WireRequest, allow_all
+from profiles.wire import OUTSIDE
 from runtime import Runtime, parse_task, run_task
 from runtime.auth import LOCAL_ACTOR
 from runtime.models import Message, ModelResponse, ToolSpec
@@ -188,3 +189,13 @@ async def test_the_model_is_told_a_request_was_held(rt: Runtime, site: HostileSi
     assert site.posts() == []
     told = page_of(planner.requests[-1].messages)
     assert "the page tried to send POST /api/pay; held and not sent: looks like a payment" in told
+
+
+async def test_between_actions_nothing_state_changing_goes_out() -> None:
+    guard = WireGuard(grace_s=0)
+    post = WireRequest("POST", "http://portal.test/api/notes", "http://portal.test/", "fetch")
+    get = WireRequest("GET", "http://portal.test/api/notes", "http://portal.test/", "fetch")
+    assert guard.decide(post) == OUTSIDE and guard.decide(get) is None
+    async with guard.window(allow_all):
+        assert guard.decide(post) is None
+    assert guard.decide(post) == OUTSIDE
