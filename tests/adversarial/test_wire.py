@@ -199,3 +199,38 @@ async def test_between_actions_nothing_state_changing_goes_out() -> None:
     async with guard.window(allow_all):
         assert guard.decide(post) is None
     assert guard.decide(post) == OUTSIDE
+
+
+async def test_every_way_out_of_a_page_is_held(hrt: Runtime, site: HostileSite) -> None:
+    # A beacon, an XHR, a worker's fetch, a frame's fetch and a scripted form post, all while
+    # the run only hovers.
+    worker = (
+        "fetch(location.origin + '/api/worker', {method: 'POST', body: 'x'})"
+        ".finally(() => postMessage(1))"
+    )
+    script = f"""
+    const mark = (id) => document.body.insertAdjacentHTML('beforeend', `<p id=${{id}}>x</p>`);
+    document.querySelector('h1').onmouseover = () => {{
+      navigator.sendBeacon('/api/beacon', 'x'); mark('beacon');
+      const xhr = new XMLHttpRequest(); xhr.open('POST', '/api/xhr');
+      xhr.onloadend = () => mark('xhr'); xhr.send('x');
+      const w = new Worker(window.URL.createObjectURL(new Blob([{worker!r}])));
+      w.onmessage = () => mark('worker');
+      const f = document.createElement('iframe');
+      f.srcdoc = "<script>fetch('/api/frame', {{method: 'POST'}})" +
+        ".finally(() => parent.postMessage('frame', '*'))</scr" + "ipt>";
+      onmessage = (e) => e.data === 'frame' && mark('frame');
+      document.body.append(f);
+    }};
+    """
+    url = site.page("/out", _page(script, "<h1>Out</h1>"))
+    steps: list[dict[str, Any]] = [{"goto": url}, {"hover": {"css": "h1"}}]
+    steps += [
+        {"wait_for": {"css": f"#{m}", "state": "attached"}}
+        for m in ("beacon", "xhr", "worker", "frame")
+    ]
+    result = await run_steps(hrt, site, steps)
+    assert result.status == "succeeded", result.error
+    assert _state_changing(site) == []
+    held = {h["url"].removeprefix(site.url) for h in await _held(hrt, result.run_id)}
+    assert held >= {"/api/xhr", "/api/worker", "/api/frame"}
