@@ -65,6 +65,7 @@ from .vault import (
     parse_domain,
     secret_context,
 )
+from .wire import SAFE_METHODS, HeldRequest, WireCheck, WireGuard, WireRequest, allow_all
 
 __all__ = [
     "BASE_ARGS",
@@ -76,6 +77,7 @@ __all__ = [
     "PRIVATE_DIR",
     "PRIVATE_FILE",
     "PROXY_BYPASS",
+    "SAFE_METHODS",
     "SEALED_PREFIX",
     "SECRET_RE",
     "TRACE_MODES",
@@ -91,6 +93,7 @@ __all__ = [
     "EgressProxy",
     "FieldFacts",
     "Geolocation",
+    "HeldRequest",
     "HostRule",
     "InvalidAllowlistError",
     "InvalidProfileError",
@@ -120,6 +123,10 @@ __all__ = [
     "Vault",
     "VaultStore",
     "Viewport",
+    "WireCheck",
+    "WireGuard",
+    "WireRequest",
+    "allow_all",
     "append_private",
     "atomic_write",
     "browser_env",

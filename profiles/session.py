@@ -5,6 +5,8 @@ out saves the state again (sealed), closes the context and releases the lease, w
 With ``allowed_domains`` the context's traffic goes through a per-session :class:`EgressProxy`
 (closed after the context), so the allowlist holds below the page; a proxy of the profile's own
 (or in ``context_options``) is then chained behind it rather than given to the browser.
+With ``wire=True`` a :class:`~profiles.wire.WireGuard` holds every state-changing request that no
+action window allows (see :mod:`profiles.wire`); runs turn it on.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .private import PRIVATE_FILE
 from .redact import Redactor
 from .settings import ProfileRecord, ProfileSettings, ProxySettings
 from .trace import scrub_trace
+from .wire import WireGuard
 
 __all__ = ["Session", "open_session"]
 
@@ -54,6 +57,8 @@ class Session:
     """Set when the context or its browser went away while the run still held it."""
     egress: EgressProxy | None = field(default=None)
     """The allowlisting proxy this session's traffic goes through; None without an allowlist."""
+    wire: WireGuard | None = field(default=None)
+    """The guard on state-changing requests; None unless the session was opened with it."""
     _closing: bool = field(default=False, repr=False)
 
     def _on_close(self, _: object) -> None:
@@ -111,6 +116,7 @@ async def open_session(
     save_state: bool = True,
     allowed_domains: Sequence[str] = (),
     host_map: Mapping[str, str] | None = None,
+    wire: bool = False,
 ) -> AsyncIterator[Session]:
     """Lease ``profile`` and yield a Session; saves state and releases everything on exit.
 
@@ -121,6 +127,7 @@ async def open_session(
     (EgressConflictError otherwise); the browser only sees the allowlist proxy. ``host_map`` gives
     host names fixed addresses (like curl ``--resolve``): in the browser's resolver without an
     allowlist, in the allowlist proxy with one, and nowhere when chaining (the upstream resolves).
+    ``wire`` installs a :class:`WireGuard` on the context (``session.wire``).
     """
     record = await manager.get(profile)
     try:
@@ -148,6 +155,10 @@ async def open_session(
             # hooks, and "<-loopback>" makes Chromium proxy 127.0.0.1/localhost too.
             options["proxy"] = {"server": egress.url, "bypass": PROXY_BYPASS}
             options["service_workers"] = "block"
+        guard = WireGuard() if wire else None
+        if guard is not None:
+            # A service worker's own fetches are not routed: they would pass the guard unseen.
+            options["service_workers"] = "block"
         live: Path | None = None
         try:
             if record.settings.mode == "persistent":
@@ -164,6 +175,13 @@ async def open_session(
                 restored = state is not None
                 browser = await pool.browser(launch_args)
                 context = await browser.new_context(storage_state=state, **options)  # type: ignore[arg-type]
+            if guard is not None:
+                try:
+                    await guard.install(context)
+                except PlaywrightError:
+                    with contextlib.suppress(PlaywrightError):
+                        await context.close()
+                    raise
         except PlaywrightError as exc:
             if live is not None:
                 shutil.rmtree(live, ignore_errors=True)
@@ -172,7 +190,12 @@ async def open_session(
                 f"profile '{profile}': the browser could not open a session: {first}"
             ) from exc
         session = Session(
-            profile=record, run_id=run_id, context=context, restored=restored, egress=egress
+            profile=record,
+            run_id=run_id,
+            context=context,
+            restored=restored,
+            egress=egress,
+            wire=guard,
         )
         context.on("close", session._on_close)
         try:

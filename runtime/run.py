@@ -36,6 +36,7 @@ from tools import (
     Navigate,
     Tabs,
 )
+from tools.navigation import site_allowlist
 
 from .agent.loop import run_goal
 from .agent.router import Meter, ModelRouter
@@ -54,8 +55,9 @@ from .scripted import (
     substitute_text,
 )
 from .steps import RunEvent, RunState, act_and_record, describe, record
-from .task import Step, Task
+from .task import UNRESTRICTED, Step, Task
 from .webhook import Webhook
+from .wirecheck import request_check
 
 __all__ = ["RunEvent", "RunResult", "new_run_id", "run_task"]
 
@@ -95,6 +97,9 @@ class RunResult(BaseModel):
     )
     models_config: str | None = Field(
         None, description="the model config file a goal run used, or 'built-in defaults'"
+    )
+    egress: str | None = Field(
+        None, description="how far the run could reach when that is not the task's own list"
     )
 
 
@@ -149,6 +154,7 @@ async def run_task(
                     f"{task.source or task.name}: secrets: unknown secret '{secret}' "
                     f"(set it with: corral secrets set {secret} --domain ORIGIN)"
                 )
+        domains, egress_note = _egress_scope(task, values, record.settings.allowed_domains)
         policy = rt.policy()
         webhook = rt.webhook()
         config = None
@@ -180,7 +186,14 @@ async def run_task(
     redactor = Redactor()
     rt.redactor.attach(redactor)
     recorder = Recorder(rt.store, run_id, run_dir, redactor)
-    state = RunState(run_id=run_id, profile=name, task=task, values=values, emit=emit)
+    # The run goes by its effective allowlist (the gate's rules read it from the task too).
+    scoped = task.model_copy(update={"allowed_domains": domains})
+    state = RunState(
+        run_id=run_id, profile=name, task=scoped, values=values, emit=emit, egress_note=egress_note
+    )
+    state.request_check = request_check(
+        policy, task.name, name, domains or record.settings.allowed_domains
+    )
     router = None
     if config is not None:
         meter = Meter(task.budget.max_usd, task.budget.max_tokens)
@@ -202,8 +215,9 @@ async def run_task(
                 name,
                 run_id,
                 rt.settings.lease_timeout_s if lease_timeout_s is None else lease_timeout_s,
-                allowed_domains=[substitute_text(d, values) for d in task.allowed_domains],
+                allowed_domains=domains,
                 host_map=rt.settings.host_map,
+                wire=True,
             ) as session:
                 state.restored = session.restored
                 await _run_steps(
@@ -255,6 +269,7 @@ async def run_task(
             run_dir=str(run_dir),
             duration_s=round(time.monotonic() - started, 3),
             models_config=config.source if config is not None else None,
+            egress=egress_note,
         )
         try:
             await asyncio.shield(_finish(rt, recorder, result))
@@ -262,6 +277,36 @@ async def run_task(
             rt.redactor.detach(redactor)
         emit(RunEvent(run_id, name, "finished", status=status, text=error or ""))
     return result
+
+
+def _egress_scope(
+    task: Task, values: Mapping[str, str], profile_domains: list[str]
+) -> tuple[list[str], str | None]:
+    """The run's allowlist (before the profile's own, which always holds too) and a note for
+    its record when that is not simply the task's list.
+
+    ``["*"]`` means no limit of the task's. A model-driven run without any list is limited to its
+    start URL's site (see ``tools.navigation.site_allowlist``); a scripted one is not limited.
+    """
+    domains = [substitute_text(d, values) for d in task.allowed_domains]
+    if domains == [UNRESTRICTED]:
+        if profile_domains:
+            return [], f"egress: the profile's allowed_domains only ({', '.join(profile_domains)})"
+        return [], f"egress: unrestricted (allowed_domains: [{UNRESTRICTED!r}])"
+    if domains or not task.goal or profile_domains:
+        return domains, None
+    start = substitute_text(task.start_url, values) if task.start_url else ""
+    site = site_allowlist(start)
+    if not site:
+        raise TaskFileError(
+            f"{task.source or task.name}: allowed_domains: a model-driven task without "
+            "allowed_domains is limited to its start_url's site, and it has no http(s) "
+            "start_url: give start_url, or allowed_domains (['*'] for no limit)"
+        )
+    return site, (
+        f"egress: the start URL's site only ({', '.join(site)}), the default for a "
+        "model-driven task without allowed_domains (['*'] lifts it)"
+    )
 
 
 async def _finish(rt: Runtime, recorder: Recorder, result: RunResult) -> None:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from profiles import CorralError, CredentialLease, SecretNotAvailableError
+from profiles import CorralError, CredentialLease, SecretNotAvailableError, WireCheck, allow_all
 from tools import (
     ActionContext,
     AnyAction,
     Extract,
     Navigate,
+    SideEffect,
     Tabs,
     action_target,
     execute,
@@ -65,6 +68,11 @@ class RunState:
     lease: CredentialLease | None = None
     timer: asyncio.Timeout | None = None
     """The run's time limit, paused while a person decides on an approval."""
+    request_check: WireCheck | None = None
+    """What a state-changing request sent during an action may be (``profiles.wire``); None
+    lets nothing through that a person did not approve."""
+    egress_note: str | None = None
+    """How far the run may reach, for the record of its first step."""
 
     def __post_init__(self) -> None:
         self.extracted: dict[str, Any] = {}
@@ -86,6 +94,24 @@ class RunState:
 
 def _size(value: Any) -> int:
     return len(value) if isinstance(value, list | dict) else 1
+
+
+def _wire_window(
+    state: RunState, action: AnyAction, tabs: Tabs, extra: dict[str, Any] | None
+) -> AbstractAsyncContextManager[None]:
+    """The window in which ``action`` may send state-changing requests (none for a read)."""
+    guard = tabs.session.wire
+    if guard is None:
+        return contextlib.nullcontext()
+    pages_on = isinstance(action, Extract) and action.next is not None  # it clicks "next"
+    if type(action).side_effect == SideEffect.READ and not pages_on:
+        # A wait or a scroll submits nothing: what the page sends meanwhile is its own. The
+        # window still replaces the previous action's, whose grace would otherwise go on.
+        return guard.window(lambda _: f"sent during {action.kind}, which submits nothing")
+    approval = (extra or {}).get("approval") or {}
+    if approval.get("status") == "approved":
+        return guard.window(allow_all)  # a person saw this action; what it sends is its own
+    return guard.window(state.request_check or (lambda _: "no request check for this run"))
 
 
 async def act(
@@ -112,11 +138,14 @@ async def act(
     error: str | None = None
     detail: dict[str, Any] = dict(extra or {})
     failure: CorralError | None = None
+    if idx == 0 and state.egress_note:
+        detail["egress"] = state.egress_note
     if skip:
         status = "skipped"
     else:
         try:
-            result = await execute(tabs, action, ctx)
+            async with _wire_window(state, action, tabs, extra):
+                result = await execute(tabs, action, ctx)
             if result.opened_tabs:
                 detail["opened_tabs"] = result.opened_tabs
             if result.value is not None:
@@ -130,6 +159,10 @@ async def act(
             failure = type(exc)(f"step {idx + 1} ({text}): {exc}")
             if isinstance(exc, SecretNotAvailableError):
                 detail.update({"policy_violation": exc.violation, "reason": str(exc)})
+    refused = await tabs.take_refused()
+    if refused:
+        # Frames the page sent to a URL that may not load (file:, blob:, data:, ...): undone.
+        detail["refused_navigations"] = refused
     duration_ms = round((time.perf_counter() - t0) * 1000, 1)
     egress = tabs.session.egress
     blocked = egress.drain_blocked() if egress is not None else []
@@ -140,6 +173,13 @@ async def act(
         ]
         if len(blocked) > _MAX_BLOCKED:
             detail["blocked_more"] = len(blocked) - _MAX_BLOCKED
+    wire = tabs.session.wire
+    held = wire.drain_held() if wire is not None else []
+    if held:
+        # State-changing requests that were not sent (during this action or since the last one).
+        detail["held_requests"] = [h.model_dump(mode="json") for h in held[:_MAX_BLOCKED]]
+        if len(held) > _MAX_BLOCKED:
+            detail["held_more"] = len(held) - _MAX_BLOCKED
     state.counts[status] += 1
     page_after = tabs.pages[tabs.active_index] if tabs.pages else None
     target = action_target(action)

@@ -16,16 +16,29 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from profiles import TraceMode
 from tools import ACTION_TYPES, Action, AnyAction, Locate
+from tools.navigation import refused_scheme
 
 from .errors import TaskFileError
 
-__all__ = ["STEP_KINDS", "VAR_RE", "Budget", "Step", "Task", "When", "load_task", "parse_task"]
+__all__ = [
+    "STEP_KINDS",
+    "UNRESTRICTED",
+    "VAR_RE",
+    "Budget",
+    "Step",
+    "Task",
+    "When",
+    "load_task",
+    "parse_task",
+]
 
 # The step keys of the task format; `goto` is the scripted name of `navigate`.
 STEP_KINDS: dict[str, str] = {"goto": "navigate", **{k: k for k in ACTION_TYPES if k != "navigate"}}
 _STEP_MODIFIERS = {"when", "name", "optional"}
 _ACTION = TypeAdapter(Action)
 VAR_RE = re.compile(r"\{\{\s*var:([A-Za-z0-9_.-]+)\s*\}\}")
+UNRESTRICTED = "*"
+"""``allowed_domains: ["*"]``: no limit of the task's (a model-driven task has one by default)."""
 
 
 class When(BaseModel):
@@ -82,7 +95,11 @@ class Task(BaseModel):
     description: str | None = None
     profile: str | None = None
     start_url: str | None = None
-    allowed_domains: list[str] = Field(default_factory=list)
+    allowed_domains: list[str] = Field(
+        default_factory=list,
+        description="hosts the run may reach; ['*'] for no limit (a model-driven task is "
+        "limited to its start_url's site without a list)",
+    )
     secrets: list[str] = Field(default_factory=list)
     vars: dict[str, str] = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)
@@ -113,6 +130,24 @@ class Task(BaseModel):
     def _yaml_booleans(cls, value: Any) -> Any:
         # YAML 1.1 reads a bare `on` / `off` as a boolean.
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _unrestricted_alone(cls, value: list[str]) -> list[str]:
+        if UNRESTRICTED in [v.strip() for v in value] and len(value) > 1:
+            raise ValueError(
+                f"'{UNRESTRICTED}' means no limit and cannot be combined with other entries: "
+                f"give either ['{UNRESTRICTED}'] or a list of hosts"
+            )
+        return [UNRESTRICTED if v.strip() == UNRESTRICTED else v for v in value]
+
+    @field_validator("start_url")
+    @classmethod
+    def _http_start(cls, value: str | None) -> str | None:
+        scheme = None if value is None or VAR_RE.match(value) else refused_scheme(value)
+        if scheme is not None:
+            raise ValueError(f"{scheme} URLs are not allowed: expected an http(s) URL")
+        return value
 
     def referenced_vars(self) -> set[str]:
         """Every ``{{var:NAME}}`` used in the steps, the start URL and the allowlist."""

@@ -241,7 +241,8 @@ async def test_shadow_planner_is_recorded_never_executed(rt: Runtime, portal: st
     steps = await rt.store.list_steps(str(result.run_id))
     assert not any("Log out" in json.dumps(s.action) for s in steps)
     # Each step records what the shadow would have done, and whether it agreed.
-    assert [s.detail["shadow_agrees"] for s in steps if s.detail] == [True, True, True]
+    chosen = [s for s in steps if s.detail and "model" in s.detail]  # not the start_url step
+    assert [s.detail["shadow_agrees"] for s in chosen if s.detail] == [True, True, True]
 
 
 async def test_fallback_and_circuit_breaker_are_recorded(rt: Runtime, portal: str) -> None:
@@ -302,14 +303,15 @@ async def test_missing_api_key_is_bad_input_naming_the_env_var(rt: Runtime, port
     assert "missing API key: set ANTHROPIC_API_KEY" in str(result.error)
 
 
-CANVAS_PAGE = "data:text/html,<title>Chart</title><canvas width=300 height=150></canvas>"
-
-
 @pytest.mark.parametrize("mode", ["auto", "always", "never"])
-async def test_vision_runs_when_the_snapshot_gives_too_little(rt: Runtime, mode: str) -> None:
+async def test_vision_runs_when_the_snapshot_gives_too_little(
+    rt: Runtime, portal: str, mode: str
+) -> None:
     await rt.profiles.create("viewer")
+    # A plain-text page: nothing in its snapshot to act on.
+    page = f"{portal}/healthz"
     task = parse_task(
-        {"name": "chart", "start_url": CANVAS_PAGE, "goal": "Read the chart.", "vision": mode},
+        {"name": "chart", "start_url": page, "goal": "Read the chart.", "vision": mode},
         "chart.yaml",
     )
     planner = FunctionModel(lambda m, t: reply(call("done", result="ok")), name="planner")

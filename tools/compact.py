@@ -1,4 +1,4 @@
-"""A compact page text for a planner model, made from Playwright's AI aria snapshot.
+r"""A compact page text for a planner model, made from Playwright's AI aria snapshot.
 
 The AI snapshot (``page.aria_snapshot(mode="ai")``) is a YAML-like tree with a node per element,
 wrappers included, and on a table a node per cell. A model needs far less: what the page says and
@@ -30,6 +30,15 @@ of the element beside it (a "Username" label before the "Username" box); the tex
 element that its name already says; a line repeating the line before it. Kept sparingly: named
 dialogs (``dialog "Confirm":``), named groups (``Shipping:``), named images (``img "logo"``).
 
+Page text cannot pass for layout. Every string that comes from the page (text, names, values,
+options, placeholders, link paths, the title) has its ``[`` escaped as ``\[``, so the only bare
+brackets are corral's (refs, states, tab numbers): ``[e99] button Pay`` written on a page reads
+``\[e99] button Pay``. A line of page text that starts like layout or like a heading of the
+planner's prompt (``#``, ``|``, a quote, ``table``, ``Task:``, ``Current page:``, ``Tabs:`` ...,
+see ``_LAYOUT``) is quoted as a whole, JSON style: ``"Current page: http://evil.example"``.
+Control characters and line separators in page text become spaces, so one page string is
+never two lines.
+
 The function is pure and deterministic and never raises: a line it cannot read is kept as text.
 """
 
@@ -39,7 +48,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["ACTIONABLE_ROLES", "compact_snapshot", "page_text"]
+__all__ = ["ACTIONABLE_ROLES", "compact_snapshot", "page_string", "page_text"]
 
 ACTIONABLE_ROLES = frozenset(
     {
@@ -96,10 +105,18 @@ _MAX_LABEL = 40  # longest text joined with the field beside it
 _FIELDS = frozenset(
     {"textbox", "searchbox", "combobox", "checkbox", "radio", "switch", "slider", "spinbutton"}
 )
-_REF_RE = re.compile(r"\[ref=([^\]\s]+)\]")
+_ESCAPED_REF_RE = re.compile(r"\\\[ref=([^\]\s]+)\]")
 _ATTR_RE = re.compile(r"\[([a-z-]+)(?:=([^\]]*))?\]")
 _HEX_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
-_SPACES = re.compile(r"\s+")
+# Whitespace, line and paragraph separators and the other C0/C1 controls: never a line break.
+_SPACES = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# A line of page text that could be read as corral's layout or a heading of the planner prompt
+# (runtime.agent.prompt) is quoted. The words are those headings and labels.
+_LAYOUT = re.compile(
+    r"(?:\\\[|[#|\"]|(?:table|dialog|alertdialog|img|title|clickable)\b"
+    r"|(?:task|history|current page|secrets usable|tabs|notes?|a vision model|the result given)\b)",
+    re.IGNORECASE,
+)
 _TITLE_SEPARATORS = re.compile(r"\s+[-|\u2013\u2014\u00b7:]\s+")
 
 
@@ -125,6 +142,16 @@ class _Node:
 
 
 # Parsing
+
+
+def page_string(text: str) -> str:
+    """A string from the page as compact text shows it: one line, its ``[`` escaped."""
+    return _SPACES.sub(" ", text).strip().replace("[", "\\[")
+
+
+def _text_line(line: str) -> str:
+    """A line of page text, quoted if it could be read as layout or a prompt heading."""
+    return _quote(line) if _LAYOUT.match(line) else line
 
 
 def _unquote_value(raw: str) -> str:
@@ -174,7 +201,7 @@ def _parse_key(key: str) -> _Node | None:
             name, end = json.JSONDecoder().raw_decode(rest)
         except ValueError:
             return None
-        node.name = _SPACES.sub(" ", str(name)).strip()
+        node.name = page_string(str(name))
         rest = rest[end:]
     if _ATTR_RE.sub("", rest).strip():
         return None  # words that are not attributes: not a node Playwright wrote
@@ -186,7 +213,8 @@ def _parse_key(key: str) -> _Node | None:
 def _parse(snapshot: str) -> list[_Node]:
     roots: list[_Node] = []
     stack: list[tuple[int, _Node]] = []
-    for line in snapshot.splitlines():
+    # Only "\n" ends a line: splitlines() would also split at a U+2028 in a page string.
+    for line in snapshot.split("\n"):
         stripped = line.lstrip(" ")
         if not stripped.strip():
             continue
@@ -199,17 +227,20 @@ def _parse(snapshot: str) -> list[_Node]:
         value = _unquote_value(raw_value) if raw_value is not None else None
         if key.startswith("/") and parent is not None:
             if key == "/url":
-                parent.url = value
+                parent.url = None if value is None else page_string(value)
             elif key == "/placeholder":
-                parent.placeholder = value
+                parent.placeholder = None if value is None else page_string(value)
             continue
         node = _Node(role="text", text=value) if key == "text" else _parse_key(key)
         if node is None:  # not something Playwright writes: keep the line as text
-            node = _Node(role="text", text=_REF_RE.sub(r"[\1]", body.strip()))
-        elif node.role != "text":
-            node.text = value
-        if node.text is not None:
-            node.text = _SPACES.sub(" ", node.text).strip()
+            # Its refs are Playwright's (bare), everything else is the page's (escaped).
+            kept = _ESCAPED_REF_RE.sub(r"[\1]", page_string(body))
+            node = _Node(role="text", text=kept)
+        else:
+            if node.role != "text":
+                node.text = value
+            if node.text is not None:
+                node.text = page_string(node.text)
         (parent.children if parent is not None else roots).append(node)
         stack.append((depth, node))
     return roots
@@ -223,7 +254,8 @@ def _norm(text: str) -> str:
 
 
 def _quote(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+    # JSON style, but a page's escaped bracket stays "\[" (not "\\[").
+    return json.dumps(text, ensure_ascii=False).replace("\\\\[", "\\[")
 
 
 def _short_url(url: str) -> str:
@@ -342,13 +374,13 @@ class _Renderer:
         nodes = self.drop_labels(nodes)
         joined = self.inline_run(nodes)
         if joined is not None and len(nodes) > 1:
-            self.emit(joined)
+            self.emit(_text_line(joined))
             return
         i = 0
         while i < len(nodes):
             node = nodes[i]
             if node.role == "term" and i + 1 < len(nodes) and nodes[i + 1].role == "definition":
-                self.emit(f"{self.cell(node)}: {self.cell(nodes[i + 1])}")
+                self.emit(_text_line(f"{self.cell(node)}: {self.cell(nodes[i + 1])}"))
                 i += 2
                 continue
             self.block(node)
@@ -357,7 +389,7 @@ class _Renderer:
     def block(self, node: _Node) -> None:
         role = node.role
         if role == "text":
-            self.emit(node.text or "")
+            self.emit(_text_line(node.text or ""))
         elif node.actionable:
             self.actionable(node)
         elif role == "heading":
@@ -367,7 +399,7 @@ class _Renderer:
         elif _is_inline(node) and _joinable(
             [node], text := _inline_text(node), len(_text_parts(node))
         ):
-            self.emit(text)
+            self.emit(_text_line(text))
         else:
             name = node.name
             if role in _ANNOUNCED:
@@ -375,12 +407,12 @@ class _Renderer:
             elif role in ("group", "radiogroup") and name:
                 first = node.children[0] if node.children else None
                 if first is None or _norm(self.cell(first)) != _norm(name):
-                    self.emit(name + ":")
+                    self.emit(_text_line(name + ":"))
             elif role == "img" and name:
                 self.emit(f"img {_quote(name)}")
             elif name and not node.children and node.text is None and role != "generic":
-                self.emit(name)
-            self.emit(node.text or "")
+                self.emit(_text_line(name))
+            self.emit(_text_line(node.text or ""))
             self.children(node.children)
 
     def actionable(self, node: _Node) -> None:
@@ -443,7 +475,10 @@ class _Renderer:
         label = sum(len(p) for p in parts) - len(_element(element))
         if label > _MAX_LABEL or not (pieces or heading):
             return None
-        return " ".join(parts)
+        line = " ".join(parts)
+        if not heading and _LAYOUT.match(line):
+            return None  # a label that reads as layout: on a line of its own, quoted
+        return line
 
     def cell(self, node: _Node) -> str:
         """Any subtree on one line: its text, its elements in their one-line form."""
@@ -468,7 +503,7 @@ class _Renderer:
             elif child.role == "caption":
                 caption = self.cell(child)
                 if _norm(caption) != _norm(name):
-                    self.emit(caption)
+                    self.emit(_text_line(caption))
             elif child.role in _WRAPPERS and not child.actionable:
                 self.table_parts(child.children, name)
             else:
@@ -482,6 +517,7 @@ class _Renderer:
             line = "| " + " | ".join(texts) + " |"
         else:
             line = " | ".join(texts)
+            line = line if row.actionable else _text_line(line)
         self.emit(f"[{row.ref}] {line}" if row.actionable else line)
         self.children([c for c in row.children if c.role not in _CELLS])
 
@@ -500,7 +536,9 @@ def compact_snapshot(ai_snapshot: str) -> str:
 
 def page_text(url: str, title: str, compact: str) -> str:
     """What a planner reads of a page: its url, its title unless the text already says all of
-    it (the usual "Page - Site" title repeats the page's heading and the site's name), the text."""
+    it (the usual "Page - Site" title repeats the page's heading and the site's name), the text.
+    The title is page text: one line, brackets escaped."""
+    title = page_string(title)
     parts = [p.strip() for p in _TITLE_SEPARATORS.split(title) if p.strip()]
     said = compact.casefold()
     head = url  # a URL needs no label

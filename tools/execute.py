@@ -55,6 +55,7 @@ from .errors import (
 )
 from .extract import extract_value
 from .fields import field_facts
+from .navigation import refused_scheme
 from .tabs import Tabs
 
 __all__ = ["ActionContext", "ActionResult", "execute", "is_visible", "locate"]
@@ -294,6 +295,16 @@ async def _dispatch(
 ) -> Any:
     if isinstance(action, Navigate):
         url = urljoin(ctx.base_url or page.url, action.url)
+        scheme = refused_scheme(url)
+        if scheme is not None:
+            # Refused before anything loads: file: reads local files, the rest runs unvetted
+            # content or opens the browser's own pages.
+            what = f"{scheme} URLs are not allowed"
+            if scheme == "(none):":
+                what = "not an absolute URL"
+            raise NavigationError(
+                f"navigate: {what} (only http:, https: and about:blank): {url[:200]}"
+            )
         await page.goto(url, timeout=ms)
         return None
     if isinstance(action, Back):

@@ -21,6 +21,7 @@ import hashlib
 import json
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 
@@ -208,6 +209,14 @@ async def run_goal(
                 history.add(
                     f"{describe(parsed)}: requests to {', '.join(hosts)} were blocked: "
                     "not on this task's allowed_domains"
+                )
+            held = (gated.step.detail or {}).get("held_requests", [])
+            if held:
+                # Our words and the request's path only: the rest of a URL is the page's.
+                sent = sorted({f"{h['method']} {urlsplit(h['url']).path[:80]}" for h in held})
+                history.add(
+                    f"{describe(parsed)}: the page tried to send {', '.join(sent[:5])}; held and "
+                    f"not sent: {held[0]['reason']}"
                 )
             failure = gated.failure
             if failure is None:
