@@ -6,6 +6,8 @@ action's target, :func:`classify` turns them into a verdict.
 
 from .risk import (
     DEFAULT_RULES,
+    SAFE_NAMES,
+    UNKNOWN_RULE,
     ActionFacts,
     AutoApprove,
     Decision,
@@ -19,6 +21,8 @@ from .risk import (
 
 __all__ = [
     "DEFAULT_RULES",
+    "SAFE_NAMES",
+    "UNKNOWN_RULE",
     "ActionFacts",
     "AutoApprove",
     "Decision",

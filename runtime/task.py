@@ -18,7 +18,17 @@ from tools import ACTION_TYPES, Action, AnyAction, Locate
 
 from .errors import TaskFileError
 
-__all__ = ["STEP_KINDS", "VAR_RE", "Budget", "Step", "Task", "When", "load_task", "parse_task"]
+__all__ = [
+    "STEP_KINDS",
+    "VAR_RE",
+    "AllowTarget",
+    "Budget",
+    "Step",
+    "Task",
+    "When",
+    "load_task",
+    "parse_task",
+]
 
 # The step keys of the task format; `goto` is the scripted name of `navigate`.
 STEP_KINDS: dict[str, str] = {"goto": "navigate", **{k: k for k in ACTION_TYPES if k != "navigate"}}
@@ -62,6 +72,24 @@ class Step(BaseModel):
         return self.action  # type: ignore[no-any-return]
 
 
+class AllowTarget(BaseModel):
+    """A target the task places as known: an action on it is not 'unknown' (a risky rule, such
+    as payments, still asks)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="a regular expression for the accessible name (case-insensitive)")
+    role: str | None = Field(None, description="only elements with this role, e.g. button")
+
+    @field_validator("name")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
 class Budget(BaseModel):
     """Stop rules for a run."""
 
@@ -82,6 +110,10 @@ class Task(BaseModel):
     profile: str | None = None
     start_url: str | None = None
     allowed_domains: list[str] = Field(default_factory=list)
+    allow_targets: list[AllowTarget] = Field(
+        default_factory=list,
+        description="targets to place as known: name regexes, or {role, name} mappings",
+    )
     secrets: list[str] = Field(default_factory=list)
     vars: dict[str, str] = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)
@@ -101,6 +133,14 @@ class Task(BaseModel):
         "auto", description="auto: a vision step when the snapshot gives too little to act on"
     )
     source: str | None = Field(None, exclude=True, description="the file it was read from")
+
+    @field_validator("allow_targets", mode="before")
+    @classmethod
+    def _plain_names(cls, value: Any) -> Any:
+        # A plain string is a name regex for any role.
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
 
     def referenced_vars(self) -> set[str]:
         """Every ``{{var:NAME}}`` used in the steps, the start URL and the allowlist."""
