@@ -7,6 +7,7 @@ action's target, :func:`classify` turns them into a verdict.
 from .risk import (
     DEFAULT_RULES,
     SAFE_NAMES,
+    SAFE_RULES,
     UNKNOWN_RULE,
     ActionFacts,
     AutoApprove,
@@ -22,6 +23,7 @@ from .risk import (
 __all__ = [
     "DEFAULT_RULES",
     "SAFE_NAMES",
+    "SAFE_RULES",
     "UNKNOWN_RULE",
     "ActionFacts",
     "AutoApprove",

@@ -35,6 +35,7 @@ from profiles.errors import UserError
 __all__ = [
     "DEFAULT_RULES",
     "SAFE_NAMES",
+    "SAFE_RULES",
     "UNKNOWN_RULE",
     "ActionFacts",
     "AutoApprove",
@@ -183,7 +184,7 @@ class Policy(BaseModel):
 
     @model_validator(mode="after")
     def _known_rules(self) -> Policy:
-        known = {r.name for r in [*self.rules, *DEFAULT_RULES]} | {UNKNOWN_RULE}
+        known = {r.name for r in [*self.rules, *DEFAULT_RULES, *SAFE_RULES]} | {UNKNOWN_RULE}
         known |= {
             r.name for rules in [*self.tasks.values(), *self.profiles.values()] for r in rules
         }
@@ -266,7 +267,11 @@ DEFAULT_RULES: list[Rule] = [
         "leads to a URL outside the allowed domains, or not http(s)",
         target_outside=True,
     ),
-    # What the rules can place as safe; any other submission is unknown, and unknown means ask.
+]
+
+SAFE_RULES: list[Rule] = [
+    # What the defaults can place as safe: consulted only when no other rule matched a
+    # submission; any other submission is unknown, and unknown means ask.
     _rule(
         "safe-controls",
         "allow",
@@ -321,6 +326,15 @@ DEFAULT_RULES: list[Rule] = [
         form_off_allowlist=False,
     ),
     _rule(
+        "upload-controls",
+        "allow",
+        "sends files an approved upload step chose",
+        side_effects=["submit"],
+        has_form=True,
+        form_off_allowlist=False,
+        name=r"^\s*(upload|attach)( [\w-]+){0,2}\s*$",
+    ),
+    _rule(
         "login-forms",
         "allow",
         "a form holding this run's own secret, posting where the secret may go",
@@ -356,6 +370,9 @@ def _target(f: ActionFacts) -> str | None:
     scheme = urlsplit(url).scheme.lower()
     if url.strip().lower() == "about:blank":
         return "inside"
+    if scheme in ("data", "about"):
+        # Refused (or not) by the navigation check itself, which knows the scheme rules.
+        return None
     if scheme not in ("http", "https"):
         return "outside"
     if f.allowed_domains and not _host_allowed(url, f.allowed_domains):
@@ -409,10 +426,14 @@ def classify(
 ) -> Verdict:
     """The verdict for one action: the most severe of every matching rule; with none, allow,
     except a submission, which is unknown and asks. ``extra`` rules (a task's) come first."""
-    rules: Sequence[Rule] = [*extra, *(policy or Policy()).rules_for(task, profile)]
+    policy = policy or Policy()
+    rules: Sequence[Rule] = [*extra, *policy.rules_for(task, profile)]
     hits = [r for r in rules if _matches(r.match, facts)]
     if not hits:
-        if facts.side_effect == "submit":
+        if facts.side_effect == "submit" and policy.use_defaults:
+            placed = [r.name for r in SAFE_RULES if _matches(r.match, facts)]
+            if placed:
+                return Verdict(decision="allow", rules=placed)
             # Unknown means ask: keywords in one language cannot be the whole defence.
             return Verdict(
                 decision="require_approval",

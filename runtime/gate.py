@@ -124,7 +124,7 @@ def sanitize_summary(text: str, *, for_html: bool = False) -> str:
 
 
 def summarize(action: AnyAction, facts: dict[str, Any]) -> str:
-    """One line for a person: ``Click 'Pay $120.00' on /invoices/1042 (posts to ...)``."""
+    """One line for a person: ``Click 'Pay $120.00' on /invoices/1042``, sanitized."""
     if isinstance(action, Navigate):
         return sanitize_summary(f"Open {facts.get('target_url') or action.url}")
     target = action_target(action)
@@ -132,12 +132,7 @@ def summarize(action: AnyAction, facts: dict[str, Any]) -> str:
     verb = _VERBS.get(action.kind, action.kind.title())
     if isinstance(action, Press):
         verb = f"Press {action.key} on"
-    line = f"{verb} '{name}' on {_where(facts.get('page_url'))}"
-    if facts.get("submits_form") and facts.get("form_action"):
-        parts = urlsplit(str(facts["form_action"]))
-        method = str(facts.get("form_method") or "get").upper()
-        line += f" ({method} to {parts.netloc}{parts.path or '/'})"
-    return sanitize_summary(line)
+    return sanitize_summary(f"{verb} '{name}' on {_where(facts.get('page_url'))}")
 
 
 class Gate:

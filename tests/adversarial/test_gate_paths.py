@@ -67,7 +67,7 @@ async def test_enter_in_a_text_field_of_a_payment_form_asks(
         hrt, site, [{"goto": url}, {"press": {"label": "Amount", "key": "Enter"}}]
     )
     # The default button of the form is what Enter would press.
-    await assert_asked_not_paid(hrt, site, result, "Pay $100", "POST")
+    await assert_asked_not_paid(hrt, site, result, "Press Enter on 'Pay $100'")
 
 
 async def test_space_on_a_focused_button_asks(hrt: Runtime, site: HostileSite) -> None:
