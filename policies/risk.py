@@ -370,7 +370,7 @@ def _target(f: ActionFacts) -> str | None:
     scheme = urlsplit(url).scheme.lower()
     if url.strip().lower() == "about:blank":
         return "inside"
-    if scheme in ("data", "about"):
+    if scheme in ("data", "about", ""):
         # Refused (or not) by the navigation check itself, which knows the scheme rules.
         return None
     if scheme not in ("http", "https"):

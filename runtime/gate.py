@@ -22,7 +22,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, replace
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from playwright.async_api import Page
 
@@ -166,6 +166,8 @@ class Gate:
         self.allowed_domains = [
             substitute_text(d, state.values) for d in state.task.allowed_domains
         ] or list(own)
+        start = state.task.start_url
+        self.base_url = substitute_text(start, state.values) if start else None
         self.auto_used: dict[str, int] = {}
         self.last_webhook: str | None = None
         self.denied: set[str] = set()
@@ -224,6 +226,9 @@ class Gate:
         else:
             checked = await probe(self.tabs, action, self._timeout(action), self.allowed_domains)
         facts = checked.facts
+        if isinstance(action, Navigate):
+            # Where the navigation really goes: relative URLs resolve as the action resolves them.
+            facts["target_url"] = urljoin(self.base_url or checked.page.url, action.url)
         target_url = str(facts.get("target_url") or "")
         if facts.get("role") == "link" and target_url.lower().startswith("javascript:"):
             # Runs page script instead of going anywhere: a scripted control.
