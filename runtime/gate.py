@@ -1,6 +1,12 @@
 """The check phase of every step, scripted or model-chosen: a verdict before the action runs, and
 for actions that need a person, an approval request and a wait for the decision.
 
+Every action that can activate, submit or change something is first probed
+(:func:`tools.facts.probe`): the element and form it would really reach, with facts the page cannot
+forge, waiting for the target as the action would; if they cannot be read, the action is not done.
+The action then reaches exactly the node that was checked. A submission no rule places is unknown
+and asks; a denial (policy, person, expiry) sticks to its target and form for the rest of the run.
+
 ``allow`` acts at once. ``deny`` never acts. ``require_approval`` persists an
 :class:`~runtime.approvals.ApprovalRequest` (summary, reasons, a screenshot with the target
 outlined, expiry), announces it (webhook), sets the run to ``waiting_approval`` and polls the store

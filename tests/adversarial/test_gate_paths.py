@@ -7,9 +7,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from profiles import ProfileSettings
 from runtime import RunResult, Runtime, parse_task, run_task
 from runtime.approvals import ApprovalRequest
+from runtime.errors import TaskFileError
 from runtime.gate import STICKY_MESSAGE
 from runtime.models import Message, ModelResponse
 from runtime.testing import FunctionModel, call, reply
@@ -292,3 +295,13 @@ async def test_a_denial_sticks_to_the_target_and_its_form_for_an_obedient_model(
     last = told[-1]
     assert "expired with nobody deciding" in last
     assert last.count(STICKY_MESSAGE) == len(plan) - 1, last
+
+
+def test_allow_targets_are_validated_with_clear_errors() -> None:
+    with pytest.raises(TaskFileError) as bad:
+        parse_task({"name": "t", "goal": "g", "allow_targets": [{"name": "("}]}, "t.yaml")
+    assert "t.yaml: allow_targets.0.name" in str(bad.value)
+    assert "not a valid regular expression" in str(bad.value)
+    with pytest.raises(TaskFileError) as typo:
+        parse_task({"name": "t", "goal": "g", "allow_targets": [{"nmae": "x"}]}, "t.yaml")
+    assert "allow_targets.0.nmae: unknown field" in str(typo.value)
