@@ -305,3 +305,36 @@ def test_allow_targets_are_validated_with_clear_errors() -> None:
     with pytest.raises(TaskFileError) as typo:
         parse_task({"name": "t", "goal": "g", "allow_targets": [{"nmae": "x"}]}, "t.yaml")
     assert "allow_targets.0.nmae: unknown field" in str(typo.value)
+
+
+async def test_a_download_link_on_an_allowed_host_still_downloads(
+    hrt: Runtime, site: HostileSite
+) -> None:
+    site.raw(
+        "/report.csv",
+        200,
+        {"Content-Type": "text/csv", "Content-Disposition": "attachment; filename=report.csv"},
+        "a,b\n1,2\n",
+    )
+    url = site.page("/files", "<a href=/report.csv>Report</a>")
+    result = await run_steps(
+        hrt, site, [{"goto": url}, {"download": {"role": "link", "name": "Report"}}]
+    )
+    assert result.status == "succeeded", result.error
+    assert await requests_of(hrt, result) == []
+
+
+async def test_navigation_off_the_allowlist_is_refused_before_acting(
+    hrt: Runtime, site: HostileSite
+) -> None:
+    url = site.page("/start", "<a href='http://evil.test/steal'>Continue</a>")
+    for step in (
+        {"goto": "http://evil.test/steal"},
+        {"click": {"role": "link", "name": "Continue"}},
+    ):
+        result = await run_steps(hrt, site, [{"goto": url}, step])
+        assert result.status == "denied", result.error
+        assert "outside the allowed domains" in str(result.error)
+        assert result.run_id is not None
+        steps = await hrt.store.list_steps(str(result.run_id))
+        assert steps[-1].status == "skipped" and steps[-1].url_after == url
