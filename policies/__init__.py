@@ -6,6 +6,9 @@ action's target, :func:`classify` turns them into a verdict.
 
 from .risk import (
     DEFAULT_RULES,
+    SAFE_NAMES,
+    SAFE_RULES,
+    UNKNOWN_RULE,
     ActionFacts,
     AutoApprove,
     Decision,
@@ -19,6 +22,9 @@ from .risk import (
 
 __all__ = [
     "DEFAULT_RULES",
+    "SAFE_NAMES",
+    "SAFE_RULES",
+    "UNKNOWN_RULE",
     "ActionFacts",
     "AutoApprove",
     "Decision",

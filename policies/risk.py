@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -33,6 +34,9 @@ from profiles.errors import UserError
 
 __all__ = [
     "DEFAULT_RULES",
+    "SAFE_NAMES",
+    "SAFE_RULES",
+    "UNKNOWN_RULE",
     "ActionFacts",
     "AutoApprove",
     "Decision",
@@ -66,6 +70,13 @@ class ActionFacts(BaseModel):
     page_url: str | None = None
     target_url: str | None = Field(None, description="where a navigation or link leads")
     allowed_domains: list[str] = Field(default_factory=list)
+    submits_form: bool = Field(False, description="the action submits form_action")
+    scripted: bool = Field(
+        False, description="a control that does something only through page scripts"
+    )
+    secret_login: bool = Field(
+        False, description="the form holds a secret of this run that may go where it posts"
+    )
 
 
 class Match(BaseModel):
@@ -81,6 +92,19 @@ class Match(BaseModel):
     form_method: str | None = None
     form_off_allowlist: bool | None = Field(
         None, description="the form posts to a host outside the task's allowed domains"
+    )
+    form_posts: bool | None = Field(
+        None, description="the element sits in (or submits) a POST form"
+    )
+    has_form: bool | None = Field(None, description="the element sits in (or submits) a form")
+    submits_form: bool | None = None
+    scripted: bool | None = None
+    secret_login: bool | None = None
+    target_inside: bool | None = Field(
+        None, description="leads to an http(s) URL on the allowlist (any, without one)"
+    )
+    target_outside: bool | None = Field(
+        None, description="leads to a URL the allowlist refuses, or one that is not http(s)"
     )
 
     @field_validator("name", "text", "url")
@@ -160,7 +184,7 @@ class Policy(BaseModel):
 
     @model_validator(mode="after")
     def _known_rules(self) -> Policy:
-        known = {r.name for r in [*self.rules, *DEFAULT_RULES]}
+        known = {r.name for r in [*self.rules, *DEFAULT_RULES, *SAFE_RULES]} | {UNKNOWN_RULE}
         known |= {
             r.name for rules in [*self.tasks.values(), *self.profiles.values()] for r in rules
         }
@@ -182,6 +206,14 @@ class Policy(BaseModel):
 def _rule(rule: str, verdict: Decision, reason: str, /, **match: object) -> Rule:
     return Rule(name=rule, verdict=verdict, reason=reason, match=Match.model_validate(match))
 
+
+SAFE_NAMES = (
+    r"^\s*(next|previous|prev|back|more|less|first|last|close|cancel|dismiss|search|filter"
+    r"|filters|refresh|reload|help|details|menu|(next|previous|prev|first|last|older|newer) page"
+    r"|page \d+|\d{1,3}|[<>«»‹›×✕]|((show|hide|view|open|expand|collapse|toggle|sort|load)"
+    r"( [\w-]+){0,2}))\s*$"
+)
+"""Whole names of controls that commit nothing (pagination, disclosure, dialogs, search)."""
 
 DEFAULT_RULES: list[Rule] = [
     _rule(
@@ -229,7 +261,90 @@ DEFAULT_RULES: list[Rule] = [
         form_off_allowlist=True,
     ),
     _rule("uploads", "require_approval", "uploads a file", side_effects=["upload"]),
+    _rule(
+        "off-allowlist-navigation",
+        "deny",
+        "leads to a URL outside the allowed domains, or not http(s)",
+        target_outside=True,
+    ),
 ]
+
+SAFE_RULES: list[Rule] = [
+    # What the defaults can place as safe: consulted only when no other rule matched a
+    # submission; any other submission is unknown, and unknown means ask.
+    _rule(
+        "safe-controls",
+        "allow",
+        "a control that commits nothing",
+        side_effects=["submit"],
+        form_posts=False,
+        name=SAFE_NAMES,
+    ),
+    _rule(
+        "session-controls",
+        "allow",
+        "signs in or out",
+        side_effects=["submit"],
+        name=r"^\s*((sign|log) ?(in|on|out|off)|login|logout)\s*$",
+    ),
+    _rule(
+        "safe-roles",
+        "allow",
+        "a tab, menu item, option or toggle outside any POST form",
+        side_effects=["submit"],
+        form_posts=False,
+        roles=[
+            "tab",
+            "menuitem",
+            "menuitemcheckbox",
+            "menuitemradio",
+            "option",
+            "switch",
+            "checkbox",
+            "radio",
+            "treeitem",
+            "combobox",
+            "listbox",
+        ],
+    ),
+    _rule(
+        "links-inside",
+        "allow",
+        "a link to an allowed host",
+        side_effects=["submit"],
+        roles=["link"],
+        scripted=False,
+        target_inside=True,
+    ),
+    _rule(
+        "get-forms",
+        "allow",
+        "a search or filter form (GET) on an allowed host",
+        side_effects=["submit"],
+        has_form=True,
+        form_posts=False,
+        form_off_allowlist=False,
+    ),
+    _rule(
+        "upload-controls",
+        "allow",
+        "sends files an approved upload step chose",
+        side_effects=["submit"],
+        has_form=True,
+        form_off_allowlist=False,
+        name=r"^\s*(upload|attach)( [\w-]+){0,2}\s*$",
+    ),
+    _rule(
+        "login-forms",
+        "allow",
+        "a form holding this run's own secret, posting where the secret may go",
+        side_effects=["submit"],
+        secret_login=True,
+    ),
+]
+
+UNKNOWN_RULE = "unknown-submission"
+"""The verdict's rule name when a submission matched no rule: unknown means ask."""
 
 
 def _search(pattern: str | None, *texts: str | None) -> bool:
@@ -245,6 +360,24 @@ def _host_allowed(url: str, domains: Sequence[str]) -> bool:
     except UserError:
         return False
     return url_allowed(url, rules)
+
+
+def _target(f: ActionFacts) -> str | None:
+    """Where a link or navigation leads: inside the allowlist, outside it, or nowhere."""
+    if not f.target_url:
+        return None
+    url = str(f.target_url)
+    scheme = urlsplit(url).scheme.lower()
+    if url.strip().lower() == "about:blank":
+        return "inside"
+    if scheme in ("data", "about", ""):
+        # Refused (or not) by the navigation check itself, which knows the scheme rules.
+        return None
+    if scheme not in ("http", "https"):
+        return "outside"
+    if f.allowed_domains and not _host_allowed(url, f.allowed_domains):
+        return "outside"
+    return "inside"
 
 
 def _matches(m: Match, f: ActionFacts) -> bool:
@@ -264,6 +397,19 @@ def _matches(m: Match, f: ActionFacts) -> bool:
         )
         if off != m.form_off_allowlist:
             return False
+    flags = {
+        "form_posts": (f.form_method or "").lower() == "post",
+        "has_form": bool(f.form_action),
+        "submits_form": f.submits_form,
+        "scripted": f.scripted,
+        "secret_login": f.secret_login,
+        "target_inside": _target(f) == "inside",
+        "target_outside": _target(f) == "outside",
+    }
+    for flag, value in flags.items():
+        wanted = getattr(m, flag)
+        if wanted is not None and wanted != value:
+            return False
     return (
         _search(m.name, f.name)
         and _search(m.text, f.name, f.nearby_text)
@@ -276,11 +422,27 @@ def classify(
     policy: Policy | None = None,
     task: str | None = None,
     profile: str | None = None,
+    extra: Sequence[Rule] = (),
 ) -> Verdict:
-    """The verdict for one action: the most severe of every matching rule (allow if none)."""
-    rules: Sequence[Rule] = (policy or Policy()).rules_for(task, profile)
+    """The verdict for one action: the most severe of every matching rule; with none, allow,
+    except a submission, which is unknown and asks. ``extra`` rules (a task's) come first."""
+    policy = policy or Policy()
+    rules: Sequence[Rule] = [*extra, *policy.rules_for(task, profile)]
     hits = [r for r in rules if _matches(r.match, facts)]
     if not hits:
+        # A request on the wire (runtime.wirecheck) is already inside an action the gate
+        # placed; asking again for every POST of that action would only add noise.
+        if facts.side_effect == "submit" and facts.kind != "request" and policy.use_defaults:
+            placed = [r.name for r in SAFE_RULES if _matches(r.match, facts)]
+            if placed:
+                return Verdict(decision="allow", rules=placed)
+            # Unknown means ask: keywords in one language cannot be the whole defence.
+            return Verdict(
+                decision="require_approval",
+                reasons=["a submission no rule places as safe (unknown means ask)"],
+                rules=[UNKNOWN_RULE],
+                gating=[UNKNOWN_RULE],
+            )
         return Verdict(decision="allow")
     decision = max((r.verdict for r in hits), key=lambda d: _SEVERITY[d])
     return Verdict(

@@ -5,13 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from .app import Runtime
 from .approvals import ApprovalRequest
 from .clitools import cli_actor, out_console, print_json, run_async, with_runtime
+from .gate import sanitize_summary
 
-__all__ = ["approvals_group"]
+__all__ = ["approvals_group", "for_terminal"]
+
+
+def for_terminal(text: object) -> str:
+    """Page-derived text for rich: no escape sequences or control characters, markup shown
+    as text, not obeyed."""
+    return escape(sanitize_summary(str(text)))
 
 
 def _left(request: ApprovalRequest) -> str:
@@ -53,7 +61,14 @@ def list_(show_all: bool, run_id: str | None, as_json: bool) -> None:
         return
     table = Table("id", "run", "profile", "action", "why", "status")
     for r in requests:
-        table.add_row(r.id, r.run_id, r.profile, r.summary, "; ".join(r.reasons), _left(r))
+        table.add_row(
+            r.id,
+            r.run_id,
+            r.profile,
+            for_terminal(r.summary),
+            for_terminal("; ".join(r.reasons)),
+            _left(r),
+        )
     out_console().print(table)
 
 
@@ -71,21 +86,24 @@ def show(request_id: str, as_json: bool) -> None:
     if as_json:
         print_json(r.model_dump(mode="json"))
         return
+    clean = sanitize_summary
     lines = [
         f"{r.id}  {_left(r)}",
-        f"  action:     {r.summary}",
-        f"  exact:      {r.action}",
-        f"  why:        {'; '.join(r.reasons)}",
+        f"  action:     {clean(r.summary)}",
+        f"  exact:      {clean(str(r.action))}",
+        f"  why:        {clean('; '.join(r.reasons))}",
         f"  run:        {r.run_id} (task {r.task_name}, profile {r.profile}, "
         f"step {r.step_idx + 1})",
-        f"  page:       {r.page_url or '-'}",
+        f"  page:       {clean(r.page_url or '-')}",
         f"  screenshot: {r.screenshot or '-'}",
         f"  expires:    {r.expires_at:%Y-%m-%d %H:%M:%S} UTC",
     ]
     if r.decided_by:
-        lines.append(f"  decided:    {r.status} by {r.decided_by} ({r.comment or 'no comment'})")
+        lines.append(
+            f"  decided:    {r.status} by {r.decided_by} ({clean(r.comment or 'no comment')})"
+        )
     if r.outcome:
-        lines.append(f"  outcome:    {r.outcome}")
+        lines.append(f"  outcome:    {clean(r.outcome)}")
     warning = _warning(r)
     if warning:
         lines.append(f"  WARNING:    {warning}")
@@ -101,7 +119,7 @@ def _decide(request_id: str, approve: bool, comment: str | None, as_json: bool) 
     if as_json:
         print_json(r.model_dump(mode="json"))
         return
-    click.echo(f"{r.id} {r.status} by {r.decided_by}: {r.summary}")
+    click.echo(f"{r.id} {r.status} by {r.decided_by}: {sanitize_summary(r.summary)}")
 
 
 @approvals_group.command("approve")

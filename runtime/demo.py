@@ -17,6 +17,7 @@ from .app import Runtime
 from .approvals import ApprovalError
 from .auth import Actor
 from .cli import combined_exit_code
+from .cli_approvals import for_terminal
 from .clitools import err_console, out_console
 from .live import results_table, run_many
 from .run import RunResult, run_task
@@ -72,8 +73,9 @@ async def _answer_requests(rt: Runtime, actor: Actor, console: Console, ask: boo
                 continue
             seen.add(request.id)
             console.print(
-                f"[magenta]approval needed[/] {request.id}: {request.summary} "
-                f"({'; '.join(request.reasons)})\n  screenshot: {request.screenshot}\n"
+                f"[magenta]approval needed[/] {request.id}: {for_terminal(request.summary)} "
+                f"({for_terminal('; '.join(request.reasons))})\n"
+                f"  screenshot: {request.screenshot}\n"
                 f"  (or from another terminal: corral approvals approve|deny {request.id})",
                 highlight=False,
                 soft_wrap=True,

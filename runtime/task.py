@@ -24,6 +24,7 @@ __all__ = [
     "STEP_KINDS",
     "UNRESTRICTED",
     "VAR_RE",
+    "AllowTarget",
     "Budget",
     "Step",
     "Task",
@@ -76,6 +77,24 @@ class Step(BaseModel):
         return self.action  # type: ignore[no-any-return]
 
 
+class AllowTarget(BaseModel):
+    """A target the task places as known: an action on it is not 'unknown' (a risky rule, such
+    as payments, still asks)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="a regular expression for the accessible name (case-insensitive)")
+    role: str | None = Field(None, description="only elements with this role, e.g. button")
+
+    @field_validator("name")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
 class Budget(BaseModel):
     """Stop rules for a run."""
 
@@ -99,6 +118,10 @@ class Task(BaseModel):
         default_factory=list,
         description="hosts the run may reach; ['*'] for no limit (a model-driven task is "
         "limited to its start_url's site without a list)",
+    )
+    allow_targets: list[AllowTarget] = Field(
+        default_factory=list,
+        description="targets to place as known: name regexes, or {role, name} mappings",
     )
     secrets: list[str] = Field(default_factory=list)
     vars: dict[str, str] = Field(default_factory=dict)
@@ -147,6 +170,14 @@ class Task(BaseModel):
         scheme = None if value is None or VAR_RE.match(value) else refused_scheme(value)
         if scheme is not None:
             raise ValueError(f"{scheme} URLs are not allowed: expected an http(s) URL")
+        return value
+
+    @field_validator("allow_targets", mode="before")
+    @classmethod
+    def _plain_names(cls, value: Any) -> Any:
+        # A plain string is a name regex for any role.
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
         return value
 
     def referenced_vars(self) -> set[str]:

@@ -79,6 +79,12 @@ class ActionContext:
     timeout_s: float = 10.0
     resolve_value: ValueResolver | None = None
     """Turns ``{{secret:...}}`` in fill values into what is typed, at typing time."""
+    checked: Any = None
+    """The gate's probe (``tools.facts.Checked``) of this action's target: the action reaches
+    exactly the node that was classified, or is not done."""
+    vet_next: Callable[[Page, Locate], Awaitable[Any]] | None = None
+    """For ``extract`` with ``next``: classifies each page click; returns its ``Checked`` or
+    raises (a refused click ends pagination and fails the step)."""
 
 
 class ActionResult(BaseModel):
@@ -182,9 +188,10 @@ def _browser_gone(tabs: Tabs) -> bool:
     return tabs.session.closed_unexpectedly or (browser is not None and not browser.is_connected())
 
 
-async def _translate(
+async def translate_error(
     exc: PlaywrightError, tabs: Tabs, page: Page, action: Any, timeout_s: float
 ) -> Exception:
+    """A Playwright error as corral's error for ``action``."""
     first_line = str(exc.message).strip().splitlines()[0] if exc.message else type(exc).__name__
     if "closed" in first_line.lower():
         await asyncio.sleep(0.05)  # let the close/disconnect events arrive
@@ -281,13 +288,81 @@ async def execute(tabs: Tabs, action: AnyAction, ctx: ActionContext) -> ActionRe
     try:
         value = await _dispatch(tabs, page, action, ctx, ms)
     except PlaywrightError as exc:
-        raise await _translate(exc, tabs, page, action, timeout_s) from exc
+        raise await translate_error(exc, tabs, page, action, timeout_s) from exc
     opened = tabs.take_opened()
     for new in opened:
         with contextlib.suppress(PlaywrightError):
             await new.wait_for_load_state("domcontentloaded", timeout=ms)
     after = (await tabs.active()).url if tabs.pages else ""
     return ActionResult(url_before=before, url_after=after, opened_tabs=len(opened), value=value)
+
+
+async def _save_download(
+    page: Page, click: Callable[[], Awaitable[None]], ctx: ActionContext, ms: float
+) -> dict[str, Any]:
+    async with page.expect_download(timeout=ms) as info:
+        await click()
+    download = await info.value
+    private_dir(ctx.downloads_dir)
+    path = _unique(ctx.downloads_dir, download.suggested_filename)
+    await download.save_as(path)
+    # Playwright copies the file with the process umask: owner-only, like the rest of the run.
+    os.chmod(path, PRIVATE_FILE)
+    return {"file": path.name, "path": str(path), "bytes": path.stat().st_size}
+
+
+async def _act_checked(
+    page: Page,
+    action: Click | Press | Select | Download,
+    checked: Any,
+    ctx: ActionContext,
+    ms: float,
+) -> Any:
+    """Do ``action`` on exactly the node the gate checked: the same point, the same focused
+    node, or the same select; if the page moved something else there meanwhile, not at all."""
+    if checked.error is not None:
+        raise checked.error
+    if checked.page is not page:
+        raise ActionError(f"{action.kind}: not done: the active tab changed after the check")
+    if not await checked.still_there():
+        raise ActionError(
+            f"{action.kind}: not done: the page changed what this action would reach after it "
+            "was checked; observe the page again"
+        )
+    if isinstance(action, Select):
+        chosen = await checked.select(action.option)
+        if chosen is None:
+            raise ActionError(f"select: no option '{action.option}' in {action.describe()}")
+        await _settle(page, asyncio.sleep(0), ms)
+        return None
+    if isinstance(action, Press):
+        await _settle(page, page.keyboard.press(action.key), ms)
+        return None
+    x, y = checked.point
+
+    async def click() -> None:
+        await page.mouse.click(x, y)
+
+    if isinstance(action, Download):
+        return await _save_download(page, click, ctx, ms)
+    await _settle(page, click(), ms)
+    return None
+
+
+def _next_clicker(ctx: ActionContext, ms: float) -> Callable[[Page, Locate], Awaitable[None]]:
+    """How ``extract`` follows ``next``: through the gate's check when there is one."""
+
+    async def click(page: Page, spec: Locate) -> None:
+        if ctx.vet_next is None:
+            await _settle(page, locate(page, spec).first.click(timeout=ms), ms)
+            return
+        checked = await ctx.vet_next(page, spec)
+        if not await checked.still_there():
+            raise ActionError("extract: not done: the 'next' control changed after it was checked")
+        x, y = checked.point
+        await _settle(page, page.mouse.click(x, y), ms)
+
+    return click
 
 
 async def _dispatch(
@@ -320,7 +395,7 @@ async def _dispatch(
         await new.bring_to_front()
         return None
     if isinstance(action, Extract):
-        return await extract_value(page, action, locate, ms, _settle)
+        return await extract_value(page, action, locate, ms, _next_clicker(ctx, ms))
     if isinstance(action, WaitFor):
         if action.has_target:
             await locate(page, action.locator_spec()).wait_for(state=action.state, timeout=ms)
@@ -337,6 +412,9 @@ async def _dispatch(
         dy = {"up": -action.amount, "down": action.amount}.get(action.direction, 0)
         await page.mouse.wheel(dx, dy)
         return None
+    checked = ctx.checked
+    if checked is not None and isinstance(action, Click | Press | Select | Download):
+        return await _act_checked(page, action, checked, ctx, ms)
     if isinstance(action, Press) and not action.has_target:
         await _settle(page, page.keyboard.press(action.key), ms)
         return None
@@ -357,13 +435,5 @@ async def _dispatch(
         files = [_allowed_file(f, ctx.upload_dir) for f in action.files]
         await target.set_input_files(files, timeout=ms)
     elif isinstance(action, Download):
-        async with page.expect_download(timeout=ms) as info:
-            await target.click(timeout=ms)
-        download = await info.value
-        private_dir(ctx.downloads_dir)
-        path = _unique(ctx.downloads_dir, download.suggested_filename)
-        await download.save_as(path)
-        # Playwright copies the file with the process umask: owner-only, like the rest of the run.
-        os.chmod(path, PRIVATE_FILE)
-        return {"file": path.name, "path": str(path), "bytes": path.stat().st_size}
+        return await _save_download(page, lambda: target.click(timeout=ms), ctx, ms)
     return None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from playwright.async_api import Locator, Page
 
-from .actions import Extract
+from .actions import Extract, Locate
 
 __all__ = ["extract_value"]
 
@@ -38,9 +39,14 @@ _TABLE_JS = """
 
 
 async def extract_value(
-    page: Page, action: Extract, locate: Any, timeout_ms: float, settle: Any
+    page: Page,
+    action: Extract,
+    locate: Any,
+    timeout_ms: float,
+    click_next: Callable[[Page, Locate], Awaitable[None]],
 ) -> Any:
-    """Run one extract action on ``page``; ``locate`` builds locators, ``settle`` waits a click."""
+    """Run one extract action on ``page``; ``locate`` builds locators, ``click_next`` follows
+    the ``next`` control (checked like any click: it raises, ending the step, if refused)."""
     if action.text is not None:
         target: Locator = locate(page, action.text)
         if action.all:
@@ -62,5 +68,10 @@ async def extract_value(
             "true",
         ):
             break
-        await settle(page, nxt.first.click(timeout=timeout_ms))
+        first = (
+            action.next
+            if action.next.nth is not None
+            else action.next.model_copy(update={"nth": 0})
+        )
+        await click_next(page, first)
     return rows

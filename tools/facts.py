@@ -1,81 +1,425 @@
-"""Facts about an action's target for the risk classifier: role, name, nearby text, form.
+"""Facts about what an action would really touch, for the risk classifier, read where the page
+cannot forge them; and the checked target the action then acts on.
 
-Returned as a plain mapping (the fields of ``policies.ActionFacts``), so ``tools`` does not depend
-on ``policies``.
+Every action that can activate, submit or change something is *probed* before the verdict:
+
+- click and download: Playwright waits until the target is actionable (``trial``), then the browser
+  says which node a click at the target's centre reaches (``DOM.getNodeForLocation``, so an overlay
+  is what gets classified); the action later clicks that same point, after checking that the same
+  node is still there;
+- press: the target (if any) is focused, and the focused node is classified: Enter in a text field
+  submits its form with the form's default button, so that button and form are classified; the
+  key is then pressed on that same focused node;
+- select: the select and its form (a change may submit it); the option is then set on that node.
+
+Role and name come from the browser's accessibility tree; everything else from a function run in an
+isolated world through prototype getters (see :mod:`tools.isolated`). Facts come back as a plain
+mapping (the fields of ``policies.ActionFacts``), so ``tools`` does not depend on ``policies``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 from urllib.parse import urljoin
 
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page
 
-from .actions import AnyAction, Navigate, action_target
-from .execute import locate
+from .actions import AnyAction, Click, Download, Extract, Locate, Navigate, Press, Select
+from .errors import ActionError
+from .execute import SECRET_MARK, locate, translate_error
+from .isolated import Isolated, IsolatedError, NodeRef
 from .tabs import Tabs
 
-__all__ = ["action_facts"]
+__all__ = ["PROBED_KINDS", "Checked", "action_facts", "probe", "probe_click"]
 
-# Role, name and the words around the element, read in the page without taking a snapshot:
-# a new aria snapshot would renumber the refs the caller is about to act on. The closest form,
-# dialog gives the words around a button ("Confirm payment of $120.00 ...").
-_FACTS_JS = """(el) => {
-  const clean = (t) => (t || '').replace(/\\s+/g, ' ').trim();
-  const tag = el.tagName.toLowerCase();
-  const type = (el.getAttribute('type') || '').toLowerCase();
-  const implicit = {a: el.hasAttribute('href') ? 'link' : null, button: 'button',
-    select: 'combobox', textarea: 'textbox', summary: 'button', option: 'option'};
-  let role = el.getAttribute('role') || implicit[tag] || null;
-  if (!role && tag === 'input') {
-    role = ['button', 'submit', 'reset', 'image'].includes(type) ? 'button'
-      : ['checkbox', 'radio'].includes(type) ? type : type === 'search' ? 'searchbox' : 'textbox';
+PROBED_KINDS = frozenset({"click", "download", "press", "select"})
+"""Actions that can activate, submit or change something: always probed before they run."""
+
+_CLICK_EVENTS = frozenset(
+    {"click", "mousedown", "mouseup", "pointerdown", "pointerup", "auxclick", "dblclick"}
+)
+_CHANGE_EVENTS = frozenset({"change", "input"})
+_ANCESTORS = 12
+
+# The element a click on `this` activates: the nearest interactive ancestor (a label stands for
+# its control), else `this` itself. `mode` "key:<key>": `this` is the focused element; Enter in a
+# field of a form submits it with its default button (the first submit button in tree order), or
+# without one. Prototype methods only: a form's named elements shadow its own properties.
+_PICK = """function (mode) {
+  const P = (proto, name) => Object.getOwnPropertyDescriptor(proto, name);
+  const closest = P(Element.prototype, 'closest').value;
+  const tagOf = P(Element.prototype, 'tagName').get;
+  const getAttr = P(Element.prototype, 'getAttribute').value;
+  const kind = P(Node.prototype, 'nodeType').get.call(this);
+  let el = kind === 1 ? this : P(Node.prototype, 'parentElement').get.call(this);
+  if (!el) return null;
+  if (mode === 'click') {
+    const hit = closest.call(el, 'a[href], area[href], button, input, select, textarea, label, '
+      + 'summary, option, [role]:not([role=presentation]):not([role=none]):not([role=generic]), '
+      + '[onclick], [contenteditable=""], [contenteditable=true]');
+    if (!hit) return el;
+    if (tagOf.call(hit) !== 'LABEL') return hit;
+    return P(HTMLLabelElement.prototype, 'control').get.call(hit) || hit;
   }
-  const labelled = (el.getAttribute('aria-labelledby') || '').split(/\\s+/)
-    .map((id) => document.getElementById(id)).filter(Boolean).map((n) => n.innerText).join(' ');
-  const label = el.labels && el.labels.length ? el.labels[0].innerText : '';
-  const name = clean(el.getAttribute('aria-label') || labelled || label || el.innerText
-    || (['button', 'submit'].includes(type) ? el.value : '') || el.title || el.alt || '');
-  // Links go somewhere, buttons act: only a control inside a form or dialog takes its words.
-  const box = role === 'link' ? null : el.closest('form, dialog, [role=dialog]');
-  const form = el.form || el.closest('form');
+  if (mode.startsWith('key:')) {
+    const key = mode.slice(4);
+    const tag = tagOf.call(el);
+    const type = (getAttr.call(el, 'type') || '').toLowerCase();
+    const noText = ['button', 'submit', 'reset', 'image', 'checkbox', 'radio', 'file', 'color',
+      'range', 'hidden'];
+    if ((key === 'Enter' || key === 'NumpadEnter') && tag === 'INPUT' && !noText.includes(type)) {
+      const form = P(HTMLInputElement.prototype, 'form').get.call(el);
+      if (!form) return el;
+      const elements = P(HTMLFormElement.prototype, 'elements').get.call(form);
+      const len = P(HTMLCollection.prototype, 'length').get.call(elements);
+      const item = P(HTMLCollection.prototype, 'item');
+      for (let i = 0; i < len; i++) {
+        const c = item.value.call(elements, i);
+        const ct = tagOf.call(c);
+        const t = (getAttr.call(c, 'type') || (ct === 'BUTTON' ? 'submit' : '')).toLowerCase();
+        if (t === 'submit' || (ct === 'INPUT' && t === 'image')) return c;
+      }
+      return form;
+    }
+  }
+  return el;
+}"""
+
+# Facts about `this` (the element an action reaches), by value. Form target and method as the
+# browser submits them: `formaction`/`formmethod` on the submitter win over the form's own.
+_DESCRIBE = """function (mark) {
+  const P = (proto, name) => Object.getOwnPropertyDescriptor(proto, name);
+  const call = (proto, name, obj, ...args) => P(proto, name).value.call(obj, ...args);
+  const get = (proto, name, obj) => P(proto, name).get.call(obj);
+  const clean = (t) => (t || '').replace(/\\s+/g, ' ').trim();
+  const el = this;
+  const tag = get(Element.prototype, 'tagName', el);
+  const attr = (n) => call(Element.prototype, 'getAttribute', el, n);
+  const has = (n) => call(Element.prototype, 'hasAttribute', el, n);
+  const type = (attr('type') || (tag === 'BUTTON' ? 'submit' : '')).toLowerCase();
+  const text = clean(get(Node.prototype, 'textContent', el)).slice(0, 200);
+  const isForm = tag === 'FORM';
+  let href = null, form = null, activation = 'generic', submitter = null;
+  if ((tag === 'A' || tag === 'AREA') && has('href')) {
+    href = get(tag === 'A' ? HTMLAnchorElement.prototype : HTMLAreaElement.prototype, 'href', el);
+    activation = 'link';
+  } else if (isForm) {
+    form = el; activation = 'submit';
+  } else if (tag === 'BUTTON' || tag === 'INPUT' || tag === 'SELECT' || tag === 'TEXTAREA') {
+    const proto = {BUTTON: HTMLButtonElement, INPUT: HTMLInputElement, SELECT: HTMLSelectElement,
+      TEXTAREA: HTMLTextAreaElement}[tag].prototype;
+    form = get(proto, 'form', el);
+    if (type === 'submit' || (tag === 'INPUT' && type === 'image')) {
+      activation = form ? 'submit' : 'button'; submitter = proto;
+    } else if (tag === 'BUTTON' || (tag === 'INPUT' && (type === 'button' || type === 'reset'))) {
+      activation = 'button';
+    } else if (tag === 'INPUT' && (type === 'checkbox' || type === 'radio')) {
+      activation = 'control';
+    } else {
+      activation = 'field';
+    }
+  } else if (tag === 'SUMMARY' || tag === 'OPTION' || has('role') || has('onclick')) {
+    activation = 'button';
+  }
+  let method = null, action = null, fields = [], secret = false, formText = '';
+  if (form) {
+    action = get(HTMLFormElement.prototype, 'action', form);
+    method = get(HTMLFormElement.prototype, 'method', form);
+    if (submitter && has('formaction')) action = get(submitter, 'formAction', el);
+    if (submitter && has('formmethod')) method = get(submitter, 'formMethod', el);
+    const elements = get(HTMLFormElement.prototype, 'elements', form);
+    const len = get(HTMLCollection.prototype, 'length', elements);
+    for (let i = 0; i < len; i++) {
+      const c = call(HTMLCollection.prototype, 'item', elements, i);
+      const ct = get(Element.prototype, 'tagName', c);
+      const cattr = (n) => call(Element.prototype, 'getAttribute', c, n);
+      const ctype = (cattr('type') || '').toLowerCase();
+      if (call(Element.prototype, 'hasAttribute', c, mark)) secret = true;
+      if (ct === 'FIELDSET' || ct === 'OBJECT' || ct === 'OUTPUT') continue;
+      if (ct === 'BUTTON' || ['submit', 'button', 'reset', 'image'].includes(ctype)) continue;
+      let value;
+      if (ct === 'INPUT') {
+        const input = HTMLInputElement.prototype;
+        const checked = get(input, 'checked', c);
+        value = ['checkbox', 'radio'].includes(ctype)
+          ? (checked ? get(input, 'value', c) : null)
+          : ctype === 'file' ? null : get(input, 'value', c);
+      } else if (ct === 'SELECT') {
+        value = get(HTMLSelectElement.prototype, 'value', c);
+      } else if (ct === 'TEXTAREA') {
+        value = get(HTMLTextAreaElement.prototype, 'value', c);
+      } else {
+        value = null;
+      }
+      fields.push([cattr('name') || '', ctype || ct.toLowerCase(), value]);
+    }
+    formText = clean(get(HTMLElement.prototype, 'innerText', form)).slice(0, 400);
+  }
+  let box = form;
+  if (!box && activation !== 'link') {
+    box = call(Element.prototype, 'closest', el, 'dialog, [role=dialog], [role=alertdialog]');
+  }
+  const boxText = box && box !== form
+    ? clean(get(HTMLElement.prototype, 'innerText', box)).slice(0, 400) : formText;
+  const own = [attr('aria-label'), attr('title'), attr('alt'), attr('placeholder'),
+    submitter ? attr('value') : null, isForm ? null : text].filter(Boolean).map(clean);
   return {
-    role, name: name || null,
-    text: clean(box ? box.innerText : '').slice(0, 400),
-    method: form ? (form.getAttribute('method') || 'get').toLowerCase() : null,
-    action: form ? form.action : null,
-    href: el.href || null,
+    tag: tag.toLowerCase(), type, activation, href, own: own.join(' | ').slice(0, 400),
+    box_text: boxText, form_action: action, form_method: method ? method.toLowerCase() : null,
+    fields, secret, onclick: has('onclick'), hidden_text: text,
   };
 }"""
+
+_ANCESTOR = """function (n) {
+  let el = this;
+  const up = Object.getOwnPropertyDescriptor(Node.prototype, 'parentNode').get;
+  for (let i = 0; i < n && el; i++) el = up.call(el);
+  return el;
+}"""
+
+_SELECT = """function (option) {
+  const P = (proto, name) => Object.getOwnPropertyDescriptor(proto, name);
+  const options = P(HTMLSelectElement.prototype, 'options').get.call(this);
+  const len = P(HTMLCollection.prototype, 'length').get.call(options);
+  for (let i = 0; i < len; i++) {
+    const o = P(HTMLCollection.prototype, 'item').value.call(options, i);
+    const value = P(HTMLOptionElement.prototype, 'value').get.call(o);
+    const label = P(HTMLOptionElement.prototype, 'label').get.call(o);
+    if (value === option || label === option || label.trim() === option.trim()) {
+      P(HTMLOptionElement.prototype, 'selected').set.call(o, true);
+      const fire = P(EventTarget.prototype, 'dispatchEvent').value;
+      fire.call(this, new Event('input', {bubbles: true, composed: true}));
+      fire.call(this, new Event('change', {bubbles: true}));
+      return value;
+    }
+  }
+  return null;
+}"""
+
+
+@dataclass
+class Checked:
+    """A probed target: its facts, and how the action reaches exactly the node that was checked."""
+
+    page: Page
+    facts: dict[str, Any]
+    how: Literal["point", "focus", "select", "none"] = "none"
+    node: NodeRef | None = None
+    """The node the action reaches (hit at the point, or focused)."""
+    point: tuple[float, float] | None = None
+    fields: list[tuple[str, str, str | None]] = field(default_factory=list)
+    """The form's field names, types and values (secret values included: redact before use)."""
+    form_has_mark: bool = False
+    error: Exception | None = None
+    """Why the facts could not be read: the action must not run."""
+    _isolated: Isolated | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True if the facts were read."""
+        return self.error is None
+
+    async def still_there(self) -> bool:
+        """True if the action would still reach the node that was checked."""
+        if self._isolated is None or self.node is None:
+            return self.how == "none"
+        try:
+            if self.how == "point" and self.point is not None:
+                return await self._isolated.hit(*self.point) == self.node
+            if self.how in ("focus", "select"):
+                return await self._isolated.focused() == self.node
+        except IsolatedError:
+            return False
+        return False
+
+    async def select(self, option: str) -> str | None:
+        """Choose ``option`` on the checked select (by value or label): its value, or None."""
+        assert self._isolated is not None and self.node is not None
+        object_id = await self._isolated.resolve(self.node)
+        value = await self._isolated.call(object_id, _SELECT, option)
+        return str(value) if value is not None else None
+
+
+def _base(action: AnyAction, page: Page, allowed: Sequence[str]) -> dict[str, Any]:
+    return {
+        "kind": action.kind,
+        "side_effect": str(type(action).side_effect),
+        "page_url": page.url,
+        "allowed_domains": list(allowed),
+    }
+
+
+async def _generic_listens(iso: Isolated, node: NodeRef, types: frozenset[str]) -> bool:
+    """True if the node or an ancestor (the document included) listens for one of ``types``."""
+    object_id = await iso.resolve(node)
+    for depth in range(_ANCESTORS):
+        ancestor = await iso.call(object_id, _ANCESTOR, depth, by_value=False)
+        if ancestor is None:
+            return False
+        if await iso.listens(ancestor, types):
+            return True
+    return False
+
+
+async def _classify_node(
+    iso: Isolated, node: NodeRef, mode: str, base: dict[str, Any]
+) -> tuple[dict[str, Any], list[tuple[str, str, str | None]], bool]:
+    """Facts of what ``node`` activates in ``mode`` (click, key:<key>, select)."""
+    object_id = await iso.resolve(node)
+    picked = await iso.call(object_id, _PICK, mode, by_value=False)
+    if picked is None:
+        raise IsolatedError("the node has no element")
+    element = await iso.node_of(picked, node.frame_id)
+    seen = await iso.call(picked, _DESCRIBE, SECRET_MARK)
+    role, name = await iso.ax(element)
+    activation = seen["activation"]
+    key = mode[4:] if mode.startswith("key:") else None
+    side_effect = "submit"
+    if mode == "click":
+        if activation == "field":
+            side_effect = "input"  # focusing a text field
+        elif activation == "generic":
+            clicky = seen["onclick"] or await _generic_listens(iso, element, _CLICK_EVENTS)
+            side_effect = "submit" if clicky else "read"
+    elif key is not None:
+        activating = key in ("Enter", "NumpadEnter", " ", "Space")
+        implicit = element != node  # Enter in a field: its form's default button or the form
+        if implicit:
+            side_effect = "submit"
+        elif activation == "field" and seen["tag"] == "select":
+            side_effect = "submit"  # arrows and letters change a select: as a select would
+        elif activation == "field" or not activating:
+            side_effect = "input"
+        elif activation == "generic":
+            clicky = seen["onclick"] or await _generic_listens(iso, element, _CLICK_EVENTS)
+            side_effect = "submit" if clicky else "input"
+        if activation == "link" and not activating:
+            side_effect = "input"
+    elif mode == "select":
+        side_effect = "submit"
+    if mode == "select" or (key is not None and seen["tag"] == "select"):
+        # A change submits only by script: a POST form, or a change listener, counts as one.
+        listens = await _generic_listens(iso, element, _CHANGE_EVENTS)
+        if seen["form_method"] != "post" and not listens:
+            side_effect = "input"
+    if seen["tag"] == "form":
+        role = role or "form"
+    texts = " | ".join(t for t in (seen["own"], seen["box_text"]) if t)
+    facts = {
+        **base,
+        "side_effect": side_effect,
+        "role": role or ("link" if activation == "link" else None),
+        "name": name or (seen["own"].split(" | ")[0] if seen["own"] else None),
+        "nearby_text": texts[:800] or None,
+        "form_method": seen["form_method"],
+        "form_action": seen["form_action"],
+        "target_url": seen["href"],
+        "submits_form": activation == "submit",
+        "scripted": activation in ("button", "generic") or bool(seen["onclick"]),
+    }
+    fields = [(str(n), str(t), None if v is None else str(v)) for n, t, v in seen["fields"]]
+    return facts, fields, bool(seen["secret"])
+
+
+def _cannot(action: AnyAction, why: str) -> ActionError:
+    return ActionError(
+        f"{action.kind}: not done: corral could not check what this action would reach ({why}); "
+        "observe the page again and retry, or address the element differently"
+    )
+
+
+async def probe_click(
+    tabs: Tabs, page: Page, action: AnyAction, target: Locate, base: dict[str, Any], ms: float
+) -> Checked:
+    """Wait for ``target`` to be clickable, then classify what a click at its centre reaches."""
+    iso = Isolated(await tabs.cdp(page))
+    loc = locate(page, target)
+    try:
+        await loc.click(trial=True, timeout=ms)
+        box = await loc.bounding_box(timeout=ms)
+    except PlaywrightError as exc:
+        return Checked(page, base, error=await translate_error(exc, tabs, page, action, ms / 1000))
+    if box is None or not all(math.isfinite(float(box[k])) for k in ("x", "y", "width", "height")):
+        return Checked(page, base, error=_cannot(action, "the element has no box on screen"))
+    point = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    try:
+        node = await iso.hit(*point)
+        facts, fields, mark = await _classify_node(iso, node, "click", base)
+    except IsolatedError as exc:
+        return Checked(page, base, error=_cannot(action, str(exc)))
+    return Checked(page, facts, "point", node, point, fields, mark, _isolated=iso)
+
+
+async def _probe_focus(
+    tabs: Tabs, page: Page, action: Press | Select, base: dict[str, Any], ms: float
+) -> Checked:
+    iso = Isolated(await tabs.cdp(page))
+    if action.has_target:
+        try:
+            handle = await locate(page, action.locator_spec()).element_handle(timeout=ms)
+            try:
+                await handle.focus()
+            finally:
+                await handle.dispose()
+        except PlaywrightError as exc:
+            return Checked(
+                page, base, error=await translate_error(exc, tabs, page, action, ms / 1000)
+            )
+    mode = f"key:{action.key}" if isinstance(action, Press) else "select"
+    try:
+        node = await iso.focused()
+        facts, fields, mark = await _classify_node(iso, node, mode, base)
+    except IsolatedError as exc:
+        return Checked(page, base, error=_cannot(action, str(exc)))
+    how: Literal["focus", "select"] = "focus" if isinstance(action, Press) else "select"
+    return Checked(page, facts, how, node, None, fields, mark, _isolated=iso)
+
+
+async def probe(
+    tabs: Tabs, action: AnyAction, timeout_s: float, allowed: Sequence[str] = ()
+) -> Checked:
+    """Classify what ``action`` would touch, waiting for its target up to ``timeout_s``."""
+    page = await tabs.active()
+    base = _base(action, page, allowed)
+    ms = timeout_s * 1000
+    if isinstance(action, Navigate):
+        return Checked(page, {**base, "target_url": urljoin(page.url, action.url)})
+    if isinstance(action, Click | Download):
+        return await probe_click(tabs, page, action, action.locator_spec(), base, ms)
+    if isinstance(action, Press | Select):
+        return await _probe_focus(tabs, page, action, base, ms)
+    return Checked(page, await _described(page, action, base, min(ms, 2000)))
+
+
+# Descriptive facts for actions that do not activate anything (fill, upload, hover): read in the
+# page, only for the summary and the upload rule; the action's own checks still apply.
+_DESCRIPTIVE_JS = """(el) => {
+  const clean = (t) => (t || '').replace(/\\s+/g, ' ').trim();
+  const label = el.labels && el.labels.length ? el.labels[0].innerText : '';
+  return clean(el.getAttribute('aria-label') || label || el.innerText || el.title || '') || null;
+}"""
+
+
+async def _described(page: Page, action: AnyAction, base: dict[str, Any], ms: float) -> Any:
+    target = None if isinstance(action, Extract) else getattr(action, "locator_spec", None)
+    if target is None or not getattr(action, "has_target", False):
+        return base
+    try:
+        name = await locate(page, action.locator_spec()).first.evaluate(  # type: ignore[union-attr]
+            _DESCRIPTIVE_JS, timeout=ms
+        )
+    except PlaywrightError:
+        return base
+    return {**base, "name": name}
 
 
 async def action_facts(
     tabs: Tabs, action: AnyAction, allowed_domains: Sequence[str] = (), timeout_s: float = 2.0
 ) -> dict[str, Any]:
     """Look at the page (without acting) and describe what ``action`` would touch."""
-    page = await tabs.active()
-    facts: dict[str, Any] = {
-        "kind": action.kind,
-        "side_effect": str(type(action).side_effect),
-        "page_url": page.url,
-        "allowed_domains": list(allowed_domains),
-    }
-    if isinstance(action, Navigate):
-        return {**facts, "target_url": urljoin(page.url, action.url)}
-    target = action_target(action)
-    if target is None:
-        return facts
-    try:
-        seen = await locate(page, target).first.evaluate(_FACTS_JS, timeout=timeout_s * 1000)
-    except PlaywrightError:
-        return facts  # the action itself will report the missing element
-    return {
-        **facts,
-        "role": seen.get("role"),
-        "name": seen.get("name"),
-        "nearby_text": seen.get("text") or None,
-        "form_method": seen.get("method"),
-        "form_action": seen.get("action"),
-        "target_url": seen.get("href"),
-    }
+    checked = await probe(tabs, action, timeout_s, allowed_domains)
+    return checked.facts

@@ -1,0 +1,152 @@
+"""Reading the page where its scripts cannot reach: CDP, and an isolated JavaScript world.
+
+A page can redefine ``textContent``, ``getAttribute`` or ``closest`` in its own (main) world, and
+an ``<input name=action>`` shadows ``form.action`` in every world. So facts are read by the browser
+(hit testing, focus, the accessibility tree, event listeners, all over CDP) or by a function run
+in an isolated world (``Page.createIsolatedWorld``: pristine prototypes) that reads through
+prototype getters, never through properties a form's named elements can shadow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from playwright.async_api import CDPSession
+
+__all__ = ["Isolated", "IsolatedError", "NodeRef"]
+
+_WORLD = "corral-facts"
+
+
+class IsolatedError(Exception):
+    """The browser could not answer a question about a node (it went away, or is out of reach)."""
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """A DOM node as the browser names it: stable for the node's life, unknown to the page."""
+
+    backend_id: int
+    frame_id: str
+
+
+class Isolated:
+    """One CDP session's view of a page: nodes resolved into an isolated world per frame."""
+
+    def __init__(self, cdp: CDPSession) -> None:
+        self.cdp = cdp
+        self._worlds: dict[str, int] = {}
+
+    async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One CDP command; protocol errors become :class:`IsolatedError`."""
+        try:
+            return await self.cdp.send(method, params or {})
+        except Exception as exc:  # Playwright raises its generic Error for protocol errors
+            raise IsolatedError(f"{method}: {str(exc).splitlines()[0]}") from exc
+
+    async def main_frame(self) -> str:
+        """The main frame's id."""
+        tree = await self.send("Page.getFrameTree")
+        return str(tree["frameTree"]["frame"]["id"])
+
+    async def world(self, frame_id: str) -> int:
+        """An execution context of the isolated world in ``frame_id``."""
+        if frame_id not in self._worlds:
+            made = await self.send(
+                "Page.createIsolatedWorld", {"frameId": frame_id, "worldName": _WORLD}
+            )
+            self._worlds[frame_id] = int(made["executionContextId"])
+        return self._worlds[frame_id]
+
+    async def resolve(self, node: NodeRef) -> str:
+        """The node as an object of the isolated world of its frame."""
+        context = await self.world(node.frame_id)
+        found = await self.send(
+            "DOM.resolveNode", {"backendNodeId": node.backend_id, "executionContextId": context}
+        )
+        return str(found["object"]["objectId"])
+
+    async def call(self, object_id: str, function: str, *args: Any, by_value: bool = True) -> Any:
+        """``function`` called with ``this`` = the object; a value, or an object id."""
+        result = await self.send(
+            "Runtime.callFunctionOn",
+            {
+                "objectId": object_id,
+                "functionDeclaration": function,
+                "arguments": [{"value": a} for a in args],
+                "returnByValue": by_value,
+            },
+        )
+        if "exceptionDetails" in result:
+            text = result["exceptionDetails"].get("exception", {}).get("description")
+            raise IsolatedError(f"the facts function failed: {text or result['exceptionDetails']}")
+        value = result["result"]
+        if by_value:
+            return value.get("value")
+        return value.get("objectId")
+
+    async def node_of(self, object_id: str, frame_id: str) -> NodeRef:
+        """The browser's name for a node object."""
+        described = await self.send("DOM.describeNode", {"objectId": object_id})
+        node = described["node"]
+        return NodeRef(int(node["backendNodeId"]), str(node.get("frameId") or frame_id))
+
+    async def child_frame(self, object_id: str) -> str | None:
+        """The frame an ``<iframe>`` object shows, if any."""
+        described = await self.send("DOM.describeNode", {"objectId": object_id})
+        frame = described["node"].get("frameId")
+        return str(frame) if frame else None
+
+    async def hit(self, x: float, y: float) -> NodeRef:
+        """The node a click at viewport point (x, y) reaches (pointer-events honoured)."""
+        viewport = (await self.send("Page.getLayoutMetrics"))["cssVisualViewport"]
+        found = await self.send(
+            "DOM.getNodeForLocation",
+            {"x": int(x + viewport["pageX"]), "y": int(y + viewport["pageY"])},
+        )
+        return NodeRef(int(found["backendNodeId"]), str(found["frameId"]))
+
+    async def focused(self) -> NodeRef:
+        """The element that has focus (into same-process frames), or the body."""
+        frame = await self.main_frame()
+        for _ in range(8):
+            context = await self.world(frame)
+            result = await self.send(
+                "Runtime.evaluate",
+                {
+                    "expression": "document.activeElement || document.body "
+                    "|| document.documentElement",
+                    "contextId": context,
+                },
+            )
+            object_id = result["result"].get("objectId")
+            if object_id is None:
+                raise IsolatedError("the page has no element to receive keys")
+            if result["result"].get("className") in ("HTMLIFrameElement", "HTMLFrameElement"):
+                inner = await self.child_frame(object_id)
+                if inner is None:
+                    raise IsolatedError("focus is in a frame out of reach")
+                frame = inner
+                continue
+            return await self.node_of(object_id, frame)
+        raise IsolatedError("focus is nested too deep in frames")
+
+    async def ax(self, node: NodeRef) -> tuple[str | None, str | None]:
+        """Role and accessible name as the browser computes them."""
+        tree = await self.send(
+            "Accessibility.getPartialAXTree",
+            {"backendNodeId": node.backend_id, "fetchRelatives": False},
+        )
+        for entry in tree.get("nodes", []):
+            if entry.get("ignored"):
+                continue
+            role = (entry.get("role") or {}).get("value")
+            name = (entry.get("name") or {}).get("value")
+            return (str(role) if role else None, str(name) if name else None)
+        return None, None
+
+    async def listens(self, object_id: str, types: frozenset[str]) -> bool:
+        """True if the object has a listener for one of ``types`` (page scripts included)."""
+        found = await self.send("DOMDebugger.getEventListeners", {"objectId": object_id})
+        return any(entry.get("type") in types for entry in found.get("listeners", []))
