@@ -370,11 +370,11 @@ def _target(f: ActionFacts) -> str | None:
     scheme = urlsplit(url).scheme.lower()
     if url.strip().lower() == "about:blank":
         return "inside"
-    if scheme in ("data", "about", ""):
-        # Refused (or not) by the navigation check itself, which knows the scheme rules.
-        return None
     if scheme not in ("http", "https"):
-        return "outside"
+        # Other schemes are refused (or not) by the navigation check itself, with an error that
+        # names the scheme (tools.navigation); a `javascript:` link is a scripted control, which
+        # the rules classify by what it is, not as a navigation.
+        return None
     if f.allowed_domains and not _host_allowed(url, f.allowed_domains):
         return "outside"
     return "inside"

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 from _pages import FORM, LATE, PAGER, PLACEHOLDERS, THREE_BUTTONS, TWO_TABLES
-from conftest import make_demo_profiles
 from pydantic import ValidationError
 
 from examples.portal import USERS, PortalServer
 from examples.portal.data import invoices_for
 from profiles import open_session
 from runtime import Runtime
+from tests.conftest import make_demo_profiles
 from tools import (
     ACTION_TYPES,
     ActionContext,

@@ -192,17 +192,26 @@ async def test_unknown_submissions_ask(hrt: Runtime, site: HostileSite) -> None:
 async def test_a_task_allow_list_and_a_policy_allow_rule_place_a_target(
     hrt: Runtime, site: HostileSite, settings: Any
 ) -> None:
-    url = site.page("/de", UNKNOWN["german"])
+    url = site.page("/de", "<form method=post action=/bestellen><button>Bezahlen</button></form>")
     steps = [{"goto": url}, {"click": TARGETS["german"]}]
     result = await run_steps(
         hrt, site, steps, allow_targets=[{"role": "button", "name": "^Bezahlen$"}]
     )
     assert result.status == "succeeded", result.error
-    assert len(site.posts("/pay")) == 1
+    assert len(site.posts("/bestellen")) == 1
     # A name regex alone, as a plain string, does the same.
     result = await run_steps(hrt, site, steps, allow_targets=["bezahl"])
     assert result.status == "succeeded", result.error
-    assert len(site.posts("/pay")) == 2
+    assert len(site.posts("/bestellen")) == 2
+    # Placed by the task, but the request it sends reads as a payment: held on the wire.
+    url = site.page("/de-pay", UNKNOWN["german"])
+    result = await run_steps(
+        hrt, site, [{"goto": url}, {"click": TARGETS["german"]}], allow_targets=["bezahl"]
+    )
+    assert site.posts("/pay") == []
+    steps_rows = await hrt.store.list_steps(result.run_id) if result.run_id else []
+    held = [h for s in steps_rows for h in (s.detail or {}).get("held_requests", [])]
+    assert any("/pay" in h["url"] for h in held), held
     # A risky rule still wins over the allow list.
     url = site.page("/en", PAY_FORM)
     result = await run_steps(
@@ -211,7 +220,7 @@ async def test_a_task_allow_list_and_a_policy_allow_rule_place_a_target(
         [{"goto": url}, {"click": {"role": "button", "name": "Pay $100"}}],
         allow_targets=["Pay"],
     )
-    assert result.status == "denied" and len(site.posts("/pay")) == 2
+    assert result.status == "denied" and site.posts("/pay") == []
 
     # A policy file's allow rule does the same for every task.
     (settings.home / "policy.yaml").write_text(
@@ -220,7 +229,7 @@ async def test_a_task_allow_list_and_a_policy_allow_rule_place_a_target(
     )
     result = await run_steps(hrt, site, steps)
     assert result.status == "succeeded", result.error
-    assert len(site.posts("/pay")) == 3
+    assert len(site.posts("/bestellen")) == 3
 
 
 async def test_a_pay_button_that_appears_late_is_still_gated(

@@ -258,7 +258,7 @@ async def test_every_request_body_to_a_provider_is_redacted(provider: str) -> No
         model: OpenAIChatModel | AnthropicModel
         if provider == "openai":
             model = OpenAIChatModel(
-                "gpt-test", api_key=KEY, base_url="http://openai.test/v1", http_client=client
+                "gpt-test", api_key=KEY, base_url="https://openai.test/v1", http_client=client
             )
         else:
             model = AnthropicModel(
@@ -288,7 +288,7 @@ async def test_the_router_redacts_with_the_runs_redactor(rt: Runtime) -> None:
     config = ModelsConfig(
         providers={
             "openai": ProviderConfig(
-                type="openai", api_key_env="OPENAI_API_KEY", base_url="http://openai.test/v1"
+                type="openai", api_key_env="OPENAI_API_KEY", base_url="https://openai.test/v1"
             )
         },
         roles={"planner": ["openai:gpt-5.4-mini"]},
@@ -329,7 +329,7 @@ async def test_api_key_never_in_a_formatted_traceback(provider: str, status: int
             model = OpenAIChatModel(
                 "gpt-test",
                 api_key=KEY,
-                base_url="http://openai.test/v1",
+                base_url="https://openai.test/v1",
                 http_client=http,
                 max_retries=0,
             )
