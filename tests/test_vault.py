@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote_plus
 
 import pytest
 
@@ -36,6 +36,7 @@ from profiles import (
 from profiles.vault import totp_now
 from runtime import Runtime, Settings
 from runtime.rotate import rotate_key
+from tests._leaks import leak_forms
 from tests.conftest import CORRAL
 from tools import Navigate, Tabs, observe
 from tools.execute import ActionContext, execute
@@ -44,30 +45,6 @@ from tools.execute import ActionContext, execute
 API_KEY = "sk-live-7Hq2~Zp!X9'w(L)m*4%R&t<8>V\"b\\3+N c6Yd1-é€"
 CAROL = USERS["carol"]
 assert CAROL.totp_secret is not None
-
-
-def leak_forms(value: str) -> set[bytes]:
-    """A value as it could leak, built with the standard library (independently of the
-    Redactor): plain, URL-encoded (every quoting, either hex case, twice), HTML-escaped,
-    JSON-escaped (ASCII and not), base64 at any alignment inside a longer string."""
-    raw = value.encode()
-    texts = {
-        value,
-        quote(value, safe=""),
-        quote(value, safe="").lower(),
-        quote(value),
-        quote_plus(value),
-        quote(quote(value, safe=""), safe=""),
-        html.escape(value),
-        html.escape(value).replace("&#x27;", "&#39;"),
-        json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=False)[1:-1],
-    }
-    forms = {t.encode() for t in texts}
-    for shift in range(3):
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            forms.add(encode(b"x" * shift + raw + b"y")[4:-4])
-    return forms
 
 
 def leaks(corpus: list[tuple[str, bytes]], values: set[str]) -> list[tuple[str, str]]:

@@ -8,8 +8,6 @@ a page echoes back, and the ``corral secrets`` commands.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import os
 import re
@@ -18,7 +16,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import pytest
 from _origins import OriginsServer
@@ -38,6 +36,7 @@ from profiles import (
 )
 from runtime import RunResult, Runtime, parse_task, run_task
 from runtime.records import StepRecord
+from tests._leaks import leak_forms
 from tests.conftest import CORRAL
 from tools import ActionContext, Fill, Tabs, execute, observe
 
@@ -519,33 +518,9 @@ async def test_available_on_lists_only_usable_names(rt: Runtime, origins: Origin
 # --- what a page shows ------------------------------------------------------------------------
 
 
-def encodings(value: str) -> set[bytes]:
-    """``value`` as it could leak, built with the standard library (not with the Redactor):
-    URL (every quoting, either hex case), HTML, JSON (ASCII and not), base64 at any alignment."""
-    raw = value.encode()
-    forms = {
-        value,
-        quote(value, safe=""),
-        quote(value, safe="").lower(),
-        quote(value),
-        quote_plus(value),
-        quote(quote(value, safe=""), safe=""),
-        html.escape(value),
-        html.escape(value).replace("&#x27;", "&#39;"),
-        json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=False)[1:-1],
-    }
-    out = {f.encode() for f in forms}
-    for shift in range(3):
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            # The value inside a longer string: only the middle of its base64 is fixed.
-            out.add(encode(b"x" * shift + raw + b"y")[4:-4])
-    return out
-
-
 def files_holding(root: Path, value: str) -> list[str]:
     """Files under ``root`` (and members of zips) holding ``value`` in any of its encodings."""
-    forms = encodings(value)
+    forms = leak_forms(value)
 
     def holds(data: bytes) -> bool:
         return any(form in data for form in forms)
@@ -565,12 +540,12 @@ def files_holding(root: Path, value: str) -> list[str]:
 
 def test_files_holding_sees_every_encoding(tmp_path: Path) -> None:
     """The scan is not blind: each encoding of the value, planted in a file, is found."""
-    for i, form in enumerate(sorted(encodings(KEY))):
+    for i, form in enumerate(sorted(leak_forms(KEY))):
         (tmp_path / f"{i}.txt").write_bytes(b"before " + form + b" after")
     with zipfile.ZipFile(tmp_path / "t.zip", "w") as archive:
         archive.writestr("inner.json", json.dumps({"v": KEY}))
     found = files_holding(tmp_path, KEY)
-    assert len(found) == len(encodings(KEY)) + 2  # every file, the zip and its member
+    assert len(found) == len(leak_forms(KEY)) + 2  # every file, the zip and its member
     assert files_holding(tmp_path, OTHER) == []
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -91,9 +92,9 @@ def _handler(site: HostileSite) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def site() -> Iterator[HostileSite]:
-    """A hostile site on 127.0.0.1 (a fresh one per test)."""
+@contextmanager
+def serve_site() -> Iterator[HostileSite]:
+    """A hostile site on 127.0.0.1, on a port of its own, for the ``with`` block."""
     state = HostileSite()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     server.daemon_threads = True
@@ -105,6 +106,13 @@ def site() -> Iterator[HostileSite]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def site() -> Iterator[HostileSite]:
+    """A hostile site on 127.0.0.1 (a fresh one per test)."""
+    with serve_site() as state:
+        yield state
 
 
 @pytest.fixture

@@ -4,10 +4,6 @@ reaches only its start URL's site."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +13,7 @@ from profiles import ProfileSettings
 from runtime import Runtime, TaskFileError, parse_task, run_task
 from runtime.models import Message, ModelResponse, ToolSpec
 from runtime.testing import FunctionModel, call, reply
-from tests.adversarial.conftest import HostileSite, _handler, run_steps
+from tests.adversarial.conftest import HostileSite, run_steps, serve_site
 from tests.test_agent import page_of
 
 LOCAL = "corral-local-file-3f9a1c"
@@ -30,22 +26,6 @@ def local_file(tmp_path: Path) -> str:
     path = tmp_path / "private.txt"
     path.write_text(LOCAL)
     return path.as_uri()
-
-
-@contextmanager
-def _another_site() -> Iterator[HostileSite]:
-    """A second local site, on its own port (another origin the run was not started on)."""
-    state = HostileSite()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 async def _steps(rt: Runtime, run_id: str | None) -> list[Any]:
@@ -183,7 +163,7 @@ async def test_a_model_run_without_allowed_domains_stays_on_its_start_site(
 ) -> None:
     start = site.page("/", "<!doctype html><title>Start</title><p>start</p>")
     await rt.profiles.create("victim", ProfileSettings())
-    with _another_site() as other:
+    with serve_site() as other:
         other.page("/x", "<!doctype html><title>Elsewhere</title><p>elsewhere</p>")
         task = parse_task({"name": "go", "goal": "Look around.", "start_url": start}, "t")
         planner = FunctionModel(_wander(other.url + "/x"))
@@ -211,7 +191,7 @@ async def test_a_model_run_without_allowed_domains_stays_on_its_start_site(
 async def test_a_scripted_run_without_allowed_domains_is_not_limited(
     hrt: Runtime, site: HostileSite
 ) -> None:
-    with _another_site() as other:
+    with serve_site() as other:
         steps = [{"goto": site.page("/", "<p>a</p>")}, {"goto": other.url + "/y"}]
         result = await run_steps(hrt, site, steps, allowed_domains=[])
     assert result.status == "succeeded", result.error
