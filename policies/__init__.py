@@ -6,6 +6,7 @@ action's target, :func:`classify` turns them into a verdict.
 
 from .risk import (
     DEFAULT_RULES,
+    REQUEST_KIND,
     SAFE_NAMES,
     SAFE_RULES,
     UNKNOWN_RULE,
@@ -22,6 +23,7 @@ from .risk import (
 
 __all__ = [
     "DEFAULT_RULES",
+    "REQUEST_KIND",
     "SAFE_NAMES",
     "SAFE_RULES",
     "UNKNOWN_RULE",

@@ -34,6 +34,7 @@ from profiles.errors import UserError
 
 __all__ = [
     "DEFAULT_RULES",
+    "REQUEST_KIND",
     "SAFE_NAMES",
     "SAFE_RULES",
     "UNKNOWN_RULE",
@@ -343,6 +344,8 @@ SAFE_RULES: list[Rule] = [
     ),
 ]
 
+REQUEST_KIND = "request"
+"""The ``kind`` of the facts of a state-changing request on the wire (``runtime.wirecheck``)."""
 UNKNOWN_RULE = "unknown-submission"
 """The verdict's rule name when a submission matched no rule: unknown means ask."""
 
@@ -432,7 +435,7 @@ def classify(
     if not hits:
         # A request on the wire (runtime.wirecheck) is already inside an action the gate
         # placed; asking again for every POST of that action would only add noise.
-        if facts.side_effect == "submit" and facts.kind != "request" and policy.use_defaults:
+        if facts.side_effect == "submit" and facts.kind != REQUEST_KIND and policy.use_defaults:
             placed = [r.name for r in SAFE_RULES if _matches(r.match, facts)]
             if placed:
                 return Verdict(decision="allow", rules=placed)

@@ -101,7 +101,6 @@ class WireGuard:
         moment late, its redirects)."""
         self.held: deque[HeldRequest] = deque(maxlen=_MAX_HELD)
         """Held since the last :meth:`drain_held` (the newest 1000)."""
-        self.held_total = 0
         self.passed_total = 0
         """State-changing requests let through since install."""
         self._window: _Window | None = None
@@ -165,7 +164,6 @@ class WireGuard:
                 self.passed_total += 1
                 await route.fallback()
                 return
-            self.held_total += 1
             at = datetime.now(UTC)
             self.held.append(
                 HeldRequest(method=method, url=request.url[:_MAX_URL], reason=reason, at=at)

@@ -48,7 +48,7 @@ from tools import (
     action_target,
     highlighted_screenshot,
 )
-from tools.facts import PROBED_KINDS, Checked, probe, probe_click
+from tools.facts import PROBED_KINDS, Checked, probe
 
 from .approvals import ApprovalRequest, Approvals, new_approval_id
 from .errors import StepFailedError
@@ -218,19 +218,8 @@ class Gate:
         return any(value and lease.redactor.text(value) in usable for _, _, value in checked.fields)
 
     async def _probe(self, action: AnyAction, page: Page | None = None) -> Checked:
-        if page is not None:  # a click of `extract`'s pagination
-            target = action_target(action)
-            assert target is not None
-            base = {
-                "kind": "click",
-                "side_effect": "submit",
-                "page_url": page.url,
-                "allowed_domains": self.allowed_domains,
-            }
-            ms = self._timeout(action) * 1000
-            checked = await probe_click(self.tabs, page, action, target, base, ms)
-        else:
-            checked = await probe(self.tabs, action, self._timeout(action), self.allowed_domains)
+        # With `page`: a click of `extract`'s pagination, on the page the extraction reads.
+        checked = await probe(self.tabs, action, self._timeout(action), self.allowed_domains, page)
         facts = checked.facts
         if isinstance(action, Navigate):
             # Where the navigation really goes: relative URLs resolve as the action resolves them.

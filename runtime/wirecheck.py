@@ -12,13 +12,11 @@ import re
 from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
 
-from policies import ActionFacts, Policy, classify
+from policies import REQUEST_KIND, ActionFacts, Policy, classify
 from profiles import WireCheck, WireRequest
 
-__all__ = ["REQUEST_KIND", "request_check", "request_facts"]
+__all__ = ["request_check", "request_facts"]
 
-REQUEST_KIND = "request"
-"""The ``kind`` of the facts of a request on the wire (an element rule need not match it)."""
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 
 

@@ -679,14 +679,20 @@ def set_policy(rt: Runtime, *auto_approve: str) -> None:
     )
 
 
+@pytest.fixture
+def uploads(tmp_path: Path) -> Path:
+    """A folder uploads may come from, with one file."""
+    folder = tmp_path / "outbox"
+    folder.mkdir()
+    (folder / "report.txt").write_text("daily numbers\n")
+    return folder
+
+
 async def test_an_auto_approval_for_one_kind_never_approves_another(
-    quick: Runtime, shop: PortalServer, tmp_path: Path
+    quick: Runtime, shop: PortalServer, uploads: Path
 ) -> None:
     rt = quick
     await make_demo_profiles(rt, shop.url, "alice")
-    uploads = tmp_path / "outbox"
-    uploads.mkdir()
-    (uploads / "report.txt").write_text("daily numbers\n")
     # Payments may be auto-approved, even without any earlier approval by a person.
     set_policy(rt, "{name: pay-ok, rules: [payments], after_approvals: 0}")
     inv = first_unpaid()
@@ -716,13 +722,10 @@ async def test_an_auto_approval_for_one_kind_never_approves_another(
 
 
 async def test_auto_approval_keeps_to_its_tasks_profiles_and_max_per_run(
-    quick: Runtime, shop: PortalServer, tmp_path: Path
+    quick: Runtime, shop: PortalServer, uploads: Path
 ) -> None:
     rt = quick
     await make_demo_profiles(rt, shop.url, "alice")
-    uploads = tmp_path / "outbox"
-    uploads.mkdir()
-    (uploads / "report.txt").write_text("daily numbers\n")
     entry = "{name: uploads-ok, rules: [uploads], after_approvals: 0, max_per_run: 1"
     # Another task's rule, another profile's rule: a person is asked.
     for scope in ("tasks: [weekly-upload]", "profiles: [bob]"):

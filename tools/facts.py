@@ -30,11 +30,11 @@ from playwright.async_api import Page
 
 from .actions import AnyAction, Click, Download, Extract, Locate, Navigate, Press, Select
 from .errors import ActionError
-from .execute import SECRET_MARK, locate, translate_error
+from .execute import locate, translate_error
 from .isolated import Isolated, IsolatedError, NodeRef
 from .tabs import Tabs
 
-__all__ = ["PROBED_KINDS", "Checked", "action_facts", "probe", "probe_click"]
+__all__ = ["PROBED_KINDS", "Checked", "action_facts", "probe"]
 
 PROBED_KINDS = frozenset({"click", "download", "press", "select"})
 """Actions that can activate, submit or change something: always probed before they run."""
@@ -91,7 +91,7 @@ _PICK = """function (mode) {
 
 # Facts about `this` (the element an action reaches), by value. Form target and method as the
 # browser submits them: `formaction`/`formmethod` on the submitter win over the form's own.
-_DESCRIBE = """function (mark) {
+_DESCRIBE = """function () {
   const P = (proto, name) => Object.getOwnPropertyDescriptor(proto, name);
   const call = (proto, name, obj, ...args) => P(proto, name).value.call(obj, ...args);
   const get = (proto, name, obj) => P(proto, name).get.call(obj);
@@ -125,7 +125,7 @@ _DESCRIBE = """function (mark) {
   } else if (tag === 'SUMMARY' || tag === 'OPTION' || has('role') || has('onclick')) {
     activation = 'button';
   }
-  let method = null, action = null, fields = [], secret = false, formText = '';
+  let method = null, action = null, fields = [], formText = '';
   if (form) {
     action = get(HTMLFormElement.prototype, 'action', form);
     method = get(HTMLFormElement.prototype, 'method', form);
@@ -138,7 +138,6 @@ _DESCRIBE = """function (mark) {
       const ct = get(Element.prototype, 'tagName', c);
       const cattr = (n) => call(Element.prototype, 'getAttribute', c, n);
       const ctype = (cattr('type') || '').toLowerCase();
-      if (call(Element.prototype, 'hasAttribute', c, mark)) secret = true;
       if (ct === 'FIELDSET' || ct === 'OBJECT' || ct === 'OUTPUT') continue;
       if (ct === 'BUTTON' || ['submit', 'button', 'reset', 'image'].includes(ctype)) continue;
       let value;
@@ -170,7 +169,7 @@ _DESCRIBE = """function (mark) {
   return {
     tag: tag.toLowerCase(), type, activation, href, own: own.join(' | ').slice(0, 400),
     box_text: boxText, form_action: action, form_method: method ? method.toLowerCase() : null,
-    fields, secret, onclick: has('onclick'), hidden_text: text,
+    fields, onclick: has('onclick'), hidden_text: text,
   };
 }"""
 
@@ -213,7 +212,6 @@ class Checked:
     point: tuple[float, float] | None = None
     fields: list[tuple[str, str, str | None]] = field(default_factory=list)
     """The form's field names, types and values (secret values included: redact before use)."""
-    form_has_mark: bool = False
     error: Exception | None = None
     """Why the facts could not be read: the action must not run."""
     _isolated: Isolated | None = None
@@ -267,14 +265,14 @@ async def _generic_listens(iso: Isolated, node: NodeRef, types: frozenset[str]) 
 
 async def _classify_node(
     iso: Isolated, node: NodeRef, mode: str, base: dict[str, Any]
-) -> tuple[dict[str, Any], list[tuple[str, str, str | None]], bool]:
+) -> tuple[dict[str, Any], list[tuple[str, str, str | None]]]:
     """Facts of what ``node`` activates in ``mode`` (click, key:<key>, select)."""
     object_id = await iso.resolve(node)
     picked = await iso.call(object_id, _PICK, mode, by_value=False)
     if picked is None:
         raise IsolatedError("the node has no element")
     element = await iso.node_of(picked, node.frame_id)
-    seen = await iso.call(picked, _DESCRIBE, SECRET_MARK)
+    seen = await iso.call(picked, _DESCRIBE)
     role, name = await iso.ax(element)
     activation = seen["activation"]
     key = mode[4:] if mode.startswith("key:") else None
@@ -322,7 +320,7 @@ async def _classify_node(
         "scripted": activation in ("button", "generic") or bool(seen["onclick"]),
     }
     fields = [(str(n), str(t), None if v is None else str(v)) for n, t, v in seen["fields"]]
-    return facts, fields, bool(seen["secret"])
+    return facts, fields
 
 
 def _cannot(action: AnyAction, why: str) -> ActionError:
@@ -332,7 +330,7 @@ def _cannot(action: AnyAction, why: str) -> ActionError:
     )
 
 
-async def probe_click(
+async def _probe_click(
     tabs: Tabs, page: Page, action: AnyAction, target: Locate, base: dict[str, Any], ms: float
 ) -> Checked:
     """Wait for ``target`` to be clickable, then classify what a click at its centre reaches."""
@@ -348,10 +346,10 @@ async def probe_click(
     point = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     try:
         node = await iso.hit(*point)
-        facts, fields, mark = await _classify_node(iso, node, "click", base)
+        facts, fields = await _classify_node(iso, node, "click", base)
     except IsolatedError as exc:
         return Checked(page, base, error=_cannot(action, str(exc)))
-    return Checked(page, facts, "point", node, point, fields, mark, _isolated=iso)
+    return Checked(page, facts, "point", node, point, fields, _isolated=iso)
 
 
 async def _probe_focus(
@@ -372,24 +370,29 @@ async def _probe_focus(
     mode = f"key:{action.key}" if isinstance(action, Press) else "select"
     try:
         node = await iso.focused()
-        facts, fields, mark = await _classify_node(iso, node, mode, base)
+        facts, fields = await _classify_node(iso, node, mode, base)
     except IsolatedError as exc:
         return Checked(page, base, error=_cannot(action, str(exc)))
     how: Literal["focus", "select"] = "focus" if isinstance(action, Press) else "select"
-    return Checked(page, facts, how, node, None, fields, mark, _isolated=iso)
+    return Checked(page, facts, how, node, None, fields, _isolated=iso)
 
 
 async def probe(
-    tabs: Tabs, action: AnyAction, timeout_s: float, allowed: Sequence[str] = ()
+    tabs: Tabs,
+    action: AnyAction,
+    timeout_s: float,
+    allowed: Sequence[str] = (),
+    page: Page | None = None,
 ) -> Checked:
-    """Classify what ``action`` would touch, waiting for its target up to ``timeout_s``."""
-    page = await tabs.active()
+    """Classify what ``action`` would touch on ``page`` (the active one unless given), waiting
+    for its target up to ``timeout_s``."""
+    page = page or await tabs.active()
     base = _base(action, page, allowed)
     ms = timeout_s * 1000
     if isinstance(action, Navigate):
         return Checked(page, {**base, "target_url": urljoin(page.url, action.url)})
     if isinstance(action, Click | Download):
-        return await probe_click(tabs, page, action, action.locator_spec(), base, ms)
+        return await _probe_click(tabs, page, action, action.locator_spec(), base, ms)
     if isinstance(action, Press | Select):
         return await _probe_focus(tabs, page, action, base, ms)
     return Checked(page, await _described(page, action, base, min(ms, 2000)))
