@@ -345,7 +345,7 @@ SAFE_RULES: list[Rule] = [
 ]
 
 REQUEST_KIND = "request"
-"""The ``kind`` of the facts of a state-changing request on the wire (``runtime.wirecheck``)."""
+"""The ``kind`` of the facts of a state-changing request on the wire (``runtime.run.wirecheck``)."""
 UNKNOWN_RULE = "unknown-submission"
 """The verdict's rule name when a submission matched no rule: unknown means ask."""
 
@@ -433,7 +433,7 @@ def classify(
     rules: Sequence[Rule] = [*extra, *policy.rules_for(task, profile)]
     hits = [r for r in rules if _matches(r.match, facts)]
     if not hits:
-        # A request on the wire (runtime.wirecheck) is already inside an action the gate
+        # A request on the wire (runtime.run.wirecheck) is already inside an action the gate
         # placed; asking again for every POST of that action would only add noise.
         if facts.side_effect == "submit" and facts.kind != REQUEST_KIND and policy.use_defaults:
             placed = [r.name for r in SAFE_RULES if _matches(r.match, facts)]

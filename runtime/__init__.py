@@ -1,18 +1,17 @@
 """The corral engine: tasks, runs, recording, the store and the command line."""
 
 from profiles.errors import CorralError, RunError, UserError
-
-from .app import Runtime
-from .approvals import ApprovalError, ApprovalRequest, Approvals
-from .auth import LOCAL_ACTOR, Actor, AuthError, PermissionDeniedError
-from .errors import RunNotFoundError, StepFailedError, StoreError, TaskFileError
-from .gate import ApprovalDeniedError
-from .live import run_many
-from .records import ArtifactRecord, RunRecord, RunStatus, StepRecord
-from .run import RunEvent, RunResult, run_task
-from .settings import Settings
-from .store import Store
-from .task import Budget, Step, Task, When, load_task, parse_task
+from runtime.app import Runtime
+from runtime.approvals import ApprovalError, ApprovalRequest, Approvals
+from runtime.auth import LOCAL_ACTOR, Actor, AuthError, PermissionDeniedError
+from runtime.errors import RunNotFoundError, StepFailedError, StoreError, TaskFileError
+from runtime.records import ArtifactRecord, RunRecord, RunStatus, StepRecord
+from runtime.run.gate import ApprovalDeniedError
+from runtime.run.parallel import run_many
+from runtime.run.runner import RunEvent, RunResult, run_task
+from runtime.settings import Settings
+from runtime.store import Store
+from runtime.task import Budget, Step, Task, When, load_task, parse_task
 
 __all__ = [
     "LOCAL_ACTOR",

@@ -19,13 +19,12 @@ from profiles import (
     UserError,
     Vault,
 )
-
-from .approvals import Approvals
-from .auth import Auth
-from .models.fallback import CircuitBreaker
-from .settings import Settings
-from .store import Store
-from .webhook import Webhook
+from runtime.approvals import Approvals
+from runtime.auth import Auth
+from runtime.models.fallback import CircuitBreaker
+from runtime.settings import Settings
+from runtime.store import Store
+from runtime.webhook import Webhook
 
 __all__ = ["Runtime"]
 

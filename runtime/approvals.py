@@ -28,9 +28,8 @@ import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
 
 from profiles.errors import UserError
-
-from .auth import ROLES, Actor, PermissionDeniedError, write_audit
-from .store import Store
+from runtime.auth import ROLES, Actor, PermissionDeniedError, write_audit
+from runtime.store import Store
 
 __all__ = [
     "ApprovalError",

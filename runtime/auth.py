@@ -34,8 +34,7 @@ import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
 
 from profiles.errors import ProfileNotFoundError, RunError, UserError
-
-from .store import Store
+from runtime.store import Store
 
 __all__ = [
     "DEFAULT_TOKEN_TTL_S",

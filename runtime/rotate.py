@@ -44,8 +44,7 @@ from profiles import (
     fsync_dir,
     write_key_file,
 )
-
-from .app import Runtime
+from runtime.app import Runtime
 
 __all__ = ["LOCK_NAME", "RotationBlockedError", "RotationReport", "rotate_key"]
 

@@ -15,10 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from profiles import TraceMode
+from runtime.errors import TaskFileError
 from tools import ACTION_TYPES, Action, AnyAction, Locate
 from tools.navigation import refused_scheme
-
-from .errors import TaskFileError
 
 __all__ = [
     "STEP_KINDS",

@@ -13,7 +13,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from .models.types import (
+from runtime.models.types import (
     Message,
     Model,
     ModelError,

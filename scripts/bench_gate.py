@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from _bench_common import summarize, write_section  # noqa: E402
 
-from examples.portal import PortalServer  # noqa: E402
 from policies import ActionFacts, classify  # noqa: E402
 from profiles import PROXY_BYPASS, BrowserPool, EgressProxy, WireGuard, open_session  # noqa: E402
 from runtime import Runtime, Settings  # noqa: E402
-from runtime.wirecheck import request_check  # noqa: E402
+from runtime.demo.portal import PortalServer  # noqa: E402
+from runtime.run.wirecheck import request_check  # noqa: E402
 from tools import Click, Tabs  # noqa: E402
 from tools.facts import action_facts  # noqa: E402
 

@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from _bench_common import write_section  # noqa: E402
 
-from examples.portal import USERS, PortalServer  # noqa: E402
 from profiles import BrowserPool, ProfileSettings  # noqa: E402
 from runtime import Runtime, Settings, parse_task, run_task  # noqa: E402
+from runtime.demo.portal import USERS, PortalServer  # noqa: E402
 from runtime.models import Message, ModelResponse, ToolSpec  # noqa: E402
 from runtime.testing import FunctionModel, call, reply  # noqa: E402
 

@@ -55,11 +55,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from _bench_common import write_section  # noqa: E402
 
-from examples.portal import USERS, PortalServer  # noqa: E402
-from examples.portal.data import invoices_for  # noqa: E402
 from profiles import BrowserPool, ProfileSettings, open_session  # noqa: E402
 from runtime import Runtime, Settings  # noqa: E402
 from runtime.agent.prompt import render_observation  # noqa: E402
+from runtime.demo.portal import USERS, PortalServer  # noqa: E402
+from runtime.demo.portal.data import invoices_for  # noqa: E402
 from tools import ActionContext, Click, Fill, Navigate, Tabs, execute, observe  # noqa: E402
 from tools.compact import page_text  # noqa: E402
 

@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from _bench_common import summarize, write_section  # noqa: E402
 
-from examples.portal import USERS, PortalServer  # noqa: E402
 from profiles import BrowserPool, ProfileSettings, open_session  # noqa: E402
 from runtime import Runtime, Settings, parse_task, run_many  # noqa: E402
+from runtime.demo.portal import USERS, PortalServer  # noqa: E402
 from tools import Tabs  # noqa: E402
 
 USERS_CYCLE = ("alice", "bob")

@@ -15,10 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from examples.portal import PortalServer
 from profiles import BrowserPool, ProfileSettings
 from runtime import Runtime, Settings
 from runtime.approvals import ApprovalRequest
+from runtime.demo.portal import PortalServer
 
 REPO = Path(__file__).resolve().parent.parent
 CORRAL = [str(Path(sys.executable).parent / "corral")]
@@ -92,7 +92,7 @@ async def rt(settings: Settings, pool: BrowserPool) -> AsyncIterator[Runtime]:
 
 async def make_demo_profiles(rt: Runtime, portal: str, *names: str) -> None:
     """Profiles for demo users: the username as a var, the password in the vault (scoped)."""
-    from examples.portal import USERS
+    from runtime.demo.portal import USERS
 
     for name in names:
         user = USERS[name]

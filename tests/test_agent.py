@@ -431,7 +431,7 @@ async def test_a_model_cannot_pay_without_a_person_a_denial_is_explained(
     rt: Runtime, portal: str
 ) -> None:
     await make_demo_profiles(rt, portal, "alice")
-    from examples.portal.data import invoices_for
+    from runtime.demo.portal.data import invoices_for
 
     unpaid = next(i for i in invoices_for("alice") if not i.paid)
     tried: list[str] = []

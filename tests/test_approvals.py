@@ -18,13 +18,13 @@ from urllib.parse import quote
 import pytest
 from PIL import Image
 
-from examples.portal import USERS, PortalServer
-from examples.portal.data import Invoice, invoices_for
-from examples.portal.store import Store as PortalStore
 from profiles import BrowserPool, ProfileSettings
 from runtime import Runtime, Settings, parse_task, run_task
 from runtime.approvals import ApprovalError, ApprovalRequest
 from runtime.auth import LOCAL_ACTOR, PermissionDeniedError
+from runtime.demo.portal import USERS, PortalServer
+from runtime.demo.portal.data import Invoice, invoices_for
+from runtime.demo.portal.store import Store as PortalStore
 from runtime.testing import FunctionModel, call, reply
 from runtime.webhook import verify, verify_headers
 from tests.conftest import CORRAL, make_demo_profiles, next_request

@@ -24,7 +24,7 @@ from runtime.auth import (
     PermissionDeniedError,
     write_audit,
 )
-from runtime.cli_users import parse_ttl
+from runtime.cli.users import parse_ttl
 from tests.conftest import CORRAL
 
 ROOT = Actor("root", "super_admin")

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runtime.demo import DEMO_TASK
+from runtime.cli.demo import DEMO_TASK
 from tests.conftest import CORRAL
 
 pytestmark = pytest.mark.slow

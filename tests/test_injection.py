@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from examples.portal import PortalServer
-from examples.portal.store import Store as PortalStore
 from profiles import BrowserPool
 from runtime import Runtime, Settings, parse_task, run_task
 from runtime.auth import LOCAL_ACTOR
+from runtime.demo.portal import PortalServer
+from runtime.demo.portal.store import Store as PortalStore
 from runtime.testing import FunctionModel, call, reply
 from tests.conftest import make_demo_profiles, next_request
 from tests.test_agent import login_then, page_of, ref_of

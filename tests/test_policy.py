@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from examples.portal import USERS
 from policies import ActionFacts, Policy, PolicyFileError, classify, load_policy
+from runtime.demo.portal import USERS
 from tests.conftest import CORRAL
 
 

@@ -1,4 +1,4 @@
-"""Tests for the demo billing portal in examples/portal."""
+"""Tests for the demo billing portal in runtime/demo/portal."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from examples.portal import USERS, PortalServer, create_app, totp_code
-from examples.portal.data import find_invoice, invoices_for, verify_totp
+from runtime.demo.portal import USERS, PortalServer, create_app, totp_code
+from runtime.demo.portal.data import find_invoice, invoices_for, verify_totp
 
 if TYPE_CHECKING:
     # Starlette's TestClient is built on httpx2, so its responses are httpx2 types.

@@ -14,10 +14,10 @@ from typing import Any
 import psutil
 import pytest
 
-from examples.portal import USERS
 from profiles import BrowserPool, ProfileSettings, hold_lease, open_session
 from runtime import RunEvent, Runtime, Settings, Task, load_task, parse_task, run_many, run_task
-from runtime.demo import DEMO_TASK
+from runtime.cli.demo import DEMO_TASK
+from runtime.demo.portal import USERS
 from tests.conftest import make_demo_profiles
 from tools import Tabs
 

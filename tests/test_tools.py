@@ -14,10 +14,10 @@ import pytest
 from _pages import FORM, LATE, PAGER, PLACEHOLDERS, THREE_BUTTONS, TWO_TABLES
 from pydantic import ValidationError
 
-from examples.portal import USERS, PortalServer
-from examples.portal.data import invoices_for
 from profiles import open_session
 from runtime import Runtime
+from runtime.demo.portal import USERS, PortalServer
+from runtime.demo.portal.data import invoices_for
 from tests.conftest import make_demo_profiles
 from tools import (
     ACTION_TYPES,

@@ -19,7 +19,6 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from examples.portal import USERS
 from profiles import (
     FieldFacts,
     KeyRing,
@@ -35,6 +34,7 @@ from profiles import (
 )
 from profiles.vault import totp_now
 from runtime import Runtime, Settings
+from runtime.demo.portal import USERS
 from runtime.rotate import rotate_key
 from tests._leaks import leak_forms
 from tests.conftest import CORRAL

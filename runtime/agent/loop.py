@@ -2,7 +2,7 @@
 
 Each turn: *observe* the page (redacted, compact) -> *decide* (the planner picks one tool call;
 a shadow planner, if configured, is asked the same and only recorded) -> *validate* the arguments
-(pydantic; an invalid call goes back to the model, bounded) -> *check* (``runtime.gate``: risk
+(pydantic; an invalid call goes back to the model, bounded) -> *check* (``runtime.run.gate``: risk
 verdict; a person's approval where needed) ->
 *act* (tools.execute) -> *record* (step row, screenshot, model calls with tokens and cost).
 
@@ -27,11 +27,11 @@ import jsonschema
 
 from profiles import BROWSER_SERVICE_HOSTS, CorralError
 from profiles.vault import origin_of
-from tools import ActionContext, Observation, Tabs, marked_screenshot, observe
-
-from ..errors import StepFailedError
-from ..gate import Gate
-from ..models.types import (
+from runtime.agent.prompt import History, planner_messages, render_observation
+from runtime.agent.router import ModelRouter
+from runtime.agent.toolset import Done, ExtractData, Look, ToolArgsError, parse_call, tool_specs
+from runtime.errors import StepFailedError
+from runtime.models.types import (
     ImagePart,
     InvalidModelOutputError,
     Message,
@@ -39,11 +39,10 @@ from ..models.types import (
     ModelSettings,
     TextPart,
 )
-from ..recorder import Recorder
-from ..steps import RunState, describe, record
-from .prompt import History, planner_messages, render_observation
-from .router import ModelRouter
-from .toolset import Done, ExtractData, Look, ToolArgsError, parse_call, tool_specs
+from runtime.run.gate import Gate
+from runtime.run.recorder import Recorder
+from runtime.run.steps import RunState, describe, record
+from tools import ActionContext, Observation, Tabs, marked_screenshot, observe
 
 __all__ = ["LOOP_REPEATS", "run_goal"]
 

@@ -6,10 +6,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.models.types import Message, TextPart
 from tools import Observation
 from tools.compact import page_string, page_text
-
-from ..models.types import Message, TextPart
 
 __all__ = ["SYSTEM_PROMPT", "History", "planner_messages", "render_observation"]
 

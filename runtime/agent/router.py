@@ -9,12 +9,11 @@ from typing import Any
 
 from profiles import Redactor
 from profiles.errors import RunError
-
-from ..models.config import ModelsConfig, Role
-from ..models.fallback import Attempt, CircuitBreaker, ModelChain
-from ..models.pricing import Price, cost_usd, find_price
-from ..models.redacting import redacting_client
-from ..models.types import (
+from runtime.models.config import ModelsConfig, Role
+from runtime.models.fallback import Attempt, CircuitBreaker, ModelChain
+from runtime.models.pricing import Price, cost_usd, find_price
+from runtime.models.redacting import redacting_client
+from runtime.models.types import (
     ImagePart,
     Message,
     Model,
@@ -25,8 +24,8 @@ from ..models.types import (
     ToolSpec,
     Usage,
 )
-from ..records import ModelCallRecord
-from ..store import Store
+from runtime.records import ModelCallRecord
+from runtime.store import Store
 
 __all__ = ["BudgetExceededError", "Meter", "ModelRouter"]
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from runtime.models.types import ToolCall, ToolSpec
 from tools import (
     AnyAction,
     Back,
@@ -26,8 +27,6 @@ from tools import (
     Upload,
     WaitFor,
 )
-
-from ..models.types import ToolCall, ToolSpec
 
 __all__ = ["TOOLS", "Done", "ExtractData", "Look", "ToolArgsError", "parse_call", "tool_specs"]
 

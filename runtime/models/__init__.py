@@ -1,9 +1,15 @@
 """The model seam, provider adapters, routing configuration, prices and fallback chains."""
 
-from .config import CONFIG_NAME, ModelsConfig, ProviderConfig, Role, load_models_config
-from .fallback import Attempt, CircuitBreaker, ModelChain
-from .pricing import DEFAULT_PRICES, Price, cost_usd, find_price
-from .types import (
+from runtime.models.config import (
+    CONFIG_NAME,
+    ModelsConfig,
+    ProviderConfig,
+    Role,
+    load_models_config,
+)
+from runtime.models.fallback import Attempt, CircuitBreaker, ModelChain
+from runtime.models.pricing import DEFAULT_PRICES, Price, cost_usd, find_price
+from runtime.models.types import (
     ChainExhaustedError,
     ImagePart,
     InvalidModelOutputError,

@@ -31,8 +31,8 @@ from anthropic.types import (
 )
 from anthropic.types import Message as AnthropicMessage
 
-from .errors_map import from_anthropic_error
-from .types import (
+from runtime.models.errors_map import from_anthropic_error
+from runtime.models.types import (
     ImagePart,
     Message,
     Model,

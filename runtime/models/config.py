@@ -41,8 +41,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .pricing import DEFAULT_PRICES, Price, find_price
-from .types import Model, ModelConfigError
+from runtime.models.pricing import DEFAULT_PRICES, Price, find_price
+from runtime.models.types import Model, ModelConfigError
 
 __all__ = [
     "BUILT_IN",
@@ -253,10 +253,10 @@ class ModelsConfig(BaseModel):
             "supports_vision": self.supports_vision(label),
         }
         if cfg.type == "anthropic":
-            from .anthropic_messages import AnthropicModel
+            from runtime.models.anthropic_messages import AnthropicModel
 
             return AnthropicModel(name, **common)
-        from .openai_chat import OpenAIChatModel
+        from runtime.models.openai_chat import OpenAIChatModel
 
         return OpenAIChatModel(name, **common)
 

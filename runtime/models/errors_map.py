@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import anthropic
 import openai
 
-from .types import (
+from runtime.models.types import (
     InvalidModelOutputError,
     ModelAuthError,
     ModelError,

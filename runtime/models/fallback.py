@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from .types import (
+from runtime.models.types import (
     ChainExhaustedError,
     InvalidModelOutputError,
     Message,

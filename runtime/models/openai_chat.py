@@ -22,8 +22,8 @@ from openai.types.chat import (
 )
 from openai.types.shared_params import ResponseFormatJSONSchema
 
-from .errors_map import from_openai_error
-from .types import (
+from runtime.models.errors_map import from_openai_error
+from runtime.models.types import (
     ImagePart,
     InvalidModelOutputError,
     Message,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .types import Usage
+from runtime.models.types import Usage
 
 __all__ = ["DEFAULT_PRICES", "Price", "cost_usd", "find_price"]
 

@@ -20,7 +20,7 @@ import pytest
 import profiles.session
 from profiles import BrowserPool, ProfileSettings, Redactor, scrub_trace
 from runtime import Runtime, Settings, load_task, run_task
-from runtime.demo import DEMO_TASK
+from runtime.cli.demo import DEMO_TASK
 from tests.adversarial.conftest import APPROVAL_TTL_S, HostileSite, run_steps
 from tests.conftest import make_demo_profiles
 
@@ -154,7 +154,7 @@ async def test_the_trace_of_a_portal_login_has_no_session_cookie_or_password(
     state = rt.profiles.open_state(await rt.profiles.get("alice"))
     assert state is not None
     sid = next(c["value"] for c in state["cookies"] if c["name"] == "portal_session")
-    from examples.portal import USERS
+    from runtime.demo.portal import USERS
 
     members = _members(Path(str(result.run_dir)) / "trace.zip")
     assert b"portal_session" in members["trace.network"]  # the cookie's traffic is recorded

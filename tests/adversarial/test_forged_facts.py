@@ -10,8 +10,8 @@ from rich.console import Console
 
 from runtime import Runtime
 from runtime.auth import LOCAL_ACTOR
-from runtime.cli_approvals import for_terminal
-from runtime.gate import sanitize_summary
+from runtime.cli.approvals import for_terminal
+from runtime.run.gate import sanitize_summary
 from tests.adversarial.conftest import HostileSite, run_steps
 from tests.adversarial.test_gate_paths import assert_asked_not_paid, requests_of
 from tests.conftest import next_request

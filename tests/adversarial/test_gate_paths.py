@@ -13,8 +13,8 @@ from profiles import ProfileSettings
 from runtime import RunResult, Runtime, parse_task, run_task
 from runtime.approvals import ApprovalRequest
 from runtime.errors import TaskFileError
-from runtime.gate import STICKY_MESSAGE
 from runtime.models import Message, ModelResponse
+from runtime.run.gate import STICKY_MESSAGE
 from runtime.testing import FunctionModel, call, reply
 from tests.adversarial.conftest import HostileSite, run_steps
 

@@ -10,9 +10,8 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from profiles import ProfileRecord, ProfileSettings
-
-from .app import Runtime
-from .clitools import (
+from runtime.app import Runtime
+from runtime.cli.common import (
     cli_actor,
     out_console,
     parse_pairs,

@@ -14,15 +14,14 @@ from rich.table import Table
 
 from policies import ActionFacts, Policy, classify, load_policy
 from profiles import UserError, atomic_write, open_session
+from runtime.app import Runtime
+from runtime.auth import write_audit
+from runtime.cli.common import cli_actor, out_console, print_json, run_async, with_runtime
+from runtime.errors import TaskFileError
+from runtime.run.scripted import merge_vars, substitute_text
+from runtime.task import VAR_RE, Task, load_task
 from tools import ActionContext, AnyAction, Click, Fill, Navigate, Select, Tabs, execute
 from tools.facts import action_facts
-
-from .app import Runtime
-from .auth import write_audit
-from .clitools import cli_actor, out_console, print_json, run_async, with_runtime
-from .errors import TaskFileError
-from .scripted import merge_vars, substitute_text
-from .task import VAR_RE, Task, load_task
 
 __all__ = ["policy_group"]
 

@@ -8,13 +8,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from .app import Runtime
-from .cli_approvals import approvals_group
-from .cli_policy import policy_group
-from .cli_profiles import profiles_group
-from .cli_secrets import secrets_group, vault_group
-from .cli_users import audit_command, tokens_group, users_group
-from .clitools import (
+from runtime.app import Runtime
+from runtime.cli.approvals import approvals_group
+from runtime.cli.common import (
     cli_actor,
     err_console,
     out_console,
@@ -23,26 +19,20 @@ from .clitools import (
     run_async,
     with_runtime,
 )
-from .errors import RunNotFoundError
-from .live import results_table, run_many
-from .models.config import BUILT_IN, CONFIG_NAME, find_models_config
-from .models.types import ModelConfigError
-from .records import ModelCallRecord
-from .run import RunResult, run_task
-from .settings import Settings
-from .task import load_task
+from runtime.cli.policy import policy_group
+from runtime.cli.profiles import profiles_group
+from runtime.cli.secrets import secrets_group, vault_group
+from runtime.cli.users import audit_command, tokens_group, users_group
+from runtime.errors import RunNotFoundError
+from runtime.models.config import BUILT_IN, CONFIG_NAME, find_models_config
+from runtime.models.types import ModelConfigError
+from runtime.records import ModelCallRecord
+from runtime.run.parallel import combined_exit_code, results_table, run_many
+from runtime.run.runner import RunResult, run_task
+from runtime.settings import Settings
+from runtime.task import load_task
 
-__all__ = ["main"]
-
-# When several runs end differently, the most actionable code wins.
-_EXIT_PRIORITY = (2, 130, 3, 1)
-
-
-def combined_exit_code(results: list[RunResult]) -> int:
-    """One exit code for several runs."""
-    codes = {r.exit_code for r in results}
-    return next((c for c in _EXIT_PRIORITY if c in codes), 0)
-
+__all__ = ["cli", "main"]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="corral")
@@ -289,7 +279,7 @@ def _action_arg(action: dict[str, object]) -> str:
 @click.option("--fresh", is_flag=True, help="forget the demo profiles' saved sessions first")
 def demo(port: int, fresh: bool) -> None:
     """Start the demo portal and run two isolated sessions on it in parallel."""
-    from .demo import run_demo
+    from runtime.cli.demo import run_demo
 
     async def body(rt: Runtime) -> int:
         actor = await cli_actor(rt)

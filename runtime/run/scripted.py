@@ -6,10 +6,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from runtime.errors import TaskFileError
+from runtime.task import VAR_RE, Step, Task, When
 from tools import AnyAction, Tabs, is_visible
-
-from .errors import TaskFileError
-from .task import VAR_RE, Step, Task, When
 
 __all__ = [
     "check_vars",

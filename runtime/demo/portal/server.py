@@ -10,7 +10,7 @@ from types import TracebackType
 
 import uvicorn
 
-from examples.portal.app import COLLECTOR_URL, create_app
+from runtime.demo.portal.app import COLLECTOR_URL, create_app
 
 _HOST = "127.0.0.1"
 

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from examples.portal import views
-from examples.portal.data import (
+from runtime.demo.portal import views
+from runtime.demo.portal.data import (
     USERS,
     DemoUser,
     Invoice,
@@ -27,8 +27,8 @@ from examples.portal.data import (
     invoices_for,
     verify_totp,
 )
-from examples.portal.pdf import simple_pdf
-from examples.portal.store import ACTIVE_TTL, Session, Stage, Store
+from runtime.demo.portal.pdf import simple_pdf
+from runtime.demo.portal.store import ACTIVE_TTL, Session, Stage, Store
 
 COOKIE = "portal_session"
 DEFAULT_PER_PAGE = 10

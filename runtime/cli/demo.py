@@ -10,25 +10,21 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from examples.portal import USERS, PortalServer
 from profiles import ProfileNotFoundError, ProfileSettings
+from runtime.app import Runtime
+from runtime.approvals import ApprovalError
+from runtime.auth import Actor
+from runtime.cli.approvals import for_terminal
+from runtime.cli.common import err_console, out_console
+from runtime.demo import DEMO_TASK, PAY_TASK
+from runtime.demo.portal import USERS, PortalServer
+from runtime.run.parallel import combined_exit_code, results_table, run_many
+from runtime.run.runner import RunResult, run_task
+from runtime.task import load_task
 
-from .app import Runtime
-from .approvals import ApprovalError
-from .auth import Actor
-from .cli import combined_exit_code
-from .cli_approvals import for_terminal
-from .clitools import err_console, out_console
-from .live import results_table, run_many
-from .run import RunResult, run_task
-from .task import load_task
-
-__all__ = ["DEMO_PROFILES", "DEMO_TASK", "PAY_TASK", "run_demo"]
+__all__ = ["DEMO_PROFILES", "run_demo"]
 
 DEMO_PROFILES = ("alice", "bob")
-_TASKS = Path(__file__).resolve().parent.parent / "examples" / "tasks"
-DEMO_TASK = _TASKS / "unpaid-invoices.yaml"
-PAY_TASK = _TASKS / "pay-invoice.yaml"
 
 
 async def ensure_demo_profiles(rt: Runtime, portal: str, fresh: bool) -> list[str]:

@@ -35,6 +35,14 @@ from playwright.async_api import Page
 from policies import ActionFacts, Policy, Verdict, classify
 from policies.risk import Match, Rule
 from profiles import CorralError, RunError, origin_of
+from runtime.approvals import ApprovalRequest, Approvals, new_approval_id
+from runtime.errors import StepFailedError
+from runtime.records import StepRecord
+from runtime.run.recorder import Recorder
+from runtime.run.scripted import substitute_text
+from runtime.run.steps import RunEvent, RunState, act
+from runtime.store import Store
+from runtime.webhook import Webhook
 from tools import (
     ActionContext,
     ActionError,
@@ -49,15 +57,6 @@ from tools import (
     highlighted_screenshot,
 )
 from tools.facts import PROBED_KINDS, Checked, probe
-
-from .approvals import ApprovalRequest, Approvals, new_approval_id
-from .errors import StepFailedError
-from .recorder import Recorder
-from .records import StepRecord
-from .scripted import substitute_text
-from .steps import RunEvent, RunState, act
-from .store import Store
-from .webhook import Webhook
 
 __all__ = [
     "STICKY_MESSAGE",

@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from profiles import CorralError, CredentialLease, SecretNotAvailableError, WireCheck, allow_all
+from runtime.records import StepRecord, StepStatus
+from runtime.run.recorder import Recorder
+from runtime.task import Task
 from tools import (
     ActionContext,
     AnyAction,
@@ -23,10 +26,6 @@ from tools import (
     execute,
     screenshot,
 )
-
-from .recorder import Recorder
-from .records import StepRecord, StepStatus
-from .task import Task
 
 __all__ = ["RunEvent", "RunState", "act", "act_and_record", "describe", "record"]
 

@@ -31,33 +31,32 @@ from profiles import (
     open_session,
     private_dir,
 )
-from tools import (
-    ActionContext,
-    Navigate,
-    Tabs,
-)
-from tools.navigation import site_allowlist
-
-from .agent.loop import run_goal
-from .agent.router import Meter, ModelRouter
-from .app import Runtime
-from .errors import StepFailedError, TaskFileError
-from .gate import ApprovalDeniedError, Gate
-from .models.config import load_models_config
-from .models.types import Model
-from .recorder import Recorder
-from .records import RunRecord, RunStatus
-from .scripted import (
+from runtime.agent.loop import run_goal
+from runtime.agent.router import Meter, ModelRouter
+from runtime.app import Runtime
+from runtime.errors import StepFailedError, TaskFileError
+from runtime.models.config import load_models_config
+from runtime.models.types import Model
+from runtime.records import RunRecord, RunStatus
+from runtime.run.gate import ApprovalDeniedError, Gate
+from runtime.run.recorder import Recorder
+from runtime.run.scripted import (
     check_vars,
     guard_holds,
     merge_vars,
     substitute,
     substitute_text,
 )
-from .steps import RunEvent, RunState, act_and_record, describe, record
-from .task import UNRESTRICTED, Step, Task
-from .webhook import Webhook
-from .wirecheck import request_check
+from runtime.run.steps import RunEvent, RunState, act_and_record, describe, record
+from runtime.run.wirecheck import request_check
+from runtime.task import UNRESTRICTED, Step, Task
+from runtime.webhook import Webhook
+from tools import (
+    ActionContext,
+    Navigate,
+    Tabs,
+)
+from tools.navigation import site_allowlist
 
 __all__ = ["RunEvent", "RunResult", "new_run_id", "run_task"]
 

@@ -14,10 +14,16 @@ from rich.table import Table
 
 from profiles import MasterKey, UserError
 from profiles.vault import secret_use
-
-from .app import Runtime
-from .clitools import cli_actor, out_console, print_json, read_hidden, run_async, with_runtime
-from .rotate import rotate_key
+from runtime.app import Runtime
+from runtime.cli.common import (
+    cli_actor,
+    out_console,
+    print_json,
+    read_hidden,
+    run_async,
+    with_runtime,
+)
+from runtime.rotate import rotate_key
 
 __all__ = ["secrets_group", "vault_group"]
 

@@ -1,4 +1,4 @@
-"""Serve the demo portal: python -m examples.portal [--port 8765] [--db FILE]."""
+"""Serve the demo portal: python -m runtime.demo.portal [--port 8765] [--db FILE]."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import sys
 import threading
 from pathlib import Path
 
-from examples.portal.data import USERS
-from examples.portal.server import PortalServer
+from runtime.demo.portal.data import USERS
+from runtime.demo.portal.server import PortalServer
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m examples.portal", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m runtime.demo.portal", description=__doc__)
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--db", type=Path, help="SQLite file for sessions and state")
     parser.add_argument(

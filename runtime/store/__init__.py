@@ -36,9 +36,8 @@ from profiles import (
     secret_context,
     tighten,
 )
-
-from .errors import StoreBusyError, StoreError
-from .records import ArtifactRecord, ModelCallRecord, RunRecord, RunStatus, StepRecord
+from runtime.errors import StoreBusyError, StoreError
+from runtime.records import ArtifactRecord, ModelCallRecord, RunRecord, RunStatus, StepRecord
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_S", "Store"]
 

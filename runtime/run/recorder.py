@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from profiles import Redactor, append_private, private_dir, write_private
-
-from .records import ArtifactRecord, StepRecord
-from .store import Store
+from runtime.records import ArtifactRecord, StepRecord
+from runtime.store import Store
 
 __all__ = ["Recorder"]
 

@@ -13,10 +13,9 @@ import click
 from rich.console import Console
 
 from profiles import CorralError, RedactingFilter
-
-from .app import Runtime
-from .auth import Actor
-from .settings import Settings
+from runtime.app import Runtime
+from runtime.auth import Actor
+from runtime.settings import Settings
 
 __all__ = [
     "cli_actor",

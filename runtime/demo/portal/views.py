@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from html import escape
 from urllib.parse import urlencode
 
-from examples.portal.data import DemoUser, Invoice, format_usd
-from examples.portal.store import Document
+from runtime.demo.portal.data import DemoUser, Invoice, format_usd
+from runtime.demo.portal.store import Document
 
 SITE = "Acme Billing"
 

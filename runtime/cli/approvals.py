@@ -8,10 +8,10 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from .app import Runtime
-from .approvals import ApprovalRequest
-from .clitools import cli_actor, out_console, print_json, run_async, with_runtime
-from .gate import sanitize_summary
+from runtime.app import Runtime
+from runtime.approvals import ApprovalRequest
+from runtime.cli.common import cli_actor, out_console, print_json, run_async, with_runtime
+from runtime.run.gate import sanitize_summary
 
 __all__ = ["approvals_group", "for_terminal"]
 

@@ -12,11 +12,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .app import Runtime
-from .run import RunEvent, RunResult, run_task
-from .task import Task
+from runtime.app import Runtime
+from runtime.run.runner import RunEvent, RunResult, run_task
+from runtime.task import Task
 
-__all__ = ["ProgressView", "results_table", "run_many"]
+__all__ = ["ProgressView", "combined_exit_code", "results_table", "run_many"]
 
 _STYLE = {
     "succeeded": "green",
@@ -76,6 +76,16 @@ class ProgressView:
                 f"{elapsed:5.1f}s",
             )
         return table
+
+
+# When several runs end differently, the most actionable code wins.
+_EXIT_PRIORITY = (2, 130, 3, 1)
+
+
+def combined_exit_code(results: Sequence[RunResult]) -> int:
+    """One exit code for several runs."""
+    codes = {r.exit_code for r in results}
+    return next((c for c in _EXIT_PRIORITY if c in codes), 0)
 
 
 def results_table(results: Sequence[RunResult]) -> Table:

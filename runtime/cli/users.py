@@ -15,9 +15,9 @@ from typing import Any, cast
 import click
 from rich.table import Table
 
-from .app import Runtime
-from .auth import ROLES, Actor, Auth, Role, TokenRecord
-from .clitools import cli_actor, out_console, print_json, run_async, with_runtime
+from runtime.app import Runtime
+from runtime.auth import ROLES, Actor, Auth, Role, TokenRecord
+from runtime.cli.common import cli_actor, out_console, print_json, run_async, with_runtime
 
 __all__ = ["audit_command", "parse_ttl", "tokens_group", "users_group"]
 

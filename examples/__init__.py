@@ -1,1 +1,0 @@
-"""Runnable examples and demo targets for corral."""
