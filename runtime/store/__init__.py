@@ -15,6 +15,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -286,6 +287,10 @@ class Store:
         self.path = path
         self.busy_timeout_s = busy_timeout_s
         self._lock = asyncio.Lock()
+        # The task whose transaction is open (``tx()`` calls from it join that transaction).
+        self._owner: ContextVar[asyncio.Task[Any] | None] = ContextVar(
+            f"corral_store_tx_{id(self)}", default=None
+        )
 
     @classmethod
     async def open(cls, path: Path, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Store:
@@ -322,31 +327,46 @@ class Store:
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        # A transaction opened by this task already: join it, so a service can make a change and
+        # write its audit row in one transaction while each part keeps using ``tx()``. The outer
+        # block commits or rolls back the whole.
+        if self._owner.get() is asyncio.current_task():
+            yield self._conn
+            return
         # IMMEDIATE takes the write lock up front, so check-then-write is atomic across processes.
         # A lock held elsewhere past the busy timeout fails here, before anything was written.
         async with self._lock:
+            owner = self._owner.set(asyncio.current_task())
             try:
-                await self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if _is_busy(exc):
-                    raise _busy_error(self.path, self.busy_timeout_s) from exc
-                raise
-            try:
-                yield self._conn
-            except BaseException as exc:
+                async with self._immediate() as conn:
+                    yield conn
+            finally:
+                self._owner.reset(owner)
+
+    @asynccontextmanager
+    async def _immediate(self) -> AsyncIterator[aiosqlite.Connection]:
+        try:
+            await self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise _busy_error(self.path, self.busy_timeout_s) from exc
+            raise
+        try:
+            yield self._conn
+        except BaseException as exc:
+            await self._conn.rollback()
+            if _is_busy(exc):
+                raise _busy_error(self.path, self.busy_timeout_s) from exc
+            raise
+        try:
+            await self._conn.commit()
+        except sqlite3.OperationalError as exc:
+            # The transaction did not commit: roll it back so the connection stays usable.
+            if self._conn.in_transaction:
                 await self._conn.rollback()
-                if _is_busy(exc):
-                    raise _busy_error(self.path, self.busy_timeout_s) from exc
-                raise
-            try:
-                await self._conn.commit()
-            except sqlite3.OperationalError as exc:
-                # The transaction did not commit: roll it back so the connection stays usable.
-                if self._conn.in_transaction:
-                    await self._conn.rollback()
-                if _is_busy(exc):
-                    raise _busy_error(self.path, self.busy_timeout_s) from exc
-                raise
+            if _is_busy(exc):
+                raise _busy_error(self.path, self.busy_timeout_s) from exc
+            raise
 
     async def _migrate(self) -> None:
         async with self._conn.execute("PRAGMA user_version") as cur:
