@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from profiles import (
     BROWSER_ENV,
@@ -36,6 +37,32 @@ def _pairs(text: str) -> dict[str, str]:
             raise UserError(f"CORRAL_HOST_MAP: {item!r}: expected HOST=ADDRESS")
         out[host.strip().lower()] = address.strip()
     return out
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A number of seconds from ``env[name]``; anything else is a UserError naming the variable."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        # Not echoed in full: a value pasted into the wrong variable may be a secret.
+        shown = text if len(text) <= 12 else text[:12] + "..."
+        raise UserError(
+            f"{name}={shown!r}: expected a number of seconds (e.g. {default:g}), 0 or more"
+        )
+    return value
+
+
+# Settings fields read from a number variable, for messages about values out of range.
+_NUMBER_ENV = {
+    "lease_timeout_s": "CORRAL_LEASE_TIMEOUT",
+    "approval_ttl_s": "CORRAL_APPROVAL_TTL",
+    "busy_timeout_s": "CORRAL_BUSY_TIMEOUT",
+}
 
 
 class Settings(BaseModel):
@@ -84,21 +111,27 @@ class Settings(BaseModel):
         """Settings from ``CORRAL_*`` environment variables."""
         env = os.environ if env is None else env
         home = env.get(HOME_ENV) or platformdirs.user_data_dir("corral", appauthor=False)
-        return cls(
-            home=Path(home).expanduser(),
-            master_key=env.get(MASTER_KEY_ENV) or None,
-            previous_key=env.get(PREVIOUS_KEY_ENV) or None,
-            browser=env.get(BROWSER_ENV) or None,
-            headless=env.get("CORRAL_HEADLESS", "1").lower() not in ("0", "false", "no"),
-            lease_timeout_s=float(env.get("CORRAL_LEASE_TIMEOUT", "30")),
-            host_map=_pairs(env.get("CORRAL_HOST_MAP", "")),
-            token=env.get("CORRAL_TOKEN") or None,
-            approval_webhook=env.get("CORRAL_APPROVAL_WEBHOOK") or None,
-            webhook_secret=env.get("CORRAL_WEBHOOK_SECRET") or None,
-            approval_ttl_s=float(env.get("CORRAL_APPROVAL_TTL", "900")),
-            busy_timeout_s=float(env.get("CORRAL_BUSY_TIMEOUT", "10")),
-            models_config=Path(env[CONFIG_ENV]).expanduser() if env.get(CONFIG_ENV) else None,
-        )
+        try:
+            return cls(
+                home=Path(home).expanduser(),
+                master_key=env.get(MASTER_KEY_ENV) or None,
+                previous_key=env.get(PREVIOUS_KEY_ENV) or None,
+                browser=env.get(BROWSER_ENV) or None,
+                headless=env.get("CORRAL_HEADLESS", "1").lower() not in ("0", "false", "no"),
+                lease_timeout_s=_seconds(env, "CORRAL_LEASE_TIMEOUT", 30),
+                host_map=_pairs(env.get("CORRAL_HOST_MAP", "")),
+                token=env.get("CORRAL_TOKEN") or None,
+                approval_webhook=env.get("CORRAL_APPROVAL_WEBHOOK") or None,
+                webhook_secret=env.get("CORRAL_WEBHOOK_SECRET") or None,
+                approval_ttl_s=_seconds(env, "CORRAL_APPROVAL_TTL", 900),
+                busy_timeout_s=_seconds(env, "CORRAL_BUSY_TIMEOUT", 10),
+                models_config=Path(env[CONFIG_ENV]).expanduser() if env.get(CONFIG_ENV) else None,
+            )
+        except ValidationError as exc:
+            # Only range checks can fail here (0 for a TTL): name the variable, not the field.
+            err = exc.errors(include_url=False)[0]
+            field = str(err["loc"][0]) if err["loc"] else ""
+            raise UserError(f"{_NUMBER_ENV.get(field, field)}: {err['msg'].lower()}") from None
 
     def prepare_home(self) -> Path:
         """Create the home 0700; an existing one with looser modes is tightened (and logged)."""
