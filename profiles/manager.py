@@ -60,7 +60,7 @@ _SKIP_USER_DATA = {
 
 
 class ProfileStore(LeaseStore, Protocol):
-    """Persistence the profile manager needs; ``runtime.Store`` implements it."""
+    """Persistence the profile manager needs; ``runtime.Store``'s ``profiles`` implements it."""
 
     async def insert_profile(self, record: ProfileRecord) -> bool: ...
     async def get_profile(self, name: str) -> ProfileRecord | None: ...

@@ -122,7 +122,7 @@ class AuditRecord(BaseModel):
 
 
 class VaultStore(Protocol):
-    """Persistence the vault needs; ``runtime.Store`` implements it."""
+    """Persistence the vault needs; ``runtime.Store``'s ``vault`` implements it."""
 
     async def put_secret(self, record: SecretRecord) -> None: ...
     async def get_secret(self, name: str) -> SecretRecord | None: ...
