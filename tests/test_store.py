@@ -237,3 +237,55 @@ async def test_another_tasks_tx_waits_for_the_open_one_instead_of_joining(
         # Had it joined, its row would have been rolled back with the first one.
         assert await store.runs.get_run("first") is None
         assert await store.runs.get_run("other") is not None
+
+
+async def test_runs_of_a_dead_process_are_interrupted_with_their_leases_and_approvals(
+    tmp_path: Path,
+) -> None:
+    async with await Store.open(tmp_path / "c.db") as store:
+        for run_id in ("dead", "alive"):
+            await store.runs.create_run(run(run_id))
+            await store.vault.grant_credential_lease(
+                CredentialLeaseRecord(
+                    run_id=run_id, profile="p", secrets=[], origins=[], pid=1, granted_at=T0
+                )
+            )
+            for ap, status in (("w", "pending"), ("a", "approved"), ("x", "executing")):
+                async with store.tx() as conn:
+                    await conn.execute(
+                        "INSERT INTO approvals (id, run_id, step_idx, task_name, profile, action,"
+                        " summary, reasons, fingerprint, idempotency_key, status, created_at,"
+                        " expires_at) VALUES (:id, :run_id, 0, 't', 'p', '{}', 's', '[]', 'f',"
+                        " 'k', :status, :at, :at)",
+                        {"id": f"{run_id}-{ap}", "run_id": run_id, "status": status, "at": "x"},
+                    )
+
+        assert await store.mark_orphaned_runs(lambda pid: pid != 0) == 0
+        async with store.tx() as conn:
+            await conn.execute("UPDATE runs SET pid = 0 WHERE id = 'dead'")
+        assert await store.mark_orphaned_runs(lambda pid: pid != 0) == 1
+
+        dead, alive = await store.runs.get_run("dead"), await store.runs.get_run("alive")
+        assert dead is not None and alive is not None
+        assert (dead.status, alive.status) == ("interrupted", "running")
+        assert dead.error == "the process running it ended unexpectedly"
+        assert dead.finished_at is not None
+        dead_lease = await store.vault.get_credential_lease("dead")
+        alive_lease = await store.vault.get_credential_lease("alive")
+        assert dead_lease is not None and dead_lease.revoked_at is not None
+        assert alive_lease is not None and alive_lease.revoked_at is None
+        rows = await store.fetch_all("SELECT id, status, outcome FROM approvals ORDER BY id")
+        assert {r["id"]: r["status"] for r in rows} == {
+            "alive-a": "approved",
+            "alive-w": "pending",
+            "alive-x": "executing",
+            "dead-a": "cancelled",
+            "dead-w": "cancelled",
+            "dead-x": "unconfirmed",
+        }
+        outcomes = {r["id"]: r["outcome"] for r in rows}
+        assert (
+            outcomes["dead-x"]
+            == "the run was interrupted while acting; the action may have happened"
+        )
+        assert outcomes["dead-w"] == "the run was interrupted before acting"
