@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from profiles import (
+    SEALED_PREFIX,
     AuditRecord,
     CredentialLeaseRecord,
     LeaseHolder,
@@ -18,6 +20,10 @@ from profiles import (
     ProfileSettings,
     ProxySettings,
     SecretRecord,
+    proxy_context,
+    secret_context,
+    state_context,
+    user_data_context,
 )
 from runtime import ArtifactRecord, RunRecord, StepRecord, Store
 from runtime.records import ModelCallRecord
@@ -289,3 +295,34 @@ async def test_runs_of_a_dead_process_are_interrupted_with_their_leases_and_appr
             == "the run was interrupted while acting; the action may have happened"
         )
         assert outcomes["dead-w"] == "the run was interrupted before acting"
+
+
+def test_the_sealing_contexts_stay_what_existing_stores_were_sealed_with() -> None:
+    """Changing one would make every value sealed under it fail to open."""
+    assert state_context("alice") == "profile-state:alice"
+    assert proxy_context("alice") == "profile-proxy:alice"
+    assert user_data_context("alice") == "profile-userdata:alice"
+    assert SEALED_PREFIX == "sealed:"
+    secret = SecretRecord(
+        name="k",
+        kind="value",
+        domains=["https://b.test", "https://a.test"],
+        ciphertext=b"",
+        created_at=T0,
+        updated_at=T0,
+    )
+    assert (
+        secret_context(secret)
+        == "secret:k:"
+        + (hashlib.sha256(b'["value", ["https://a.test", "https://b.test"], []]').hexdigest()[:32])
+    )
+    with_fields = secret.model_copy(update={"fields": ["PIN", "API key"]})
+    assert (
+        secret_context(with_fields)
+        == "secret:k:"
+        + (
+            hashlib.sha256(
+                b'["value", ["https://a.test", "https://b.test"], [], ["API key", "PIN"]]'
+            ).hexdigest()[:32]
+        )
+    )
