@@ -2,8 +2,8 @@
 
 Every statement names its columns (``INSERT INTO t (a, b) VALUES (:a, :b)``), so a column added
 by a later migration never shifts the values of an older statement, and reading takes only the
-columns the record knows. Stored forms: datetimes as ISO text, booleans as 0/1, the ``json``
-fields as JSON text (NULL for None).
+columns the record knows. Stored forms: datetimes as ISO text, booleans as 0/1, the
+``json_fields`` as JSON text (NULL for None).
 """
 
 from __future__ import annotations
@@ -61,20 +61,21 @@ class Table(Generic[R]):
 
     name: str
     model: type[R]
-    json: frozenset[str] = field(default_factory=frozenset)
+    json_fields: frozenset[str] = field(default_factory=frozenset)
+    """Fields stored as JSON text (NULL for None)."""
 
     def row(self, record: R, exclude: Iterable[str] = ()) -> dict[str, Any]:
         """The record's columns (all its fields but ``exclude``) in their stored form."""
         skip = set(exclude)
         return {
-            name: _stored(getattr(record, name), name in self.json)
-            for name in type(record).model_fields
+            name: _stored(getattr(record, name), name in self.json_fields)
+            for name in self.model.model_fields
             if name not in skip
         }
 
     def stored(self, name: str, value: Any) -> Any:
         """One field's value in its stored form (for an ``UPDATE`` of that column)."""
-        return _stored(value, name in self.json)
+        return _stored(value, name in self.json_fields)
 
     def record(self, row: aiosqlite.Row | Mapping[str, Any]) -> R:
         """The record a row holds; columns the model does not know are ignored."""
@@ -84,7 +85,7 @@ class Table(Generic[R]):
             if name not in present:
                 continue
             value = row[name]
-            if value is not None and name in self.json:
+            if value is not None and name in self.json_fields:
                 value = json.loads(value)
             elif isinstance(value, str) and _is_datetime(info.annotation):
                 value = datetime.fromisoformat(value)
