@@ -1,6 +1,14 @@
 """Isolated browser identities: profiles, their encrypted state, leases and the browser pool."""
 
-from .crypto import MASTER_KEY_ENV, MasterKey
+from .crypto import (
+    MASTER_KEY_ENV,
+    SEALED_PREFIX,
+    MasterKey,
+    proxy_context,
+    secret_context,
+    state_context,
+    user_data_context,
+)
 from .egress import (
     BROWSER_SERVICE_HOSTS,
     PROXY_BYPASS,
@@ -39,13 +47,11 @@ from .private import (
 from .redact import RedactingFilter, Redactor, RedactorGroup
 from .session import Session, open_session
 from .settings import (
-    SEALED_PREFIX,
     Geolocation,
     ProfileRecord,
     ProfileSettings,
     ProxySettings,
     Viewport,
-    proxy_context,
 )
 from .trace import TRACE_MODES, TraceMode, scrub_trace, scrub_zip
 from .vault import (
@@ -63,7 +69,6 @@ from .vault import (
     origin_allowed,
     origin_of,
     parse_domain,
-    secret_context,
 )
 from .wire import SAFE_METHODS, HeldRequest, WireCheck, WireGuard, WireRequest, allow_all
 
@@ -146,8 +151,10 @@ __all__ = [
     "scrub_trace",
     "scrub_zip",
     "secret_context",
+    "state_context",
     "tighten",
     "use_sandbox",
+    "user_data_context",
     "write_key_file",
     "write_private",
 ]

@@ -3,14 +3,20 @@
 Every ciphertext carries a magic, the id of the key that sealed it and a fresh 96-bit nonce, and
 is bound to a context string (associated data) such as ``profile-state:alice``: a ciphertext copied
 to another record, or opened under another key, fails loudly instead of yielding garbage.
+
+The contexts themselves (what each sealed value is bound to) are defined here, once: a secret's
+(:func:`secret_context`), a profile's saved state, its packed user-data dir and its proxy password,
+and :data:`SEALED_PREFIX`, the header marking a sealed proxy password inside stored settings.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -18,7 +24,20 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from .errors import StateDecryptError, UserError
 
-__all__ = ["MASTER_KEY_ENV", "MasterKey", "open_with_passphrase", "seal_with_passphrase"]
+if TYPE_CHECKING:
+    from .vault import SecretRecord
+
+__all__ = [
+    "MASTER_KEY_ENV",
+    "SEALED_PREFIX",
+    "MasterKey",
+    "open_with_passphrase",
+    "proxy_context",
+    "seal_with_passphrase",
+    "secret_context",
+    "state_context",
+    "user_data_context",
+]
 
 MASTER_KEY_ENV = "CORRAL_MASTER_KEY"
 _MAGIC = b"CRL1"
@@ -26,6 +45,37 @@ _PASS_MAGIC = b"CRP1"
 _KEY_ID_LEN = 8
 _NONCE_LEN = 12
 _SALT_LEN = 16
+
+SEALED_PREFIX = "sealed:"
+"""How a sealed proxy password is marked in the stored settings (base64 of the sealed blob)."""
+
+
+def secret_context(record: SecretRecord) -> str:
+    """Associated data for a secret: its name, kind, scope and fields.
+
+    Fields are bound only when there are some, so secrets stored before fields existed open as
+    they are; adding, widening or removing fields in the database makes a secret fail to open.
+    """
+    scope: list[object] = [record.kind, sorted(record.domains), sorted(record.profiles)]
+    if record.fields:
+        scope.append(sorted(record.fields))
+    digest = hashlib.sha256(json.dumps(scope).encode()).hexdigest()[:32]
+    return f"secret:{record.name}:{digest}"
+
+
+def state_context(profile: str) -> str:
+    """The associated data a profile's saved storage state is sealed with."""
+    return f"profile-state:{profile}"
+
+
+def user_data_context(profile: str) -> str:
+    """The associated data a persistent profile's packed user-data dir is sealed with."""
+    return f"profile-userdata:{profile}"
+
+
+def proxy_context(profile: str) -> str:
+    """The associated data a profile's proxy password is sealed with."""
+    return f"profile-proxy:{profile}"
 
 
 class MasterKey:

@@ -20,7 +20,14 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from .crypto import open_with_passphrase, seal_with_passphrase
+from .crypto import (
+    SEALED_PREFIX,
+    open_with_passphrase,
+    proxy_context,
+    seal_with_passphrase,
+    state_context,
+    user_data_context,
+)
 from .errors import (
     InvalidProfileError,
     ProfileExistsError,
@@ -30,7 +37,7 @@ from .errors import (
 from .keys import KeyRing
 from .lease import LeaseStore
 from .private import private_dir
-from .settings import SEALED_PREFIX, ProfileRecord, ProfileSettings, proxy_context
+from .settings import ProfileRecord, ProfileSettings
 
 __all__ = ["EXPORT_FORMAT", "ProfileManager", "ProfileStore", "atomic_write"]
 
@@ -53,7 +60,7 @@ _SKIP_USER_DATA = {
 
 
 class ProfileStore(LeaseStore, Protocol):
-    """Persistence the profile manager needs; ``runtime.Store`` implements it."""
+    """Persistence the profile manager needs; ``runtime.Store``'s ``profiles`` implements it."""
 
     async def insert_profile(self, record: ProfileRecord) -> bool: ...
     async def get_profile(self, name: str) -> ProfileRecord | None: ...
@@ -156,7 +163,7 @@ class ProfileManager:
         if record.state is None:
             return None
         plain = self.key.open(
-            record.state, f"profile-state:{record.name}", f"profile '{record.name}' saved state"
+            record.state, state_context(record.name), f"profile '{record.name}' saved state"
         )
         try:
             state: dict[str, Any] = json.loads(plain)
@@ -166,7 +173,7 @@ class ProfileManager:
 
     async def save_state(self, name: str, state: dict[str, Any]) -> None:
         """Seal and store a profile's storage state (atomically replaces the previous one)."""
-        sealed = self.key.seal(json.dumps(state).encode(), f"profile-state:{name}")
+        sealed = self.key.seal(json.dumps(state).encode(), state_context(name))
         await self.store.save_profile_state(name, sealed)
 
     async def clear_state(self, name: str) -> None:
@@ -186,7 +193,7 @@ class ProfileManager:
         archive = self._dir(name) / "user-data.tar.enc"
         if archive.exists():
             plain = self.key.open(
-                archive.read_bytes(), f"profile-userdata:{name}", f"profile '{name}' user data"
+                archive.read_bytes(), user_data_context(name), f"profile '{name}' user data"
             )
             with tarfile.open(fileobj=io.BytesIO(plain), mode="r:gz") as tar:
                 tar.extractall(live, filter="data")
@@ -198,7 +205,7 @@ class ProfileManager:
         with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=3) as tar:
             for entry in sorted(live.iterdir()):
                 tar.add(entry, arcname=entry.name, filter=_skip_caches)
-        sealed = self.key.seal(buf.getvalue(), f"profile-userdata:{name}")
+        sealed = self.key.seal(buf.getvalue(), user_data_context(name))
         atomic_write(self._dir(name) / "user-data.tar.enc", sealed)
         shutil.rmtree(live, ignore_errors=True)
 

@@ -12,13 +12,11 @@ from .allowlist import parse_allowlist
 from .errors import UserError
 
 __all__ = [
-    "SEALED_PREFIX",
     "Geolocation",
     "ProfileRecord",
     "ProfileSettings",
     "ProxySettings",
     "Viewport",
-    "proxy_context",
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -39,15 +37,6 @@ class Geolocation(BaseModel):
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
     accuracy: float = Field(50.0, ge=0)
-
-
-SEALED_PREFIX = "sealed:"
-"""How a sealed proxy password is marked in the stored settings (base64 of the sealed blob)."""
-
-
-def proxy_context(profile: str) -> str:
-    """The associated data a profile's proxy password is sealed with."""
-    return f"profile-proxy:{profile}"
 
 
 class ProxySettings(BaseModel):

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import json
 import os
 import re
 import time
@@ -38,6 +36,7 @@ from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from pydantic import BaseModel, ConfigDict, Field
 
+from .crypto import secret_context
 from .errors import RunError, UserError
 from .keys import KeyRing
 from .redact import MIN_SECRET_LENGTH, Redactor
@@ -57,7 +56,6 @@ __all__ = [
     "origin_allowed",
     "origin_of",
     "parse_domain",
-    "secret_context",
 ]
 
 SECRET_RE = re.compile(r"\{\{\s*secret:([A-Za-z0-9_.-]+)\s*\}\}")
@@ -124,7 +122,7 @@ class AuditRecord(BaseModel):
 
 
 class VaultStore(Protocol):
-    """Persistence the vault needs; ``runtime.Store`` implements it."""
+    """Persistence the vault needs; ``runtime.Store``'s ``vault`` implements it."""
 
     async def put_secret(self, record: SecretRecord) -> None: ...
     async def get_secret(self, name: str) -> SecretRecord | None: ...
@@ -139,19 +137,6 @@ class VaultStore(Protocol):
 def placeholder(name: str) -> str:
     """What a secret's value is replaced with wherever it would appear."""
     return "{{secret:" + name + "}}"
-
-
-def secret_context(record: SecretRecord) -> str:
-    """Associated data for a secret: its name, kind, scope and fields.
-
-    Fields are bound only when there are some, so secrets stored before fields existed open as
-    they are; adding, widening or removing fields in the database makes a secret fail to open.
-    """
-    scope: list[object] = [record.kind, sorted(record.domains), sorted(record.profiles)]
-    if record.fields:
-        scope.append(sorted(record.fields))
-    digest = hashlib.sha256(json.dumps(scope).encode()).hexdigest()[:32]
-    return f"secret:{record.name}:{digest}"
 
 
 def secret_use(record: SecretRecord) -> str:

@@ -43,8 +43,8 @@ class Runtime:
         self.settings = settings
         self.store = store
         self.key = key
-        self.profiles = ProfileManager(store, key, settings.home)
-        self.vault = Vault(store, key)
+        self.profiles = ProfileManager(store.profiles, key, settings.home)
+        self.vault = Vault(store.vault, key)
         self.auth = Auth(store)
         """Users, roles, tokens, grants and the audit log."""
         self.redactor = RedactorGroup()

@@ -1,0 +1,216 @@
+"""The schema: the append-only list of migrations and :func:`migrate`, which applies them.
+
+``PRAGMA user_version`` counts the migrations applied; a store from a newer corral (a higher
+version than this list knows) is refused rather than written to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from runtime.errors import StoreError
+
+if TYPE_CHECKING:
+    from runtime.store.db import Database
+
+__all__ = ["MIGRATIONS", "migrate"]
+
+# Append only: a released migration never changes; PRAGMA user_version counts applied ones.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE profiles (
+        name TEXT PRIMARY KEY,
+        settings TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        state BLOB,
+        state_saved_at TEXT
+    );
+    CREATE TABLE leases (
+        profile TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        pid_started REAL NOT NULL,
+        acquired_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        task_name TEXT NOT NULL,
+        task_path TEXT,
+        profile TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        error TEXT,
+        result TEXT,
+        run_dir TEXT NOT NULL,
+        pid INTEGER NOT NULL
+    );
+    CREATE INDEX runs_started ON runs (started_at);
+    CREATE TABLE steps (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        side_effect TEXT NOT NULL,
+        status TEXT NOT NULL,
+        url_before TEXT,
+        url_after TEXT,
+        started_at TEXT NOT NULL,
+        duration_ms REAL NOT NULL,
+        error TEXT,
+        screenshot TEXT,
+        detail TEXT,
+        PRIMARY KEY (run_id, idx)
+    );
+    CREATE TABLE artifacts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step_idx INTEGER,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX artifacts_run ON artifacts (run_id);
+    """,
+    """
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        domains TEXT NOT NULL,
+        profiles TEXT NOT NULL,
+        ciphertext BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        last_used_at TEXT
+    );
+    CREATE TABLE credential_leases (
+        run_id TEXT PRIMARY KEY,
+        profile TEXT NOT NULL,
+        secrets TEXT NOT NULL,
+        origins TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        granted_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    CREATE TABLE secret_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        step_idx INTEGER,
+        secret TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        at TEXT NOT NULL,
+        allowed INTEGER NOT NULL,
+        reason TEXT
+    );
+    CREATE INDEX secret_audit_run ON secret_audit (run_id);
+    """,
+    """
+    CREATE TABLE model_calls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        step_idx INTEGER,
+        role TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reason TEXT,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        latency_ms REAL NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX model_calls_run ON model_calls (run_id);
+    """,
+    """
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        step_idx INTEGER NOT NULL,
+        task_name TEXT NOT NULL,
+        profile TEXT NOT NULL,
+        action TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        page_url TEXT,
+        screenshot TEXT,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        decided_at TEXT,
+        decided_by TEXT,
+        comment TEXT,
+        executed_at TEXT,
+        outcome TEXT
+    );
+    CREATE INDEX approvals_status ON approvals (status);
+    CREATE INDEX approvals_key ON approvals (idempotency_key);
+    CREATE INDEX approvals_run ON approvals (run_id);
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        disabled_at TEXT
+    );
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        user_name TEXT NOT NULL REFERENCES users (name),
+        hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        revoked_at TEXT,
+        last_used_at TEXT
+    );
+    CREATE TABLE grants (
+        user_name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+        profile TEXT NOT NULL,
+        granted_at TEXT NOT NULL,
+        granted_by TEXT NOT NULL,
+        PRIMARY KEY (user_name, profile)
+    );
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        role TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    """,
+    # The fields a value secret may be typed into (JSON list; empty: a password secret).
+    """
+    ALTER TABLE secrets ADD COLUMN fields TEXT NOT NULL DEFAULT '[]';
+    """,
+]
+
+
+async def migrate(db: Database, migrations: Sequence[str] = MIGRATIONS) -> None:
+    """Apply the migrations ``db`` has not seen yet, each with its version bump in one commit."""
+    version = await db.schema_version()
+    if version > len(migrations):
+        raise StoreError(
+            f"{db.path}: schema version {version} is newer than this corral "
+            f"({len(migrations)}); upgrade corral"
+        )
+    for number, script in enumerate(migrations[version:], start=version + 1):
+        # executescript commits implicitly, so the script and its version bump share one.
+        await db.execute_script(
+            f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+        )

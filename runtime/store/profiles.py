@@ -1,0 +1,167 @@
+"""The profiles repository: profiles (settings and sealed saved state) and profile leases.
+
+:class:`ProfileRepository` is what :class:`profiles.ProfileManager` and :func:`profiles.hold_lease`
+are given (it satisfies :class:`profiles.ProfileStore`, which includes
+:class:`profiles.LeaseStore`). Sealed values stay sealed here; only :meth:`reseal` touches them,
+re-encrypting under the contexts defined in :mod:`profiles.crypto`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from typing import Any
+
+import aiosqlite
+
+from profiles import (
+    SEALED_PREFIX,
+    LeaseHolder,
+    ProfileRecord,
+    ProfileSettings,
+    holder_is_gone,
+    proxy_context,
+    state_context,
+)
+from runtime.store.db import Database, Reseal
+from runtime.store.rows import Table, insert_sql, now
+
+__all__ = ["ProfileRepository"]
+
+PROFILES = Table("profiles", ProfileRecord, frozenset({"settings"}))
+_HOLDER_FIELDS = [f.name for f in dataclasses.fields(LeaseHolder)]
+
+
+def _holder(row: aiosqlite.Row) -> LeaseHolder:
+    return LeaseHolder(**{name: row[name] for name in _HOLDER_FIELDS})
+
+
+def _lease_row(profile: str, holder: LeaseHolder) -> dict[str, Any]:
+    return {"profile": profile, **dataclasses.asdict(holder)}
+
+
+class ProfileRepository:
+    """Profiles and their leases, in the ``profiles`` and ``leases`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def insert_profile(self, record: ProfileRecord) -> bool:
+        """Insert a profile; False if the name is taken."""
+        sql, row = PROFILES.insert(record, "INSERT OR IGNORE")
+        async with self.db.tx() as conn:
+            cur = await conn.execute(sql, row)
+            return cur.rowcount == 1
+
+    async def get_profile(self, name: str) -> ProfileRecord | None:
+        """One profile, or None."""
+        row = await self.db.fetch_one("SELECT * FROM profiles WHERE name = ?", (name,))
+        return PROFILES.record(row) if row else None
+
+    async def list_profiles(self) -> list[ProfileRecord]:
+        """All profiles by name."""
+        rows = await self.db.fetch_all("SELECT * FROM profiles ORDER BY name")
+        return [PROFILES.record(r) for r in rows]
+
+    async def update_profile_settings(self, name: str, settings: ProfileSettings) -> bool:
+        """Replace a profile's settings; False if it does not exist."""
+        async with self.db.tx() as conn:
+            cur = await conn.execute(
+                "UPDATE profiles SET settings = ?, updated_at = ? WHERE name = ?",
+                (settings.model_dump_json(), now(), name),
+            )
+            return cur.rowcount == 1
+
+    async def save_profile_state(self, name: str, sealed: bytes | None) -> None:
+        """Replace a profile's sealed state in one transaction (the old one stays on failure)."""
+        async with self.db.tx() as conn:
+            await conn.execute(
+                "UPDATE profiles SET state = ?, state_saved_at = ?, updated_at = ? WHERE name = ?",
+                (sealed, now() if sealed else None, now(), name),
+            )
+
+    async def delete_profile(self, name: str) -> bool:
+        """Delete a profile, its lease and the grants on it; False if it did not exist."""
+        async with self.db.tx() as conn:
+            await conn.execute("DELETE FROM leases WHERE profile = ?", (name,))
+            # A profile created later under the same name must not inherit old grants.
+            await conn.execute("DELETE FROM grants WHERE profile = ?", (name,))
+            cur = await conn.execute("DELETE FROM profiles WHERE name = ?", (name,))
+            return cur.rowcount == 1
+
+    # --- leases (profiles.LeaseStore) -------------------------------------------------------
+
+    async def take_lease(
+        self, profile: str, holder: LeaseHolder, ttl_s: float
+    ) -> LeaseHolder | None:
+        """Take the lease unless a live holder has it; return that holder if so."""
+        async with self.db.tx() as conn:
+            async with conn.execute("SELECT * FROM leases WHERE profile = ?", (profile,)) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                current = _holder(row)
+                if current.run_id != holder.run_id and not holder_is_gone(current, ttl_s):
+                    return current
+            values = _lease_row(profile, holder)
+            await conn.execute(insert_sql("leases", values, "INSERT OR REPLACE"), values)
+            return None
+
+    async def renew_lease(self, profile: str, run_id: str, at: float) -> None:
+        """Refresh a held lease's heartbeat."""
+        async with self.db.tx() as conn:
+            await conn.execute(
+                "UPDATE leases SET heartbeat_at = ? WHERE profile = ? AND run_id = ?",
+                (at, profile, run_id),
+            )
+
+    async def release_lease(self, profile: str, run_id: str) -> None:
+        """Drop the lease if ``run_id`` still holds it."""
+        async with self.db.tx() as conn:
+            await conn.execute(
+                "DELETE FROM leases WHERE profile = ? AND run_id = ?", (profile, run_id)
+            )
+
+    async def get_lease(self, profile: str) -> LeaseHolder | None:
+        """The current lease row for a profile, live or not."""
+        row = await self.db.fetch_one("SELECT * FROM leases WHERE profile = ?", (profile,))
+        return _holder(row) if row else None
+
+    # --- key rotation -----------------------------------------------------------------------
+
+    async def reseal(self, reseal: Reseal) -> int:
+        """Re-encrypt every saved state and sealed proxy password; returns how many changed.
+
+        Runs in ``tx()``: called inside a caller's transaction, it is part of that one.
+        """
+        count = 0
+        async with self.db.tx() as conn:
+            async with conn.execute(
+                "SELECT name, state FROM profiles WHERE state IS NOT NULL"
+            ) as cur:
+                state_rows = list(await cur.fetchall())
+            for row in state_rows:
+                name = row["name"]
+                blob = reseal(row["state"], state_context(name), f"profile '{name}' saved state")
+                if blob != row["state"]:
+                    await conn.execute("UPDATE profiles SET state = ? WHERE name = ?", (blob, name))
+                    count += 1
+            async with conn.execute("SELECT name, settings FROM profiles") as cur:
+                settings_rows = list(await cur.fetchall())
+            for row in settings_rows:
+                # The stored JSON is edited as it is, so nothing else in it is rewritten.
+                settings = json.loads(row["settings"])
+                password = (settings.get("proxy") or {}).get("password") or ""
+                if not password.startswith(SEALED_PREFIX):
+                    continue
+                name = row["name"]
+                old = base64.b64decode(password.removeprefix(SEALED_PREFIX))
+                new = reseal(old, proxy_context(name), f"profile '{name}' proxy password")
+                if new != old:
+                    settings["proxy"]["password"] = SEALED_PREFIX + base64.b64encode(new).decode()
+                    await conn.execute(
+                        "UPDATE profiles SET settings = ? WHERE name = ?",
+                        (json.dumps(settings), name),
+                    )
+                    count += 1
+        return count

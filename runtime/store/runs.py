@@ -1,0 +1,132 @@
+"""The runs repository: runs, their steps, the files they produced and their model calls.
+
+:class:`RunRepository` keeps the records of :mod:`runtime.records` in the ``runs``, ``steps``,
+``artifacts`` and ``model_calls`` tables; one :class:`~runtime.store.rows.Table` per record type
+maps each to its columns and back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from runtime.records import ArtifactRecord, ModelCallRecord, RunRecord, RunStatus, StepRecord
+from runtime.store.db import Database
+from runtime.store.rows import Table, now
+
+__all__ = ["RunRepository"]
+
+RUNS = Table("runs", RunRecord, frozenset({"result"}))
+STEPS = Table("steps", StepRecord, frozenset({"action", "detail"}))
+ARTIFACTS = Table("artifacts", ArtifactRecord)
+MODEL_CALLS = Table("model_calls", ModelCallRecord)
+
+_LIVE: tuple[RunStatus, ...] = ("queued", "running", "waiting_approval")
+_INTERRUPTED: RunStatus = "interrupted"
+
+
+class RunRepository:
+    """Runs and what they recorded."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_run(self, run: RunRecord) -> None:
+        """Insert a new run row."""
+        sql, row = RUNS.insert(run)
+        async with self.db.tx() as conn:
+            await conn.execute(sql, row)
+
+    async def finish_run(
+        self, run_id: str, status: RunStatus, error: str | None, result: Any = None
+    ) -> None:
+        """Record a run's final status, error and result."""
+        async with self.db.tx() as conn:
+            await conn.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ? WHERE id = ?",
+                (status, now(), error, RUNS.stored("result", result), run_id),
+            )
+
+    async def set_run_status(self, run_id: str, status: RunStatus) -> None:
+        """Change a live run's status (running <-> waiting_approval)."""
+        async with self.db.tx() as conn:
+            await conn.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
+
+    async def orphaned(self, is_alive: Callable[[int], bool]) -> list[str]:
+        """The ids of live (queued, running, waiting) runs whose process is gone."""
+        marks = ", ".join("?" for _ in _LIVE)
+        rows = await self.db.fetch_all(f"SELECT id, pid FROM runs WHERE status IN ({marks})", _LIVE)
+        return [r["id"] for r in rows if not is_alive(r["pid"])]
+
+    async def interrupt(self, run_ids: Sequence[str]) -> None:
+        """Mark runs whose process ended unexpectedly as interrupted."""
+        async with self.db.tx() as conn:
+            await conn.executemany(
+                "UPDATE runs SET status = ?, finished_at = ?, "
+                "error = COALESCE(error, 'the process running it ended unexpectedly') "
+                "WHERE id = ?",
+                [(_INTERRUPTED, now(), run_id) for run_id in run_ids],
+            )
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """A run by id or by a unique id prefix."""
+        row = await self.db.fetch_one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if row is None:
+            rows = await self.db.fetch_all(
+                "SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                (run_id.replace("%", "\\%").replace("_", "\\_") + "%",),
+            )
+            row = rows[0] if len(rows) == 1 else None
+        return RUNS.record(row) if row else None
+
+    async def list_runs(self, limit: int = 20, profile: str | None = None) -> list[RunRecord]:
+        """The latest runs, newest first."""
+        if profile:
+            rows = await self.db.fetch_all(
+                "SELECT * FROM runs WHERE profile = ? ORDER BY started_at DESC LIMIT ?",
+                (profile, limit),
+            )
+        else:
+            rows = await self.db.fetch_all(
+                "SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
+            )
+        return [RUNS.record(r) for r in rows]
+
+    async def add_step(self, step: StepRecord) -> None:
+        """Insert one step row."""
+        sql, row = STEPS.insert(step)
+        async with self.db.tx() as conn:
+            await conn.execute(sql, row)
+
+    async def list_steps(self, run_id: str) -> list[StepRecord]:
+        """A run's steps in order."""
+        rows = await self.db.fetch_all(
+            "SELECT * FROM steps WHERE run_id = ? ORDER BY idx", (run_id,)
+        )
+        return [STEPS.record(r) for r in rows]
+
+    async def add_artifact(self, artifact: ArtifactRecord) -> None:
+        """Register a file a run produced."""
+        sql, row = ARTIFACTS.insert(artifact)
+        async with self.db.tx() as conn:
+            await conn.execute(sql, row)
+
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        """Files a run produced."""
+        rows = await self.db.fetch_all(
+            "SELECT * FROM artifacts WHERE run_id = ? ORDER BY id", (run_id,)
+        )
+        return [ARTIFACTS.record(r) for r in rows]
+
+    async def add_model_call(self, call: ModelCallRecord) -> None:
+        """Record one model attempt (answered, failed or skipped) with its tokens and cost."""
+        sql, row = MODEL_CALLS.insert(call)
+        async with self.db.tx() as conn:
+            await conn.execute(sql, row)
+
+    async def list_model_calls(self, run_id: str) -> list[ModelCallRecord]:
+        """A run's model attempts in order."""
+        rows = await self.db.fetch_all(
+            "SELECT * FROM model_calls WHERE run_id = ? ORDER BY id", (run_id,)
+        )
+        return [MODEL_CALLS.record(r) for r in rows]
