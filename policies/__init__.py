@@ -14,11 +14,9 @@ from .risk import (
     AutoApprove,
     Decision,
     Policy,
-    PolicyFileError,
     Rule,
     Verdict,
     classify,
-    load_policy,
 )
 
 __all__ = [
@@ -31,9 +29,7 @@ __all__ = [
     "AutoApprove",
     "Decision",
     "Policy",
-    "PolicyFileError",
     "Rule",
     "Verdict",
     "classify",
-    "load_policy",
 ]

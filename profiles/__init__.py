@@ -1,5 +1,6 @@
 """Isolated browser identities: profiles, their encrypted state, leases and the browser pool."""
 
+from .allowlist import InvalidAllowlistError, host_resolver_rules, off_allowlist, parse_allowlist
 from .crypto import MASTER_KEY_ENV, MasterKey
 from .egress import (
     BROWSER_SERVICE_HOSTS,
@@ -7,10 +8,6 @@ from .egress import (
     BlockedRequest,
     EgressConflictError,
     EgressProxy,
-    HostRule,
-    InvalidAllowlistError,
-    host_resolver_rules,
-    parse_allowlist,
 )
 from .errors import (
     BrowserCrashedError,
@@ -23,6 +20,17 @@ from .errors import (
     RunError,
     StateDecryptError,
     UserError,
+)
+from .hosts import (
+    DEFAULT_PORTS,
+    HostRule,
+    host_matches,
+    is_ip,
+    normal_host,
+    origin_allowed,
+    origin_of,
+    parse_domain,
+    url_allowed,
 )
 from .keys import PREVIOUS_KEY_ENV, KeyRing, fsync_dir, write_key_file
 from .lease import LEASE_TTL_S, LeaseHolder, LeaseStore, hold_lease, holder_is_gone
@@ -48,6 +56,7 @@ from .settings import (
     proxy_context,
 )
 from .trace import TRACE_MODES, TraceMode, scrub_trace, scrub_zip
+from .validation import describe_errors
 from .vault import (
     SECRET_RE,
     AuditRecord,
@@ -60,9 +69,6 @@ from .vault import (
     Vault,
     VaultStore,
     field_refusal,
-    origin_allowed,
-    origin_of,
-    parse_domain,
     secret_context,
 )
 from .wire import SAFE_METHODS, HeldRequest, WireCheck, WireGuard, WireRequest, allow_all
@@ -71,6 +77,7 @@ __all__ = [
     "BASE_ARGS",
     "BROWSER_ENV",
     "BROWSER_SERVICE_HOSTS",
+    "DEFAULT_PORTS",
     "LEASE_TTL_S",
     "MASTER_KEY_ENV",
     "PREVIOUS_KEY_ENV",
@@ -130,12 +137,17 @@ __all__ = [
     "append_private",
     "atomic_write",
     "browser_env",
+    "describe_errors",
     "field_refusal",
     "find_browser",
     "fsync_dir",
     "hold_lease",
     "holder_is_gone",
+    "host_matches",
     "host_resolver_rules",
+    "is_ip",
+    "normal_host",
+    "off_allowlist",
     "open_session",
     "origin_allowed",
     "origin_of",
@@ -147,6 +159,7 @@ __all__ = [
     "scrub_zip",
     "secret_context",
     "tighten",
+    "url_allowed",
     "use_sandbox",
     "write_key_file",
     "write_private",

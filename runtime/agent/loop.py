@@ -25,8 +25,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
-from profiles import BROWSER_SERVICE_HOSTS, CorralError
-from profiles.vault import origin_of
+from profiles import BROWSER_SERVICE_HOSTS, CorralError, origin_of
 from runtime.agent.prompt import History, planner_messages, render_observation
 from runtime.agent.router import ModelRouter
 from runtime.agent.toolset import Done, ExtractData, Look, ToolArgsError, parse_call, tool_specs

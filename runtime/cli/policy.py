@@ -12,12 +12,13 @@ from typing import Any
 import click
 from rich.table import Table
 
-from policies import ActionFacts, Policy, classify, load_policy
+from policies import ActionFacts, Policy, classify
 from profiles import UserError, atomic_write, open_session
 from runtime.app import Runtime
 from runtime.auth import write_audit
 from runtime.cli.common import cli_actor, out_console, print_json, run_async, with_runtime
 from runtime.errors import TaskFileError
+from runtime.policyfile import load_policy
 from runtime.run.scripted import merge_vars, substitute_text
 from runtime.task import VAR_RE, Task, load_task
 from tools import ActionContext, AnyAction, Click, Fill, Navigate, Select, Tabs, execute

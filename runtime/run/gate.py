@@ -56,7 +56,7 @@ from tools import (
     action_target,
     highlighted_screenshot,
 )
-from tools.facts import PROBED_KINDS, Checked, probe
+from tools.facts import PROBED_KINDS, Checked, allowlist_facts, probe
 
 __all__ = [
     "STICKY_MESSAGE",
@@ -227,6 +227,7 @@ class Gate:
         if facts.get("role") == "link" and target_url.lower().startswith("javascript:"):
             # Runs page script instead of going anywhere: a scripted control.
             facts.update(target_url=None, scripted=True)
+        facts.update(allowlist_facts(facts, self.allowed_domains))
         if checked.ok and self._secret_login(checked):
             facts["secret_login"] = True
         return checked
@@ -273,7 +274,6 @@ class Gate:
                     "kind": action.kind,
                     "side_effect": side_effect,
                     "page_url": obs.url if obs else page.url,
-                    "allowed_domains": self.allowed_domains,
                 },
             )
         else:
