@@ -34,9 +34,17 @@ from .execute import ActionContext, ActionResult, execute, is_visible, locate
 from .highlight import highlighted_screenshot
 from .marks import marked_screenshot, parse_boxes
 from .observe import Observation, TabInfo, observe, screenshot
+from .snapshot import (
+    ACTIONABLE_ROLES,
+    SnapshotNode,
+    parse_snapshot,
+    snapshot_elements,
+    walk_snapshot,
+)
 from .tabs import Tabs
 
 __all__ = [
+    "ACTIONABLE_ROLES",
     "ACTION_TYPES",
     "LOCATOR_FIELDS",
     "Action",
@@ -61,6 +69,7 @@ __all__ = [
     "Scroll",
     "Select",
     "SideEffect",
+    "SnapshotNode",
     "SwitchTab",
     "TabInfo",
     "Tabs",
@@ -75,5 +84,8 @@ __all__ = [
     "marked_screenshot",
     "observe",
     "parse_boxes",
+    "parse_snapshot",
     "screenshot",
+    "snapshot_elements",
+    "walk_snapshot",
 ]

@@ -41,7 +41,14 @@ from runtime.models.types import (
 from runtime.run.gate import Gate
 from runtime.run.recorder import Recorder
 from runtime.run.steps import RunState, describe, record
-from tools import ActionContext, Observation, Tabs, marked_screenshot, observe
+from tools import (
+    ActionContext,
+    Observation,
+    Tabs,
+    marked_screenshot,
+    observe,
+    snapshot_elements,
+)
 
 __all__ = ["LOOP_REPEATS", "run_goal"]
 
@@ -98,7 +105,7 @@ async def run_goal(
             secrets = state.lease.available_on(origin) if state.lease else []
             notes = []
             if task.vision == "always" or (
-                task.vision == "auto" and obs.snapshot.count("[ref=") <= _MIN_REFS_FOR_TEXT
+                task.vision == "auto" and len(snapshot_elements(obs.snapshot)) <= _MIN_REFS_FOR_TEXT
             ):
                 description = await _look(
                     tabs,
