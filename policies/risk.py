@@ -31,6 +31,7 @@ __all__ = [
     "ActionFacts",
     "AutoApprove",
     "Decision",
+    "Match",
     "Policy",
     "Rule",
     "Verdict",

@@ -70,6 +70,7 @@ from .vault import (
     VaultStore,
     field_refusal,
     secret_context,
+    secret_use,
 )
 from .wire import SAFE_METHODS, HeldRequest, WireCheck, WireGuard, WireRequest, allow_all
 
@@ -158,6 +159,7 @@ __all__ = [
     "scrub_trace",
     "scrub_zip",
     "secret_context",
+    "secret_use",
     "tighten",
     "url_allowed",
     "use_sandbox",

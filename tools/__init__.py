@@ -1,4 +1,10 @@
-"""What an agent can do in a page: observe it, and act on it with typed actions."""
+"""What an agent can do in a page: observe it, and act on it with typed actions.
+
+``Page`` is Playwright's page, re-exported so the runtime names it without importing Playwright
+(only ``tools`` and ``profiles`` do).
+"""
+
+from playwright.async_api import Page
 
 from .actions import (
     ACTION_TYPES,
@@ -22,6 +28,7 @@ from .actions import (
     WaitFor,
     action_target,
 )
+from .compact import compact_snapshot, page_string, page_text
 from .errors import (
     ActionError,
     ActionTimeoutError,
@@ -31,8 +38,10 @@ from .errors import (
     UploadNotAllowedError,
 )
 from .execute import ActionContext, ActionResult, execute, is_visible, locate
+from .facts import PROBED_KINDS, Checked, action_facts, allowlist_facts, probe
 from .highlight import highlighted_screenshot
 from .marks import marked_screenshot, parse_boxes
+from .navigation import ALLOWED_SCHEMES, BLANK, refused_scheme, site_allowlist
 from .observe import Observation, TabInfo, observe, screenshot
 from .snapshot import (
     ACTIONABLE_ROLES,
@@ -46,7 +55,10 @@ from .tabs import Tabs
 __all__ = [
     "ACTIONABLE_ROLES",
     "ACTION_TYPES",
+    "ALLOWED_SCHEMES",
+    "BLANK",
     "LOCATOR_FIELDS",
+    "PROBED_KINDS",
     "Action",
     "ActionContext",
     "ActionError",
@@ -55,6 +67,7 @@ __all__ = [
     "AmbiguousTargetError",
     "AnyAction",
     "Back",
+    "Checked",
     "Click",
     "Download",
     "ElementNotFoundError",
@@ -65,6 +78,7 @@ __all__ = [
     "Navigate",
     "NavigationError",
     "Observation",
+    "Page",
     "Press",
     "Scroll",
     "Select",
@@ -76,16 +90,24 @@ __all__ = [
     "Upload",
     "UploadNotAllowedError",
     "WaitFor",
+    "action_facts",
     "action_target",
+    "allowlist_facts",
+    "compact_snapshot",
     "execute",
     "highlighted_screenshot",
     "is_visible",
     "locate",
     "marked_screenshot",
     "observe",
+    "page_string",
+    "page_text",
     "parse_boxes",
     "parse_snapshot",
+    "probe",
+    "refused_scheme",
     "screenshot",
+    "site_allowlist",
     "snapshot_elements",
     "walk_snapshot",
 ]
