@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from profiles import TraceMode, describe_errors
 from runtime.errors import TaskFileError
-from tools import ACTION_TYPES, Action, AnyAction, Locate
-from tools.navigation import refused_scheme
+from tools import ACTION_TYPES, Action, AnyAction, Locate, refused_scheme
 
 __all__ = [
     "STEP_KINDS",

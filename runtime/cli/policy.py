@@ -28,10 +28,10 @@ from tools import (
     Navigate,
     Select,
     Tabs,
+    action_facts,
     execute,
     snapshot_elements,
 )
-from tools.facts import action_facts
 
 __all__ = ["policy_group"]
 

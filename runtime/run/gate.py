@@ -30,10 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
-from playwright.async_api import Page
-
-from policies import ActionFacts, Policy, Verdict, classify
-from policies.risk import Match, Rule
+from policies import ActionFacts, Match, Policy, Rule, Verdict, classify
 from profiles import CorralError, RunError, origin_of
 from runtime.approvals import ApprovalRequest, Approvals, new_approval_id
 from runtime.errors import StepFailedError
@@ -44,19 +41,23 @@ from runtime.run.steps import RunEvent, RunState, act
 from runtime.store import Store
 from runtime.webhook import Webhook
 from tools import (
+    PROBED_KINDS,
     ActionContext,
     ActionError,
     AnyAction,
+    Checked,
     Click,
     Locate,
     Navigate,
     Observation,
+    Page,
     Press,
     Tabs,
     action_target,
+    allowlist_facts,
     highlighted_screenshot,
+    probe,
 )
-from tools.facts import PROBED_KINDS, Checked, allowlist_facts, probe
 
 __all__ = [
     "STICKY_MESSAGE",
