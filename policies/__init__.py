@@ -13,12 +13,11 @@ from .risk import (
     ActionFacts,
     AutoApprove,
     Decision,
+    Match,
     Policy,
-    PolicyFileError,
     Rule,
     Verdict,
     classify,
-    load_policy,
 )
 
 __all__ = [
@@ -30,10 +29,9 @@ __all__ = [
     "ActionFacts",
     "AutoApprove",
     "Decision",
+    "Match",
     "Policy",
-    "PolicyFileError",
     "Rule",
     "Verdict",
     "classify",
-    "load_policy",
 ]

@@ -2,35 +2,25 @@
 does and what it touches.
 
 Inputs are plain facts (``ActionFacts``): the action's side-effect class, the target element's
-role, accessible name and nearby text, the form's method and action URL, and the page URL. Rules
-come from a policy (YAML, validated) layered as: task overrides, profile overrides, the policy's
+role, accessible name and nearby text, the form's method and action URL, the page URL, and
+whether the form or the link leads off the allowlist (decided where the allowlist is known, by
+``tools``). Rules come from a policy (a validated model; ``runtime.policyfile`` reads the file)
+layered as: task overrides, profile overrides, the policy's
 own rules, then the safe defaults. Every matching rule contributes; the most severe verdict wins
 (``deny`` > ``require_approval`` > ``allow``) and all their reasons are kept.
 
-This module knows nothing of Playwright or the runtime: ``tools`` gathers the facts, the runtime
-asks for the verdict.
+This module knows nothing of Playwright, profiles or the runtime: ``tools`` gathers the facts,
+the runtime asks for the verdict.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-
-from profiles.allowlist import parse_allowlist, url_allowed
-from profiles.errors import UserError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "DEFAULT_RULES",
@@ -41,20 +31,15 @@ __all__ = [
     "ActionFacts",
     "AutoApprove",
     "Decision",
+    "Match",
     "Policy",
-    "PolicyFileError",
     "Rule",
     "Verdict",
     "classify",
-    "load_policy",
 ]
 
 Decision = Literal["allow", "require_approval", "deny"]
 _SEVERITY: dict[str, int] = {"allow": 0, "require_approval": 1, "deny": 2}
-
-
-class PolicyFileError(UserError):
-    """A policy file that cannot be read or validated (names file, field, expectation)."""
 
 
 class ActionFacts(BaseModel):
@@ -70,7 +55,12 @@ class ActionFacts(BaseModel):
     form_action: str | None = None
     page_url: str | None = None
     target_url: str | None = Field(None, description="where a navigation or link leads")
-    allowed_domains: list[str] = Field(default_factory=list)
+    form_off_allowlist: bool = Field(
+        False, description="form_action is on a host outside the task's allowed domains"
+    )
+    target_off_allowlist: bool = Field(
+        False, description="target_url is on a host outside the task's allowed domains"
+    )
     submits_form: bool = Field(False, description="the action submits form_action")
     scripted: bool = Field(
         False, description="a control that does something only through page scripts"
@@ -356,15 +346,6 @@ def _search(pattern: str | None, *texts: str | None) -> bool:
     return any(t and re.search(pattern, t, re.IGNORECASE) for t in texts)
 
 
-def _host_allowed(url: str, domains: Sequence[str]) -> bool:
-    # The same reading of the allowlist as the egress proxy (hosts, ports, wildcards, IPs).
-    try:
-        rules = parse_allowlist(domains)
-    except UserError:
-        return False
-    return url_allowed(url, rules)
-
-
 def _target(f: ActionFacts) -> str | None:
     """Where a link or navigation leads: inside the allowlist, outside it, or nowhere."""
     if not f.target_url:
@@ -378,7 +359,7 @@ def _target(f: ActionFacts) -> str | None:
         # names the scheme (tools.navigation); a `javascript:` link is a scripted control, which
         # the rules classify by what it is, not as a navigation.
         return None
-    if f.allowed_domains and not _host_allowed(url, f.allowed_domains):
+    if f.target_off_allowlist:
         return "outside"
     return "inside"
 
@@ -392,15 +373,8 @@ def _matches(m: Match, f: ActionFacts) -> bool:
         return False
     if m.form_method is not None and (f.form_method or "").lower() != m.form_method.lower():
         return False
-    if m.form_off_allowlist is not None:
-        off = (
-            bool(f.form_action)
-            and bool(f.allowed_domains)
-            and not _host_allowed(str(f.form_action), f.allowed_domains)
-        )
-        if off != m.form_off_allowlist:
-            return False
     flags = {
+        "form_off_allowlist": f.form_off_allowlist and bool(f.form_action),
         "form_posts": (f.form_method or "").lower() == "post",
         "has_form": bool(f.form_action),
         "submits_form": f.submits_form,
@@ -454,22 +428,3 @@ def classify(
         rules=[r.name for r in hits],
         gating=[r.name for r in hits if r.verdict == decision],
     )
-
-
-def load_policy(path: Path) -> Policy:
-    """Read and validate a policy file; errors name the file, the field and the expectation."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise PolicyFileError(f"{path}: policy file not found") from exc
-    except yaml.YAMLError as exc:
-        raise PolicyFileError(f"{path}: not valid YAML: {exc}") from exc
-    try:
-        return Policy.model_validate(data or {})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(top level)'}: "
-            + ("unknown field" if e["type"] == "extra_forbidden" else e["msg"])
-            for e in exc.errors(include_url=False)
-        )
-        raise PolicyFileError(f"{path}: {problems}") from exc

@@ -1,5 +1,6 @@
 """Isolated browser identities: profiles, their encrypted state, leases and the browser pool."""
 
+from .allowlist import InvalidAllowlistError, host_resolver_rules, off_allowlist, parse_allowlist
 from .crypto import (
     MASTER_KEY_ENV,
     SEALED_PREFIX,
@@ -15,10 +16,6 @@ from .egress import (
     BlockedRequest,
     EgressConflictError,
     EgressProxy,
-    HostRule,
-    InvalidAllowlistError,
-    host_resolver_rules,
-    parse_allowlist,
 )
 from .errors import (
     BrowserCrashedError,
@@ -31,6 +28,17 @@ from .errors import (
     RunError,
     StateDecryptError,
     UserError,
+)
+from .hosts import (
+    DEFAULT_PORTS,
+    HostRule,
+    host_matches,
+    is_ip,
+    normal_host,
+    origin_allowed,
+    origin_of,
+    parse_domain,
+    url_allowed,
 )
 from .keys import PREVIOUS_KEY_ENV, KeyRing, fsync_dir, write_key_file
 from .lease import LEASE_TTL_S, LeaseHolder, LeaseStore, hold_lease, holder_is_gone
@@ -54,6 +62,7 @@ from .settings import (
     Viewport,
 )
 from .trace import TRACE_MODES, TraceMode, scrub_trace, scrub_zip
+from .validation import describe_errors
 from .vault import (
     SECRET_RE,
     AuditRecord,
@@ -66,9 +75,7 @@ from .vault import (
     Vault,
     VaultStore,
     field_refusal,
-    origin_allowed,
-    origin_of,
-    parse_domain,
+    secret_use,
 )
 from .wire import SAFE_METHODS, HeldRequest, WireCheck, WireGuard, WireRequest, allow_all
 
@@ -76,6 +83,7 @@ __all__ = [
     "BASE_ARGS",
     "BROWSER_ENV",
     "BROWSER_SERVICE_HOSTS",
+    "DEFAULT_PORTS",
     "LEASE_TTL_S",
     "MASTER_KEY_ENV",
     "PREVIOUS_KEY_ENV",
@@ -135,12 +143,17 @@ __all__ = [
     "append_private",
     "atomic_write",
     "browser_env",
+    "describe_errors",
     "field_refusal",
     "find_browser",
     "fsync_dir",
     "hold_lease",
     "holder_is_gone",
+    "host_matches",
     "host_resolver_rules",
+    "is_ip",
+    "normal_host",
+    "off_allowlist",
     "open_session",
     "origin_allowed",
     "origin_of",
@@ -151,8 +164,10 @@ __all__ = [
     "scrub_trace",
     "scrub_zip",
     "secret_context",
+    "secret_use",
     "state_context",
     "tighten",
+    "url_allowed",
     "use_sandbox",
     "user_data_context",
     "write_key_file",

@@ -1,7 +1,8 @@
 """Egress allowlists: parsing ``allowed_domains`` entries and matching hosts against them.
 
-Shared by the egress proxy (``profiles.egress``) and the risk rules (``policies``), so both read an
-allowlist the same way.
+Shared by the egress proxy (``profiles.egress``) and the risk facts (``tools.facts``: whether a
+form or link leads off the allowlist), so both read an allowlist the same way. Hosts are matched
+by :mod:`profiles.hosts`.
 
 Allowlist entries (``allowed_domains``):
 
@@ -12,39 +13,26 @@ Allowlist entries (``allowed_domains``):
 - ``https://portal.example/any/path`` — the host (and port if given) of the URL; the scheme and
   path are dropped, since a CONNECT tunnel does not say which scheme runs inside it.
 
-Hosts compare case-insensitively, without a trailing dot; IP literals compare by value
-(``127.1`` is ``127.0.0.1``, as in the browser's URL parser).
-
 A malformed entry raises ``InvalidAllowlistError`` (a ``UserError``, exit 2) naming the entry and
 what was expected.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import socket
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from .errors import UserError
+from .hosts import HostRule, is_ip, normal_host, parse_port, split_authority, url_allowed
 
 __all__ = [
-    "HostRule",
     "InvalidAllowlistError",
     "host_resolver_rules",
-    "is_ip",
-    "normal_host",
+    "off_allowlist",
     "parse_allowlist",
     "parse_host_map",
-    "parse_port",
-    "split_authority",
-    "url_allowed",
 ]
 
-_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
-_NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)\Z")
 _SCHEMES = ("http", "https", "ws", "wss")
 _EXPECTED = (
     "expected a host name, an IP address or '*.domain', optionally with ':port' or a scheme, "
@@ -54,83 +42,6 @@ _EXPECTED = (
 
 class InvalidAllowlistError(UserError):
     """An ``allowed_domains`` or ``host_map`` entry that cannot be parsed."""
-
-
-@dataclass(frozen=True)
-class HostRule:
-    """One parsed allowlist entry."""
-
-    host: str
-    """Normalised host; for a wildcard, the domain after ``*.``."""
-    wildcard: bool = False
-    port: int | None = None
-    """None: any port."""
-
-    def matches(self, host: str, port: int) -> bool:
-        """True if this rule allows ``host`` (normalised) on ``port``."""
-        if self.port is not None and port != self.port:
-            return False
-        if self.wildcard:
-            return host.endswith("." + self.host) and not is_ip(host)
-        return host == self.host
-
-
-# --- parsing ----------------------------------------------------------------------------------
-
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def normal_host(raw: str) -> str | None:
-    """The canonical form of a host name or IP literal, or None if it is neither."""
-    host = raw.lower()
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            return ipaddress.IPv6Address(host[1:-1]).compressed
-        except ValueError:
-            return None
-    host = host.removesuffix(".")
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-    labels = host.split(".")
-    if not host or len(host) > 253 or not all(_LABEL.match(label) for label in labels):
-        return None
-    if _NUMERIC_LABEL.match(labels[-1]):
-        # The browser's URL parser reads "127.1" or "0x7f.0.0.1" as IPv4, and so does this.
-        try:
-            return socket.inet_ntoa(socket.inet_aton(host))
-        except OSError:
-            return None
-    return host
-
-
-def split_authority(authority: str) -> tuple[str, str | None] | None:
-    """``host[:port]`` or ``[v6][:port]`` -> (host, port text or None); None if malformed."""
-    if authority.startswith("["):
-        end = authority.find("]")
-        if end < 0:
-            return None
-        host, rest = authority[: end + 1], authority[end + 1 :]
-        if not rest:
-            return host, None
-        return (host, rest[1:]) if rest.startswith(":") else None
-    host, sep, port = authority.partition(":")
-    return host, (port if sep else None)
-
-
-def parse_port(text: str) -> int | None:
-    if not text.isdigit() or not text.isascii():
-        return None
-    port = int(text)
-    return port if 0 < port < 65536 else None
 
 
 def _entry_error(entry: str, why: str = "") -> InvalidAllowlistError:
@@ -180,16 +91,16 @@ def parse_allowlist(entries: Iterable[str]) -> tuple[HostRule, ...]:
     return tuple(_parse_entry(entry) for entry in entries)
 
 
-def url_allowed(url: str, rules: Iterable[HostRule]) -> bool:
-    """True if ``url``'s host and port (default ports filled in) match one of ``rules``."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port or {"http": 80, "https": 443, "ws": 80, "wss": 443}[parts.scheme]
-    except (KeyError, ValueError):
+def off_allowlist(url: str | None, entries: Sequence[str]) -> bool:
+    """True if ``url`` leads to a host the allowlist ``entries`` refuse (an unreadable allowlist
+    refuses everything); False without a URL or without an allowlist."""
+    if not url or not entries:
         return False
-    host = parts.hostname or ""
-    normal = normal_host(host if ":" not in host else f"[{host}]")
-    return normal is not None and any(rule.matches(normal, port) for rule in rules)
+    try:
+        rules = parse_allowlist(entries)
+    except UserError:
+        return True
+    return not url_allowed(url, rules)
 
 
 def parse_host_map(host_map: Mapping[str, str] | None) -> dict[str, str]:

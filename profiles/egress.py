@@ -57,18 +57,9 @@ from urllib.parse import urlsplit
 import h11
 from pydantic import BaseModel, ConfigDict, Field
 
-from .allowlist import (
-    HostRule,
-    InvalidAllowlistError,
-    host_resolver_rules,
-    normal_host,
-    parse_allowlist,
-    parse_host_map,
-    parse_port,
-    split_authority,
-    url_allowed,
-)
+from .allowlist import parse_allowlist, parse_host_map
 from .errors import UserError
+from .hosts import HostRule, normal_host, parse_port, split_authority
 from .settings import ProxySettings
 
 __all__ = [
@@ -77,11 +68,6 @@ __all__ = [
     "BlockedRequest",
     "EgressConflictError",
     "EgressProxy",
-    "HostRule",
-    "InvalidAllowlistError",
-    "host_resolver_rules",
-    "parse_allowlist",
-    "url_allowed",
 ]
 
 log = logging.getLogger(__name__)

@@ -38,6 +38,7 @@ from .keys import KeyRing
 from .lease import LeaseStore
 from .private import private_dir
 from .settings import ProfileRecord, ProfileSettings
+from .validation import describe_errors
 
 __all__ = ["EXPORT_FORMAT", "ProfileManager", "ProfileStore", "atomic_write"]
 
@@ -71,11 +72,7 @@ class ProfileStore(LeaseStore, Protocol):
 
 
 def _validation_message(exc: ValidationError, source: str) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        parts.append(f"{source}: {loc}: {err['msg']}")
-    return "; ".join(parts)
+    return "; ".join(f"{source}: {line}" for line in describe_errors(exc))
 
 
 class ProfileManager:

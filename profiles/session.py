@@ -27,7 +27,8 @@ from playwright.async_api import BrowserContext
 from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
 
-from .egress import PROXY_BYPASS, EgressConflictError, EgressProxy, host_resolver_rules
+from .allowlist import host_resolver_rules
+from .egress import PROXY_BYPASS, EgressConflictError, EgressProxy
 from .errors import BrowserCrashedError
 from .lease import hold_lease
 from .manager import ProfileManager

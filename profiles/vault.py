@@ -30,7 +30,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
-from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
@@ -38,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .crypto import secret_context
 from .errors import RunError, UserError
+from .hosts import origin_allowed, origin_of, parse_domain
 from .keys import KeyRing
 from .redact import MIN_SECRET_LENGTH, Redactor
 
@@ -53,14 +53,10 @@ __all__ = [
     "Vault",
     "VaultStore",
     "field_refusal",
-    "origin_allowed",
-    "origin_of",
-    "parse_domain",
 ]
 
 SECRET_RE = re.compile(r"\{\{\s*secret:([A-Za-z0-9_.-]+)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class UnknownSecretError(UserError):
@@ -228,70 +224,6 @@ def field_refusal(record: SecretRecord, facts: FieldFacts) -> str | None:
     if facts.type == "password":
         return None
     return f"a password goes only into a password input, not an {what}"
-
-
-# --- origins --------------------------------------------------------------------------------
-
-
-def parse_domain(spec: str) -> tuple[str, str, int | None]:
-    """``https://host:port``, ``host`` (https), ``*.example.com`` -> (scheme, host, port).
-
-    The port is None when the spec gives none: the scheme's default port is meant.
-    """
-    raw = spec.strip().lower()
-    if not raw:
-        raise UserError("--domain: an empty domain is not allowed")
-    parts = urlsplit(raw if "://" in raw else f"https://{raw}")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise UserError(f"--domain {spec!r}: {exc}") from exc
-    if parts.username is not None or parts.password is not None:
-        raise UserError(f"--domain {spec!r}: give an origin without credentials")
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise UserError(
-            f"--domain {spec!r}: expected https://host[:port], http://host:port, "
-            "host, or *.example.com"
-        )
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise UserError(f"--domain {spec!r}: give an origin only, without a path")
-    host = parts.hostname
-    if "*" in host and not (host.startswith("*.") and "*" not in host[2:]):
-        raise UserError(f"--domain {spec!r}: a wildcard may only be a leading '*.'")
-    if host.startswith("*.") and "." not in host[2:]:
-        raise UserError(f"--domain {spec!r}: a wildcard must name a domain, e.g. *.example.com")
-    return parts.scheme, host, port
-
-
-def origin_of(url: str) -> str:
-    """``scheme://host:port`` of a URL, with the port always explicit; "null" if none."""
-    parts = urlsplit(url)
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return "null"
-    port = parts.port or _DEFAULT_PORTS[parts.scheme]
-    return f"{parts.scheme}://{parts.hostname}:{port}"
-
-
-def origin_allowed(origin: str, domains: Iterable[str]) -> bool:
-    """True if ``origin`` (from :func:`origin_of`) matches one of the domain specs."""
-    if origin == "null":
-        return False
-    parts = urlsplit(origin)
-    scheme, host = parts.scheme, parts.hostname or ""
-    try:
-        port = parts.port or _DEFAULT_PORTS.get(scheme)
-    except ValueError:
-        return False
-    for spec in domains:
-        want_scheme, want_host, want_port = parse_domain(spec)
-        if scheme != want_scheme or port != (want_port or _DEFAULT_PORTS[want_scheme]):
-            continue
-        if want_host.startswith("*."):
-            if host.endswith(want_host[1:]) and host != want_host[2:]:
-                return True
-        elif host == want_host:
-            return True
-    return False
 
 
 # --- TOTP -----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The corral engine: tasks, runs, recording, the store and the command line."""
 
-from profiles.errors import CorralError, RunError, UserError
+from profiles import CorralError, RunError, UserError
 from runtime.app import Runtime
 from runtime.approvals import ApprovalError, ApprovalRequest, Approvals
 from runtime.auth import LOCAL_ACTOR, Actor, AuthError, PermissionDeniedError

@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import psutil
 
-from policies import Policy, load_policy
+from policies import Policy
 from profiles import (
     MASTER_KEY_ENV,
     PREVIOUS_KEY_ENV,
@@ -22,6 +22,7 @@ from profiles import (
 from runtime.approvals import Approvals
 from runtime.auth import Auth
 from runtime.models.fallback import CircuitBreaker
+from runtime.policyfile import load_policy
 from runtime.settings import Settings
 from runtime.store import Store
 from runtime.webhook import Webhook

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
 
-from profiles.errors import UserError
+from profiles import UserError
 from runtime.auth import ROLES, Actor, PermissionDeniedError, write_audit
 from runtime.store import Store
 

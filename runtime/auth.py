@@ -33,7 +33,7 @@ from typing import Any, Literal, cast
 import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
 
-from profiles.errors import ProfileNotFoundError, RunError, UserError
+from profiles import ProfileNotFoundError, RunError, UserError
 from runtime.store import Store
 
 __all__ = [

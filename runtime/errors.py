@@ -12,7 +12,7 @@ CorralError
 
 from __future__ import annotations
 
-from profiles.errors import CorralError, RunError, UserError
+from profiles import CorralError, RunError, UserError
 
 __all__ = [
     "CorralError",

@@ -14,10 +14,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from profiles import TraceMode
+from profiles import TraceMode, describe_errors
 from runtime.errors import TaskFileError
-from tools import ACTION_TYPES, Action, AnyAction, Locate
-from tools.navigation import refused_scheme
+from tools import ACTION_TYPES, Action, AnyAction, Locate, refused_scheme
 
 __all__ = [
     "STEP_KINDS",
@@ -198,21 +197,7 @@ def _type_name(value: Any) -> str:
 
 
 def _format(exc: ValidationError, prefix: str) -> str:
-    lines = []
-    for err in exc.errors(include_url=False):
-        loc = [str(p) for p in err["loc"] if p not in _UNION_TAGS]
-        field = prefix + ".".join(loc) if loc else prefix.rstrip(".") or "(top level)"
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        else:
-            msg = (
-                f"{err['msg']} (got {err['input']!r})"
-                if not isinstance(err["input"], dict | list)
-                else err["msg"]
-            )
-        lines.append(f"{field.rstrip('.')}: {msg}")
+    lines = describe_errors(exc, prefix=prefix, drop=_UNION_TAGS, unknown_field=True, inputs=True)
     return "; ".join(lines)
 
 

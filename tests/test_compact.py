@@ -15,7 +15,19 @@ from runtime import Runtime
 from runtime.demo.portal import USERS
 from runtime.demo.portal.data import invoices_for
 from tests.conftest import make_demo_profiles
-from tools import ActionContext, Click, Fill, Navigate, Tabs, execute, observe
+from tools import (
+    ActionContext,
+    Click,
+    Fill,
+    Navigate,
+    Tabs,
+    execute,
+    observe,
+    parse_boxes,
+    parse_snapshot,
+    snapshot_elements,
+    walk_snapshot,
+)
 from tools.compact import compact_snapshot, page_text
 
 # The roles whose refs must survive compaction (an action may target any of them).
@@ -390,3 +402,31 @@ def test_page_text_leaves_out_a_title_the_page_already_says(title: str, shown: b
     assert text.startswith("http://127.0.0.1:8765/invoices/INV-1\n")
     assert (f"title: {title}" in text) is shown
     assert text.endswith("Acme Billing\n# Invoice INV-1")
+
+
+SNAPSHOT = """\
+- navigation [ref=e3]:
+  - link "Invoices \\"2026\\"" [ref=e4] [cursor=pointer]:
+    - /url: /invoices
+  - textbox "Name" [ref=e9] [box=10,20,200,24]: Bob
+  - button "Hidden" [ref=e10] [box=0,0,0,0]
+- text: 87 invoices
+- something Playwright never writes
+"""
+
+
+def test_the_snapshot_parser_reads_nesting_names_refs_and_attributes() -> None:
+    roots = parse_snapshot(SNAPSHOT)
+    assert [n.role for n in roots] == ["navigation", "text", "text"]
+    nav = roots[0]
+    link, box, hidden = nav.children
+    assert hidden.box == (0, 0, 0, 0)
+    assert (link.name, link.ref, link.url, link.depth) == ('Invoices "2026"', "e4", "/invoices", 2)
+    assert link.actionable and not nav.actionable
+    assert (box.text, box.box) == ("Bob", (10, 20, 200, 24))
+    assert roots[1].text == "87 invoices" and roots[1].parsed
+    assert not roots[2].parsed and roots[2].text == "something Playwright never writes"
+    assert [n.ref for n in snapshot_elements(SNAPSHOT)] == ["e3", "e4", "e9", "e10"]
+    assert [n.role for n in walk_snapshot(roots)][:3] == ["navigation", "link", "textbox"]
+    # Only visible boxes of interactive elements get a mark.
+    assert parse_boxes(SNAPSHOT) == [("e9", 10, 20, 200, 24)]

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from policies import ActionFacts, Policy, PolicyFileError, classify, load_policy
+from policies import ActionFacts, Policy, classify
 from runtime.demo.portal import USERS
+from runtime.policyfile import PolicyFileError, load_policy
 from tests.conftest import CORRAL
+from tools.facts import allowlist_facts
 
 
 def facts(**kw: object) -> ActionFacts:
@@ -48,16 +50,45 @@ def test_reading_typing_and_navigating_are_allowed_uploads_are_not() -> None:
     assert classify(facts(kind="upload", side_effect="upload")).decision == "require_approval"
 
 
+def _posting_to(url: str, allowed: list[str]) -> ActionFacts:
+    # Whether the form posts off the allowlist is a fact tools decides where it knows the list.
+    return facts(name="Go", form_action=url, **allowlist_facts({"form_action": url}, allowed))
+
+
 def test_unknown_submit_to_a_foreign_host_needs_approval() -> None:
-    inside = facts(
-        name="Go", form_action="https://portal.example/search", allowed_domains=["portal.example"]
-    )
-    outside = facts(
-        name="Go", form_action="https://evil.example/collect", allowed_domains=["portal.example"]
-    )
+    inside = _posting_to("https://portal.example/search", ["portal.example"])
+    outside = _posting_to("https://evil.example/collect", ["portal.example"])
     assert classify(inside).decision == "allow"
     verdict = classify(outside)
     assert verdict.decision == "require_approval" and "foreign-forms" in verdict.rules
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "decision"),
+    [
+        ("https://portal.example/next", ["portal.example"], "allow"),
+        ("https://evil.example/", ["portal.example"], "deny"),
+        ("https://a.portal.example/", ["*.portal.example"], "allow"),
+        ("https://portal.example:8443/", ["portal.example:443"], "deny"),
+        ("https://evil.example/", [], "allow"),
+        ("about:blank", ["portal.example"], "allow"),
+        ("https://portal.example/", ["not a host"], "deny"),
+    ],
+)
+def test_navigation_off_the_allowlist_is_denied(
+    url: str, allowed: list[str], decision: str
+) -> None:
+    target = {"target_url": url}
+    navigate = facts(
+        kind="navigate",
+        side_effect="navigate",
+        role=None,
+        **target,
+        **allowlist_facts(target, allowed),
+    )
+    verdict = classify(navigate)
+    assert verdict.decision == decision
+    assert ("off-allowlist-navigation" in verdict.rules) is (decision == "deny")
 
 
 def test_policy_file_overrides_per_task_and_profile(tmp_path: Path) -> None:

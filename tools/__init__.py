@@ -1,4 +1,10 @@
-"""What an agent can do in a page: observe it, and act on it with typed actions."""
+"""What an agent can do in a page: observe it, and act on it with typed actions.
+
+``Page`` is Playwright's page, re-exported so the runtime names it without importing Playwright
+(only ``tools`` and ``profiles`` do).
+"""
+
+from playwright.async_api import Page
 
 from .actions import (
     ACTION_TYPES,
@@ -22,6 +28,7 @@ from .actions import (
     WaitFor,
     action_target,
 )
+from .compact import compact_snapshot, page_string, page_text
 from .errors import (
     ActionError,
     ActionTimeoutError,
@@ -31,14 +38,27 @@ from .errors import (
     UploadNotAllowedError,
 )
 from .execute import ActionContext, ActionResult, execute, is_visible, locate
+from .facts import PROBED_KINDS, Checked, action_facts, allowlist_facts, probe
 from .highlight import highlighted_screenshot
 from .marks import marked_screenshot, parse_boxes
+from .navigation import ALLOWED_SCHEMES, BLANK, refused_scheme, site_allowlist
 from .observe import Observation, TabInfo, observe, screenshot
+from .snapshot import (
+    ACTIONABLE_ROLES,
+    SnapshotNode,
+    parse_snapshot,
+    snapshot_elements,
+    walk_snapshot,
+)
 from .tabs import Tabs
 
 __all__ = [
+    "ACTIONABLE_ROLES",
     "ACTION_TYPES",
+    "ALLOWED_SCHEMES",
+    "BLANK",
     "LOCATOR_FIELDS",
+    "PROBED_KINDS",
     "Action",
     "ActionContext",
     "ActionError",
@@ -47,6 +67,7 @@ __all__ = [
     "AmbiguousTargetError",
     "AnyAction",
     "Back",
+    "Checked",
     "Click",
     "Download",
     "ElementNotFoundError",
@@ -57,23 +78,36 @@ __all__ = [
     "Navigate",
     "NavigationError",
     "Observation",
+    "Page",
     "Press",
     "Scroll",
     "Select",
     "SideEffect",
+    "SnapshotNode",
     "SwitchTab",
     "TabInfo",
     "Tabs",
     "Upload",
     "UploadNotAllowedError",
     "WaitFor",
+    "action_facts",
     "action_target",
+    "allowlist_facts",
+    "compact_snapshot",
     "execute",
     "highlighted_screenshot",
     "is_visible",
     "locate",
     "marked_screenshot",
     "observe",
+    "page_string",
+    "page_text",
     "parse_boxes",
+    "parse_snapshot",
+    "probe",
+    "refused_scheme",
     "screenshot",
+    "site_allowlist",
+    "snapshot_elements",
+    "walk_snapshot",
 ]

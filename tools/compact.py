@@ -1,4 +1,5 @@
-r"""A compact page text for a planner model, made from Playwright's AI aria snapshot.
+r"""A compact page text for a planner model, made from Playwright's AI aria snapshot (read by
+:mod:`tools.snapshot`).
 
 The AI snapshot (``page.aria_snapshot(mode="ai")``) is a YAML-like tree with a node per element,
 wrappers included, and on a table a node per cell. A model needs far less: what the page says and
@@ -46,34 +47,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 
-__all__ = ["ACTIONABLE_ROLES", "compact_snapshot", "page_string", "page_text"]
+from .snapshot import ACTIONABLE_ROLES, SnapshotNode, parse_snapshot, walk_snapshot
 
-ACTIONABLE_ROLES = frozenset(
-    {
-        "button",
-        "checkbox",
-        "combobox",
-        "iframe",
-        "link",
-        "listbox",
-        "menuitem",
-        "menuitemcheckbox",
-        "menuitemradio",
-        "option",
-        "radio",
-        "scrollbar",
-        "searchbox",
-        "slider",
-        "spinbutton",
-        "switch",
-        "tab",
-        "textbox",
-        "treeitem",
-    }
-)
-"""Roles whose refs always stay in the compact text (any node with a pointer cursor also does)."""
+__all__ = ["compact_snapshot", "page_string", "page_text"]
 
 _TABLES = frozenset({"table", "grid", "treegrid"})
 _CELLS = frozenset({"cell", "gridcell", "columnheader", "rowheader"})
@@ -106,8 +83,6 @@ _FIELDS = frozenset(
     {"textbox", "searchbox", "combobox", "checkbox", "radio", "switch", "slider", "spinbutton"}
 )
 _ESCAPED_REF_RE = re.compile(r"\\\[ref=([^\]\s]+)\]")
-_ATTR_RE = re.compile(r"\[([a-z-]+)(?:=([^\]]*))?\]")
-_HEX_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
 # Whitespace, line and paragraph separators and the other C0/C1 controls: never a line break.
 _SPACES = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # A line of page text that could be read as corral's layout or a heading of the planner prompt
@@ -118,27 +93,6 @@ _LAYOUT = re.compile(
     re.IGNORECASE,
 )
 _TITLE_SEPARATORS = re.compile(r"\s+[-|\u2013\u2014\u00b7:]\s+")
-
-
-@dataclass
-class _Node:
-    role: str
-    name: str = ""
-    attrs: dict[str, str] = field(default_factory=dict)
-    text: str | None = None
-    url: str | None = None
-    placeholder: str | None = None
-    children: list[_Node] = field(default_factory=list)
-
-    @property
-    def ref(self) -> str | None:
-        return self.attrs.get("ref")
-
-    @property
-    def actionable(self) -> bool:
-        if self.ref is None:
-            return False
-        return self.role in ACTIONABLE_ROLES or self.attrs.get("cursor") == "pointer"
 
 
 # Parsing
@@ -154,95 +108,18 @@ def _text_line(line: str) -> str:
     return _quote(line) if _LAYOUT.match(line) else line
 
 
-def _unquote_value(raw: str) -> str:
-    """A YAML scalar as Playwright writes it: plain, or double-quoted with JSON-like escapes."""
-    if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
-        try:
-            value = json.loads(_HEX_ESCAPE.sub(r"\\u00\1", raw))
-            if isinstance(value, str):
-                return value
-        except ValueError:
-            pass
-        return raw[1:-1]
-    return raw
-
-
-def _split_entry(body: str) -> tuple[str, str | None]:
-    """``key``, ``key:`` or ``key: value`` -> (key, value or None); a key may be single-quoted."""
-    if body.startswith("'"):
-        i = 1
-        while i < len(body):
-            if body[i] == "'":
-                if body[i + 1 : i + 2] == "'":
-                    i += 2
-                    continue
-                break
-            i += 1
-        key, rest = body[1:i].replace("''", "'"), body[i + 1 :]
-        if rest.startswith(": "):
-            return key, rest[2:]
-        return key, None
-    # A plain key never contains ": " nor ends with ":" (Playwright quotes such keys).
-    if ": " in body:
-        key, _, value = body.partition(": ")
-        return key, value
-    return body.removesuffix(":"), None
-
-
-def _parse_key(key: str) -> _Node | None:
-    """``role "name" [attr] [attr=value]...`` -> a node; None if it does not look like one."""
-    match = re.match(r"[a-z]+", key)
-    if match is None:
-        return None
-    node = _Node(role=match.group(0))
-    rest = key[match.end() :].lstrip()
-    if rest.startswith('"'):
-        try:
-            name, end = json.JSONDecoder().raw_decode(rest)
-        except ValueError:
-            return None
-        node.name = page_string(str(name))
-        rest = rest[end:]
-    if _ATTR_RE.sub("", rest).strip():
-        return None  # words that are not attributes: not a node Playwright wrote
-    for attr, value in _ATTR_RE.findall(rest):
-        node.attrs[attr] = value
-    return node
-
-
-def _parse(snapshot: str) -> list[_Node]:
-    roots: list[_Node] = []
-    stack: list[tuple[int, _Node]] = []
-    # Only "\n" ends a line: splitlines() would also split at a U+2028 in a page string.
-    for line in snapshot.split("\n"):
-        stripped = line.lstrip(" ")
-        if not stripped.strip():
-            continue
-        depth = len(line) - len(stripped)
-        while stack and stack[-1][0] >= depth:
-            stack.pop()
-        parent = stack[-1][1] if stack else None
-        body = stripped[2:] if stripped.startswith("- ") else stripped
-        key, raw_value = _split_entry(body)
-        value = _unquote_value(raw_value) if raw_value is not None else None
-        if key.startswith("/") and parent is not None:
-            if key == "/url":
-                parent.url = None if value is None else page_string(value)
-            elif key == "/placeholder":
-                parent.placeholder = None if value is None else page_string(value)
-            continue
-        node = _Node(role="text", text=value) if key == "text" else _parse_key(key)
-        if node is None:  # not something Playwright writes: keep the line as text
-            # Its refs are Playwright's (bare), everything else is the page's (escaped).
-            kept = _ESCAPED_REF_RE.sub(r"[\1]", page_string(body))
-            node = _Node(role="text", text=kept)
+def _parse(snapshot: str) -> list[SnapshotNode]:
+    """The snapshot's nodes with every string from the page as compact text shows it."""
+    roots = parse_snapshot(snapshot)
+    for node in walk_snapshot(roots):
+        if node.parsed:
+            node.name = page_string(node.name)
+            node.text = None if node.text is None else page_string(node.text)
         else:
-            if node.role != "text":
-                node.text = value
-            if node.text is not None:
-                node.text = page_string(node.text)
-        (parent.children if parent is not None else roots).append(node)
-        stack.append((depth, node))
+            # Its refs are Playwright's (bare), everything else is the page's (escaped).
+            node.text = _ESCAPED_REF_RE.sub(r"[\1]", page_string(node.line))
+        node.url = None if node.url is None else page_string(node.url)
+        node.placeholder = None if node.placeholder is None else page_string(node.placeholder)
     return roots
 
 
@@ -262,14 +139,14 @@ def _short_url(url: str) -> str:
     return re.sub(r"^[a-z][a-z0-9+.-]*://[^/]*", "", url) or url
 
 
-def _is_inline(node: _Node) -> bool:
+def _is_inline(node: SnapshotNode) -> bool:
     """Only inline text in this subtree: nothing to act on, no block."""
     if node.actionable or node.role not in _INLINE:
         return False
     return all(_is_inline(child) for child in node.children)
 
 
-def _text_parts(node: _Node) -> list[str]:
+def _text_parts(node: SnapshotNode) -> list[str]:
     parts = [node.name] if node.name and node.role != "generic" and not node.children else []
     if node.text:
         parts.append(node.text)
@@ -278,21 +155,21 @@ def _text_parts(node: _Node) -> list[str]:
     return [p for p in parts if p]
 
 
-def _inline_text(node: _Node) -> str:
+def _inline_text(node: SnapshotNode) -> str:
     return " ".join(_text_parts(node))
 
 
-def _has_generic(nodes: list[_Node]) -> bool:
+def _has_generic(nodes: list[SnapshotNode]) -> bool:
     return any(n.role == "generic" or _has_generic(n.children) for n in nodes)
 
 
-def _joinable(nodes: list[_Node], text: str, pieces: int) -> bool:
+def _joinable(nodes: list[SnapshotNode], text: str, pieces: int) -> bool:
     """Whether inline pieces may share a line: phrasing (text, strong, ...) always may; pieces
     from generic nodes (a div is as likely as a span) only while the line stays short."""
     return pieces <= 1 or len(text) <= _MAX_JOIN or not _has_generic(nodes)
 
 
-def _states(node: _Node) -> str:
+def _states(node: SnapshotNode) -> str:
     out = []
     for state in _STATE_ORDER:
         if state in node.attrs:
@@ -302,7 +179,7 @@ def _states(node: _Node) -> str:
     return "".join(out)
 
 
-def _options(node: _Node) -> tuple[str | None, list[_Node]]:
+def _options(node: SnapshotNode) -> tuple[str | None, list[SnapshotNode]]:
     """Options without refs (a native select) as text; the other children stay nodes."""
     if node.role not in ("combobox", "listbox"):
         return None, node.children
@@ -316,7 +193,7 @@ def _options(node: _Node) -> tuple[str | None, list[_Node]]:
     return (", ".join(names) if names else None), rest
 
 
-def _element(node: _Node) -> str:
+def _element(node: SnapshotNode) -> str:
     """The one-line form of an element to act on, without its children."""
     name = node.name
     options, _ = _options(node)
@@ -352,7 +229,7 @@ def _element(node: _Node) -> str:
     return head
 
 
-def _uncovered(node: _Node) -> list[_Node]:
+def _uncovered(node: SnapshotNode) -> list[SnapshotNode]:
     """The children of an element to act on that its own line does not already say."""
     _, rest = _options(node)
     if node.role not in ACTIONABLE_ROLES and not node.name:
@@ -369,7 +246,7 @@ class _Renderer:
         if line.strip():
             self.lines.append(line.strip())
 
-    def children(self, nodes: list[_Node]) -> None:
+    def children(self, nodes: list[SnapshotNode]) -> None:
         """A run of siblings: labels dropped, short inline runs joined, terms paired."""
         nodes = self.drop_labels(nodes)
         joined = self.inline_run(nodes)
@@ -386,7 +263,7 @@ class _Renderer:
             self.block(node)
             i += 1
 
-    def block(self, node: _Node) -> None:
+    def block(self, node: SnapshotNode) -> None:
         role = node.role
         if role == "text":
             self.emit(_text_line(node.text or ""))
@@ -415,7 +292,7 @@ class _Renderer:
             self.emit(_text_line(node.text or ""))
             self.children(node.children)
 
-    def actionable(self, node: _Node) -> None:
+    def actionable(self, node: SnapshotNode) -> None:
         line, rest = _element(node), _uncovered(node)
         # A nameless element around one element to act on (a tab around its link): one line.
         if not node.name and len(rest) == 1 and rest[0].actionable and not rest[0].children:
@@ -424,7 +301,7 @@ class _Renderer:
         self.emit(line)
         self.children(rest)
 
-    def heading(self, node: _Node) -> None:
+    def heading(self, node: SnapshotNode) -> None:
         level = node.attrs.get("level", "")
         mark = "#" * (int(level) if level.isdigit() else 2)
         title = node.name or node.text or ""
@@ -436,9 +313,9 @@ class _Renderer:
         if inline is None:
             self.children(node.children)
 
-    def drop_labels(self, nodes: list[_Node]) -> list[_Node]:
+    def drop_labels(self, nodes: list[SnapshotNode]) -> list[SnapshotNode]:
         """Text that only repeats the name of the element beside it (a label) is dropped."""
-        kept: list[_Node] = []
+        kept: list[SnapshotNode] = []
         for i, node in enumerate(nodes):
             if _is_inline(node) and not node.children:
                 text = _norm(_inline_text(node))
@@ -448,11 +325,11 @@ class _Renderer:
             kept.append(node)
         return kept
 
-    def inline_run(self, nodes: list[_Node], heading: bool = False) -> str | None:
+    def inline_run(self, nodes: list[SnapshotNode], heading: bool = False) -> str | None:
         """Siblings that read as one line, or None: inline text, with at most one field beside
         a short text (a label and its box); in a heading, any one simple element."""
         parts: list[str] = []
-        element: _Node | None = None
+        element: SnapshotNode | None = None
         pieces = 0
         for node in nodes:
             if _is_inline(node):
@@ -480,7 +357,7 @@ class _Renderer:
             return None  # a label that reads as layout: on a line of its own, quoted
         return line
 
-    def cell(self, node: _Node) -> str:
+    def cell(self, node: SnapshotNode) -> str:
         """Any subtree on one line: its text, its elements in their one-line form."""
         if node.actionable:
             parts = [_element(node)] + [self.cell(c) for c in _uncovered(node)]
@@ -491,12 +368,12 @@ class _Renderer:
             parts = [node.text or ""] + [self.cell(c) for c in node.children]
         return " ".join(p for p in parts if p)
 
-    def table(self, node: _Node) -> None:
+    def table(self, node: SnapshotNode) -> None:
         if node.name:
             self.emit(f"table {_quote(node.name)}")
         self.table_parts(node.children, node.name)
 
-    def table_parts(self, nodes: list[_Node], name: str) -> None:
+    def table_parts(self, nodes: list[SnapshotNode], name: str) -> None:
         for child in nodes:
             if child.role == "row":
                 self.row(child)
@@ -509,7 +386,7 @@ class _Renderer:
             else:
                 self.block(child)
 
-    def row(self, row: _Node) -> None:
+    def row(self, row: SnapshotNode) -> None:
         """One line per row, cells joined by " | ", a header row in pipes."""
         cells = [c for c in row.children if c.role in _CELLS]
         texts = [self.cell(c).replace("|", "\\|") for c in cells]

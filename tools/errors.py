@@ -12,7 +12,7 @@ UserError (profiles.errors)
 
 from __future__ import annotations
 
-from profiles.errors import RunError, UserError
+from profiles import RunError, UserError
 
 __all__ = [
     "ActionError",

@@ -13,14 +13,16 @@ Every action that can activate, submit or change something is *probed* before th
 - select: the select and its form (a change may submit it); the option is then set on that node.
 
 Role and name come from the browser's accessibility tree; everything else from a function run in an
-isolated world through prototype getters (see :mod:`tools.isolated`). Facts come back as a plain
+isolated world through prototype getters (see :mod:`tools.isolated`). Whether the form or the link
+leads off the allowlist is decided here too (:func:`allowlist_facts`, with the egress proxy's
+reading of the allowlist), so the classifier needs no allowlist. Facts come back as a plain
 mapping (the fields of ``policies.ActionFacts``), so ``tools`` does not depend on ``policies``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urljoin
@@ -28,13 +30,15 @@ from urllib.parse import urljoin
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
+from profiles import off_allowlist
+
 from .actions import AnyAction, Click, Download, Extract, Locate, Navigate, Press, Select
 from .errors import ActionError
 from .execute import locate, translate_error
 from .isolated import Isolated, IsolatedError, NodeRef
 from .tabs import Tabs
 
-__all__ = ["PROBED_KINDS", "Checked", "action_facts", "probe"]
+__all__ = ["PROBED_KINDS", "Checked", "action_facts", "allowlist_facts", "probe"]
 
 PROBED_KINDS = frozenset({"click", "download", "press", "select"})
 """Actions that can activate, submit or change something: always probed before they run."""
@@ -242,12 +246,20 @@ class Checked:
         return str(value) if value is not None else None
 
 
-def _base(action: AnyAction, page: Page, allowed: Sequence[str]) -> dict[str, Any]:
+def _base(action: AnyAction, page: Page) -> dict[str, Any]:
     return {
         "kind": action.kind,
         "side_effect": str(type(action).side_effect),
         "page_url": page.url,
-        "allowed_domains": list(allowed),
+    }
+
+
+def allowlist_facts(facts: Mapping[str, Any], allowed: Sequence[str]) -> dict[str, bool]:
+    """Whether the form (``form_action``) and the link or navigation (``target_url``) of
+    ``facts`` lead to a host the allowlist ``allowed`` refuses; neither does without one."""
+    return {
+        "form_off_allowlist": off_allowlist(facts.get("form_action"), allowed),
+        "target_off_allowlist": off_allowlist(facts.get("target_url"), allowed),
     }
 
 
@@ -385,10 +397,16 @@ async def probe(
     page: Page | None = None,
 ) -> Checked:
     """Classify what ``action`` would touch on ``page`` (the active one unless given), waiting
-    for its target up to ``timeout_s``."""
+    for its target up to ``timeout_s``; ``allowed`` is the allowlist its form and link are
+    checked against."""
     page = page or await tabs.active()
-    base = _base(action, page, allowed)
-    ms = timeout_s * 1000
+    checked = await _probe(tabs, action, page, timeout_s * 1000)
+    checked.facts.update(allowlist_facts(checked.facts, allowed))
+    return checked
+
+
+async def _probe(tabs: Tabs, action: AnyAction, page: Page, ms: float) -> Checked:
+    base = _base(action, page)
     if isinstance(action, Navigate):
         return Checked(page, {**base, "target_url": urljoin(page.url, action.url)})
     if isinstance(action, Click | Download):

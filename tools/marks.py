@@ -7,33 +7,44 @@ ref the planner can act on. Drawing happens on the image (Pillow), never in the 
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Callable
 
 from PIL import Image, ImageDraw
 
 from .observe import mask_locators, page_shows_secret
+from .snapshot import snapshot_elements
 from .tabs import Tabs
 
 __all__ = ["INTERACTIVE_ROLES", "marked_screenshot", "parse_boxes"]
 
-INTERACTIVE_ROLES = (
-    "button|link|textbox|checkbox|radio|combobox|option|menuitem|tab|searchbox|spinbutton|slider|"
-    "switch|listbox"
+INTERACTIVE_ROLES = frozenset(
+    {
+        "button",
+        "link",
+        "textbox",
+        "checkbox",
+        "radio",
+        "combobox",
+        "option",
+        "menuitem",
+        "tab",
+        "searchbox",
+        "spinbutton",
+        "slider",
+        "switch",
+        "listbox",
+    }
 )
-_LINE = re.compile(
-    rf"-\s+(?P<role>{INTERACTIVE_ROLES})\b[^\n]*?\[ref=(?P<ref>\w+)\][^\n]*?"
-    r"\[box=(?P<x>-?\d+),(?P<y>-?\d+),(?P<w>\d+),(?P<h>\d+)\]"
-)
+"""Roles that get a mark."""
 
 
 def parse_boxes(snapshot: str) -> list[tuple[str, int, int, int, int]]:
     """(ref, x, y, w, h) of every interactive element with a visible box."""
     out = []
-    for m in _LINE.finditer(snapshot):
-        w, h = int(m["w"]), int(m["h"])
-        if w > 0 and h > 0:
-            out.append((m["ref"], int(m["x"]), int(m["y"]), w, h))
+    for node in snapshot_elements(snapshot):
+        box = node.box
+        if node.role in INTERACTIVE_ROLES and node.ref and box and box[2] > 0 and box[3] > 0:
+            out.append((node.ref, *box))
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from profiles.allowlist import is_ip, normal_host
+from profiles import is_ip, normal_host
 
 __all__ = ["ALLOWED_SCHEMES", "BLANK", "refused_scheme", "site_allowlist"]
 

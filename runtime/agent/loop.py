@@ -25,8 +25,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
-from profiles import BROWSER_SERVICE_HOSTS, CorralError
-from profiles.vault import origin_of
+from profiles import BROWSER_SERVICE_HOSTS, CorralError, origin_of
 from runtime.agent.prompt import History, planner_messages, render_observation
 from runtime.agent.router import ModelRouter
 from runtime.agent.toolset import Done, ExtractData, Look, ToolArgsError, parse_call, tool_specs
@@ -42,7 +41,14 @@ from runtime.models.types import (
 from runtime.run.gate import Gate
 from runtime.run.recorder import Recorder
 from runtime.run.steps import RunState, describe, record
-from tools import ActionContext, Observation, Tabs, marked_screenshot, observe
+from tools import (
+    ActionContext,
+    Observation,
+    Tabs,
+    marked_screenshot,
+    observe,
+    snapshot_elements,
+)
 
 __all__ = ["LOOP_REPEATS", "run_goal"]
 
@@ -99,7 +105,7 @@ async def run_goal(
             secrets = state.lease.available_on(origin) if state.lease else []
             notes = []
             if task.vision == "always" or (
-                task.vision == "auto" and obs.snapshot.count("[ref=") <= _MIN_REFS_FOR_TEXT
+                task.vision == "auto" and len(snapshot_elements(obs.snapshot)) <= _MIN_REFS_FOR_TEXT
             ):
                 description = await _look(
                     tabs,

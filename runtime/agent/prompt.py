@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.models.types import Message, TextPart
-from tools import Observation
-from tools.compact import page_string, page_text
+from tools import Observation, page_string, page_text
 
 __all__ = ["SYSTEM_PROMPT", "History", "planner_messages", "render_observation"]
 

@@ -7,8 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from profiles import Redactor
-from profiles.errors import RunError
+from profiles import Redactor, RunError
 from runtime.models.config import ModelsConfig, Role
 from runtime.models.fallback import Attempt, CircuitBreaker, ModelChain
 from runtime.models.pricing import Price, cost_usd, find_price

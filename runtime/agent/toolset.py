@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from profiles import describe_errors
 from runtime.models.types import ToolCall, ToolSpec
 from tools import (
     AnyAction,
@@ -185,10 +186,7 @@ def parse_call(call: ToolCall) -> AnyAction | Look | ExtractData | Done:
     try:
         args = args_type.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
+        problems = "; ".join(describe_errors(exc, top="arguments"))
         raise ToolArgsError(f"{call.name}: invalid arguments: {problems}") from exc
     if entry is not None:
         action: AnyAction = entry[2](args)

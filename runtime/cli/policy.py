@@ -4,7 +4,6 @@ risk rules give each element of a page (a dry run that acts on nothing)."""
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -12,22 +11,45 @@ from typing import Any
 import click
 from rich.table import Table
 
-from policies import ActionFacts, Policy, classify, load_policy
+from policies import ActionFacts, Policy, classify
 from profiles import UserError, atomic_write, open_session
 from runtime.app import Runtime
 from runtime.auth import write_audit
 from runtime.cli.common import cli_actor, out_console, print_json, run_async, with_runtime
 from runtime.errors import TaskFileError
+from runtime.policyfile import load_policy
 from runtime.run.scripted import merge_vars, substitute_text
 from runtime.task import VAR_RE, Task, load_task
-from tools import ActionContext, AnyAction, Click, Fill, Navigate, Select, Tabs, execute
-from tools.facts import action_facts
+from tools import (
+    ActionContext,
+    AnyAction,
+    Click,
+    Fill,
+    Navigate,
+    Select,
+    Tabs,
+    action_facts,
+    execute,
+    snapshot_elements,
+)
 
 __all__ = ["policy_group"]
 
-_ELEMENT = re.compile(
-    r"-\s+(?P<role>button|link|textbox|searchbox|checkbox|radio|combobox|menuitem|tab|switch|"
-    r'option)\b(?:\s+"(?P<name>(?:[^"\\]|\\.)*)")?[^\n]*?\[ref=(?P<ref>\w+)\]'
+# The elements the dry run checks.
+_CHECKED_ROLES = frozenset(
+    [
+        "button",
+        "link",
+        "textbox",
+        "searchbox",
+        "checkbox",
+        "radio",
+        "combobox",
+        "menuitem",
+        "tab",
+        "switch",
+        "option",
+    ]
 )
 
 
@@ -195,15 +217,17 @@ async def _check(
             await execute(tabs, Navigate(url=url), ctx)
             page = await tabs.active()
             snapshot = await page.aria_snapshot(mode="ai")
-            for m in _ELEMENT.finditer(snapshot):
-                action = _probe_action(m["role"], m["ref"])
+            for node in snapshot_elements(snapshot):
+                if node.role not in _CHECKED_ROLES or node.ref is None:
+                    continue
+                action = _probe_action(node.role, node.ref)
                 facts = ActionFacts.model_validate(await action_facts(tabs, action, allowed))
                 verdict = classify(facts, policy, task, profile)
                 rows.append(
                     {
-                        "ref": m["ref"],
-                        "role": m["role"],
-                        "name": m["name"] or "",
+                        "ref": node.ref,
+                        "role": node.role,
+                        "name": node.name,
                         "action": action.kind,
                         "verdict": verdict.decision,
                         "reasons": verdict.reasons,

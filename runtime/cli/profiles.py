@@ -9,7 +9,7 @@ import click
 from pydantic import ValidationError
 from rich.table import Table
 
-from profiles import ProfileRecord, ProfileSettings
+from profiles import ProfileRecord, ProfileSettings, describe_errors
 from runtime.app import Runtime
 from runtime.cli.common import (
     cli_actor,
@@ -98,9 +98,7 @@ def create(
     try:
         settings = ProfileSettings.model_validate(data)
     except ValidationError as exc:
-        detail = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
+        detail = "; ".join(describe_errors(exc, top=""))
         raise click.UsageError(f"profile settings: {detail}") from exc
 
     async def body(rt: Runtime) -> None:

@@ -12,8 +12,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from profiles import MasterKey, UserError
-from profiles.vault import secret_use
+from profiles import MasterKey, UserError, secret_use
 from runtime.app import Runtime
 from runtime.cli.common import (
     cli_actor,

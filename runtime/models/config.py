@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from profiles import describe_errors
 from runtime.models.pricing import DEFAULT_PRICES, Price, find_price
 from runtime.models.types import Model, ModelConfigError
 
@@ -261,17 +262,9 @@ class ModelsConfig(BaseModel):
         return OpenAIChatModel(name, **common)
 
 
-def _message(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown field"
-    return str(error["msg"]).removeprefix("Value error, ")
-
-
 def _format(exc: ValidationError, where: str) -> str:
-    return "; ".join(
-        f"{where}: {'.'.join(map(str, e['loc']))}: {_message(e)}"
-        for e in exc.errors(include_url=False)
-    )
+    lines = describe_errors(exc, top="", unknown_field=True, strip_value_error=True)
+    return "; ".join(f"{where}: {line}" for line in lines)
 
 
 def find_models_config(home: Path, explicit: Path | None = None) -> Path | None:

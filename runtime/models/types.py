@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from profiles.errors import RunError, UserError
+from profiles import RunError, UserError
 
 __all__ = [
     "ChainExhaustedError",

@@ -30,10 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
-from playwright.async_api import Page
-
-from policies import ActionFacts, Policy, Verdict, classify
-from policies.risk import Match, Rule
+from policies import ActionFacts, Match, Policy, Rule, Verdict, classify
 from profiles import CorralError, RunError, origin_of
 from runtime.approvals import ApprovalRequest, Approvals, new_approval_id
 from runtime.errors import StepFailedError
@@ -44,19 +41,23 @@ from runtime.run.steps import RunEvent, RunState, act
 from runtime.store import Store
 from runtime.webhook import Webhook
 from tools import (
+    PROBED_KINDS,
     ActionContext,
     ActionError,
     AnyAction,
+    Checked,
     Click,
     Locate,
     Navigate,
     Observation,
+    Page,
     Press,
     Tabs,
     action_target,
+    allowlist_facts,
     highlighted_screenshot,
+    probe,
 )
-from tools.facts import PROBED_KINDS, Checked, probe
 
 __all__ = [
     "STICKY_MESSAGE",
@@ -227,6 +228,7 @@ class Gate:
         if facts.get("role") == "link" and target_url.lower().startswith("javascript:"):
             # Runs page script instead of going anywhere: a scripted control.
             facts.update(target_url=None, scripted=True)
+        facts.update(allowlist_facts(facts, self.allowed_domains))
         if checked.ok and self._secret_login(checked):
             facts["secret_login"] = True
         return checked
@@ -273,7 +275,6 @@ class Gate:
                     "kind": action.kind,
                     "side_effect": side_effect,
                     "page_url": obs.url if obs else page.url,
-                    "allowed_domains": self.allowed_domains,
                 },
             )
         else:

@@ -55,8 +55,8 @@ from tools import (
     ActionContext,
     Navigate,
     Tabs,
+    site_allowlist,
 )
-from tools.navigation import site_allowlist
 
 __all__ = ["RunEvent", "RunResult", "new_run_id", "run_task"]
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
 
 from policies import REQUEST_KIND, ActionFacts, Policy, classify
-from profiles import WireCheck, WireRequest
+from profiles import WireCheck, WireRequest, off_allowlist
 
 __all__ = ["request_check", "request_facts"]
 
@@ -37,7 +37,7 @@ def request_facts(request: WireRequest, allowed_domains: Sequence[str]) -> Actio
         form_method=request.method.lower(),
         form_action=request.url,
         page_url=request.page_url,
-        allowed_domains=list(allowed_domains),
+        form_off_allowlist=off_allowlist(request.url, allowed_domains),
     )
 
 
