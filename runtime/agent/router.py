@@ -9,7 +9,7 @@ from typing import Any
 
 from profiles import Redactor
 from profiles.errors import RunError
-from runtime.models.config import ModelsConfig, Role
+from runtime.models.config import ModelRole, ModelsConfig
 from runtime.models.fallback import Attempt, CircuitBreaker, ModelChain
 from runtime.models.pricing import Price, cost_usd, find_price
 from runtime.models.redacting import redacting_client
@@ -151,7 +151,7 @@ class ModelRouter:
             await self._http.aclose()  # closes its transport, and the inner client if ours
             self._http = None
 
-    def has(self, role: Role) -> bool:
+    def has(self, role: ModelRole) -> bool:
         """True if the role has a chain."""
         return role in self.chains
 
@@ -188,7 +188,7 @@ class ModelRouter:
 
     async def ask(
         self,
-        role: Role,
+        role: ModelRole,
         messages: list[Message],
         tools: list[ToolSpec],
         settings: ModelSettings,

@@ -196,6 +196,9 @@ class Model(abc.ABC):
     ) -> ModelResponse:
         """Send a conversation; return the answer or raise a :class:`ModelError`."""
 
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most fakes hold nothing
+        """Release what the model holds (an SDK client's connections); nothing by default."""
+
     @property
     def label(self) -> str:
         """``provider:model``."""
