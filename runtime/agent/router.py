@@ -1,4 +1,9 @@
-"""The model router for one run: role chains, budget, and a record of every model call."""
+"""The model router for one run: a chain per model role (``ModelRole``: planner, vision,
+extractor, shadow; not a user's role), the budget, and a record of every model call.
+
+The router owns the model adapters it builds from the config and its redacting HTTP client;
+:meth:`ModelRouter.aclose` closes them at the end of the run.
+"""
 
 from __future__ import annotations
 
