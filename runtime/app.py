@@ -21,6 +21,7 @@ from profiles import (
 )
 from runtime.approvals import Approvals
 from runtime.auth import Auth
+from runtime.models.config import BreakerConfig
 from runtime.models.fallback import CircuitBreaker
 from runtime.policyfile import load_policy
 from runtime.settings import Settings
@@ -54,11 +55,22 @@ class Runtime:
         blanks numbers in another run's results."""
         self.env: dict[str, str] = dict(os.environ)
         """Where model API keys are read from (by the env var names in corral.toml)."""
-        self.breaker = CircuitBreaker()
-        """Shared by every run of this process, so a failing provider is skipped by all."""
+        self._breakers: dict[tuple[int, float], CircuitBreaker] = {}
         self.approvals = Approvals(store)
         self._stack = stack
         self._pool = pool
+
+    def breaker_for(self, config: BreakerConfig) -> CircuitBreaker:
+        """The circuit breaker for runs whose model config has this ``[breaker]`` section.
+
+        Shared by every such run of this process, so a failing provider is skipped by all of
+        them; built on first use with the configured ``failures`` and ``cooldown_s``.
+        """
+        key = (config.failures, config.cooldown_s)
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            breaker = self._breakers[key] = CircuitBreaker(config.failures, config.cooldown_s)
+        return breaker
 
     def policy(self) -> Policy | None:
         """The global policy (``HOME/policy.yaml``, set by a super admin), else None: defaults."""

@@ -763,3 +763,35 @@ async def test_tool_choice_must_name_a_tool(provider: str) -> None:
                 [Message.text("user", "hi")], [CLICK], ModelSettings(tool_choice="nope")
             )
     assert script.requests == []
+
+
+# --- Closing ----------------------------------------------------------------------------------
+
+CLASSES: dict[str, type[OpenAIChatModel | AnthropicModel]] = {
+    "openai": OpenAIChatModel,
+    "anthropic": AnthropicModel,
+}
+URLS = {"openai": OPENAI_URL, "anthropic": ANTHROPIC_URL}
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_aclose_closes_a_client_the_model_built(provider: str) -> None:
+    model = CLASSES[provider]("m", api_key=KEY, base_url=URLS[provider])
+    assert model.provider == provider and not model.is_closed()
+    await model.aclose()
+    assert model.is_closed()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_aclose_never_closes_an_injected_http_client(provider: str) -> None:
+    script = Script(
+        httpx2.Response(200, json=ok_body(provider)), httpx2.Response(200, json=ok_body(provider))
+    )
+    async with ADAPTERS[provider](script) as model:
+        await model.request([Message.text("user", "hi")], [], ModelSettings())
+        await model.aclose()
+        assert not model.is_closed()
+        # The caller's client still works, for this model too.
+        response = await model.request([Message.text("user", "again")], [], ModelSettings())
+    assert response.text == "ok" and len(script.requests) == 2
+    assert model.is_closed()  # closed by its owner, the ``async with`` above

@@ -1,5 +1,6 @@
 """Routing across real SDK adapters over an in-process transport: fallback from OpenAI to
-Anthropic and back, 401 handling, the circuit breaker, and configuration errors."""
+Anthropic and back, 401 handling, the circuit breaker, configuration errors, and the router
+closing the SDK clients it built (never the caller's)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 import httpx2
 import pytest
 
+from profiles import Redactor
+from runtime.agent.router import Meter, ModelRouter
 from runtime.models import (
     ChainExhaustedError,
     CircuitBreaker,
@@ -21,10 +24,13 @@ from runtime.models import (
     ModelsConfig,
     ModelSettings,
     ProviderConfig,
+    SDKModel,
     ToolSpec,
     load_models_config,
 )
 from runtime.models.fallback import Attempt
+from runtime.models.openai_chat import OpenAIChatModel
+from runtime.store import Store
 
 CLICK = ToolSpec(
     name="click",
@@ -267,3 +273,65 @@ def test_gateway_config_with_prices_and_text_only_models(tmp_path: Path) -> None
     missing = cfg.build("gateway:llama3.1", {})
     assert isinstance(missing, ModelConfigError) and "set GATEWAY_KEY" in str(missing)
     assert json.dumps(cfg.roles)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "corral.db")
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def two_provider_config() -> ModelsConfig:
+    cfg = config()
+    cfg.roles["vision"] = ["anthropic:claude-sonnet-4-6"]
+    return cfg
+
+
+def sdk_models(router: ModelRouter) -> list[SDKModel[Any]]:
+    models = [m for chain in router.chains.values() for m in chain.usable]
+    assert all(isinstance(m, SDKModel) for m in models)
+    return [m for m in models if isinstance(m, SDKModel)]
+
+
+async def test_router_close_closes_the_sdk_clients_it_built(store: Store) -> None:
+    # No http_client and no redactor: each SDK client owns its HTTP client (never used here).
+    router = ModelRouter(two_provider_config(), store, "run-1", Meter(None, None), ENV)
+    models = sdk_models(router)
+    assert len(models) == 3 and not any(m.is_closed() for m in models)
+    await router.aclose()
+    assert all(m.is_closed() for m in models)
+    await router.aclose()  # twice is harmless
+
+
+async def test_router_close_leaves_the_callers_http_client_and_models_open(
+    store: Store, upstream: tuple[Upstream, httpx2.AsyncClient]
+) -> None:
+    up, client = upstream
+    # The caller's own model (its SDK client owns its connections): injected, so not closed.
+    mine = OpenAIChatModel("gpt-5.4-mini", api_key=ENV["OPENAI_API_KEY"])
+    router = ModelRouter(
+        two_provider_config(),
+        store,
+        "run-2",
+        Meter(None, None),
+        ENV,
+        models={"shadow": [mine]},
+        http_client=client,
+        redactor=Redactor(),
+    )
+    up.queues["openai.test"] = [openai_ok()]
+    await router.ask("planner", [Message.text("user", "hi")], [CLICK], ModelSettings())
+    built = [m for m in sdk_models(router) if m is not mine]
+    assert len(built) == 3
+    await router.aclose()
+    # The SDK clients ran over the router's redacting client, which it closed...
+    assert all(m.is_closed() for m in built)
+    # ...but the HTTP client under it and the injected model belong to the caller.
+    assert not client.is_closed and not mine.is_closed()
+    up.queues["openai.test"] = [openai_ok()]
+    assert (await client.post("https://openai.test/v1/chat/completions")).status_code == 200
+    await mine.aclose()
+    assert mine.is_closed()

@@ -1,14 +1,20 @@
-"""The model router for one run: role chains, budget, and a record of every model call."""
+"""The model router for one run: a chain per model role (``ModelRole``: planner, vision,
+extractor, shadow; not a user's role), the budget, and a record of every model call.
+
+The router owns the model adapters it builds from the config and its redacting HTTP client;
+:meth:`ModelRouter.aclose` closes them at the end of the run.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
 
 from profiles import Redactor, RunError
-from runtime.models.config import ModelsConfig, Role
+from runtime.models.config import ModelRole, ModelsConfig
 from runtime.models.fallback import Attempt, CircuitBreaker, ModelChain
 from runtime.models.pricing import Price, cost_usd, find_price
 from runtime.models.redacting import redacting_client
@@ -109,15 +115,18 @@ class ModelRouter:
         self.step_idx: int | None = None
         self.prices = config.all_prices()
         breaker = breaker or CircuitBreaker(config.breaker.failures, config.breaker.cooldown_s)
+        self._built: list[Model] = []
+        """The adapters this router made from the config, closed by :meth:`aclose`."""
         self.chains: dict[str, ModelChain] = {}
         for role, labels in config.roles.items():
-            built: list[Model | ModelConfigError]
+            chain: list[Model | ModelConfigError]
             if models is not None and role in models:
-                built = list(models[role])
+                chain = list(models[role])
                 labels = [m.label for m in models[role]]
             else:
-                built = [config.build(label, env, http_client) for label in labels]
-            self.chains[role] = ModelChain(role, built, list(labels), breaker, self._record)
+                chain = [config.build(label, env, http_client) for label in labels]
+                self._built.extend(m for m in chain if isinstance(m, Model))
+            self.chains[role] = ModelChain(role, chain, list(labels), breaker, self._record)
         for extra, injected in (models or {}).items():
             if extra not in self.chains:
                 names = [m.label for m in injected]
@@ -145,12 +154,20 @@ class ModelRouter:
         return out
 
     async def aclose(self) -> None:
-        """Close the HTTP client this router made for the SDKs."""
-        if self._http is not None:
-            await self._http.aclose()  # closes its transport, and the inner client if ours
-            self._http = None
+        """Close what this router made: the SDK clients of the models it built from the config,
+        then its redacting HTTP client. Injected models and an injected ``http_client`` belong
+        to the caller and stay open. Safe to call twice."""
+        built, self._built = self._built, []
+        http, self._http = self._http, None
+        async with AsyncExitStack() as stack:
+            # Callbacks run last-in first-out, and each one even if an earlier one raised.
+            if http is not None:
+                # Closes its transport, and the inner client if the router made that too.
+                stack.push_async_callback(http.aclose)
+            for model in built:
+                stack.push_async_callback(model.aclose)
 
-    def has(self, role: Role) -> bool:
+    def has(self, role: ModelRole) -> bool:
         """True if the role has a chain."""
         return role in self.chains
 
@@ -187,7 +204,7 @@ class ModelRouter:
 
     async def ask(
         self,
-        role: Role,
+        role: ModelRole,
         messages: list[Message],
         tools: list[ToolSpec],
         settings: ModelSettings,

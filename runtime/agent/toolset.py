@@ -1,7 +1,9 @@
 """The tools a planner model may call, as small pydantic argument models.
 
-Browser actions map onto the typed actions of :mod:`tools` (addressed by snapshot ref); ``look``
-asks the vision model, ``extract_data`` the extractor, ``done`` ends the run with a result.
+"Tool" is the model APIs' term here: a function offered to the planner (a ``ToolSpec``) and its
+request to call one (a ``ToolCall``). Some of them are browser actions and map onto the typed
+actions of the :mod:`tools` package (addressed by snapshot ref); ``look`` asks the vision model,
+``extract_data`` the extractor, ``done`` ends the run with a result.
 """
 
 from __future__ import annotations

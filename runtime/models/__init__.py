@@ -1,10 +1,12 @@
 """The model seam, provider adapters, routing configuration, prices and fallback chains."""
 
+from runtime.models.base import SDKModel
 from runtime.models.config import (
     CONFIG_NAME,
+    BreakerConfig,
+    ModelRole,
     ModelsConfig,
     ProviderConfig,
-    Role,
     load_models_config,
 )
 from runtime.models.fallback import Attempt, CircuitBreaker, ModelChain
@@ -34,6 +36,7 @@ __all__ = [
     "CONFIG_NAME",
     "DEFAULT_PRICES",
     "Attempt",
+    "BreakerConfig",
     "ChainExhaustedError",
     "CircuitBreaker",
     "ImagePart",
@@ -47,13 +50,14 @@ __all__ = [
     "ModelRateLimitError",
     "ModelRequestError",
     "ModelResponse",
+    "ModelRole",
     "ModelSettings",
     "ModelTimeoutError",
     "ModelUnavailableError",
     "ModelsConfig",
     "Price",
     "ProviderConfig",
-    "Role",
+    "SDKModel",
     "TextPart",
     "ToolCall",
     "ToolSpec",

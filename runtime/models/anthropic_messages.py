@@ -3,8 +3,12 @@
 System messages move to ``system``; tool results (and whatever user content follows them) become
 one user turn of ``tool_result`` blocks. Prompt caching marks the last tool and the last block of
 every message with ``cache=True``. Structured output forces a tool named ``output`` whose input
-schema is the requested schema. Retries are the SDK's own; what still fails is translated by
-:mod:`runtime.models.errors_map`.
+schema is the requested schema. Building the client, retries (the SDK's own), error translation
+and closing come from :class:`~runtime.models.base.SDKModel`; this module holds the wire format.
+
+"Tool" here is the API's term for a function the model may call (a
+:class:`~runtime.models.types.ToolSpec`, answered with ``tool_use`` and ``tool_result`` blocks),
+not the ``tools`` package of browser actions that some of those calls end up running.
 
 ``ModelSettings.temperature`` is not sent: SDK 2.x dropped the sampling parameters, and the API
 version it speaks (2026-10-21) answers 400 to ``temperature``/``top_p``/``top_k`` at any value.
@@ -13,7 +17,6 @@ version it speaks (2026-10-21) answers 400 to ``temperature``/``top_p``/``top_k`
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Literal
 
 import anthropic
@@ -31,12 +34,12 @@ from anthropic.types import (
 )
 from anthropic.types import Message as AnthropicMessage
 
+from runtime.models.base import SDKModel
 from runtime.models.errors_map import from_anthropic_error
 from runtime.models.types import (
     ImagePart,
     Message,
-    Model,
-    ModelConfigError,
+    ModelError,
     ModelResponse,
     ModelSettings,
     TextPart,
@@ -48,7 +51,6 @@ from runtime.models.types import (
 __all__ = ["OUTPUT_TOOL", "AnthropicModel"]
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
-_PLACEHOLDER_KEY = "unused"
 OUTPUT_TOOL = "output"
 """The tool forced for structured output; its input is the answer."""
 NO_VISION_TEXT = "[image omitted: this model does not accept images]"
@@ -65,35 +67,17 @@ def _ephemeral() -> CacheControlEphemeralParam:
 ContentBlock = TextBlockParam | ImageBlockParam | ToolUseBlockParam | ToolResultBlockParam
 
 
-class AnthropicModel(Model):
+class AnthropicModel(SDKModel[anthropic.AsyncAnthropic]):
     """A Claude model behind the Anthropic Messages API."""
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        api_key: str,
-        base_url: str | None = None,
-        timeout_s: float = 60,
-        max_retries: int = 2,
-        http_client: Any = None,
-        provider: str = "anthropic",
-        supports_vision: bool = True,
-    ) -> None:
-        self.name = model
-        self.provider = provider
-        self.supports_vision = supports_vision
-        if not api_key and base_url is None:
-            raise ModelConfigError(f"{provider}:{model}: no API key given")
-        self._secrets = (api_key,) if api_key else ()
-        self._owns_http_client = http_client is None
-        # An explicit key and base URL keep the SDK from reading env vars and profile files.
-        self._client = anthropic.AsyncAnthropic(
-            api_key=api_key or _PLACEHOLDER_KEY,
-            base_url=base_url or ANTHROPIC_BASE_URL,
-            timeout=timeout_s,
-            max_retries=max_retries,
-            http_client=http_client,
+    sdk_client = anthropic.AsyncAnthropic
+    sdk_error = anthropic.AnthropicError
+    default_base_url = ANTHROPIC_BASE_URL
+    default_provider = "anthropic"
+
+    def _translate(self, exc: anthropic.AnthropicError) -> ModelError:
+        return from_anthropic_error(
+            exc, provider=self.provider, model=self.name, secrets=self._secrets
         )
 
     async def request(
@@ -103,9 +87,8 @@ class AnthropicModel(Model):
         cached = cache_breakpoints(messages, has_tools=bool(tools) or _wants_output(settings))
         system, turns = to_anthropic_messages(messages, vision=self.supports_vision, cached=cached)
         wire_tools, tool_choice, wrapped = to_anthropic_tools(tools, settings)
-        started = time.perf_counter()
-        try:
-            reply = await self._client.messages.create(
+        reply, latency_ms = await self._send(
+            self._client.messages.create(
                 model=self.name,
                 max_tokens=settings.max_tokens,
                 messages=turns,
@@ -114,19 +97,8 @@ class AnthropicModel(Model):
                 tool_choice=anthropic.omit if tool_choice is None else tool_choice,
                 timeout=anthropic.not_given if settings.timeout_s is None else settings.timeout_s,
             )
-        except anthropic.AnthropicError as exc:
-            # Not chained: the SDK's exception (its message, body, request headers) may carry
-            # the API key, and a formatted traceback would print it through __cause__.
-            raise from_anthropic_error(
-                exc, provider=self.provider, model=self.name, secrets=self._secrets
-            ) from None
-        latency_ms = (time.perf_counter() - started) * 1000
+        )
         return self._parse(reply, latency_ms, structured=_wants_output(settings), wrapped=wrapped)
-
-    async def aclose(self) -> None:
-        """Close the SDK client's connections, unless the HTTP client was passed in."""
-        if self._owns_http_client:
-            await self._client.close()
 
     def _parse(
         self, reply: AnthropicMessage, latency_ms: float, *, structured: bool, wrapped: bool

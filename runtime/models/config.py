@@ -48,9 +48,10 @@ from runtime.models.types import Model, ModelConfigError
 __all__ = [
     "BUILT_IN",
     "CONFIG_NAME",
+    "BreakerConfig",
+    "ModelRole",
     "ModelsConfig",
     "ProviderConfig",
-    "Role",
     "find_models_config",
     "load_models_config",
 ]
@@ -71,10 +72,11 @@ _NOT_MODEL_KEYS = frozenset(
         "SSH_AUTH_SOCK",
     }
 )
-Role = Literal["planner", "vision", "extractor", "shadow"]
+ModelRole = Literal["planner", "vision", "extractor", "shadow"]
+"""What a model is asked to do in a run (the keys of ``[roles]``); not a user's role."""
 
 
-_DEFAULT_ROLES: dict[Role, list[str]] = {
+_DEFAULT_ROLES: dict[ModelRole, list[str]] = {
     "planner": ["openai:gpt-5.4-mini", "anthropic:claude-sonnet-4-6"],
     "vision": ["anthropic:claude-sonnet-4-6", "openai:gpt-5.4-mini"],
     "extractor": ["openai:gpt-5.4-nano", "anthropic:claude-haiku-4-5"],
@@ -151,7 +153,7 @@ class ModelsConfig(BaseModel):
             "anthropic": ProviderConfig(type="anthropic", api_key_env="ANTHROPIC_API_KEY"),
         }
     )
-    roles: dict[Role, list[str]] = Field(default_factory=lambda: dict(_DEFAULT_ROLES))
+    roles: dict[ModelRole, list[str]] = Field(default_factory=lambda: dict(_DEFAULT_ROLES))
     prices: dict[str, Price] = Field(default_factory=dict)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     text_only: list[str] = Field(

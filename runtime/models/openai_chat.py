@@ -1,13 +1,16 @@
 """``OpenAIChatModel``: corral's model seam over the OpenAI Chat Completions API.
 
-Works against any OpenAI-compatible ``base_url`` (gateways, vLLM, Ollama, LM Studio). Retries are
-the SDK's own (``max_retries``, honouring ``retry-after``); what still fails is translated into a
-:class:`~runtime.models.types.ModelError` by :mod:`runtime.models.errors_map`.
+Works against any OpenAI-compatible ``base_url`` (gateways, vLLM, Ollama, LM Studio). Building
+the client, retries (the SDK's own ``max_retries``, honouring ``retry-after``), error translation
+and closing come from :class:`~runtime.models.base.SDKModel`; this module holds the wire format.
+
+"Tool" here is the API's term for a function the planner model may call (a
+:class:`~runtime.models.types.ToolSpec`, answered with a ``ToolCall``), not the ``tools`` package
+of browser actions that some of those calls end up running.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import openai
@@ -22,13 +25,13 @@ from openai.types.chat import (
 )
 from openai.types.shared_params import ResponseFormatJSONSchema
 
+from runtime.models.base import SDKModel
 from runtime.models.errors_map import from_openai_error
 from runtime.models.types import (
     ImagePart,
     InvalidModelOutputError,
     Message,
-    Model,
-    ModelConfigError,
+    ModelError,
     ModelResponse,
     ModelSettings,
     TextPart,
@@ -40,40 +43,20 @@ from runtime.models.types import (
 __all__ = ["OpenAIChatModel"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-# Local servers (Ollama, LM Studio, vLLM) ignore the key, but the SDK refuses an empty one.
-_PLACEHOLDER_KEY = "unused"
 NO_VISION_TEXT = "[image omitted: this model does not accept images]"
 
 
-class OpenAIChatModel(Model):
+class OpenAIChatModel(SDKModel[openai.AsyncOpenAI]):
     """A chat model behind the OpenAI Chat Completions API or a compatible server."""
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        api_key: str,
-        base_url: str | None = None,
-        timeout_s: float = 60,
-        max_retries: int = 2,
-        http_client: Any = None,
-        provider: str = "openai",
-        supports_vision: bool = True,
-    ) -> None:
-        self.name = model
-        self.provider = provider
-        self.supports_vision = supports_vision
-        if not api_key and base_url is None:
-            raise ModelConfigError(f"{provider}:{model}: no API key given")
-        self._secrets = (api_key,) if api_key else ()
-        self._owns_http_client = http_client is None
-        # An explicit base URL keeps OPENAI_BASE_URL from redirecting us: env is read at the edges.
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key or _PLACEHOLDER_KEY,
-            base_url=base_url or OPENAI_BASE_URL,
-            timeout=timeout_s,
-            max_retries=max_retries,
-            http_client=http_client,
+    sdk_client = openai.AsyncOpenAI
+    sdk_error = openai.OpenAIError
+    default_base_url = OPENAI_BASE_URL
+    default_provider = "openai"
+
+    def _translate(self, exc: openai.OpenAIError) -> ModelError:
+        return from_openai_error(
+            exc, provider=self.provider, model=self.name, secrets=self._secrets
         )
 
     async def request(
@@ -82,9 +65,8 @@ class OpenAIChatModel(Model):
         """Send one Chat Completions request; return the answer or raise a ``ModelError``."""
         wire_messages = to_openai_messages(messages, vision=self.supports_vision)
         wire_tools = [to_openai_tool(tool) for tool in tools]
-        started = time.perf_counter()
-        try:
-            completion = await self._client.chat.completions.create(
+        completion, latency_ms = await self._send(
+            self._client.chat.completions.create(
                 model=self.name,
                 messages=wire_messages,
                 max_completion_tokens=settings.max_tokens,
@@ -98,19 +80,8 @@ class OpenAIChatModel(Model):
                 else to_openai_response_format(settings.response_schema),
                 timeout=openai.not_given if settings.timeout_s is None else settings.timeout_s,
             )
-        except openai.OpenAIError as exc:
-            # Not chained: the SDK's exception (its message, body, request headers) may carry
-            # the API key, and a formatted traceback would print it through __cause__.
-            raise from_openai_error(
-                exc, provider=self.provider, model=self.name, secrets=self._secrets
-            ) from None
-        latency_ms = (time.perf_counter() - started) * 1000
+        )
         return self._parse(completion, latency_ms)
-
-    async def aclose(self) -> None:
-        """Close the SDK client's connections, unless the HTTP client was passed in."""
-        if self._owns_http_client:
-            await self._client.close()
 
     def _parse(self, completion: ChatCompletion, latency_ms: float) -> ModelResponse:
         # The SDK does not validate bodies, so a compatible server's gaps arrive as None.

@@ -1,6 +1,11 @@
 """The model seam: corral's own message, tool and response types, and the ``Model`` ABC.
 
-Only these types cross the seam; adapters translate them to and from the SDKs. Errors::
+Only these types cross the seam; adapters translate them to and from the SDKs.
+
+"Tool" here keeps the model APIs' term: a :class:`ToolSpec` is a function offered to a model and
+a :class:`ToolCall` the model's request to call one (the planner's toolset is in
+:mod:`runtime.agent.toolset`). The ``tools`` package, the browser actions some of those calls
+run, is another thing. Errors::
 
     RunError
     └── ModelError                 ``retryable`` says whether the next model in a chain may help
@@ -195,6 +200,9 @@ class Model(abc.ABC):
         self, messages: list[Message], tools: list[ToolSpec], settings: ModelSettings
     ) -> ModelResponse:
         """Send a conversation; return the answer or raise a :class:`ModelError`."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most fakes hold nothing
+        """Release what the model holds (an SDK client's connections); nothing by default."""
 
     @property
     def label(self) -> str:

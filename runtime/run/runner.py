@@ -196,8 +196,9 @@ async def run_task(
     router = None
     if config is not None:
         meter = Meter(task.budget.max_usd, task.budget.max_tokens)
+        breaker = rt.breaker_for(config.breaker)
         router = ModelRouter(
-            config, rt.store, run_id, meter, rt.env, rt.breaker, models, http_client, redactor
+            config, rt.store, run_id, meter, rt.env, breaker, models, http_client, redactor
         )
     emit(RunEvent(run_id, name, "started", total=len(task.steps)))
     status: RunStatus = "failed"

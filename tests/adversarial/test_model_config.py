@@ -10,6 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from profiles import ProfileSettings
@@ -193,3 +194,76 @@ def test_settings_read_corral_config(tmp_path: Path) -> None:
     settings = Settings.from_env({"CORRAL_HOME": str(tmp_path), "CORRAL_CONFIG": "~/x.toml"})
     assert settings.models_config == Path("~/x.toml").expanduser()
     assert Settings.from_env({"CORRAL_HOME": str(tmp_path)}).models_config is None
+
+
+_DOWN_OPENAI = """
+[providers.openai]
+api_key_env = "OPENAI_API_KEY"
+base_url = "https://openai.test/v1"
+max_retries = 0
+
+[providers.anthropic]
+api_key_env = "ANTHROPIC_API_KEY"
+base_url = "https://anthropic.test"
+max_retries = 0
+
+[roles]
+planner = ["openai:gpt-5.4-mini", "anthropic:claude-sonnet-4-6"]
+
+[breaker]
+failures = 1
+cooldown_s = 3600
+"""
+
+
+async def test_the_breaker_section_of_corral_toml_holds_in_real_runs(
+    rt: Runtime, site: HostileSite
+) -> None:
+    """With ``failures = 1`` a provider that failed once is not asked again within the cool-down,
+    by the next run either (the built-in default would try it three times)."""
+    (rt.settings.home / "corral.toml").write_text(_DOWN_OPENAI)
+    rt.env = {"OPENAI_API_KEY": "sk-openai-test-000", "ANTHROPIC_API_KEY": "sk-ant-test-000"}
+    await rt.profiles.create("victim", ProfileSettings())
+    task = parse_task(
+        {
+            "name": "goal",
+            "profile": "victim",
+            "start_url": site.page("/", "<p>hello</p>"),
+            "allowed_domains": ["127.0.0.1"],
+            "goal": "Say hello.",
+        },
+        "goal.yaml",
+    )
+    seen = {"openai.test": 0, "anthropic.test": 0}
+
+    def upstream(request: httpx2.Request) -> httpx2.Response:
+        seen[request.url.host] += 1
+        if request.url.host == "openai.test":
+            return httpx2.Response(500, json={"error": {"message": "down"}})
+        done = {"type": "tool_use", "id": "tu1", "name": "done", "input": {"result": "hello"}}
+        return httpx2.Response(
+            200,
+            json={
+                "id": "m1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-sonnet-4-6",
+                "content": [done],
+                "stop_reason": "tool_use",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 40, "output_tokens": 6},
+            },
+        )
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(upstream)) as client:
+        first = await run_task(rt, task, http_client=client)
+        assert first.status == "succeeded", first.error
+        assert seen == {"openai.test": 1, "anthropic.test": 1}
+        second = await run_task(rt, task, http_client=client)
+        assert second.status == "succeeded", second.error
+        assert seen == {"openai.test": 1, "anthropic.test": 2}
+        # Each run closed the clients it built, never the one passed in.
+        assert not client.is_closed
+    calls = await rt.store.list_model_calls(str(second.run_id))
+    assert [(c.provider, c.outcome) for c in calls] == [("openai", "skipped"), ("anthropic", "ok")]
+    assert "circuit open" in str(calls[0].reason)
