@@ -1,9 +1,11 @@
 """One run of a task on one profile: lease, session, steps, recording, result.
 
 The loop is split by phase: *decide* (``scripted``: the next step, its variables and guard),
-*act* (``tools.execute``), *record* (``Recorder``). Whatever ends the run (success, a failed step,
-a crashed browser, the time budget, Ctrl-C), the trace is saved, the run row gets its final status,
-the profile state is saved sealed and the lease is released.
+*check* (``gate``), *act* (``steps``: ``tools.execute``), *record* (``Recorder``); a goal goes on
+in ``runtime.agent``. Once the lease is granted and the session is open, the run's parts travel
+together in one :class:`~runtime.run.context.RunContext`. Whatever ends the run (success, a
+failed step, a crashed browser, the time budget, Ctrl-C), the trace is saved, the run row gets its
+final status, the profile state is saved sealed and the lease is released.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
+from policies import Policy
 from profiles import (
     CorralError,
     CredentialLease,
@@ -34,7 +38,7 @@ from runtime.agent.loop import run_goal
 from runtime.agent.router import Meter, ModelRouter
 from runtime.app import Runtime
 from runtime.errors import StepFailedError, TaskFileError
-from runtime.models.config import load_models_config
+from runtime.models.config import ModelsConfig, load_models_config
 from runtime.models.types import Model
 from runtime.records import RunRecord, RunStatus
 from runtime.run.context import RunContext
@@ -51,6 +55,7 @@ from runtime.run.state import RunEvent, RunState
 from runtime.run.steps import describe, perform_and_record, record
 from runtime.run.wirecheck import request_check
 from runtime.task import UNRESTRICTED, Step, Task
+from runtime.webhook import Webhook
 from tools import (
     ActionContext,
     Navigate,
@@ -143,29 +148,11 @@ async def run_task(
                 f"{task.source or task.name}: profile: no profile given (set profile: in the "
                 "task or pass --profile NAME)"
             )
-        record = await rt.profiles.get(name)
-        values = merge_vars(task, record.settings.vars, cli_vars or {})
-        check_vars(task, values)
-        secret_names = [substitute_text(n, values) for n in task.secrets]
-        for secret in secret_names:
-            if await rt.store.get_secret(secret) is None:
-                raise UnknownSecretError(
-                    f"{task.source or task.name}: secrets: unknown secret '{secret}' "
-                    f"(set it with: corral secrets set {secret} --domain ORIGIN)"
-                )
-        domains, egress_note = _egress_scope(task, values, record.settings.allowed_domains)
-        policy = rt.policy()
-        webhook = rt.webhook()
-        config = None
-        if task.goal:
-            config = load_models_config(rt.settings.home, rt.settings.models_config).with_roles(
-                task.models, f"{task.source or task.name}: models"
-            )
-            if models is None:
-                # Fail before the run starts when no planner can be called (e.g. no API key).
-                config.require("planner", rt.env)
+        plan = await _plan(rt, task, name, cli_vars or {}, fakes=models is not None)
     except UserError as exc:
         return _bad_input(task, name or "?", exc, started)
+    values, domains, egress_note = plan.values, plan.domains, plan.egress_note
+    policy, config = plan.policy, plan.config
 
     run_id = new_run_id()
     run_dir = rt.settings.runs_dir / run_id
@@ -188,7 +175,7 @@ async def run_task(
     # The run goes by its effective allowlist (the gate's rules read it from the task too).
     scoped = task.model_copy(update={"allowed_domains": domains})
     state = RunState()
-    check = request_check(policy, task.name, name, domains or record.settings.allowed_domains)
+    check = request_check(policy, task.name, name, domains or plan.profile_domains)
     router = None
     if config is not None:
         meter = Meter(task.budget.max_usd, task.budget.max_tokens)
@@ -201,7 +188,7 @@ async def run_task(
     lease: CredentialLease | None = None
     try:
         async with asyncio.timeout(task.budget.timeout_s) as timer:
-            lease = await rt.vault.lease(run_id, name, secret_names, redactor)
+            lease = await rt.vault.lease(run_id, name, plan.secrets, redactor)
             pool = await rt.pool()
             async with open_session(
                 rt.profiles,
@@ -227,7 +214,7 @@ async def run_task(
                     store=rt.store,
                     approvals=rt.approvals,
                     policy=policy,
-                    webhook=webhook,
+                    webhook=plan.webhook,
                     router=router,
                     emit=emit,
                     approval_ttl_s=rt.settings.approval_ttl_s,
@@ -290,6 +277,58 @@ async def run_task(
             rt.redactor.detach(redactor)
         emit(RunEvent(run_id, name, "finished", status=status, text=error or ""))
     return result
+
+
+@dataclass
+class _Plan:
+    """A run's checked input: what it needs before its run row exists."""
+
+    values: dict[str, str]
+    secrets: list[str]
+    domains: list[str]
+    egress_note: str | None
+    profile_domains: list[str]
+    policy: Policy | None
+    webhook: Webhook | None
+    config: ModelsConfig | None
+
+
+async def _plan(
+    rt: Runtime, task: Task, profile: str, cli_vars: Mapping[str, str], *, fakes: bool
+) -> _Plan:
+    """Check the run's input (profile, variables, secrets, egress, policy, models) before it
+    starts; a problem is a UserError. With ``fakes`` the roles are the caller's models."""
+    record = await rt.profiles.get(profile)
+    values = merge_vars(task, record.settings.vars, cli_vars)
+    check_vars(task, values)
+    secret_names = [substitute_text(n, values) for n in task.secrets]
+    for secret in secret_names:
+        if await rt.store.get_secret(secret) is None:
+            raise UnknownSecretError(
+                f"{task.source or task.name}: secrets: unknown secret '{secret}' "
+                f"(set it with: corral secrets set {secret} --domain ORIGIN)"
+            )
+    domains, egress_note = _egress_scope(task, values, record.settings.allowed_domains)
+    policy = rt.policy()
+    webhook = rt.webhook()
+    config = None
+    if task.goal:
+        config = load_models_config(rt.settings.home, rt.settings.models_config).with_roles(
+            task.models, f"{task.source or task.name}: models"
+        )
+        if not fakes:
+            # Fail before the run starts when no planner can be called (e.g. no API key).
+            config.require("planner", rt.env)
+    return _Plan(
+        values=values,
+        secrets=secret_names,
+        domains=domains,
+        egress_note=egress_note,
+        profile_domains=list(record.settings.allowed_domains),
+        policy=policy,
+        webhook=webhook,
+        config=config,
+    )
 
 
 def _egress_scope(
