@@ -1,9 +1,11 @@
 """One run of a task on one profile: lease, session, steps, recording, result.
 
 The loop is split by phase: *decide* (``scripted``: the next step, its variables and guard),
-*act* (``tools.execute``), *record* (``Recorder``). Whatever ends the run (success, a failed step,
-a crashed browser, the time budget, Ctrl-C), the trace is saved, the run row gets its final status,
-the profile state is saved sealed and the lease is released.
+*check* (``gate``), *act* (``steps``: ``tools.execute``), *record* (``Recorder``); a goal goes on
+in ``runtime.agent``. Once the lease is granted and the session is open, the run's parts travel
+together in one :class:`~runtime.run.context.RunContext`. Whatever ends the run (success, a
+failed step, a crashed browser, the time budget, Ctrl-C), the trace is saved, the run row gets its
+final status, the profile state is saved sealed and the lease is released.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,10 +38,11 @@ from runtime.agent.loop import run_goal
 from runtime.agent.router import Meter, ModelRouter
 from runtime.app import Runtime
 from runtime.errors import StepFailedError, TaskFileError
-from runtime.models.config import load_models_config
+from runtime.models.config import ModelsConfig, load_models_config
 from runtime.models.types import Model
 from runtime.records import RunRecord, RunStatus
-from runtime.run.gate import ApprovalDeniedError, Gate
+from runtime.run.context import RunContext
+from runtime.run.gate import ApprovalDeniedError
 from runtime.run.recorder import Recorder
 from runtime.run.scripted import (
     check_vars,
@@ -47,7 +51,8 @@ from runtime.run.scripted import (
     substitute,
     substitute_text,
 )
-from runtime.run.steps import RunEvent, RunState, act_and_record, describe, record
+from runtime.run.state import RunEvent, RunState
+from runtime.run.steps import describe, perform_and_record, record
 from runtime.run.wirecheck import request_check
 from runtime.task import UNRESTRICTED, Step, Task
 from runtime.webhook import Webhook
@@ -143,29 +148,11 @@ async def run_task(
                 f"{task.source or task.name}: profile: no profile given (set profile: in the "
                 "task or pass --profile NAME)"
             )
-        record = await rt.profiles.get(name)
-        values = merge_vars(task, record.settings.vars, cli_vars or {})
-        check_vars(task, values)
-        secret_names = [substitute_text(n, values) for n in task.secrets]
-        for secret in secret_names:
-            if await rt.store.get_secret(secret) is None:
-                raise UnknownSecretError(
-                    f"{task.source or task.name}: secrets: unknown secret '{secret}' "
-                    f"(set it with: corral secrets set {secret} --domain ORIGIN)"
-                )
-        domains, egress_note = _egress_scope(task, values, record.settings.allowed_domains)
-        policy = rt.policy()
-        webhook = rt.webhook()
-        config = None
-        if task.goal:
-            config = load_models_config(rt.settings.home, rt.settings.models_config).with_roles(
-                task.models, f"{task.source or task.name}: models"
-            )
-            if models is None:
-                # Fail before the run starts when no planner can be called (e.g. no API key).
-                config.require("planner", rt.env)
+        plan = await _plan(rt, task, name, cli_vars or {}, fakes=models is not None)
     except UserError as exc:
         return _bad_input(task, name or "?", exc, started)
+    values, domains, egress_note = plan.values, plan.domains, plan.egress_note
+    policy, config = plan.policy, plan.config
 
     run_id = new_run_id()
     run_dir = rt.settings.runs_dir / run_id
@@ -187,12 +174,8 @@ async def run_task(
     recorder = Recorder(rt.store, run_id, run_dir, redactor)
     # The run goes by its effective allowlist (the gate's rules read it from the task too).
     scoped = task.model_copy(update={"allowed_domains": domains})
-    state = RunState(
-        run_id=run_id, profile=name, task=scoped, values=values, emit=emit, egress_note=egress_note
-    )
-    state.request_check = request_check(
-        policy, task.name, name, domains or record.settings.allowed_domains
-    )
+    state = RunState()
+    check = request_check(policy, task.name, name, domains or plan.profile_domains)
     router = None
     if config is not None:
         meter = Meter(task.budget.max_usd, task.budget.max_tokens)
@@ -206,8 +189,7 @@ async def run_task(
     lease: CredentialLease | None = None
     try:
         async with asyncio.timeout(task.budget.timeout_s) as timer:
-            state.timer = timer
-            lease = await rt.vault.lease(run_id, name, secret_names, redactor)
+            lease = await rt.vault.lease(run_id, name, plan.secrets, redactor)
             pool = await rt.pool()
             async with open_session(
                 rt.profiles,
@@ -220,9 +202,28 @@ async def run_task(
                 wire=True,
             ) as session:
                 state.restored = session.restored
-                await _run_steps(
-                    rt, state, session, recorder, run_dir, lease, router, policy, webhook
+                ctx = RunContext(
+                    run_id=run_id,
+                    profile=name,
+                    task=scoped,
+                    values=values,
+                    state=state,
+                    tabs=Tabs(session),
+                    actions=_action_context(scoped, values, run_dir, lease),
+                    recorder=recorder,
+                    lease=lease,
+                    store=rt.store,
+                    approvals=rt.approvals,
+                    policy=policy,
+                    webhook=plan.webhook,
+                    router=router,
+                    emit=emit,
+                    approval_ttl_s=rt.settings.approval_ttl_s,
+                    timer=timer,
+                    request_check=check,
+                    egress_note=egress_note,
                 )
+                await _run_steps(ctx, session)
         status = "succeeded"
     except ApprovalDeniedError as exc:
         status, error = "denied", str(exc)
@@ -242,7 +243,7 @@ async def run_task(
             await asyncio.shield(lease.revoke())
         if router is not None:
             await asyncio.shield(router.aclose())
-        output = recorder.scrub(state.output()) if status == "succeeded" else None
+        output = recorder.scrub(state.output(task.output)) if status == "succeeded" else None
         error = redactor.text(error) if error else error
         if status == "succeeded" and task.output_schema is not None:
             try:
@@ -277,6 +278,58 @@ async def run_task(
             rt.redactor.detach(redactor)
         emit(RunEvent(run_id, name, "finished", status=status, text=error or ""))
     return result
+
+
+@dataclass
+class _Plan:
+    """A run's checked input: what it needs before its run row exists."""
+
+    values: dict[str, str]
+    secrets: list[str]
+    domains: list[str]
+    egress_note: str | None
+    profile_domains: list[str]
+    policy: Policy | None
+    webhook: Webhook | None
+    config: ModelsConfig | None
+
+
+async def _plan(
+    rt: Runtime, task: Task, profile: str, cli_vars: Mapping[str, str], *, fakes: bool
+) -> _Plan:
+    """Check the run's input (profile, variables, secrets, egress, policy, models) before it
+    starts; a problem is a UserError. With ``fakes`` the roles are the caller's models."""
+    record = await rt.profiles.get(profile)
+    values = merge_vars(task, record.settings.vars, cli_vars)
+    check_vars(task, values)
+    secret_names = [substitute_text(n, values) for n in task.secrets]
+    for secret in secret_names:
+        if await rt.store.get_secret(secret) is None:
+            raise UnknownSecretError(
+                f"{task.source or task.name}: secrets: unknown secret '{secret}' "
+                f"(set it with: corral secrets set {secret} --domain ORIGIN)"
+            )
+    domains, egress_note = _egress_scope(task, values, record.settings.allowed_domains)
+    policy = rt.policy()
+    webhook = rt.webhook()
+    config = None
+    if task.goal:
+        config = load_models_config(rt.settings.home, rt.settings.models_config).with_roles(
+            task.models, f"{task.source or task.name}: models"
+        )
+        if not fakes:
+            # Fail before the run starts when no planner can be called (e.g. no API key).
+            config.require("planner", rt.env)
+    return _Plan(
+        values=values,
+        secrets=secret_names,
+        domains=domains,
+        egress_note=egress_note,
+        profile_domains=list(record.settings.allowed_domains),
+        policy=policy,
+        webhook=webhook,
+        config=config,
+    )
 
 
 def _egress_scope(
@@ -315,38 +368,23 @@ async def _finish(rt: Runtime, recorder: Recorder, result: RunResult) -> None:
     await rt.store.finish_run(result.run_id, result.status, result.error, result.output)
 
 
-async def _run_steps(
-    rt: Runtime,
-    state: RunState,
-    session: Session,
-    recorder: Recorder,
-    run_dir: Path,
-    lease: CredentialLease,
-    router: ModelRouter | None,
-    policy: Policy | None,
-    webhook: Webhook | None,
-) -> None:
-    task = state.task
-    tabs = Tabs(session)
-    start_url = substitute_text(task.start_url, state.values) if task.start_url else None
-    ctx = ActionContext(
+def _action_context(
+    task: Task, values: Mapping[str, str], run_dir: Path, lease: CredentialLease
+) -> ActionContext:
+    """What every action of the run is done with."""
+    start_url = substitute_text(task.start_url, values) if task.start_url else None
+    return ActionContext(
         downloads_dir=run_dir / "downloads",
         base_url=start_url,
         upload_dir=Path(task.upload_dir).expanduser() if task.upload_dir else None,
         timeout_s=task.step_timeout_s,
         resolve_value=lease.resolve,
     )
-    state.lease = lease
-    gate = Gate(
-        state=state,
-        tabs=tabs,
-        recorder=recorder,
-        store=rt.store,
-        approvals=rt.approvals,
-        policy=policy,
-        ttl_s=rt.settings.approval_ttl_s,
-        webhook=webhook,
-    )
+
+
+async def _run_steps(ctx: RunContext, session: Session) -> None:
+    task, recorder = ctx.task, ctx.recorder
+    start_url = ctx.actions.base_url
     if task.trace != "off":
         await session.start_trace()
     try:
@@ -355,13 +393,13 @@ async def _run_steps(
         if start_url and not isinstance(first, Navigate):
             steps.insert(0, Step(action=Navigate(url=start_url), name="start_url"))
         for step in steps:
-            if state.idx >= task.budget.max_steps:
+            if ctx.state.idx >= task.budget.max_steps:
                 raise StepFailedError(f"stopped: budget max_steps={task.budget.max_steps} reached")
-            await _one_step(state, step, tabs, ctx, recorder, len(steps), gate)
-        if router is not None:
-            await run_goal(state, tabs, ctx, recorder, router, gate)
+            await _one_step(ctx, step, len(steps))
+        if ctx.router is not None:
+            await run_goal(ctx)
     finally:
-        trace = run_dir / "trace.zip"
+        trace = recorder.run_dir / "trace.zip"
         # Scrubbed before it gets its name: typed values, cookies, credential headers.
         if task.trace != "off" and await session.stop_trace(
             trace, recorder.redactor, bodies=task.trace == "on"
@@ -369,22 +407,14 @@ async def _run_steps(
             await recorder.artifact("trace", trace)
 
 
-async def _one_step(
-    state: RunState,
-    step: Step,
-    tabs: Tabs,
-    ctx: ActionContext,
-    recorder: Recorder,
-    total: int,
-    gate: Gate,
-) -> None:
-    action = substitute(step, state.values)
+async def _one_step(ctx: RunContext, step: Step, total: int) -> None:
+    action = substitute(step, ctx.values)
     text = step.name or describe(action)
-    if not await guard_holds(step.when, tabs):
-        await act_and_record(state, action, tabs, ctx, recorder, text, total, skip=True)
+    if not await guard_holds(step.when, ctx.tabs):
+        await perform_and_record(ctx, action, text, total, skip=True)
         return
-    gated = await gate.act(action, ctx, text, total)
-    await record(state, tabs, recorder, gated.step)
+    gated = await ctx.gate.act(action, text, total)
+    await record(ctx, gated.step)
     if gated.outcome != "done":
         # A denial goes back to the script: the run stops (exit 3).
         raise ApprovalDeniedError(f"step {gated.step.idx + 1} ({text}): {gated.message}")

@@ -2,45 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from profiles import CorralError, CredentialLease, SecretNotAvailableError, WireCheck, allow_all
+from profiles import CorralError, SecretNotAvailableError, allow_all
 from runtime.records import StepRecord, StepStatus
-from runtime.run.recorder import Recorder
-from runtime.task import Task
+from runtime.run.state import RunEvent
 from tools import (
     ActionContext,
     AnyAction,
     Extract,
     Navigate,
     SideEffect,
-    Tabs,
     action_target,
     execute,
     screenshot,
 )
 
-__all__ = ["RunEvent", "RunState", "act", "act_and_record", "describe", "record"]
+if TYPE_CHECKING:
+    from runtime.run.context import RunContext
 
-
-@dataclass(frozen=True)
-class RunEvent:
-    """Progress of a run, for live views."""
-
-    run_id: str
-    profile: str
-    kind: str  # started | step | approval | finished
-    step: int = 0
-    total: int = 0
-    text: str = ""
-    status: str = ""
+__all__ = ["describe", "perform", "perform_and_record", "record"]
 
 
 _MAX_BLOCKED = 20
@@ -54,52 +39,15 @@ def describe(action: AnyAction) -> str:
     return f"{action.kind} {target.describe()}" if target else action.kind
 
 
-@dataclass
-class RunState:
-    """What a run has done so far."""
-
-    run_id: str
-    profile: str
-    task: Task
-    values: dict[str, str]
-    emit: Callable[[RunEvent], None]
-    restored: bool = False
-    lease: CredentialLease | None = None
-    timer: asyncio.Timeout | None = None
-    """The run's time limit, paused while a person decides on an approval."""
-    request_check: WireCheck | None = None
-    """What a state-changing request sent during an action may be (``profiles.wire``); None
-    lets nothing through that a person did not approve."""
-    egress_note: str | None = None
-    """How far the run may reach, for the record of its first step."""
-
-    def __post_init__(self) -> None:
-        self.extracted: dict[str, Any] = {}
-        self.counts: dict[StepStatus, int] = {"ok": 0, "skipped": 0, "failed": 0}
-        self.idx = 0
-        self.result: Any = None
-        self.has_result = False
-        self.shadow_agreed = 0
-        self.shadow_total = 0
-
-    def output(self) -> Any:
-        """The run's result: done()'s result, else the named extract, else all extracts."""
-        if self.has_result:
-            return self.result
-        if self.task.output is not None:
-            return self.extracted.get(self.task.output)
-        return self.extracted or None
-
-
 def _size(value: Any) -> int:
     return len(value) if isinstance(value, list | dict) else 1
 
 
 def _wire_window(
-    state: RunState, action: AnyAction, tabs: Tabs, extra: dict[str, Any] | None
+    ctx: RunContext, action: AnyAction, extra: dict[str, Any] | None
 ) -> AbstractAsyncContextManager[None]:
     """The window in which ``action`` may send state-changing requests (none for a read)."""
-    guard = tabs.session.wire
+    guard = ctx.tabs.session.wire
     if guard is None:
         return contextlib.nullcontext()
     pages_on = isinstance(action, Extract) and action.next is not None  # it clicks "next"
@@ -110,26 +58,26 @@ def _wire_window(
     approval = (extra or {}).get("approval") or {}
     if approval.get("status") == "approved":
         return guard.window(allow_all)  # a person saw this action; what it sends is its own
-    return guard.window(state.request_check or (lambda _: "no request check for this run"))
+    return guard.window(ctx.request_check or (lambda _: "no request check for this run"))
 
 
-async def act(
-    state: RunState,
+async def perform(
+    ctx: RunContext,
     action: AnyAction,
-    tabs: Tabs,
-    ctx: ActionContext,
     text: str,
     total: int,
     *,
+    actions: ActionContext | None = None,
     skip: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> tuple[StepRecord, CorralError | None]:
-    """Do one action (unless ``skip``): its record (without screenshot) and its failure."""
+    """Do one action (unless ``skip``) with ``actions`` (default: the run's): its record
+    (without screenshot) and its failure."""
+    state, tabs = ctx.state, ctx.tabs
     idx = state.idx
     state.idx += 1
-    if state.lease is not None:
-        state.lease.step_idx = idx
-    state.emit(RunEvent(state.run_id, state.profile, "step", idx + 1, total, text))
+    ctx.lease.step_idx = idx
+    ctx.emit(RunEvent(ctx.run_id, ctx.profile, "step", idx + 1, total, text))
     page = await tabs.active()
     url_before = page.url
     began, t0 = datetime.now(UTC), time.perf_counter()
@@ -137,14 +85,14 @@ async def act(
     error: str | None = None
     detail: dict[str, Any] = dict(extra or {})
     failure: CorralError | None = None
-    if idx == 0 and state.egress_note:
-        detail["egress"] = state.egress_note
+    if idx == 0 and ctx.egress_note:
+        detail["egress"] = ctx.egress_note
     if skip:
         status = "skipped"
     else:
         try:
-            async with _wire_window(state, action, tabs, extra):
-                result = await execute(tabs, action, ctx)
+            async with _wire_window(ctx, action, extra):
+                result = await execute(tabs, action, actions or ctx.actions)
             if result.opened_tabs:
                 detail["opened_tabs"] = result.opened_tabs
             if result.value is not None:
@@ -183,7 +131,7 @@ async def act(
     page_after = tabs.pages[tabs.active_index] if tabs.pages else None
     target = action_target(action)
     step = StepRecord(
-        run_id=state.run_id,
+        run_id=ctx.run_id,
         idx=idx,
         kind=action.kind,
         action=action.model_dump(mode="json", by_alias=True, exclude_none=True),
@@ -200,25 +148,21 @@ async def act(
     return step, failure
 
 
-async def record(state: RunState, tabs: Tabs, recorder: Recorder, step: StepRecord) -> None:
+async def record(ctx: RunContext, step: StepRecord) -> None:
     """Screenshot the page as the step left it and write the step's record.
 
     Read-only on the page, so the agent loop runs it while it observes and asks the model.
     """
-    policy = state.task.screenshots
+    policy = ctx.task.screenshots
     shot = None
     if policy == "always" or (policy == "on_failure" and step.status == "failed"):
-        redactor = state.lease.redactor if state.lease else None
-        shot = await screenshot(tabs, redactor.found_in_text if redactor else None)
-    await recorder.step(step, shot)
+        shot = await screenshot(ctx.tabs, ctx.redactor.found_in_text)
+    await ctx.recorder.step(step, shot)
 
 
-async def act_and_record(
-    state: RunState,
+async def perform_and_record(
+    ctx: RunContext,
     action: AnyAction,
-    tabs: Tabs,
-    ctx: ActionContext,
-    recorder: Recorder,
     text: str,
     total: int,
     *,
@@ -226,6 +170,6 @@ async def act_and_record(
     extra: dict[str, Any] | None = None,
 ) -> CorralError | None:
     """Do one action (unless ``skip``), record it with a screenshot; return its failure."""
-    step, failure = await act(state, action, tabs, ctx, text, total, skip=skip, extra=extra)
-    await record(state, tabs, recorder, step)
+    step, failure = await perform(ctx, action, text, total, skip=skip, extra=extra)
+    await record(ctx, step)
     return failure

@@ -1,0 +1,226 @@
+"""The phases of one turn of the goal loop, in order: observe, decide, validate, check, act,
+record. Each takes the loop's :class:`~runtime.agent.turn.Agent` (the run and what lasts across
+turns) and the :class:`~runtime.agent.turn.Turn` so far; a stop rule raises
+:class:`~runtime.agent.turn.LoopStop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from urllib.parse import urlsplit
+
+import jsonschema
+
+from policies import Verdict
+from profiles import BROWSER_SERVICE_HOSTS, origin_of
+from runtime.agent.consult import extract, look
+from runtime.agent.prompt import planner_messages, render_observation
+from runtime.agent.toolset import Done, ExtractData, Look, ToolArgsError, parse_call
+from runtime.agent.turn import (
+    LOOP_REPEATS,
+    MAX_INVALID_CALLS,
+    MAX_INVALID_RESULTS,
+    Agent,
+    Call,
+    LoopStop,
+    Turn,
+)
+from runtime.models.types import ModelResponse, ModelSettings
+from runtime.run.gate import Gated
+from runtime.run.steps import describe
+from runtime.run.steps import record as record_step
+from tools import AnyAction, snapshot_elements
+from tools import observe as read_page
+
+__all__ = ["act", "check", "consult", "decide", "observe", "record", "validate"]
+
+# Too little in the snapshot to act on: let the vision model describe the screen.
+_MIN_REFS_FOR_TEXT = 1
+
+
+def _call_summary(response: ModelResponse) -> str | None:
+    if not response.tool_calls:
+        return None
+    call = response.tool_calls[0]
+    try:
+        args = json.dumps(json.loads(call.arguments), sort_keys=True)
+    except ValueError:
+        args = call.arguments
+    return f"{call.name}({args})"
+
+
+async def observe(agent: Agent) -> Turn:
+    """The page (redacted, compact) and the planner's messages about it; a vision model
+    describes the screen first when the task asks or the snapshot holds too little."""
+    ctx = agent.ctx
+    task = ctx.task
+    assert task.goal is not None
+    agent.router.step_idx = ctx.state.idx
+    obs = await read_page(ctx.tabs, redact=ctx.redactor.text)
+    secrets = ctx.lease.available_on(origin_of(obs.url))
+    notes = []
+    if task.vision == "always" or (
+        task.vision == "auto" and len(snapshot_elements(obs.snapshot)) <= _MIN_REFS_FOR_TEXT
+    ):
+        description = await look(
+            agent, "Describe this page and what can be done on it; name elements by their ref."
+        )
+        if description is not None:
+            notes.append(f"A vision model describes the screen: {description}")
+    messages = planner_messages(
+        task.goal, task.output_schema, agent.history, render_observation(obs, secrets), notes
+    )
+    return Turn(obs, messages)
+
+
+async def decide(agent: Agent, turn: Turn) -> None:
+    """Ask the planner for one tool call (and a shadow planner, only to record its choice)."""
+    router, state = agent.router, agent.ctx.state
+    settings = ModelSettings(tool_choice="required", max_tokens=1024)
+    response = await router.ask("planner", turn.messages, agent.specs, settings)
+    shadow_note = {}
+    if router.has("shadow"):
+        shadow = await router.shadow(turn.messages, agent.specs, settings)
+        if shadow is not None:
+            agrees = _call_summary(shadow) == _call_summary(response)
+            state.shadow_total += 1
+            state.shadow_agreed += agrees
+            shadow_note = {"shadow": _call_summary(shadow), "shadow_agrees": agrees}
+    turn.response = response
+    if response.tool_calls:
+        turn.note = {
+            "model": f"{response.provider}:{response.model}",
+            "tool": response.tool_calls[0].name,
+            **shadow_note,
+        }
+
+
+def _invalid_call(agent: Agent, line: str) -> bool:
+    """Tell the model why its call was not used; True when that was once too often."""
+    agent.invalid_calls += 1
+    agent.history.add(line)
+    return agent.invalid_calls > MAX_INVALID_CALLS
+
+
+def validate(agent: Agent, turn: Turn) -> Call | None:
+    """The planner's call parsed and validated, or None when it went back to the model: no
+    call, invalid arguments, a done() result failing the output schema. Stops on too many of
+    them, and on the same action on the same page state ``LOOP_REPEATS`` times."""
+    assert turn.response is not None
+    if not turn.response.tool_calls:
+        if _invalid_call(agent, "(you answered without calling a tool; call exactly one tool)"):
+            raise LoopStop("stopped: the planner kept answering without a tool call")
+        return None
+    call = turn.response.tool_calls[0]
+    try:
+        parsed = parse_call(call)
+    except ToolArgsError as exc:
+        if _invalid_call(agent, f"{call.name}: rejected: {exc}"):
+            raise LoopStop(
+                f"stopped: {MAX_INVALID_CALLS + 1} invalid tool calls in a row; last: {exc}"
+            ) from exc
+        return None
+    agent.invalid_calls = 0
+    schema = agent.ctx.task.output_schema
+    if isinstance(parsed, Done) and schema is not None:
+        try:
+            jsonschema.validate(parsed.result, schema)
+        except jsonschema.ValidationError as exc:
+            agent.invalid_results += 1
+            agent.history.add(
+                "done: result rejected, it does not match the output schema: " + exc.message
+            )
+            if agent.invalid_results > MAX_INVALID_RESULTS:
+                raise LoopStop(
+                    "stopped: done() results kept failing the output schema: " + exc.message
+                ) from exc
+            return None
+    if isinstance(parsed, Done | Look | ExtractData):
+        return parsed
+    # loop detection: the same action on the same page state
+    obs = turn.obs
+    key = hashlib.sha256(
+        (obs.url + "\n" + obs.snapshot + "\n" + parsed.model_dump_json()).encode()
+    ).hexdigest()
+    agent.seen[key] += 1
+    if agent.seen[key] >= LOOP_REPEATS:
+        raise LoopStop(
+            f"stopped: loop detected: {describe(parsed)} on the same page state "
+            f"{LOOP_REPEATS} times"
+        )
+    return parsed
+
+
+async def consult(agent: Agent, turn: Turn, call: Look | ExtractData) -> None:
+    """Answer ``look`` or ``extract_data`` into the history; nothing is done on the page."""
+    if isinstance(call, Look):
+        answer = await look(agent, call.question)
+        agent.history.add(f"look({call.question!r}) -> {answer or 'no vision model available'}")
+        return
+    value = await extract(agent, call, turn.obs)
+    agent.ctx.state.extracted[call.name] = value
+    agent.history.add(f"extract_data({call.name}) -> {json.dumps(value)[:300]}")
+
+
+async def check(agent: Agent, turn: Turn, action: AnyAction) -> Verdict:
+    """The gate's verdict on ``action`` on the page as it is now; it only reads the page, so it
+    overlaps the recording of the previous action."""
+    return await agent.ctx.gate.verdict(action, turn.obs)
+
+
+async def act(agent: Agent, turn: Turn, action: AnyAction, verdict: Verdict) -> Gated:
+    """Do ``action`` as its verdict says (or ask a person first), once the previous action is
+    recorded; its step is not yet recorded."""
+    await agent.settle()
+    ctx = agent.ctx
+    return await ctx.gate.act(
+        action,
+        describe(action),
+        ctx.task.budget.max_steps,
+        obs=turn.obs,
+        extra=turn.note,
+        verdict=verdict,
+    )
+
+
+def record(agent: Agent, action: AnyAction, gated: Gated) -> None:
+    """Record the step while the next turn observes and asks the model, and tell the model how
+    it went: not done (and why), requests blocked or held, ok or failed. Stops after
+    ``budget.max_failures`` failed actions in a row."""
+    ctx, history = agent.ctx, agent.history
+    agent.pending = asyncio.create_task(record_step(ctx, gated.step))
+    text = describe(action)
+    if gated.outcome != "done":
+        # Not done, but recorded with its verdict; the model is told why and may go on.
+        history.add(f"{text}: not done: {gated.message}")
+        return
+    detail = gated.step.detail or {}
+    blocked = [
+        b for b in detail.get("blocked_requests", []) if b["host"] not in BROWSER_SERVICE_HOSTS
+    ]
+    if blocked:
+        hosts = sorted({f"{b['host']}:{b['port']}" for b in blocked})
+        history.add(
+            f"{text}: requests to {', '.join(hosts)} were blocked: "
+            "not on this task's allowed_domains"
+        )
+    held = detail.get("held_requests", [])
+    if held:
+        # Our words and the request's path only: the rest of a URL is the page's.
+        sent = sorted({f"{h['method']} {urlsplit(h['url']).path[:80]}" for h in held})
+        history.add(
+            f"{text}: the page tried to send {', '.join(sent[:5])}; held and "
+            f"not sent: {held[0]['reason']}"
+        )
+    failure = gated.failure
+    if failure is None:
+        agent.failures = 0
+        history.add(f"{text}: ok")
+        return
+    agent.failures += 1
+    message = str(failure).split(": ", 1)[-1]
+    history.add(f"{text}: failed: {message}")
+    if agent.failures >= ctx.task.budget.max_failures:
+        raise LoopStop(f"stopped: {agent.failures} failed actions in a row; last: {failure}")

@@ -1,0 +1,77 @@
+"""The goal loop's state: what lasts across turns (:class:`Agent`) and one turn (:class:`Turn`),
+with the limits of the stop rules that count."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.agent.prompt import History
+from runtime.agent.router import ModelRouter
+from runtime.agent.toolset import Done, ExtractData, Look, tool_specs
+from runtime.errors import StepFailedError
+from runtime.models.types import Message, ModelResponse, ToolSpec
+from runtime.run.context import RunContext
+from tools import AnyAction, Observation
+
+__all__ = [
+    "LOOP_REPEATS",
+    "MAX_INVALID_CALLS",
+    "MAX_INVALID_RESULTS",
+    "Agent",
+    "Call",
+    "LoopStop",
+    "Turn",
+]
+
+LOOP_REPEATS = 3
+"""The same action on the same page state this often is a loop: the run stops."""
+MAX_INVALID_CALLS = 3
+"""Invalid tool calls (or answers without one) in a row that go back to the model."""
+MAX_INVALID_RESULTS = 2
+"""done() results failing the output schema that go back to the model."""
+
+Call = AnyAction | Look | ExtractData | Done
+"""A planner's tool call, parsed and validated."""
+
+
+class LoopStop(StepFailedError):
+    """A stop rule ended the run."""
+
+
+@dataclass
+class Agent:
+    """One goal run's loop: its run, its models, and what it keeps across turns."""
+
+    ctx: RunContext
+    router: ModelRouter
+    history: History = field(default_factory=History)
+    specs: list[ToolSpec] = field(default_factory=tool_specs)
+    seen: Counter[str] = field(default_factory=Counter)
+    """How often each action was chosen on each page state (loop detection)."""
+    invalid_calls: int = 0
+    invalid_results: int = 0
+    failures: int = 0
+    """Failed actions in a row."""
+    pending: asyncio.Task[None] | None = None
+    """The screenshot and record of the last action, taken while the next turn observes and asks
+    the model (both only read the page); always awaited before the next action and on exit."""
+
+    async def settle(self) -> None:
+        """Wait for the last action's record."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            await pending
+
+
+@dataclass
+class Turn:
+    """One turn: the page as observed, the planner's messages and its answer."""
+
+    obs: Observation
+    messages: list[Message]
+    response: ModelResponse | None = None
+    note: dict[str, Any] = field(default_factory=dict)
+    """For the step's record: the model that chose the call, the tool, the shadow's choice."""

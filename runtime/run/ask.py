@@ -1,0 +1,165 @@
+"""Asking a person: the approval request for an action the gate will not do on its own, and the
+wait for a decision (a policy's auto-approval, a person's, in any process, or expiry).
+
+While it waits the run is ``waiting_approval`` and its own time limit stops: a person's time is
+not the run's. A wait that ends without a decision (cancelled, timed out) cancels the request, so
+nothing acts on it later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from policies import Policy, Verdict
+from runtime.approvals import ApprovalRequest, new_approval_id
+from runtime.run.state import RunEvent
+from runtime.run.summary import fingerprint, idempotency_key, summarize
+from tools import AnyAction, Checked, highlighted_screenshot
+
+if TYPE_CHECKING:
+    from runtime.run.context import RunContext
+
+__all__ = ["ApprovalAsker"]
+
+# What the webhook announces of a request (never its action's arguments or screenshot).
+_ANNOUNCED = {
+    "id",
+    "run_id",
+    "step_idx",
+    "task_name",
+    "profile",
+    "summary",
+    "reasons",
+    "page_url",
+    "created_at",
+    "expires_at",
+    "prior",
+}
+
+
+class ApprovalAsker:
+    """Creates one run's approval requests and waits for their decisions."""
+
+    def __init__(
+        self, ctx: RunContext, policy: Policy, ttl_s: float, *, poll_s: float = 0.25
+    ) -> None:
+        self.ctx = ctx
+        self.policy = policy
+        self.ttl_s = ttl_s
+        self.poll_s = poll_s
+        self.auto_used: dict[str, int] = {}
+        """How often each auto-approval entry was used in this run."""
+        self.last_webhook: str | None = None
+        """How the webhook for the last request went."""
+
+    async def request(
+        self, action: AnyAction, verdict: Verdict, checked: Checked
+    ) -> ApprovalRequest:
+        """Persist a request for ``action`` as ``checked``, with its screenshot."""
+        ctx = self.ctx
+        facts = checked.facts
+        recorder = ctx.recorder
+        redact = recorder.redact
+        request_id = new_approval_id()
+        # The screenshot first: a request is never seen without it.
+        shot = await highlighted_screenshot(ctx.tabs, action, ctx.redactor.found_in_text)
+        path = None
+        if shot is not None:
+            path = recorder.run_dir / "approvals" / f"{request_id}.jpg"
+            recorder.write_file(path, shot)
+            await recorder.artifact("approval", path, ctx.state.idx)
+        return await ctx.approvals.create(
+            request_id=request_id,
+            screenshot=str(path) if path else None,
+            run_id=ctx.run_id,
+            step_idx=ctx.state.idx,
+            task_name=ctx.task.name,
+            profile=ctx.profile,
+            action=recorder.scrub(action.model_dump(mode="json", by_alias=True, exclude_none=True)),
+            summary=redact(summarize(action, facts)),
+            reasons=verdict.reasons,
+            fingerprint=fingerprint(action, checked, ctx.redactor),
+            idempotency_key=idempotency_key(ctx.task.name, ctx.profile, action, facts),
+            page_url=redact(str(facts.get("page_url") or "")) or None,
+            ttl_s=self.ttl_s,
+        )
+
+    async def _auto(self, request: ApprovalRequest, verdict: Verdict) -> bool:
+        ctx = self.ctx
+        if any(p["status"] in ("unconfirmed", "executing") for p in request.prior):
+            return False  # an earlier one may or may not have happened: a person must look
+        by_person = [
+            p
+            for p in request.prior
+            if p["status"] == "executed" and not str(p["decided_by"]).startswith("policy:")
+        ]
+        for entry in self.policy.auto_approve:
+            if not entry.covers(verdict, ctx.task.name, ctx.profile):
+                continue
+            if len(by_person) < entry.after_approvals:
+                continue
+            if self.auto_used.get(entry.name, 0) >= entry.max_per_run:
+                continue
+            self.auto_used[entry.name] = self.auto_used.get(entry.name, 0) + 1
+            await ctx.approvals.auto_approve(request.id, entry.name)
+            return True
+        return False
+
+    async def _announce(self, request: ApprovalRequest) -> None:
+        ctx = self.ctx
+        ctx.emit(
+            RunEvent(
+                ctx.run_id,
+                ctx.profile,
+                "approval",
+                ctx.state.idx + 1,
+                text=f"waiting for approval {request.id}: {request.summary}",
+                status="waiting_approval",
+            )
+        )
+        if ctx.webhook is not None:
+            self.last_webhook = await ctx.webhook.send(
+                {
+                    "event": "approval.requested",
+                    **request.model_dump(mode="json", include=_ANNOUNCED),
+                    "approve": f"corral approvals approve {request.id}",
+                    "deny": f"corral approvals deny {request.id} --comment TEXT",
+                }
+            )
+
+    async def wait(self, request: ApprovalRequest, verdict: Verdict) -> ApprovalRequest:
+        """The decision on ``request``: a policy's auto-approval, or a person's, or expiry."""
+        ctx = self.ctx
+        approvals = ctx.approvals
+        self.last_webhook = None
+        if await self._auto(request, verdict):
+            await ctx.store.set_run_status(ctx.run_id, "running")
+            return await approvals.get(request.id)
+        await self._announce(request)
+        started = time.monotonic()
+        decided: ApprovalRequest | None = None
+        # A person's time is not the run's: the run's own time limit stops while it waits.
+        timer = ctx.timer
+        deadline = timer.when() if timer is not None else None
+        if timer is not None and deadline is not None:
+            timer.reschedule(None)
+        try:
+            while decided is None:
+                current = await approvals.get(request.id, with_prior=False)
+                if current.status != "pending":
+                    decided = current
+                elif current.expires_at <= approvals.now():
+                    await approvals.expire(request.id)
+                else:
+                    await asyncio.sleep(self.poll_s)
+        finally:
+            if decided is None:
+                # Cancelled or timed out while waiting: nothing will act on this request.
+                await asyncio.shield(approvals.cancel(request.id, "the run ended while waiting"))
+            else:
+                await asyncio.shield(ctx.store.set_run_status(ctx.run_id, "running"))
+            if timer is not None and deadline is not None:
+                timer.reschedule(deadline + (time.monotonic() - started))
+        return decided
