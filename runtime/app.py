@@ -20,8 +20,8 @@ from profiles import (
     Vault,
 )
 from runtime.approvals import Approvals
-from runtime.auth import Auth
 from runtime.models.fallback import CircuitBreaker
+from runtime.services import Services
 from runtime.settings import Settings
 from runtime.store import Store
 from runtime.webhook import Webhook
@@ -45,8 +45,6 @@ class Runtime:
         self.key = key
         self.profiles = ProfileManager(store, key, settings.home)
         self.vault = Vault(store, key)
-        self.auth = Auth(store)
-        """Users, roles, tokens, grants and the audit log."""
         self.redactor = RedactorGroup()
         """The redactors of this process's live runs, for log lines (the CLI's log filter).
         Each run redacts its own records with its own redactor, so one run's TOTP code never
@@ -56,6 +54,9 @@ class Runtime:
         self.breaker = CircuitBreaker()
         """Shared by every run of this process, so a failing provider is skipped by all."""
         self.approvals = Approvals(store)
+        """Approval requests as a run's gate uses them (a person decides through services)."""
+        self.services = Services(self)
+        """Every operation an actor makes, authorized and audited: the Python API."""
         self._stack = stack
         self._pool = pool
 

@@ -961,3 +961,12 @@ class Store:
             )
             for r in rows
         ]
+
+
+# Repositories over the Store (imported last: they take the Store object). The approvals
+# repository is imported from runtime.store.approvals directly (it maps rows to
+# runtime.approvals' requests, which themselves use this package).
+from runtime.store.audit import AuditLog, write_audit  # noqa: E402
+from runtime.store.users import UserRepo  # noqa: E402
+
+__all__ += ["AuditLog", "UserRepo", "write_audit"]
