@@ -1,14 +1,29 @@
-"""The corral engine: tasks, runs, recording, the store and the command line."""
+"""The corral engine: tasks, runs, recording, the store, the services and the command line.
+
+The Python API of every authorized operation is ``rt.services`` (:class:`Services`): see
+``docs/api.md``.
+"""
 
 from profiles import CorralError, RunError, UserError
 from runtime.app import Runtime
 from runtime.approvals import ApprovalError, ApprovalRequest, Approvals
-from runtime.auth import LOCAL_ACTOR, Actor, AuthError, PermissionDeniedError
+from runtime.auth import LOCAL_ACTOR, Actor, AuthError, PermissionDeniedError, UserRole
 from runtime.errors import RunNotFoundError, StepFailedError, StoreError, TaskFileError
 from runtime.records import ArtifactRecord, RunRecord, RunStatus, StepRecord
 from runtime.run.gate import ApprovalDeniedError
 from runtime.run.parallel import run_many
 from runtime.run.runner import RunEvent, RunResult, run_task
+from runtime.services import (
+    ApprovalService,
+    AuditService,
+    KeyService,
+    PolicyService,
+    ProfileService,
+    RunService,
+    SecretService,
+    Services,
+    UserService,
+)
 from runtime.settings import Settings
 from runtime.store import Store
 from runtime.task import Budget, Step, Task, When, load_task, parse_task
@@ -19,19 +34,27 @@ __all__ = [
     "ApprovalDeniedError",
     "ApprovalError",
     "ApprovalRequest",
+    "ApprovalService",
     "Approvals",
     "ArtifactRecord",
+    "AuditService",
     "AuthError",
     "Budget",
     "CorralError",
+    "KeyService",
     "PermissionDeniedError",
+    "PolicyService",
+    "ProfileService",
     "RunError",
     "RunEvent",
     "RunNotFoundError",
     "RunRecord",
     "RunResult",
+    "RunService",
     "RunStatus",
     "Runtime",
+    "SecretService",
+    "Services",
     "Settings",
     "Step",
     "StepFailedError",
@@ -41,6 +64,8 @@ __all__ = [
     "Task",
     "TaskFileError",
     "UserError",
+    "UserRole",
+    "UserService",
     "When",
     "load_task",
     "parse_task",

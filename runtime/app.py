@@ -20,10 +20,10 @@ from profiles import (
     Vault,
 )
 from runtime.approvals import Approvals
-from runtime.auth import Auth
 from runtime.models.config import BreakerConfig
 from runtime.models.fallback import CircuitBreaker
 from runtime.policyfile import load_policy
+from runtime.services import Services
 from runtime.settings import Settings
 from runtime.store import Store
 from runtime.webhook import Webhook
@@ -47,8 +47,6 @@ class Runtime:
         self.key = key
         self.profiles = ProfileManager(store.profiles, key, settings.home)
         self.vault = Vault(store.vault, key)
-        self.auth = Auth(store)
-        """Users, roles, tokens, grants and the audit log."""
         self.redactor = RedactorGroup()
         """The redactors of this process's live runs, for log lines (the CLI's log filter).
         Each run redacts its own records with its own redactor, so one run's TOTP code never
@@ -57,6 +55,9 @@ class Runtime:
         """Where model API keys are read from (by the env var names in corral.toml)."""
         self._breakers: dict[tuple[int, float], CircuitBreaker] = {}
         self.approvals = Approvals(store)
+        """Approval requests as a run's gate uses them (a person decides through services)."""
+        self.services = Services(self)
+        """Every operation an actor makes, authorized and audited: the Python API."""
         self._stack = stack
         self._pool = pool
 

@@ -32,6 +32,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiosqlite
 
 from profiles import (
     LEASE_TTL_S,
@@ -44,11 +47,17 @@ from profiles import (
     fsync_dir,
     write_key_file,
 )
-from runtime.app import Runtime
 
-__all__ = ["LOCK_NAME", "RotationBlockedError", "RotationReport", "rotate_key"]
+if TYPE_CHECKING:
+    from runtime.app import Runtime
+
+__all__ = ["LOCK_NAME", "OnResealed", "RotationBlockedError", "RotationReport", "rotate_key"]
 
 LOCK_NAME = "rotate.lock"
+
+OnResealed = Callable[[aiosqlite.Connection, int, str], Awaitable[None]]
+"""Called inside the transaction that reseals the store, with the rows resealed and the new
+key's fingerprint: an audit row written there commits with the resealed rows."""
 
 
 class RotationBlockedError(UserError):
@@ -125,15 +134,17 @@ async def rotate_key(
     rt: Runtime,
     new_key: MasterKey | None = None,
     checkpoint: Callable[[str], None] = lambda _stage: None,
+    on_resealed: OnResealed | None = None,
 ) -> RotationReport:
     """Rotate the master key; ``checkpoint(stage)`` is called after each durable stage.
 
     Refused (:class:`RotationBlockedError`, nothing changed) while another rotation is running or
-    a live run holds a profile lease.
+    a live run holds a profile lease. An actor rotates through
+    :meth:`runtime.services.KeyService.rotate`, which audits it via ``on_resealed``.
     """
     with _exclusive(rt.settings.home):
         async with _all_leases(rt) as renew:
-            return await _rotate(rt, new_key, checkpoint, renew)
+            return await _rotate(rt, new_key, checkpoint, renew, on_resealed)
 
 
 async def _rotate(
@@ -141,6 +152,7 @@ async def _rotate(
     new_key: MasterKey | None,
     checkpoint: Callable[[str], None],
     renew: Callable[[], Awaitable[None]],
+    on_resealed: OnResealed | None,
 ) -> RotationReport:
     home = rt.settings.home
     file_mode = rt.settings.master_key is None
@@ -164,7 +176,10 @@ async def _rotate(
             "(32 bytes, base64 or hex), then set CORRAL_MASTER_KEY to it"
         )
     ring = KeyRing(new_key, rt.key.keys)
-    rows = await rt.store.reseal_all(ring.reseal)
+    async with rt.store.tx() as db:
+        rows = await rt.store.reseal_all(ring.reseal)
+        if on_resealed is not None:
+            await on_resealed(db, rows, new_key.fingerprint)
     checkpoint("store-resealed")
     archives = 0
     for name, path in _archives(home):

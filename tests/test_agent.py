@@ -446,7 +446,7 @@ async def test_a_model_cannot_pay_without_a_person_a_denial_is_explained(
 
     async def deny_when_asked() -> str:
         request = await next_request(rt)
-        await rt.approvals.decide(LOCAL_ACTOR, request.id, False, "not this month")
+        await rt.services.approvals.decide(LOCAL_ACTOR, request.id, False, "not this month")
         return request.summary
 
     planner = FunctionModel(login_then(pay_it))

@@ -129,7 +129,7 @@ async def test_scripted_payment_waits_and_a_second_process_approves_each_gated_s
     assert paid(shop) == {inv.number}
     both = await rt.approvals.list_requests(None, pay.run_id)
     assert {r.status for r in both} == {"executed"} and {r.outcome for r in both} == {"ok"}
-    audit = await rt.auth.list_audit(action="approval.approve")
+    audit = await rt.services.audit.list(LOCAL_ACTOR, action="approval.approve")
     assert sorted(a.subject for a in audit) == sorted([pay.id, confirm.id])
     assert {a.actor for a in audit} == {"local"}
     steps = await rt.store.list_steps(pay.run_id)
@@ -146,7 +146,7 @@ async def test_a_denial_stops_a_scripted_run_with_exit_code_3(
     async with asyncio.TaskGroup() as tg:
         run = tg.create_task(run_task(rt, parse_task(pay_task(shop.url, inv), "pay.yaml"), "alice"))
         request = await next_request(rt)
-        await rt.approvals.decide(LOCAL_ACTOR, request.id, False, "wrong invoice")
+        await rt.services.approvals.decide(LOCAL_ACTOR, request.id, False, "wrong invoice")
     result = run.result()
     assert (result.status, result.exit_code) == ("denied", 3)
     assert result.error and "denied by a person (local): wrong invoice" in result.error
@@ -156,7 +156,7 @@ async def test_a_denial_stops_a_scripted_run_with_exit_code_3(
     assert steps[-1].detail["approval"]["status"] == "denied"
     # A decided request cannot be decided again, in this process or another.
     with pytest.raises(ApprovalError, match="already denied by local"):
-        await rt.approvals.decide(LOCAL_ACTOR, request.id, True)
+        await rt.services.approvals.decide(LOCAL_ACTOR, request.id, True)
     again = await other_process("approvals", "approve", request.id)
     assert again.returncode == 2 and "already denied" in again.stderr
 
@@ -197,10 +197,10 @@ async def test_an_approval_is_bound_to_the_page_it_was_asked_on(
         assert "$10.00" in first.summary
         # The price changes 1.5 s after the page loaded, while the person is deciding.
         await asyncio.sleep(2.5)
-        await rt.approvals.decide(LOCAL_ACTOR, first.id, True, "ok at $10")
+        await rt.services.approvals.decide(LOCAL_ACTOR, first.id, True, "ok at $10")
         second = await next_request(rt, besides=first)
         assert "$30.00" in second.summary
-        await rt.approvals.decide(LOCAL_ACTOR, second.id, True, "fine, $30")
+        await rt.services.approvals.decide(LOCAL_ACTOR, second.id, True, "fine, $30")
     result = run.result()
     assert result.status == "succeeded", result.error
     assert result.output == "Subscribed to Pro at $30.00/month"
@@ -227,9 +227,9 @@ async def test_a_model_run_asks_and_an_approved_payment_happens_once(
 
     async def approve_twice() -> list[str]:
         first = await next_request(rt)
-        await rt.approvals.decide(LOCAL_ACTOR, first.id, True)
+        await rt.services.approvals.decide(LOCAL_ACTOR, first.id, True)
         second = await next_request(rt, besides=first)
-        await rt.approvals.decide(LOCAL_ACTOR, second.id, True)
+        await rt.services.approvals.decide(LOCAL_ACTOR, second.id, True)
         return [first.summary, second.summary]
 
     async with asyncio.TaskGroup() as tg:
@@ -296,9 +296,9 @@ async def test_an_approved_action_runs_once_even_when_the_runner_dies_while_acti
     proc = start_run(task_file(tmp_path, pay_task(slow_shop.url, inv)))
     try:
         pay = await next_request(rt, timeout_s=90)
-        await rt.approvals.decide(LOCAL_ACTOR, pay.id, True)
+        await rt.services.approvals.decide(LOCAL_ACTOR, pay.id, True)
         confirm = await next_request(rt, besides=pay)
-        await rt.approvals.decide(LOCAL_ACTOR, confirm.id, True)
+        await rt.services.approvals.decide(LOCAL_ACTOR, confirm.id, True)
         # The runner claimed the action and the portal recorded the payment; its answer is
         # 4 s away. Kill the runner now, between doing the action and confirming it.
         async with asyncio.timeout(60):
@@ -358,7 +358,7 @@ async def test_racing_approvers_in_other_processes_exactly_one_decision_wins(rt:
     decided = await rt.approvals.get(request.id)
     winner = verbs[[r.returncode for r in results].index(0)]
     assert decided.status == {"approve": "approved", "deny": "denied"}[winner]
-    audit = [a for a in await rt.auth.list_audit() if a.subject == request.id]
+    audit = [a for a in await rt.services.audit.list(LOCAL_ACTOR) if a.subject == request.id]
     assert len(audit) == 1
 
 
@@ -367,16 +367,16 @@ async def test_only_admins_decide_with_valid_tokens_and_every_decision_is_audite
 ) -> None:
     from runtime.auth import Actor
 
-    await rt.auth.add_user(LOCAL_ACTOR, "root", "super_admin")
+    await rt.services.users.add_user(LOCAL_ACTOR, "root", "super_admin")
     root = Actor("root", "super_admin")
-    await rt.auth.add_user(root, "ursula", "user")
-    await rt.auth.add_user(root, "adam", "admin")
-    _, ursula = await rt.auth.create_token(root, "ursula", 3600)
-    adam_token, adam = await rt.auth.create_token(root, "adam", 3600)
+    await rt.services.users.add_user(root, "ursula", "user")
+    await rt.services.users.add_user(root, "adam", "admin")
+    _, ursula = await rt.services.users.create_token(root, "ursula", 3600)
+    adam_token, adam = await rt.services.users.create_token(root, "adam", 3600)
     request = await fake_request(rt)
 
     with pytest.raises(PermissionDeniedError, match="needs admin"):
-        await rt.approvals.decide(Actor("ursula", "user"), request.id, True)
+        await rt.services.approvals.decide(Actor("ursula", "user"), request.id, True)
     low = await other_process("approvals", "approve", request.id, env={"CORRAL_TOKEN": ursula})
     assert low.returncode == 2 and "needs admin" in low.stderr and ursula not in low.stderr
     anonymous = await other_process("approvals", "approve", request.id)
@@ -389,11 +389,11 @@ async def test_only_admins_decide_with_valid_tokens_and_every_decision_is_audite
         "approvals", "deny", request.id, "--comment", "not now", env={"CORRAL_TOKEN": adam}
     )
     assert ok.returncode == 0 and f"{request.id} denied by adam" in ok.stdout, ok.stderr
-    [entry] = [a for a in await rt.auth.list_audit() if a.subject == request.id]
+    [entry] = [a for a in await rt.services.audit.list(LOCAL_ACTOR) if a.subject == request.id]
     assert (entry.actor, entry.action) == ("adam", "approval.deny")
     assert entry.detail and entry.detail["comment"] == "not now"
 
-    await rt.auth.revoke_token(root, adam_token.id)
+    await rt.services.users.revoke_token(root, adam_token.id)
     second = await fake_request(rt)
     revoked = await other_process("approvals", "approve", second.id, env={"CORRAL_TOKEN": adam})
     assert revoked.returncode == 2 and adam not in revoked.stderr
@@ -452,7 +452,7 @@ async def test_each_request_is_announced_by_a_signed_webhook_without_secrets(
         async with asyncio.TaskGroup() as tg:
             run = tg.create_task(run_task(rt, parse_task(planted, "pay.yaml"), "alice"))
             request = await next_request(rt)
-            await rt.approvals.decide(LOCAL_ACTOR, request.id, False, "no")
+            await rt.services.approvals.decide(LOCAL_ACTOR, request.id, False, "no")
         assert run.result().exit_code == 3
         steps = await rt.store.list_steps(request.run_id)
     [(headers, body)] = received
@@ -510,16 +510,16 @@ async def test_a_policy_may_auto_approve_a_repeat_a_person_approved_before(
         first = tg.create_task(run_task(rt, task, "alice"))
         request = await next_request(rt)
         assert request.summary == "Upload a file to 'Document' on /documents"
-        await rt.approvals.decide(LOCAL_ACTOR, request.id, True, "the daily report")
+        await rt.services.approvals.decide(LOCAL_ACTOR, request.id, True, "the daily report")
     assert first.result().status == "succeeded", first.result().error
     # The same upload again: the policy approves it, nobody is asked.
     second = await run_task(rt, task, "alice")
     assert second.status == "succeeded", second.error
     [auto] = await rt.approvals.list_requests(None, second.run_id)
     assert (auto.status, auto.decided_by) == ("executed", "policy:daily-report")
-    assert [a.actor for a in await rt.auth.list_audit(action="approval.auto_approve")] == [
-        "policy:daily-report"
-    ]
+    assert [
+        a.actor for a in await rt.services.audit.list(LOCAL_ACTOR, action="approval.auto_approve")
+    ] == ["policy:daily-report"]
 
 
 async def test_deleting_the_account_is_gated_in_scripted_and_model_runs(
@@ -540,7 +540,7 @@ async def test_deleting_the_account_is_gated_in_scripted_and_model_runs(
         request = await next_request(rt)
         assert "confirms an irreversible step" in request.reasons
         assert "looks like a deletion" in request.reasons
-        await rt.approvals.decide(LOCAL_ACTOR, request.id, False, "keep it")
+        await rt.services.approvals.decide(LOCAL_ACTOR, request.id, False, "keep it")
     assert run.result().exit_code == 3
 
     tried: list[str] = []
@@ -556,7 +556,7 @@ async def test_deleting_the_account_is_gated_in_scripted_and_model_runs(
     async with asyncio.TaskGroup() as tg:
         model_run = tg.create_task(run_task(rt, model_task, "alice", models={"planner": [planner]}))
         asked = await next_request(rt)
-        await rt.approvals.decide(LOCAL_ACTOR, asked.id, False, "never")
+        await rt.services.approvals.decide(LOCAL_ACTOR, asked.id, False, "never")
     assert model_run.result().status == "succeeded"
     assert asked.summary == "Click 'Delete account' on /settings"
     told = "\n".join(p.text for p in planner.requests[-1].messages[-1].content if p.type == "text")
@@ -600,9 +600,9 @@ async def test_a_persons_time_does_not_count_against_the_runs_time_limit(
         run = tg.create_task(run_task(rt, task, "alice"))
         pay = await next_request(rt)
         await asyncio.sleep(4.5)  # longer than the whole run may take
-        await rt.approvals.decide(LOCAL_ACTOR, pay.id, True)
+        await rt.services.approvals.decide(LOCAL_ACTOR, pay.id, True)
         confirm = await next_request(rt, besides=pay)
-        await rt.approvals.decide(LOCAL_ACTOR, confirm.id, True)
+        await rt.services.approvals.decide(LOCAL_ACTOR, confirm.id, True)
     assert run.result().status == "succeeded", run.result().error
 
 
@@ -620,7 +620,7 @@ async def test_cancelling_a_waiting_run_closes_its_request(rt: Runtime, shop: Po
     record = await rt.store.get_run(request.run_id)
     assert record is not None and record.status == "cancelled"
     with pytest.raises(ApprovalError, match="already cancelled"):
-        await rt.approvals.decide(LOCAL_ACTOR, request.id, True)
+        await rt.services.approvals.decide(LOCAL_ACTOR, request.id, True)
     assert not paid(shop)
 
 
@@ -716,9 +716,9 @@ async def test_an_auto_approval_for_one_kind_never_approves_another(
         assert (result.status, result.exit_code) == ("denied", 3), result.error
         [asked] = await rt.approvals.list_requests(None, result.run_id)
         assert (asked.status, asked.decided_by) == ("expired", "expiry")
-    assert [a.actor for a in await rt.auth.list_audit(action="approval.auto_approve")] == [
-        "policy:pay-ok"
-    ]
+    assert [
+        a.actor for a in await rt.services.audit.list(LOCAL_ACTOR, action="approval.auto_approve")
+    ] == ["policy:pay-ok"]
 
 
 async def test_auto_approval_keeps_to_its_tasks_profiles_and_max_per_run(

@@ -19,12 +19,13 @@ from runtime.auth import (
     LOCAL_ACTOR,
     Actor,
     AuditTamperedError,
-    Auth,
     AuthError,
+    Authorizer,
     PermissionDeniedError,
-    write_audit,
 )
 from runtime.cli.users import parse_ttl
+from runtime.services import Services, UserService
+from runtime.store.audit import write_audit
 from tests.conftest import CORRAL
 
 ROOT = Actor("root", "super_admin")
@@ -59,16 +60,34 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def auth(rt: Runtime, clock: Clock) -> Auth:
-    return Auth(rt.store, now=clock)
+def svc(rt: Runtime, clock: Clock) -> Services:
+    return Services(rt, now=clock)
 
 
-async def team(auth: Auth) -> dict[str, str]:
+@pytest.fixture
+def auth(svc: Services) -> UserService:
+    return svc.users
+
+
+async def team(auth: UserService) -> dict[str, str]:
     """root (super_admin), ada (admin), bob (user) and a token for each."""
     await auth.add_user(LOCAL_ACTOR, "root", "super_admin")
     await auth.add_user(ROOT, "ada", "admin")
     await auth.add_user(ROOT, "bob", "user")
     return {name: (await auth.create_token(ROOT, name, DAY))[1] for name in ("root", "ada", "bob")}
+
+
+async def append_audit(
+    rt: Runtime,
+    actor: Actor,
+    action: str,
+    subject: str,
+    detail: dict[str, str] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """One audit row in its own transaction."""
+    async with rt.store.tx() as db:
+        await write_audit(db, actor, action, subject, detail, at=at)
 
 
 async def audit_count(rt: Runtime) -> int:
@@ -80,30 +99,30 @@ async def audit_count(rt: Runtime) -> int:
 # --- who is acting ------------------------------------------------------------------------------
 
 
-async def test_single_user_mode_acts_as_local_super_admin(auth: Auth) -> None:
+async def test_single_user_mode_acts_as_local_super_admin(auth: UserService) -> None:
     actor = await auth.actor(None)
     assert actor == LOCAL_ACTOR and actor.level == 100
-    auth.require(actor, "super_admin", "anything")  # no exception
+    Authorizer.require(actor, "super_admin", "anything")  # no exception
 
 
-async def test_first_user_must_be_a_super_admin(auth: Auth) -> None:
+async def test_first_user_must_be_a_super_admin(auth: UserService) -> None:
     with pytest.raises(UserError, match="first user must be a super_admin"):
         await auth.add_user(LOCAL_ACTOR, "bob", "user")
-    assert await auth.list_users() == []
+    assert await auth.list_users(LOCAL_ACTOR) == []
     await auth.add_user(LOCAL_ACTOR, "root", "super_admin")
-    assert [(u.name, u.role) for u in await auth.list_users()] == [("root", "super_admin")]
+    assert [(u.name, u.role) for u in await auth.list_users(ROOT)] == [("root", "super_admin")]
     # From now on the local actor is gone: a token is needed.
     with pytest.raises(AuthError, match="set CORRAL_TOKEN"):
         await auth.actor(None)
 
 
-async def test_token_create_use_expire_with_clock(auth: Auth, clock: Clock) -> None:
+async def test_token_create_use_expire_with_clock(auth: UserService, clock: Clock) -> None:
     await auth.add_user(LOCAL_ACTOR, "root", "super_admin")
     record, token = await auth.create_token(ROOT, "root", 3600)
     assert token.startswith("crl_") and len(token) > 40
     assert record.expires_at == clock.now + timedelta(hours=1)
     assert await auth.actor(token) == ROOT
-    [listed] = await auth.list_tokens("root")
+    [listed] = await auth.list_tokens(ROOT, "root")
     assert listed.id == record.id and listed.last_used_at == clock.now
     clock.advance(3599)
     assert await auth.actor(token) == ROOT
@@ -111,12 +130,12 @@ async def test_token_create_use_expire_with_clock(auth: Auth, clock: Clock) -> N
     with pytest.raises(AuthError, match=f"API token {record.id} of root expired") as info:
         await auth.actor(token)
     assert token not in str(info.value)
-    assert (await auth.list_tokens("root"))[0].status(clock.now) == "expired"
+    assert (await auth.list_tokens(ROOT, "root"))[0].status(clock.now) == "expired"
 
 
-async def test_revoked_and_unknown_tokens_fail_without_echoing_them(auth: Auth) -> None:
+async def test_revoked_and_unknown_tokens_fail_without_echoing_them(auth: UserService) -> None:
     tokens = await team(auth)
-    [bob_token] = await auth.list_tokens("bob")
+    [bob_token] = await auth.list_tokens(ROOT, "bob")
     await auth.revoke_token(BOB, bob_token.id)  # the owner may revoke their own
     with pytest.raises(AuthError, match="was revoked") as revoked:
         await auth.actor(tokens["bob"])
@@ -133,27 +152,29 @@ async def test_revoked_and_unknown_tokens_fail_without_echoing_them(auth: Auth) 
         await auth.revoke_token(ROOT, "nope")
 
 
-async def test_disabled_users_token_fails_and_all_tokens_are_revoked(auth: Auth) -> None:
+async def test_disabled_users_token_fails_and_all_tokens_are_revoked(auth: UserService) -> None:
     tokens = await team(auth)
     second = (await auth.create_token(BOB, "bob", DAY))[1]  # users may create their own
     await auth.disable_user(ROOT, "bob")
     for token in (tokens["bob"], second):
         with pytest.raises(AuthError, match="bob is disabled"):
             await auth.actor(token)
-    assert all(t.revoked_at is not None for t in await auth.list_tokens("bob"))
+    assert all(t.revoked_at is not None for t in await auth.list_tokens(ROOT, "bob"))
     with pytest.raises(UserError, match="disabled"):
         await auth.create_token(ROOT, "bob", DAY)
     assert await auth.actor(tokens["ada"]) == ADA
 
 
-async def test_token_values_never_listed_or_audited(rt: Runtime, auth: Auth) -> None:
+async def test_token_values_never_listed_or_audited(
+    rt: Runtime, auth: UserService, svc: Services
+) -> None:
     tokens = await team(auth)
-    await auth.revoke_token(ROOT, (await auth.list_tokens("ada"))[0].id)
+    await auth.revoke_token(ROOT, (await auth.list_tokens(ROOT, "ada"))[0].id)
     dumped = json.dumps(
         [
-            *(u.model_dump(mode="json") for u in await auth.list_users()),
-            *(t.model_dump(mode="json") for t in await auth.list_tokens()),
-            *(e.model_dump(mode="json") for e in await auth.list_audit()),
+            *(u.model_dump(mode="json") for u in await auth.list_users(ROOT)),
+            *(t.model_dump(mode="json") for t in await auth.list_tokens(ROOT)),
+            *(e.model_dump(mode="json") for e in await svc.audit.list(ROOT)),
         ]
     )
     rows = await rt.store.fetch_all("SELECT * FROM audit_log")
@@ -166,7 +187,7 @@ async def test_token_values_never_listed_or_audited(rt: Runtime, auth: Auth) -> 
 # --- roles and grants ---------------------------------------------------------------------------
 
 
-async def test_user_cannot_manage_users_or_grants(auth: Auth, rt: Runtime) -> None:
+async def test_user_cannot_manage_users_or_grants(auth: UserService, rt: Runtime) -> None:
     await team(auth)
     await rt.profiles.create("shop")
     with pytest.raises(PermissionDeniedError) as info:
@@ -179,14 +200,14 @@ async def test_user_cannot_manage_users_or_grants(auth: Auth, rt: Runtime) -> No
     with pytest.raises(PermissionDeniedError, match="may not create tokens for ada"):
         await auth.create_token(BOB, "ada", DAY)
     with pytest.raises(PermissionDeniedError, match="may not revoke tokens of ada"):
-        await auth.revoke_token(BOB, (await auth.list_tokens("ada"))[0].id)
+        await auth.revoke_token(BOB, (await auth.list_tokens(ROOT, "ada"))[0].id)
 
 
-async def test_admin_can_grant_but_not_change_roles(auth: Auth, rt: Runtime) -> None:
+async def test_admin_can_grant_but_not_change_roles(auth: UserService, rt: Runtime) -> None:
     await team(auth)
     await rt.profiles.create("shop")
     await auth.grant(ADA, "bob", "shop")
-    assert (await auth.list_users())[1].profiles == ["shop"]  # ada, bob, root
+    assert (await auth.list_users(ROOT))[1].profiles == ["shop"]  # ada, bob, root
     with pytest.raises(PermissionDeniedError, match=r"ada \(admin\) may not change roles"):
         await auth.set_role(ADA, "bob", "admin")
     with pytest.raises(PermissionDeniedError, match="super_admin"):
@@ -202,19 +223,21 @@ async def test_admin_can_grant_but_not_change_roles(auth: Auth, rt: Runtime) -> 
         await auth.revoke_grant(ADA, "bob", "shop")
 
 
-async def test_profile_needs_a_grant_for_users_not_admins(auth: Auth, rt: Runtime) -> None:
+async def test_profile_needs_a_grant_for_users_not_admins(
+    auth: UserService, rt: Runtime, svc: Services
+) -> None:
     await team(auth)
     await rt.profiles.create("shop")
     with pytest.raises(PermissionDeniedError) as info:
-        await auth.require_profile(BOB, "shop", "run tasks on profile 'shop'")
+        await svc.authorizer.require_profile(BOB, "shop", "run tasks on profile 'shop'")
     assert "profile 'shop' is not granted to bob" in str(info.value)
     assert "corral users grant bob shop" in str(info.value)
-    await auth.require_profile(ADA, "shop", "run")  # admins pass without a grant
+    await svc.authorizer.require_profile(ADA, "shop", "run")  # admins pass without a grant
     await auth.grant(ROOT, "bob", "shop")
-    await auth.require_profile(BOB, "shop", "run")
+    await svc.authorizer.require_profile(BOB, "shop", "run")
 
 
-async def test_last_super_admin_cannot_be_demoted_or_disabled(auth: Auth) -> None:
+async def test_last_super_admin_cannot_be_demoted_or_disabled(auth: UserService) -> None:
     await team(auth)
     with pytest.raises(UserError, match="cannot demote root: they are the last super_admin"):
         await auth.set_role(ROOT, "root", "admin")
@@ -222,11 +245,11 @@ async def test_last_super_admin_cannot_be_demoted_or_disabled(auth: Auth) -> Non
         await auth.disable_user(ROOT, "root")
     await auth.set_role(ROOT, "ada", "super_admin")
     await auth.set_role(ROOT, "root", "admin")
-    roles = {u.name: u.role for u in await auth.list_users()}
+    roles = {u.name: u.role for u in await auth.list_users(ROOT)}
     assert roles == {"ada": "super_admin", "bob": "user", "root": "admin"}
 
 
-async def test_bad_names_roles_and_lifetimes_are_user_errors(auth: Auth) -> None:
+async def test_bad_names_roles_and_lifetimes_are_user_errors(auth: UserService) -> None:
     await auth.add_user(LOCAL_ACTOR, "root", "super_admin")
     with pytest.raises(UserError, match="already exists"):
         await auth.add_user(ROOT, "root", "user")
@@ -241,7 +264,7 @@ async def test_bad_names_roles_and_lifetimes_are_user_errors(auth: Auth) -> None
     with pytest.raises(UserError, match="token lifetime"):
         await auth.create_token(ROOT, "root", 0)
     with pytest.raises(UserError, match="no user 'eve'"):
-        await auth.list_tokens("eve")
+        await auth.list_tokens(ROOT, "eve")
 
 
 def test_parse_ttl() -> None:
@@ -260,7 +283,7 @@ def test_parse_ttl() -> None:
 
 
 async def test_every_mutation_leaves_exactly_one_row_with_its_actor(
-    auth: Auth, rt: Runtime, clock: Clock
+    auth: UserService, rt: Runtime, clock: Clock, svc: Services
 ) -> None:
     await rt.profiles.create("shop")
     steps = [
@@ -278,13 +301,18 @@ async def test_every_mutation_leaves_exactly_one_row_with_its_actor(
         (BOB, "token.create", "bob", lambda: auth.create_token(BOB, "bob", DAY)),
         (ROOT, "token.create", "ada", lambda: auth.create_token(ROOT, "ada", DAY)),
         (ROOT, "user.disable", "bob", lambda: auth.disable_user(ROOT, "bob")),
-        (ADA, "approval.approve", "ap-1", lambda: auth.audit(ADA, "approval.approve", "ap-1")),
+        (
+            ADA,
+            "approval.approve",
+            "ap-1",
+            lambda: append_audit(rt, ADA, "approval.approve", "ap-1", at=clock.now),
+        ),
     ]
     for i, (actor, action, subject, call) in enumerate(steps, start=1):
         clock.advance(1)
         await call()
         assert await audit_count(rt) == i, action
-        [latest] = await auth.list_audit(limit=1)
+        [latest] = await svc.audit.list(ROOT, limit=1)
         assert (latest.actor, latest.role, latest.action, latest.subject) == (
             actor.name,
             actor.role,
@@ -292,15 +320,15 @@ async def test_every_mutation_leaves_exactly_one_row_with_its_actor(
             subject,
         )
         assert latest.at == clock.now
-    [grant] = await auth.list_audit(action="grant.add")
+    [grant] = await svc.audit.list(ROOT, action="grant.add")
     assert grant.detail == {"profile": "shop"}
-    assert [e.action for e in await auth.list_audit(action="grant")] == [
+    assert [e.action for e in await svc.audit.list(ROOT, action="grant")] == [
         "grant.revoke",
         "grant.add",
     ]
-    ada_token = (await auth.list_tokens("ada"))[0].id
+    ada_token = (await auth.list_tokens(ROOT, "ada"))[0].id
     await auth.revoke_token(ROOT, ada_token)
-    [revoked] = await auth.list_audit(limit=1)
+    [revoked] = await svc.audit.list(ROOT, limit=1)
     assert (revoked.action, revoked.subject, revoked.detail) == (
         "token.revoke",
         "ada",
@@ -316,10 +344,12 @@ async def test_every_mutation_leaves_exactly_one_row_with_its_actor(
         with pytest.raises(UserError):
             await refused
     assert await audit_count(rt) == before
-    assert await auth.verify_audit() == before
+    assert await svc.audit.verify(ROOT) == before
 
 
-async def test_audit_row_shares_the_callers_transaction(auth: Auth, rt: Runtime) -> None:
+async def test_audit_row_shares_the_callers_transaction(
+    auth: UserService, rt: Runtime, svc: Services
+) -> None:
     with pytest.raises(RuntimeError):
         async with rt.store.tx() as db:
             await write_audit(db, ADA, "approval.approve", "ap-1", {"comment": "ok"})
@@ -327,17 +357,19 @@ async def test_audit_row_shares_the_callers_transaction(auth: Auth, rt: Runtime)
     assert await audit_count(rt) == 0
     async with rt.store.tx() as db:
         await write_audit(db, ADA, "approval.deny", "ap-2")
-    [entry] = await auth.list_audit()
+    [entry] = await svc.audit.list(ROOT)
     assert (entry.actor, entry.action, entry.detail) == ("ada", "approval.deny", None)
 
 
-async def test_audit_log_refuses_update_and_delete(auth: Auth, rt: Runtime) -> None:
-    await auth.audit(ROOT, "policy.set", "global", {"sha256": "x"})
+async def test_audit_log_refuses_update_and_delete(
+    auth: UserService, rt: Runtime, svc: Services
+) -> None:
+    await append_audit(rt, ROOT, "policy.set", "global", {"sha256": "x"})
     for sql in ("UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"):
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             async with rt.store.tx() as db:
                 await db.execute(sql)
-    [entry] = await auth.list_audit()
+    [entry] = await svc.audit.list(ROOT)
     assert entry.actor == "root"
 
 
@@ -366,14 +398,14 @@ def _tamper(db_path: Path, *statements: str) -> None:
     ],
 )
 async def test_verify_audit_detects_tampering(
-    auth: Auth, rt: Runtime, statement: str, expected: str
+    auth: UserService, rt: Runtime, statement: str, expected: str, svc: Services
 ) -> None:
     await team(auth)
-    count = await auth.verify_audit()
+    count = await svc.audit.verify(ROOT)
     assert count == 6  # three users, three tokens
     _tamper(rt.store.path, statement)
     with pytest.raises(AuditTamperedError, match=expected):
-        await auth.verify_audit()
+        await svc.audit.verify(ROOT)
 
 
 # --- the command line ---------------------------------------------------------------------------

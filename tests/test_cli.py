@@ -385,8 +385,19 @@ def test_demo_twice_second_run_reuses_saved_sessions(home: Path) -> None:
     assert [r["status"] for r in pays] == ["denied", "denied"]
     assert "approval needed" in second.stdout and "(looks like a payment)" in second.stdout
     assert "denied by a person (local): the demo does not pay unasked" in second.stdout
+    # The demo acts as its actor through the services: its setup is audited like any admin's.
     audit = json.loads(corral("audit", "--json").stdout)
-    assert [a["action"] for a in audit] == ["approval.deny", "approval.deny"]
+    assert {a["actor"] for a in audit} == {"local"}
+    assert [(a["action"], a["subject"][:3]) for a in reversed(audit)] == [
+        ("profile.create", "ali"),
+        ("secret.set", "ali"),
+        ("profile.create", "bob"),
+        ("secret.set", "bob"),
+        ("approval.deny", "ap-"),
+        ("secret.set", "ali"),
+        ("secret.set", "bob"),
+        ("approval.deny", "ap-"),
+    ]
 
 
 def test_goal_task_without_api_keys_exits_2_naming_the_env_vars(

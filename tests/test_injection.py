@@ -111,10 +111,10 @@ async def test_an_obedient_model_is_stopped_by_the_gate_secret_scope_and_egress(
 
             async def the_person() -> list[str]:
                 pay = await next_request(rt)
-                await rt.approvals.decide(LOCAL_ACTOR, pay.id, False, "prompt injection")
+                await rt.services.approvals.decide(LOCAL_ACTOR, pay.id, False, "prompt injection")
                 # Even approved by mistake, the form cannot post to the other site.
                 send = await next_request(rt, besides=pay)
-                await rt.approvals.decide(LOCAL_ACTOR, send.id, True, "oops")
+                await rt.services.approvals.decide(LOCAL_ACTOR, send.id, True, "oops")
                 return [pay.summary, send.summary, *send.reasons]
 
             async with asyncio.TaskGroup() as tg:

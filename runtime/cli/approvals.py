@@ -49,8 +49,9 @@ def list_(show_all: bool, run_id: str | None, as_json: bool) -> None:
     """Pending approval requests (expired ones are expired on the way)."""
 
     async def body(rt: Runtime) -> list[ApprovalRequest]:
-        await cli_actor(rt)
-        return await rt.approvals.list_requests(None if show_all else "pending", run_id)
+        return await rt.services.approvals.list(
+            await cli_actor(rt), None if show_all else "pending", run_id
+        )
 
     requests = run_async(lambda: with_runtime(body))
     if as_json:
@@ -79,8 +80,7 @@ def show(request_id: str, as_json: bool) -> None:
     """One request: the exact action, why it is gated, its screenshot, and earlier runs of it."""
 
     async def body(rt: Runtime) -> ApprovalRequest:
-        await cli_actor(rt)
-        return await rt.approvals.get(request_id)
+        return await rt.services.approvals.get(await cli_actor(rt), request_id)
 
     r = run_async(lambda: with_runtime(body))
     if as_json:
@@ -112,8 +112,7 @@ def show(request_id: str, as_json: bool) -> None:
 
 def _decide(request_id: str, approve: bool, comment: str | None, as_json: bool) -> None:
     async def body(rt: Runtime) -> ApprovalRequest:
-        actor = await cli_actor(rt)
-        return await rt.approvals.decide(actor, request_id, approve, comment)
+        return await rt.services.approvals.decide(await cli_actor(rt), request_id, approve, comment)
 
     r = run_async(lambda: with_runtime(body))
     if as_json:

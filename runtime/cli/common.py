@@ -74,7 +74,7 @@ async def with_runtime(body: Callable[[Runtime], Awaitable[T]]) -> T:
 
 async def cli_actor(rt: Runtime) -> Actor:
     """Who the CLI acts as: ``CORRAL_TOKEN``'s user, or the local actor while no users exist."""
-    return await rt.auth.actor(rt.settings.token)
+    return await rt.services.actor(rt.settings.token)
 
 
 def parse_pairs(pairs: Iterable[str], flag: str) -> dict[str, str]:

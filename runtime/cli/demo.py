@@ -27,20 +27,23 @@ __all__ = ["DEMO_PROFILES", "run_demo"]
 DEMO_PROFILES = ("alice", "bob")
 
 
-async def ensure_demo_profiles(rt: Runtime, portal: str, fresh: bool) -> list[str]:
+async def ensure_demo_profiles(rt: Runtime, actor: Actor, portal: str, fresh: bool) -> list[str]:
     """Create the demo profiles if missing, and their passwords in the vault; returns the new."""
+    services = rt.services
     created = []
     for name in DEMO_PROFILES:
         user = USERS[name]
         try:
-            await rt.profiles.get(name)
+            await services.profiles.show(actor, name)
             if fresh:
-                await rt.profiles.clear_state(name)
+                await services.profiles.clear(actor, name)
         except ProfileNotFoundError:
-            await rt.profiles.create(name, ProfileSettings(vars={"user": user.username}))
+            await services.profiles.create(
+                actor, name, ProfileSettings(vars={"user": user.username})
+            )
             created.append(name)
         # Scoped to this portal's origin (its port may change between demos) and this profile.
-        await rt.vault.set(f"{name}.password", user.password, [portal], [name])
+        await services.secrets.set(actor, f"{name}.password", user.password, [portal], [name])
     return created
 
 
@@ -64,7 +67,7 @@ async def _answer_requests(rt: Runtime, actor: Actor, console: Console, ask: boo
     terminal if there is one, else a denial (the demo never pays unattended)."""
     seen: set[str] = set()
     while True:
-        for request in reversed(await rt.approvals.list_requests()):
+        for request in reversed(await rt.services.approvals.list(actor)):
             if request.id in seen:
                 continue
             seen.add(request.id)
@@ -79,7 +82,7 @@ async def _answer_requests(rt: Runtime, actor: Actor, console: Console, ask: boo
             yes = ask and await asyncio.to_thread(click.confirm, "  approve?", default=False)
             comment = "approved at the demo's prompt" if yes else "the demo does not pay unasked"
             try:
-                await rt.approvals.decide(actor, request.id, yes, comment)
+                await rt.services.approvals.decide(actor, request.id, yes, comment)
             except ApprovalError as exc:  # decided elsewhere first
                 console.print(f"  {exc}", highlight=False, soft_wrap=True)
         await asyncio.sleep(0.2)
@@ -116,14 +119,16 @@ async def _pay_one(
 
 
 async def run_demo(rt: Runtime, port: int, fresh: bool, actor: Actor) -> int:
-    """Run the demo end to end; returns the exit code (of the reading runs)."""
+    """Run the demo end to end as ``actor`` (an admin); returns the exit code (of the reading
+    runs)."""
+    rt.services.runs.authorize_demo(actor)
     console = out_console()
     server = await asyncio.to_thread(_start_portal, rt.settings.home, port)
     try:
         console.print(
             f"[bold]demo portal[/] (Acme Billing) at {server.url}", highlight=False, soft_wrap=True
         )
-        created = await ensure_demo_profiles(rt, server.url, fresh)
+        created = await ensure_demo_profiles(rt, actor, server.url, fresh)
         if created:
             console.print(
                 f"created profiles {', '.join(created)}; their passwords are in the vault "

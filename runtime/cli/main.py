@@ -23,7 +23,6 @@ from runtime.cli.policy import policy_group
 from runtime.cli.profiles import profiles_group
 from runtime.cli.secrets import secrets_group, vault_group
 from runtime.cli.users import audit_command, tokens_group, users_group
-from runtime.errors import RunNotFoundError
 from runtime.models.config import BUILT_IN, CONFIG_NAME, find_models_config
 from runtime.models.types import ModelConfigError
 from runtime.records import ModelCallRecord
@@ -33,6 +32,7 @@ from runtime.settings import Settings
 from runtime.task import load_task
 
 __all__ = ["cli", "main"]
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="corral")
@@ -88,8 +88,9 @@ def run(
             rt.settings = rt.settings.model_copy(update={"models_config": config_file})
         if task.goal:
             _announce_models_config(rt.settings)
-        for name in profiles or [p for p in (profile or task.profile,) if p]:
-            await rt.auth.require_profile(actor, name, f"run tasks on profile '{name}'")
+        await rt.services.runs.authorize(
+            actor, profiles or [p for p in (profile or task.profile,) if p]
+        )
         live = None if as_json or not sys.stderr.isatty() else err_console
         if profiles:
             return await run_many(rt, task, profiles, cli_vars, live, None, lease_timeout)
@@ -155,8 +156,7 @@ def runs_list(limit: int, profile: str | None, as_json: bool) -> None:
     """The latest runs."""
 
     async def body(rt: Runtime) -> None:
-        await cli_actor(rt)
-        runs = await rt.store.list_runs(limit, profile)
+        runs = await rt.services.runs.list(await cli_actor(rt), limit, profile)
         if as_json:
             print_json([r.model_dump(mode="json") for r in runs])
             return
@@ -186,13 +186,7 @@ def runs_show(run_id: str, as_json: bool) -> None:
     """One run: its steps, errors, model calls and cost, screenshots and files."""
 
     async def body(rt: Runtime) -> None:
-        await cli_actor(rt)
-        run = await rt.store.get_run(run_id)
-        if run is None:
-            raise RunNotFoundError(f"no run '{run_id}' (see: corral runs list)")
-        steps = await rt.store.list_steps(run.id)
-        artifacts = await rt.store.list_artifacts(run.id)
-        calls = await rt.store.list_model_calls(run.id)
+        run, steps, calls, artifacts = await rt.services.runs.show(await cli_actor(rt), run_id)
         if as_json:
             print_json(
                 {
@@ -282,10 +276,7 @@ def demo(port: int, fresh: bool) -> None:
     from runtime.cli.demo import run_demo
 
     async def body(rt: Runtime) -> int:
-        actor = await cli_actor(rt)
-        # The demo creates profiles and secrets and decides on approvals: an admin's work.
-        rt.auth.require(actor, "admin", "run the demo")
-        return await run_demo(rt, port, fresh, actor)
+        return await run_demo(rt, port, fresh, await cli_actor(rt))
 
     code = run_async(lambda: with_runtime(body))
     sys.exit(code)

@@ -3,7 +3,6 @@ risk rules give each element of a page (a dry run that acts on nothing)."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,8 @@ import click
 from rich.table import Table
 
 from policies import ActionFacts, Policy, classify
-from profiles import UserError, atomic_write, open_session
+from profiles import open_session
 from runtime.app import Runtime
-from runtime.auth import write_audit
 from runtime.cli.common import cli_actor, out_console, print_json, run_async, with_runtime
 from runtime.errors import TaskFileError
 from runtime.policyfile import load_policy
@@ -66,45 +64,14 @@ def policy_group() -> None:
     """Risk rules for actions."""
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 @policy_group.command("set")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def set_(file: Path) -> None:
     """Validate FILE and make it the global policy (super_admin; audited)."""
 
     async def body(rt: Runtime) -> None:
-        actor = await cli_actor(rt)
-        rt.auth.require(actor, "super_admin", "set the global policy")
-        try:
-            data = file.read_bytes()
-        except FileNotFoundError:
-            data = b""  # load_policy reports it, naming the file
-        except OSError as exc:
-            raise UserError(f"{file}: cannot read the policy file: {exc.strerror}") from exc
-        load_policy(file)  # a malformed file stops here, naming file and field; nothing changed
-        if file.read_bytes() != data:
-            raise UserError(f"{file}: changed while it was being read; try again")
-        path = rt.settings.policy_path
-        old = path.read_bytes() if path.exists() else None
-        async with rt.store.tx() as db:
-            await write_audit(
-                db,
-                actor,
-                "policy.set",
-                "global",
-                {
-                    "sha256": _sha256(data),
-                    "previous_sha256": _sha256(old) if old is not None else None,
-                    "source": str(file.resolve()),
-                },
-            )
-            # Inside the transaction: if the write fails the audit row is rolled back, and the row
-            # commits only once the new file is in place (atomic: old or new, never half).
-            atomic_write(path, data)
-        click.echo(f"global policy set from {file} (sha256 {_sha256(data)[:12]})")
+        digest = await rt.services.policy.set(await cli_actor(rt), file)
+        click.echo(f"global policy set from {file} (sha256 {digest[:12]})")
 
     run_async(lambda: with_runtime(body))
 
@@ -114,15 +81,13 @@ def show() -> None:
     """Print the active global policy file, or say that the built-in defaults apply."""
 
     async def body(rt: Runtime) -> None:
-        await cli_actor(rt)
-        path = rt.settings.policy_path
-        if not path.exists():
+        policy = await rt.services.policy.show(await cli_actor(rt))
+        if policy.data is None or policy.sha256 is None:
             click.echo("built-in defaults (no global policy: corral policy set FILE)")
             return
-        data = path.read_bytes()
         # A YAML comment, so the output can be saved and given to `policy set` again.
-        click.echo(f"# {path} (sha256 {_sha256(data)[:12]})")
-        click.echo(data.decode(), nl=False)
+        click.echo(f"# {policy.path} (sha256 {policy.sha256[:12]})")
+        click.echo(policy.data.decode(), nl=False)
 
     run_async(lambda: with_runtime(body))
 
@@ -181,10 +146,7 @@ def check(
             url = await _task_start_url(rt, parsed, profile_name)
         else:
             profile_name = profile
-        if profile_name is not None:
-            await rt.auth.require_profile(
-                actor, profile_name, f"look at pages as profile '{profile_name}'"
-            )
+        await rt.services.policy.authorize_check(actor, profile_name)
         await _check(rt, url, profile_name, policy, task_name, domains, as_json)
 
     run_async(lambda: with_runtime(body))

@@ -9,7 +9,7 @@ import click
 from pydantic import ValidationError
 from rich.table import Table
 
-from profiles import ProfileRecord, ProfileSettings, describe_errors
+from profiles import LeaseHolder, ProfileRecord, ProfileSettings, describe_errors
 from runtime.app import Runtime
 from runtime.cli.common import (
     cli_actor,
@@ -24,7 +24,7 @@ from runtime.cli.common import (
 __all__ = ["profiles_group"]
 
 
-def _record_json(record: ProfileRecord, lease: Any = None) -> dict[str, Any]:
+def _record_json(record: ProfileRecord, lease: LeaseHolder | None = None) -> dict[str, Any]:
     return {
         "name": record.name,
         "settings": record.settings.model_dump(mode="json", exclude={"proxy": {"password"}}),
@@ -102,10 +102,7 @@ def create(
         raise click.UsageError(f"profile settings: {detail}") from exc
 
     async def body(rt: Runtime) -> None:
-        actor = await cli_actor(rt)
-        rt.auth.require(actor, "admin", "create profiles")
-        record = await rt.profiles.create(name, settings)
-        await rt.auth.audit(actor, "profile.create", name, {"mode": record.settings.mode})
+        record = await rt.services.profiles.create(await cli_actor(rt), name, settings)
         click.echo(f"created profile {record.name} (mode {record.settings.mode})")
 
     run_async(lambda: with_runtime(body))
@@ -117,17 +114,14 @@ def list_(as_json: bool) -> None:
     """List profiles."""
 
     async def body(rt: Runtime) -> None:
-        await cli_actor(rt)
-        records = await rt.profiles.list()
-        leases = {r.name: await rt.store.get_lease(r.name) for r in records}
+        entries = await rt.services.profiles.list(await cli_actor(rt))
         if as_json:
-            print_json([_record_json(r, leases[r.name]) for r in records])
+            print_json([_record_json(r, lease) for r, lease in entries])
             return
         table = Table(title=f"profiles in {rt.settings.home}")
         for col in ("name", "mode", "saved state", "leased by", "vars"):
             table.add_column(col)
-        for r in records:
-            lease = leases[r.name]
+        for r, lease in entries:
             table.add_row(
                 r.name,
                 r.settings.mode,
@@ -147,9 +141,7 @@ def show(name: str, as_json: bool) -> None:
     """Show a profile's settings (never its saved cookies)."""
 
     async def body(rt: Runtime) -> None:
-        await cli_actor(rt)
-        record = await rt.profiles.get(name)
-        data = _record_json(record, await rt.store.get_lease(name))
+        data = _record_json(*await rt.services.profiles.show(await cli_actor(rt), name))
         if as_json:
             print_json(data)
             return
@@ -165,12 +157,10 @@ def delete(name: str, yes: bool) -> None:
     """Delete a profile and its saved state."""
 
     async def body(rt: Runtime) -> None:
-        actor = await cli_actor(rt)
-        rt.auth.require(actor, "admin", "delete profiles")
-        if not yes:
+        def confirm() -> None:
             click.confirm(f"delete profile {name} and its saved state?", abort=True)
-        await rt.profiles.delete(name)
-        await rt.auth.audit(actor, "profile.delete", name)
+
+        await rt.services.profiles.delete(await cli_actor(rt), name, None if yes else confirm)
         click.echo(f"deleted profile {name}")
 
     run_async(lambda: with_runtime(body))
@@ -182,10 +172,7 @@ def clear(name: str) -> None:
     """Forget a profile's saved state (cookies, storage): the next run starts logged out."""
 
     async def body(rt: Runtime) -> None:
-        actor = await cli_actor(rt)
-        rt.auth.require(actor, "admin", "clear profiles")
-        await rt.profiles.clear_state(name)
-        await rt.auth.audit(actor, "profile.clear", name)
+        await rt.services.profiles.clear(await cli_actor(rt), name)
         click.echo(f"cleared the saved state of {name}")
 
     run_async(lambda: with_runtime(body))
@@ -203,16 +190,16 @@ def export(name: str, output: Path, with_state: bool) -> None:
     """Export a profile to a file (settings; state only with --with-state)."""
 
     async def body(rt: Runtime) -> None:
-        actor = await cli_actor(rt)
-        rt.auth.require(actor, "admin", "export profiles")
-        # Asked only once the actor may export, so nobody types a passphrase to be refused.
-        passphrase = read_hidden("passphrase for the bundle", confirm=True) if with_state else None
-        if with_state and not passphrase:
-            raise click.UsageError("an empty passphrase is not allowed")
-        data = await rt.profiles.export(name, passphrase)
-        output.write_bytes(data)
-        output.chmod(0o600)
-        await rt.auth.audit(actor, "profile.export", name, {"with_state": with_state})
+        def passphrase() -> str:
+            # Asked by the service only once the actor may export.
+            text = read_hidden("passphrase for the bundle", confirm=True)
+            if not text:
+                raise click.UsageError("an empty passphrase is not allowed")
+            return text
+
+        await rt.services.profiles.export(
+            await cli_actor(rt), name, output, passphrase if with_state else None
+        )
         click.echo(f"exported profile {name} to {output}")
 
     run_async(lambda: with_runtime(body))
@@ -222,18 +209,22 @@ def export(name: str, output: Path, with_state: bool) -> None:
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", help="import under another name")
 def import_(bundle: Path, name: str | None) -> None:
-    """Import a profile bundle (asks for its passphrase if it holds state)."""
+    """Import a profile bundle (asks for its passphrase if it holds sealed state or a proxy
+    password)."""
     try:
         data = bundle.read_bytes()
     except OSError as exc:
         raise click.UsageError(f"{bundle}: cannot read: {exc.strerror}") from exc
 
     async def body(rt: Runtime) -> None:
-        actor = await cli_actor(rt)
-        rt.auth.require(actor, "admin", "import profiles")
-        passphrase = read_hidden("passphrase of the bundle") if b'"state": "' in data else None
-        record = await rt.profiles.import_(data, str(bundle), passphrase, name)
-        await rt.auth.audit(actor, "profile.import", record.name, {"bundle": str(bundle)})
+        def passphrase() -> str:
+            # Asked by the service only when the bundle holds a sealed part, and the actor may
+            # import it.
+            return read_hidden("passphrase of the bundle")
+
+        record = await rt.services.profiles.import_(
+            await cli_actor(rt), data, str(bundle), passphrase, name
+        )
         click.echo(f"imported profile {record.name}")
 
     run_async(lambda: with_runtime(body))

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from profiles import MasterKey, UserError, secret_use
+from profiles import secret_use
 from runtime.app import Runtime
 from runtime.cli.common import (
     cli_actor,
@@ -22,7 +22,6 @@ from runtime.cli.common import (
     run_async,
     with_runtime,
 )
-from runtime.rotate import rotate_key
 
 __all__ = ["secrets_group", "vault_group"]
 
@@ -73,24 +72,17 @@ def set_(
         )
 
     async def body(rt: Runtime) -> None:
-        actor = await cli_actor(rt)
-        rt.auth.require(actor, "admin", "set secrets")
-        for profile in profiles:
-            await rt.profiles.get(profile)
-        # Read only once the actor may set it, so nobody types a secret just to be refused.
         prompt = "TOTP seed (base32)" if totp else f"value of {name}"
-        value = read_hidden(prompt, confirm=sys.stdin.isatty())
-        record = await rt.vault.set(name, value, domains, profiles, totp, fields)
-        await rt.auth.audit(
-            actor,
-            "secret.set",
-            record.name,
-            {
-                "kind": record.kind,
-                "domains": record.domains,
-                "profiles": record.profiles,
-                "fields": record.fields,
-            },
+        # Read by the service only once the actor may set it, so nobody types a secret just to
+        # be refused.
+        record = await rt.services.secrets.set(
+            await cli_actor(rt),
+            name,
+            lambda: read_hidden(prompt, confirm=sys.stdin.isatty()),
+            domains,
+            profiles,
+            totp,
+            fields,
         )
         scope = ", ".join(record.domains)
         bound = f"; profiles {', '.join(record.profiles)}" if record.profiles else ""
@@ -108,8 +100,7 @@ def list_(as_json: bool) -> None:
     """Names, kinds, fields, scopes and use times of the secrets (never values)."""
 
     async def body(rt: Runtime) -> None:
-        await cli_actor(rt)
-        records = await rt.vault.list()
+        records = await rt.services.secrets.list(await cli_actor(rt))
         rows: list[dict[str, Any]] = [
             {
                 "name": r.name,
@@ -150,10 +141,7 @@ def rm(name: str) -> None:
     """Delete a secret."""
 
     async def body(rt: Runtime) -> None:
-        actor = await cli_actor(rt)
-        rt.auth.require(actor, "admin", "delete secrets")
-        await rt.vault.remove(name)
-        await rt.auth.audit(actor, "secret.rm", name)
+        await rt.services.secrets.remove(await cli_actor(rt), name)
         click.echo(f"deleted secret {name}")
 
     run_async(lambda: with_runtime(body))
@@ -163,12 +151,11 @@ def rm(name: str) -> None:
 @click.option("--run", "run_id", help="only this run")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def audit(run_id: str | None, limit: int, as_json: bool) -> None:
+def audit_uses(run_id: str | None, limit: int, as_json: bool) -> None:
     """Every use of a secret, allowed or refused, newest first."""
 
     async def body(rt: Runtime) -> None:
-        rt.auth.require(await cli_actor(rt), "admin", "read the secret-use audit")
-        entries = await rt.store.list_audit(run_id, limit)
+        entries = await rt.services.secrets.list_uses(await cli_actor(rt), run_id, limit)
         if as_json:
             print_json([e.model_dump(mode="json") for e in entries])
             return
@@ -200,20 +187,9 @@ def rotate() -> None:
     """Re-encrypt every secret and saved profile state under a new master key (crash-safe)."""
 
     async def body(rt: Runtime) -> None:
-        actor = await cli_actor(rt)
-        rt.auth.require(actor, "admin", "rotate the master key")
-        new_key = None
-        if rt.settings.master_key is not None:
-            text = read_hidden("new master key (base64 or hex)")
-            if not text:
-                raise UserError("CORRAL_MASTER_KEY is set: give the new key on stdin")
-            new_key = MasterKey.from_text(text, "new master key")
-        report = await rotate_key(rt, new_key)
-        await rt.auth.audit(
-            actor,
-            "vault.rotate_key",
-            "master key",
-            {"fingerprint": report.new_fingerprint, "resealed": report.rows_resealed},
+        # With CORRAL_MASTER_KEY set the service asks for the new key (once the actor may).
+        report = await rt.services.keys.rotate(
+            await cli_actor(rt), lambda: read_hidden("new master key (base64 or hex)")
         )
         click.echo(
             f"rotated to key {report.new_fingerprint}: {report.rows_resealed} stored item(s) "

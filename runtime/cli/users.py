@@ -16,8 +16,9 @@ import click
 from rich.table import Table
 
 from runtime.app import Runtime
-from runtime.auth import ROLES, Actor, Auth, Role, TokenRecord
+from runtime.auth import ROLES, Actor, TokenRecord, UserRole
 from runtime.cli.common import cli_actor, out_console, print_json, run_async, with_runtime
+from runtime.services import UserService
 
 __all__ = ["audit_command", "parse_ttl", "tokens_group", "users_group"]
 
@@ -56,11 +57,11 @@ def _when(value: datetime | None, empty: str = "") -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else empty
 
 
-def _change(do: Callable[[Auth, Actor], Awaitable[None]], done: str) -> None:
-    """Make one audited change as the CLI's actor, then say what was done."""
+def _change(do: Callable[[UserService, Actor], Awaitable[None]], done: str) -> None:
+    """Make one change through the user service as the CLI's actor, then say what was done."""
 
     async def body(rt: Runtime) -> None:
-        await do(rt.auth, await cli_actor(rt))
+        await do(rt.services.users, await cli_actor(rt))
         click.echo(done)
 
     run_async(lambda: with_runtime(body))
@@ -103,13 +104,11 @@ def users_add(name: str, role: str, token_ttl: float | None) -> None:
 
     async def body(rt: Runtime) -> None:
         actor = await cli_actor(rt)
-        # Refuse before the user exists: a user without their first token helps nobody.
-        rt.auth.token_expiry(actor, name, token_ttl)
-        first = not await rt.auth.list_users()
-        await rt.auth.add_user(actor, name, cast(Role, role))
-        record, plain = await rt.auth.create_token(actor, name, token_ttl)
-        note = "; from now on every corral command needs CORRAL_TOKEN" if first else ""
-        _print_new_token(record, plain, note + _capped(actor, record))
+        new = await rt.services.users.add_user_with_token(
+            actor, name, cast(UserRole, role), token_ttl
+        )
+        note = "; from now on every corral command needs CORRAL_TOKEN" if new.first else ""
+        _print_new_token(new.token, new.value, note + _capped(actor, new.token))
 
     run_async(lambda: with_runtime(body))
 
@@ -120,8 +119,7 @@ def users_list(as_json: bool) -> None:
     """Users, roles, grants and whether they are disabled."""
 
     async def body(rt: Runtime) -> None:
-        rt.auth.require(await cli_actor(rt), "admin", "list users")
-        users = await rt.auth.list_users()
+        users = await rt.services.users.list_users(await cli_actor(rt))
         if as_json:
             print_json([u.model_dump(mode="json") for u in users])
             return
@@ -148,7 +146,8 @@ def users_role(name: str, role: str) -> None:
     """Change a user's role."""
 
     _change(
-        lambda auth, actor: auth.set_role(actor, name, cast(Role, role)), f"{name} is now {role}"
+        lambda users, actor: users.set_role(actor, name, cast(UserRole, role)),
+        f"{name} is now {role}",
     )
 
 
@@ -158,7 +157,7 @@ def users_disable(name: str) -> None:
     """Disable a user and revoke all their tokens."""
 
     _change(
-        lambda auth, actor: auth.disable_user(actor, name),
+        lambda users, actor: users.disable_user(actor, name),
         f"disabled {name} and revoked their tokens",
     )
 
@@ -170,7 +169,8 @@ def users_grant(name: str, profile: str) -> None:
     """Let a user run tasks on a profile."""
 
     _change(
-        lambda auth, actor: auth.grant(actor, name, profile), f"granted profile {profile} to {name}"
+        lambda users, actor: users.grant(actor, name, profile),
+        f"granted profile {profile} to {name}",
     )
 
 
@@ -181,7 +181,7 @@ def users_revoke(name: str, profile: str) -> None:
     """Take a profile away from a user."""
 
     _change(
-        lambda auth, actor: auth.revoke_grant(actor, name, profile),
+        lambda users, actor: users.revoke_grant(actor, name, profile),
         f"revoked profile {profile} from {name}",
     )
 
@@ -206,7 +206,7 @@ def tokens_create(user: str, ttl: float | None) -> None:
 
     async def body(rt: Runtime) -> None:
         actor = await cli_actor(rt)
-        record, plain = await rt.auth.create_token(actor, user, ttl)
+        record, plain = await rt.services.users.create_token(actor, user, ttl)
         _print_new_token(record, plain, _capped(actor, record))
 
     run_async(lambda: with_runtime(body))
@@ -219,14 +219,8 @@ def tokens_list(user: str | None, as_json: bool) -> None:
     """Token ids, owners and times (never values); users see their own."""
 
     async def body(rt: Runtime) -> None:
-        actor = await cli_actor(rt)
-        if actor.level < ROLES["admin"]:
-            if user is not None and user != actor.name:
-                rt.auth.require(actor, "admin", f"list the tokens of {user}")
-            tokens = await rt.auth.list_tokens(actor.name)
-        else:
-            tokens = await rt.auth.list_tokens(user)
-        now = rt.auth.now()
+        tokens = await rt.services.users.list_tokens(await cli_actor(rt), user)
+        now = rt.services.users.now()
         if as_json:
             print_json([{**t.model_dump(mode="json"), "status": t.status(now)} for t in tokens])
             return
@@ -252,7 +246,7 @@ def tokens_list(user: str | None, as_json: bool) -> None:
 def tokens_revoke(token_id: str) -> None:
     """Revoke a token by its id (your own, or anyone's as super_admin)."""
 
-    _change(lambda auth, actor: auth.revoke_token(actor, token_id), f"revoked token {token_id}")
+    _change(lambda users, actor: users.revoke_token(actor, token_id), f"revoked token {token_id}")
 
 
 # --- audit ------------------------------------------------------------------------------------
@@ -267,12 +261,12 @@ def audit_command(limit: int, action: str | None, as_json: bool, verify: bool) -
     """The append-only audit log: who decided what, and when (admin)."""
 
     async def body(rt: Runtime) -> None:
-        rt.auth.require(await cli_actor(rt), "admin", "read the audit log")
+        actor = await cli_actor(rt)
         if verify:
-            count = await rt.auth.verify_audit()
+            count = await rt.services.audit.verify(actor)
             click.echo(f"audit log intact: {count} row(s) verified")
             return
-        entries = await rt.auth.list_audit(limit, action)
+        entries = await rt.services.audit.list(actor, limit, action)
         if as_json:
             print_json([e.model_dump(mode="json") for e in entries])
             return

@@ -138,9 +138,9 @@ async def test_a_form_value_changed_after_asking_is_asked_again(
                 if site.requests("GET", "/changed"):
                     break
                 await asyncio.sleep(0.05)
-        await rt.approvals.decide(LOCAL_ACTOR, first.id, True, "100 is fine")
+        await rt.services.approvals.decide(LOCAL_ACTOR, first.id, True, "100 is fine")
         second = await next_request(rt, besides=first)
-        await rt.approvals.decide(LOCAL_ACTOR, second.id, False, "not 10000")
+        await rt.services.approvals.decide(LOCAL_ACTOR, second.id, False, "not 10000")
         return [first.id, second.id]
 
     async with asyncio.TaskGroup() as tg:

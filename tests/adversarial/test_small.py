@@ -19,9 +19,10 @@ import pytest
 
 from profiles import ProfileSettings
 from runtime import Runtime, Settings, parse_task, run_task
-from runtime.auth import LOCAL_ACTOR, Actor, Auth, TokenOutlivesError
+from runtime.auth import LOCAL_ACTOR, Actor, TokenOutlivesError
 from runtime.errors import StoreBusyError
 from runtime.records import RunRecord
+from runtime.services import Services
 from runtime.store import Store
 from runtime.webhook import Webhook, sign, verify, verify_headers
 from tests.conftest import CORRAL
@@ -202,7 +203,7 @@ async def rt(settings: Settings) -> AsyncIterator[Runtime]:
 
 async def test_a_token_cannot_mint_a_longer_lived_token(rt: Runtime) -> None:
     clock = Clock()
-    auth = Auth(rt.store, now=clock)
+    auth = Services(rt, now=clock).users
     await auth.add_user(LOCAL_ACTOR, "root", "super_admin")
     await auth.add_user(Actor("root", "super_admin"), "bob", "user")
     # Single-user mode is not a token: it may mint any lifetime.
@@ -231,7 +232,7 @@ async def test_a_token_cannot_mint_a_longer_lived_token(rt: Runtime) -> None:
             await auth.create_token(actor, user, left + 1)
 
     # Nothing was created by the refusals.
-    assert len(await auth.list_tokens()) == 2
+    assert len(await auth.list_tokens(LOCAL_ACTOR)) == 2
     # Up to the minting token's own expiry is fine; the default lifetime is shortened to it.
     exact, _ = await auth.create_token(root, "bob", 3600)
     assert exact.expires_at == short.expires_at

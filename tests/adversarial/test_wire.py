@@ -152,7 +152,7 @@ async def test_an_approved_action_sends_what_it_sends(rt: Runtime, site: Hostile
 
     async def approve() -> None:
         request = await next_request(rt)
-        await rt.approvals.decide(LOCAL_ACTOR, request.id, True, "yes, pay it")
+        await rt.services.approvals.decide(LOCAL_ACTOR, request.id, True, "yes, pay it")
 
     async with asyncio.TaskGroup() as tg:
         tg.create_task(approve())

@@ -1,0 +1,152 @@
+"""Approval requests: the SQL (their states and the gate's API are :mod:`runtime.approvals`).
+
+Every transition is one conditional ``UPDATE ... WHERE status = <expected>`` inside
+``BEGIN IMMEDIATE``, so two approvers racing (in any processes) get exactly one winner.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+
+from runtime.approvals import ApprovalRequest, ApprovalStatus
+
+if TYPE_CHECKING:
+    from runtime.store import Store
+
+__all__ = ["ApprovalRepo"]
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _request(row: aiosqlite.Row) -> ApprovalRequest:
+    return ApprovalRequest(
+        id=row["id"],
+        run_id=row["run_id"],
+        step_idx=row["step_idx"],
+        task_name=row["task_name"],
+        profile=row["profile"],
+        action=json.loads(row["action"]),
+        summary=row["summary"],
+        reasons=json.loads(row["reasons"]),
+        fingerprint=row["fingerprint"],
+        idempotency_key=row["idempotency_key"],
+        page_url=row["page_url"],
+        screenshot=row["screenshot"],
+        status=row["status"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        expires_at=datetime.fromisoformat(row["expires_at"]),
+        decided_at=_dt(row["decided_at"]),
+        decided_by=row["decided_by"],
+        comment=row["comment"],
+        executed_at=_dt(row["executed_at"]),
+        outcome=row["outcome"],
+    )
+
+
+class ApprovalRepo:
+    """The ``approvals`` table."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def insert(self, request: ApprovalRequest) -> None:
+        """Store a pending request and mark its run as waiting, in one transaction."""
+        async with self._store.tx() as db:
+            await db.execute(
+                "INSERT INTO approvals (id, run_id, step_idx, task_name, profile, action, summary,"
+                " reasons, fingerprint, idempotency_key, page_url, screenshot, status, created_at,"
+                " expires_at) VALUES (:id, :run_id, :step_idx, :task_name, :profile, :action,"
+                " :summary, :reasons, :fingerprint, :idempotency_key, :page_url, :screenshot,"
+                " 'pending', :created_at, :expires_at)",
+                {
+                    "id": request.id,
+                    "run_id": request.run_id,
+                    "step_idx": request.step_idx,
+                    "task_name": request.task_name,
+                    "profile": request.profile,
+                    "action": json.dumps(request.action),
+                    "summary": request.summary,
+                    "reasons": json.dumps(request.reasons),
+                    "fingerprint": request.fingerprint,
+                    "idempotency_key": request.idempotency_key,
+                    "page_url": request.page_url,
+                    "screenshot": request.screenshot,
+                    "created_at": request.created_at.isoformat(),
+                    "expires_at": request.expires_at.isoformat(),
+                },
+            )
+            # In the same transaction: whoever sees the request sees the run waiting for it.
+            await db.execute(
+                "UPDATE runs SET status = 'waiting_approval' WHERE id = ? AND status = 'running'",
+                (request.run_id,),
+            )
+
+    async def get(self, request_id: str) -> ApprovalRequest | None:
+        """The request with exactly this id (read in the caller's transaction if one is open)."""
+        row = await self._store.fetch_one("SELECT * FROM approvals WHERE id = ?", (request_id,))
+        return _request(row) if row is not None else None
+
+    async def find(self, ref: str) -> list[ApprovalRequest]:
+        """Up to two requests whose id is ``ref`` or starts with it, an exact match first."""
+        rows = await self._store.fetch_all(
+            "SELECT * FROM approvals WHERE id = ? OR substr(id, 1, ?) = ? "
+            "ORDER BY id = ? DESC LIMIT 2",
+            (ref, len(ref), ref, ref),
+        )
+        return [_request(r) for r in rows]
+
+    async def list(
+        self, status: str | None, run_id: str | None, limit: int
+    ) -> list[ApprovalRequest]:
+        """Requests, newest first, filtered by status and run if given."""
+        clauses, args = [], []
+        if status is not None:
+            clauses.append("status = ?")
+            args.append(status)
+        if run_id is not None:
+            clauses.append("run_id = ?")
+            args.append(run_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._store.fetch_all(
+            f"SELECT * FROM approvals {where} ORDER BY created_at DESC LIMIT ?", (*args, limit)
+        )
+        return [_request(r) for r in rows]
+
+    async def prior(self, key: str, exclude: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Earlier requests for the same action that ran, or may have run."""
+        rows = await self._store.fetch_all(
+            "SELECT id, run_id, status, decided_by, executed_at, outcome FROM approvals "
+            "WHERE idempotency_key = ? AND status IN ('executing', 'executed', 'unconfirmed') "
+            "AND id != ? ORDER BY created_at",
+            (key, exclude or ""),
+        )
+        return [dict(r) for r in rows]
+
+    async def move(
+        self, request_id: str, frm: ApprovalStatus, to: ApprovalStatus, **fields: str | None
+    ) -> bool:
+        """``frm`` -> ``to`` with ``fields`` set, only if the request is still ``frm``."""
+        sets = ", ".join(["status = :to", *(f"{k} = :{k}" for k in fields)])
+        async with self._store.tx() as db:
+            cursor = await db.execute(
+                f"UPDATE approvals SET {sets} WHERE id = :id AND status = :frm",
+                {**fields, "to": to, "id": request_id, "frm": frm},
+            )
+            return cursor.rowcount == 1
+
+    async def expire_due(self, now: str) -> int:
+        """Expire every pending request past its expiry."""
+        async with self._store.tx() as db:
+            cursor = await db.execute(
+                "UPDATE approvals SET status = 'expired', decided_at = :now, "
+                "decided_by = 'expiry' WHERE status = 'pending' AND expires_at <= :now",
+                {"now": now},
+            )
+            return cursor.rowcount
