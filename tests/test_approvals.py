@@ -23,13 +23,14 @@ from runtime import Runtime, Settings, parse_task, run_task
 from runtime.approvals import ApprovalError, ApprovalRequest
 from runtime.auth import LOCAL_ACTOR, PermissionDeniedError
 from runtime.demo.portal import USERS, PortalServer
-from runtime.demo.portal.data import Invoice, invoices_for
+from runtime.demo.portal.data import Invoice
 from runtime.demo.portal.store import Store as PortalStore
 from runtime.testing import FunctionModel, call, reply
 from runtime.webhook import verify, verify_headers
-from tests.conftest import CORRAL, make_demo_profiles, next_request
-from tests.test_agent import goal_task, login_then, ref_of
-from tests.test_cli import corral
+from tests.support.agent import goal_task, login_then, ref_of
+from tests.support.approvals import next_request
+from tests.support.cli import CORRAL, corral_process
+from tests.support.demo import first_unpaid, make_demo_profiles, usd
 
 ON_LOGIN = {"url_contains": "/login"}
 LOGIN = [
@@ -57,14 +58,6 @@ def paid(server: PortalServer, user: str = "alice") -> frozenset[str]:
     return PortalStore(server.db_path).paid_numbers(user)
 
 
-def first_unpaid(user: str = "alice") -> Invoice:
-    return next(i for i in invoices_for(user) if not i.paid)
-
-
-def usd(inv: Invoice) -> str:
-    return f"${inv.amount_cents / 100:,.2f}"
-
-
 def signed_in(name: str, portal: str, *steps: Any, **extra: Any) -> dict[str, Any]:
     """A task (as data) that signs in to ``portal`` when needed, then does ``steps``."""
     return {
@@ -89,7 +82,7 @@ def pay_task(portal: str, inv: Invoice) -> dict[str, Any]:
 
 
 async def other_process(*args: str, env: dict[str, str] | None = None) -> Any:
-    return await asyncio.to_thread(corral, *args, env=env)
+    return await asyncio.to_thread(corral_process, *args, env=env)
 
 
 async def test_scripted_payment_waits_and_a_second_process_approves_each_gated_step(

@@ -25,7 +25,7 @@ from runtime.auth import (
     write_audit,
 )
 from runtime.cli.users import parse_ttl
-from tests.conftest import CORRAL
+from tests.support.cli import CORRAL
 
 ROOT = Actor("root", "super_admin")
 ADA = Actor("ada", "admin")

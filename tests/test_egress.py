@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from _egress_sites import Site, free_port, js
 from playwright.async_api import Page
 
 from profiles import (
@@ -38,6 +37,7 @@ from profiles import (
     parse_allowlist,
 )
 from runtime import Runtime
+from tests.support.sites import Site, free_port, js
 
 HOSTS = {"allowed.test": "127.0.0.1", "evil.test": "127.0.0.1"}
 REFUSAL = "not on this session's egress allowlist"

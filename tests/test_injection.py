@@ -20,9 +20,9 @@ from runtime.auth import LOCAL_ACTOR
 from runtime.demo.portal import PortalServer
 from runtime.demo.portal.store import Store as PortalStore
 from runtime.testing import FunctionModel, call, reply
-from tests.conftest import make_demo_profiles, next_request
-from tests.test_agent import login_then, page_of, ref_of
-from tests.test_approvals import first_unpaid, usd
+from tests.support.agent import login_then, page_of, ref_of
+from tests.support.approvals import next_request
+from tests.support.demo import first_unpaid, make_demo_profiles, usd
 
 PASSWORD = "alice-pw-1"
 

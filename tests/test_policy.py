@@ -11,7 +11,7 @@ import pytest
 
 from policies import ActionFacts, Policy, PolicyFileError, classify, load_policy
 from runtime.demo.portal import USERS
-from tests.conftest import CORRAL
+from tests.support.cli import CORRAL
 
 
 def facts(**kw: object) -> ActionFacts:

@@ -18,7 +18,7 @@ from profiles import BrowserPool, ProfileSettings, hold_lease, open_session
 from runtime import RunEvent, Runtime, Settings, Task, load_task, parse_task, run_many, run_task
 from runtime.cli.demo import DEMO_TASK
 from runtime.demo.portal import USERS
-from tests.conftest import make_demo_profiles
+from tests.support.demo import make_demo_profiles
 from tools import Tabs
 
 ACCOUNT = {name: user.account_no.split("-")[1] for name, user in USERS.items()}

@@ -36,8 +36,8 @@ from profiles.vault import totp_now
 from runtime import Runtime, Settings
 from runtime.demo.portal import USERS
 from runtime.rotate import rotate_key
-from tests._leaks import leak_forms
-from tests.conftest import CORRAL
+from tests.support.cli import CORRAL
+from tests.support.leaks import leak_forms
 from tools import Navigate, Tabs, observe
 from tools.execute import ActionContext, execute
 

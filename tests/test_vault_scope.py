@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from _origins import OriginsServer
 
 from profiles import (
     AuditRecord,
@@ -36,8 +35,9 @@ from profiles import (
 )
 from runtime import RunResult, Runtime, parse_task, run_task
 from runtime.records import StepRecord
-from tests._leaks import leak_forms
-from tests.conftest import CORRAL
+from tests.support.cli import CORRAL
+from tests.support.leaks import leak_forms
+from tests.support.origins import OriginsServer
 from tools import ActionContext, Fill, Tabs, execute, observe
 
 # Values with every character an encoding treats specially, spaces and non-ASCII: a leak in any

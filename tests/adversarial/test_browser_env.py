@@ -29,8 +29,8 @@ from profiles import (
     use_sandbox,
 )
 from runtime import Runtime, Settings
-from tests.adversarial.conftest import HostileSite
-from tests.conftest import CORRAL
+from tests.support.cli import CORRAL
+from tests.support.hostile import HostileSite
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,8 @@ from runtime import Runtime
 from runtime.auth import LOCAL_ACTOR
 from runtime.cli.approvals import for_terminal
 from runtime.run.gate import sanitize_summary
-from tests.adversarial.conftest import HostileSite, run_steps
-from tests.adversarial.test_gate_paths import assert_asked_not_paid, requests_of
-from tests.conftest import next_request
+from tests.support.approvals import next_request, requests_of
+from tests.support.hostile import HostileSite, assert_asked_not_paid, run_steps
 
 
 async def test_a_clobbered_form_action_is_still_seen_posting_off_the_allowlist(

@@ -16,8 +16,8 @@ from profiles import ProfileSettings
 from runtime import Runtime, Settings, parse_task, run_task
 from runtime.models import ModelConfigError, load_models_config
 from runtime.testing import ScriptedModel, call, reply
-from tests.adversarial.conftest import HostileSite
-from tests.conftest import CORRAL
+from tests.support.cli import CORRAL
+from tests.support.hostile import HostileSite
 
 _GATEWAY = """
 [providers.{name}]

@@ -18,7 +18,7 @@ import pytest
 from profiles import LEASE_TTL_S, KeyRing, LeaseHolder, ProfileSettings
 from runtime import Runtime, Settings
 from runtime.rotate import LOCK_NAME, RotationBlockedError, rotate_key
-from tests.conftest import CORRAL
+from tests.support.cli import CORRAL
 
 
 async def test_two_rotations_at_once_one_is_refused(rt: Runtime) -> None:

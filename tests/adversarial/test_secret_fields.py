@@ -20,7 +20,7 @@ from runtime import RunResult, Runtime, parse_task, run_task
 from runtime.models.types import Message, ModelResponse, ToolSpec
 from runtime.records import StepRecord
 from runtime.testing import FunctionModel, call, reply
-from tests.adversarial.conftest import HostileSite, run_steps
+from tests.support.hostile import HostileSite, run_steps
 
 PASSWORD = "pä55 w0rd~!'()*%&<>\"\\+x"
 API_KEY = 'k€y (api) ~!*\' & <b> "q" \\ + 7'

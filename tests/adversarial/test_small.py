@@ -24,7 +24,7 @@ from runtime.errors import StoreBusyError
 from runtime.records import RunRecord
 from runtime.store import Store
 from runtime.webhook import Webhook, sign, verify, verify_headers
-from tests.conftest import CORRAL
+from tests.support.cli import CORRAL
 
 SECRET = "whsec-0123456789"
 BODY = b'{"event":"approval.requested","id":"a1"}'
