@@ -55,6 +55,8 @@ class NetworkGuard:
         """``host:port`` of every refused attempt, in order."""
 
     def _check(self, host: object, port: object) -> None:
+        if isinstance(host, bytes):  # anyio looks names up IDNA-encoded
+            host = host.decode("ascii", "replace")
         if not is_loopback(host):
             target = f"{host}:{port}"
             self.refused.append(target)
