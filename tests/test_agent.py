@@ -17,6 +17,7 @@ from runtime.models import Message, ModelResponse, ModelUnavailableError, Price,
 from runtime.testing import FunctionModel, ScriptedModel, call, reply
 from tests.support.agent import goal_task, login_then, page_of, ref_of
 from tests.support.approvals import next_request
+from tests.support.cli import corral
 from tests.support.demo import make_demo_profiles
 
 UNPAID_ALICE = 6
@@ -310,10 +311,6 @@ async def test_token_budget_stops_the_run(rt: Runtime, portal: str) -> None:
 
 
 async def test_runs_show_prints_cost_per_step_and_role(rt: Runtime, portal: str, home: Any) -> None:
-    import subprocess
-
-    from tests.support.cli import CORRAL
-
     await make_demo_profiles(rt, portal, "alice")
     (rt.settings.home / "corral.toml").write_text(
         '[prices."fake:priced"]\ninput = 1.0\noutput = 2.0\n'
@@ -321,23 +318,11 @@ async def test_runs_show_prints_cost_per_step_and_role(rt: Runtime, portal: str,
     planner = FunctionModel(login_then(unpaid_count), name="priced")
     result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
     assert result.status == "succeeded" and result.cost_usd == pytest.approx(4 * 0.00014)
-    shown = await asyncio.to_thread(
-        subprocess.run,
-        [*CORRAL, "runs", "show", str(result.run_id)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = await asyncio.to_thread(corral, "runs", "show", str(result.run_id))
     assert shown.returncode == 0, shown.stderr
     assert "model calls by role" in shown.stdout
     assert "fake:priced" in shown.stdout and "0.0006" in shown.stdout
-    listing = await asyncio.to_thread(
-        subprocess.run,
-        [*CORRAL, "runs", "show", str(result.run_id), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    listing = await asyncio.to_thread(corral, "runs", "show", str(result.run_id), "--json")
     data = json.loads(listing.stdout)
     assert [c["role"] for c in data["model_calls"]] == ["planner"] * 4
 

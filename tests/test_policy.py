@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from policies import ActionFacts, Policy, PolicyFileError, classify, load_policy
 from runtime.demo.portal import USERS
-from tests.support.cli import CORRAL
+from tests.support.cli import corral
 
 
 def facts(**kw: object) -> ActionFacts:
@@ -110,16 +108,6 @@ def test_malformed_policy_file_names_file_and_field(
 
 
 def test_policy_check_dry_run_on_portal_pages(home: Path, portal: str) -> None:
-    def corral(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*CORRAL, *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=os.environ.copy(),
-        )
-
     assert corral("profiles", "create", "alice", "--var", "user=alice").returncode == 0
     assert (
         corral(

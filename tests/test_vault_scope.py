@@ -35,7 +35,7 @@ from profiles import (
 )
 from runtime import RunResult, Runtime, parse_task, run_task
 from runtime.records import StepRecord
-from tests.support.cli import CORRAL
+from tests.support.cli import Outcome, corral, corral_process
 from tests.support.leaks import leak_forms
 from tests.support.origins import OriginsServer
 from tools import ActionContext, Fill, Tabs, execute, observe
@@ -608,27 +608,17 @@ async def test_totp_code_is_typed_where_allowed_and_redacted(
 # --- the command line -------------------------------------------------------------------------
 
 
-def corral(
-    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CORRAL, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-
-
 class Cli:
-    """Runs ``corral`` and keeps every output, to check that no value ever reached one."""
+    """Runs ``corral`` and keeps every output, to check that no value ever reached one. In-process
+    unless ``process``: a real process also shows what its Playwright driver and Chromium print,
+    and takes its secret from a real pipe."""
 
-    def __init__(self) -> None:
+    def __init__(self, process: bool = False) -> None:
         self.outputs: list[str] = []
+        self.process = process
 
-    def __call__(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        proc = corral(*args, stdin=stdin)
+    def __call__(self, *args: str, stdin: str = "") -> Outcome | subprocess.CompletedProcess[str]:
+        proc = corral_process(*args, stdin=stdin) if self.process else corral(*args, stdin=stdin)
         self.outputs += [proc.stdout, proc.stderr]
         return proc
 
@@ -638,7 +628,7 @@ class Cli:
 
 @pytest.mark.slow
 def test_cli_secret_values_never_come_from_argv(home: Path) -> None:
-    cli = Cli()
+    cli = Cli(process=True)
     option = cli("secrets", "set", "k", "--domain", "https://a.com", "--value", KEY)
     assert option.returncode == 2 and "No such option '--value'" in option.stderr
     extra = cli("secrets", "set", "k", KEY, "--domain", "https://a.com")
@@ -741,7 +731,7 @@ def test_cli_run_with_unknown_secret_exits_2(home: Path, tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_cli_run_never_prints_the_value(home: Path, tmp_path: Path, origins: OriginsServer) -> None:
-    cli = Cli()
+    cli = Cli(process=True)
     assert cli("profiles", "create", "alice").returncode == 0
     stored = cli("secrets", "set", "k", "--domain", origins.a, "--field", "Echo", stdin=KEY + "\n")
     assert stored.returncode == 0, stored.stderr

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +23,8 @@ from runtime.errors import StoreBusyError
 from runtime.records import RunRecord
 from runtime.store import Store
 from runtime.webhook import Webhook, sign, verify, verify_headers
-from tests.support.cli import CORRAL
+from tests.support.cli import Outcome
+from tests.support.cli import corral as run_corral
 
 SECRET = "whsec-0123456789"
 BODY = b'{"event":"approval.requested","id":"a1"}'
@@ -247,18 +247,12 @@ async def test_a_token_cannot_mint_a_longer_lived_token(rt: Runtime) -> None:
     )
 
 
-def corral(
-    *args: str, token: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k != "CORRAL_TOKEN"}
-    if token is not None:
-        base["CORRAL_TOKEN"] = token
-    return subprocess.run(
-        [*CORRAL, *args], capture_output=True, text=True, timeout=120, env={**base, **(env or {})}
-    )
+def corral(*args: str, token: str | None = None, env: dict[str, str] | None = None) -> Outcome:
+    """``corral ARGS`` in-process as the holder of ``token`` (none: ``CORRAL_TOKEN`` unset)."""
+    return run_corral(*args, env={"CORRAL_TOKEN": token, **(env or {})})
 
 
-def _token(proc: subprocess.CompletedProcess[str]) -> str:
+def _token(proc: Outcome) -> str:
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
