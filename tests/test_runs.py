@@ -150,16 +150,17 @@ async def test_second_run_on_a_leased_profile_fails_after_waiting(rt: Runtime, p
 
 async def test_second_run_waits_for_the_lease_then_runs(rt: Runtime, portal: str) -> None:
     await make_demo_profiles(rt, portal, "alice")
-    released = asyncio.Event()
+    held, released = asyncio.Event(), asyncio.Event()
 
     async def holder() -> None:
         async with hold_lease(rt.store, "alice", "other-run", wait_s=0):
-            await asyncio.sleep(1.0)
+            held.set()
+            await asyncio.sleep(1.0)  # the other run's work: the second run waits this long
         released.set()
 
     async with asyncio.TaskGroup() as group:
         group.create_task(holder())
-        await asyncio.sleep(0.1)
+        await held.wait()
         waiting = group.create_task(
             run_task(rt, demo_task(), "alice", {"portal": portal}, lease_timeout_s=20)
         )

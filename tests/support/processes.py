@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 
 import psutil
@@ -19,9 +20,20 @@ def chromium_pids(since: float = 0.0) -> set[int]:
         info = proc.info
         if "chrom" not in (info["name"] or "").lower() or info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        if proc.pid in mine or (info["ppid"] == 1 and info["create_time"] >= since):
+        if proc.pid in mine or (
+            info["ppid"] == 1 and info["create_time"] >= since and _started_here(proc)
+        ):
             found.add(proc.pid)
     return found
+
+
+def _started_here(proc: psutil.Process) -> bool:
+    """Whether an orphan was started from this folder, as our processes are (a concurrent test
+    run elsewhere on the machine leaves orphans of its own)."""
+    try:
+        return proc.cwd() == os.getcwd()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
 
 
 def running_chromium(procs: list[psutil.Process]) -> list[psutil.Process]:
