@@ -364,6 +364,7 @@ async def test_a_shadow_call_that_would_pass_the_budget_is_skipped(
     assert not shadow.requests and result.shadow_agreement is None and result.cost_usd == 0
 
 
+@pytest.mark.slow
 async def test_a_model_cannot_pay_without_a_person_a_denial_is_explained(
     rt: Runtime, portal: str
 ) -> None:

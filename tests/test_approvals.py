@@ -86,6 +86,7 @@ async def other_process(*args: str, env: dict[str, str] | None = None) -> Any:
     return await asyncio.to_thread(corral_process, *args, env=env)
 
 
+@pytest.mark.slow
 async def test_scripted_payment_waits_and_a_second_process_approves_each_gated_step(
     rt: Runtime, shop: PortalServer
 ) -> None:
@@ -132,6 +133,7 @@ async def test_scripted_payment_waits_and_a_second_process_approves_each_gated_s
     assert all(s.status == "ok" for s in gated)
 
 
+@pytest.mark.slow
 async def test_a_denial_stops_a_scripted_run_with_exit_code_3(
     rt: Runtime, shop: PortalServer
 ) -> None:
@@ -155,6 +157,7 @@ async def test_a_denial_stops_a_scripted_run_with_exit_code_3(
     assert again.returncode == 2 and "already denied" in again.stderr
 
 
+@pytest.mark.slow
 async def test_expiry_means_deny(settings: Settings, pool: BrowserPool, shop: PortalServer) -> None:
     quick = settings.model_copy(update={"approval_ttl_s": 1.0})
     async with Runtime.open(quick, pool=pool) as rt:
@@ -180,6 +183,7 @@ async def shown_on(pool: BrowserPool, path: str, selector: str) -> str | None:
     return None
 
 
+@pytest.mark.slow
 async def test_an_approval_is_bound_to_the_page_it_was_asked_on(
     rt: Runtime, shop: PortalServer, pool: BrowserPool
 ) -> None:
@@ -216,6 +220,7 @@ async def test_an_approval_is_bound_to_the_page_it_was_asked_on(
     assert first.status == "superseded" and first.executed_at is None
 
 
+@pytest.mark.slow
 async def test_a_model_run_asks_and_an_approved_payment_happens_once(
     rt: Runtime, shop: PortalServer
 ) -> None:
@@ -273,6 +278,7 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+@pytest.mark.slow
 async def test_killed_while_waiting_the_request_survives_then_closes_and_nothing_is_done(
     rt: Runtime, shop: PortalServer, tmp_path: Path
 ) -> None:
@@ -296,6 +302,7 @@ async def test_killed_while_waiting_the_request_survives_then_closes_and_nothing
     assert not paid(shop)
 
 
+@pytest.mark.slow
 async def test_an_approved_action_runs_once_even_when_the_runner_dies_while_acting(
     rt: Runtime, slow_shop: PortalServer, tmp_path: Path
 ) -> None:
@@ -307,12 +314,13 @@ async def test_an_approved_action_runs_once_even_when_the_runner_dies_while_acti
         await rt.approvals.decide(LOCAL_ACTOR, pay.id, True)
         confirm = await next_request(rt, besides=pay)
         await rt.approvals.decide(LOCAL_ACTOR, confirm.id, True)
-        # The runner claimed the action and the portal recorded the payment; its answer is
-        # 4 s away. Kill the runner now, between doing the action and confirming it.
+
         async def claimed_and_paid() -> bool:
             claimed = (await rt.approvals.get(confirm.id)).status == "executing"
             return claimed and bool(paid(slow_shop))
 
+        # The runner claimed the action and the portal recorded the payment; its answer is
+        # 4 s away. Kill the runner now, between doing the action and confirming it.
         await until(claimed_and_paid, 60, "the action to be claimed and paid")
     finally:
         kill(proc)
@@ -356,6 +364,7 @@ async def fake_request(rt: Runtime, ttl_s: float = 60) -> ApprovalRequest:
     )
 
 
+@pytest.mark.slow
 async def test_racing_approvers_in_other_processes_exactly_one_decision_wins(rt: Runtime) -> None:
     request = await fake_request(rt)
     verbs = ["approve", "deny", "approve", "deny"]
@@ -370,6 +379,7 @@ async def test_racing_approvers_in_other_processes_exactly_one_decision_wins(rt:
     assert len(audit) == 1
 
 
+@pytest.mark.slow
 async def test_only_admins_decide_with_valid_tokens_and_every_decision_is_audited(
     rt: Runtime,
 ) -> None:
@@ -583,6 +593,7 @@ async def test_deleting_the_account_is_gated_in_scripted_and_model_runs(
     assert still.status == "succeeded" and still.output == "Account ACC-1001", still.error
 
 
+@pytest.mark.slow
 async def test_corral_run_exits_3_when_a_person_denies(
     rt: Runtime, shop: PortalServer, tmp_path: Path
 ) -> None:
@@ -598,6 +609,7 @@ async def test_corral_run_exits_3_when_a_person_denies(
     assert result["status"] == "denied" and "denied by a person (local): no" in result["error"]
 
 
+@pytest.mark.slow
 async def test_a_persons_time_does_not_count_against_the_runs_time_limit(
     rt: Runtime, shop: PortalServer
 ) -> None:
@@ -698,6 +710,7 @@ def uploads(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 async def test_an_auto_approval_for_one_kind_never_approves_another(
     quick: Runtime, shop: PortalServer, uploads: Path
 ) -> None:
@@ -731,6 +744,7 @@ async def test_an_auto_approval_for_one_kind_never_approves_another(
     ]
 
 
+@pytest.mark.slow
 async def test_auto_approval_keeps_to_its_tasks_profiles_and_max_per_run(
     quick: Runtime, shop: PortalServer, uploads: Path
 ) -> None:

@@ -391,7 +391,6 @@ def new_token(proc: Outcome) -> str:
     return token
 
 
-@pytest.mark.slow
 def test_cli_users_tokens_and_a_revoked_token(home: Path) -> None:
     refused = corral("users", "add", "bob", "--role", "user")
     assert refused.returncode == 2 and "first user must be a super_admin" in refused.stderr

@@ -131,6 +131,7 @@ def test_no_browser_found_exits_1_with_what_to_do(home: Path, alice: None) -> No
     assert "CORRAL_BROWSER=/nonexistent/chromium: not an executable file" in proc.stderr
 
 
+@pytest.mark.slow
 def test_state_under_another_key_exits_1_and_is_kept(home: Path, alice: None, portal: str) -> None:
     first = corral("run", str(DEMO_TASK), "--profile", "alice", "--var", f"portal={portal}")
     assert first.returncode == 0, first.stderr
@@ -282,6 +283,7 @@ def test_killed_process_leaves_no_browser_and_its_run_is_marked_interrupted(
     assert again.returncode == 0, again.stderr
 
 
+@pytest.mark.slow
 def test_parallel_json_output_and_runs_show(home: Path, portal: str) -> None:
     for name in ("alice", "bob"):
         make_cli_profile(name, portal)

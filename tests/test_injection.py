@@ -55,6 +55,7 @@ def collector() -> Iterator[tuple[int, list[str]]]:
         server.server_close()
 
 
+@pytest.mark.slow
 async def test_an_obedient_model_is_stopped_by_the_gate_secret_scope_and_egress(
     settings: Settings,
     pool: BrowserPool,

@@ -107,6 +107,7 @@ def test_malformed_policy_file_names_file_and_field(
     assert str(path) in str(info.value) and expected in str(info.value)
 
 
+@pytest.mark.slow
 def test_policy_check_dry_run_on_portal_pages(home: Path, portal: str) -> None:
     assert corral("profiles", "create", "alice", "--var", "user=alice").returncode == 0
     assert (

@@ -70,6 +70,7 @@ def local_storage(state: dict[str, Any] | None) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 async def test_parallel_sessions_as_two_users_never_share_anything(
     rt: Runtime, portal: str
 ) -> None:
@@ -122,6 +123,7 @@ async def test_saved_state_on_disk_holds_no_cookie_in_clear(rt: Runtime, portal:
             assert value.encode() not in data, f"cookie value in clear text in {path}"
 
 
+@pytest.mark.slow
 async def test_persistent_profile_keeps_its_user_data_sealed(rt: Runtime, portal: str) -> None:
     await rt.profiles.create(
         "pers",
@@ -296,6 +298,7 @@ async def test_corrupted_saved_state_fails_clearly_and_is_kept(rt: Runtime, port
     assert (await rt.profiles.get("alice")).state == damaged  # nothing overwritten
 
 
+@pytest.mark.slow
 async def test_browser_crash_mid_run_fails_clearly_and_does_not_hang(
     rt: Runtime, portal: str, settings: Settings
 ) -> None:
@@ -356,6 +359,7 @@ async def test_browser_crash_mid_run_fails_clearly_and_does_not_hang(
     assert stored is not None and stored.status == "failed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["state", "persistent"])
 async def test_export_import_round_trip_keeps_login(rt: Runtime, portal: str, mode: str) -> None:
     await rt.profiles.create(

@@ -103,6 +103,7 @@ steps:
 """
 
 
+@pytest.mark.slow
 def test_leak_scan_password_totp_and_api_key_leave_no_trace(
     home: Path, portal: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -637,7 +637,6 @@ def test_cli_secret_values_never_come_from_argv(home: Path) -> None:
     assert cli("secrets", "list", "--json").stdout.strip() == "[]"
 
 
-@pytest.mark.slow
 def test_cli_secrets_set_list_rm(home: Path) -> None:
     cli = Cli()
     empty = cli("secrets", "set", "k", "--domain", "https://a.com", stdin="\n")
@@ -706,7 +705,6 @@ def test_cli_secrets_set_list_rm(home: Path) -> None:
     assert not cli.leaked(KEY) and not cli.leaked(OTHER)
 
 
-@pytest.mark.slow
 def test_cli_out_of_range_port_is_a_user_error(home: Path) -> None:
     proc = corral("secrets", "set", "k", "--domain", "https://a.com:99999", stdin=KEY + "\n")
     assert proc.returncode == 2, proc.stderr
@@ -714,7 +712,6 @@ def test_cli_out_of_range_port_is_a_user_error(home: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow
 def test_cli_run_with_unknown_secret_exits_2(home: Path, tmp_path: Path) -> None:
     assert corral("profiles", "create", "alice").returncode == 0
     task = tmp_path / "task.yaml"

@@ -160,6 +160,7 @@ TARGETS: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.mark.slow
 async def test_unknown_submissions_ask(hrt: Runtime, site: HostileSite) -> None:
     for case, html in UNKNOWN.items():
         url = site.page(f"/{case}", html)
@@ -170,6 +171,7 @@ async def test_unknown_submissions_ask(hrt: Runtime, site: HostileSite) -> None:
         ), (case, asked[0].reasons)
 
 
+@pytest.mark.slow
 async def test_a_task_allow_list_and_a_policy_allow_rule_place_a_target(
     hrt: Runtime, site: HostileSite, settings: Any
 ) -> None:

@@ -123,7 +123,6 @@ def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> Outcome:
         os.chdir(old)
 
 
-@pytest.mark.slow
 def test_corral_run_prints_its_config_and_ignores_a_planted_one(home: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     planted = _config(

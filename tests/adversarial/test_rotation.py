@@ -123,6 +123,7 @@ def test_the_first_key_file_is_fsynced(tmp_path: Path, monkeypatch: pytest.Monke
     assert KeyRing.load(home, {}).fingerprint == ring.fingerprint
 
 
+@pytest.mark.slow
 async def test_first_key_is_created_once_by_racing_processes(tmp_path: Path) -> None:
     home = tmp_path / "home"
     code = (

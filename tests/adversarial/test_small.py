@@ -257,7 +257,6 @@ def _token(proc: Outcome) -> str:
     return proc.stdout.strip()
 
 
-@pytest.mark.slow
 def test_cli_token_cannot_mint_a_longer_lived_token(home: Path) -> None:
     root = _token(corral("users", "add", "root", "--role", "super_admin", "--token-ttl", "1h"))
     longer = corral("tokens", "create", "root", "--ttl", "2h", token=root)
@@ -359,7 +358,6 @@ async def test_a_run_on_a_locked_store_fails_busy(
         assert [p.name for p in await rt.profiles.list()] == ["p"]
 
 
-@pytest.mark.slow
 def test_cli_commands_on_a_locked_store_say_busy(home: Path, held: Holder, tmp_path: Path) -> None:
     assert corral("profiles", "create", "p").returncode == 0
     task = tmp_path / "t.yaml"
