@@ -17,7 +17,7 @@ import pytest
 from profiles import BrowserPool
 from runtime import Runtime, Settings
 from runtime.demo.portal import PortalServer
-from tests.support.net import NetworkGuard
+from tests.support.net import PROVIDER_KEYS, NetworkGuard
 from tests.support.processes import chromium_pids
 
 
@@ -76,7 +76,10 @@ async def rt(settings: Settings, pool: BrowserPool) -> AsyncIterator[Runtime]:
 @pytest.fixture(autouse=True)
 def network_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[NetworkGuard]:
     """No test reaches a real model provider, or any host off this machine: such a connection is
-    refused where it is made, and the test fails even if the code under test swallowed that."""
+    refused where it is made, and the test fails even if the code under test swallowed that.
+    A corral process a test starts is not patched; it inherits no provider key to call one with."""
+    for name in PROVIDER_KEYS:
+        monkeypatch.delenv(name, raising=False)
     guard = NetworkGuard()
     guard.install(monkeypatch)
     yield guard

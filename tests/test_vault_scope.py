@@ -1,9 +1,9 @@
 """The credential vault's scope, end to end: a secret is typed only on its origins and profiles.
 
 Real Chromium and real SQLite against a small fixture site served under two origins
-(``http://127.0.0.1:PORT`` and ``http://localhost:PORT``, see ``tests/support/origins.py``): redirects,
-iframes and popups that cross origins, the audit of every use, the lease's end, redaction of what
-a page echoes back, and the ``corral secrets`` commands.
+(``http://127.0.0.1:PORT`` and ``http://localhost:PORT``, see ``tests/support/origins.py``):
+redirects, iframes and popups that cross origins, the audit of every use, the lease's end,
+redaction of what a page echoes back, and the ``corral secrets`` commands.
 """
 
 from __future__ import annotations

@@ -17,7 +17,10 @@ from typing import Any
 
 import pytest
 
-__all__ = ["NetworkGuard", "OffMachineConnectionError", "is_loopback"]
+__all__ = ["PROVIDER_KEYS", "NetworkGuard", "OffMachineConnectionError", "is_loopback"]
+
+PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+"""The built-in providers' key variables: unset in every test."""
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
