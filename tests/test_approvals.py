@@ -503,6 +503,7 @@ async def test_each_request_is_announced_by_a_signed_webhook_without_secrets(
     assert result.exit_code == 2 and result.error and "CORRAL_WEBHOOK_SECRET" in result.error
 
 
+@pytest.mark.slow
 async def test_a_policy_may_auto_approve_a_repeat_a_person_approved_before(
     rt: Runtime, shop: PortalServer, tmp_path: Path
 ) -> None:
@@ -540,6 +541,7 @@ async def test_a_policy_may_auto_approve_a_repeat_a_person_approved_before(
     ]
 
 
+@pytest.mark.slow
 async def test_deleting_the_account_is_gated_in_scripted_and_model_runs(
     rt: Runtime, shop: PortalServer
 ) -> None:

@@ -215,6 +215,7 @@ async def test_a_task_allow_list_and_a_policy_allow_rule_place_a_target(
     assert len(site.posts("/bestellen")) == 3
 
 
+@pytest.mark.slow
 async def test_a_pay_button_that_appears_late_is_still_gated(
     hrt: Runtime, site: HostileSite
 ) -> None:

@@ -242,6 +242,7 @@ async def test_password_goes_into_the_login_form(hrt: Runtime, site: HostileSite
     assert not leaked("".join(s.model_dump_json() for s in steps))
 
 
+@pytest.mark.slow
 async def test_a_model_obeying_a_portal_message_does_not_post_the_password(
     hrt: Runtime, site: HostileSite
 ) -> None:
