@@ -1,41 +1,24 @@
-"""Shared fixtures: the demo portal, a browser pool for the whole session, a fresh CORRAL_HOME.
+"""Shared fixtures: the demo portal, a browser pool for the whole session, a fresh CORRAL_HOME,
+and the guard that keeps every test off the network.
 
 Everything is real: Chromium (Debian's or Playwright's), the portal on 127.0.0.1, SQLite files.
+Helpers live in ``tests.support``; this file holds fixtures only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
-from profiles import BrowserPool, ProfileSettings
+from profiles import BrowserPool
 from runtime import Runtime, Settings
-from runtime.approvals import ApprovalRequest
 from runtime.demo.portal import PortalServer
-
-REPO = Path(__file__).resolve().parent.parent
-CORRAL = [str(Path(sys.executable).parent / "corral")]
-
-
-def chromium_pids(since: float = 0.0) -> set[int]:
-    """Chromium processes that are ours: descendants of this process, or orphans (parent 1)
-    started after ``since`` (a browser whose owner died is re-parented to init)."""
-    mine = {p.pid for p in psutil.Process().children(recursive=True)}
-    found = set()
-    for proc in psutil.process_iter(["name", "ppid", "create_time", "status"]):
-        info = proc.info
-        if "chrom" not in (info["name"] or "").lower() or info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        if proc.pid in mine or (info["ppid"] == 1 and info["create_time"] >= since):
-            found.add(proc.pid)
-    return found
+from tests.support.net import PROVIDER_KEYS, NetworkGuard
+from tests.support.processes import chromium_pids
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -90,28 +73,15 @@ async def rt(settings: Settings, pool: BrowserPool) -> AsyncIterator[Runtime]:
         yield runtime
 
 
-async def make_demo_profiles(rt: Runtime, portal: str, *names: str) -> None:
-    """Profiles for demo users: the username as a var, the password in the vault (scoped)."""
-    from runtime.demo.portal import USERS
-
-    for name in names:
-        user = USERS[name]
-        await rt.profiles.create(name, ProfileSettings(vars={"user": user.username}))
-        await rt.vault.set(f"{name}.password", user.password, [portal], [name])
-
-
-async def next_request(
-    rt: Runtime, timeout_s: float = 60.0, besides: ApprovalRequest | None = None
-) -> ApprovalRequest:
-    """The oldest pending approval request (other than ``besides``), once a run has asked
-    (polls the store, as another process would)."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            pending = [
-                r
-                for r in await rt.approvals.list_requests()
-                if besides is None or r.id != besides.id
-            ]
-            if pending:
-                return pending[-1]
-            await asyncio.sleep(0.05)
+@pytest.fixture(autouse=True)
+def network_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[NetworkGuard]:
+    """No test reaches a real model provider, or any host off this machine: such a connection is
+    refused where it is made, and the test fails even if the code under test swallowed that.
+    A corral process a test starts is not patched; it inherits no provider key to call one with."""
+    for name in PROVIDER_KEYS:
+        monkeypatch.delenv(name, raising=False)
+    guard = NetworkGuard()
+    guard.install(monkeypatch)
+    yield guard
+    if guard.refused:
+        pytest.fail(f"the test tried to leave this machine: {', '.join(guard.refused)}")

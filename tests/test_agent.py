@@ -15,65 +15,18 @@ from runtime import Runtime, parse_task, run_task
 from runtime.auth import LOCAL_ACTOR
 from runtime.models import Message, ModelResponse, ModelUnavailableError, Price, ToolSpec
 from runtime.testing import FunctionModel, ScriptedModel, call, reply
-from tests.conftest import make_demo_profiles, next_request
+from tests.support.agent import goal_task, login_then, page_of, ref_of
+from tests.support.approvals import next_request
+from tests.support.cli import corral
+from tests.support.demo import make_demo_profiles
 
 UNPAID_ALICE = 6
-
-
-def page_of(messages: list[Message]) -> str:
-    """The text of the last user message (the current page is at its end)."""
-    return "\n".join(p.text for p in messages[-1].content if p.type == "text")
-
-
-def ref_of(text: str, role: str, name: str) -> str:
-    """The ref of ``role name`` in a compact page (``[e7] button Sign in``)."""
-    for line in text.splitlines():
-        m = re.search(rf"\[(\w+)\] {role} \"?{re.escape(name)}", line)
-        if m:
-            return m.group(1)
-    raise AssertionError(f"no {role} {name!r} on the page:\n{text}")
-
-
-def login_then(finish: Any) -> Any:
-    """A planner that signs in as alice when on the login page, then calls ``finish(page)``."""
-
-    def decide(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
-        page = page_of(messages)
-        fills = page.split("Current page:")[0].count("fill ref=")
-        if "# Sign in" in page:
-            if fills == 0:
-                return reply(call("fill", ref=ref_of(page, "textbox", "Username"), value="alice"))
-            if fills == 1:
-                secret = "{{secret:alice.password}}"
-                return reply(call("fill", ref=ref_of(page, "textbox", "Password"), value=secret))
-            return reply(call("click", ref=ref_of(page, "button", "Sign in")))
-        return finish(page)
-
-    return decide
 
 
 def unpaid_count(page: str) -> ModelResponse:
     m = re.search(r"Unpaid invoices: (\d+)", page)
     assert m, page
     return reply(call("done", result={"unpaid": int(m.group(1))}))
-
-
-def goal_task(portal: str, **extra: Any) -> Any:
-    return parse_task(
-        {
-            "name": "goal",
-            "start_url": f"{portal}/dashboard",
-            "secrets": ["alice.password"],
-            "goal": "Report how many unpaid invoices the account has.",
-            "output_schema": {
-                "type": "object",
-                "properties": {"unpaid": {"type": "integer"}},
-                "required": ["unpaid"],
-            },
-            **extra,
-        },
-        "goal.yaml",
-    )
 
 
 async def test_goal_task_succeeds_and_every_call_is_recorded(rt: Runtime, portal: str) -> None:
@@ -358,10 +311,6 @@ async def test_token_budget_stops_the_run(rt: Runtime, portal: str) -> None:
 
 
 async def test_runs_show_prints_cost_per_step_and_role(rt: Runtime, portal: str, home: Any) -> None:
-    import subprocess
-
-    from tests.conftest import CORRAL
-
     await make_demo_profiles(rt, portal, "alice")
     (rt.settings.home / "corral.toml").write_text(
         '[prices."fake:priced"]\ninput = 1.0\noutput = 2.0\n'
@@ -369,23 +318,11 @@ async def test_runs_show_prints_cost_per_step_and_role(rt: Runtime, portal: str,
     planner = FunctionModel(login_then(unpaid_count), name="priced")
     result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
     assert result.status == "succeeded" and result.cost_usd == pytest.approx(4 * 0.00014)
-    shown = await asyncio.to_thread(
-        subprocess.run,
-        [*CORRAL, "runs", "show", str(result.run_id)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = await asyncio.to_thread(corral, "runs", "show", str(result.run_id))
     assert shown.returncode == 0, shown.stderr
     assert "model calls by role" in shown.stdout
     assert "fake:priced" in shown.stdout and "0.0006" in shown.stdout
-    listing = await asyncio.to_thread(
-        subprocess.run,
-        [*CORRAL, "runs", "show", str(result.run_id), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    listing = await asyncio.to_thread(corral, "runs", "show", str(result.run_id), "--json")
     data = json.loads(listing.stdout)
     assert [c["role"] for c in data["model_calls"]] == ["planner"] * 4
 
@@ -427,6 +364,7 @@ async def test_a_shadow_call_that_would_pass_the_budget_is_skipped(
     assert not shadow.requests and result.shadow_agreement is None and result.cost_usd == 0
 
 
+@pytest.mark.slow
 async def test_a_model_cannot_pay_without_a_person_a_denial_is_explained(
     rt: Runtime, portal: str
 ) -> None:

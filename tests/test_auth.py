@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
-import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +24,8 @@ from runtime.auth import (
 from runtime.cli.users import parse_ttl
 from runtime.services import Services, UserService
 from runtime.store.audit import write_audit
-from tests.conftest import CORRAL
+from tests.support.cli import Outcome
+from tests.support.cli import corral as run_corral
 
 ROOT = Actor("root", "super_admin")
 ADA = Actor("ada", "admin")
@@ -411,18 +410,12 @@ async def test_verify_audit_detects_tampering(
 # --- the command line ---------------------------------------------------------------------------
 
 
-def corral(
-    *args: str, token: str | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "CORRAL_TOKEN"}
-    if token is not None:
-        env["CORRAL_TOKEN"] = token
-    return subprocess.run(
-        [*CORRAL, *args], input=stdin, capture_output=True, text=True, timeout=120, env=env
-    )
+def corral(*args: str, token: str | None = None, stdin: str | None = None) -> Outcome:
+    """``corral ARGS`` in-process as the holder of ``token`` (none: ``CORRAL_TOKEN`` unset)."""
+    return run_corral(*args, stdin=stdin, env={"CORRAL_TOKEN": token})
 
 
-def new_token(proc: subprocess.CompletedProcess[str]) -> str:
+def new_token(proc: Outcome) -> str:
     assert proc.returncode == 0, proc.stderr
     assert "will not be shown again" in proc.stderr
     token = proc.stdout.strip()
@@ -430,7 +423,6 @@ def new_token(proc: subprocess.CompletedProcess[str]) -> str:
     return token
 
 
-@pytest.mark.slow
 def test_cli_users_tokens_and_a_revoked_token(home: Path) -> None:
     refused = corral("users", "add", "bob", "--role", "user")
     assert refused.returncode == 2 and "first user must be a super_admin" in refused.stderr

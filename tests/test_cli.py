@@ -1,4 +1,8 @@
-"""The ``corral`` command as a user runs it: exit codes, messages, Ctrl-C, profiles commands."""
+"""The ``corral`` command as a user runs it: exit codes, messages, Ctrl-C, profiles commands.
+
+What a command prints and returns is tested in-process (``tests.support.cli.corral``); a real
+process is used where it is the point: Ctrl-C, a killed run, a lease held by another process, and
+the installed entry point itself (the demo)."""
 
 from __future__ import annotations
 
@@ -8,29 +12,15 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from runtime.cli.demo import DEMO_TASK
-from tests.conftest import CORRAL
-
-pytestmark = pytest.mark.slow
-
-
-def corral(
-    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CORRAL, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+from tests.support.cli import CORRAL, corral, corral_process
+from tests.support.processes import running_chromium, wait_gone
+from tests.support.wait import until_sync
 
 
 def write(tmp_path: Path, text: str, name: str = "task.yaml") -> str:
@@ -51,24 +41,6 @@ def sealed_rows(home: Path) -> dict[str, list[tuple[object, ...]]]:
                 "SELECT name, ciphertext, updated_at FROM secrets ORDER BY name"
             ).fetchall(),
         }
-
-
-def running_chromium(procs: list[psutil.Process]) -> list[psutil.Process]:
-    """The Chromium processes among ``procs`` that still run (zombies have ended)."""
-    alive = []
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if "chrom" in proc.name() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc)
-    return alive
-
-
-def wait_gone(procs: list[psutil.Process], timeout_s: float = 15) -> list[psutil.Process]:
-    """Wait until none of ``procs`` runs; returns those still running at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while (alive := running_chromium(procs)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return alive
 
 
 @pytest.fixture
@@ -159,6 +131,7 @@ def test_no_browser_found_exits_1_with_what_to_do(home: Path, alice: None) -> No
     assert "CORRAL_BROWSER=/nonexistent/chromium: not an executable file" in proc.stderr
 
 
+@pytest.mark.slow
 def test_state_under_another_key_exits_1_and_is_kept(home: Path, alice: None, portal: str) -> None:
     first = corral("run", str(DEMO_TASK), "--profile", "alice", "--var", f"portal={portal}")
     assert first.returncode == 0, first.stderr
@@ -187,6 +160,7 @@ def test_state_under_another_key_exits_1_and_is_kept(home: Path, alice: None, po
     assert json.loads(again.stdout)[0]["session_restored"] is True
 
 
+@pytest.mark.slow
 def test_leased_profile_exits_1_after_the_wait(
     home: Path, alice: None, portal: str, tmp_path: Path
 ) -> None:
@@ -200,12 +174,11 @@ def test_leased_profile_exits_1_after_the_wait(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            listing = json.loads(corral("profiles", "list", "--json").stdout)
-            if listing[0]["leased_by"]:
-                break
-            time.sleep(0.2)
+        until_sync(
+            lambda: json.loads(corral("profiles", "list", "--json").stdout)[0]["leased_by"],
+            timeout=30,
+            what="the other process to lease the profile",
+        )
         proc = corral("run", str(DEMO_TASK), "--profile", "alice", "--lease-timeout", "0.5")
         assert proc.returncode == 1
         assert "profile 'alice' is in use by run" in proc.stderr
@@ -215,6 +188,7 @@ def test_leased_profile_exits_1_after_the_wait(
     assert holder.returncode == 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_cleanly_releases_lease_and_leaves_no_browser(
     home: Path, alice: None, portal: str, tmp_path: Path
 ) -> None:
@@ -232,18 +206,16 @@ def test_ctrl_c_cancels_cleanly_releases_lease_and_leaves_no_browser(
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def started() -> bool:
             runs = json.loads(corral("runs", "list", "--json").stdout)
-            if (
+            return bool(
                 runs
                 and runs[0]["status"] == "running"
                 and list((Path(runs[0]["run_dir"]) / "steps").glob("*.jpg"))
-            ):
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the run never started")
+            )
+
+        until_sync(started, timeout=30, what="the run to start")
         children = psutil.Process(proc.pid).children(recursive=True)
         assert any("chrom" in c.name() for c in children)
         os.killpg(proc.pid, signal.SIGINT)
@@ -252,13 +224,17 @@ def test_ctrl_c_cancels_cleanly_releases_lease_and_leaves_no_browser(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130
-    time.sleep(0.5)
-    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+    def gone() -> bool:
+        return not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+    until_sync(gone, timeout=15, what="the cancelled run's processes to end")
     run = json.loads(corral("runs", "list", "--json").stdout)[0]
     assert run["status"] == "cancelled"
     assert json.loads(corral("profiles", "list", "--json").stdout)[0]["leased_by"] is None
 
 
+@pytest.mark.slow
 def test_killed_process_leaves_no_browser_and_its_run_is_marked_interrupted(
     home: Path, alice: None, portal: str, tmp_path: Path
 ) -> None:
@@ -272,18 +248,19 @@ def test_killed_process_leaves_no_browser_and_its_run_is_marked_interrupted(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
     # The run is under way once its first step waits on the slow page: by then its browser
     # (and a renderer for the page) is running.
-    while time.monotonic() < deadline:
+
+    def under_way() -> bool:
         runs = json.loads(corral("runs", "list", "--json").stdout)
-        if (
+        return bool(
             runs
             and runs[0]["status"] == "running"
             and running_chromium(psutil.Process(proc.pid).children(recursive=True))
-        ):
-            break
-        time.sleep(0.2)
+        )
+
+    with contextlib.suppress(AssertionError):  # the assertion below says what went wrong
+        until_sync(under_way, timeout=30, what="the run to start its browser")
     browser = running_chromium(psutil.Process(proc.pid).children(recursive=True))
     proc.kill()
     proc.wait()
@@ -306,6 +283,7 @@ def test_killed_process_leaves_no_browser_and_its_run_is_marked_interrupted(
     assert again.returncode == 0, again.stderr
 
 
+@pytest.mark.slow
 def test_parallel_json_output_and_runs_show(home: Path, portal: str) -> None:
     for name in ("alice", "bob"):
         make_cli_profile(name, portal)
@@ -364,13 +342,15 @@ def test_profiles_commands_round_trip(home: Path, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "not a corral profile bundle" in proc.stderr
 
 
+@pytest.mark.slow
 def test_demo_twice_second_run_reuses_saved_sessions(home: Path) -> None:
-    first = corral("demo", "--port", "0", timeout=180)
+    # The installed entry point, twice, as a person runs it.
+    first = corral_process("demo", "--port", "0", timeout=180)
     assert first.returncode == 0, first.stderr
     assert "alice: 6 unpaid invoices" in first.stdout
     assert "bob: 29 unpaid invoices" in first.stdout
     assert first.stdout.count("signed in with username and password") == 2
-    second = corral("demo", "--port", "0", timeout=180)
+    second = corral_process("demo", "--port", "0", timeout=180)
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("saved session reused, login skipped (3 steps skipped)") == 2
     assert "alice: 6 unpaid invoices" in second.stdout

@@ -14,7 +14,7 @@ from profiles import open_session
 from runtime import Runtime
 from runtime.demo.portal import USERS
 from runtime.demo.portal.data import invoices_for
-from tests.conftest import make_demo_profiles
+from tests.support.demo import make_demo_profiles
 from tools import (
     ActionContext,
     Click,

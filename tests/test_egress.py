@@ -13,14 +13,12 @@ import asyncio
 import base64
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from _egress_sites import Site, free_port, js
 from playwright.async_api import Page
 
 from profiles import (
@@ -38,6 +36,8 @@ from profiles import (
     parse_allowlist,
 )
 from runtime import Runtime
+from tests.support.sites import Site, free_port, js
+from tests.support.wait import until
 
 HOSTS = {"allowed.test": "127.0.0.1", "evil.test": "127.0.0.1"}
 REFUSAL = "not on this session's egress allowlist"
@@ -96,10 +96,11 @@ async def wait_blocked(
     proxy: EgressProxy, match: Callable[[BlockedRequest], bool], timeout_s: float = 5.0
 ) -> list[BlockedRequest]:
     """Wait until a refusal matching ``match`` is recorded; returns (and drains) all of them."""
-    deadline = time.monotonic() + timeout_s
-    while not any(match(b) for b in proxy.blocked):
-        assert time.monotonic() < deadline, f"nothing matching was blocked: {list(proxy.blocked)}"
-        await asyncio.sleep(0.05)
+    await until(
+        lambda: any(match(b) for b in proxy.blocked),
+        timeout_s,
+        f"a matching refusal (blocked so far: {list(proxy.blocked)})",
+    )
     return proxy.drain_blocked()
 
 

@@ -20,9 +20,9 @@ from runtime.auth import LOCAL_ACTOR
 from runtime.demo.portal import PortalServer
 from runtime.demo.portal.store import Store as PortalStore
 from runtime.testing import FunctionModel, call, reply
-from tests.conftest import make_demo_profiles, next_request
-from tests.test_agent import login_then, page_of, ref_of
-from tests.test_approvals import first_unpaid, usd
+from tests.support.agent import login_then, page_of, ref_of
+from tests.support.approvals import next_request
+from tests.support.demo import first_unpaid, make_demo_profiles, usd
 
 PASSWORD = "alice-pw-1"
 
@@ -55,6 +55,7 @@ def collector() -> Iterator[tuple[int, list[str]]]:
         server.server_close()
 
 
+@pytest.mark.slow
 async def test_an_obedient_model_is_stopped_by_the_gate_secret_scope_and_egress(
     settings: Settings,
     pool: BrowserPool,

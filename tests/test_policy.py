@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from policies import ActionFacts, Policy, classify
 from runtime.demo.portal import USERS
 from runtime.policyfile import PolicyFileError, load_policy
-from tests.conftest import CORRAL
+from tests.support.cli import corral
 from tools.facts import allowlist_facts
 
 
@@ -140,17 +138,8 @@ def test_malformed_policy_file_names_file_and_field(
     assert str(path) in str(info.value) and expected in str(info.value)
 
 
+@pytest.mark.slow
 def test_policy_check_dry_run_on_portal_pages(home: Path, portal: str) -> None:
-    def corral(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*CORRAL, *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=os.environ.copy(),
-        )
-
     assert corral("profiles", "create", "alice", "--var", "user=alice").returncode == 0
     assert (
         corral(

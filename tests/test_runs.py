@@ -18,7 +18,7 @@ from profiles import BrowserPool, ProfileSettings, hold_lease, open_session
 from runtime import RunEvent, Runtime, Settings, Task, load_task, parse_task, run_many, run_task
 from runtime.cli.demo import DEMO_TASK
 from runtime.demo.portal import USERS
-from tests.conftest import make_demo_profiles
+from tests.support.demo import make_demo_profiles
 from tools import Tabs
 
 ACCOUNT = {name: user.account_no.split("-")[1] for name, user in USERS.items()}
@@ -70,6 +70,7 @@ def local_storage(state: dict[str, Any] | None) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 async def test_parallel_sessions_as_two_users_never_share_anything(
     rt: Runtime, portal: str
 ) -> None:
@@ -122,6 +123,7 @@ async def test_saved_state_on_disk_holds_no_cookie_in_clear(rt: Runtime, portal:
             assert value.encode() not in data, f"cookie value in clear text in {path}"
 
 
+@pytest.mark.slow
 async def test_persistent_profile_keeps_its_user_data_sealed(rt: Runtime, portal: str) -> None:
     await rt.profiles.create(
         "pers",
@@ -150,16 +152,17 @@ async def test_second_run_on_a_leased_profile_fails_after_waiting(rt: Runtime, p
 
 async def test_second_run_waits_for_the_lease_then_runs(rt: Runtime, portal: str) -> None:
     await make_demo_profiles(rt, portal, "alice")
-    released = asyncio.Event()
+    held, released = asyncio.Event(), asyncio.Event()
 
     async def holder() -> None:
         async with hold_lease(rt.store, "alice", "other-run", wait_s=0):
-            await asyncio.sleep(1.0)
+            held.set()
+            await asyncio.sleep(1.0)  # the other run's work: the second run waits this long
         released.set()
 
     async with asyncio.TaskGroup() as group:
         group.create_task(holder())
-        await asyncio.sleep(0.1)
+        await held.wait()
         waiting = group.create_task(
             run_task(rt, demo_task(), "alice", {"portal": portal}, lease_timeout_s=20)
         )
@@ -295,6 +298,7 @@ async def test_corrupted_saved_state_fails_clearly_and_is_kept(rt: Runtime, port
     assert (await rt.profiles.get("alice")).state == damaged  # nothing overwritten
 
 
+@pytest.mark.slow
 async def test_browser_crash_mid_run_fails_clearly_and_does_not_hang(
     rt: Runtime, portal: str, settings: Settings
 ) -> None:
@@ -355,6 +359,7 @@ async def test_browser_crash_mid_run_fails_clearly_and_does_not_hang(
     assert stored is not None and stored.status == "failed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["state", "persistent"])
 async def test_export_import_round_trip_keeps_login(rt: Runtime, portal: str, mode: str) -> None:
     await rt.profiles.create(

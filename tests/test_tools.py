@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pages import FORM, LATE, PAGER, PLACEHOLDERS, THREE_BUTTONS, TWO_TABLES
 from pydantic import ValidationError
 
 from profiles import open_session
 from runtime import Runtime
 from runtime.demo.portal import USERS, PortalServer
 from runtime.demo.portal.data import invoices_for
-from tests.conftest import make_demo_profiles
+from tests.support.demo import make_demo_profiles
+from tests.support.pages import FORM, LATE, PAGER, PLACEHOLDERS, THREE_BUTTONS, TWO_TABLES
 from tools import (
     ACTION_TYPES,
     ActionContext,

@@ -36,8 +36,8 @@ from profiles.vault import totp_now
 from runtime import Runtime, Settings
 from runtime.demo.portal import USERS
 from runtime.rotate import rotate_key
-from tests._leaks import leak_forms
-from tests.conftest import CORRAL
+from tests.support.cli import corral_process
+from tests.support.leaks import leak_forms
 from tools import Navigate, Tabs, observe
 from tools.execute import ActionContext, execute
 
@@ -79,14 +79,9 @@ def zip_members(name: str, data: bytes) -> Iterator[tuple[str, bytes]]:
 
 
 def corral(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CORRAL, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=os.environ.copy(),
-    )
+    """``corral ARGS`` as a real process: the leak scan reads everything a process prints,
+    including what its Playwright driver and Chromium write to the inherited stderr."""
+    return corral_process(*args, stdin=stdin, timeout=180)
 
 
 LEAK_TASK = """
@@ -108,6 +103,7 @@ steps:
 """
 
 
+@pytest.mark.slow
 def test_leak_scan_password_totp_and_api_key_leave_no_trace(
     home: Path, portal: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

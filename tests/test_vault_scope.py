@@ -1,9 +1,9 @@
 """The credential vault's scope, end to end: a secret is typed only on its origins and profiles.
 
 Real Chromium and real SQLite against a small fixture site served under two origins
-(``http://127.0.0.1:PORT`` and ``http://localhost:PORT``, see ``tests/_origins.py``): redirects,
-iframes and popups that cross origins, the audit of every use, the lease's end, redaction of what
-a page echoes back, and the ``corral secrets`` commands.
+(``http://127.0.0.1:PORT`` and ``http://localhost:PORT``, see ``tests/support/origins.py``):
+redirects, iframes and popups that cross origins, the audit of every use, the lease's end,
+redaction of what a page echoes back, and the ``corral secrets`` commands.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from _origins import OriginsServer
 
 from profiles import (
     AuditRecord,
@@ -36,8 +35,9 @@ from profiles import (
 )
 from runtime import RunResult, Runtime, parse_task, run_task
 from runtime.records import StepRecord
-from tests._leaks import leak_forms
-from tests.conftest import CORRAL
+from tests.support.cli import Outcome, corral, corral_process
+from tests.support.leaks import leak_forms
+from tests.support.origins import OriginsServer
 from tools import ActionContext, Fill, Tabs, execute, observe
 
 # Values with every character an encoding treats specially, spaces and non-ASCII: a leak in any
@@ -608,27 +608,17 @@ async def test_totp_code_is_typed_where_allowed_and_redacted(
 # --- the command line -------------------------------------------------------------------------
 
 
-def corral(
-    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CORRAL, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-
-
 class Cli:
-    """Runs ``corral`` and keeps every output, to check that no value ever reached one."""
+    """Runs ``corral`` and keeps every output, to check that no value ever reached one. In-process
+    unless ``process``: a real process also shows what its Playwright driver and Chromium print,
+    and takes its secret from a real pipe."""
 
-    def __init__(self) -> None:
+    def __init__(self, process: bool = False) -> None:
         self.outputs: list[str] = []
+        self.process = process
 
-    def __call__(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        proc = corral(*args, stdin=stdin)
+    def __call__(self, *args: str, stdin: str = "") -> Outcome | subprocess.CompletedProcess[str]:
+        proc = corral_process(*args, stdin=stdin) if self.process else corral(*args, stdin=stdin)
         self.outputs += [proc.stdout, proc.stderr]
         return proc
 
@@ -638,7 +628,7 @@ class Cli:
 
 @pytest.mark.slow
 def test_cli_secret_values_never_come_from_argv(home: Path) -> None:
-    cli = Cli()
+    cli = Cli(process=True)
     option = cli("secrets", "set", "k", "--domain", "https://a.com", "--value", KEY)
     assert option.returncode == 2 and "No such option '--value'" in option.stderr
     extra = cli("secrets", "set", "k", KEY, "--domain", "https://a.com")
@@ -647,7 +637,6 @@ def test_cli_secret_values_never_come_from_argv(home: Path) -> None:
     assert cli("secrets", "list", "--json").stdout.strip() == "[]"
 
 
-@pytest.mark.slow
 def test_cli_secrets_set_list_rm(home: Path) -> None:
     cli = Cli()
     empty = cli("secrets", "set", "k", "--domain", "https://a.com", stdin="\n")
@@ -716,7 +705,6 @@ def test_cli_secrets_set_list_rm(home: Path) -> None:
     assert not cli.leaked(KEY) and not cli.leaked(OTHER)
 
 
-@pytest.mark.slow
 def test_cli_out_of_range_port_is_a_user_error(home: Path) -> None:
     proc = corral("secrets", "set", "k", "--domain", "https://a.com:99999", stdin=KEY + "\n")
     assert proc.returncode == 2, proc.stderr
@@ -724,7 +712,6 @@ def test_cli_out_of_range_port_is_a_user_error(home: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow
 def test_cli_run_with_unknown_secret_exits_2(home: Path, tmp_path: Path) -> None:
     assert corral("profiles", "create", "alice").returncode == 0
     task = tmp_path / "task.yaml"
@@ -741,7 +728,7 @@ def test_cli_run_with_unknown_secret_exits_2(home: Path, tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_cli_run_never_prints_the_value(home: Path, tmp_path: Path, origins: OriginsServer) -> None:
-    cli = Cli()
+    cli = Cli(process=True)
     assert cli("profiles", "create", "alice").returncode == 0
     stored = cli("secrets", "set", "k", "--domain", origins.a, "--field", "Echo", stdin=KEY + "\n")
     assert stored.returncode == 0, stored.stderr

@@ -21,8 +21,8 @@ import profiles.session
 from profiles import BrowserPool, ProfileSettings, Redactor, scrub_trace
 from runtime import Runtime, Settings, load_task, run_task
 from runtime.cli.demo import DEMO_TASK
-from tests.adversarial.conftest import APPROVAL_TTL_S, HostileSite, run_steps
-from tests.conftest import make_demo_profiles
+from tests.support.demo import make_demo_profiles
+from tests.support.hostile import APPROVAL_TTL_S, HostileSite, run_steps
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,6 @@ import base64
 import os
 import secrets
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
@@ -29,8 +28,9 @@ from profiles import (
     use_sandbox,
 )
 from runtime import Runtime, Settings
-from tests.adversarial.conftest import HostileSite
-from tests.conftest import CORRAL
+from tests.support.cli import CORRAL
+from tests.support.hostile import HostileSite
+from tests.support.wait import until_sync
 
 pytestmark = pytest.mark.slow
 
@@ -95,10 +95,11 @@ def test_no_secret_in_any_chromium_environment(
     cmdlines: list[list[str]] = []
     try:
         # The page polls /flag once it is loaded: from then on the run waits on the page.
-        deadline = time.monotonic() + 60
-        while not site.requests("GET", "/flag") and proc.poll() is None:
-            assert time.monotonic() < deadline, "the run never loaded its page"
-            time.sleep(0.05)
+        until_sync(
+            lambda: site.requests("GET", "/flag") or proc.poll() is not None,
+            60,
+            "the run to load its page",
+        )
         for chromium in _chromium_descendants(proc.pid):
             try:
                 environs[chromium.pid] = Path(f"/proc/{chromium.pid}/environ").read_bytes()

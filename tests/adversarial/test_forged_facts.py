@@ -12,9 +12,9 @@ from runtime import Runtime
 from runtime.auth import LOCAL_ACTOR
 from runtime.cli.approvals import for_terminal
 from runtime.run.gate import sanitize_summary
-from tests.adversarial.conftest import HostileSite, run_steps
-from tests.adversarial.test_gate_paths import assert_asked_not_paid, requests_of
-from tests.conftest import next_request
+from tests.support.approvals import next_request, requests_of
+from tests.support.hostile import HostileSite, assert_asked_not_paid, run_steps
+from tests.support.wait import until
 
 
 async def test_a_clobbered_form_action_is_still_seen_posting_off_the_allowlist(
@@ -133,11 +133,7 @@ async def test_a_form_value_changed_after_asking_is_asked_again(
     async def person() -> list[str]:
         first = await next_request(rt)
         site.page("/state", "go")
-        async with asyncio.timeout(30):
-            for _ in iter(int, 1):  # until the page says it changed the amount
-                if site.requests("GET", "/changed"):
-                    break
-                await asyncio.sleep(0.05)
+        await until(lambda: site.requests("GET", "/changed"), 30, "the page to change the amount")
         await rt.services.approvals.decide(LOCAL_ACTOR, first.id, True, "100 is fine")
         second = await next_request(rt, besides=first)
         await rt.services.approvals.decide(LOCAL_ACTOR, second.id, False, "not 10000")

@@ -11,33 +11,14 @@ import pytest
 
 from profiles import ProfileSettings
 from runtime import RunResult, Runtime, parse_task, run_task
-from runtime.approvals import ApprovalRequest
 from runtime.errors import TaskFileError
 from runtime.models import Message, ModelResponse
 from runtime.run.gate import STICKY_MESSAGE
 from runtime.testing import FunctionModel, call, reply
-from tests.adversarial.conftest import HostileSite, run_steps
+from tests.support.approvals import requests_of
+from tests.support.hostile import HostileSite, assert_asked_not_paid, run_steps
 
 PAY_FORM = "<form method=post action=/pay><button>Pay $100</button></form>"
-
-
-async def requests_of(rt: Runtime, result: RunResult) -> list[ApprovalRequest]:
-    """Every approval request the run made, oldest first."""
-    assert result.run_id is not None
-    return list(reversed(await rt.approvals.list_requests(None, str(result.run_id))))
-
-
-async def assert_asked_not_paid(
-    rt: Runtime, site: HostileSite, result: RunResult, *words: str
-) -> list[ApprovalRequest]:
-    """The run asked a person (nobody answered, so it ended denied) and nothing was paid."""
-    assert result.status == "denied", result.error
-    asked = await requests_of(rt, result)
-    assert asked, "no approval was requested"
-    for word in words:
-        assert word in asked[0].summary, asked[0].summary
-    assert site.posts("/pay") == []
-    return asked
 
 
 async def test_press_enter_on_the_pay_button_asks(hrt: Runtime, site: HostileSite) -> None:
@@ -179,6 +160,7 @@ TARGETS: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.mark.slow
 async def test_unknown_submissions_ask(hrt: Runtime, site: HostileSite) -> None:
     for case, html in UNKNOWN.items():
         url = site.page(f"/{case}", html)
@@ -189,6 +171,7 @@ async def test_unknown_submissions_ask(hrt: Runtime, site: HostileSite) -> None:
         ), (case, asked[0].reasons)
 
 
+@pytest.mark.slow
 async def test_a_task_allow_list_and_a_policy_allow_rule_place_a_target(
     hrt: Runtime, site: HostileSite, settings: Any
 ) -> None:
@@ -232,6 +215,7 @@ async def test_a_task_allow_list_and_a_policy_allow_rule_place_a_target(
     assert len(site.posts("/bestellen")) == 3
 
 
+@pytest.mark.slow
 async def test_a_pay_button_that_appears_late_is_still_gated(
     hrt: Runtime, site: HostileSite
 ) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import httpx2
@@ -17,8 +16,8 @@ from profiles import ProfileSettings
 from runtime import Runtime, Settings, parse_task, run_task
 from runtime.models import ModelConfigError, load_models_config
 from runtime.testing import ScriptedModel, call, reply
-from tests.adversarial.conftest import HostileSite
-from tests.conftest import CORRAL
+from tests.support.cli import Outcome, corral
+from tests.support.hostile import HostileSite
 
 _GATEWAY = """
 [providers.{name}]
@@ -115,18 +114,16 @@ def test_a_planted_working_dir_config_is_never_read_implicitly(tmp_path: Path) -
         load_models_config(home, tmp_path / "missing.toml")
 
 
-def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CORRAL, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **env},
-    )
+def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> Outcome:
+    """``corral ARGS`` in-process, run from the folder ``cwd``."""
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return corral(*args, env=dict(env))
+    finally:
+        os.chdir(old)
 
 
-@pytest.mark.slow
 def test_corral_run_prints_its_config_and_ignores_a_planted_one(home: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     planted = _config(

@@ -13,8 +13,8 @@ from profiles import ProfileSettings
 from runtime import Runtime, TaskFileError, parse_task, run_task
 from runtime.models import Message, ModelResponse, ToolSpec
 from runtime.testing import FunctionModel, call, reply
-from tests.adversarial.conftest import HostileSite, run_steps, serve_site
-from tests.test_agent import page_of
+from tests.support.agent import page_of
+from tests.support.hostile import HostileSite, run_steps, serve_site
 
 LOCAL = "corral-local-file-3f9a1c"
 """The content of a local file a page wants read."""

@@ -8,8 +8,8 @@ import re
 from profiles import ProfileSettings, open_session
 from runtime import Runtime
 from runtime.agent.prompt import History, planner_messages, render_observation
-from tests.adversarial.conftest import HostileSite
-from tests.test_agent import page_of
+from tests.support.agent import page_of
+from tests.support.hostile import HostileSite
 from tools import ActionContext, Click, Tabs, execute, observe
 from tools.compact import compact_snapshot
 

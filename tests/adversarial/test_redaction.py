@@ -36,7 +36,7 @@ from runtime.models import (
 from runtime.models.anthropic_messages import AnthropicModel
 from runtime.models.openai_chat import OpenAIChatModel
 from runtime.models.redacting import redacting_client
-from tests.adversarial.conftest import HostileSite, run_steps
+from tests.support.hostile import HostileSite, run_steps
 
 SECRETS = [
     "p~a!s'(s)*w%o&r<d>\"x\\y+z",

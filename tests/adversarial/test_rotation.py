@@ -18,7 +18,7 @@ import pytest
 from profiles import LEASE_TTL_S, KeyRing, LeaseHolder, ProfileSettings
 from runtime import Runtime, Settings
 from runtime.rotate import LOCK_NAME, RotationBlockedError, rotate_key
-from tests.conftest import CORRAL
+from tests.support.cli import CORRAL
 
 
 async def test_two_rotations_at_once_one_is_refused(rt: Runtime) -> None:
@@ -123,6 +123,7 @@ def test_the_first_key_file_is_fsynced(tmp_path: Path, monkeypatch: pytest.Monke
     assert KeyRing.load(home, {}).fingerprint == ring.fingerprint
 
 
+@pytest.mark.slow
 async def test_first_key_is_created_once_by_racing_processes(tmp_path: Path) -> None:
     home = tmp_path / "home"
     code = (

@@ -20,7 +20,7 @@ from runtime import RunResult, Runtime, parse_task, run_task
 from runtime.models.types import Message, ModelResponse, ToolSpec
 from runtime.records import StepRecord
 from runtime.testing import FunctionModel, call, reply
-from tests.adversarial.conftest import HostileSite, run_steps
+from tests.support.hostile import HostileSite, run_steps
 
 PASSWORD = "pä55 w0rd~!'()*%&<>\"\\+x"
 API_KEY = 'k€y (api) ~!*\' & <b> "q" \\ + 7'
@@ -242,6 +242,7 @@ async def test_password_goes_into_the_login_form(hrt: Runtime, site: HostileSite
     assert not leaked("".join(s.model_dump_json() for s in steps))
 
 
+@pytest.mark.slow
 async def test_a_model_obeying_a_portal_message_does_not_post_the_password(
     hrt: Runtime, site: HostileSite
 ) -> None:

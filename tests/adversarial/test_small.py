@@ -8,7 +8,6 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +24,8 @@ from runtime.records import RunRecord
 from runtime.services import Services
 from runtime.store import Store
 from runtime.webhook import Webhook, sign, verify, verify_headers
-from tests.conftest import CORRAL
+from tests.support.cli import Outcome
+from tests.support.cli import corral as run_corral
 
 SECRET = "whsec-0123456789"
 BODY = b'{"event":"approval.requested","id":"a1"}'
@@ -248,23 +248,16 @@ async def test_a_token_cannot_mint_a_longer_lived_token(rt: Runtime) -> None:
     )
 
 
-def corral(
-    *args: str, token: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k != "CORRAL_TOKEN"}
-    if token is not None:
-        base["CORRAL_TOKEN"] = token
-    return subprocess.run(
-        [*CORRAL, *args], capture_output=True, text=True, timeout=120, env={**base, **(env or {})}
-    )
+def corral(*args: str, token: str | None = None, env: dict[str, str] | None = None) -> Outcome:
+    """``corral ARGS`` in-process as the holder of ``token`` (none: ``CORRAL_TOKEN`` unset)."""
+    return run_corral(*args, env={"CORRAL_TOKEN": token, **(env or {})})
 
 
-def _token(proc: subprocess.CompletedProcess[str]) -> str:
+def _token(proc: Outcome) -> str:
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
 
-@pytest.mark.slow
 def test_cli_token_cannot_mint_a_longer_lived_token(home: Path) -> None:
     root = _token(corral("users", "add", "root", "--role", "super_admin", "--token-ttl", "1h"))
     longer = corral("tokens", "create", "root", "--ttl", "2h", token=root)
@@ -366,7 +359,6 @@ async def test_a_run_on_a_locked_store_fails_busy(
         assert [p.name for p in await rt.profiles.list()] == ["p"]
 
 
-@pytest.mark.slow
 def test_cli_commands_on_a_locked_store_say_busy(home: Path, held: Holder, tmp_path: Path) -> None:
     assert corral("profiles", "create", "p").returncode == 0
     task = tmp_path / "t.yaml"

@@ -12,9 +12,9 @@ from runtime import Runtime, parse_task, run_task
 from runtime.auth import LOCAL_ACTOR
 from runtime.models import Message, ModelResponse, ToolSpec
 from runtime.testing import FunctionModel, call, reply
-from tests.adversarial.conftest import HostileSite, run_steps
-from tests.conftest import next_request
-from tests.test_agent import page_of, ref_of
+from tests.support.agent import page_of, ref_of
+from tests.support.approvals import next_request
+from tests.support.hostile import HostileSite, run_steps
 
 # Marks the page once its request was tried, so a step can wait for that instead of for time.
 _TRIED = "document.body.insertAdjacentHTML('beforeend', '<p id=tried>tried</p>')"

@@ -1,4 +1,4 @@
-"""Small fixture pages for tests/test_tools.py, loaded with ``page.set_content``."""
+"""Small fixture pages for the tools tests, loaded with ``page.set_content``."""
 
 from __future__ import annotations
 

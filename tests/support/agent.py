@@ -1,0 +1,63 @@
+"""Helpers for tests that drive the agent loop with the fake models of ``runtime.testing``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from runtime import parse_task
+from runtime.models import Message, ModelResponse, ToolSpec
+from runtime.testing import call, reply
+
+__all__ = ["goal_task", "login_then", "page_of", "ref_of"]
+
+
+def page_of(messages: list[Message]) -> str:
+    """The text of the last user message (the current page is at its end)."""
+    return "\n".join(p.text for p in messages[-1].content if p.type == "text")
+
+
+def ref_of(text: str, role: str, name: str) -> str:
+    """The ref of ``role name`` in a compact page (``[e7] button Sign in``)."""
+    for line in text.splitlines():
+        m = re.search(rf"\[(\w+)\] {role} \"?{re.escape(name)}", line)
+        if m:
+            return m.group(1)
+    raise AssertionError(f"no {role} {name!r} on the page:\n{text}")
+
+
+def login_then(finish: Any) -> Any:
+    """A planner that signs in as alice when on the login page, then calls ``finish(page)``."""
+
+    def decide(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        page = page_of(messages)
+        fills = page.split("Current page:")[0].count("fill ref=")
+        if "# Sign in" in page:
+            if fills == 0:
+                return reply(call("fill", ref=ref_of(page, "textbox", "Username"), value="alice"))
+            if fills == 1:
+                secret = "{{secret:alice.password}}"
+                return reply(call("fill", ref=ref_of(page, "textbox", "Password"), value=secret))
+            return reply(call("click", ref=ref_of(page, "button", "Sign in")))
+        return finish(page)
+
+    return decide
+
+
+def goal_task(portal: str, **extra: Any) -> Any:
+    """A goal task on ``portal``: count alice's unpaid invoices, as ``{"unpaid": N}``."""
+    return parse_task(
+        {
+            "name": "goal",
+            "start_url": f"{portal}/dashboard",
+            "secrets": ["alice.password"],
+            "goal": "Report how many unpaid invoices the account has.",
+            "output_schema": {
+                "type": "object",
+                "properties": {"unpaid": {"type": "integer"}},
+                "required": ["unpaid"],
+            },
+            **extra,
+        },
+        "goal.yaml",
+    )
