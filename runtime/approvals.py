@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from profiles import UserError
 from runtime.auth import Actor
+from runtime.errors import ApprovalError, ApprovalNotFoundError
 from runtime.store.audit import write_audit
 
 if TYPE_CHECKING:
@@ -56,14 +56,6 @@ ApprovalStatus = Literal[
     "unconfirmed",
 ]
 DECIDED: tuple[ApprovalStatus, ...] = ("approved", "denied", "expired", "cancelled")
-
-
-class ApprovalError(UserError):
-    """A decision that cannot be taken: expired, already decided, or closed."""
-
-
-class ApprovalNotFoundError(ApprovalError):
-    """No approval request with that id (or id prefix)."""
 
 
 class ApprovalRequest(BaseModel):

@@ -28,7 +28,8 @@ from typing import Any, Literal, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from profiles import RunError, UserError
+from profiles import UserError
+from runtime.errors import AuditTamperedError, AuthError, PermissionDeniedError, TokenOutlivesError
 
 __all__ = [
     "DEFAULT_TOKEN_TTL_S",
@@ -79,22 +80,6 @@ class Actor:
 
 LOCAL_ACTOR = Actor("local", "super_admin")
 """Who the CLI is while no users exist (single-user mode)."""
-
-
-class AuthError(UserError):
-    """No token, or one that is unknown, expired or revoked, or whose user is disabled."""
-
-
-class PermissionDeniedError(UserError):
-    """The actor's role is too low, or the profile is not granted to them."""
-
-
-class TokenOutlivesError(PermissionDeniedError):
-    """A token-authenticated actor asked for a token that would expire after its own."""
-
-
-class AuditTamperedError(RunError):
-    """The audit log's hash chain does not hold: a row was edited, removed or reordered."""
 
 
 class UserRecord(BaseModel):

@@ -9,13 +9,10 @@ import yaml
 from pydantic import ValidationError
 
 from policies import Policy
-from profiles import UserError, describe_errors
+from profiles import describe_errors
+from runtime.errors import PolicyFileError
 
 __all__ = ["PolicyFileError", "load_policy"]
-
-
-class PolicyFileError(UserError):
-    """A policy file that cannot be read or validated (names file, field, expectation)."""
 
 
 def load_policy(path: Path) -> Policy:

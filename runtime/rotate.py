@@ -47,6 +47,7 @@ from profiles import (
     fsync_dir,
     write_key_file,
 )
+from runtime.errors import RotationBlockedError
 
 if TYPE_CHECKING:
     from runtime.app import Runtime
@@ -58,10 +59,6 @@ LOCK_NAME = "rotate.lock"
 OnResealed = Callable[[aiosqlite.Connection, int, str], Awaitable[None]]
 """Called inside the transaction that reseals the store, with the rows resealed and the new
 key's fingerprint: an audit row written there commits with the resealed rows."""
-
-
-class RotationBlockedError(UserError):
-    """Another rotation or a live run stands in the way; nothing was changed."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from profiles import Redactor, RunError
+from runtime.errors import BudgetExceededError
 from runtime.models.config import ModelRole, ModelsConfig
 from runtime.models.fallback import Attempt, CircuitBreaker, ModelChain
 from runtime.models.pricing import Price, cost_usd, find_price
@@ -33,10 +34,6 @@ from runtime.records import ModelCallRecord
 from runtime.store import Store
 
 __all__ = ["BudgetExceededError", "Meter", "ModelRouter"]
-
-
-class BudgetExceededError(RunError):
-    """The run's spend or token budget would be, or was, exceeded."""
 
 
 class Meter:

@@ -15,6 +15,7 @@ from rich.console import Console
 from profiles import CorralError, RedactingFilter
 from runtime.app import Runtime
 from runtime.auth import Actor
+from runtime.errors import EXIT_BAD_INPUT, exit_code_for
 from runtime.settings import Settings
 
 __all__ = [
@@ -40,7 +41,7 @@ def out_console() -> Console:
     return console if console.is_terminal else Console(width=160)
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print ``error: message`` to stderr and exit with ``code``."""
     # Plain text, never wrapped: scripts and people grep these lines.
     click.echo(f"error: {message}", err=True)
@@ -52,10 +53,10 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(make())  # type: ignore[arg-type]
     except CorralError as exc:
-        fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
+        fail(str(exc), exit_code_for(exc))
+    except KeyboardInterrupt as exc:
         err_console.print("interrupted")
-        sys.exit(130)
+        sys.exit(exit_code_for(exc))
 
 
 async def with_runtime(body: Callable[[Runtime], Awaitable[T]]) -> T:

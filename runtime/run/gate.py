@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
 from policies import ActionFacts, Match, Policy, Rule, Verdict, classify
-from profiles import CorralError, RunError, origin_of
-from runtime.errors import StepFailedError
+from profiles import CorralError, origin_of
+from runtime.errors import ApprovalDeniedError, StepFailedError
 from runtime.records import StepRecord
 from runtime.run.ask import ApprovalAsker
 from runtime.run.scripted import substitute_text
@@ -67,12 +67,6 @@ MAX_ASKS = 3
 STICKY_RULE = "sticky-denial"
 STICKY_MESSAGE = "refused: an earlier action on this target/form was denied in this run"
 _FACT_KEYS = tuple(ActionFacts.model_fields)
-
-
-class ApprovalDeniedError(RunError):
-    """A gated action was denied (by a person, by policy, or by expiry); the run stops."""
-
-    exit_code = 3
 
 
 @dataclass

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runtime.app import Runtime
+from runtime.errors import combined_exit_code as exit_codes
 from runtime.run.runner import RunEvent, RunResult, run_task
 from runtime.task import Task
 
@@ -78,14 +79,9 @@ class ProgressView:
         return table
 
 
-# When several runs end differently, the most actionable code wins.
-_EXIT_PRIORITY = (2, 130, 3, 1)
-
-
 def combined_exit_code(results: Sequence[RunResult]) -> int:
-    """One exit code for several runs."""
-    codes = {r.exit_code for r in results}
-    return next((c for c in _EXIT_PRIORITY if c in codes), 0)
+    """One exit code for several runs (see :func:`runtime.errors.combined_exit_code`)."""
+    return exit_codes([r.exit_code for r in results])
 
 
 def results_table(results: Sequence[RunResult]) -> Table:

@@ -37,7 +37,7 @@ from profiles import (
 from runtime.agent.loop import run_goal
 from runtime.agent.router import Meter, ModelRouter
 from runtime.app import Runtime
-from runtime.errors import StepFailedError, TaskFileError
+from runtime.errors import RUN_EXIT_CODES, StepFailedError, TaskFileError, exit_code_for
 from runtime.models.config import ModelsConfig, load_models_config
 from runtime.models.types import Model
 from runtime.records import RunRecord, RunStatus
@@ -64,18 +64,6 @@ from tools import (
 )
 
 __all__ = ["RunEvent", "RunResult", "new_run_id", "run_task"]
-
-EXIT_CODES: dict[RunStatus, int] = {
-    "succeeded": 0,
-    "failed": 1,
-    "interrupted": 1,
-    "cancelled": 130,
-    "denied": 3,
-    "waiting_approval": 3,
-    "queued": 1,
-    "running": 1,
-}
-
 
 class RunResult(BaseModel):
     """How a run ended; ``exit_code`` follows DESIGN.md."""
@@ -119,7 +107,7 @@ def _bad_input(task: Task, profile: str, exc: CorralError, started: float) -> Ru
         profile=profile,
         status="failed",
         error=str(exc),
-        exit_code=exc.exit_code,
+        exit_code=exit_code_for(exc),
         duration_s=round(time.monotonic() - started, 3),
     )
 
@@ -257,7 +245,7 @@ async def run_task(
             status=status,
             output=output,
             error=error,
-            exit_code=EXIT_CODES[status],
+            exit_code=RUN_EXIT_CODES[status],
             steps_ok=state.counts["ok"],
             steps_skipped=state.counts["skipped"],
             steps_failed=state.counts["failed"],
