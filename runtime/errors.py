@@ -28,7 +28,8 @@ kept apart from run failures. The exit code of an error is decided here only
         │              ActionTimeoutError, NavigationError
         ├── StoreError                the SQLite store cannot be opened or is too new
         │   └── StoreBusyError        another process held the write lock past the busy timeout
-        ├── StepFailedError           a step failed, or a stop rule ended the goal loop
+        ├── StepFailedError           a step failed
+        │   └── (agent) LoopStop      a stop rule ended the goal loop (max steps, repeats, ...)
         ├── BudgetExceededError       the run's spend or token cap
         ├── AuditTamperedError        the audit log's hash chain is broken
         ├── ModelError                a model call failed (``retryable`` for fallback chains):

@@ -36,6 +36,7 @@ from profiles import (
     parse_allowlist,
 )
 from runtime import Runtime
+from runtime.errors import exit_code_for
 from tests.support.sites import Site, free_port, js
 from tests.support.wait import until
 
@@ -434,7 +435,7 @@ async def test_empty_allowlist_means_no_proxy(rt: Runtime, allowed: Site, evil: 
 def test_invalid_entries_are_named_with_what_was_expected(entry: str, says: str) -> None:
     with pytest.raises(InvalidAllowlistError) as caught:
         parse_allowlist(["ok.example", entry])
-    assert isinstance(caught.value, UserError) and caught.value.exit_code == 2
+    assert isinstance(caught.value, UserError) and exit_code_for(caught.value) == 2
     assert repr(entry) in str(caught.value) and says in str(caught.value)
 
 

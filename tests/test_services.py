@@ -16,6 +16,7 @@ from profiles import InvalidProfileError, ProfileSettings, ProxySettings, UserEr
 from runtime import Runtime, Settings
 from runtime.auth import LOCAL_ACTOR, Actor, PermissionDeniedError
 from runtime.cli.main import cli
+from runtime.errors import exit_code_for
 from runtime.services import Services, bundle_needs_passphrase
 
 ROOT = Actor("root", "super_admin")
@@ -270,7 +271,7 @@ async def test_a_bundle_with_only_a_proxy_password_asks_for_the_passphrase(
         await profiles.import_(LOCAL_ACTOR, data, "b.json", None, "copy")
     with pytest.raises(InvalidProfileError, match="wrong passphrase") as wrong:
         await profiles.import_(LOCAL_ACTOR, data, "b.json", lambda: "not it", "copy")
-    assert missing.value.exit_code == wrong.value.exit_code == 2
+    assert exit_code_for(missing.value) == exit_code_for(wrong.value) == 2
     assert [p.record.name for p in await profiles.list(LOCAL_ACTOR)] == ["viaproxy"]
     asked: list[str] = []
 

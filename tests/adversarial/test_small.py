@@ -19,7 +19,7 @@ import pytest
 from profiles import ProfileSettings
 from runtime import Runtime, Settings, parse_task, run_task
 from runtime.auth import LOCAL_ACTOR, Actor, TokenOutlivesError
-from runtime.errors import StoreBusyError
+from runtime.errors import StoreBusyError, exit_code_for
 from runtime.records import RunRecord
 from runtime.services import Services
 from runtime.store import Store
@@ -334,7 +334,7 @@ async def test_a_locked_store_is_reported_busy_and_loses_nothing(home: Path, hel
         with pytest.raises(StoreBusyError) as info:
             await store.create_run(_run("during"))
         assert str(info.value).startswith(BUSY) and str(home / "corral.db") in str(info.value)
-        assert info.value.exit_code == 1
+        assert exit_code_for(info.value) == 1
         with pytest.raises(StoreBusyError, match="the store is busy"):
             async with store.tx() as db:
                 await db.execute("DELETE FROM runs")
