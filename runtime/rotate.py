@@ -108,8 +108,8 @@ async def _all_leases(rt: Runtime) -> AsyncIterator[Callable[[], Awaitable[None]
     holder = LeaseHolder.current(f"key-rotation-{secrets.token_hex(3)}")
     taken: list[str] = []
     try:
-        for record in await rt.store.list_profiles():
-            other = await rt.store.take_lease(record.name, holder, LEASE_TTL_S)
+        for record in await rt.store.profiles.list_profiles():
+            other = await rt.store.profiles.take_lease(record.name, holder, LEASE_TTL_S)
             if other is not None:
                 raise RotationBlockedError(
                     f"profile '{record.name}' is in use by run {other.run_id} (pid {other.pid} "
@@ -119,12 +119,12 @@ async def _all_leases(rt: Runtime) -> AsyncIterator[Callable[[], Awaitable[None]
 
         async def renew() -> None:
             for name in taken:
-                await rt.store.renew_lease(name, holder.run_id, time.time())
+                await rt.store.profiles.renew_lease(name, holder.run_id, time.time())
 
         yield renew
     finally:
         for name in taken:
-            await rt.store.release_lease(name, holder.run_id)
+            await rt.store.profiles.release_lease(name, holder.run_id)
 
 
 async def rotate_key(

@@ -122,7 +122,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     model = pager(args.steps)
                     result = await run_task(rt, task, "bob", models={"planner": [model]})
                     assert result.status == "succeeded", result.error
-                    steps = await rt.store.list_steps(str(result.run_id))
+                    steps = await rt.store.runs.list_steps(str(result.run_id))
                     starts = [s.started_at for s in steps if s.kind == "click"]
                     # One turn = from one click's start to the next: the click, its record
                     # (and screenshot), observe + compact, the model hop, validate, policy.

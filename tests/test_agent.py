@@ -35,10 +35,10 @@ async def test_goal_task_succeeds_and_every_call_is_recorded(rt: Runtime, portal
     result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
     assert result.status == "succeeded", result.error
     assert result.output == {"unpaid": UNPAID_ALICE}
-    steps = await rt.store.list_steps(str(result.run_id))
+    steps = await rt.store.runs.list_steps(str(result.run_id))
     assert [s.kind for s in steps] == ["navigate", "fill", "fill", "click"]
     assert steps[-1].detail["model"] == "fake:planner"
-    calls = await rt.store.list_model_calls(str(result.run_id))
+    calls = await rt.store.runs.list_model_calls(str(result.run_id))
     assert [c.role for c in calls] == ["planner"] * 4 and all(c.outcome == "ok" for c in calls)
     assert result.tokens == sum(c.input_tokens + c.output_tokens for c in calls) > 0
     # The model saw a placeholder, never the password (the snapshot prints it in clear).
@@ -170,7 +170,7 @@ async def test_vision_step_sends_a_screenshot_only_to_the_vision_role(
     assert not text_only.requests  # a text-only model never gets a vision step
     assert not any(r.has_image for r in planner.requests)
     assert "Six unpaid invoices are shown." in page_of(planner.requests[-1].messages)
-    calls = await rt.store.list_model_calls(str(result.run_id))
+    calls = await rt.store.runs.list_model_calls(str(result.run_id))
     assert ("vision", "blind", "skipped") in {(c.role, c.model, c.outcome) for c in calls}
 
 
@@ -191,7 +191,7 @@ async def test_shadow_planner_is_recorded_never_executed(rt: Runtime, portal: st
     assert result.status == "succeeded", result.error
     assert len(shadow.requests) == len(planner.requests) == 4
     assert result.shadow_agreement == 0.75  # agreed on the three login turns, not on the last
-    steps = await rt.store.list_steps(str(result.run_id))
+    steps = await rt.store.runs.list_steps(str(result.run_id))
     assert not any("Log out" in json.dumps(s.action) for s in steps)
     # Each step records what the shadow would have done, and whether it agreed.
     chosen = [s for s in steps if s.detail and "model" in s.detail]  # not the start_url step
@@ -207,7 +207,7 @@ async def test_fallback_and_circuit_breaker_are_recorded(rt: Runtime, portal: st
     result = await run_task(rt, goal_task(portal), "alice", models={"planner": [down, planner]})
     assert result.status == "succeeded", result.error
     down.assert_consumed()
-    calls = await rt.store.list_model_calls(str(result.run_id))
+    calls = await rt.store.runs.list_model_calls(str(result.run_id))
     assert [(c.model, c.outcome) for c in calls] == [
         ("down", "error"),
         ("backup", "ok"),
@@ -242,7 +242,7 @@ async def test_extraction_is_validated_and_falls_back(rt: Runtime, portal: str) 
         models={"planner": [FunctionModel(login_then(finish))], "extractor": [sloppy, careful]},
     )
     assert result.status == "succeeded", result.error
-    calls = await rt.store.list_model_calls(str(result.run_id))
+    calls = await rt.store.runs.list_model_calls(str(result.run_id))
     extractor = [(c.model, c.outcome) for c in calls if c.role == "extractor"]
     assert extractor == [("sloppy", "error"), ("careful", "ok")]
 
@@ -345,7 +345,7 @@ async def test_an_unknown_ref_fails_the_action_and_the_model_is_told(
     assert result.status == "succeeded", result.error
     told = page_of(planner.requests[1].messages)
     assert "click ref=e999: failed: click: no element matches ref=e999" in told, told
-    steps = await rt.store.list_steps(str(result.run_id))
+    steps = await rt.store.runs.list_steps(str(result.run_id))
     assert steps[1].status == "failed" and "ref=e999" in str(steps[1].error)
 
 
@@ -397,7 +397,7 @@ async def test_a_model_cannot_pay_without_a_person_a_denial_is_explained(
     assert asked.result() == f"Click 'Pay {amount}' on /invoices/{unpaid.number}"
     told = page_of(planner.requests[-1].messages)
     assert "denied by a person (local): not this month" in told
-    steps = await rt.store.list_steps(str(result.run_id))
+    steps = await rt.store.runs.list_steps(str(result.run_id))
     refused = [s for s in steps if s.detail and "policy" in s.detail]
     assert len(refused) == 1 and refused[0].status == "skipped"
     assert refused[0].detail["policy"]["decision"] == "require_approval"
@@ -447,5 +447,5 @@ async def test_a_model_whose_actions_keep_failing_stops_after_max_failures(
     assert "e9994" in result.error
     # Exactly four tries: the budget stopped the loop, not max_steps or the model.
     assert len(tried) == 4
-    steps = await rt.store.list_steps(str(result.run_id))
+    steps = await rt.store.runs.list_steps(str(result.run_id))
     assert [s.status for s in steps if s.kind == "click"] == ["failed"] * 4

@@ -104,7 +104,7 @@ async def test_scripted_payment_waits_and_a_second_process_approves_each_gated_s
             "name": f"Pay {usd(inv)}",
             "exact": False,
         }
-        record = await rt.store.get_run(pay.run_id)
+        record = await rt.store.runs.get_run(pay.run_id)
         assert record is not None and record.status == "waiting_approval"
         assert pay.screenshot and Path(pay.screenshot).read_bytes()[:2] == b"\xff\xd8"
         assert not paid(shop)
@@ -127,7 +127,7 @@ async def test_scripted_payment_waits_and_a_second_process_approves_each_gated_s
     audit = await rt.services.audit.list(LOCAL_ACTOR, action="approval.approve")
     assert sorted(a.subject for a in audit) == sorted([pay.id, confirm.id])
     assert {a.actor for a in audit} == {"local"}
-    steps = await rt.store.list_steps(pay.run_id)
+    steps = await rt.store.runs.list_steps(pay.run_id)
     gated = [s for s in steps if s.detail and "approval" in s.detail]
     assert [s.detail["approval"]["status"] for s in gated if s.detail] == ["approved"] * 2
     assert all(s.status == "ok" for s in gated)
@@ -147,7 +147,7 @@ async def test_a_denial_stops_a_scripted_run_with_exit_code_3(
     assert (result.status, result.exit_code) == ("denied", 3)
     assert result.error and "denied by a person (local): wrong invoice" in result.error
     assert not paid(shop)
-    steps = await rt.store.list_steps(request.run_id)
+    steps = await rt.store.runs.list_steps(request.run_id)
     assert steps[-1].status == "skipped" and steps[-1].detail
     assert steps[-1].detail["approval"]["status"] == "denied"
     # A decided request cannot be decided again, in this process or another.
@@ -297,7 +297,7 @@ async def test_killed_while_waiting_the_request_survives_then_closes_and_nothing
     closed = await rt.approvals.get(request.id)
     assert closed.status == "cancelled" and closed.outcome
     assert "interrupted before acting" in closed.outcome
-    run = await rt.store.get_run(request.run_id)
+    run = await rt.store.runs.get_run(request.run_id)
     assert run is not None and run.status == "interrupted"
     assert not paid(shop)
 
@@ -472,7 +472,7 @@ async def test_each_request_is_announced_by_a_signed_webhook_without_secrets(
             request = await next_request(rt)
             await rt.services.approvals.decide(LOCAL_ACTOR, request.id, False, "no")
         assert run.result().exit_code == 3
-        steps = await rt.store.list_steps(request.run_id)
+        steps = await rt.store.runs.list_steps(request.run_id)
     [(headers, body)] = received
     assert verify_headers("hook-signing-key", headers, body)
     assert verify(
@@ -641,7 +641,7 @@ async def test_cancelling_a_waiting_run_closes_its_request(rt: Runtime, shop: Po
         await run
     closed = await rt.approvals.get(request.id[:6])  # a unique prefix is enough
     assert (closed.id, closed.status) == (request.id, "cancelled")
-    record = await rt.store.get_run(request.run_id)
+    record = await rt.store.runs.get_run(request.run_id)
     assert record is not None and record.status == "cancelled"
     with pytest.raises(ApprovalError, match="already cancelled"):
         await rt.services.approvals.decide(LOCAL_ACTOR, request.id, True)
@@ -664,7 +664,7 @@ async def test_a_policy_deny_stops_a_script_without_asking_anyone(
     assert (result.status, result.exit_code) == ("denied", 3)
     assert result.error and "denied by policy (keep the session)" in result.error
     assert await rt.approvals.list_requests(None) == []
-    steps = await rt.store.list_steps(str(result.run_id))
+    steps = await rt.store.runs.list_steps(str(result.run_id))
     assert steps[-1].status == "skipped" and steps[-1].detail
     assert steps[-1].detail["policy"]["rules"] == ["no-logout"]
     # A malformed global policy is bad input: exit 2, naming the file and the field.

@@ -121,7 +121,7 @@ async def test_an_obedient_model_is_stopped_by_the_gate_secret_scope_and_egress(
             async with asyncio.TaskGroup() as tg:
                 asked = tg.create_task(the_person())
                 result = await run_task(rt, task, "alice", models={"planner": [planner]})
-            steps = await rt.store.list_steps(str(result.run_id))
+            steps = await rt.store.runs.list_steps(str(result.run_id))
         paid = PortalStore(shop.db_path).paid_numbers("alice")
 
     assert result.status == "succeeded", result.error

@@ -102,7 +102,7 @@ async def test_saved_state_lets_a_later_run_skip_login(rt: Runtime, portal: str)
     assert second.status == "succeeded", second.error
     assert second.session_restored and second.steps_skipped == 3
     assert second.output == first.output
-    steps = await rt.store.list_steps(str(second.run_id))
+    steps = await rt.store.runs.list_steps(str(second.run_id))
     assert not any("/login" in (s.url_after or "") for s in steps)
     assert [s.status for s in steps if s.kind == "fill"] == ["skipped", "skipped"]
 
@@ -179,17 +179,17 @@ async def test_a_lease_left_by_a_dead_process_does_not_block(rt: Runtime, portal
         "from profiles import LeaseHolder\n"
         "async def main():\n"
         "    store = await Store.open(Settings.from_env().db_path)\n"
-        "    await store.take_lease('alice', LeaseHolder.current('crashed-run'), 60)\n"
+        "    await store.profiles.take_lease('alice', LeaseHolder.current('crashed-run'), 60)\n"
         "    os._exit(0)\n"
         "asyncio.run(main())\n"
     )
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, env=os.environ.copy())
     assert await proc.wait() == 0
-    lease = await rt.store.get_lease("alice")
+    lease = await rt.store.profiles.get_lease("alice")
     assert lease is not None and lease.run_id == "crashed-run"
     result = await run_task(rt, demo_task(), "alice", {"portal": portal}, lease_timeout_s=0.5)
     assert result.status == "succeeded", result.error
-    assert await rt.store.get_lease("alice") is None
+    assert await rt.store.profiles.get_lease("alice") is None
 
 
 async def test_every_step_is_recorded_in_store_and_run_folder(rt: Runtime, portal: str) -> None:
@@ -197,7 +197,7 @@ async def test_every_step_is_recorded_in_store_and_run_folder(rt: Runtime, porta
     result = await run_task(rt, demo_task(), "bob", {"portal": portal})
     assert result.status == "succeeded"
     run_dir = Path(str(result.run_dir))
-    steps = await rt.store.list_steps(str(result.run_id))
+    steps = await rt.store.runs.list_steps(str(result.run_id))
     assert [s.kind for s in steps] == ["navigate", "fill", "fill", "click", "wait_for", "extract"]
     assert steps[0].url_before == "about:blank" and "/login" in str(steps[0].url_after)
     assert "/invoices" in str(steps[3].url_after)
@@ -210,9 +210,9 @@ async def test_every_step_is_recorded_in_store_and_run_folder(rt: Runtime, porta
     assert [json.loads(line)["idx"] for line in lines] == list(range(6))
     with zipfile.ZipFile(run_dir / "trace.zip") as trace:
         assert any(n.endswith(".trace") for n in trace.namelist())
-    kinds = {a.kind for a in await rt.store.list_artifacts(str(result.run_id))}
+    kinds = {a.kind for a in await rt.store.runs.list_artifacts(str(result.run_id))}
     assert kinds == {"screenshot", "trace", "result"}
-    run = await rt.store.get_run(str(result.run_id))
+    run = await rt.store.runs.get_run(str(result.run_id))
     assert run is not None and run.status == "succeeded" and run.result == result.output
 
 
@@ -231,7 +231,7 @@ async def test_selector_matching_nothing_fails_the_run_naming_it(rt: Runtime, po
     assert result.status == "failed" and result.exit_code == 1
     assert 'no element matches role=button name="Launch rocket"' in str(result.error)
     assert "step 2" in str(result.error)
-    steps = await rt.store.list_steps(str(result.run_id))
+    steps = await rt.store.runs.list_steps(str(result.run_id))
     assert steps[-1].status == "failed" and "Launch rocket" in str(steps[-1].error)
 
 
@@ -282,7 +282,7 @@ async def test_bad_input_is_reported_before_any_run_starts(rt: Runtime, portal: 
     )
     novar = await run_task(rt, task, "alice")
     assert novar.exit_code == 2 and "unknown variable 'missing'" in str(novar.error)
-    assert await rt.store.list_runs() == []
+    assert await rt.store.runs.list_runs() == []
 
 
 async def test_corrupted_saved_state_fails_clearly_and_is_kept(rt: Runtime, portal: str) -> None:
@@ -291,7 +291,7 @@ async def test_corrupted_saved_state_fails_clearly_and_is_kept(rt: Runtime, port
     record = await rt.profiles.get("alice")
     assert record.state is not None
     damaged = record.state[:-5] + bytes(5)
-    await rt.store.save_profile_state("alice", damaged)
+    await rt.store.profiles.save_profile_state("alice", damaged)
     result = await run_task(rt, demo_task(), "alice", {"portal": portal})
     assert result.status == "failed"
     assert "profile 'alice' saved state: stored data is corrupted" in str(result.error)
@@ -354,8 +354,8 @@ async def test_browser_crash_mid_run_fails_clearly_and_does_not_hang(
             "alice",
         )
         assert again.status == "succeeded", again.error
-    assert await rt.store.get_lease("alice") is None
-    stored = await rt.store.get_run(str(result.run_id))
+    assert await rt.store.profiles.get_lease("alice") is None
+    stored = await rt.store.runs.get_run(str(result.run_id))
     assert stored is not None and stored.status == "failed"
 
 
@@ -467,7 +467,7 @@ async def test_a_step_longer_than_the_runs_time_budget_ends_it_failed(
     result = await run_task(rt, task, "timer")
     assert (result.status, result.exit_code) == ("failed", 1)
     assert result.error == "the run took longer than its budget timeout_s=1"
-    record = await rt.store.get_run(str(result.run_id))
+    record = await rt.store.runs.get_run(str(result.run_id))
     assert record is not None and record.status == "failed" and record.error == result.error
     # The lease is released: the profile can be used right away.
     assert (await rt.profiles.get("timer")).name == "timer"
@@ -502,4 +502,4 @@ async def test_a_script_with_more_steps_than_max_steps_stops_there(
     assert "stopped: budget max_steps=3 reached" in result.error
     # The start_url navigation and two waits: three steps done, none after.
     assert result.steps_ok == 3
-    assert len(await rt.store.list_steps(str(result.run_id))) == 3
+    assert len(await rt.store.runs.list_steps(str(result.run_id))) == 3

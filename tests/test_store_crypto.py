@@ -38,9 +38,9 @@ async def test_reopening_keeps_data_and_does_not_remigrate(tmp_path: Path) -> No
         pid=os.getpid(),
     )
     async with await Store.open(tmp_path / "c.db") as store:
-        await store.create_run(run)
+        await store.runs.create_run(run)
     async with await Store.open(tmp_path / "c.db") as store:
-        got = await store.get_run("r1")
+        got = await store.runs.get_run("r1")
         assert got is not None and got.task_name == "t"
         assert await store.schema_version() == len(MIGRATIONS)
 
@@ -66,7 +66,7 @@ async def test_many_concurrent_sessions_write_steps_safely(tmp_path: Path) -> No
     async with await Store.open(tmp_path / "c.db") as store:
         runs = [f"r{i}" for i in range(16)]
         for rid in runs:
-            await store.create_run(
+            await store.runs.create_run(
                 RunRecord(
                     id=rid,
                     task_name="t",
@@ -81,7 +81,7 @@ async def test_many_concurrent_sessions_write_steps_safely(tmp_path: Path) -> No
 
         async def write(rid: str) -> None:
             for idx in range(25):
-                await store.add_step(
+                await store.runs.add_step(
                     StepRecord(
                         run_id=rid,
                         idx=idx,
@@ -101,14 +101,14 @@ async def test_many_concurrent_sessions_write_steps_safely(tmp_path: Path) -> No
             for rid in runs:
                 group.create_task(write(rid))
         for rid in runs:
-            steps = await store.list_steps(rid)
+            steps = await store.runs.list_steps(rid)
             assert [s.idx for s in steps] == list(range(25))
 
 
 async def test_run_id_prefix_lookup_needs_a_unique_prefix(tmp_path: Path) -> None:
     async with await Store.open(tmp_path / "c.db") as store:
         for rid in ("abc-1", "abc-2", "xyz-1"):
-            await store.create_run(
+            await store.runs.create_run(
                 RunRecord(
                     id=rid,
                     task_name="t",
@@ -120,9 +120,9 @@ async def test_run_id_prefix_lookup_needs_a_unique_prefix(tmp_path: Path) -> Non
                     pid=os.getpid(),
                 )
             )
-        found = await store.get_run("xyz")
+        found = await store.runs.get_run("xyz")
         assert found is not None and found.id == "xyz-1"
-        assert await store.get_run("abc") is None  # ambiguous
+        assert await store.runs.get_run("abc") is None  # ambiguous
 
 
 def test_seal_and_open_round_trip_with_context_binding() -> None:

@@ -67,13 +67,13 @@ async def run(rt: Runtime, spec: dict[str, Any], profile: str = "alice") -> RunR
 
 async def steps_of(rt: Runtime, result: RunResult) -> list[StepRecord]:
     assert result.run_id is not None, result.error
-    return await rt.store.list_steps(result.run_id)
+    return await rt.store.runs.list_steps(result.run_id)
 
 
 async def audit_of(rt: Runtime, run_id: str | None) -> list[AuditRecord]:
     """The run's audit entries, oldest first."""
     assert run_id is not None
-    return list(reversed(await rt.store.list_audit(run_id)))
+    return list(reversed(await rt.store.vault.list_audit(run_id)))
 
 
 def fill_key(secret: str = "k") -> dict[str, Any]:
@@ -112,7 +112,7 @@ async def test_secret_is_typed_on_its_own_origin_and_audited(
     [entry] = await audit_of(rt, result.run_id)
     assert (entry.secret, entry.origin, entry.allowed, entry.reason) == ("k", origins.a, True, None)
     assert entry.step_idx == 1
-    record = await rt.store.get_secret("k")
+    record = await rt.store.vault.get_secret("k")
     assert record is not None and record.last_used_at is not None
 
 
@@ -163,7 +163,7 @@ async def test_secret_is_refused_on_another_origin(rt: Runtime, origins: Origins
     assert (entry.secret, entry.origin, entry.allowed) == ("k", origins.b, False)
     assert entry.reason == f"its domains ({origins.a}) do not include {origins.b}"
     assert entry.step_idx == 1
-    record = await rt.store.get_secret("k")
+    record = await rt.store.vault.get_secret("k")
     assert record is not None and record.last_used_at is None  # never used
 
 
@@ -313,7 +313,7 @@ async def test_secret_not_listed_in_the_task_is_refused(
     [entry] = await audit_of(rt, result.run_id)
     assert entry.secret == "k" and not entry.allowed
     assert entry.reason == "it is not listed under the task's secrets"
-    lease = await rt.store.get_credential_lease(str(result.run_id))
+    lease = await rt.store.vault.get_credential_lease(str(result.run_id))
     assert lease is not None and lease.secrets == ["other"]
 
 
@@ -325,7 +325,7 @@ async def test_unknown_secret_in_the_task_is_bad_input(rt: Runtime, origins: Ori
     assert result.exit_code == 2 and result.run_id is None and result.status == "failed"
     assert "x.yaml: secrets: unknown secret 'nope'" in str(result.error)
     assert "corral secrets set nope --domain" in str(result.error)
-    assert await rt.store.list_runs() == []
+    assert await rt.store.runs.list_runs() == []
 
 
 # --- origins: exact scheme, host and port -----------------------------------------------------
@@ -458,7 +458,7 @@ async def test_lease_is_revoked_when_the_run_ends(rt: Runtime, origins: OriginsS
     await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
     for start in (f"{origins.a}/form", f"{origins.b}/form"):  # success, then failure
         result = await run(rt, {"start_url": start, "secrets": ["k"], "steps": [fill_key()]})
-        lease = await rt.store.get_credential_lease(str(result.run_id))
+        lease = await rt.store.vault.get_credential_lease(str(result.run_id))
         assert lease is not None
         assert lease.profile == "alice" and lease.secrets == ["k"]
         assert lease.origins == [origins.a] and lease.pid == os.getpid()
@@ -470,12 +470,12 @@ async def test_revoked_lease_refuses_everything(rt: Runtime, origins: OriginsSer
     lease = await rt.vault.lease("run-x", "alice", ["k"], Redactor())
     api_key = FieldFacts(tag="input", type="text", names=("API key",))
     assert await lease.resolve("{{secret:k}}", origins.a, api_key) == KEY
-    record = await rt.store.get_credential_lease("run-x")
+    record = await rt.store.vault.get_credential_lease("run-x")
     assert record is not None and record.revoked_at is None
     await lease.revoke()
     with pytest.raises(SecretNotAvailableError, match="the run's credential lease is revoked"):
         await lease.resolve("{{secret:k}}", origins.a, api_key)
-    record = await rt.store.get_credential_lease("run-x")
+    record = await rt.store.vault.get_credential_lease("run-x")
     assert record is not None and record.revoked_at is not None
     audit = await audit_of(rt, "run-x")
     assert [(e.allowed, e.reason) for e in audit] == [
@@ -490,7 +490,7 @@ async def test_text_without_placeholders_resolves_unchanged_and_unaudited(
     await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
     lease = await rt.vault.lease("run-x", "alice", ["k"], Redactor())
     assert await lease.resolve("plain text", origins.b, PASSWORD_FIELD) == "plain text"
-    assert await rt.store.list_audit("run-x") == []
+    assert await rt.store.vault.list_audit("run-x") == []
     await lease.revoke()
 
 

@@ -180,7 +180,7 @@ class ModelRouter:
         cost = cost_usd(usage, self._price(attempt.label)) if attempt.response else 0.0
         if attempt.response is not None:
             self.meter.add(cost, usage.input_tokens + usage.output_tokens)
-        await self.store.add_model_call(
+        await self.store.runs.add_model_call(
             ModelCallRecord(
                 run_id=self.run_id,
                 step_idx=self.step_idx,

@@ -135,7 +135,7 @@ class ApprovalAsker:
         approvals = ctx.approvals
         self.last_webhook = None
         if await self._auto(request, verdict):
-            await ctx.store.set_run_status(ctx.run_id, "running")
+            await ctx.store.runs.set_run_status(ctx.run_id, "running")
             return await approvals.get(request.id)
         await self._announce(request)
         started = time.monotonic()
@@ -159,7 +159,7 @@ class ApprovalAsker:
                 # Cancelled or timed out while waiting: nothing will act on this request.
                 await asyncio.shield(approvals.cancel(request.id, "the run ended while waiting"))
             else:
-                await asyncio.shield(ctx.store.set_run_status(ctx.run_id, "running"))
+                await asyncio.shield(ctx.store.runs.set_run_status(ctx.run_id, "running"))
             if timer is not None and deadline is not None:
                 timer.reschedule(deadline + (time.monotonic() - started))
         return decided

@@ -32,7 +32,7 @@ class Recorder:
 
     async def artifact(self, kind: Any, path: Path, step_idx: int | None = None) -> None:
         """Register a file inside the run folder."""
-        await self.store.add_artifact(
+        await self.store.runs.add_artifact(
             ArtifactRecord(
                 run_id=self.run_id,
                 step_idx=step_idx,
@@ -68,7 +68,7 @@ class Recorder:
             write_private(path, screenshot)
             step = step.model_copy(update={"screenshot": str(path.relative_to(self.run_dir))})
         clean = StepRecord.model_validate(self._scrub(step.model_dump(mode="json")))
-        await self.store.add_step(clean)
+        await self.store.runs.add_step(clean)
         append_private(self.run_dir / "steps.jsonl", (clean.model_dump_json() + "\n").encode())
         if screenshot is not None:
             await self.artifact("screenshot", self.run_dir / str(clean.screenshot), step.idx)

@@ -155,7 +155,7 @@ async def run_task(
         run_dir=str(run_dir),
         pid=os.getpid(),
     )
-    await rt.store.create_run(run)
+    await rt.store.runs.create_run(run)
     # This run's own: what it redacts (its secrets, the TOTP codes it typed) stays its business.
     redactor = Redactor()
     rt.redactor.attach(redactor)
@@ -292,7 +292,7 @@ async def _plan(
     check_vars(task, values)
     secret_names = [substitute_text(n, values) for n in task.secrets]
     for secret in secret_names:
-        if await rt.store.get_secret(secret) is None:
+        if await rt.store.vault.get_secret(secret) is None:
             raise UnknownSecretError(
                 f"{task.source or task.name}: secrets: unknown secret '{secret}' "
                 f"(set it with: corral secrets set {secret} --domain ORIGIN)"
@@ -353,7 +353,7 @@ def _egress_scope(
 async def _finish(rt: Runtime, recorder: Recorder, result: RunResult) -> None:
     assert result.run_id is not None
     await recorder.result(result.model_dump(mode="json"))
-    await rt.store.finish_run(result.run_id, result.status, result.error, result.output)
+    await rt.store.runs.finish_run(result.run_id, result.status, result.error, result.output)
 
 
 def _action_context(

@@ -57,7 +57,7 @@ class ProfileService(Service):
         """Every profile with its lease holder (no saved cookies)."""
         del actor  # any authenticated actor may list profiles
         return [
-            ProfileEntry(r, await self._store.get_lease(r.name))
+            ProfileEntry(r, await self._store.profiles.get_lease(r.name))
             for r in await self._rt.profiles.list()
         ]
 
@@ -65,7 +65,7 @@ class ProfileService(Service):
         """One profile with its lease holder."""
         del actor  # any authenticated actor may look at a profile's settings
         record = await self._rt.profiles.get(name)
-        return ProfileEntry(record, await self._store.get_lease(name))
+        return ProfileEntry(record, await self._store.profiles.get_lease(name))
 
     async def update(self, actor: Actor, name: str, settings: ProfileSettings) -> None:
         """Replace a profile's settings."""

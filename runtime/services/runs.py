@@ -39,17 +39,17 @@ class RunService(Service):
     ) -> list[RunRecord]:
         """The latest runs, newest first."""
         del actor
-        return await self._store.list_runs(limit, profile)
+        return await self._store.runs.list_runs(limit, profile)
 
     async def show(self, actor: Actor, run_id: str) -> RunDetail:
         """One run: its steps, model calls and artifacts."""
         del actor
-        run = await self._store.get_run(run_id)
+        run = await self._store.runs.get_run(run_id)
         if run is None:
             raise RunNotFoundError(f"no run '{run_id}' (see: corral runs list)")
         return RunDetail(
             run,
-            await self._store.list_steps(run.id),
-            await self._store.list_model_calls(run.id),
-            await self._store.list_artifacts(run.id),
+            await self._store.runs.list_steps(run.id),
+            await self._store.runs.list_model_calls(run.id),
+            await self._store.runs.list_artifacts(run.id),
         )

@@ -64,4 +64,4 @@ class SecretService(Service):
     ) -> builtins.list[AuditRecord]:
         """Every use of a secret, allowed or refused, newest first."""
         self._authz.require(actor, "admin", "read the secret-use audit")
-        return await self._store.list_audit(run_id, limit)
+        return await self._store.vault.list_audit(run_id, limit)

@@ -45,38 +45,6 @@ class Store(Database):
         """Runs, steps, artifacts and model calls."""
         self.vault = VaultRepository(self)
         """Secrets, credential leases and secret-use audit (a :class:`profiles.VaultStore`)."""
-        # Shortcuts to the repositories' methods, for callers written before they existed.
-        self.insert_profile = self.profiles.insert_profile
-        self.get_profile = self.profiles.get_profile
-        self.list_profiles = self.profiles.list_profiles
-        self.update_profile_settings = self.profiles.update_profile_settings
-        self.save_profile_state = self.profiles.save_profile_state
-        self.delete_profile = self.profiles.delete_profile
-        self.take_lease = self.profiles.take_lease
-        self.renew_lease = self.profiles.renew_lease
-        self.release_lease = self.profiles.release_lease
-        self.get_lease = self.profiles.get_lease
-        self.create_run = self.runs.create_run
-        self.finish_run = self.runs.finish_run
-        self.set_run_status = self.runs.set_run_status
-        self.get_run = self.runs.get_run
-        self.list_runs = self.runs.list_runs
-        self.add_step = self.runs.add_step
-        self.list_steps = self.runs.list_steps
-        self.add_artifact = self.runs.add_artifact
-        self.list_artifacts = self.runs.list_artifacts
-        self.add_model_call = self.runs.add_model_call
-        self.list_model_calls = self.runs.list_model_calls
-        self.put_secret = self.vault.put_secret
-        self.get_secret = self.vault.get_secret
-        self.list_secrets = self.vault.list_secrets
-        self.delete_secret = self.vault.delete_secret
-        self.touch_secret = self.vault.touch_secret
-        self.grant_credential_lease = self.vault.grant_credential_lease
-        self.revoke_credential_lease = self.vault.revoke_credential_lease
-        self.get_credential_lease = self.vault.get_credential_lease
-        self.add_audit = self.vault.add_audit
-        self.list_audit = self.vault.list_audit
 
     async def mark_orphaned_runs(self, is_alive: Callable[[int], bool]) -> int:
         """Mark live runs whose process is gone as ``interrupted``; returns how many.

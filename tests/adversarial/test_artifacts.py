@@ -220,7 +220,7 @@ async def test_trace_off_writes_no_trace(hrt: Runtime, site: HostileSite) -> Non
     assert result.status == "succeeded", result.error
     run_dir = Path(str(result.run_dir))
     assert not [p for p in run_dir.iterdir() if "trace" in p.name]
-    kinds = {a.kind for a in await hrt.store.list_artifacts(str(result.run_id))}
+    kinds = {a.kind for a in await hrt.store.runs.list_artifacts(str(result.run_id))}
     assert "trace" not in kinds
 
 

@@ -192,7 +192,7 @@ async def test_a_task_allow_list_and_a_policy_allow_rule_place_a_target(
         hrt, site, [{"goto": url}, {"click": TARGETS["german"]}], allow_targets=["bezahl"]
     )
     assert site.posts("/pay") == []
-    steps_rows = await hrt.store.list_steps(result.run_id) if result.run_id else []
+    steps_rows = await hrt.store.runs.list_steps(result.run_id) if result.run_id else []
     held = [h for s in steps_rows for h in (s.detail or {}).get("held_requests", [])]
     assert any("/pay" in h["url"] for h in held), held
     # A risky rule still wins over the allow list.
@@ -329,5 +329,5 @@ async def test_navigation_off_the_allowlist_is_refused_before_acting(
         assert result.status == "denied", result.error
         assert "outside the allowed domains" in str(result.error)
         assert result.run_id is not None
-        steps = await hrt.store.list_steps(str(result.run_id))
+        steps = await hrt.store.runs.list_steps(str(result.run_id))
         assert steps[-1].status == "skipped" and steps[-1].url_after == url

@@ -261,6 +261,6 @@ async def test_the_breaker_section_of_corral_toml_holds_in_real_runs(
         assert seen == {"openai.test": 1, "anthropic.test": 2}
         # Each run closed the clients it built, never the one passed in.
         assert not client.is_closed
-    calls = await rt.store.list_model_calls(str(second.run_id))
+    calls = await rt.store.runs.list_model_calls(str(second.run_id))
     assert [(c.provider, c.outcome) for c in calls] == [("openai", "skipped"), ("anthropic", "ok")]
     assert "circuit open" in str(calls[0].reason)

@@ -29,7 +29,7 @@ def local_file(tmp_path: Path) -> str:
 
 
 async def _steps(rt: Runtime, run_id: str | None) -> list[Any]:
-    return await rt.store.list_steps(str(run_id))
+    return await rt.store.runs.list_steps(str(run_id))
 
 
 def _refused(steps: list[Any]) -> list[dict[str, Any]]:

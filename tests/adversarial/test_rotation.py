@@ -29,7 +29,7 @@ async def test_two_rotations_at_once_one_is_refused(rt: Runtime) -> None:
     assert len(refused) == 1, results
     assert "another key rotation is running" in str(refused[0])
     assert (rt.settings.home / "master.key").read_text() != before
-    record = await rt.store.get_secret("s.password")
+    record = await rt.store.vault.get_secret("s.password")
     assert record is not None and await rt.vault.reveal(record) == "hunter2-long"
 
 
@@ -59,7 +59,9 @@ async def test_rotation_is_refused_while_a_run_holds_a_lease(rt: Runtime) -> Non
     await rt.profiles.create("alice", ProfileSettings())
     await rt.profiles.create("bob", ProfileSettings())
     # Another run of this (live) process holds bob.
-    assert await rt.store.take_lease("bob", LeaseHolder.current("run-7"), LEASE_TTL_S) is None
+    assert (
+        await rt.store.profiles.take_lease("bob", LeaseHolder.current("run-7"), LEASE_TTL_S) is None
+    )
     before = (rt.settings.home / "master.key").read_text()
     with pytest.raises(RotationBlockedError) as info:
         await rotate_key(rt)
@@ -67,11 +69,11 @@ async def test_rotation_is_refused_while_a_run_holds_a_lease(rt: Runtime) -> Non
     assert (rt.settings.home / "master.key").read_text() == before
     assert not (rt.settings.home / "master.key.next").exists()
     # The refused rotation gave back the leases it had taken on the way.
-    alice = await rt.store.get_lease("alice")
+    alice = await rt.store.profiles.get_lease("alice")
     assert alice is None
-    holder = await rt.store.get_lease("bob")
+    holder = await rt.store.profiles.get_lease("bob")
     assert holder is not None and holder.run_id == "run-7"
-    await rt.store.release_lease("bob", "run-7")
+    await rt.store.profiles.release_lease("bob", "run-7")
     await rotate_key(rt)
     assert (rt.settings.home / "master.key").read_text() != before
 
@@ -82,10 +84,10 @@ async def test_a_stale_lease_of_a_dead_process_does_not_block(rt: Runtime) -> No
     await dead.wait()
     gone = LeaseHolder.current("crashed-run")
     gone = LeaseHolder("crashed-run", gone.host, dead.pid, 1.0, gone.acquired_at, gone.heartbeat_at)
-    assert await rt.store.take_lease("alice", gone, LEASE_TTL_S) is None
+    assert await rt.store.profiles.take_lease("alice", gone, LEASE_TTL_S) is None
     report = await rotate_key(rt)
     assert report.key_file is not None
-    assert await rt.store.get_lease("alice") is None
+    assert await rt.store.profiles.get_lease("alice") is None
 
 
 def _fsynced(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -89,7 +89,7 @@ async def attempt(
         secrets=["pw", "key", "otp"],
     )
     assert result.run_id is not None, result.error
-    return result, await rt.store.list_steps(result.run_id)
+    return result, await rt.store.runs.list_steps(result.run_id)
 
 
 CROSS_ORIGIN = "http://localhost:{port}/steal"
@@ -206,7 +206,7 @@ async def test_secret_is_refused_before_a_key_is_typed(
     assert reason in str(fill.error), fill.error
     name = re.search(r"secret:(\w+)", value)
     assert name is not None
-    [entry] = await hrt.store.list_audit(result.run_id)
+    [entry] = await hrt.store.vault.list_audit(result.run_id)
     assert (entry.secret, entry.allowed) == (name.group(1), False)
     assert reason in str(entry.reason)
     record = "".join(s.model_dump_json() for s in steps) + result.model_dump_json()
@@ -224,7 +224,7 @@ async def test_totp_goes_into_a_one_time_code_field(hrt: Runtime, site: HostileS
     assert result.status == "succeeded", result.error
     assert result.output == {"seen": "typed 6"}
     assert steps[1].status == "ok"
-    [entry] = await hrt.store.list_audit(result.run_id)
+    [entry] = await hrt.store.vault.list_audit(result.run_id)
     assert (entry.secret, entry.allowed) == ("otp", True)
 
 
@@ -237,7 +237,7 @@ async def test_password_goes_into_the_login_form(hrt: Runtime, site: HostileSite
     assert result.status == "succeeded", result.error
     assert result.output == {"seen": f"typed {len(PASSWORD)}"}
     assert steps[1].status == "ok"
-    [entry] = await hrt.store.list_audit(result.run_id)
+    [entry] = await hrt.store.vault.list_audit(result.run_id)
     assert (entry.secret, entry.allowed) == ("pw", True)
     assert not leaked("".join(s.model_dump_json() for s in steps))
 
@@ -287,7 +287,7 @@ async def test_a_model_obeying_a_portal_message_does_not_post_the_password(
     )
     result = await run_task(hrt, task, "victim", models={"planner": [planner]})
     assert result.run_id is not None
-    steps = await hrt.store.list_steps(result.run_id)
+    steps = await hrt.store.runs.list_steps(result.run_id)
     assert done[0] == "fill"
     fill = next(s for s in steps if s.kind == "fill")
     assert fill.status == "failed" and fill.detail["policy_violation"] == "secret_field"

@@ -329,10 +329,10 @@ BUSY = "the store is busy (database locked by another process for more than 0.2 
 
 async def test_a_locked_store_is_reported_busy_and_loses_nothing(home: Path, held: Holder) -> None:
     async with await Store.open(home / "corral.db", busy_timeout_s=0.2) as store:
-        await store.create_run(_run("before"))
+        await store.runs.create_run(_run("before"))
         held.hold()
         with pytest.raises(StoreBusyError) as info:
-            await store.create_run(_run("during"))
+            await store.runs.create_run(_run("during"))
         assert str(info.value).startswith(BUSY) and str(home / "corral.db") in str(info.value)
         assert exit_code_for(info.value) == 1
         with pytest.raises(StoreBusyError, match="the store is busy"):
@@ -340,8 +340,8 @@ async def test_a_locked_store_is_reported_busy_and_loses_nothing(home: Path, hel
                 await db.execute("DELETE FROM runs")
         held.release()
         # The connection is usable again, what was there is there, the failed writes are not.
-        await store.create_run(_run("after"))
-        assert {r.id for r in await store.list_runs()} == {"before", "after"}
+        await store.runs.create_run(_run("after"))
+        assert {r.id for r in await store.runs.list_runs()} == {"before", "after"}
 
 
 async def test_a_run_on_a_locked_store_fails_busy(
@@ -355,7 +355,7 @@ async def test_a_run_on_a_locked_store_fails_busy(
         with pytest.raises(StoreBusyError, match=r"^the store is busy \(database locked"):
             await run_task(rt, task)
         held.release()
-        assert await rt.store.list_runs() == []
+        assert await rt.store.runs.list_runs() == []
         assert [p.name for p in await rt.profiles.list()] == ["p"]
 
 

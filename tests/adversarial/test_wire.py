@@ -33,7 +33,7 @@ def _send(method: str, path: str) -> str:
 
 
 async def _held(rt: Runtime, run_id: str | None) -> list[dict[str, Any]]:
-    steps = await rt.store.list_steps(str(run_id))
+    steps = await rt.store.runs.list_steps(str(run_id))
     return [h for s in steps for h in (s.detail or {}).get("held_requests", [])]
 
 
