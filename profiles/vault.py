@@ -43,12 +43,12 @@ from .redact import MIN_SECRET_LENGTH, Redactor
 
 __all__ = [
     "SECRET_RE",
-    "AuditRecord",
     "CredentialLease",
     "CredentialLeaseRecord",
     "FieldFacts",
     "SecretNotAvailableError",
     "SecretRecord",
+    "SecretUseRecord",
     "UnknownSecretError",
     "Vault",
     "VaultStore",
@@ -104,7 +104,7 @@ class CredentialLeaseRecord(BaseModel):
     revoked_at: datetime | None = None
 
 
-class AuditRecord(BaseModel):
+class SecretUseRecord(BaseModel):
     """One attempt to use a secret, allowed or refused."""
 
     model_config = ConfigDict(extra="forbid")
@@ -127,7 +127,7 @@ class VaultStore(Protocol):
     async def touch_secret(self, name: str) -> None: ...
     async def grant_credential_lease(self, lease: CredentialLeaseRecord) -> None: ...
     async def revoke_credential_lease(self, run_id: str) -> None: ...
-    async def add_audit(self, entry: AuditRecord) -> None: ...
+    async def add_use(self, entry: SecretUseRecord) -> None: ...
 
 
 def placeholder(name: str) -> str:
@@ -395,8 +395,8 @@ class CredentialLease:
         return None
 
     async def _audit(self, name: str, origin: str, reason: str | None) -> None:
-        await self.store.add_audit(
-            AuditRecord(
+        await self.store.add_use(
+            SecretUseRecord(
                 run_id=self.run_id,
                 step_idx=self.step_idx,
                 secret=name,

@@ -32,7 +32,7 @@ from runtime.store.audit import write_audit
 
 if TYPE_CHECKING:
     from runtime.store import Store
-    from runtime.store.approvals import ApprovalRepo
+    from runtime.store.approvals import ApprovalRepository
 
 __all__ = [
     "DECIDED",
@@ -97,11 +97,8 @@ class Approvals:
     """Approval requests in the store, as a run's gate uses them; safe from several processes."""
 
     def __init__(self, store: Store, now: Callable[[], datetime] | None = None) -> None:
-        # Imported here: the repository maps its rows to this module's ApprovalRequest.
-        from runtime.store.approvals import ApprovalRepo
-
         self.store = store
-        self.repo: ApprovalRepo = ApprovalRepo(store)
+        self.repo: ApprovalRepository = store.approvals
         self.now = now or (lambda: datetime.now(UTC))
 
     async def create(

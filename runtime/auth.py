@@ -138,7 +138,7 @@ def utcnow() -> datetime:
 
 
 class GrantLookup(Protocol):
-    """Where the authorizer looks up profile grants (:class:`runtime.store.users.UserRepo`)."""
+    """Where the authorizer looks up profile grants (a ``UserRepository``)."""
 
     def has_grant(self, user: str, profile: str) -> Awaitable[bool]: ...
 

@@ -13,13 +13,13 @@ import pytest
 
 from profiles import (
     SEALED_PREFIX,
-    AuditRecord,
     CredentialLeaseRecord,
     LeaseHolder,
     ProfileRecord,
     ProfileSettings,
     ProxySettings,
     SecretRecord,
+    SecretUseRecord,
     proxy_context,
     secret_context,
     state_context,
@@ -164,7 +164,7 @@ async def test_a_column_added_by_a_later_migration_breaks_no_insert_or_read(
         await store.vault.grant_credential_lease(lease)
         assert await store.vault.get_credential_lease("r1") == lease
 
-        entry = AuditRecord(
+        entry = SecretUseRecord(
             run_id="r1",
             step_idx=0,
             secret="k",
@@ -173,8 +173,8 @@ async def test_a_column_added_by_a_later_migration_breaks_no_insert_or_read(
             allowed=False,
             reason="origin",
         )
-        await store.vault.add_audit(entry)
-        assert await store.vault.list_audit("r1") == [entry]
+        await store.vault.add_use(entry)
+        assert await store.vault.list_uses("r1") == [entry]
 
         # The column nobody wrote stayed empty in every table.
         for table in _TABLES:

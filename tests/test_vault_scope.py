@@ -21,12 +21,12 @@ from urllib.parse import quote
 import pytest
 
 from profiles import (
-    AuditRecord,
     FieldFacts,
     ProfileSettings,
     ProxySettings,
     Redactor,
     SecretNotAvailableError,
+    SecretUseRecord,
     UserError,
     open_session,
     origin_allowed,
@@ -70,10 +70,10 @@ async def steps_of(rt: Runtime, result: RunResult) -> list[StepRecord]:
     return await rt.store.runs.list_steps(result.run_id)
 
 
-async def audit_of(rt: Runtime, run_id: str | None) -> list[AuditRecord]:
+async def audit_of(rt: Runtime, run_id: str | None) -> list[SecretUseRecord]:
     """The run's audit entries, oldest first."""
     assert run_id is not None
-    return list(reversed(await rt.store.vault.list_audit(run_id)))
+    return list(reversed(await rt.store.vault.list_uses(run_id)))
 
 
 def fill_key(secret: str = "k") -> dict[str, Any]:
@@ -490,7 +490,7 @@ async def test_text_without_placeholders_resolves_unchanged_and_unaudited(
     await rt.vault.set("k", KEY, [origins.a], fields=FIELDS)
     lease = await rt.vault.lease("run-x", "alice", ["k"], Redactor())
     assert await lease.resolve("plain text", origins.b, PASSWORD_FIELD) == "plain text"
-    assert await rt.store.vault.list_audit("run-x") == []
+    assert await rt.store.vault.list_uses("run-x") == []
     await lease.revoke()
 
 

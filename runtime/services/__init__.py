@@ -28,7 +28,6 @@ from runtime.services.profiles import ProfileEntry, ProfileService, bundle_needs
 from runtime.services.runs import RunDetail, RunService
 from runtime.services.secrets import SecretService
 from runtime.services.users import NewUser, UserService
-from runtime.store.users import UserRepo
 
 if TYPE_CHECKING:
     from runtime.app import Runtime
@@ -57,7 +56,7 @@ class Services:
     """Every service of one runtime (``rt.services``), sharing its authorizer and clock."""
 
     def __init__(self, rt: Runtime, now: Callable[[], datetime] = utcnow) -> None:
-        self.authorizer = Authorizer(UserRepo(rt.store))
+        self.authorizer = Authorizer(rt.store.users)
         """The one place that decides whether an actor may do something."""
         parts = (rt, self.authorizer, now)
         self.users = UserService(*parts)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from runtime.auth import Actor, AuditEntry
 from runtime.services.base import Service
-from runtime.store.audit import AuditLog
 
 __all__ = ["AuditService"]
 
@@ -17,9 +16,9 @@ class AuditService(Service):
     ) -> list[AuditEntry]:
         """Rows, newest first; ``action`` matches exactly or as a prefix (``token``)."""
         self._authz.require(actor, "admin", "read the audit log")
-        return await AuditLog(self._store).list(limit, action)
+        return await self._store.audit.list(limit, action)
 
     async def verify(self, actor: Actor) -> int:
         """Check the whole hash chain; the rows checked, or AuditTamperedError."""
         self._authz.require(actor, "admin", "read the audit log")
-        return await AuditLog(self._store).verify()
+        return await self._store.audit.verify()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 
-from profiles import AuditRecord, SecretRecord
+from profiles import SecretRecord, SecretUseRecord
 from runtime.auth import Actor
 from runtime.services.base import Service, Supplier, supply
 
@@ -61,7 +61,7 @@ class SecretService(Service):
 
     async def list_uses(
         self, actor: Actor, run_id: str | None = None, limit: int = 50
-    ) -> builtins.list[AuditRecord]:
+    ) -> builtins.list[SecretUseRecord]:
         """Every use of a secret, allowed or refused, newest first."""
         self._authz.require(actor, "admin", "read the secret-use audit")
-        return await self._store.vault.list_audit(run_id, limit)
+        return await self._store.vault.list_uses(run_id, limit)

@@ -23,7 +23,7 @@ from runtime.auth import (
     check_role,
 )
 from runtime.services.base import Service
-from runtime.store.users import UserRepo
+from runtime.store.users import UserRepository
 
 __all__ = ["NewUser", "UserService"]
 
@@ -55,8 +55,8 @@ class UserService(Service):
     """Users, roles, grants and tokens."""
 
     @property
-    def _repo(self) -> UserRepo:
-        return UserRepo(self._store)
+    def _repo(self) -> UserRepository:
+        return self._store.users
 
     def now(self) -> datetime:
         """The services' clock (what token expiry is judged against)."""

@@ -13,20 +13,20 @@
   (``store.profiles``, ``store.runs``, ``store.vault``).
 """
 
-from runtime.store.audit import AuditLog, write_audit
+from runtime.store.audit import AuditRepository, write_audit
 from runtime.store.db import DEFAULT_BUSY_TIMEOUT_S, Database, Params, Reseal
 from runtime.store.migrations import MIGRATIONS, migrate
 from runtime.store.profiles import ProfileRepository
 from runtime.store.rows import Table, insert_sql
 from runtime.store.runs import RunRepository
 from runtime.store.store import Store
-from runtime.store.users import UserRepo
+from runtime.store.users import UserRepository
 from runtime.store.vault import VaultRepository
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT_S",
     "MIGRATIONS",
-    "AuditLog",
+    "AuditRepository",
     "Database",
     "Params",
     "ProfileRepository",
@@ -34,7 +34,7 @@ __all__ = [
     "RunRepository",
     "Store",
     "Table",
-    "UserRepo",
+    "UserRepository",
     "VaultRepository",
     "insert_sql",
     "migrate",

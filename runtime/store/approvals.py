@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,14 @@ from runtime.approvals import ApprovalRequest, ApprovalStatus
 if TYPE_CHECKING:
     from runtime.store import Store
 
-__all__ = ["ApprovalRepo"]
+__all__ = ["ApprovalRepository"]
+
+# A dead run's approval requests close with it, following the life drawn in runtime/approvals.py:
+# one not acted on yet is cancelled; one being acted on may have happened, so a person decides.
+_NOT_ACTED: tuple[ApprovalStatus, ...] = ("pending", "approved")
+_CANCELLED: ApprovalStatus = "cancelled"
+_ACTING: ApprovalStatus = "executing"
+_UNCONFIRMED: ApprovalStatus = "unconfirmed"
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -50,7 +58,7 @@ def _request(row: aiosqlite.Row) -> ApprovalRequest:
     )
 
 
-class ApprovalRepo:
+class ApprovalRepository:
     """The ``approvals`` table."""
 
     def __init__(self, store: Store) -> None:
@@ -150,3 +158,17 @@ class ApprovalRepo:
                 {"now": now},
             )
             return cursor.rowcount
+
+    async def close_for_runs(self, conn: aiosqlite.Connection, run_ids: Sequence[str]) -> None:
+        """Close the approval requests of runs that died: nothing will act on them."""
+        marks = ", ".join("?" for _ in _NOT_ACTED)
+        await conn.executemany(
+            f"UPDATE approvals SET status = ?, outcome = 'the run was interrupted before acting' "
+            f"WHERE run_id = ? AND status IN ({marks})",
+            [(_CANCELLED, run_id, *_NOT_ACTED) for run_id in run_ids],
+        )
+        await conn.executemany(
+            "UPDATE approvals SET status = ?, outcome = 'the run was interrupted while acting; "
+            "the action may have happened' WHERE run_id = ? AND status = ?",
+            [(_UNCONFIRMED, run_id, _ACTING) for run_id in run_ids],
+        )

@@ -2,8 +2,8 @@
 
 Rows form a hash chain (each row's hash covers the previous row's hash), and SQLite triggers
 refuse UPDATE and DELETE, so an edit made behind corral's back is found by
-:meth:`AuditLog.verify`. :func:`write_audit` appends inside the caller's transaction, so the row
-commits with the change it records, or not at all.
+:meth:`AuditRepository.verify`. :func:`write_audit` appends inside the caller's transaction, so
+the row commits with the change it records, or not at all.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from runtime.auth import Actor, AuditEntry, AuditTamperedError
 if TYPE_CHECKING:
     from runtime.store import Store
 
-__all__ = ["GENESIS_HASH", "AuditLog", "write_audit"]
+__all__ = ["GENESIS_HASH", "AuditRepository", "write_audit"]
 
 GENESIS_HASH = "0" * 64
 """The ``prev_hash`` of the first row."""
@@ -97,7 +97,7 @@ def _entry(row: aiosqlite.Row) -> AuditEntry:
     )
 
 
-class AuditLog:
+class AuditRepository:
     """Reading and checking the audit log (rows are written only by :func:`write_audit`)."""
 
     def __init__(self, store: Store) -> None:

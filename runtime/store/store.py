@@ -1,35 +1,32 @@
 """The facade: :class:`Store` is the database plus one repository per aggregate.
 
-``store.profiles`` (profiles, profile leases), ``store.runs`` (runs, steps, artifacts, model calls)
-and ``store.vault`` (secrets, credential leases, secret-use audit) share the store's connection and
-its ``tx()``; the operations that span several of them (key rotation's :meth:`Store.reseal_all`,
-:meth:`Store.mark_orphaned_runs` at start-up) live here and run in one transaction.
+``store.profiles`` (profiles, profile leases), ``store.runs`` (runs, steps, artifacts, model calls),
+``store.vault`` (secrets, credential leases, secret uses), ``store.users`` (users, tokens, grants),
+``store.audit`` (the hash-chained audit log) and ``store.approvals`` (approval requests) share
+the store's connection and its ``tx()``; the operations that span several of them (key
+rotation's :meth:`Store.reseal_all`, :meth:`Store.mark_orphaned_runs` at start-up) live here and
+run in one transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiosqlite
 
+from runtime.store.audit import AuditRepository
 from runtime.store.db import DEFAULT_BUSY_TIMEOUT_S, Database, Reseal
 from runtime.store.profiles import ProfileRepository
 from runtime.store.runs import RunRepository
+from runtime.store.users import UserRepository
 from runtime.store.vault import VaultRepository
 
-if TYPE_CHECKING:  # runtime.approvals imports this package: for the type checker only
-    from runtime.approvals import ApprovalStatus
+if TYPE_CHECKING:
+    from runtime.store.approvals import ApprovalRepository
 
 __all__ = ["Store"]
-
-# A dead run's approval requests close with it, following the life drawn in runtime/approvals.py:
-# one not acted on yet is cancelled; one being acted on may have happened, so a person decides.
-_NOT_ACTED: tuple[ApprovalStatus, ...] = ("pending", "approved")
-_CANCELLED: ApprovalStatus = "cancelled"
-_ACTING: ApprovalStatus = "executing"
-_UNCONFIRMED: ApprovalStatus = "unconfirmed"
 
 
 class Store(Database):
@@ -45,6 +42,17 @@ class Store(Database):
         """Runs, steps, artifacts and model calls."""
         self.vault = VaultRepository(self)
         """Secrets, credential leases and secret-use audit (a :class:`profiles.VaultStore`)."""
+        self.users = UserRepository(self)
+        """Users, API tokens and profile grants."""
+        self.audit = AuditRepository(self)
+        """The hash-chained audit log."""
+        # Imported here, not at the top: the approvals repository maps rows to
+        # runtime.approvals' records, and runtime.approvals imports this package. By the time a
+        # Store is built both modules are loaded.
+        from runtime.store.approvals import ApprovalRepository
+
+        self.approvals: ApprovalRepository = ApprovalRepository(self)
+        """Approval requests and their one-winner transitions."""
 
     async def mark_orphaned_runs(self, is_alive: Callable[[int], bool]) -> int:
         """Mark live runs whose process is gone as ``interrupted``; returns how many.
@@ -55,7 +63,7 @@ class Store(Database):
         dead = await self.runs.orphaned(is_alive)
         if dead:
             async with self.tx() as conn:
-                await _close_approvals(conn, dead)
+                await self.approvals.close_for_runs(conn, dead)
                 # A credential lease is dead once its run is.
                 await self.vault.revoke_credential_leases(dead)
                 await self.runs.interrupt(dead)
@@ -70,18 +78,3 @@ class Store(Database):
             count = await self.vault.reseal(reseal)
             count += await self.profiles.reseal(reseal)
         return count
-
-
-async def _close_approvals(conn: aiosqlite.Connection, run_ids: Sequence[str]) -> None:
-    """Close the approval requests of runs that died: nothing will act on them."""
-    marks = ", ".join("?" for _ in _NOT_ACTED)
-    await conn.executemany(
-        f"UPDATE approvals SET status = ?, outcome = 'the run was interrupted before acting' "
-        f"WHERE run_id = ? AND status IN ({marks})",
-        [(_CANCELLED, run_id, *_NOT_ACTED) for run_id in run_ids],
-    )
-    await conn.executemany(
-        "UPDATE approvals SET status = ?, outcome = 'the run was interrupted while acting; "
-        "the action may have happened' WHERE run_id = ? AND status = ?",
-        [(_UNCONFIRMED, run_id, _ACTING) for run_id in run_ids],
-    )

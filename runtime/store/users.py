@@ -16,7 +16,7 @@ from runtime.auth import TokenRecord, UserRecord, UserRole, check_role
 if TYPE_CHECKING:
     from runtime.store import Store
 
-__all__ = ["TokenRow", "UserRepo"]
+__all__ = ["TokenRow", "UserRepository"]
 
 
 def _iso(value: datetime) -> str:
@@ -51,7 +51,7 @@ def _token(row: aiosqlite.Row) -> TokenRecord:
     )
 
 
-class UserRepo:
+class UserRepository:
     """The ``users``, ``tokens`` and ``grants`` tables."""
 
     def __init__(self, store: Store) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from profiles import AuditRecord, CredentialLeaseRecord, SecretRecord, secret_context
+from profiles import CredentialLeaseRecord, SecretRecord, SecretUseRecord, secret_context
 from runtime.store.db import Database, Reseal
 from runtime.store.rows import Table, now
 
@@ -20,7 +20,7 @@ SECRETS = Table("secrets", SecretRecord, frozenset({"domains", "profiles", "fiel
 CREDENTIAL_LEASES = Table(
     "credential_leases", CredentialLeaseRecord, frozenset({"secrets", "origins"})
 )
-SECRET_AUDIT = Table("secret_audit", AuditRecord)
+SECRET_AUDIT = Table("secret_audit", SecretUseRecord)
 
 # What a new value replaces; the creation time and last use stay.
 _SECRET_UPDATE = ("kind", "domains", "profiles", "fields", "ciphertext", "updated_at")
@@ -84,13 +84,13 @@ class VaultRepository:
         row = await self.db.fetch_one("SELECT * FROM credential_leases WHERE run_id = ?", (run_id,))
         return CREDENTIAL_LEASES.record(row) if row else None
 
-    async def add_audit(self, entry: AuditRecord) -> None:
+    async def add_use(self, entry: SecretUseRecord) -> None:
         """Append one secret-use audit entry."""
         sql, row = SECRET_AUDIT.insert(entry)
         async with self.db.tx() as conn:
             await conn.execute(sql, row)
 
-    async def list_audit(self, run_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
+    async def list_uses(self, run_id: str | None = None, limit: int = 100) -> list[SecretUseRecord]:
         """Secret-use audit entries, newest first."""
         sql = "SELECT * FROM secret_audit"
         args: tuple[Any, ...] = ()

@@ -206,7 +206,7 @@ async def test_secret_is_refused_before_a_key_is_typed(
     assert reason in str(fill.error), fill.error
     name = re.search(r"secret:(\w+)", value)
     assert name is not None
-    [entry] = await hrt.store.vault.list_audit(result.run_id)
+    [entry] = await hrt.store.vault.list_uses(result.run_id)
     assert (entry.secret, entry.allowed) == (name.group(1), False)
     assert reason in str(entry.reason)
     record = "".join(s.model_dump_json() for s in steps) + result.model_dump_json()
@@ -224,7 +224,7 @@ async def test_totp_goes_into_a_one_time_code_field(hrt: Runtime, site: HostileS
     assert result.status == "succeeded", result.error
     assert result.output == {"seen": "typed 6"}
     assert steps[1].status == "ok"
-    [entry] = await hrt.store.vault.list_audit(result.run_id)
+    [entry] = await hrt.store.vault.list_uses(result.run_id)
     assert (entry.secret, entry.allowed) == ("otp", True)
 
 
@@ -237,7 +237,7 @@ async def test_password_goes_into_the_login_form(hrt: Runtime, site: HostileSite
     assert result.status == "succeeded", result.error
     assert result.output == {"seen": f"typed {len(PASSWORD)}"}
     assert steps[1].status == "ok"
-    [entry] = await hrt.store.vault.list_audit(result.run_id)
+    [entry] = await hrt.store.vault.list_uses(result.run_id)
     assert (entry.secret, entry.allowed) == ("pw", True)
     assert not leaked("".join(s.model_dump_json() for s in steps))
 
