@@ -143,7 +143,7 @@ async def test_persistent_profile_keeps_its_user_data_sealed(rt: Runtime, portal
 
 async def test_second_run_on_a_leased_profile_fails_after_waiting(rt: Runtime, portal: str) -> None:
     await make_demo_profiles(rt, portal, "alice")
-    async with hold_lease(rt.store, "alice", "other-run", wait_s=0):
+    async with hold_lease(rt.store.profiles, "alice", "other-run", wait_s=0):
         result = await run_task(rt, demo_task(), "alice", {"portal": portal}, lease_timeout_s=0.5)
     assert result.status == "failed" and result.exit_code == 1
     assert "profile 'alice' is in use by run other-run" in str(result.error)
@@ -155,7 +155,7 @@ async def test_second_run_waits_for_the_lease_then_runs(rt: Runtime, portal: str
     held, released = asyncio.Event(), asyncio.Event()
 
     async def holder() -> None:
-        async with hold_lease(rt.store, "alice", "other-run", wait_s=0):
+        async with hold_lease(rt.store.profiles, "alice", "other-run", wait_s=0):
             held.set()
             await asyncio.sleep(1.0)  # the other run's work: the second run waits this long
         released.set()

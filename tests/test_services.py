@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from profiles import InvalidProfileError, ProfileSettings, ProxySettings, UserError
-from runtime import Runtime, Settings
+from runtime import Runtime, Settings, parse_task
 from runtime.auth import LOCAL_ACTOR, Actor, PermissionDeniedError
 from runtime.cli.main import cli
 from runtime.errors import exit_code_for
@@ -158,6 +158,20 @@ async def test_a_grant_lets_a_user_run_and_check_but_not_manage(svc: Services) -
     await svc.policy.authorize_check(BOB, "shop")
     with pytest.raises(PermissionDeniedError):
         await svc.profiles.clear(BOB, "shop")
+
+
+async def test_running_a_task_as_a_user_needs_a_grant(rt: Runtime, svc: Services) -> None:
+    task = parse_task(
+        {"name": "look", "profile": "shop", "steps": [{"goto": "http://127.0.0.1:9/"}]},
+        "look.yaml",
+    )
+    with pytest.raises(PermissionDeniedError, match="profile 'shop' is not granted to bob"):
+        await svc.runs.run(BOB, task)
+    with pytest.raises(PermissionDeniedError, match="profile 'shop' is not granted to bob"):
+        await svc.runs.run_many(BOB, task, ["shop"])
+    # Refused before anything started: no run row, no run folder.
+    assert await rt.store.runs.list_runs() == []
+    assert not rt.settings.runs_dir.exists() or not any(rt.settings.runs_dir.iterdir())
 
 
 def failing_audit(monkeypatch: pytest.MonkeyPatch) -> list[str]:

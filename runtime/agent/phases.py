@@ -175,7 +175,7 @@ async def act(agent: Agent, turn: Turn, action: AnyAction, verdict: Verdict) -> 
     recorded; its step is not yet recorded."""
     await agent.settle()
     ctx = agent.ctx
-    return await ctx.gate.act(
+    return await ctx.gate.carry_out(
         action,
         describe(action),
         ctx.task.budget.max_steps,

@@ -18,8 +18,8 @@ from runtime.cli.approvals import for_terminal
 from runtime.cli.common import err_console, out_console
 from runtime.demo import DEMO_TASK, PAY_TASK
 from runtime.demo.portal import USERS, PortalServer
-from runtime.run.parallel import combined_exit_code, results_table, run_many
-from runtime.run.runner import RunResult, run_task
+from runtime.run.parallel import combined_exit_code, results_table
+from runtime.run.runner import RunResult
 from runtime.task import load_task
 
 __all__ = ["DEMO_PROFILES", "run_demo"]
@@ -100,8 +100,8 @@ async def _pay_one(
     ask = sys.stdin.isatty() and sys.stdout.isatty()
     async with asyncio.TaskGroup() as tg:
         answering = tg.create_task(_answer_requests(rt, actor, console, ask))
-        result = await run_task(
-            rt, load_task(PAY_TASK), "alice", {"portal": portal, "invoice": invoice}
+        result = await rt.services.runs.run(
+            actor, load_task(PAY_TASK), "alice", {"portal": portal, "invoice": invoice}
         )
         answering.cancel()
     if result.status == "succeeded":
@@ -135,7 +135,9 @@ async def run_demo(rt: Runtime, port: int, fresh: bool, actor: Actor) -> int:
                 "(corral secrets list)"
             )
         task = load_task(DEMO_TASK)
-        results = await run_many(rt, task, list(DEMO_PROFILES), {"portal": server.url}, err_console)
+        results = await rt.services.runs.run_many(
+            actor, task, list(DEMO_PROFILES), {"portal": server.url}, console=err_console
+        )
         console.print(results_table(results))
         _report(console, results)
         unpaid = results[0].output or []

@@ -26,8 +26,8 @@ from runtime.cli.users import audit_command, tokens_group, users_group
 from runtime.models.config import BUILT_IN, CONFIG_NAME, find_models_config
 from runtime.models.types import ModelConfigError
 from runtime.records import ModelCallRecord
-from runtime.run.parallel import combined_exit_code, results_table, run_many
-from runtime.run.runner import RunResult, run_task
+from runtime.run.parallel import combined_exit_code, results_table
+from runtime.run.runner import RunResult
 from runtime.settings import Settings
 from runtime.task import load_task
 
@@ -88,16 +88,18 @@ def run(
             rt.settings = rt.settings.model_copy(update={"models_config": config_file})
         if task.goal:
             _announce_models_config(rt.settings)
-        await rt.services.runs.authorize(
-            actor, profiles or [p for p in (profile or task.profile,) if p]
-        )
+        runs = rt.services.runs
         live = None if as_json or not sys.stderr.isatty() else err_console
         if profiles:
-            return await run_many(rt, task, profiles, cli_vars, live, None, lease_timeout)
+            return await runs.run_many(
+                actor, task, profiles, cli_vars, console=live, lease_timeout_s=lease_timeout
+            )
         if live is None:
-            return [await run_task(rt, task, profile, cli_vars, None, lease_timeout)]
+            return [await runs.run(actor, task, profile, cli_vars, lease_timeout_s=lease_timeout)]
         name = profile or task.profile or "?"
-        return await run_many(rt, task, [name], cli_vars, live, None, lease_timeout)
+        return await runs.run_many(
+            actor, task, [name], cli_vars, console=live, lease_timeout_s=lease_timeout
+        )
 
     results = run_async(lambda: with_runtime(body))
     if as_json:

@@ -223,7 +223,7 @@ class Gate:
 
     # --- act ------------------------------------------------------------------------------
 
-    async def act(
+    async def carry_out(
         self,
         action: AnyAction,
         text: str,

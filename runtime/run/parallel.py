@@ -121,6 +121,7 @@ async def run_many(
     task: Task,
     profiles: Sequence[str],
     cli_vars: Mapping[str, str] | None = None,
+    *,
     console: Console | None = None,
     on_event: Callable[[RunEvent], None] | None = None,
     lease_timeout_s: float | None = None,
@@ -136,7 +137,9 @@ async def run_many(
     async def all_runs() -> list[RunResult]:
         async with asyncio.TaskGroup() as group:
             jobs = [
-                group.create_task(run_task(rt, task, p, cli_vars, both, lease_timeout_s))
+                group.create_task(
+                    run_task(rt, task, p, cli_vars, on_event=both, lease_timeout_s=lease_timeout_s)
+                )
                 for p in profiles
             ]
         return [job.result() for job in jobs]

@@ -117,6 +117,7 @@ async def run_task(
     task: Task,
     profile: str | None = None,
     cli_vars: Mapping[str, str] | None = None,
+    *,
     on_event: Callable[[RunEvent], None] | None = None,
     lease_timeout_s: float | None = None,
     models: Mapping[str, list[Model]] | None = None,
@@ -401,7 +402,7 @@ async def _one_step(ctx: RunContext, step: Step, total: int) -> None:
     if not await guard_holds(step.when, ctx.tabs):
         await perform_and_record(ctx, action, text, total, skip=True)
         return
-    gated = await ctx.gate.act(action, text, total)
+    gated = await ctx.gate.carry_out(action, text, total)
     await record(ctx, gated.step)
     if gated.outcome != "done":
         # A denial goes back to the script: the run stops (exit 3).

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from runtime.auth import Actor
 from runtime.errors import RunNotFoundError
 from runtime.records import ArtifactRecord, ModelCallRecord, RunRecord, StepRecord
 from runtime.services.base import Service
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from runtime.models import Model
+    from runtime.run import RunEvent, RunResult
+    from runtime.task import Task
 
 __all__ = ["RunDetail", "RunService"]
 
@@ -23,7 +30,51 @@ class RunDetail(NamedTuple):
 
 
 class RunService(Service):
-    """Starting runs is the run's own path (:mod:`runtime.run`); this says who may."""
+    """Who may start runs, starting them as an actor, and reading what they recorded."""
+
+    async def run(
+        self,
+        actor: Actor,
+        task: Task,
+        profile: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        *,
+        on_event: Callable[[RunEvent], None] | None = None,
+        lease_timeout_s: float | None = None,
+        models: Mapping[str, list[Model]] | None = None,
+    ) -> RunResult:
+        """Run ``task`` on ``profile`` (default: the task's) as ``actor``, once authorized."""
+        # Imported here: the runner imports the runtime, which builds these services.
+        from runtime.run import run_task
+
+        await self.authorize(actor, [p for p in (profile or task.profile,) if p])
+        return await run_task(
+            self._rt,
+            task,
+            profile,
+            variables,
+            on_event=on_event,
+            lease_timeout_s=lease_timeout_s,
+            models=models,
+        )
+
+    async def run_many(
+        self,
+        actor: Actor,
+        task: Task,
+        profiles: Sequence[str],
+        variables: Mapping[str, str] | None = None,
+        *,
+        console: Console | None = None,
+        lease_timeout_s: float | None = None,
+    ) -> list[RunResult]:
+        """Run ``task`` on each of ``profiles`` at once (each isolated) as ``actor``."""
+        from runtime.run import run_many
+
+        await self.authorize(actor, profiles)
+        return await run_many(
+            self._rt, task, profiles, variables, console=console, lease_timeout_s=lease_timeout_s
+        )
 
     async def authorize(self, actor: Actor, profiles: Iterable[str]) -> None:
         """May ``actor`` run tasks on each of ``profiles``? (users need a grant on each)"""
