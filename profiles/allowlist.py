@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from .errors import UserError
+from .errors import InvalidAllowlistError, UserError
 from .hosts import HostRule, is_ip, normal_host, parse_port, split_authority, url_allowed
 
 __all__ = [
@@ -38,10 +38,6 @@ _EXPECTED = (
     "expected a host name, an IP address or '*.domain', optionally with ':port' or a scheme, "
     "e.g. 'portal.example', '*.example.com', '127.0.0.1:8080', '[::1]', 'https://portal.example'"
 )
-
-
-class InvalidAllowlistError(UserError):
-    """An ``allowed_domains`` or ``host_map`` entry that cannot be parsed."""
 
 
 def _entry_error(entry: str, why: str = "") -> InvalidAllowlistError:

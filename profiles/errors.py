@@ -46,3 +46,24 @@ class BrowserNotFoundError(RunError):
 
 class BrowserCrashedError(RunError):
     """The browser process died while a run was using it."""
+
+
+class EgressConflictError(UserError):
+    """An egress allowlist asked for with an upstream proxy it cannot chain through."""
+
+
+class UnknownSecretError(UserError):
+    """A task names a secret the vault does not hold."""
+
+
+class SecretNotAvailableError(RunError):
+    """A secret was asked for where its scope does not allow it (a policy violation)."""
+
+    def __init__(self, message: str, violation: str = "secret_scope") -> None:
+        super().__init__(message)
+        self.violation = violation
+        """``secret_scope`` (origin, profile, lease) or ``secret_field`` (the field)."""
+
+
+class InvalidAllowlistError(UserError):
+    """An ``allowed_domains`` or ``host_map`` entry that cannot be parsed."""

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from pydantic import BaseModel, ConfigDict, Field
 
 from .crypto import secret_context
-from .errors import RunError, UserError
+from .errors import SecretNotAvailableError, UnknownSecretError, UserError
 from .hosts import origin_allowed, origin_of, parse_domain
 from .keys import KeyRing
 from .redact import MIN_SECRET_LENGTH, Redactor
@@ -57,19 +57,6 @@ __all__ = [
 
 SECRET_RE = re.compile(r"\{\{\s*secret:([A-Za-z0-9_.-]+)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-class UnknownSecretError(UserError):
-    """A task names a secret the vault does not hold."""
-
-
-class SecretNotAvailableError(RunError):
-    """A secret was asked for where its scope does not allow it (a policy violation)."""
-
-    def __init__(self, message: str, violation: str = "secret_scope") -> None:
-        super().__init__(message)
-        self.violation = violation
-        """``secret_scope`` (origin, profile, lease) or ``secret_field`` (the field)."""
 
 
 class SecretRecord(BaseModel):
