@@ -53,6 +53,7 @@ from .private import (
     write_private,
 )
 from .redact import RedactingFilter, Redactor, RedactorGroup
+from .secret_fields import FieldFacts, field_refusal
 from .session import Session, open_session
 from .settings import (
     Geolocation,
@@ -67,14 +68,12 @@ from .vault import (
     SECRET_RE,
     CredentialLease,
     CredentialLeaseRecord,
-    FieldFacts,
     SecretNotAvailableError,
     SecretRecord,
     SecretUseRecord,
     UnknownSecretError,
     Vault,
     VaultStore,
-    field_refusal,
     secret_use,
 )
 from .wire import SAFE_METHODS, HeldRequest, WireCheck, WireGuard, WireRequest, allow_all

@@ -7,32 +7,18 @@ A run gets a :class:`CredentialLease` naming the secrets its task lists; the lea
 value of a field that suits the secret (see :func:`field_refusal`), audits every use, and knows
 every value it handed out (and every TOTP code it issued) so they can be redacted.
 
-What a secret may be typed into follows from its kind and fields:
-
-- ``value`` without fields, a *password*: only an ``<input type=password>``;
-- ``value`` with fields (``corral secrets set NAME --field LABEL``): only a text-like input whose
-  label, name, id or placeholder is one of them (case-insensitive, whole);
-- ``totp``: only a one-time-code input (``autocomplete=one-time-code``, or a label, name, id or
-  placeholder like code, otp, token, 2fa, mfa, verification), or one of its fields.
-
-Never into a textarea, a contenteditable, a select, a search box, or a field whose form posts to
-an origin outside the secret's domains.
+Where a secret may be typed (password inputs, named fields, one-time-code fields) is decided in
+``profiles.secret_fields``; TOTP codes are made in ``profiles.totp``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import re
-import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-from cryptography.hazmat.primitives.hashes import SHA1
-from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from pydantic import BaseModel, ConfigDict, Field
 
 from .crypto import secret_context
@@ -40,19 +26,19 @@ from .errors import SecretNotAvailableError, UnknownSecretError, UserError
 from .hosts import origin_allowed, origin_of, parse_domain
 from .keys import KeyRing
 from .redact import MIN_SECRET_LENGTH, Redactor
+from .secret_fields import FieldFacts, field_refusal
+from .totp import totp_now, totp_seed
 
 __all__ = [
     "SECRET_RE",
     "CredentialLease",
     "CredentialLeaseRecord",
-    "FieldFacts",
     "SecretNotAvailableError",
     "SecretRecord",
     "SecretUseRecord",
     "UnknownSecretError",
     "Vault",
     "VaultStore",
-    "field_refusal",
 ]
 
 SECRET_RE = re.compile(r"\{\{\s*secret:([A-Za-z0-9_.-]+)\s*\}\}")
@@ -132,109 +118,6 @@ def secret_use(record: SecretRecord) -> str:
     return "password inputs"
 
 
-# --- fields -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FieldFacts:
-    """What the browser says about the element a secret would be typed into.
-
-    Read where page scripts cannot change the answer (see ``tools.fields``).
-    """
-
-    tag: str
-    """Lower-case element name: ``input``, ``textarea``, ``select``, ``div`` ..."""
-    type: str = ""
-    """For an input, its type as the browser applies it (an unknown type is ``text``)."""
-    role: str = ""
-    contenteditable: bool = False
-    autocomplete: str = ""
-    names: tuple[str, ...] = ()
-    """Its accessible labels, name, id and placeholder."""
-    form_targets: tuple[str, ...] = field(default_factory=tuple)
-    """Every URL its form could post to: the form's action and each submit button's formaction."""
-
-    def describe(self) -> str:
-        """A short description for messages (no values)."""
-        what = f"input type={self.type}" if self.tag == "input" else self.tag
-        if self.contenteditable:
-            what += " (contenteditable)"
-        label = next((n for n in self.names if n), "")
-        return f"{what} {label!r}" if label else what
-
-
-_TEXT_TYPES = {"text", "password", "email", "tel", "number", "url"}
-_OTP_TYPES = {"text", "number", "tel", "password"}
-_OTP_WORDS = ("code", "otp", "token", "2fa", "mfa", "verification", "verify", "passcode")
-# "code" alone would take a postal code or a coupon: these are not one-time codes.
-_NOT_OTP = ("postal", "zip", "post code", "postcode", "promo", "coupon", "discount", "country")
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-def _names_match(facts: FieldFacts, wanted: Iterable[str]) -> bool:
-    want = {_norm(w) for w in wanted if w.strip()}
-    return any(_norm(n) in want for n in facts.names if n.strip())
-
-
-def _looks_like_otp(facts: FieldFacts) -> bool:
-    if "one-time-code" in facts.autocomplete.lower().split():
-        return True
-    for name in facts.names:
-        low = _norm(name)
-        if any(w in low for w in _OTP_WORDS) and not any(n in low for n in _NOT_OTP):
-            return True
-    return False
-
-
-def field_refusal(record: SecretRecord, facts: FieldFacts) -> str | None:
-    """Why ``record`` may not be typed into the element ``facts`` describes, or None."""
-    what = facts.describe()
-    if facts.contenteditable or facts.tag != "input":
-        return f"it may not be typed into a {what}"
-    if facts.type == "search" or facts.role == "searchbox":
-        return f"it may not be typed into a search box ({what})"
-    if facts.type not in _TEXT_TYPES:
-        return f"it may not be typed into an {what}"
-    if record.kind == "totp":
-        if facts.type in _OTP_TYPES and (
-            _looks_like_otp(facts) or _names_match(facts, record.fields)
-        ):
-            return None
-        return f"a one-time code goes only into a one-time-code field, not an {what}"
-    if record.fields:
-        if _names_match(facts, record.fields):
-            return None
-        return f"it is bound to the fields {', '.join(record.fields)}, not an {what}"
-    if facts.type == "password":
-        return None
-    return f"a password goes only into a password input, not an {what}"
-
-
-# --- TOTP -----------------------------------------------------------------------------------
-
-
-def _totp_seed(value: str) -> bytes:
-    cleaned = value.replace(" ", "").upper()
-    try:
-        seed = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
-    except binascii.Error as exc:
-        raise UserError(
-            "a TOTP secret must be the base32 seed (as shown under the QR code)"
-        ) from exc
-    if len(seed) < 10:
-        raise UserError("a TOTP seed must be at least 80 bits (16 base32 characters)")
-    return seed
-
-
-def totp_now(seed_b32: str, at: float | None = None) -> str:
-    """The current RFC 6238 code (6 digits, 30 s, SHA-1) for a base32 seed."""
-    totp = TOTP(_totp_seed(seed_b32), 6, SHA1(), 30, enforce_key_length=False)
-    return totp.generate(int(time.time() if at is None else at)).decode()
-
-
 # --- the vault --------------------------------------------------------------------------------
 
 
@@ -275,7 +158,7 @@ class Vault:
         for spec in domains:
             parse_domain(spec)
         if totp:
-            _totp_seed(value)
+            totp_seed(value)
         wanted = [" ".join(f.split()) for f in fields]
         if any(not f for f in wanted):
             raise UserError(f"secret '{name}': --field: an empty field name is not allowed")

@@ -32,7 +32,7 @@ from profiles import (
     field_refusal,
     open_session,
 )
-from profiles.vault import totp_now
+from profiles.totp import totp_now
 from runtime import Runtime, Settings
 from runtime.demo.portal import USERS
 from runtime.rotate import rotate_key

@@ -20,7 +20,7 @@ import httpx2
 import pytest
 
 from profiles import Redactor
-from profiles.vault import totp_now
+from profiles.totp import totp_now
 from runtime import Runtime
 from runtime.agent.router import Meter, ModelRouter
 from runtime.models import (
