@@ -7,14 +7,13 @@ Every transition is one conditional ``UPDATE ... WHERE status = <expected>`` ins
 from __future__ import annotations
 
 import builtins
-import json
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from runtime.approvals import ApprovalRequest, ApprovalStatus
+from runtime.store.rows import Table
 
 if TYPE_CHECKING:
     from runtime.store import Store
@@ -29,33 +28,9 @@ _ACTING: ApprovalStatus = "executing"
 _UNCONFIRMED: ApprovalStatus = "unconfirmed"
 
 
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _request(row: aiosqlite.Row) -> ApprovalRequest:
-    return ApprovalRequest(
-        id=row["id"],
-        run_id=row["run_id"],
-        step_idx=row["step_idx"],
-        task_name=row["task_name"],
-        profile=row["profile"],
-        action=json.loads(row["action"]),
-        summary=row["summary"],
-        reasons=json.loads(row["reasons"]),
-        fingerprint=row["fingerprint"],
-        idempotency_key=row["idempotency_key"],
-        page_url=row["page_url"],
-        screenshot=row["screenshot"],
-        status=row["status"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        expires_at=datetime.fromisoformat(row["expires_at"]),
-        decided_at=_dt(row["decided_at"]),
-        decided_by=row["decided_by"],
-        comment=row["comment"],
-        executed_at=_dt(row["executed_at"]),
-        outcome=row["outcome"],
-    )
+# The one mapping between a request and its row (JSON and time columns both ways); ``prior`` is
+# read from other rows, never stored.
+_TABLE = Table("approvals", ApprovalRequest, frozenset({"action", "reasons"}))
 
 
 class ApprovalRepository:
@@ -67,29 +42,8 @@ class ApprovalRepository:
     async def insert(self, request: ApprovalRequest) -> None:
         """Store a pending request and mark its run as waiting, in one transaction."""
         async with self._store.tx() as db:
-            await db.execute(
-                "INSERT INTO approvals (id, run_id, step_idx, task_name, profile, action, summary,"
-                " reasons, fingerprint, idempotency_key, page_url, screenshot, status, created_at,"
-                " expires_at) VALUES (:id, :run_id, :step_idx, :task_name, :profile, :action,"
-                " :summary, :reasons, :fingerprint, :idempotency_key, :page_url, :screenshot,"
-                " 'pending', :created_at, :expires_at)",
-                {
-                    "id": request.id,
-                    "run_id": request.run_id,
-                    "step_idx": request.step_idx,
-                    "task_name": request.task_name,
-                    "profile": request.profile,
-                    "action": json.dumps(request.action),
-                    "summary": request.summary,
-                    "reasons": json.dumps(request.reasons),
-                    "fingerprint": request.fingerprint,
-                    "idempotency_key": request.idempotency_key,
-                    "page_url": request.page_url,
-                    "screenshot": request.screenshot,
-                    "created_at": request.created_at.isoformat(),
-                    "expires_at": request.expires_at.isoformat(),
-                },
-            )
+            sql, params = _TABLE.insert(request, exclude={"prior"})
+            await db.execute(sql, params)
             # In the same transaction: whoever sees the request sees the run waiting for it.
             await db.execute(
                 "UPDATE runs SET status = 'waiting_approval' WHERE id = ? AND status = 'running'",
@@ -99,7 +53,7 @@ class ApprovalRepository:
     async def get(self, request_id: str) -> ApprovalRequest | None:
         """The request with exactly this id (read in the caller's transaction if one is open)."""
         row = await self._store.fetch_one("SELECT * FROM approvals WHERE id = ?", (request_id,))
-        return _request(row) if row is not None else None
+        return _TABLE.record(row) if row is not None else None
 
     async def find(self, ref: str) -> list[ApprovalRequest]:
         """Up to two requests whose id is ``ref`` or starts with it, an exact match first."""
@@ -108,7 +62,7 @@ class ApprovalRepository:
             "ORDER BY id = ? DESC LIMIT 2",
             (ref, len(ref), ref, ref),
         )
-        return [_request(r) for r in rows]
+        return [_TABLE.record(r) for r in rows]
 
     async def list(
         self, status: str | None, run_id: str | None, limit: int
@@ -125,7 +79,7 @@ class ApprovalRepository:
         rows = await self._store.fetch_all(
             f"SELECT * FROM approvals {where} ORDER BY created_at DESC LIMIT ?", (*args, limit)
         )
-        return [_request(r) for r in rows]
+        return [_TABLE.record(r) for r in rows]
 
     async def prior(self, key: str, exclude: str | None = None) -> builtins.list[dict[str, Any]]:
         """Earlier requests for the same action that ran, or may have run."""
