@@ -11,6 +11,7 @@ __all__ = [
     "ArtifactRecord",
     "ModelCallRecord",
     "RunRecord",
+    "RunSource",
     "RunStatus",
     "StepRecord",
     "StepStatus",
@@ -29,6 +30,15 @@ RunStatus = Literal[
 StepStatus = Literal["ok", "failed", "skipped"]
 
 
+class RunSource(BaseModel):
+    """What made a run that no person started directly: a schedule's fire, and which attempt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schedule: str
+    fire_id: str
+    attempt: int = 1
+
+
 class RunRecord(BaseModel):
     """One execution of a task on one profile."""
 
@@ -44,6 +54,11 @@ class RunRecord(BaseModel):
     result: Any = None
     run_dir: str
     pid: int
+    schedule: str | None = None
+    """The schedule whose fire made this run (None: started by hand)."""
+    fire_id: str | None = None
+    attempt: int | None = None
+    """Which attempt of its fire this run is (1 first; retries count up)."""
 
 
 class StepRecord(BaseModel):

@@ -40,7 +40,7 @@ from runtime.app import Runtime
 from runtime.errors import RUN_EXIT_CODES, StepFailedError, TaskFileError, exit_code_for
 from runtime.models.config import ModelsConfig, load_models_config
 from runtime.models.types import Model
-from runtime.records import RunRecord, RunStatus
+from runtime.records import RunRecord, RunSource, RunStatus
 from runtime.run.context import RunContext
 from runtime.run.gate import ApprovalDeniedError
 from runtime.run.recorder import Recorder
@@ -122,9 +122,13 @@ async def run_task(
     lease_timeout_s: float | None = None,
     models: Mapping[str, list[Model]] | None = None,
     http_client: object = None,
+    run_id: str | None = None,
+    source: RunSource | None = None,
 ) -> RunResult:
     """Run ``task`` on ``profile``; bad input comes back as a result with exit code 2.
 
+    ``run_id`` is the id to record it under (chosen by a caller that announces it before the
+    run starts; default: a new one); ``source`` the schedule fire that made it.
     ``models`` replaces the configured role chains (tests drive the loop with fakes this way);
     ``http_client`` is handed to the SDKs (an httpx2 client with a test transport).
     """
@@ -143,7 +147,7 @@ async def run_task(
     values, domains, egress_note = plan.values, plan.domains, plan.egress_note
     policy, config = plan.policy, plan.config
 
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     run_dir = rt.settings.runs_dir / run_id
     private_dir(run_dir)
     run = RunRecord(
@@ -155,6 +159,9 @@ async def run_task(
         started_at=datetime.now(UTC),
         run_dir=str(run_dir),
         pid=os.getpid(),
+        schedule=source.schedule if source else None,
+        fire_id=source.fire_id if source else None,
+        attempt=source.attempt if source else None,
     )
     await rt.store.runs.create_run(run)
     # This run's own: what it redacts (its secrets, the TOTP codes it typed) stays its business.
@@ -220,8 +227,10 @@ async def run_task(
         error = f"the run took longer than its budget timeout_s={task.budget.timeout_s:g}"
     except CorralError as exc:
         error = str(exc)
-    except asyncio.CancelledError:
-        status, error = "cancelled", "cancelled (interrupted by the user)"
+    except asyncio.CancelledError as exc:
+        # task.cancel(msg) says why (e.g. a server draining); else a person pressed Ctrl-C.
+        why = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
+        status, error = "cancelled", why or "cancelled (interrupted by the user)"
         raise
     except Exception as exc:
         # A bug, not a run failure: record it on the run, then let it surface.

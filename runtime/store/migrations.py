@@ -198,6 +198,51 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE secrets ADD COLUMN fields TEXT NOT NULL DEFAULT '[]';
     """,
+    # Schedules, their fires (one row per schedule, scheduled time and profile), and which
+    # schedule, fire and attempt made each run.
+    """
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        task_yaml TEXT NOT NULL,
+        task_source TEXT NOT NULL,
+        task_name TEXT NOT NULL,
+        origin TEXT,
+        profiles TEXT NOT NULL,
+        vars TEXT NOT NULL,
+        timing TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0,
+        paused_reason TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        cursor TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE fires (
+        id TEXT PRIMARY KEY,
+        schedule TEXT NOT NULL,
+        scheduled_at TEXT NOT NULL,
+        profile TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        origin TEXT,
+        due_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        run_id TEXT,
+        claimed_by TEXT,
+        claimed_at TEXT,
+        finished_at TEXT,
+        note TEXT,
+        UNIQUE (schedule, scheduled_at, profile)
+    );
+    CREATE INDEX fires_due ON fires (status, due_at);
+    CREATE INDEX fires_schedule ON fires (schedule, scheduled_at);
+    ALTER TABLE runs ADD COLUMN schedule TEXT;
+    ALTER TABLE runs ADD COLUMN fire_id TEXT;
+    ALTER TABLE runs ADD COLUMN attempt INTEGER;
+    CREATE INDEX runs_fire ON runs (fire_id);
+    """,
 ]
 
 
