@@ -41,7 +41,15 @@ from .hosts import (
     url_allowed,
 )
 from .keys import PREVIOUS_KEY_ENV, KeyRing, fsync_dir, write_key_file
-from .lease import LEASE_TTL_S, LeaseHolder, LeaseStore, hold_lease, holder_is_gone
+from .lease import (
+    LEASE_TTL_S,
+    LeaseHolder,
+    LeaseStore,
+    hold_lease,
+    holder_is_gone,
+    identity_is_gone,
+    process_identity,
+)
 from .manager import ProfileManager, ProfileStore, atomic_write
 from .pool import BASE_ARGS, BROWSER_ENV, BrowserPool, browser_env, find_browser, use_sandbox
 from .private import (
@@ -148,6 +156,7 @@ __all__ = [
     "fsync_dir",
     "hold_lease",
     "holder_is_gone",
+    "identity_is_gone",
     "host_matches",
     "host_resolver_rules",
     "is_ip",
@@ -159,6 +168,7 @@ __all__ = [
     "parse_allowlist",
     "parse_domain",
     "private_dir",
+    "process_identity",
     "proxy_context",
     "scrub_trace",
     "scrub_zip",

@@ -70,16 +70,42 @@ def _pid_started(pid: int) -> float | None:
         return None
 
 
+def process_identity() -> str:
+    """This process as ``host:pid:started`` (see :func:`process_is_gone`)."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_pid_started(pid) or 0.0:.3f}"
+
+
+def process_is_gone(host: str, pid: int, pid_started: float) -> bool:
+    """True when that process cannot be running: on this host, its pid is dead or reused.
+
+    A process on another host cannot be checked from here: False (a heartbeat decides there).
+    """
+    if host != socket.gethostname():
+        return False
+    started = _pid_started(pid)
+    # A reused pid has a different start time; tolerate float rounding through SQLite.
+    return started is None or abs(started - pid_started) > 1.0
+
+
+def identity_is_gone(identity: str) -> bool:
+    """:func:`process_is_gone` for a :func:`process_identity` string; a malformed one is not
+    ours to judge (False)."""
+    parts = identity.rsplit(":", 2)
+    if len(parts) != 3:
+        return False
+    try:
+        return process_is_gone(parts[0], int(parts[1]), float(parts[2]))
+    except ValueError:
+        return False
+
+
 def holder_is_gone(holder: LeaseHolder, ttl_s: float, now: float | None = None) -> bool:
     """True when the holder cannot be running: dead pid on this host, or a stale heartbeat."""
     now = time.time() if now is None else now
     if now - holder.heartbeat_at > ttl_s:
         return True
-    if holder.host != socket.gethostname():
-        return False
-    started = _pid_started(holder.pid)
-    # A reused pid has a different start time; tolerate float rounding through SQLite.
-    return started is None or abs(started - holder.pid_started) > 1.0
+    return process_is_gone(holder.host, holder.pid, holder.pid_started)
 
 
 @contextlib.asynccontextmanager

@@ -15,6 +15,8 @@ kept apart from run failures. The exit code of an error is decided here only
     │   ├── PolicyFileError           a policy file that cannot be read or validated
     │   ├── ModelConfigError          unknown provider or model, missing API key
     │   ├── RunNotFoundError          no run with that id
+    │   ├── ScheduleError             a schedule's input: cron, zone, duration, task, profile
+    │   │   └── ScheduleNotFoundError no schedule of that name
     │   ├── RotationBlockedError      another rotation or a live run stands in the way
     │   ├── ApprovalError             a request that cannot be decided (already decided, expired)
     │   │   └── ApprovalNotFoundError
@@ -68,6 +70,8 @@ __all__ = [
     "RotationBlockedError",
     "RunError",
     "RunNotFoundError",
+    "ScheduleError",
+    "ScheduleNotFoundError",
     "StepFailedError",
     "StoreBusyError",
     "StoreError",
@@ -98,6 +102,14 @@ class PolicyFileError(UserError):
 
 class RunNotFoundError(UserError):
     """No run with that id (or id prefix)."""
+
+
+class ScheduleError(UserError):
+    """A schedule's input is wrong: its cron, zone, duration, task, profiles or name."""
+
+
+class ScheduleNotFoundError(ScheduleError):
+    """No schedule of that name."""
 
 
 class RotationBlockedError(UserError):

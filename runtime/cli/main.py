@@ -22,6 +22,7 @@ from runtime.cli.common import (
 from runtime.cli.policy import policy_group
 from runtime.cli.profiles import profiles_group
 from runtime.cli.secrets import secrets_group, vault_group
+from runtime.cli.serve import serve_command
 from runtime.cli.users import audit_command, tokens_group, users_group
 from runtime.models.config import BUILT_IN, CONFIG_NAME, find_models_config
 from runtime.models.types import ModelConfigError
@@ -48,6 +49,7 @@ cli.add_command(approvals_group)
 cli.add_command(users_group)
 cli.add_command(tokens_group)
 cli.add_command(audit_command)
+cli.add_command(serve_command)
 
 
 @cli.command("run")

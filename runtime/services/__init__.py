@@ -26,6 +26,7 @@ from runtime.services.keys import KeyService
 from runtime.services.policy import PolicyService, PolicyText
 from runtime.services.profiles import ProfileEntry, ProfileService, bundle_needs_passphrase
 from runtime.services.runs import RunDetail, RunService
+from runtime.services.schedules import ScheduleChanges, ScheduleInput, ScheduleService
 from runtime.services.secrets import SecretService
 from runtime.services.users import NewUser, UserService
 
@@ -43,6 +44,9 @@ __all__ = [
     "ProfileService",
     "RunDetail",
     "RunService",
+    "ScheduleChanges",
+    "ScheduleInput",
+    "ScheduleService",
     "SecretService",
     "Service",
     "Services",
@@ -67,6 +71,7 @@ class Services:
         self.keys = KeyService(*parts)
         self.audit = AuditService(*parts)
         self.runs = RunService(*parts)
+        self.schedules = ScheduleService(*parts)
 
     async def actor(self, token: str | None) -> Actor:
         """Who ``token`` stands for (None: the local actor while no users exist)."""

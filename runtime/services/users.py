@@ -100,6 +100,24 @@ class UserService(Service):
             row.user, check_role(row.role), token_id=row.id, token_expires_at=row.expires_at
         )
 
+    async def actor_named(self, name: str) -> Actor:
+        """The actor a stored owner name stands for now (a schedule's runs act as it): the local
+        actor while no users exist, else the user, who must still exist and be enabled."""
+        repo = self._repo
+        if not await repo.any_user():
+            if name == LOCAL_ACTOR.name:
+                return LOCAL_ACTOR
+            raise AuthError(f"user {name} does not exist in this CORRAL_HOME")
+        user = await repo.get_user(name)
+        if user is None:
+            raise AuthError(
+                f"user {name} does not exist (any more) in this CORRAL_HOME; an admin can take "
+                "the schedule over with: corral schedules update NAME --task FILE"
+            )
+        if user.disabled_at is not None:
+            raise AuthError(f"user {name} is disabled")
+        return Actor(user.name, check_role(user.role))
+
     # --- users --------------------------------------------------------------------------------
 
     async def add_user(self, actor: Actor, name: str, role: UserRole) -> None:

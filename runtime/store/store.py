@@ -20,6 +20,7 @@ from runtime.store.audit import AuditRepository
 from runtime.store.db import DEFAULT_BUSY_TIMEOUT_S, Database, Reseal
 from runtime.store.profiles import ProfileRepository
 from runtime.store.runs import RunRepository
+from runtime.store.schedules import ScheduleRepository
 from runtime.store.users import UserRepository
 from runtime.store.vault import VaultRepository
 
@@ -53,6 +54,8 @@ class Store(Database):
 
         self.approvals: ApprovalRepository = ApprovalRepository(self)
         """Approval requests and their one-winner transitions."""
+        self.schedules = ScheduleRepository(self)
+        """Schedules and their fires (the embedded fire queue)."""
 
     async def mark_orphaned_runs(self, is_alive: Callable[[int], bool]) -> int:
         """Mark live runs whose process is gone as ``interrupted``; returns how many.

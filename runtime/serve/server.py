@@ -1,0 +1,228 @@
+"""``corral serve``: one process with the scheduler, a worker pool and the HTTP API.
+
+It is the only process that opens the store and the master key when a team runs corral as a
+service: people hold API tokens, the service account owns ``CORRAL_HOME``. The loop:
+
+- at start, fires and runs left running by a server that died are settled (the run is marked
+  interrupted, the fire retried under its schedule's policy, never simply restarted);
+- every ``tick_s`` the scheduler queues due fires and claims what may start; the worker pool runs
+  them on one shared browser pool (at most ``workers`` at once);
+- SIGTERM (or SIGINT) drains: no new fire or run starts, running ones get ``grace_s`` to finish,
+  then are cancelled cleanly (state saved, browser closed, lease released; their fires wait to be
+  retried after a restart), the API stops last (so a person can still approve during the grace),
+  and the exit report says what happened to each run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import uvicorn
+
+from profiles import UserError, identity_is_gone, process_identity
+from runtime.api import create_app
+from runtime.app import Runtime
+from runtime.auth import Actor, utcnow
+from runtime.records import RunSource
+from runtime.run.runner import RunEvent, new_run_id, run_task
+from runtime.schedules.records import Fire, Schedule
+from runtime.schedules.scheduler import Outcome, Scheduler
+from runtime.serve.pool import WorkerPool
+from runtime.settings import Settings
+from runtime.task import load_task_text
+
+__all__ = ["FireLauncher", "ServeOptions", "ServeReport", "serve"]
+
+log = logging.getLogger(__name__)
+
+RECOVER_EVERY_S = 5.0
+"""How often a server looks for fires and runs of servers that died."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8780
+    workers: int = 4
+    grace_s: float = 30.0
+    tick_s: float = 0.5
+
+
+@dataclass
+class ServeReport:
+    """What a server did, printed when it exits."""
+
+    url: str = ""
+    runs: list[str] = field(default_factory=list)
+    """One line per run that was going at the drain: how it ended."""
+    recovered: list[Fire] = field(default_factory=list)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the serve loop decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class FireLauncher:
+    """Runs claimed fires in the worker pool as their schedule's owner; see ``Launcher``."""
+
+    def __init__(self, rt: Runtime, pool: WorkerPool, scheduler: Scheduler) -> None:
+        self.rt = rt
+        self.pool = pool
+        self.scheduler = scheduler
+
+    def free_slots(self) -> int:
+        return self.pool.free_slots()
+
+    def cancel(self, fire_id: str, reason: str) -> bool:
+        return self.pool.cancel(fire_id, reason)
+
+    def launch(self, fire: Fire, schedule: Schedule) -> None:
+        run_id = new_run_id()
+        self.pool.start(lambda: self._run(fire, schedule, run_id), run_id, fire.profile,
+                        key=fire.id)
+
+    async def _run(self, fire: Fire, schedule: Schedule, run_id: str):  # type: ignore[no-untyped-def]
+        scheduler = self.scheduler
+        try:
+            actor = await self._owner(schedule)
+            task = load_task_text(
+                schedule.task_yaml, f"schedule {schedule.name} (task {schedule.task_source})"
+            )
+            await self.rt.services.runs.authorize(actor, [fire.profile])
+        except UserError as exc:
+            await scheduler.finished(fire, Outcome("failed", 2, str(exc)))
+            raise
+        await scheduler.started(fire, run_id)
+
+        def on_event(event: RunEvent) -> None:
+            if event.kind == "approval":
+                asyncio.get_running_loop().create_task(
+                    scheduler.announce(schedule, "fire.waiting_approval", fire, approval=event.text)
+                )
+
+        try:
+            result = await run_task(
+                self.rt,
+                task,
+                fire.profile,
+                schedule.vars,
+                run_id=run_id,
+                source=RunSource(schedule=schedule.name, fire_id=fire.id, attempt=fire.attempt),
+                on_event=on_event,
+            )
+        except asyncio.CancelledError as exc:
+            why = exc.args[0] if exc.args and isinstance(exc.args[0], str) else "cancelled"
+            await asyncio.shield(scheduler.finished(fire, Outcome("cancelled", 130, why)))
+            raise
+        except Exception as exc:
+            await asyncio.shield(
+                scheduler.finished(fire, Outcome("failed", 1, f"internal error: {exc!r}"))
+            )
+            raise
+        await scheduler.finished(fire, Outcome.of(result))
+        return result
+
+    async def _owner(self, schedule: Schedule) -> Actor:
+        """The actor a schedule's runs act as: its owner, as the owner is now."""
+        return await self.rt.services.users.actor_named(schedule.owner)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        sock = socket.create_server((host, port), reuse_port=False)
+    except OSError as exc:
+        raise UserError(f"--host {host} --port {port}: cannot listen: {exc.strerror}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(
+    settings: Settings,
+    options: ServeOptions,
+    *,
+    announce: Callable[[str], None] = print,
+    now: Callable[[], datetime] = utcnow,
+    stop: asyncio.Event | None = None,
+) -> ServeReport:
+    """Run the server until SIGTERM/SIGINT (or ``stop`` is set), then drain; see the module."""
+    report = ServeReport()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with Runtime.open(settings) as rt:
+        if not await rt.store.users.any_user():
+            announce(
+                "corral serve: no users yet, so the API refuses every request (it answers only "
+                "API tokens); schedules still run. Create the first admin on this host: "
+                "corral users add NAME --role super_admin"
+            )
+        pool = WorkerPool(rt, options.workers)
+        webhook = rt.webhook()
+        scheduler = Scheduler(
+            rt.store.schedules,
+            rt.store.schedules,
+            process_identity(),
+            now,
+            notify=(lambda event: _send(webhook, event)) if webhook else None,
+        )
+        report.recovered = await scheduler.recover(identity_is_gone)
+        launcher = FireLauncher(rt, pool, scheduler)
+        sock = _listen(options.host, options.port)
+        port = sock.getsockname()[1]
+        report.url = f"http://{options.host}:{port}"
+        app = create_app(rt, pool)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        server = _QuietServer(config)
+        api = asyncio.create_task(server.serve(sockets=[sock]))
+        announce(f"corral serve: listening on {report.url} (API: {report.url}/api/docs), "
+                 f"{options.workers} workers")
+        recovered_at = loop.time()
+        try:
+            while not stop.is_set():
+                if api.done():
+                    break  # the API failed to start (its error surfaces below)
+                await scheduler.tick(launcher)
+                if loop.time() - recovered_at > RECOVER_EVERY_S:
+                    recovered_at = loop.time()
+                    await rt.store.mark_orphaned_runs(_pid_alive)
+                    report.recovered += await scheduler.recover(identity_is_gone)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), options.tick_s)
+        finally:
+            scheduler.draining = True
+            announce(f"corral serve: draining (grace {options.grace_s:g}s)")
+            outcomes = await pool.drain(options.grace_s)
+            report.runs = [str(o) for o in outcomes]
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await api
+        for line in report.runs:
+            announce(f"  {line}")
+        announce(f"corral serve: stopped; {len(report.runs)} run(s) were going at the drain")
+    return report
+
+
+async def _send(webhook: object, event: dict[str, object]) -> None:
+    from runtime.webhook import Webhook
+
+    assert isinstance(webhook, Webhook)
+    await webhook.send(event)
+
+
+def _pid_alive(pid: int) -> bool:
+    import psutil
+
+    return bool(psutil.pid_exists(pid))
