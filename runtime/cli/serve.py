@@ -16,10 +16,20 @@ __all__ = ["serve_command"]
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", default=8780, show_default=True, type=int, help="0: any free port")
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 256),
-              help="runs at once (they share one browser)")
-@click.option("--grace", default=30.0, show_default=True, type=click.FloatRange(0),
-              help="seconds running runs get to finish after SIGTERM before they are cancelled")
+@click.option(
+    "--workers",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="runs at once (they share one browser)",
+)
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="seconds running runs get to finish after SIGTERM before they are cancelled",
+)
 def serve_command(host: str, port: int, workers: int, grace: float) -> None:
     """Run schedules and the HTTP API until SIGTERM (which drains)."""
     from profiles import CorralError

@@ -35,8 +35,8 @@ class FireQueue(Protocol):
         """Queued fires due by ``now``, oldest first."""
         ...
 
-    async def running_fires(self) -> list[Fire]:
-        """Fires claimed by any server and not settled yet."""
+    async def active_fires(self) -> list[Fire]:
+        """Fires claimed by any server and not settled yet, and fires queued for a retry."""
         ...
 
     async def claim(self, fire_id: str, owner: str, at: datetime, limits: ClaimLimits) -> bool:

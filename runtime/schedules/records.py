@@ -87,8 +87,10 @@ class Schedule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str
-    task_yaml: str = Field(description="the task file as registered (a later edit of it does not "
-                           "change the schedule; `schedules update --task` registers a new one)")
+    task_yaml: str = Field(
+        description="the task file as registered (a later edit of it does not "
+        "change the schedule; `schedules update --task` registers a new one)"
+    )
     task_source: str = Field(description="the path the task was registered from")
     task_name: str
     origin: str | None = Field(None, description="the task's start URL origin, for origin_limit")

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from runtime.schedules.queue import FireQueue
 from runtime.schedules.records import Fire, FireKind, FireStatus, Schedule
@@ -211,8 +211,8 @@ class Scheduler:
         now = now or self.now()
         report = report or TickReport()
         schedules = {s.name: s for s in await self.schedules.list()}
-        running = await self.queue.running_fires()
-        busy = {(f.schedule, f.profile): f for f in running}
+        # A fire waiting for its retry still holds its place, as a running one does.
+        busy = {(f.schedule, f.profile): f for f in await self.queue.active_fires()}
         waiting: set[tuple[str, str]] = set()  # pairs holding a buffered fire this round
         for fire in await self.queue.due_fires(now):
             schedule = schedules.get(fire.schedule)
@@ -221,29 +221,20 @@ class Scheduler:
                 await self._skip(fire, "the schedule was removed", now, report)
                 continue
             if schedule.paused and fire.kind == "scheduled":
-                await self._skip(fire, f"the schedule is paused: {schedule.paused_reason}", now,
-                                 report)
+                await self._skip(
+                    fire, f"the schedule is paused: {schedule.paused_reason}", now, report
+                )
                 continue
             other = busy.get(pair)
+            if other is not None and other.id == fire.id:
+                other = None  # a retry coming due
             if other is not None or pair in waiting:
-                overlap = schedule.policy.overlap
-                if overlap == "skip":
-                    held = other.id if other else "an earlier fire"
-                    await self._skip(fire, f"overlap skip: {held} still running", now, report)
-                    continue
-                if overlap == "buffer_one" and pair in waiting:
-                    await self._skip(fire, "overlap buffer_one: a fire already waits", now, report)
-                    continue
-                if overlap == "cancel_other" and other is not None:
-                    if other.id not in self._superseded:
-                        self._superseded.add(other.id)
-                        launcher.cancel(other.id, f"cancelled: newer fire {fire.id} (overlap "
-                                        "cancel_other)")
-                        report.cancelled.append(other.id)
+                verdict = await self._overlap(
+                    schedule, fire, other, pair in waiting, launcher, now, report
+                )
+                if verdict == "wait":
                     waiting.add(pair)
-                    continue
-                if overlap != "allow":
-                    waiting.add(pair)  # buffer_one / buffer_all: starts once the pair is free
+                if verdict != "start":
                     continue
             if launcher.free_slots() <= 0:
                 break
@@ -256,6 +247,38 @@ class Scheduler:
             launcher.launch(claimed, schedule)
             report.started.append(claimed)
         return report
+
+    async def _overlap(
+        self,
+        schedule: Schedule,
+        fire: Fire,
+        other: Fire | None,
+        one_waits: bool,
+        launcher: Launcher,
+        now: datetime,
+        report: TickReport,
+    ) -> Literal["start", "wait", "skipped"]:
+        """Apply the overlap policy to ``fire`` while ``other`` (running, or waiting for its
+        retry) or an earlier buffered fire holds its schedule and profile."""
+        overlap = schedule.policy.overlap
+        if overlap == "allow":
+            return "start"
+        if overlap == "skip" or (overlap == "buffer_one" and one_waits):
+            held = f"{other.id} still running" if other else "an earlier fire waits"
+            await self._skip(fire, f"overlap {overlap}: {held}", now, report)
+            return "skipped"
+        if overlap == "cancel_other" and other is not None:
+            note = f"cancelled: newer fire {fire.id} (overlap cancel_other)"
+            if other.status == "queued":
+                # A retry not started yet: the newer fire takes its place at once.
+                if await self.queue.settle(other.id, "cancelled", note, now, from_status="queued"):
+                    report.cancelled.append(other.id)
+                return "wait" if one_waits else "start"
+            if other.id not in self._superseded:
+                self._superseded.add(other.id)
+                launcher.cancel(other.id, note)
+                report.cancelled.append(other.id)
+        return "wait"  # buffer_one / buffer_all / cancel_other: starts once the pair is free
 
     async def _skip(self, fire: Fire, why: str, now: datetime, report: TickReport) -> None:
         if await self.queue.settle(fire.id, "skipped", why, now, from_status="queued"):
@@ -329,8 +352,8 @@ class Scheduler:
         """Settle running fires whose server is gone (``is_gone(claimed_by)``): their run was
         interrupted, so each is retried under its policy or failed; never simply restarted."""
         settled = []
-        for fire in await self.queue.running_fires():
-            if fire.claimed_by is None or not is_gone(fire.claimed_by):
+        for fire in await self.queue.active_fires():
+            if fire.status != "running" or fire.claimed_by is None or not is_gone(fire.claimed_by):
                 continue
             schedule = await self.schedules.get(fire.schedule)
             why = f"interrupted: the server running it ({fire.claimed_by}) ended"
@@ -343,7 +366,8 @@ class Scheduler:
         if self._notify is None or kind not in schedule.policy.notify:
             return
         try:
-            await self._notify({"event": event, "schedule": schedule.name, **fire.summary(),
-                                **extra})
+            await self._notify(
+                {"event": event, "schedule": schedule.name, **fire.summary(), **extra}
+            )
         except Exception:  # a notice never stops the scheduler
             log.exception("notification %s for %s failed", event, fire.id)

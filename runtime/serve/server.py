@@ -89,8 +89,9 @@ class FireLauncher:
 
     def launch(self, fire: Fire, schedule: Schedule) -> None:
         run_id = new_run_id()
-        self.pool.start(lambda: self._run(fire, schedule, run_id), run_id, fire.profile,
-                        key=fire.id)
+        self.pool.start(
+            lambda: self._run(fire, schedule, run_id), run_id, fire.profile, key=fire.id
+        )
 
     async def _run(self, fire: Fire, schedule: Schedule, run_id: str):  # type: ignore[no-untyped-def]
         scheduler = self.scheduler
@@ -187,8 +188,10 @@ async def serve(
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         server = _QuietServer(config)
         api = asyncio.create_task(server.serve(sockets=[sock]))
-        announce(f"corral serve: listening on {report.url} (API: {report.url}/api/docs), "
-                 f"{options.workers} workers")
+        announce(
+            f"corral serve: listening on {report.url} (API: {report.url}/api/docs), "
+            f"{options.workers} workers"
+        )
         recovered_at = loop.time()
         try:
             while not stop.is_set():

@@ -83,8 +83,9 @@ class ScheduleService(Service):
                 "starting with a letter or digit"
             )
         now = self._now()
-        task, profiles = await self._checked_task(actor, spec.task_yaml, spec.task_source,
-                                                  spec.profiles, spec.vars)
+        task, profiles = await self._checked_task(
+            actor, spec.task_yaml, spec.task_source, spec.profiles, spec.vars
+        )
         schedule = Schedule(
             name=spec.name,
             task_yaml=spec.task_yaml,
@@ -173,9 +174,7 @@ class ScheduleService(Service):
             await self._audit(db, actor, "schedule.run_now", name, {"fires": [f.id for f in added]})
         return added
 
-    async def backfill(
-        self, actor: Actor, name: str, start: datetime, end: datetime
-    ) -> list[Fire]:
+    async def backfill(self, actor: Actor, name: str, start: datetime, end: datetime) -> list[Fire]:
         """Fires for the schedule's times in ``(start, end]`` that do not exist yet, queued now
         (existing fires, whatever their status, are left alone: nothing runs twice)."""
         schedule = await self._own(actor, name, "backfill")
@@ -186,22 +185,25 @@ class ScheduleService(Service):
         now = self._now()
         if end > now:
             raise ScheduleError("backfill: --to is in the future (future fires are scheduled)")
-        times = fire_times(schedule.timing, start, end, anchor=anchor(schedule),
-                           limit=MAX_BACKFILL + 1)
+        times = fire_times(
+            schedule.timing, start, end, anchor=anchor(schedule), limit=MAX_BACKFILL + 1
+        )
         if len(times) > MAX_BACKFILL:
             raise ScheduleError(
                 f"backfill: more than {MAX_BACKFILL} times in that range; backfill a shorter one"
             )
         fires = [
-            make_fire(schedule, t, p, now, kind="backfill")
-            .model_copy(update={"due_at": now})
+            make_fire(schedule, t, p, now, kind="backfill").model_copy(update={"due_at": now})
             for t in times
             for p in schedule.profiles
         ]
         async with self._store.tx() as db:
             added = await self._repo.add_fires(fires)
             await self._audit(
-                db, actor, "schedule.backfill", name,
+                db,
+                actor,
+                "schedule.backfill",
+                name,
                 {"from": start.isoformat(), "to": end.isoformat(), "fires": len(added)},
             )
         return added
@@ -240,7 +242,9 @@ class ScheduleService(Service):
         schedule = await self.get(actor, name)
         if schedule.owner != actor.name:
             self._authz.require(
-                actor, "admin", f"{verb} schedules of others",
+                actor,
+                "admin",
+                f"{verb} schedules of others",
                 message=f"{actor.name} ({actor.role}) cannot {verb} schedule '{name}': it is "
                 f"{schedule.owner}'s (needs admin)",
             )

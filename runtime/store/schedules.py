@@ -149,8 +149,11 @@ class ScheduleRepository:
         )
         return [FIRES.record(r) for r in rows]
 
-    async def running_fires(self) -> list[Fire]:
-        rows = await self.db.fetch_all("SELECT * FROM fires WHERE status = 'running'")
+    async def active_fires(self) -> list[Fire]:
+        """Fires running, or queued again to be retried (a retry holds its place)."""
+        rows = await self.db.fetch_all(
+            "SELECT * FROM fires WHERE status = 'running' OR (status = 'queued' AND attempt > 0)"
+        )
         return [FIRES.record(r) for r in rows]
 
     async def claim(self, fire_id: str, owner: str, at: datetime, limits: ClaimLimits) -> bool:
