@@ -18,6 +18,7 @@ kept apart from run failures. The exit code of an error is decided here only
     │   ├── RotationBlockedError      another rotation or a live run stands in the way
     │   ├── ApprovalError             a request that cannot be decided (already decided, expired)
     │   │   └── ApprovalNotFoundError
+    │   ├── ScheduleError             a schedule's timing that does not validate (names the field)
     │   ├── AuthError                 no, unknown, expired or revoked token; disabled user
     │   └── PermissionDeniedError     role too low, or profile not granted
     │       └── TokenOutlivesError    a token may not create one that expires after it does
@@ -68,6 +69,7 @@ __all__ = [
     "RotationBlockedError",
     "RunError",
     "RunNotFoundError",
+    "ScheduleError",
     "StepFailedError",
     "StoreBusyError",
     "StoreError",
@@ -110,6 +112,18 @@ class ApprovalError(UserError):
 
 class ApprovalNotFoundError(ApprovalError):
     """No approval request with that id."""
+
+
+class ScheduleError(UserError):
+    """A schedule's timing that does not validate: a bad duration, cron, zone or bound.
+
+    ``field`` names what was wrong (``cron``, ``tz``, ``every_s``, or the flag a duration came
+    from), so the CLI and the API can point at it.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class AuthError(UserError):
