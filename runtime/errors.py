@@ -15,11 +15,11 @@ kept apart from run failures. The exit code of an error is decided here only
     │   ├── PolicyFileError           a policy file that cannot be read or validated
     │   ├── ModelConfigError          unknown provider or model, missing API key
     │   ├── RunNotFoundError          no run with that id
-    │   ├── ScheduleError             a schedule's input: cron, zone, duration, task, profile
-    │   │   └── ScheduleNotFoundError no schedule of that name
     │   ├── RotationBlockedError      another rotation or a live run stands in the way
     │   ├── ApprovalError             a request that cannot be decided (already decided, expired)
     │   │   └── ApprovalNotFoundError
+    │   ├── ScheduleError             a schedule's input: cron, zone, duration, task, profiles
+    │   │   └── ScheduleNotFoundError no schedule of that name
     │   ├── AuthError                 no, unknown, expired or revoked token; disabled user
     │   └── PermissionDeniedError     role too low, or profile not granted
     │       └── TokenOutlivesError    a token may not create one that expires after it does
@@ -104,14 +104,6 @@ class RunNotFoundError(UserError):
     """No run with that id (or id prefix)."""
 
 
-class ScheduleError(UserError):
-    """A schedule's input is wrong: its cron, zone, duration, task, profiles or name."""
-
-
-class ScheduleNotFoundError(ScheduleError):
-    """No schedule of that name."""
-
-
 class RotationBlockedError(UserError):
     """Another rotation or a live run stands in the way; nothing was changed."""
 
@@ -122,6 +114,23 @@ class ApprovalError(UserError):
 
 class ApprovalNotFoundError(ApprovalError):
     """No approval request with that id."""
+
+
+class ScheduleError(UserError):
+    """A schedule's input that does not validate: a bad duration, cron, zone or bound, task,
+    profile or name.
+
+    ``field`` names what was wrong (``cron``, ``tz``, ``every_s``, or the flag a duration came
+    from), so the CLI and the API can point at it.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ScheduleNotFoundError(ScheduleError):
+    """No schedule of that name."""
 
 
 class AuthError(UserError):

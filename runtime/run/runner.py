@@ -65,6 +65,7 @@ from tools import (
 
 __all__ = ["RunEvent", "RunResult", "new_run_id", "run_task"]
 
+
 class RunResult(BaseModel):
     """How a run ended; ``exit_code`` follows DESIGN.md."""
 

@@ -1,5 +1,6 @@
-"""Schedules: when a registered task runs on which profiles, and each fire of it."""
+"""Schedules: the records the store keeps, and when a schedule fires."""
 
+from runtime.errors import ScheduleError
 from runtime.schedules.queue import FireQueue
 from runtime.schedules.records import (
     FINAL_FIRE_STATUSES,
@@ -12,6 +13,15 @@ from runtime.schedules.records import (
     SchedulePolicy,
     Timing,
 )
+from runtime.schedules.timing import (
+    check_timing,
+    fire_id,
+    fire_times,
+    format_duration,
+    jitter_for,
+    next_fire_times,
+    parse_duration,
+)
 
 __all__ = [
     "FINAL_FIRE_STATUSES",
@@ -22,6 +32,14 @@ __all__ = [
     "Notify",
     "Overlap",
     "Schedule",
+    "ScheduleError",
     "SchedulePolicy",
     "Timing",
+    "check_timing",
+    "fire_id",
+    "fire_times",
+    "format_duration",
+    "jitter_for",
+    "next_fire_times",
+    "parse_duration",
 ]

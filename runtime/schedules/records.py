@@ -77,7 +77,7 @@ class SchedulePolicy(BaseModel):
         None, ge=1, description="at most this many of this schedule's runs at once"
     )
     notify: list[Notify] = Field(
-        default_factory=lambda: ["failure", "approval", "pause"],
+        default_factory=lambda: list[Notify](["failure", "approval", "pause"]),
         description="what the signed webhook announces (when one is configured)",
     )
 

@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 Notifier = Callable[[dict[str, Any]], Awaitable[None]]
 """Announces an event (the signed webhook in a server)."""
 
+FIRE_TIMES_LIMIT = 10_000
+"""Nominal times one tick considers per schedule; the rest come next tick."""
+
 MAX_MISSED_ROWS = 100
 """Missed fires recorded per schedule and tick; older ones are only counted in the log."""
 
@@ -167,7 +170,7 @@ class Scheduler:
         """Enqueue what is due, then start what may start."""
         report = TickReport()
         now = self.now()
-        for schedule in await self.schedules.list():
+        for schedule in await self.schedules.all():
             await self._enqueue(schedule, now, report)
         if not self.draining:
             await self.dispatch(launcher, now, report)
@@ -179,7 +182,13 @@ class Scheduler:
         if now <= schedule.cursor:
             return
         if not schedule.paused:
-            times = fire_times(schedule.timing, schedule.cursor, now, anchor=anchor(schedule))
+            times = fire_times(
+                schedule.timing,
+                schedule.cursor,
+                now,
+                anchor=anchor(schedule),
+                limit=FIRE_TIMES_LIMIT,
+            )
             cutoff = now - timedelta(seconds=schedule.policy.catchup_s)
             missed = [t for t in times if t < cutoff]
             if len(missed) > MAX_MISSED_ROWS:
@@ -199,6 +208,9 @@ class Scheduler:
             added = await self.queue.add_fires(fires)
             report.queued += [f for f in added if f.status == "queued"]
             report.missed += sum(f.status == "missed" for f in added)
+            if len(times) == FIRE_TIMES_LIMIT:
+                # Capped: go on from the last time next tick, so no fire is lost.
+                now = times[-1]
         # Fires up to now exist (or were missed); another scheduler may have moved it first.
         await self.schedules.advance_cursor(schedule.name, schedule.cursor, now)
 
@@ -210,7 +222,7 @@ class Scheduler:
         """Claim and launch due fires while the launcher has room, by each schedule's policy."""
         now = now or self.now()
         report = report or TickReport()
-        schedules = {s.name: s for s in await self.schedules.list()}
+        schedules = {s.name: s for s in await self.schedules.all()}
         # A fire waiting for its retry still holds its place, as a running one does.
         busy = {(f.schedule, f.profile): f for f in await self.queue.active_fires()}
         waiting: set[tuple[str, str]] = set()  # pairs holding a buffered fire this round

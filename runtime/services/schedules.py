@@ -8,6 +8,7 @@ an admin may change, pause, trigger or remove a schedule; others do not see it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -92,7 +93,7 @@ class ScheduleService(Service):
             task_source=spec.task_source,
             task_name=task.name,
             origin=_origin(task, spec.vars),
-            profiles=profiles,
+            profiles=list(profiles),
             vars=spec.vars,
             timing=check_timing(spec.timing),
             policy=spec.policy,
@@ -125,7 +126,7 @@ class ScheduleService(Service):
                 "task_source": source,
                 "task_name": task.name,
                 "origin": _origin(task, variables),
-                "profiles": profiles,
+                "profiles": list(profiles),
                 "vars": variables,
                 "timing": timing,
                 "policy": changes.policy or current.policy,
@@ -208,10 +209,6 @@ class ScheduleService(Service):
             )
         return added
 
-    async def list(self, actor: Actor) -> list[Schedule]:
-        """The schedules ``actor`` may see (admins: all; others: their own)."""
-        return [s for s in await self._repo.list() if self._sees(actor, s)]
-
     async def get(self, actor: Actor, name: str) -> Schedule:
         schedule = await self._repo.get(name)
         if schedule is None or not self._sees(actor, schedule):
@@ -232,6 +229,10 @@ class ScheduleService(Service):
         """A schedule's fires, latest first."""
         await self.get(actor, name)
         return await self._repo.list_fires(name, limit=limit)
+
+    async def list(self, actor: Actor) -> list[Schedule]:
+        """The schedules ``actor`` may see (admins: all; others: their own)."""
+        return [s for s in await self._repo.all() if self._sees(actor, s)]
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -255,9 +256,9 @@ class ScheduleService(Service):
         actor: Actor,
         task_yaml: str,
         source: str,
-        profiles: list[str],
+        profiles: Sequence[str],
         variables: dict[str, str],
-    ) -> tuple[Task, list[str]]:
+    ) -> tuple[Task, Sequence[str]]:
         """Parse the task and check its profiles exist and ``actor`` may run on each."""
         task = load_task_text(task_yaml, source)
         names = list(dict.fromkeys(profiles)) or ([task.profile] if task.profile else [])

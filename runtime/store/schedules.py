@@ -59,7 +59,7 @@ class ScheduleRepository:
         row = await self.db.fetch_one("SELECT * FROM schedules WHERE name = ?", (name,))
         return SCHEDULES.record(row) if row else None
 
-    async def list(self) -> list[Schedule]:
+    async def all(self) -> list[Schedule]:
         rows = await self.db.fetch_all("SELECT * FROM schedules ORDER BY name")
         return [SCHEDULES.record(r) for r in rows]
 
