@@ -117,8 +117,8 @@ class ScheduleService(Service):
         task_yaml = changes.task_yaml if changes.task_yaml is not None else current.task_yaml
         source = changes.task_source or current.task_source
         variables = changes.vars if changes.vars is not None else current.vars
-        profiles = changes.profiles if changes.profiles is not None else current.profiles
-        task, profiles = await self._checked_task(actor, task_yaml, source, profiles, variables)
+        wanted = changes.profiles if changes.profiles is not None else current.profiles
+        task, profiles = await self._checked_task(actor, task_yaml, source, wanted, variables)
         timing = check_timing(changes.timing) if changes.timing is not None else current.timing
         updated = current.model_copy(
             update={
