@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+import psutil
 import uvicorn
 from runtime.api import create_app
 from runtime.serve.pool import WorkerPool
@@ -32,11 +35,12 @@ from profiles import UserError, identity_is_gone, process_identity
 from runtime.app import Runtime
 from runtime.auth import Actor, utcnow
 from runtime.records import RunSource
-from runtime.run.runner import RunEvent, new_run_id, run_task
+from runtime.run.runner import RunEvent, RunResult, new_run_id, run_task
 from runtime.schedules.records import Fire, Schedule
 from runtime.schedules.scheduler import Outcome, Scheduler
 from runtime.settings import Settings
 from runtime.task import load_task_text
+from runtime.webhook import Webhook
 
 __all__ = ["FireLauncher", "ServeOptions", "ServeReport", "serve"]
 
@@ -93,7 +97,7 @@ class FireLauncher:
             lambda: self._run(fire, schedule, run_id), run_id, fire.profile, key=fire.id
         )
 
-    async def _run(self, fire: Fire, schedule: Schedule, run_id: str):  # type: ignore[no-untyped-def]
+    async def _run(self, fire: Fire, schedule: Schedule, run_id: str) -> RunResult:
         scheduler = self.scheduler
         try:
             actor = await self._owner(schedule)
@@ -177,7 +181,7 @@ async def serve(
             rt.store.schedules,
             process_identity(),
             now,
-            notify=(lambda event: _send(webhook, event)) if webhook else None,
+            notify=functools.partial(_send, webhook) if webhook else None,
         )
         report.recovered = await scheduler.recover(identity_is_gone)
         launcher = FireLauncher(rt, pool, scheduler)
@@ -209,6 +213,8 @@ async def serve(
             announce(f"corral serve: draining (grace {options.grace_s:g}s)")
             outcomes = await pool.drain(options.grace_s)
             report.runs = [str(o) for o in outcomes]
+            # A fire claimed here whose job never got going is not lost: it waits for a retry.
+            await scheduler.recover(lambda owner: owner == scheduler.owner)
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
                 await api
@@ -218,14 +224,9 @@ async def serve(
     return report
 
 
-async def _send(webhook: object, event: dict[str, object]) -> None:
-    from runtime.webhook import Webhook
-
-    assert isinstance(webhook, Webhook)
+async def _send(webhook: Webhook, event: dict[str, Any]) -> None:
     await webhook.send(event)
 
 
 def _pid_alive(pid: int) -> bool:
-    import psutil
-
     return bool(psutil.pid_exists(pid))

@@ -1,0 +1,334 @@
+"""``corral serve`` as a real process: schedules fire on time, two servers never run a fire twice,
+``kill -9`` mid-run then a restart retries the fire without repeating it, SIGTERM drains, and an
+approval decided through the HTTP API lets a scheduled run finish."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from runtime import Runtime, Settings
+from runtime.auth import LOCAL_ACTOR
+from runtime.demo import PAY_TASK
+from runtime.demo.portal import PortalServer
+from runtime.demo.portal.store import Store as PortalStore
+from runtime.records import RunRecord
+from runtime.schedules import Fire, SchedulePolicy, Timing
+from runtime.services import ScheduleInput
+from tests.support.cli import CORRAL
+from tests.support.demo import first_unpaid, make_demo_profiles, usd
+from tests.support.processes import running_chromium, wait_gone
+from tests.support.wait import until
+
+pytestmark = pytest.mark.slow
+
+
+class Served:
+    """One ``corral serve`` process on a free port, its stderr in a file."""
+
+    def __init__(self, log: Path, *args: str) -> None:
+        self.log = log
+        self._err = log.open("w")
+        self.proc = subprocess.Popen(
+            [*CORRAL, "serve", "--port", "0", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=self._err,
+            start_new_session=True,
+        )
+        self.url = ""
+
+    async def ready(self) -> str:
+        def listening() -> str | None:
+            for line in self.log.read_text().splitlines():
+                if "listening on " in line:
+                    return line.split("listening on ")[1].split()[0]
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve exited {self.proc.returncode}: {self.text()}")
+            return None
+
+        self.url = await until(listening, 60, "serve to listen")
+        return self.url
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 90) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._err.close()
+
+    def kill(self) -> None:
+        """``kill -9``, keeping the browser processes it leaves to check they end too."""
+        self.children = running_chromium(psutil.Process(self.proc.pid).children(recursive=True))
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self._err.close()
+
+
+@pytest.fixture
+async def rt(settings: Settings) -> AsyncIterator[Runtime]:
+    """The store as a test reads it, beside the server processes (no browser of its own)."""
+    async with Runtime.open(settings) as runtime:
+        yield runtime
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[Served]]:
+    started: list[Served] = []
+    yield started
+    for served in started:
+        if served.proc.poll() is None:
+            os.killpg(served.proc.pid, signal.SIGKILL)
+            served.proc.wait()
+
+
+def serve(servers: list[Served], tmp_path: Path, *args: str) -> Served:
+    served = Served(tmp_path / f"serve-{len(servers)}.log", *args)
+    servers.append(served)
+    return served
+
+
+async def schedule(
+    rt: Runtime,
+    task: str,
+    profiles: list[str],
+    timing: Timing,
+    name: str = "s",
+    variables: dict[str, str] | None = None,
+    **policy: Any,
+) -> None:
+    await rt.services.schedules.add(
+        LOCAL_ACTOR,
+        ScheduleInput(
+            name=name,
+            task_yaml=task,
+            task_source="test.yaml",
+            profiles=profiles,
+            vars=variables or {},
+            timing=timing,
+            policy=SchedulePolicy.model_validate(policy),
+        ),
+    )
+
+
+def quick_task(portal: str) -> str:
+    return f"name: look\nstart_url: {portal}/\nsteps:\n  - wait_for: {{text: Sign in}}\n"
+
+
+def slow_task(portal: str, ms: int) -> str:
+    return (
+        f"name: slow\nstart_url: {portal}/slow?ms={ms}\nstep_timeout_s: 90\n"
+        "steps:\n  - wait_for: {text: Slow page}\n"
+    )
+
+
+async def fires(rt: Runtime, name: str = "s") -> list[Fire]:
+    return await rt.store.schedules.list_fires(name, limit=1000)
+
+
+async def runs(rt: Runtime) -> list[RunRecord]:
+    return await rt.store.runs.list_runs(limit=1000)
+
+
+async def profiles(rt: Runtime, *names: str) -> None:
+    for name in names:
+        await rt.profiles.create(name)
+
+
+async def test_an_every_2s_schedule_runs_each_fire_once(
+    rt: Runtime, portal: str, servers: list[Served], tmp_path: Path
+) -> None:
+    await profiles(rt, "p1", "p2")
+    await schedule(rt, quick_task(portal), ["p1", "p2"], Timing(every_s=2))
+    served = serve(servers, tmp_path, "--workers", "2")
+    await served.ready()
+
+    async def enough() -> bool:
+        return sum(f.status == "succeeded" for f in await fires(rt)) >= 6
+
+    await until(enough, 90, "six fires to succeed")
+    assert served.stop() == 0
+    recorded = await fires(rt)
+    schedule_row = await rt.store.schedules.get("s")
+    assert schedule_row is not None
+    # Every 2 s grid point from the start up to the cursor has exactly its two fires ...
+    start, cursor = schedule_row.created_at, schedule_row.cursor
+    steps = int((cursor - start).total_seconds() // 2)
+    grid = {start + timedelta(seconds=2 * k) for k in range(1, steps + 1)}
+    assert {f.scheduled_at for f in recorded} == grid
+    assert Counter(f.scheduled_at for f in recorded) == dict.fromkeys(grid, 2)
+    # ... each run at most once (a fire skipped for overlap has no run), and every run says
+    # which schedule, fire and attempt made it.
+    made = [r for r in await runs(rt) if r.fire_id]
+    assert len({r.fire_id for r in made}) == len(made)
+    by_fire = {f.id: f for f in recorded}
+    for run in made:
+        fire = by_fire[run.fire_id]  # type: ignore[index]
+        assert run.schedule == "s" and run.attempt == 1 and fire.run_id == run.id
+        assert run.profile == fire.profile
+    assert {f.status for f in recorded} <= {"succeeded", "skipped", "queued", "failed"}
+    assert sum(f.status == "succeeded" for f in recorded) == sum(
+        r.status == "succeeded" for r in made
+    )
+    assert "stopped" in served.text()
+
+
+async def test_two_servers_on_one_home_never_run_a_fire_twice(
+    rt: Runtime, portal: str, servers: list[Served], tmp_path: Path
+) -> None:
+    await profiles(rt, "a", "b", "c")
+    await schedule(rt, quick_task(portal), ["a", "b", "c"], Timing(every_s=1), overlap="allow")
+    one = serve(servers, tmp_path, "--workers", "2")
+    two = serve(servers, tmp_path, "--workers", "2")
+    await one.ready()
+    await two.ready()
+
+    async def enough() -> bool:
+        return sum(f.status == "succeeded" for f in await fires(rt)) >= 12
+
+    await until(enough, 120, "twelve fires to succeed")
+    assert one.stop() == 0 and two.stop() == 0
+    made = [r for r in await runs(rt) if r.fire_id]
+    per_fire = Counter(r.fire_id for r in made)
+    assert per_fire and max(per_fire.values()) == 1, per_fire.most_common(3)
+    claimers = {f.claimed_by for f in await fires(rt) if f.claimed_by}
+    assert claimers  # who ran what is on record
+    assert len(made) >= 12
+
+
+async def test_kill_9_mid_run_then_restart_retries_the_fire_and_never_repeats_it(
+    rt: Runtime, portal: str, servers: list[Served], tmp_path: Path
+) -> None:
+    await profiles(rt, "alice")
+    await schedule(
+        rt, slow_task(portal, 6000), ["alice"], Timing(every_s=3600), retries=1, backoff_s=1
+    )
+    [fire] = await rt.services.schedules.run_now(LOCAL_ACTOR, "s")
+    first = serve(servers, tmp_path)
+    await first.ready()
+
+    async def running() -> RunRecord | None:
+        made = [r for r in await runs(rt) if r.fire_id == fire.id and r.status == "running"]
+        return made[0] if made else None
+
+    killed_run = await until(running, 60, "the fire's run to start")
+    await until(
+        lambda: bool(running_chromium(psutil.Process(first.proc.pid).children(recursive=True))),
+        30,
+        "the run's browser",
+    )
+    first.kill()
+    assert first.children and not wait_gone(first.children), "the dead server's browser lives"
+    second = serve(servers, tmp_path)
+    await second.ready()
+
+    async def settled() -> Fire | None:
+        now = await rt.store.schedules.get_fire(fire.id)
+        return now if now and now.status in ("succeeded", "failed") else None
+
+    done = await until(settled, 90, "the fire to settle after the restart")
+    assert second.stop() == 0
+    assert done.status == "succeeded" and done.attempt == 2
+    attempts = sorted(
+        (r for r in await runs(rt) if r.fire_id == fire.id), key=lambda r: r.attempt or 0
+    )
+    assert [(r.attempt, r.status) for r in attempts] == [(1, "interrupted"), (2, "succeeded")]
+    assert attempts[0].id == killed_run.id
+
+
+async def test_sigterm_drains_cancels_after_the_grace_and_reports_each_run(
+    rt: Runtime, portal: str, servers: list[Served], tmp_path: Path
+) -> None:
+    await profiles(rt, "alice")
+    await schedule(
+        rt, slow_task(portal, 60000), ["alice"], Timing(every_s=3600), retries=1, backoff_s=5
+    )
+    [fire] = await rt.services.schedules.run_now(LOCAL_ACTOR, "s")
+    served = serve(servers, tmp_path, "--grace", "1")
+    await served.ready()
+
+    async def running() -> RunRecord | None:
+        made = [r for r in await runs(rt) if r.fire_id == fire.id and r.status == "running"]
+        return made[0] if made else None
+
+    run = await until(running, 60, "the run to start")
+    browsers = running_chromium(psutil.Process(served.proc.pid).children(recursive=True))
+    assert served.stop() == 0
+    text = served.text()
+    assert "draining" in text and run.id in text and "cancelled" in text
+    ended = await rt.store.runs.get_run(run.id)
+    assert ended is not None and ended.status == "cancelled"
+    assert "server stopped" in (ended.error or "")
+    # Cleanly: the lease is released, the state saved, no browser left; the fire waits for a
+    # retry after a restart instead of being lost or started twice.
+    [entry] = await rt.services.profiles.list(LOCAL_ACTOR)
+    assert entry.lease is None
+    assert not wait_gone(browsers)
+    after = await rt.store.schedules.get_fire(fire.id)
+    assert after is not None and after.status == "queued" and after.attempt == 1
+    assert "interrupted" in (after.note or "")
+
+
+async def test_a_scheduled_run_waits_for_approval_decided_through_the_api(
+    rt: Runtime, servers: list[Served], tmp_path: Path
+) -> None:
+    with PortalServer(port=0, db_path=tmp_path / "portal.db") as shop:
+        await make_demo_profiles(rt, shop.url, "alice")
+        root_user = await rt.services.users.add_user_with_token(LOCAL_ACTOR, "root", "super_admin")
+        token = root_user.value
+        inv = first_unpaid()
+        await schedule(
+            rt,
+            PAY_TASK.read_text(),
+            ["alice"],
+            Timing(every_s=3600),
+            variables={"portal": shop.url, "invoice": inv.number},
+        )
+        root = await rt.services.actor(token)
+        [fire] = await rt.services.schedules.run_now(root, "s")
+        served = serve(servers, tmp_path)
+        url = await served.ready()
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            assert (await client.get("/api/approvals")).status_code == 401
+            decided: list[str] = []
+            for _ in range(2):  # Pay, then Confirm payment
+
+                async def pending() -> list[dict[str, Any]]:
+                    answer = await client.get("/api/approvals", headers=headers)
+                    return [r for r in answer.json() if r["id"] not in decided]
+
+                [request] = await until(pending, 90, "an approval request")
+                approve = await client.post(
+                    f"/api/approvals/{request['id']}/approve",
+                    headers=headers,
+                    json={"comment": "ok from the API"},
+                )
+                assert approve.status_code == 200, approve.text
+                decided.append(request["id"])
+
+        async def settled() -> Fire | None:
+            now = await rt.store.schedules.get_fire(fire.id)
+            return now if now and now.status not in ("queued", "running") else None
+
+        done = await until(settled, 90, "the fire to settle")
+        assert served.stop() == 0
+        assert done.status == "succeeded", done.note
+        assert PortalStore(shop.db_path).paid_numbers("alice") == {inv.number}
+        audit = await rt.store.audit.list(action="approval.approve")
+        assert {e.actor for e in audit} == {"root"} and len(audit) == 2
+        assert usd(inv) in json.dumps([r.summary for r in await rt.approvals.list_requests(None)])
