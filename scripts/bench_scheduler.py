@@ -29,8 +29,8 @@ import tempfile
 import time
 from collections import Counter
 from datetime import timedelta
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
