@@ -28,6 +28,7 @@ __all__ = [
     "Task",
     "When",
     "load_task",
+    "load_task_text",
     "parse_task",
 ]
 
@@ -280,11 +281,16 @@ def load_task(path: Path) -> Task:
         raise TaskFileError(f"{path}: task file not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise TaskFileError(f"{path}: cannot read the task file: {exc}") from exc
+    return load_task_text(text, str(path))
+
+
+def load_task_text(text: str, source: str) -> Task:
+    """Validate a task file's text; ``source`` names it in messages (a path, a schedule)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise TaskFileError(f"{path}: not valid YAML{where}: {problem}") from exc
-    return parse_task(data, str(path))
+        raise TaskFileError(f"{source}: not valid YAML{where}: {problem}") from exc
+    return parse_task(data, source)
