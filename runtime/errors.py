@@ -34,6 +34,7 @@ kept apart from run failures. The exit code of an error is decided here only
         │   └── (agent) LoopStop      a stop rule ended the goal loop (max steps, repeats, ...)
         ├── BudgetExceededError       the run's spend or token cap
         ├── AuditTamperedError        the audit log's hash chain is broken
+        ├── ServerDrainingError       the server is stopping: it starts no new run (retry later)
         ├── ModelError                a model call failed (``retryable`` for fallback chains):
         │                             ModelAuthError, ModelRateLimitError, ModelUnavailableError,
         │                             ModelTimeoutError, ModelRequestError,
@@ -72,6 +73,7 @@ __all__ = [
     "RunNotFoundError",
     "ScheduleError",
     "ScheduleNotFoundError",
+    "ServerDrainingError",
     "StepFailedError",
     "StoreBusyError",
     "StoreError",
@@ -170,6 +172,13 @@ class BudgetExceededError(RunError):
 
 class AuditTamperedError(RunError):
     """The audit log's hash chain does not hold: a row was edited, removed or reordered."""
+
+
+class ServerDrainingError(RunError):
+    """The server is draining (stopping): it starts no new run; retry once it is back.
+
+    Exit 1, not 2: nothing was wrong with the input, and nothing was started.
+    """
 
 
 class ApprovalDeniedError(RunError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from runtime.auth import Actor
+from runtime.auth import ROLES, Actor
 from runtime.errors import RunNotFoundError
 from runtime.records import ArtifactRecord, ModelCallRecord, RunRecord, StepRecord
 from runtime.services.base import Service
@@ -86,17 +86,23 @@ class RunService(Service):
         self._authz.require(actor, "admin", "run the demo")
 
     async def list(
-        self, actor: Actor, limit: int = 20, profile: str | None = None
+        self,
+        actor: Actor,
+        limit: int = 20,
+        profile: str | None = None,
+        schedule: str | None = None,
     ) -> list[RunRecord]:
-        """The latest runs, newest first."""
-        del actor
-        return await self._store.runs.list_runs(limit, profile)
+        """The latest runs, newest first; a ``user`` sees only runs on profiles granted to it."""
+        only = None
+        if actor.level < ROLES["admin"]:
+            only = await self._store.users.granted(actor.name)
+        return await self._store.runs.list_runs(limit, profile, schedule=schedule, profiles=only)
 
     async def show(self, actor: Actor, run_id: str) -> RunDetail:
-        """One run: its steps, model calls and artifacts."""
-        del actor
+        """One run: its steps, model calls and artifacts (a run on a profile not granted to a
+        ``user`` is not found, as if it did not exist)."""
         run = await self._store.runs.get_run(run_id)
-        if run is None:
+        if run is None or not await self.may_see(actor, run.profile):
             raise RunNotFoundError(f"no run '{run_id}' (see: corral runs list)")
         return RunDetail(
             run,
@@ -104,3 +110,45 @@ class RunService(Service):
             await self._store.runs.list_model_calls(run.id),
             await self._store.runs.list_artifacts(run.id),
         )
+
+    async def may_see(self, actor: Actor, profile: str) -> bool:
+        """Whether ``actor`` may see runs on ``profile`` (admins: all; users: granted ones)."""
+        if actor.level >= ROLES["admin"]:
+            return True
+        return await self._store.users.has_grant(actor.name, profile)
+
+    async def cancel(
+        self,
+        actor: Actor,
+        run_id: str,
+        profile: str,
+        started_by: str | None,
+        stop: Callable[[str], bool],
+        reason: str | None = None,
+    ) -> bool:
+        """Cancel a live run as ``actor`` (who started it, or an admin); audited.
+
+        ``stop(why)`` cancels it where it runs (a server's worker pool) and says whether it was
+        still going; ``why`` becomes the run's error. False (and no audit row) when it had
+        already ended.
+        """
+        if not await self.may_see(actor, profile):
+            raise RunNotFoundError(f"no run '{run_id}' (see: corral runs list)")
+        if started_by != actor.name:
+            self._authz.require(actor, "admin", "cancel runs others started")
+        why = f"cancelled by {actor.name}" + (f": {reason}" if reason else "")
+        try:
+            async with self._store.tx() as db:
+                # The audit row first: a cancel that cannot be recorded does not happen.
+                await self._audit(
+                    db, actor, "run.cancel", run_id, {"profile": profile, "reason": reason}
+                )
+                if not stop(why):
+                    raise _AlreadyEnded
+        except _AlreadyEnded:
+            return False
+        return True
+
+
+class _AlreadyEnded(Exception):
+    """Rolls back a cancel's audit row when the run had already ended."""

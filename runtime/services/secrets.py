@@ -60,8 +60,9 @@ class SecretService(Service):
             await self._audit(db, actor, "secret.rm", name)
 
     async def list_uses(
-        self, actor: Actor, run_id: str | None = None, limit: int = 50
+        self, actor: Actor, run_id: str | None = None, limit: int = 50, *, secret: str | None = None
     ) -> builtins.list[SecretUseRecord]:
-        """Every use of a secret, allowed or refused, newest first."""
+        """Every use of a secret (of ``secret`` only, if given), allowed or refused, newest
+        first."""
         self._authz.require(actor, "admin", "read the secret-use audit")
-        return await self._store.vault.list_uses(run_id, limit)
+        return await self._store.vault.list_uses(run_id, limit, secret)

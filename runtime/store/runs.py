@@ -7,7 +7,7 @@ maps each to its columns and back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from runtime.records import ArtifactRecord, ModelCallRecord, RunRecord, RunStatus, StepRecord
@@ -79,17 +79,31 @@ class RunRepository:
             row = rows[0] if len(rows) == 1 else None
         return RUNS.record(row) if row else None
 
-    async def list_runs(self, limit: int = 20, profile: str | None = None) -> list[RunRecord]:
-        """The latest runs, newest first."""
+    async def list_runs(
+        self,
+        limit: int = 20,
+        profile: str | None = None,
+        *,
+        schedule: str | None = None,
+        profiles: Collection[str] | None = None,
+    ) -> list[RunRecord]:
+        """The latest runs, newest first; only on ``profile``, of ``schedule``, and (when
+        ``profiles`` is given) on one of those profiles."""
+        where: list[str] = []
+        params: list[Any] = []
         if profile:
-            rows = await self.db.fetch_all(
-                "SELECT * FROM runs WHERE profile = ? ORDER BY started_at DESC LIMIT ?",
-                (profile, limit),
-            )
-        else:
-            rows = await self.db.fetch_all(
-                "SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
-            )
+            where.append("profile = ?")
+            params.append(profile)
+        if schedule:
+            where.append("schedule = ?")
+            params.append(schedule)
+        if profiles is not None:
+            where.append(f"profile IN ({', '.join('?' for _ in profiles)})" if profiles else "0")
+            params.extend(profiles)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        rows = await self.db.fetch_all(
+            f"SELECT * FROM runs {clause}ORDER BY started_at DESC LIMIT ?", (*params, limit)
+        )
         return [RUNS.record(r) for r in rows]
 
     async def add_step(self, step: StepRecord) -> None:

@@ -137,6 +137,13 @@ class UserRepository:
         )
         return row is not None
 
+    async def granted(self, user: str) -> list[str]:
+        """The profiles granted to ``user``, by name."""
+        rows = await self._store.fetch_all(
+            "SELECT profile FROM grants WHERE user_name = ? ORDER BY profile", (user,)
+        )
+        return [r["profile"] for r in rows]
+
     async def profile_exists(self, profile: str) -> bool:
         """Whether a profile of that name exists (grants name existing profiles only)."""
         return (

@@ -90,12 +90,17 @@ class VaultRepository:
         async with self.db.tx() as conn:
             await conn.execute(sql, row)
 
-    async def list_uses(self, run_id: str | None = None, limit: int = 100) -> list[SecretUseRecord]:
-        """Secret-use audit entries, newest first."""
-        sql = "SELECT * FROM secret_audit"
-        args: tuple[Any, ...] = ()
+    async def list_uses(
+        self, run_id: str | None = None, limit: int = 100, secret: str | None = None
+    ) -> list[SecretUseRecord]:
+        """Secret-use audit entries, newest first (of one run, of one secret)."""
+        where: list[str] = []
+        args: list[Any] = []
         if run_id:
-            sql, args = sql + " WHERE run_id = ?", (run_id,)
+            where, args = [*where, "run_id = ?"], [*args, run_id]
+        if secret:
+            where, args = [*where, "secret = ?"], [*args, secret]
+        sql = "SELECT * FROM secret_audit" + (f" WHERE {' AND '.join(where)}" if where else "")
         rows = await self.db.fetch_all(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
         return [SECRET_AUDIT.record(r) for r in rows]
 

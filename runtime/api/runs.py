@@ -1,0 +1,128 @@
+"""``/api/runs``: start runs in the server's worker pool, read them, wait for and cancel them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from runtime.api.auth import Authenticated
+from runtime.api.schemas import (
+    CancelRequest,
+    CancelResult,
+    RunAccepted,
+    RunDetailOut,
+    RunPending,
+    RunRequest,
+    SubmittedRun,
+)
+from runtime.errors import RUN_EXIT_CODES
+from runtime.records import RunRecord
+from runtime.run.runner import RunResult
+from runtime.task import load_task_text
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+_LIVE = ("queued", "running", "waiting_approval")
+
+
+@router.post("", status_code=202, response_model=RunAccepted)
+async def start_runs(body: RunRequest, call: Authenticated) -> RunAccepted:
+    """Start the task on each profile (empty: the task's own); answers at once with run ids."""
+    task = load_task_text(body.task_yaml, body.task_path)
+    submitted = await call.pool.submit(
+        call.actor, task, body.profiles, body.vars, lease_timeout_s=body.lease_timeout_s
+    )
+    return RunAccepted(runs=[SubmittedRun(run_id=s.run_id, profile=s.profile) for s in submitted])
+
+
+@router.get("", response_model=list[RunRecord])
+async def list_runs(
+    call: Authenticated,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    profile: str | None = None,
+    schedule: str | None = None,
+) -> list[RunRecord]:
+    """The latest runs, newest first (a ``user`` sees runs on profiles granted to it)."""
+    return await call.rt.services.runs.list(call.actor, limit, profile, schedule)
+
+
+@router.get("/{run_id}", response_model=RunDetailOut)
+async def show_run(run_id: str, call: Authenticated) -> RunDetailOut:
+    """One run with its steps, model calls and artifacts."""
+    detail = await call.rt.services.runs.show(call.actor, run_id)
+    return RunDetailOut(
+        run=detail.run,
+        steps=detail.steps,
+        model_calls=detail.model_calls,
+        artifacts=detail.artifacts,
+    )
+
+
+@router.get(
+    "/{run_id}/result",
+    response_model=RunResult,
+    responses={202: {"model": RunPending, "description": "the run is queued or going"}},
+)
+async def run_result(run_id: str, call: Authenticated) -> RunResult | JSONResponse:
+    """200 with the result once the run has ended, 202 while it is queued or going."""
+    rt, pool = call.rt, call.pool
+    info = pool.info(run_id)
+    if info is None:
+        # Not this server's (or long finished): the stored record says how it ended.
+        record = (await rt.services.runs.show(call.actor, run_id)).run
+        if record.status in _LIVE:
+            return _pending(record.id, record.status)
+        return _from_record(record)
+    if not await rt.services.runs.may_see(call.actor, info.profile):
+        await rt.services.runs.show(call.actor, run_id)  # raises: not found for this actor
+    result = pool.result(run_id)
+    if result is not None:
+        return result
+    if info.state == "queued":
+        return _pending(run_id, "queued")
+    stored = await rt.store.runs.get_run(run_id)
+    status = stored.status if stored is not None and stored.status in _LIVE else "running"
+    return _pending(run_id, status)
+
+
+@router.post("/{run_id}/cancel", response_model=CancelResult)
+async def cancel_run(
+    run_id: str, call: Authenticated, body: CancelRequest | None = None
+) -> CancelResult:
+    """Cancel a run of this server (who started it, or an admin); its state is saved."""
+    rt, pool = call.rt, call.pool
+    info = pool.info(run_id)
+    if info is None or info.state == "finished":
+        record = (await rt.services.runs.show(call.actor, run_id)).run
+        return CancelResult(run_id=record.id, cancelled=False, status=record.status)
+    cancelled = await rt.services.runs.cancel(
+        call.actor,
+        run_id,
+        info.profile,
+        info.started_by,
+        lambda why: pool.cancel(run_id, why),
+        body.reason if body else None,
+    )
+    return CancelResult(run_id=run_id, cancelled=cancelled, status=pool.status(run_id))
+
+
+def _pending(run_id: str, status: str) -> JSONResponse:
+    body = RunPending.model_validate({"run_id": run_id, "status": status})
+    return JSONResponse(body.model_dump(mode="json"), status_code=202)
+
+
+def _from_record(record: RunRecord) -> RunResult:
+    return RunResult(
+        run_id=record.id,
+        task=record.task_name,
+        profile=record.profile,
+        status=record.status,
+        output=record.result,
+        error=record.error,
+        exit_code=RUN_EXIT_CODES[record.status],
+        run_dir=record.run_dir,
+    )
