@@ -7,13 +7,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from profiles import Redactor
-from runtime import Runtime
+from runtime import RunRecord, Runtime
 from runtime.api import create_app
 from runtime.auth import LOCAL_ACTOR, Actor
 from runtime.serve import WorkerPool
@@ -315,3 +316,34 @@ async def test_an_unexpected_error_is_a_bare_500_logged_redacted(
     assert "GET /api/profiles failed unexpectedly" in caplog.text
     assert "RuntimeError" in caplog.text
     assert VALUE not in caplog.text
+
+
+async def test_a_user_sees_only_runs_on_granted_profiles(api: Api) -> None:
+    """The service decides (RunService.list/show), so the API and the CLI agree."""
+    for run_id, profile, schedule in (("r-shop", "shop", None), ("r-mine", "mine", "nightly")):
+        await api.rt.store.runs.create_run(
+            RunRecord(
+                id=run_id,
+                task_name="t",
+                task_path=None,
+                profile=profile,
+                status="succeeded",
+                started_at=datetime.now(UTC),
+                run_dir="/nowhere",
+                pid=1,
+                schedule=schedule,
+            )
+        )
+    async with api.http("bob") as bob, api.http("ada") as ada:
+        assert [r["id"] for r in (await bob.get("/api/runs")).json()] == ["r-mine"]
+        assert (await bob.get("/api/runs/r-shop")).status_code == 404
+        assert (await bob.get("/api/runs/r-shop/result")).status_code == 404
+        assert (await bob.get("/api/runs/r-mine")).json()["run"]["profile"] == "mine"
+        assert {r["id"] for r in (await ada.get("/api/runs")).json()} == {"r-shop", "r-mine"}
+        nightly = await ada.get("/api/runs", params={"schedule": "nightly"})
+        assert [r["id"] for r in nightly.json()] == ["r-mine"]
+        result = await ada.get("/api/runs/r-shop/result")
+    assert result.status_code == 200
+    assert (result.json()["status"], result.json()["exit_code"]) == ("succeeded", 0)
+    await api.rt.services.users.revoke_grant(ROOT, "bob", "mine")
+    assert await api.rt.services.runs.list(Actor("bob", "user")) == []
