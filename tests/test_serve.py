@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from runtime import Runtime, Settings
-from runtime.auth import LOCAL_ACTOR
+from runtime.auth import LOCAL_ACTOR, Actor
 from runtime.demo import PAY_TASK
 from runtime.demo.portal import PortalServer
 from runtime.demo.portal.store import Store as PortalStore
@@ -63,6 +63,10 @@ class Served:
     def text(self) -> str:
         return self.log.read_text()
 
+    def close(self) -> None:
+        if not self._err.closed:
+            self._err.close()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 90) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -94,6 +98,7 @@ def servers(tmp_path: Path) -> Iterator[list[Served]]:
         if served.proc.poll() is None:
             os.killpg(served.proc.pid, signal.SIGKILL)
             served.proc.wait()
+        served.close()
 
 
 def serve(servers: list[Served], tmp_path: Path, *args: str) -> Served:
@@ -109,10 +114,11 @@ async def schedule(
     timing: Timing,
     name: str = "s",
     variables: dict[str, str] | None = None,
+    actor: Actor = LOCAL_ACTOR,
     **policy: Any,
 ) -> None:
     await rt.services.schedules.add(
-        LOCAL_ACTOR,
+        actor,
         ScheduleInput(
             name=name,
             task_yaml=task,
@@ -126,7 +132,10 @@ async def schedule(
 
 
 def quick_task(portal: str) -> str:
-    return f"name: look\nstart_url: {portal}/\nsteps:\n  - wait_for: {{text: Sign in}}\n"
+    return (
+        f"name: look\nstart_url: {portal}/login\n"
+        "steps:\n  - wait_for: {role: button, name: Sign in}\n"
+    )
 
 
 def slow_task(portal: str, ms: int) -> str:
@@ -291,14 +300,15 @@ async def test_a_scheduled_run_waits_for_approval_decided_through_the_api(
         root_user = await rt.services.users.add_user_with_token(LOCAL_ACTOR, "root", "super_admin")
         token = root_user.value
         inv = first_unpaid()
+        root = await rt.services.actor(token)
         await schedule(
             rt,
             PAY_TASK.read_text(),
             ["alice"],
             Timing(every_s=3600),
             variables={"portal": shop.url, "invoice": inv.number},
+            actor=root,
         )
-        root = await rt.services.actor(token)
         [fire] = await rt.services.schedules.run_now(root, "s")
         served = serve(servers, tmp_path)
         url = await served.ready()

@@ -28,16 +28,16 @@ from typing import Any
 
 import psutil
 import uvicorn
-from runtime.api import create_app
-from runtime.serve.pool import WorkerPool
 
 from profiles import UserError, identity_is_gone, process_identity
+from runtime.api import create_app
 from runtime.app import Runtime
 from runtime.auth import Actor, utcnow
 from runtime.records import RunSource
 from runtime.run.runner import RunEvent, RunResult, new_run_id, run_task
 from runtime.schedules.records import Fire, Schedule
 from runtime.schedules.scheduler import Outcome, Scheduler
+from runtime.serve.pool import WorkerPool
 from runtime.settings import Settings
 from runtime.task import load_task_text
 from runtime.webhook import Webhook

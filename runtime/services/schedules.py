@@ -1,7 +1,8 @@
 """Schedules: registering a task to run on profiles at set times, and managing it.
 
 Whoever adds a schedule must be allowed to run tasks on each of its profiles; the schedule's
-runs act as that person (the owner), so a grant revoked later stops its fires. Only the owner or
+runs act as that person (the owner), so a grant revoked later stops its fires. Whoever registers
+a new task copy with ``update`` becomes the owner (they vouch for what runs). Only the owner or
 an admin may change, pause, trigger or remove a schedule; others do not see it.
 """
 
@@ -130,6 +131,8 @@ class ScheduleService(Service):
                 "vars": variables,
                 "timing": timing,
                 "policy": changes.policy or current.policy,
+                # Whoever registers a new task copy vouches for it: the runs act as them.
+                "owner": actor.name if changes.task_yaml is not None else current.owner,
                 "updated_at": self._now(),
             }
         )

@@ -112,7 +112,7 @@ class UserService(Service):
         if user is None:
             raise AuthError(
                 f"user {name} does not exist (any more) in this CORRAL_HOME; an admin can take "
-                "the schedule over with: corral schedules update NAME --task FILE"
+                "the schedule over by registering its task again: corral schedules update NAME --task FILE"
             )
         if user.disabled_at is not None:
             raise AuthError(f"user {name} is disabled")
