@@ -284,9 +284,16 @@ async def test_secrets_stored_before_fields_existed_still_open(settings: Setting
     async with Runtime.open(settings) as rt:
         await rt.vault.set("old", "value-of-old", ["https://a.example"])
     db = sqlite3.connect(settings.db_path)
-    # Back to the previous schema, as an older corral left it.
-    db.execute("ALTER TABLE secrets DROP COLUMN fields")
-    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+    # Back to the schema before the fields column, as an older corral left it: undo the later
+    # migrations too (schedules and fires, and the runs' schedule columns).
+    before = next(i for i, script in enumerate(MIGRATIONS) if "ADD COLUMN fields" in script)
+    db.executescript(
+        "DROP TABLE fires; DROP TABLE schedules; DROP INDEX runs_fire;"
+        "ALTER TABLE runs DROP COLUMN schedule; ALTER TABLE runs DROP COLUMN fire_id;"
+        "ALTER TABLE runs DROP COLUMN attempt; ALTER TABLE secrets DROP COLUMN fields;"
+    )
+    assert before == len(MIGRATIONS) - 2, "a newer migration: undo it here too"
+    db.execute(f"PRAGMA user_version = {before}")
     db.commit()
     db.close()
     async with Runtime.open(settings) as rt:
