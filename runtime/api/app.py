@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from runtime.api import approvals, meta, profiles, runs, secrets
+from runtime.api import approvals, meta, profiles, runs, schedules, secrets
 from runtime.api.errors import install_error_handlers
 from runtime.app import Runtime
 from runtime.serve import WorkerPool
@@ -25,8 +25,9 @@ ROUTERS: tuple[APIRouter, ...] = (
     approvals.router,
     profiles.router,
     secrets.router,
+    schedules.router,
 )
-"""Every resource's router, mounted under ``/api`` (``/api/schedules`` joins them here)."""
+"""Every resource's router, mounted under ``/api``."""
 
 
 def create_app(rt: Runtime, pool: WorkerPool) -> FastAPI:

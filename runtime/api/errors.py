@@ -45,6 +45,7 @@ from runtime.errors import (
     AuthError,
     PermissionDeniedError,
     RunNotFoundError,
+    ScheduleNotFoundError,
     ServerDrainingError,
     StoreBusyError,
 )
@@ -58,6 +59,7 @@ NOT_FOUND: tuple[type[CorralError], ...] = (
     ApprovalNotFoundError,
     ProfileNotFoundError,
     UnknownSecretError,
+    ScheduleNotFoundError,
 )
 """Errors that mean "no such thing" (404); a router with its own adds it here."""
 
