@@ -86,11 +86,15 @@ class RunService(Service):
         self._authz.require(actor, "admin", "run the demo")
 
     async def list(
-        self, actor: Actor, limit: int = 20, profile: str | None = None
+        self,
+        actor: Actor,
+        limit: int = 20,
+        profile: str | None = None,
+        schedule: str | None = None,
     ) -> list[RunRecord]:
-        """The latest runs, newest first."""
+        """The latest runs, newest first (only ``profile``'s, only ``schedule``'s if given)."""
         del actor
-        return await self._store.runs.list_runs(limit, profile)
+        return await self._store.runs.list_runs(limit, profile, schedule)
 
     async def show(self, actor: Actor, run_id: str) -> RunDetail:
         """One run: its steps, model calls and artifacts."""

@@ -79,17 +79,21 @@ class RunRepository:
             row = rows[0] if len(rows) == 1 else None
         return RUNS.record(row) if row else None
 
-    async def list_runs(self, limit: int = 20, profile: str | None = None) -> list[RunRecord]:
-        """The latest runs, newest first."""
-        if profile:
-            rows = await self.db.fetch_all(
-                "SELECT * FROM runs WHERE profile = ? ORDER BY started_at DESC LIMIT ?",
-                (profile, limit),
-            )
-        else:
-            rows = await self.db.fetch_all(
-                "SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
-            )
+    async def list_runs(
+        self, limit: int = 20, profile: str | None = None, schedule: str | None = None
+    ) -> list[RunRecord]:
+        """The latest runs, newest first; only ``profile``'s and ``schedule``'s when given."""
+        filters = [
+            (column, value)
+            for column, value in (("profile", profile), ("schedule", schedule))
+            if value
+        ]
+        where = " AND ".join(f"{column} = ?" for column, _ in filters)
+        rows = await self.db.fetch_all(
+            f"SELECT * FROM runs{' WHERE ' + where if where else ''} "
+            "ORDER BY started_at DESC LIMIT ?",
+            (*(value for _, value in filters), limit),
+        )
         return [RUNS.record(r) for r in rows]
 
     async def add_step(self, step: StepRecord) -> None:
