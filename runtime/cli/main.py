@@ -21,6 +21,7 @@ from runtime.cli.common import (
 )
 from runtime.cli.policy import policy_group
 from runtime.cli.profiles import profiles_group
+from runtime.cli.schedules import schedules_group
 from runtime.cli.secrets import secrets_group, vault_group
 from runtime.cli.serve import serve_command
 from runtime.cli.users import audit_command, tokens_group, users_group
@@ -46,6 +47,7 @@ cli.add_command(secrets_group)
 cli.add_command(vault_group)
 cli.add_command(policy_group)
 cli.add_command(approvals_group)
+cli.add_command(schedules_group)
 cli.add_command(users_group)
 cli.add_command(tokens_group)
 cli.add_command(audit_command)
@@ -155,17 +157,18 @@ def runs_group() -> None:
 @runs_group.command("list")
 @click.option("--limit", default=20, show_default=True)
 @click.option("--profile")
+@click.option("--schedule", help="only runs this schedule's fires started")
 @click.option("--json", "as_json", is_flag=True)
-def runs_list(limit: int, profile: str | None, as_json: bool) -> None:
+def runs_list(limit: int, profile: str | None, schedule: str | None, as_json: bool) -> None:
     """The latest runs."""
 
     async def body(rt: Runtime) -> None:
-        runs = await rt.services.runs.list(await cli_actor(rt), limit, profile)
+        runs = await rt.services.runs.list(await cli_actor(rt), limit, profile, schedule)
         if as_json:
             print_json([r.model_dump(mode="json") for r in runs])
             return
         table = Table(title="runs")
-        for col in ("run", "task", "profile", "status", "started", "took", "error"):
+        for col in ("run", "task", "profile", "schedule", "status", "started", "took", "error"):
             table.add_column(col)
         for r in runs:
             took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
@@ -173,6 +176,7 @@ def runs_list(limit: int, profile: str | None, as_json: bool) -> None:
                 r.id,
                 r.task_name,
                 r.profile,
+                r.schedule or "",
                 r.status,
                 r.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
                 f"{took:.1f}s" if took is not None else "",

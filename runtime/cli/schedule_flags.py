@@ -1,0 +1,217 @@
+"""The options ``corral schedules add`` and ``update`` share, and reading them into a schedule's
+timing and policy (bad input is a :class:`ScheduleError` naming the flag: exit 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, TypeVar, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+from pydantic import BaseModel, ValidationError
+
+from runtime.errors import ScheduleError, TaskFileError
+from runtime.schedules import Notify, Overlap, SchedulePolicy, Timing, parse_duration
+
+__all__ = [
+    "ScheduleFlags",
+    "parse_time",
+    "policy_from",
+    "read_task",
+    "schedule_options",
+    "timing_from",
+]
+
+_OVERLAPS: tuple[str, ...] = get_args(Overlap)
+_NOTICES: tuple[str, ...] = get_args(Notify)
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ScheduleFlags:
+    """The options ``add`` and ``update`` share, as given (None: not given)."""
+
+    cron: str | None
+    tz: str | None
+    every: str | None
+    profiles: tuple[str, ...]
+    vars_: tuple[str, ...]
+    overlap: str | None
+    catchup: str | None
+    jitter: str | None
+    retries: int | None
+    backoff: str | None
+    pause_after: str | None
+    origin_limit: str | None
+    concurrency: str | None
+    start: str | None
+    end: str | None
+    exclude_dates: tuple[str, ...]
+    notify: str | None
+
+
+def schedule_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The timing and policy options of ``add`` and ``update``."""
+    options = [
+        click.option("--cron", help="5-field cron expression (minute hour day month weekday)"),
+        click.option("--tz", help="IANA time zone for --cron and for times (default UTC)"),
+        click.option("--every", help="fixed interval instead of --cron: 30s, 10m, 1h, 1h30m"),
+        click.option("--profile", "profiles", multiple=True, help="run on this profile (repeat)"),
+        click.option("--var", "vars_", multiple=True, help="NAME=VALUE for the task (repeat)"),
+        click.option("--overlap", type=click.Choice(_OVERLAPS), help="while the last run goes"),
+        click.option("--catchup", help="missed fires younger than this still run (0: none)"),
+        click.option("--jitter", help="start each fire up to this much later (0: none)"),
+        click.option("--retries", type=click.IntRange(0, 20), help="extra attempts on failure"),
+        click.option("--backoff", help="wait before the first retry; doubles each time"),
+        click.option("--pause-after", help="pause after N failed fires in a row, or 'never'"),
+        click.option("--origin-limit", help="runs at once on the task's site, or 'none'"),
+        click.option("--concurrency", help="runs at once of this schedule, or 'none'"),
+        click.option("--start", help="no fire before this ISO 8601 time ('none': no bound)"),
+        click.option("--end", help="no fire after this ISO 8601 time ('none': no bound)"),
+        click.option(
+            "--exclude-date", "exclude_dates", multiple=True, help="YYYY-MM-DD with no fire"
+        ),
+        click.option("--notify", help="webhook notices: failure,approval,pause or 'none'"),
+        click.option("--json", "as_json", is_flag=True, help="machine output on stdout"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+# --- reading the options ------------------------------------------------------------------------
+
+
+def _zone(tz: str, flag: str = "--tz") -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ScheduleError(f"{flag} {tz!r}: unknown time zone", field="tz") from exc
+
+
+def parse_time(text: str, flag: str, tz: str) -> datetime:
+    """An ISO 8601 time; one without an offset is read in ``tz``."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ScheduleError(
+            f"{flag} {text!r}: expected an ISO 8601 time like 2026-04-01T09:00 or "
+            "2026-04-01T09:00+02:00",
+            field=flag,
+        ) from exc
+    return value if value.tzinfo else value.replace(tzinfo=_zone(tz))
+
+
+def _bound(text: str, flag: str, tz: str) -> datetime | None:
+    return None if text.strip().lower() == "none" else parse_time(text, flag, tz)
+
+
+def _duration(text: str, flag: str, zero_ok: bool = False) -> float:
+    if zero_ok and text.strip() in ("0", "0s"):
+        return 0.0
+    return parse_duration(text, flag)
+
+
+def _count(text: str, flag: str, none_word: str) -> int | None:
+    """A whole number of at least 1, or ``none_word`` for no limit."""
+    cleaned = text.strip().lower()
+    if cleaned == none_word:
+        return None
+    if not cleaned.isdigit() or int(cleaned) < 1:
+        raise ScheduleError(f"{flag} {text!r}: expected a whole number >= 1 or {none_word!r}")
+    return int(cleaned)
+
+
+def _notices(text: str) -> list[str]:
+    if text.strip().lower() == "none":
+        return []
+    wanted = [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in _NOTICES]
+    if unknown or not wanted:
+        raise ScheduleError(
+            f"--notify {text!r}: expected some of {','.join(_NOTICES)}, or 'none'", field="notify"
+        )
+    return list(dict.fromkeys(wanted))
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ScheduleError(f"--exclude-date {text!r}: expected YYYY-MM-DD") from exc
+
+
+def _validated(model: type[M], data: dict[str, Any]) -> M:
+    """``model`` from ``data``; a field that does not validate is bad input naming it."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ScheduleError(f"{where}: {first['msg']}", field=where) from exc
+
+
+def timing_from(flags: ScheduleFlags, base: Timing | None) -> Timing | None:
+    """The timing the flags ask for on top of ``base`` (None: the flags change nothing)."""
+    if flags.cron is not None and flags.every is not None:
+        raise ScheduleError("give one of --cron and --every, not both", field="cron")
+    if base is None and flags.cron is None and flags.every is None:
+        raise ScheduleError("give --cron EXPR (with --tz ZONE) or --every DURATION", field="cron")
+    data = base.model_dump() if base else {}
+    if flags.cron is not None:
+        data.update(cron=flags.cron, every_s=None)
+    if flags.every is not None:
+        data.update(every_s=parse_duration(flags.every, "--every"), cron=None)
+    if flags.tz is not None:
+        _zone(flags.tz)
+        data["tz"] = flags.tz
+    tz = str(data.get("tz", "UTC"))
+    if flags.start is not None:
+        data["start_at"] = _bound(flags.start, "--start", tz)
+    if flags.end is not None:
+        data["end_at"] = _bound(flags.end, "--end", tz)
+    if flags.jitter is not None:
+        data["jitter_s"] = _duration(flags.jitter, "--jitter", zero_ok=True)
+    if flags.exclude_dates:
+        data["exclude_dates"] = [_date(d) for d in flags.exclude_dates]
+    if base is not None and data == base.model_dump():
+        return None
+    return _validated(Timing, data)
+
+
+def policy_from(flags: ScheduleFlags, base: SchedulePolicy) -> SchedulePolicy | None:
+    """``base`` with what the flags change (None: they change nothing)."""
+    data = base.model_dump()
+    if flags.overlap is not None:
+        data["overlap"] = flags.overlap
+    if flags.catchup is not None:
+        data["catchup_s"] = _duration(flags.catchup, "--catchup", zero_ok=True)
+    if flags.retries is not None:
+        data["retries"] = flags.retries
+    if flags.backoff is not None:
+        data["backoff_s"] = _duration(flags.backoff, "--backoff")
+        # a first wait longer than the cap would be cut short: the cap follows it
+        data["max_backoff_s"] = max(data["max_backoff_s"], data["backoff_s"])
+    if flags.pause_after is not None:
+        data["pause_after"] = _count(flags.pause_after, "--pause-after", "never")
+    if flags.origin_limit is not None:
+        data["origin_limit"] = _count(flags.origin_limit, "--origin-limit", "none")
+    if flags.concurrency is not None:
+        data["concurrency"] = _count(flags.concurrency, "--concurrency", "none")
+    if flags.notify is not None:
+        data["notify"] = _notices(flags.notify)
+    return None if data == base.model_dump() else _validated(SchedulePolicy, data)
+
+
+def read_task(path: str) -> tuple[str, str]:
+    """The task file's text and its resolved path (the text is what gets registered)."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        return resolved.read_text(), str(resolved)
+    except FileNotFoundError as exc:
+        raise TaskFileError(f"{path}: task file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaskFileError(f"{path}: cannot read the task file: {exc}") from exc
