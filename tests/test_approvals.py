@@ -23,22 +23,14 @@ from runtime import Runtime, Settings, parse_task, run_task
 from runtime.approvals import ApprovalError, ApprovalRequest
 from runtime.auth import LOCAL_ACTOR, PermissionDeniedError
 from runtime.demo.portal import USERS, PortalServer
-from runtime.demo.portal.data import Invoice
 from runtime.demo.portal.store import Store as PortalStore
 from runtime.testing import FunctionModel, call, reply
 from runtime.webhook import verify, verify_headers
 from tests.support.agent import goal_task, login_then, ref_of
 from tests.support.approvals import next_request
 from tests.support.cli import CORRAL, corral_process
-from tests.support.demo import first_unpaid, make_demo_profiles, usd
+from tests.support.demo import first_unpaid, make_demo_profiles, pay_task, signed_in, usd
 from tests.support.wait import until
-
-ON_LOGIN = {"url_contains": "/login"}
-LOGIN = [
-    {"fill": {"label": "Username", "value": "{{var:user}}"}, "when": ON_LOGIN},
-    {"fill": {"label": "Password", "value": "{{secret:{{var:user}}.password}}"}, "when": ON_LOGIN},
-    {"click": {"role": "button", "name": "Sign in"}, "when": ON_LOGIN},
-]
 
 
 @pytest.fixture
@@ -57,29 +49,6 @@ def slow_shop(tmp_path: Path) -> Iterator[PortalServer]:
 
 def paid(server: PortalServer, user: str = "alice") -> frozenset[str]:
     return PortalStore(server.db_path).paid_numbers(user)
-
-
-def signed_in(name: str, portal: str, *steps: Any, **extra: Any) -> dict[str, Any]:
-    """A task (as data) that signs in to ``portal`` when needed, then does ``steps``."""
-    return {
-        "name": name,
-        "start_url": f"{portal}/login",
-        "secrets": ["{{var:user}}.password"],
-        "steps": [*LOGIN, *steps],
-        **extra,
-    }
-
-
-def pay_task(portal: str, inv: Invoice) -> dict[str, Any]:
-    return signed_in(
-        "pay-invoice",
-        portal,
-        {"goto": f"/invoices/{inv.number}"},
-        {"click": {"role": "button", "name": f"Pay {usd(inv)}"}},
-        {"click": {"role": "button", "name": "Confirm payment"}},
-        {"extract": {"as": "status", "text": {"test_id": "invoice-status"}}},
-        output="status",
-    )
 
 
 async def other_process(*args: str, env: dict[str, str] | None = None) -> Any:

@@ -31,10 +31,9 @@ from runtime.errors import (
 from runtime.serve import WorkerPool
 from tests.support.api import serving
 from tests.support.approvals import next_request
-from tests.support.demo import first_unpaid, make_demo_profiles, usd
+from tests.support.demo import first_unpaid, make_demo_profiles, pay_task, usd
 from tests.support.sites import free_port
 from tests.support.wait import until
-from tests.test_approvals import pay_task
 
 ROOT = Actor("root", "super_admin")
 

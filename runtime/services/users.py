@@ -111,8 +111,9 @@ class UserService(Service):
         user = await repo.get_user(name)
         if user is None:
             raise AuthError(
-                f"user {name} does not exist (any more) in this CORRAL_HOME; an admin can take "
-                "the schedule over by registering its task again: corral schedules update NAME --task FILE"
+                f"user {name} does not exist (any more) in this CORRAL_HOME; an admin takes the "
+                "schedule over by registering its task again: corral schedules update NAME "
+                "--task FILE"
             )
         if user.disabled_at is not None:
             raise AuthError(f"user {name} is disabled")
