@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -50,6 +51,8 @@ from runtime.errors import (
     PermissionDeniedError,
     PolicyFileError,
     RunNotFoundError,
+    ScheduleError,
+    ScheduleNotFoundError,
     ServerDrainingError,
     StoreBusyError,
     TaskFileError,
@@ -57,8 +60,10 @@ from runtime.errors import (
 )
 from runtime.records import RunRecord
 from runtime.run.runner import RunResult
+from runtime.schedules import Fire, Schedule
+from runtime.services.schedules import ScheduleChanges, ScheduleInput
 
-__all__ = ["ApiClient", "error_from"]
+__all__ = ["ApiClient", "RemoteSchedules", "error_from"]
 
 _ERRORS: dict[str, type[CorralError]] = {
     cls.__name__: cls
@@ -73,6 +78,8 @@ _ERRORS: dict[str, type[CorralError]] = {
         ProfileExistsError,
         ProfileNotFoundError,
         RunNotFoundError,
+        ScheduleError,
+        ScheduleNotFoundError,
         ServerDrainingError,
         StoreBusyError,
         TaskFileError,
@@ -343,9 +350,70 @@ class ApiClient:
         answer = await self._call("GET", "/secrets/uses", params=params)
         return _USES.validate_python(answer.json())
 
+    # --- schedules --------------------------------------------------------------------------
+
+    @property
+    def schedules(self) -> RemoteSchedules:
+        """The schedule operations, named as the service's (without the actor: the token's)."""
+        return RemoteSchedules(self)
+
+
+class RemoteSchedules:
+    """``/api/schedules`` with the method names of :class:`runtime.services.ScheduleService`."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self._client = client
+
+    async def _json(self, method: str, path: str, body: Any = None) -> Any:
+        return (await self._client._call(method, f"/schedules{path}", json=body)).json()
+
+    async def get(self, name: str) -> Schedule:
+        return Schedule.model_validate(await self._json("GET", f"/{name}"))
+
+    async def add(self, spec: ScheduleInput) -> Schedule:
+        return Schedule.model_validate(await self._json("POST", "", spec.model_dump(mode="json")))
+
+    async def update(self, name: str, changes: ScheduleChanges) -> Schedule:
+        body = changes.model_dump(mode="json", exclude_none=True)
+        return Schedule.model_validate(await self._json("PATCH", f"/{name}", body))
+
+    async def remove(self, name: str) -> None:
+        await self._client._call("DELETE", f"/schedules/{name}")
+
+    async def pause(self, name: str, reason: str | None = None) -> Schedule:
+        return Schedule.model_validate(
+            await self._json("POST", f"/{name}/pause", {"reason": reason})
+        )
+
+    async def resume(self, name: str) -> Schedule:
+        return Schedule.model_validate(await self._json("POST", f"/{name}/resume"))
+
+    async def run_now(self, name: str) -> list[Fire]:
+        return _FIRES.validate_python(await self._json("POST", f"/{name}/run-now"))
+
+    async def backfill(self, name: str, start: datetime, end: datetime) -> list[Fire]:
+        body = {"start": start.isoformat(), "end": end.isoformat()}
+        return _FIRES.validate_python(await self._json("POST", f"/{name}/backfill", body))
+
+    async def next_fires(self, name: str, n: int = 5) -> list[datetime]:
+        answer = await self._client._call("GET", f"/schedules/{name}/next", params={"n": n})
+        return _TIMES.validate_python(answer.json())
+
+    async def fires(self, name: str, limit: int = 50) -> list[Fire]:
+        answer = await self._client._call(
+            "GET", f"/schedules/{name}/fires", params={"limit": limit}
+        )
+        return _FIRES.validate_python(answer.json())
+
+    async def list(self) -> list[Schedule]:
+        return _SCHEDULES.validate_python(await self._json("GET", ""))
+
 
 _RUNS = TypeAdapter(list[RunRecord])
 _APPROVALS = TypeAdapter(list[ApprovalRequest])
 _PROFILES = TypeAdapter(list[ProfileInfo])
 _SECRETS = TypeAdapter(list[SecretInfo])
 _USES = TypeAdapter(list[SecretUseRecord])
+_SCHEDULES = TypeAdapter(list[Schedule])
+_FIRES = TypeAdapter(list[Fire])
+_TIMES = TypeAdapter(list[datetime])

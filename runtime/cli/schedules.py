@@ -7,24 +7,17 @@ the schedule's zone (``--tz``, else the schedule's own, else UTC).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
 from rich.table import Table
 
 from runtime.app import Runtime
-from runtime.auth import Actor
-from runtime.cli.common import (
-    cli_actor,
-    out_console,
-    parse_pairs,
-    print_json,
-    run_async,
-    with_runtime,
-)
+from runtime.cli.common import cli_actor, out_console, parse_pairs, print_json
+from runtime.cli.remote import LocalSchedules, SchedulesApi, either
 from runtime.cli.schedule_flags import (
     ScheduleFlags,
     parse_time,
@@ -33,11 +26,14 @@ from runtime.cli.schedule_flags import (
     schedule_options,
     timing_from,
 )
+from runtime.client import ApiClient
 from runtime.errors import ScheduleError
 from runtime.schedules import Fire, Schedule, SchedulePolicy, format_duration
 from runtime.services import ScheduleChanges, ScheduleInput
 
 __all__ = ["schedules_group"]
+
+T = TypeVar("T")
 
 
 _SHOWN_FIRES = 10
@@ -89,13 +85,17 @@ def _echo_schedule(verb: str, schedule: Schedule, as_json: bool) -> None:
         click.echo(f"schedule {schedule.name} {verb}: {_when(schedule)}, {_paused(schedule)}")
 
 
-def _run(body: Callable[[Runtime, Actor], Any]) -> Any:
-    """Open the runtime, find the acting user, run ``body``; errors become exit codes."""
+def _run(body: Callable[[SchedulesApi], Awaitable[T]]) -> T:
+    """Run ``body`` on the schedules here (as the acting user) or on ``CORRAL_SERVER``;
+    errors become exit codes."""
 
-    async def with_actor(rt: Runtime) -> Any:
-        return await body(rt, await cli_actor(rt))
+    async def local(rt: Runtime) -> T:
+        return await body(LocalSchedules(rt.services.schedules, await cli_actor(rt)))
 
-    return run_async(lambda: with_runtime(with_actor))
+    async def remote(client: ApiClient) -> T:
+        return await body(client.schedules)
+
+    return either(local, remote)
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ def add(name: str, task_file: str, as_json: bool, **given: Any) -> None:
     """Register a task to run on profiles by a cron expression or at a fixed interval."""
     flags = ScheduleFlags(**given)
 
-    async def body(rt: Runtime, actor: Actor) -> Schedule:
+    async def body(ops: SchedulesApi) -> Schedule:
         timing = timing_from(flags, None)
         assert timing is not None
         text, source = read_task(task_file)
@@ -127,7 +127,7 @@ def add(name: str, task_file: str, as_json: bool, **given: Any) -> None:
             timing=timing,
             policy=policy_from(flags, SchedulePolicy()) or SchedulePolicy(),
         )
-        return await rt.services.schedules.add(actor, spec)
+        return await ops.add(spec)
 
     _echo_schedule("added", _run(body), as_json)
 
@@ -140,9 +140,8 @@ def update(name: str, task_file: str | None, as_json: bool, **given: Any) -> Non
     """Change a schedule: only what is given changes (--profile, --var, --exclude-date replace)."""
     flags = ScheduleFlags(**given)
 
-    async def body(rt: Runtime, actor: Actor) -> Schedule:
-        service = rt.services.schedules
-        current = await service.get(actor, name)
+    async def body(ops: SchedulesApi) -> Schedule:
+        current = await ops.get(name)
         text, source = read_task(task_file) if task_file else (None, None)
         changes = ScheduleChanges(
             task_yaml=text,
@@ -154,7 +153,7 @@ def update(name: str, task_file: str | None, as_json: bool, **given: Any) -> Non
         )
         if not changes.model_dump(exclude_none=True):
             raise ScheduleError(f"update {name}: nothing to change (give --task, --cron, ...)")
-        return await service.update(actor, name, changes)
+        return await ops.update(name, changes)
 
     _echo_schedule("updated", _run(body), as_json)
 
@@ -164,14 +163,11 @@ def update(name: str, task_file: str | None, as_json: bool, **given: Any) -> Non
 def list_(as_json: bool) -> None:
     """The schedules you may see (admins: all), with their next fire and last outcome."""
 
-    async def body(
-        rt: Runtime, actor: Actor
-    ) -> list[tuple[Schedule, datetime | None, Fire | None]]:
-        service = rt.services.schedules
+    async def body(ops: SchedulesApi) -> list[tuple[Schedule, datetime | None, Fire | None]]:
         rows = []
-        for s in await service.list(actor):
-            upcoming = await service.next_fires(actor, s.name, 1)
-            last = await service.fires(actor, s.name, limit=1)
+        for s in await ops.list():
+            upcoming = await ops.next_fires(s.name, 1)
+            last = await ops.fires(s.name, limit=1)
             rows.append((s, upcoming[0] if upcoming else None, last[0] if last else None))
         return rows
 
@@ -213,10 +209,9 @@ def list_(as_json: bool) -> None:
 def show(name: str, with_task: bool, as_json: bool) -> None:
     """One schedule: every setting, its last fires; the registered task text with --task."""
 
-    async def body(rt: Runtime, actor: Actor) -> tuple[Schedule, list[Fire]]:
-        service = rt.services.schedules
-        schedule = await service.get(actor, name)
-        return schedule, await service.fires(actor, name, limit=_SHOWN_FIRES)
+    async def body(ops: SchedulesApi) -> tuple[Schedule, list[Fire]]:
+        schedule = await ops.get(name)
+        return schedule, await ops.fires(name, limit=_SHOWN_FIRES)
 
     schedule, fires = _run(body)
     if as_json:
@@ -264,9 +259,8 @@ def show(name: str, with_task: bool, as_json: bool) -> None:
 def next_(name: str, count: int, as_json: bool) -> None:
     """The next fire times, in the schedule's zone and in UTC (none while paused)."""
 
-    async def body(rt: Runtime, actor: Actor) -> tuple[Schedule, list[datetime]]:
-        service = rt.services.schedules
-        return await service.get(actor, name), await service.next_fires(actor, name, count)
+    async def body(ops: SchedulesApi) -> tuple[Schedule, list[datetime]]:
+        return await ops.get(name), await ops.next_fires(name, count)
 
     schedule, times = _run(body)
     zone = ZoneInfo(schedule.timing.tz)
@@ -298,7 +292,7 @@ def pause(name: str, reason: str | None, as_json: bool) -> None:
     """Stop new fires until resumed (a running fire goes on)."""
     _echo_schedule(
         "paused",
-        _run(lambda rt, actor: rt.services.schedules.pause(actor, name, reason)),
+        _run(lambda ops: ops.pause(name, reason)),
         as_json,
     )
 
@@ -308,9 +302,7 @@ def pause(name: str, reason: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine output on stdout")
 def resume(name: str, as_json: bool) -> None:
     """Fire again from now on (fires due while paused are not made up)."""
-    _echo_schedule(
-        "resumed", _run(lambda rt, actor: rt.services.schedules.resume(actor, name)), as_json
-    )
+    _echo_schedule("resumed", _run(lambda ops: ops.resume(name)), as_json)
 
 
 def _echo_fires(name: str, verb: str, fires: list[Fire], as_json: bool) -> None:
@@ -327,7 +319,7 @@ def _echo_fires(name: str, verb: str, fires: list[Fire], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine output on stdout")
 def run_now(name: str, as_json: bool) -> None:
     """A fire for now on every profile of the schedule (a paused one too)."""
-    fires = _run(lambda rt, actor: rt.services.schedules.run_now(actor, name))
+    fires = _run(lambda ops: ops.run_now(name))
     _echo_fires(name, "queued", fires, as_json)
 
 
@@ -339,11 +331,10 @@ def run_now(name: str, as_json: bool) -> None:
 def backfill(name: str, start: str, end: str, as_json: bool) -> None:
     """Fires for the schedule's times in (--from, --to] that never fired (none run twice)."""
 
-    async def body(rt: Runtime, actor: Actor) -> list[Fire]:
-        service = rt.services.schedules
-        tz = (await service.get(actor, name)).timing.tz
+    async def body(ops: SchedulesApi) -> list[Fire]:
+        tz = (await ops.get(name)).timing.tz
         begin, finish = parse_time(start, "--from", tz), parse_time(end, "--to", tz)
-        return await service.backfill(actor, name, begin, finish)
+        return await ops.backfill(name, begin, finish)
 
     _echo_fires(name, "added", _run(body), as_json)
 
@@ -353,7 +344,7 @@ def backfill(name: str, start: str, end: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine output on stdout")
 def rm(name: str, as_json: bool) -> None:
     """Remove a schedule: queued fires are skipped; past fires stay on record."""
-    _run(lambda rt, actor: rt.services.schedules.remove(actor, name))
+    _run(lambda ops: ops.remove(name))
     if as_json:
         print_json({"removed": name})
     else:
@@ -367,9 +358,8 @@ def rm(name: str, as_json: bool) -> None:
 def fires(name: str, limit: int, as_json: bool) -> None:
     """A schedule's fires, latest first: status, attempt, run and why."""
 
-    async def body(rt: Runtime, actor: Actor) -> tuple[Schedule, list[Fire]]:
-        service = rt.services.schedules
-        return await service.get(actor, name), await service.fires(actor, name, limit=limit)
+    async def body(ops: SchedulesApi) -> tuple[Schedule, list[Fire]]:
+        return await ops.get(name), await ops.fires(name, limit=limit)
 
     schedule, found = _run(body)
     if as_json:

@@ -1,0 +1,133 @@
+"""The CLI against a server: with ``CORRAL_SERVER`` set, commands go through its HTTP API.
+
+Then the CLI never opens the store or the master key (``CORRAL_HOME`` is not even read): the
+server's service account owns them, and the token in ``CORRAL_TOKEN`` decides what the caller may
+do. A command that needs the files themselves says so and stops (:func:`local_only`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from profiles import UserError
+from runtime.app import Runtime
+from runtime.auth import Actor
+from runtime.cli.common import fail, run_async, with_runtime
+from runtime.client import ApiClient
+from runtime.schedules import Fire, Schedule
+from runtime.services import ScheduleChanges, ScheduleInput, ScheduleService
+
+__all__ = [
+    "SERVER_ENV",
+    "LocalSchedules",
+    "SchedulesApi",
+    "either",
+    "local_only",
+    "server_url",
+    "with_client",
+]
+
+SERVER_ENV = "CORRAL_SERVER"
+TOKEN_ENV = "CORRAL_TOKEN"
+T = TypeVar("T")
+
+
+def server_url() -> str | None:
+    """The server the CLI talks to, if ``CORRAL_SERVER`` is set."""
+    return os.environ.get(SERVER_ENV, "").strip() or None
+
+
+async def with_client(body: Callable[[ApiClient], Awaitable[T]]) -> T:
+    """Run ``body`` with a client of ``CORRAL_SERVER`` as ``CORRAL_TOKEN``'s user."""
+    url = server_url()
+    assert url is not None
+    if not url.startswith(("http://", "https://")):
+        raise UserError(f"{SERVER_ENV}={url!r}: expected the server's URL, e.g. http://HOST:8780")
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise UserError(
+            f"{SERVER_ENV} is set but {TOKEN_ENV} is not: the server answers only API tokens "
+            "(an admin creates yours with: corral tokens create USER, on the server host)"
+        )
+    async with ApiClient(url, token) as client:
+        return await body(client)
+
+
+def either(
+    local: Callable[[Runtime], Awaitable[T]], remote: Callable[[ApiClient], Awaitable[T]]
+) -> T:
+    """Run a command's body here (the store and key in ``CORRAL_HOME``) or through the server;
+    errors become exit codes the same way in both."""
+    if server_url():
+        return run_async(lambda: with_client(remote))
+    return run_async(lambda: with_runtime(local))
+
+
+def local_only(command: str) -> None:
+    """Stop with exit 2 when ``CORRAL_SERVER`` is set: ``command`` needs the server's files."""
+    if server_url():
+        fail(
+            f"corral {command} works on the store and key themselves, so it is not available "
+            f"through {SERVER_ENV}; run it on the server host as the account that owns "
+            "CORRAL_HOME (or unset CORRAL_SERVER to work on a local CORRAL_HOME)"
+        )
+
+
+class SchedulesApi(Protocol):
+    """The schedule operations as the CLI uses them, here or on a server."""
+
+    async def add(self, spec: ScheduleInput) -> Schedule: ...
+    async def update(self, name: str, changes: ScheduleChanges) -> Schedule: ...
+    async def remove(self, name: str) -> None: ...
+    async def pause(self, name: str, reason: str | None = None) -> Schedule: ...
+    async def resume(self, name: str) -> Schedule: ...
+    async def run_now(self, name: str) -> list[Fire]: ...
+    async def backfill(self, name: str, start: datetime, end: datetime) -> list[Fire]: ...
+    async def get(self, name: str) -> Schedule: ...
+    async def next_fires(self, name: str, n: int = 5) -> list[datetime]: ...
+    async def fires(self, name: str, limit: int = 50) -> list[Fire]: ...
+    async def list(self) -> list[Schedule]: ...
+
+
+class LocalSchedules:
+    """:class:`SchedulesApi` on this machine's store, as one actor."""
+
+    def __init__(self, service: ScheduleService, actor: Actor) -> None:
+        self._service = service
+        self._actor = actor
+
+    async def add(self, spec: ScheduleInput) -> Schedule:
+        return await self._service.add(self._actor, spec)
+
+    async def update(self, name: str, changes: ScheduleChanges) -> Schedule:
+        return await self._service.update(self._actor, name, changes)
+
+    async def remove(self, name: str) -> None:
+        await self._service.remove(self._actor, name)
+
+    async def pause(self, name: str, reason: str | None = None) -> Schedule:
+        return await self._service.pause(self._actor, name, reason)
+
+    async def resume(self, name: str) -> Schedule:
+        return await self._service.resume(self._actor, name)
+
+    async def run_now(self, name: str) -> list[Fire]:
+        return await self._service.run_now(self._actor, name)
+
+    async def backfill(self, name: str, start: datetime, end: datetime) -> list[Fire]:
+        return await self._service.backfill(self._actor, name, start, end)
+
+    async def get(self, name: str) -> Schedule:
+        return await self._service.get(self._actor, name)
+
+    async def next_fires(self, name: str, n: int = 5) -> list[datetime]:
+        return await self._service.next_fires(self._actor, name, n)
+
+    async def fires(self, name: str, limit: int = 50) -> list[Fire]:
+        return await self._service.fires(self._actor, name, limit)
+
+    async def list(self) -> list[Schedule]:
+        return await self._service.list(self._actor)
