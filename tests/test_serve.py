@@ -4,6 +4,7 @@ approval decided through the HTTP API lets a scheduled run finish."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from runtime.demo.portal.store import Store as PortalStore
 from runtime.records import RunRecord
 from runtime.schedules import Fire, SchedulePolicy, Timing
 from runtime.services import ScheduleInput
-from tests.support.cli import CORRAL
+from tests.support.cli import CORRAL, corral_process
 from tests.support.demo import first_unpaid, make_demo_profiles, usd
 from tests.support.processes import running_chromium, wait_gone
 from tests.support.wait import until
@@ -342,3 +343,59 @@ async def test_a_scheduled_run_waits_for_approval_decided_through_the_api(
         audit = await rt.store.audit.list(action="approval.approve")
         assert {e.actor for e in audit} == {"root"} and len(audit) == 2
         assert usd(inv) in json.dumps([r.summary for r in await rt.approvals.list_requests(None)])
+
+
+async def test_the_cli_through_corral_server_never_opens_a_store_or_key(
+    rt: Runtime, portal: str, servers: list[Served], tmp_path: Path
+) -> None:
+    await profiles(rt, "p1")
+    admin = await rt.services.users.add_user_with_token(LOCAL_ACTOR, "root", "super_admin")
+    served = serve(servers, tmp_path)
+    url = await served.ready()
+    nowhere = tmp_path / "no-home-here"
+    env = {"CORRAL_SERVER": url, "CORRAL_TOKEN": admin.value, "CORRAL_HOME": str(nowhere)}
+    task = tmp_path / "look.yaml"
+    task.write_text(quick_task(portal))
+
+    def cli(*args: str, **extra: str | None) -> subprocess.CompletedProcess[str]:
+        return corral_process(*args, env={**env, **extra})
+
+    ran = await asyncio.to_thread(cli, "run", str(task), "--profile", "p1", "--json")
+    assert ran.returncode == 0, ran.stderr
+    [result] = json.loads(ran.stdout)
+    assert result["status"] == "succeeded" and result["profile"] == "p1"
+    assert f"started on {url}" in ran.stderr
+    listed = await asyncio.to_thread(cli, "runs", "list", "--json")
+    assert [r["id"] for r in json.loads(listed.stdout)] == [result["run_id"]]
+    shown = await asyncio.to_thread(cli, "runs", "show", result["run_id"])
+    assert shown.returncode == 0 and "wait_for" in shown.stdout
+    added = await asyncio.to_thread(
+        cli,
+        "schedules",
+        "add",
+        "nightly",
+        "--task",
+        str(task),
+        "--cron",
+        "0 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--profile",
+        "p1",
+        "--json",
+    )
+    assert added.returncode == 0, added.stderr
+    assert (await rt.services.schedules.get(LOCAL_ACTOR, "nightly")).owner == "root"
+    # Bad input is still exit 2 naming it; auth failures keep their exit codes.
+    bad = await asyncio.to_thread(
+        cli, "schedules", "add", "x", "--task", str(task), "--cron", "61 * * * *", "--profile", "p1"
+    )
+    assert bad.returncode == 2 and "61 * * * *" in bad.stderr
+    no_token = await asyncio.to_thread(cli, "runs", "list", CORRAL_TOKEN=None)
+    assert no_token.returncode == 2 and "CORRAL_TOKEN" in no_token.stderr
+    wrong = await asyncio.to_thread(cli, "runs", "list", CORRAL_TOKEN="crl_not-a-real-token")
+    assert wrong.returncode == 2 and "not a valid API token" in wrong.stderr
+    assert admin.value not in wrong.stderr + ran.stderr + ran.stdout
+    # None of it needed (or made) a CORRAL_HOME on the client's side.
+    assert not nowhere.exists()
+    assert served.stop() == 0

@@ -85,6 +85,7 @@ class ScheduleService(Service):
                 "starting with a letter or digit"
             )
         now = self._now()
+        timing = check_timing(spec.timing)
         task, profiles = await self._checked_task(
             actor, spec.task_yaml, spec.task_source, spec.profiles, spec.vars
         )
@@ -96,7 +97,7 @@ class ScheduleService(Service):
             origin=_origin(task, spec.vars),
             profiles=list(profiles),
             vars=spec.vars,
-            timing=check_timing(spec.timing),
+            timing=timing,
             policy=spec.policy,
             owner=actor.name,
             cursor=now,
