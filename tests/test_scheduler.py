@@ -4,8 +4,11 @@ fire between two schedulers, per-origin limits, run-now and backfill."""
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -15,6 +18,7 @@ from runtime.errors import ScheduleError
 from runtime.schedules import Fire, Schedule, SchedulePolicy, Timing
 from runtime.schedules.scheduler import Outcome, Scheduler
 from runtime.services import ScheduleChanges, ScheduleInput, Services
+from runtime.webhook import Webhook, verify_headers
 
 T0 = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 TASK = """
@@ -424,3 +428,40 @@ async def test_update_registers_a_new_task_and_rm_skips_queued_fires(
     await scheduler(rt, clock).tick(Slots(slots=0))
     await svc.schedules.remove(LOCAL_ACTOR, "s")
     assert {f.status for f in await fires(rt)} == {"skipped"}
+
+
+async def test_notices_go_out_on_the_signed_webhook(
+    rt: Runtime, svc: Services, clock: Clock
+) -> None:
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        hook = Webhook(f"http://127.0.0.1:{server.server_address[1]}/hook", "s3cret-hook")
+        await add(svc, pause_after=1, notify=["pause"])
+        sched = Scheduler(rt.store.schedules, rt.store.schedules, "h:1:1.0", clock, hook.send)
+        slots = Slots()
+        clock.go(60)
+        await slots.end(sched, (await sched.tick(slots)).started[0], FAILED)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # Only the kind the schedule asked for (pause), signed so a receiver can trust it.
+    [(headers, body)] = received
+    assert verify_headers("s3cret-hook", headers, body)
+    assert not verify_headers("another-secret", headers, body)
+    event = json.loads(body)
+    assert event["event"] == "schedule.paused" and event["schedule"] == "s"
+    assert "1 failed fires in a row" in event["reason"]

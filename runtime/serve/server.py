@@ -84,6 +84,7 @@ class FireLauncher:
         self.rt = rt
         self.pool = pool
         self.scheduler = scheduler
+        self._notices: set[asyncio.Task[None]] = set()
 
     def free_slots(self) -> int:
         return self.pool.free_slots()
@@ -112,9 +113,11 @@ class FireLauncher:
 
         def on_event(event: RunEvent) -> None:
             if event.kind == "approval":
-                asyncio.get_running_loop().create_task(
+                notice = asyncio.get_running_loop().create_task(
                     scheduler.announce(schedule, "fire.waiting_approval", fire, approval=event.text)
                 )
+                self._notices.add(notice)
+                notice.add_done_callback(self._notices.discard)
 
         try:
             result = await run_task(
