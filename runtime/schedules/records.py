@@ -19,6 +19,9 @@ __all__ = [
     "Timing",
 ]
 
+_DAY_S = 86_400.0
+_YEAR_S = 366 * _DAY_S
+
 Overlap = Literal["skip", "buffer_one", "buffer_all", "cancel_other", "allow"]
 """What a fire does while the same schedule's previous run on the same profile still goes."""
 
@@ -47,10 +50,14 @@ class Timing(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cron: str | None = Field(None, description="5 fields: minute hour day month weekday")
     tz: str = Field("UTC", description="IANA time zone the cron expression is read in")
-    every_s: float | None = Field(None, gt=0, description="fire every this many seconds")
+    every_s: float | None = Field(
+        None, gt=0, le=_YEAR_S, description="fire every this many seconds (at most a year)"
+    )
     start_at: datetime | None = Field(None, description="no fire before this time")
     end_at: datetime | None = Field(None, description="no fire after this time")
-    jitter_s: float = Field(0.0, ge=0, description="each fire starts up to this much later")
+    jitter_s: float = Field(
+        0.0, ge=0, le=_DAY_S, description="each fire starts up to this much later (at most a day)"
+    )
     exclude_dates: list[date] = Field(
         default_factory=list, description="no fire on these dates (in the schedule's zone)"
     )
@@ -61,12 +68,16 @@ class SchedulePolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     overlap: Overlap = "skip"
-    catchup_s: float = Field(3600.0, ge=0, description="missed fires younger than this still run")
+    catchup_s: float = Field(
+        3600.0, ge=0, le=_YEAR_S, description="missed fires younger than this still run"
+    )
     retries: int = Field(0, ge=0, le=20, description="extra attempts of a failed fire")
     backoff_s: float = Field(
-        30.0, gt=0, description="wait before the first retry; doubles for each next one"
+        30.0, gt=0, le=_DAY_S, description="wait before the first retry; doubles for each next one"
     )
-    max_backoff_s: float = Field(3600.0, gt=0, description="the longest wait between retries")
+    max_backoff_s: float = Field(
+        3600.0, gt=0, le=7 * _DAY_S, description="the longest wait between retries"
+    )
     pause_after: int | None = Field(
         5, ge=1, description="pause after this many failed fires in a row (None: never)"
     )
