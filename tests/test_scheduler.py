@@ -465,3 +465,19 @@ async def test_notices_go_out_on_the_signed_webhook(
     event = json.loads(body)
     assert event["event"] == "schedule.paused" and event["schedule"] == "s"
     assert "1 failed fires in a row" in event["reason"]
+
+
+async def test_a_stored_timing_that_no_longer_holds_pauses_only_its_schedule(
+    rt: Runtime, svc: Services, clock: Clock
+) -> None:
+    broken = await add(svc, "broken")
+    await add(svc, "fine", profiles=("bob",))
+    # As if the zone had left the tz data since the schedule was added.
+    bad = broken.timing.model_copy(update={"cron": "0 * * * *", "every_s": None, "tz": "Mars/Base"})
+    await rt.store.schedules.replace(broken.model_copy(update={"timing": bad}))
+    sched, slots = scheduler(rt, clock), Slots()
+    clock.go(60)
+    report = await sched.tick(slots)
+    assert [f.schedule for f in report.started] == ["fine"]
+    paused = await svc.schedules.get(LOCAL_ACTOR, "broken")
+    assert paused.paused and "Mars/Base" in (paused.paused_reason or "")

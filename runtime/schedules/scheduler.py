@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from runtime.errors import ScheduleError
 from runtime.schedules.queue import FireQueue
 from runtime.schedules.records import Fire, FireKind, FireStatus, Schedule
 from runtime.schedules.timing import fire_id, fire_times, jitter_for
@@ -171,7 +172,14 @@ class Scheduler:
         report = TickReport()
         now = self.now()
         for schedule in await self.schedules.all():
-            await self._enqueue(schedule, now, report)
+            try:
+                await self._enqueue(schedule, now, report)
+            except ScheduleError as exc:
+                # A stored timing that no longer holds (e.g. a zone gone from the tz data):
+                # this schedule stops, with the reason; the others go on.
+                reason = f"paused: its timing no longer holds: {exc}"
+                if await self.schedules.set_paused(schedule.name, True, reason, now):
+                    log.error("schedule %s %s", schedule.name, reason)
         if not self.draining:
             await self.dispatch(launcher, now, report)
         return report

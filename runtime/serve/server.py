@@ -29,7 +29,7 @@ from typing import Any
 import psutil
 import uvicorn
 
-from profiles import UserError, identity_is_gone, process_identity
+from profiles import CorralError, UserError, identity_is_gone, process_identity
 from runtime.api import create_app
 from runtime.app import Runtime
 from runtime.auth import Actor, utcnow
@@ -204,11 +204,15 @@ async def serve(
             while not stop.is_set():
                 if api.done():
                     break  # the API failed to start (its error surfaces below)
-                await scheduler.tick(launcher)
-                if loop.time() - recovered_at > RECOVER_EVERY_S:
-                    recovered_at = loop.time()
-                    await rt.store.mark_orphaned_runs(_pid_alive)
-                    report.recovered += await scheduler.recover(identity_is_gone)
+                try:
+                    await scheduler.tick(launcher)
+                    if loop.time() - recovered_at > RECOVER_EVERY_S:
+                        recovered_at = loop.time()
+                        await rt.store.mark_orphaned_runs(_pid_alive)
+                        report.recovered += await scheduler.recover(identity_is_gone)
+                except CorralError as exc:
+                    # A busy store, a failed notice: this tick's work waits for the next one.
+                    log.warning("scheduler tick: %s", rt.redactor.text(str(exc)))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), options.tick_s)
         finally:
