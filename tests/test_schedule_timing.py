@@ -321,3 +321,10 @@ def test_fire_ids_are_stable_and_distinct() -> None:
         fire_id("a b", when, "c"),
     }
     assert same not in others and len(others) == 5
+
+
+def test_an_interval_longer_than_a_year_is_refused() -> None:
+    with pytest.raises(ScheduleError) as caught:
+        check_timing(Timing(every_s=367 * 86_400))
+    assert caught.value.field == "every_s" and "at most 366d" in str(caught.value)
+    assert check_timing(Timing(every_s=366 * 86_400)).every_s == 366 * 86_400

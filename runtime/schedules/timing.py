@@ -35,6 +35,9 @@ __all__ = [
 DEFAULT_LIMIT = 10_000
 """The most fire times one call returns: a guard against a runaway window."""
 
+MAX_EVERY_S = 366 * 86_400.0
+"""The longest interval: 366 days (longer ones are surely a slip; cron says "yearly")."""
+
 MAX_CRON_JITTER_S = 86_400.0
 
 _UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
@@ -127,6 +130,12 @@ def check_timing(t: Timing) -> Timing:
     cron = _check_cron(t.cron) if t.cron is not None else None
     if t.every_s is not None and not (math.isfinite(t.every_s) and t.every_s >= 1):
         raise ScheduleError(f"every_s {t.every_s}: must be at least 1 second", field="every_s")
+    if t.every_s is not None and t.every_s > MAX_EVERY_S:
+        raise ScheduleError(
+            f"every_s {format_duration(t.every_s)}: must be at most 366d (use a cron "
+            "expression for yearly schedules)",
+            field="every_s",
+        )
     start = _aware(t.start_at, zone) if t.start_at else None
     end = _aware(t.end_at, zone) if t.end_at else None
     if start and end and end <= start:
