@@ -108,7 +108,17 @@ def placeholder(name: str) -> str:
     return "{{secret:" + name + "}}"
 
 
-def secret_use(record: SecretRecord) -> str:
+class ScopedSecret(Protocol):
+    """What :func:`secret_use` reads of a secret (a record here, or a server's listing)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def fields(self) -> list[str]: ...
+
+
+def secret_use(record: ScopedSecret) -> str:
     """Where a secret may be typed, in words (for listings)."""
     if record.kind == "totp":
         extra = f" or {', '.join(record.fields)}" if record.fields else ""

@@ -10,7 +10,9 @@ from rich.table import Table
 
 from runtime.app import Runtime
 from runtime.approvals import ApprovalRequest
-from runtime.cli.common import cli_actor, out_console, print_json, run_async, with_runtime
+from runtime.cli.common import cli_actor, out_console, print_json
+from runtime.cli.remote import either
+from runtime.client import ApiClient
 from runtime.run.gate import sanitize_summary
 
 __all__ = ["approvals_group", "for_terminal"]
@@ -48,12 +50,15 @@ def approvals_group() -> None:
 def list_(show_all: bool, run_id: str | None, as_json: bool) -> None:
     """Pending approval requests (expired ones are expired on the way)."""
 
-    async def body(rt: Runtime) -> list[ApprovalRequest]:
+    async def local(rt: Runtime) -> list[ApprovalRequest]:
         return await rt.services.approvals.list(
             await cli_actor(rt), None if show_all else "pending", run_id
         )
 
-    requests = run_async(lambda: with_runtime(body))
+    async def remote(client: ApiClient) -> list[ApprovalRequest]:
+        return await client.list_approvals("all" if show_all else "pending", run_id)
+
+    requests = either(local, remote)
     if as_json:
         print_json([r.model_dump(mode="json") for r in requests])
         return
@@ -79,10 +84,13 @@ def list_(show_all: bool, run_id: str | None, as_json: bool) -> None:
 def show(request_id: str, as_json: bool) -> None:
     """One request: the exact action, why it is gated, its screenshot, and earlier runs of it."""
 
-    async def body(rt: Runtime) -> ApprovalRequest:
+    async def local(rt: Runtime) -> ApprovalRequest:
         return await rt.services.approvals.get(await cli_actor(rt), request_id)
 
-    r = run_async(lambda: with_runtime(body))
+    async def remote(client: ApiClient) -> ApprovalRequest:
+        return await client.show_approval(request_id)
+
+    r = either(local, remote)
     if as_json:
         print_json(r.model_dump(mode="json"))
         return
@@ -111,10 +119,13 @@ def show(request_id: str, as_json: bool) -> None:
 
 
 def _decide(request_id: str, approve: bool, comment: str | None, as_json: bool) -> None:
-    async def body(rt: Runtime) -> ApprovalRequest:
+    async def local(rt: Runtime) -> ApprovalRequest:
         return await rt.services.approvals.decide(await cli_actor(rt), request_id, approve, comment)
 
-    r = run_async(lambda: with_runtime(body))
+    async def remote(client: ApiClient) -> ApprovalRequest:
+        return await client.decide(request_id, "approve" if approve else "deny", comment)
+
+    r = either(local, remote)
     if as_json:
         print_json(r.model_dump(mode="json"))
         return

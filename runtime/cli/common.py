@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn, TypeVar
@@ -12,21 +13,24 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 
-from profiles import CorralError, RedactingFilter
+from profiles import CorralError, RedactingFilter, UserError
 from runtime.app import Runtime
 from runtime.auth import Actor
 from runtime.errors import EXIT_BAD_INPUT, exit_code_for
 from runtime.settings import Settings
 
 __all__ = [
+    "SERVER_ENV",
     "cli_actor",
     "err_console",
     "fail",
+    "local_only_message",
     "out_console",
     "parse_pairs",
     "print_json",
     "read_hidden",
     "run_async",
+    "server_url",
     "with_runtime",
 ]
 
@@ -59,8 +63,33 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
         sys.exit(exit_code_for(exc))
 
 
+SERVER_ENV = "CORRAL_SERVER"
+
+
+def server_url() -> str | None:
+    """The server the CLI talks to, if ``CORRAL_SERVER`` is set."""
+    return os.environ.get(SERVER_ENV, "").strip() or None
+
+
+def local_only_message() -> str:
+    """Why a command that needs the store and key itself does not run against a server."""
+    context = click.get_current_context(silent=True)
+    command = context.command_path if context is not None else "this command"
+    return (
+        f"{command} works on the store and key themselves, so it is not available through "
+        f"{SERVER_ENV}; run it on the server host as the account that owns CORRAL_HOME (or "
+        "unset CORRAL_SERVER to work on a local CORRAL_HOME)"
+    )
+
+
 async def with_runtime(body: Callable[[Runtime], Awaitable[T]]) -> T:
-    """Open the runtime from the environment and run ``body`` with it."""
+    """Open the runtime from the environment and run ``body`` with it.
+
+    Never with ``CORRAL_SERVER`` set: then the server alone opens the store and the key, and a
+    command that needs them here stops with exit 2 (commands that can go through the server use
+    :func:`runtime.cli.remote.either`)."""
+    if server_url():
+        raise UserError(local_only_message())
     async with Runtime.open(Settings.from_env()) as rt:
         # Log lines pass through the runtime's redactor: no secret value reaches stderr.
         handler = logging.StreamHandler()

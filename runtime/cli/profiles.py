@@ -9,7 +9,8 @@ import click
 from pydantic import ValidationError
 from rich.table import Table
 
-from profiles import LeaseHolder, ProfileRecord, ProfileSettings, describe_errors
+from profiles import ProfileSettings, describe_errors
+from runtime.api.schemas import ProfileInfo
 from runtime.app import Runtime
 from runtime.cli.common import (
     cli_actor,
@@ -20,18 +21,21 @@ from runtime.cli.common import (
     run_async,
     with_runtime,
 )
+from runtime.cli.remote import either, local_only
+from runtime.client import ApiClient
 
 __all__ = ["profiles_group"]
 
 
-def _record_json(record: ProfileRecord, lease: LeaseHolder | None = None) -> dict[str, Any]:
+def _profile_json(info: ProfileInfo) -> dict[str, Any]:
+    """A profile as printed, here or from a server (never its state or proxy password)."""
     return {
-        "name": record.name,
-        "settings": record.settings.model_dump(mode="json", exclude={"proxy": {"password"}}),
-        "created_at": record.created_at.isoformat(),
-        "has_state": record.state is not None,
-        "state_saved_at": record.state_saved_at.isoformat() if record.state_saved_at else None,
-        "leased_by": lease.run_id if lease else None,
+        "name": info.name,
+        "settings": info.settings.model_dump(mode="json", exclude={"proxy": {"password"}}),
+        "created_at": info.created_at.isoformat(),
+        "has_state": info.has_state,
+        "state_saved_at": info.state_saved_at.isoformat() if info.state_saved_at else None,
+        "leased_by": info.leased_by,
     }
 
 
@@ -101,11 +105,15 @@ def create(
         detail = "; ".join(describe_errors(exc, top=""))
         raise click.UsageError(f"profile settings: {detail}") from exc
 
-    async def body(rt: Runtime) -> None:
+    async def local(rt: Runtime) -> ProfileInfo:
         record = await rt.services.profiles.create(await cli_actor(rt), name, settings)
-        click.echo(f"created profile {record.name} (mode {record.settings.mode})")
+        return ProfileInfo.of(record)
 
-    run_async(lambda: with_runtime(body))
+    async def remote(client: ApiClient) -> ProfileInfo:
+        return await client.create_profile(name, settings)
+
+    info = either(local, remote)
+    click.echo(f"created profile {info.name} (mode {info.settings.mode})")
 
 
 @profiles_group.command("list")
@@ -113,25 +121,29 @@ def create(
 def list_(as_json: bool) -> None:
     """List profiles."""
 
-    async def body(rt: Runtime) -> None:
+    async def local(rt: Runtime) -> tuple[str, list[ProfileInfo]]:
         entries = await rt.services.profiles.list(await cli_actor(rt))
-        if as_json:
-            print_json([_record_json(r, lease) for r, lease in entries])
-            return
-        table = Table(title=f"profiles in {rt.settings.home}")
-        for col in ("name", "mode", "saved state", "leased by", "vars"):
-            table.add_column(col)
-        for r, lease in entries:
-            table.add_row(
-                r.name,
-                r.settings.mode,
-                r.state_saved_at.strftime("%Y-%m-%d %H:%M") if r.state_saved_at else "none",
-                lease.run_id if lease else "",
-                ", ".join(sorted(r.settings.vars)),
-            )
-        out_console().print(table)
+        return str(rt.settings.home), [ProfileInfo.of(r, lease) for r, lease in entries]
 
-    run_async(lambda: with_runtime(body))
+    async def remote(client: ApiClient) -> tuple[str, list[ProfileInfo]]:
+        return client.base_url, await client.list_profiles()
+
+    where, infos = either(local, remote)
+    if as_json:
+        print_json([_profile_json(i) for i in infos])
+        return
+    table = Table(title=f"profiles in {where}")
+    for col in ("name", "mode", "saved state", "leased by", "vars"):
+        table.add_column(col)
+    for i in infos:
+        table.add_row(
+            i.name,
+            i.settings.mode,
+            i.state_saved_at.strftime("%Y-%m-%d %H:%M") if i.state_saved_at else "none",
+            i.leased_by or "",
+            ", ".join(sorted(i.settings.vars)),
+        )
+    out_console().print(table)
 
 
 @profiles_group.command("show")
@@ -140,14 +152,17 @@ def list_(as_json: bool) -> None:
 def show(name: str, as_json: bool) -> None:
     """Show a profile's settings (never its saved cookies)."""
 
-    async def body(rt: Runtime) -> None:
-        data = _record_json(*await rt.services.profiles.show(await cli_actor(rt), name))
-        if as_json:
-            print_json(data)
-            return
-        out_console().print_json(data=data)
+    async def local(rt: Runtime) -> ProfileInfo:
+        return ProfileInfo.of(*await rt.services.profiles.show(await cli_actor(rt), name))
 
-    run_async(lambda: with_runtime(body))
+    async def remote(client: ApiClient) -> ProfileInfo:
+        return await client.show_profile(name)
+
+    data = _profile_json(either(local, remote))
+    if as_json:
+        print_json(data)
+        return
+    out_console().print_json(data=data)
 
 
 @profiles_group.command("delete")
@@ -156,14 +171,20 @@ def show(name: str, as_json: bool) -> None:
 def delete(name: str, yes: bool) -> None:
     """Delete a profile and its saved state."""
 
-    async def body(rt: Runtime) -> None:
-        def confirm() -> None:
-            click.confirm(f"delete profile {name} and its saved state?", abort=True)
+    def confirm() -> None:
+        click.confirm(f"delete profile {name} and its saved state?", abort=True)
 
+    async def local(rt: Runtime) -> None:
         await rt.services.profiles.delete(await cli_actor(rt), name, None if yes else confirm)
-        click.echo(f"deleted profile {name}")
 
-    run_async(lambda: with_runtime(body))
+    async def remote(client: ApiClient) -> None:
+        await client.show_profile(name)  # it exists and may be seen, before anyone is asked
+        if not yes:
+            confirm()
+        await client.delete_profile(name)
+
+    either(local, remote)
+    click.echo(f"deleted profile {name}")
 
 
 @profiles_group.command("clear")
@@ -171,11 +192,14 @@ def delete(name: str, yes: bool) -> None:
 def clear(name: str) -> None:
     """Forget a profile's saved state (cookies, storage): the next run starts logged out."""
 
-    async def body(rt: Runtime) -> None:
+    async def local(rt: Runtime) -> None:
         await rt.services.profiles.clear(await cli_actor(rt), name)
-        click.echo(f"cleared the saved state of {name}")
 
-    run_async(lambda: with_runtime(body))
+    async def remote(client: ApiClient) -> None:
+        await client.clear_profile(name)
+
+    either(local, remote)
+    click.echo(f"cleared the saved state of {name}")
 
 
 @profiles_group.command("export")
@@ -188,6 +212,7 @@ def clear(name: str) -> None:
 )
 def export(name: str, output: Path, with_state: bool) -> None:
     """Export a profile to a file (settings; state only with --with-state)."""
+    local_only()
 
     async def body(rt: Runtime) -> None:
         def passphrase() -> str:
@@ -211,6 +236,7 @@ def export(name: str, output: Path, with_state: bool) -> None:
 def import_(bundle: Path, name: str | None) -> None:
     """Import a profile bundle (asks for its passphrase if it holds sealed state or a proxy
     password)."""
+    local_only()
     try:
         data = bundle.read_bytes()
     except OSError as exc:

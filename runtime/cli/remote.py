@@ -15,7 +15,14 @@ from typing import Protocol, TypeVar
 from profiles import UserError
 from runtime.app import Runtime
 from runtime.auth import Actor
-from runtime.cli.common import fail, run_async, with_runtime
+from runtime.cli.common import (
+    SERVER_ENV,
+    fail,
+    local_only_message,
+    run_async,
+    server_url,
+    with_runtime,
+)
 from runtime.client import ApiClient
 from runtime.schedules import Fire, Schedule
 from runtime.services import ScheduleChanges, ScheduleInput, ScheduleService
@@ -30,14 +37,8 @@ __all__ = [
     "with_client",
 ]
 
-SERVER_ENV = "CORRAL_SERVER"
 TOKEN_ENV = "CORRAL_TOKEN"
 T = TypeVar("T")
-
-
-def server_url() -> str | None:
-    """The server the CLI talks to, if ``CORRAL_SERVER`` is set."""
-    return os.environ.get(SERVER_ENV, "").strip() or None
 
 
 async def with_client(body: Callable[[ApiClient], Awaitable[T]]) -> T:
@@ -66,14 +67,11 @@ def either(
     return run_async(lambda: with_runtime(local))
 
 
-def local_only(command: str) -> None:
-    """Stop with exit 2 when ``CORRAL_SERVER`` is set: ``command`` needs the server's files."""
+def local_only() -> None:
+    """Stop with exit 2 when ``CORRAL_SERVER`` is set, before a command that needs the
+    server's files reads or asks for anything (``with_runtime`` refuses too, later)."""
     if server_url():
-        fail(
-            f"corral {command} works on the store and key themselves, so it is not available "
-            f"through {SERVER_ENV}; run it on the server host as the account that owns "
-            "CORRAL_HOME (or unset CORRAL_SERVER to work on a local CORRAL_HOME)"
-        )
+        fail(local_only_message())
 
 
 class SchedulesApi(Protocol):

@@ -12,7 +12,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from profiles import secret_use
+from profiles import SecretUseRecord, secret_use
+from runtime.api.schemas import SecretInfo
 from runtime.app import Runtime
 from runtime.cli.common import (
     cli_actor,
@@ -22,6 +23,9 @@ from runtime.cli.common import (
     run_async,
     with_runtime,
 )
+from runtime.cli.remote import either, local_only
+from runtime.client import ApiClient
+from runtime.errors import PermissionDeniedError
 
 __all__ = ["secrets_group", "vault_group"]
 
@@ -71,27 +75,34 @@ def set_(
             "or type it at the prompt (and consider this one exposed: rotate it)"
         )
 
-    async def body(rt: Runtime) -> None:
-        prompt = "TOTP seed (base32)" if totp else f"value of {name}"
+    prompt = "TOTP seed (base32)" if totp else f"value of {name}"
+
+    def value() -> str:
+        return read_hidden(prompt, confirm=sys.stdin.isatty())
+
+    async def local(rt: Runtime) -> SecretInfo:
         # Read by the service only once the actor may set it, so nobody types a secret just to
         # be refused.
         record = await rt.services.secrets.set(
-            await cli_actor(rt),
-            name,
-            lambda: read_hidden(prompt, confirm=sys.stdin.isatty()),
-            domains,
-            profiles,
-            totp,
-            fields,
+            await cli_actor(rt), name, value, domains, profiles, totp, fields
         )
-        scope = ", ".join(record.domains)
-        bound = f"; profiles {', '.join(record.profiles)}" if record.profiles else ""
-        click.echo(
-            f"stored secret {record.name} ({record.kind}) for {scope}{bound}; "
-            f"typed only into {secret_use(record)}"
-        )
+        return SecretInfo.of(record)
 
-    run_async(lambda: with_runtime(body))
+    async def remote(client: ApiClient) -> SecretInfo:
+        me = await client.whoami()
+        if me.role not in ("admin", "super_admin"):
+            # The server would refuse it: say so before anyone types the value.
+            raise PermissionDeniedError(f"{me.name} ({me.role}) cannot set secrets: needs admin")
+        # The value travels only in the request body, over the server's URL.
+        return await client.set_secret(name, value(), domains, profiles, totp=totp, fields=fields)
+
+    info = either(local, remote)
+    scope = ", ".join(info.domains)
+    bound = f"; profiles {', '.join(info.profiles)}" if info.profiles else ""
+    click.echo(
+        f"stored secret {info.name} ({info.kind}) for {scope}{bound}; "
+        f"typed only into {secret_use(info)}"
+    )
 
 
 @secrets_group.command("list")
@@ -99,40 +110,42 @@ def set_(
 def list_(as_json: bool) -> None:
     """Names, kinds, fields, scopes and use times of the secrets (never values)."""
 
-    async def body(rt: Runtime) -> None:
-        records = await rt.services.secrets.list(await cli_actor(rt))
-        rows: list[dict[str, Any]] = [
-            {
-                "name": r.name,
-                "kind": r.kind,
-                "domains": r.domains,
-                "profiles": r.profiles,
-                "fields": r.fields,
-                "typed_into": secret_use(r),
-                "created_at": r.created_at.isoformat(),
-                "last_used_at": r.last_used_at.isoformat() if r.last_used_at else None,
-            }
-            for r in records
-        ]
-        if as_json:
-            print_json(rows)
-            return
-        table = Table(title="secrets")
-        for col in ("name", "kind", "typed into", "domains", "profiles", "created", "last used"):
-            table.add_column(col)
-        for r in rows:
-            table.add_row(
-                r["name"],
-                r["kind"],
-                r["typed_into"],
-                "\n".join(r["domains"]),
-                ", ".join(r["profiles"]) or "any",
-                str(r["created_at"])[:16],
-                str(r["last_used_at"] or "never")[:16],
-            )
-        out_console().print(table)
+    async def local(rt: Runtime) -> list[SecretInfo]:
+        return [SecretInfo.of(r) for r in await rt.services.secrets.list(await cli_actor(rt))]
 
-    run_async(lambda: with_runtime(body))
+    async def remote(client: ApiClient) -> list[SecretInfo]:
+        return await client.list_secrets()
+
+    rows: list[dict[str, Any]] = [
+        {
+            "name": r.name,
+            "kind": r.kind,
+            "domains": r.domains,
+            "profiles": r.profiles,
+            "fields": r.fields,
+            "typed_into": secret_use(r),
+            "created_at": r.created_at.isoformat(),
+            "last_used_at": r.last_used_at.isoformat() if r.last_used_at else None,
+        }
+        for r in either(local, remote)
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="secrets")
+    for col in ("name", "kind", "typed into", "domains", "profiles", "created", "last used"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["kind"],
+            row["typed_into"],
+            "\n".join(row["domains"]),
+            ", ".join(row["profiles"]) or "any",
+            str(row["created_at"])[:16],
+            str(row["last_used_at"] or "never")[:16],
+        )
+    out_console().print(table)
 
 
 @secrets_group.command("rm")
@@ -140,11 +153,14 @@ def list_(as_json: bool) -> None:
 def rm(name: str) -> None:
     """Delete a secret."""
 
-    async def body(rt: Runtime) -> None:
+    async def local(rt: Runtime) -> None:
         await rt.services.secrets.remove(await cli_actor(rt), name)
-        click.echo(f"deleted secret {name}")
 
-    run_async(lambda: with_runtime(body))
+    async def remote(client: ApiClient) -> None:
+        await client.remove_secret(name)
+
+    either(local, remote)
+    click.echo(f"deleted secret {name}")
 
 
 @secrets_group.command("audit")
@@ -154,27 +170,30 @@ def rm(name: str) -> None:
 def audit_uses(run_id: str | None, limit: int, as_json: bool) -> None:
     """Every use of a secret, allowed or refused, newest first."""
 
-    async def body(rt: Runtime) -> None:
-        entries = await rt.services.secrets.list_uses(await cli_actor(rt), run_id, limit)
-        if as_json:
-            print_json([e.model_dump(mode="json") for e in entries])
-            return
-        table = Table(title="secret use")
-        for col in ("when", "run", "step", "secret", "origin", "allowed", "reason"):
-            table.add_column(col)
-        for e in entries:
-            table.add_row(
-                e.at.isoformat()[:19],
-                e.run_id,
-                "" if e.step_idx is None else str(e.step_idx + 1),
-                e.secret,
-                e.origin,
-                "yes" if e.allowed else "NO",
-                e.reason or "",
-            )
-        out_console().print(table)
+    async def local(rt: Runtime) -> list[SecretUseRecord]:
+        return await rt.services.secrets.list_uses(await cli_actor(rt), run_id, limit)
 
-    run_async(lambda: with_runtime(body))
+    async def remote(client: ApiClient) -> list[SecretUseRecord]:
+        return await client.secret_uses(run_id, limit=limit)
+
+    entries = either(local, remote)
+    if as_json:
+        print_json([e.model_dump(mode="json") for e in entries])
+        return
+    table = Table(title="secret use")
+    for col in ("when", "run", "step", "secret", "origin", "allowed", "reason"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(
+            e.at.isoformat()[:19],
+            e.run_id,
+            "" if e.step_idx is None else str(e.step_idx + 1),
+            e.secret,
+            e.origin,
+            "yes" if e.allowed else "NO",
+            e.reason or "",
+        )
+    out_console().print(table)
 
 
 @click.group("vault")
@@ -185,6 +204,7 @@ def vault_group() -> None:
 @vault_group.command("rotate-key")
 def rotate() -> None:
     """Re-encrypt every secret and saved profile state under a new master key (crash-safe)."""
+    local_only()
 
     async def body(rt: Runtime) -> None:
         # With CORRAL_MASTER_KEY set the service asks for the new key (once the actor may).
