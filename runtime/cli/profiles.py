@@ -21,7 +21,7 @@ from runtime.cli.common import (
     run_async,
     with_runtime,
 )
-from runtime.cli.remote import either, local_only
+from runtime.cli.remote import either, local_only, require_admin
 from runtime.client import ApiClient
 
 __all__ = ["profiles_group"]
@@ -178,7 +178,9 @@ def delete(name: str, yes: bool) -> None:
         await rt.services.profiles.delete(await cli_actor(rt), name, None if yes else confirm)
 
     async def remote(client: ApiClient) -> None:
-        await client.show_profile(name)  # it exists and may be seen, before anyone is asked
+        # Who may delete, and that it exists, before anyone is asked.
+        await require_admin(client, "delete profiles")
+        await client.show_profile(name)
         if not yes:
             confirm()
         await client.delete_profile(name)

@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 
 from profiles import UserError
 from runtime.app import Runtime
-from runtime.auth import Actor
+from runtime.auth import ROLES, Actor
 from runtime.cli.common import (
     SERVER_ENV,
     fail,
@@ -24,6 +24,7 @@ from runtime.cli.common import (
     with_runtime,
 )
 from runtime.client import ApiClient
+from runtime.errors import PermissionDeniedError
 from runtime.schedules import Fire, Schedule
 from runtime.services import ScheduleChanges, ScheduleInput, ScheduleService
 
@@ -33,6 +34,7 @@ __all__ = [
     "SchedulesApi",
     "either",
     "local_only",
+    "require_admin",
     "server_url",
     "with_client",
 ]
@@ -72,6 +74,14 @@ def local_only() -> None:
     server's files reads or asks for anything (``with_runtime`` refuses too, later)."""
     if server_url():
         fail(local_only_message())
+
+
+async def require_admin(client: ApiClient, doing: str) -> None:
+    """Refuse a token whose user is below admin before anyone is asked for anything (a value,
+    a confirmation), as the service does locally; the server still decides the call itself."""
+    me = await client.whoami()
+    if ROLES[me.role] < ROLES["admin"]:
+        raise PermissionDeniedError(f"{me.name} ({me.role}) cannot {doing}: needs admin")
 
 
 class SchedulesApi(Protocol):

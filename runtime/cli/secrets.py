@@ -23,9 +23,8 @@ from runtime.cli.common import (
     run_async,
     with_runtime,
 )
-from runtime.cli.remote import either, local_only
+from runtime.cli.remote import either, local_only, require_admin
 from runtime.client import ApiClient
-from runtime.errors import PermissionDeniedError
 
 __all__ = ["secrets_group", "vault_group"]
 
@@ -89,10 +88,10 @@ def set_(
         return SecretInfo.of(record)
 
     async def remote(client: ApiClient) -> SecretInfo:
-        me = await client.whoami()
-        if me.role not in ("admin", "super_admin"):
-            # The server would refuse it: say so before anyone types the value.
-            raise PermissionDeniedError(f"{me.name} ({me.role}) cannot set secrets: needs admin")
+        # What the server would refuse is refused before anyone types the value.
+        await require_admin(client, "set secrets")
+        for profile in profiles:
+            await client.show_profile(profile)
         # The value travels only in the request body, over the server's URL.
         return await client.set_secret(name, value(), domains, profiles, totp=totp, fields=fields)
 
