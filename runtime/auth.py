@@ -160,11 +160,16 @@ class Authorizer:
             standard = f"{actor.name} ({actor.role}) may not {doing}: that needs the {role} role"
             raise PermissionDeniedError(message or standard + higher)
 
+    async def may_use_profile(self, actor: Actor, profile: str) -> bool:
+        """Whether ``actor`` may use (and see what happens on) ``profile``: admins and above
+        every profile, users those granted to them."""
+        if actor.level >= ROLES["admin"]:
+            return True
+        return await self._grants.has_grant(actor.name, profile)
+
     async def require_profile(self, actor: Actor, profile: str, doing: str) -> None:
         """Users need a grant on ``profile``; admins and above may use every profile."""
-        if actor.level >= ROLES["admin"]:
-            return
-        if not await self._grants.has_grant(actor.name, profile):
+        if not await self.may_use_profile(actor, profile):
             raise PermissionDeniedError(
                 f"{actor.name} ({actor.role}) may not {doing}: profile '{profile}' is not "
                 f"granted to {actor.name} (an admin can: corral users grant {actor.name} {profile})"

@@ -16,7 +16,7 @@ from profiles import InvalidProfileError, ProfileSettings, ProxySettings, UserEr
 from runtime import Runtime, Settings, parse_task
 from runtime.auth import LOCAL_ACTOR, Actor, PermissionDeniedError
 from runtime.cli.main import cli
-from runtime.errors import exit_code_for
+from runtime.errors import ApprovalNotFoundError, exit_code_for
 from runtime.services import Services, bundle_needs_passphrase
 
 ROOT = Actor("root", "super_admin")
@@ -349,3 +349,17 @@ def test_cli_modules_hold_no_role_checks_or_audit_writes() -> None:
         if forbidden.search(line)
     }
     assert found == {}
+
+
+async def test_a_user_sees_approval_requests_only_on_granted_profiles(svc: Services) -> None:
+    """A waiting request shows a page's URL, its summary and the action: a user without a grant
+    on its profile neither lists nor opens it (by id or prefix), as if it did not exist."""
+    assert [r.id for r in await svc.approvals.list(ADA)] == ["ap-00000001"]
+    assert await svc.approvals.list(BOB) == []
+    assert await svc.approvals.list(BOB, status=None, run_id="run-1") == []
+    for ref in ("ap-00000001", "ap-0000"):
+        with pytest.raises(ApprovalNotFoundError):
+            await svc.approvals.get(BOB, ref)
+    await svc.users.grant(ROOT, "bob", "shop")
+    assert [r.id for r in await svc.approvals.list(BOB)] == ["ap-00000001"]
+    assert (await svc.approvals.get(BOB, "ap-0000")).summary == "Click 'Pay'"

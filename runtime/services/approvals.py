@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from runtime.approvals import ApprovalError, ApprovalRequest
 from runtime.auth import Actor
+from runtime.errors import ApprovalNotFoundError
 from runtime.services.base import Service
 
 __all__ = ["ApprovalService"]
@@ -19,14 +20,18 @@ class ApprovalService(Service):
         run_id: str | None = None,
         limit: int = 50,
     ) -> list[ApprovalRequest]:
-        """Requests, newest first (``status=None`` for all); past-due ones expire first."""
-        del actor  # any authenticated actor may see what waits
-        return await self._rt.approvals.list_requests(status, run_id, limit)
+        """Requests, newest first (``status=None`` for all); past-due ones expire first. A
+        ``user`` sees only requests of runs on profiles granted to them."""
+        found = await self._rt.approvals.list_requests(status, run_id, limit)
+        return [r for r in found if await self._authz.may_use_profile(actor, r.profile)]
 
     async def get(self, actor: Actor, ref: str) -> ApprovalRequest:
-        """One request by id or unique id prefix, with earlier runs of the same action."""
-        del actor
-        return await self._rt.approvals.get(ref)
+        """One request by id or unique id prefix, with earlier runs of the same action (a
+        request on a profile not granted to a ``user`` is not found, as if it did not exist)."""
+        request = await self._rt.approvals.get(ref)
+        if not await self._authz.may_use_profile(actor, request.profile):
+            raise ApprovalNotFoundError(f"no approval request '{ref}' (see: corral approvals list)")
+        return request
 
     async def decide(
         self, actor: Actor, ref: str, approve: bool, comment: str | None = None

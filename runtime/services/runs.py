@@ -113,9 +113,7 @@ class RunService(Service):
 
     async def may_see(self, actor: Actor, profile: str) -> bool:
         """Whether ``actor`` may see runs on ``profile`` (admins: all; users: granted ones)."""
-        if actor.level >= ROLES["admin"]:
-            return True
-        return await self._store.users.has_grant(actor.name, profile)
+        return await self._authz.may_use_profile(actor, profile)
 
     async def cancel(
         self,
