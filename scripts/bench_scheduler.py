@@ -168,6 +168,13 @@ async def direct(settings: Settings, portal: str, args: argparse.Namespace) -> d
 
 def markdown(s: dict[str, Any], b: dict[str, Any], args: argparse.Namespace) -> str:
     late, page, claim = s["lateness"], s["due_to_page"], s["claim_to_page"]
+    solo, solo_direct = s["solo"], b["solo"]["call_to_page"]
+    solo_page = solo["due_to_page"]
+    solo_ratio = (
+        solo["claim_to_page"]["p50_ms"] / solo_direct["p50_ms"]
+        if solo_direct["p50_ms"]
+        else float("nan")
+    )
     wave = s["first_wave"]
     direct_page = b["call_to_page"]
     ratio = claim["p50_ms"] / direct_page["p50_ms"] if direct_page["p50_ms"] else float("nan")
@@ -191,6 +198,19 @@ def markdown(s: dict[str, Any], b: dict[str, Any], args: argparse.Namespace) -> 
             f"{direct_page['p50_ms']} / {direct_page['p95_ms']} ms",
         ),
         ("scheduled / direct, start to first page (p50)", f"{ratio:.2f}x"),
+        (
+            f"one at a time ({args.solo} fires, 1 worker): due -> first page p50 / p95",
+            f"{solo_page['p50_ms']} / {solo_page['p95_ms']} ms",
+        ),
+        (
+            "one at a time: lateness (due -> claim) p50 / max",
+            f"{solo['lateness']['p50_ms']} / {solo['lateness']['max_ms']} ms",
+        ),
+        (
+            "one at a time: claim -> first page p50, beside direct `run_task` call -> first page",
+            f"{solo['claim_to_page']['p50_ms']} ms vs {solo_direct['p50_ms']} ms "
+            f"({solo_ratio:.2f}x)",
+        ),
     ]
     table = "| figure | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
     return (
@@ -205,7 +225,10 @@ def markdown(s: dict[str, Any], b: dict[str, Any], args: argparse.Namespace) -> 
         f"starts {args.profiles} runs and {args.workers} slots take them in waves, so its last "
         "wave starts long after the due time (on this 2-core machine a run takes seconds with "
         f"{args.workers} at once). The first wave finds slots free: its lateness is the "
-        "scheduler's own (a tick is 0.5 s).\n"
+        "scheduler's own (a tick is 0.5 s). With 16 at once, claim -> first page swings "
+        "between runs of this script (1.1x to 1.8x of direct here): each fire time starts 16 "
+        "contexts in one burst, where direct runs start staggered after the first wave. The "
+        "one-at-a-time rows compare the two paths without that contention.\n"
     )
 
 
@@ -215,6 +238,7 @@ async def main() -> None:
     parser.add_argument("--fires", type=int, default=4)
     parser.add_argument("--every", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--solo", type=int, default=12, help="fires of the one-at-a-time run")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, PortalServer(port=0) as portal:
@@ -223,8 +247,22 @@ async def main() -> None:
         result = await scheduled(settings, portal.url, args)
         base_settings = Settings.from_env({"CORRAL_HOME": str(home / "direct")})
         base = await direct(base_settings, portal.url, args)
+        # One fire at a time on one worker, beside run_task one at a time: the serve path's
+        # own cost from fire to first page, without 16 runs competing for 2 cores.
+        one = argparse.Namespace(
+            **{**vars(args), "profiles": 1, "fires": args.solo, "every": 3.0, "workers": 1}
+        )
+        solo = await scheduled(
+            Settings.from_env({"CORRAL_HOME": str(home / "s1")}), portal.url, one
+        )
+        solo_base = await direct(
+            Settings.from_env({"CORRAL_HOME": str(home / "d1")}), portal.url, one
+        )
     print(result)
     print(base)
+    print(solo)
+    print(solo_base)
+    result["solo"], base["solo"] = solo, solo_base
     text = markdown(result, base, args)
     print(text)
     if args.write:
