@@ -21,6 +21,7 @@ from runtime.demo.portal import USERS, PortalServer
 from runtime.demo.portal.data import Invoice
 from runtime.errors import (
     ApprovalError,
+    ApprovalNotFoundError,
     AuthError,
     PermissionDeniedError,
     RunNotFoundError,
@@ -192,8 +193,12 @@ async def _pay_through_the_api(served: Served, shop: PortalServer, inv: Invoice)
     assert pay.run_id == run.run_id
     pending = await served.ada.result(run.run_id)
     assert isinstance(pending, RunPending) and pending.status == "waiting_approval"
-    [listed] = await served.bob.list_approvals(run_id=run.run_id)
+    [listed] = await served.ada.list_approvals(run_id=run.run_id)
     assert listed.summary == f"Click 'Pay {usd(inv)}' on /invoices/{inv.number}"
+    # bob has no grant on alice: her waiting request is not his to see.
+    assert await served.bob.list_approvals(run_id=run.run_id) == []
+    with pytest.raises(ApprovalNotFoundError):
+        await served.bob.show_approval(pay.id)
     with pytest.raises(PermissionDeniedError):
         await served.bob.approve(pay.id)
     decided = await served.ada.approve(pay.id, "due today")
