@@ -197,6 +197,25 @@ class Approvals:
                 return True
         return False
 
+    async def hold(self, request_id: str, why: str) -> bool:
+        """Leave a pending request waiting after its run stopped (a server's drain), with
+        ``why`` in its outcome, for the next attempt of the same fire to take over."""
+        return await self.repo.move(request_id, "pending", "pending", outcome=why)
+
+    async def adopt(
+        self, fire_id: str, run_id: str, step_idx: int, key: str, fingerprint: str
+    ) -> ApprovalRequest | None:
+        """The request an earlier attempt of ``fire_id`` left waiting for this very action,
+        now this run's (see :meth:`ApprovalRepository.adopt`), with its earlier runs."""
+        request = await self.repo.adopt(fire_id, run_id, step_idx, key, fingerprint)
+        if request is not None:
+            request.prior = await self.prior(key, exclude=request.id)
+        return request
+
+    async def close_held(self, fire_id: str, why: str) -> int:
+        """Close what a fire's attempts left waiting, once the fire has ended."""
+        return await self.repo.close_held(fire_id, why)
+
     async def supersede(self, request_id: str, why: str) -> bool:
         """An approved request whose page or target changed: not acted on, asked again."""
         return await self.repo.move(request_id, "approved", "superseded", outcome=why)

@@ -481,3 +481,25 @@ async def test_a_stored_timing_that_no_longer_holds_pauses_only_its_schedule(
     assert [f.schedule for f in report.started] == ["fine"]
     paused = await svc.schedules.get(LOCAL_ACTOR, "broken")
     assert paused.paused and "Mars/Base" in (paused.paused_reason or "")
+
+
+async def test_a_server_stop_requeues_the_fire_without_using_a_retry(
+    rt: Runtime, svc: Services, clock: Clock
+) -> None:
+    await add(svc, retries=0, pause_after=1)
+    sched, slots = scheduler(rt, clock), Slots()
+    clock.go(60)
+    fire = (await sched.tick(slots)).started[0]
+    sched.draining = True
+    stopped = await slots.end(
+        sched, fire, Outcome("cancelled", 130, "cancelled: the server stopped")
+    )
+    assert stopped.status == "queued" and stopped.interruptions == 1
+    assert stopped.due_at == clock()
+    schedule = await svc.schedules.get(LOCAL_ACTOR, "s")
+    assert not schedule.paused and schedule.consecutive_failures == 0
+    # The next server runs it again; a real failure then still gets no retry (retries: 0).
+    again = scheduler(rt, clock, owner="h:2:2.0")
+    [second] = (await again.tick(slots)).started
+    assert second.id == fire.id and second.attempt == 2
+    assert (await slots.end(again, second, FAILED)).status == "failed"

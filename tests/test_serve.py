@@ -27,6 +27,7 @@ from runtime.demo.portal.store import Store as PortalStore
 from runtime.records import RunRecord
 from runtime.schedules import Fire, SchedulePolicy, Timing
 from runtime.services import ScheduleInput
+from tests.support.approvals import next_request
 from tests.support.cli import CORRAL, corral_process
 from tests.support.demo import first_unpaid, make_demo_profiles, usd
 from tests.support.processes import running_chromium, wait_gone
@@ -264,9 +265,7 @@ async def test_sigterm_drains_cancels_after_the_grace_and_reports_each_run(
     rt: Runtime, portal: str, servers: list[Served], tmp_path: Path
 ) -> None:
     await profiles(rt, "alice")
-    await schedule(
-        rt, slow_task(portal, 60000), ["alice"], Timing(every_s=3600), retries=1, backoff_s=5
-    )
+    await schedule(rt, slow_task(portal, 60000), ["alice"], Timing(every_s=3600), retries=0)
     [fire] = await rt.services.schedules.run_now(LOCAL_ACTOR, "s")
     served = serve(servers, tmp_path, "--grace", "1")
     await served.ready()
@@ -290,7 +289,8 @@ async def test_sigterm_drains_cancels_after_the_grace_and_reports_each_run(
     assert not wait_gone(browsers)
     after = await rt.store.schedules.get_fire(fire.id)
     assert after is not None and after.status == "queued" and after.attempt == 1
-    assert "interrupted" in (after.note or "")
+    # A server stop is not the task's failure: it runs again, without using a retry.
+    assert after.interruptions == 1 and "server stop" in (after.note or "")
 
 
 async def test_a_scheduled_run_waits_for_approval_decided_through_the_api(
@@ -399,3 +399,59 @@ async def test_the_cli_through_corral_server_never_opens_a_store_or_key(
     # None of it needed (or made) a CORRAL_HOME on the client's side.
     assert not nowhere.exists()
     assert served.stop() == 0
+
+
+async def test_a_waiting_approval_outlives_a_restart_and_a_decision_made_meanwhile_counts(
+    rt: Runtime, servers: list[Served], tmp_path: Path
+) -> None:
+    with PortalServer(port=0, db_path=tmp_path / "portal.db") as shop:
+        await make_demo_profiles(rt, shop.url, "alice")
+        root_user = await rt.services.users.add_user_with_token(LOCAL_ACTOR, "root", "super_admin")
+        root = await rt.services.actor(root_user.value)
+        inv = first_unpaid()
+        await schedule(
+            rt,
+            PAY_TASK.read_text(),
+            ["alice"],
+            Timing(every_s=3600),
+            variables={"portal": shop.url, "invoice": inv.number},
+            actor=root,
+        )
+        [fire] = await rt.services.schedules.run_now(root, "s")
+        first = serve(servers, tmp_path, "--grace", "1")
+        await first.ready()
+        pay = await next_request(rt, timeout_s=90)
+        assert first.stop() == 0
+        # The server stopped while a person had not decided: the request waits on, held for
+        # the fire's next attempt; the fire is queued again, not failed (retries: 0).
+        held = await rt.approvals.get(pay.id)
+        assert held.status == "pending" and "held" in (held.outcome or "")
+        stopped = await rt.store.schedules.get_fire(fire.id)
+        assert stopped is not None and stopped.status == "queued"
+        # Approved while no server runs (on the server host) ...
+        await rt.services.approvals.decide(root, pay.id, True, "approved during the restart")
+        second = serve(servers, tmp_path)
+        url = await second.ready()
+        # ... the next attempt takes the approved request over instead of asking again, and
+        # asks only for the next gated click.
+        confirm = await next_request(rt, timeout_s=90, besides=pay)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            answer = await client.post(
+                f"/api/approvals/{confirm.id}/approve",
+                headers={"Authorization": f"Bearer {root_user.value}"},
+            )
+            assert answer.status_code == 200, answer.text
+
+        async def settled() -> Fire | None:
+            now = await rt.store.schedules.get_fire(fire.id)
+            return now if now and now.status not in ("queued", "running") else None
+
+        done = await until(settled, 90, "the fire to settle")
+        assert second.stop() == 0
+        assert done.status == "succeeded" and done.attempt == 2, done.note
+        assert PortalStore(shop.db_path).paid_numbers("alice") == {inv.number}
+        taken = await rt.approvals.get(pay.id)
+        assert taken.status == "executed" and taken.run_id == done.run_id
+        assert taken.decided_by == "root"
+        pays = [r for r in await rt.approvals.list_requests(None) if r.summary == pay.summary]
+        assert [r.id for r in pays] == [pay.id]  # asked once, done once

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from policies import Policy, Verdict
 from runtime.approvals import ApprovalRequest, new_approval_id
-from runtime.run.state import RunEvent
+from runtime.run.state import SERVER_STOPPED, RunEvent
 from runtime.run.summary import fingerprint, idempotency_key, summarize
 from tools import AnyAction, Checked, highlighted_screenshot
 
@@ -57,11 +57,21 @@ class ApprovalAsker:
     async def request(
         self, action: AnyAction, verdict: Verdict, checked: Checked
     ) -> ApprovalRequest:
-        """Persist a request for ``action`` as ``checked``, with its screenshot."""
+        """Persist a request for ``action`` as ``checked``, with its screenshot; or, in a
+        scheduled run, take over the one an earlier attempt of the same fire left waiting for
+        this very action (a server stopped while a person had not decided yet)."""
         ctx = self.ctx
         facts = checked.facts
         recorder = ctx.recorder
         redact = recorder.redact
+        key = idempotency_key(ctx.task.name, ctx.profile, action, facts)
+        bound_to = fingerprint(action, checked, ctx.redactor)
+        if ctx.source is not None:
+            held = await ctx.approvals.adopt(
+                ctx.source.fire_id, ctx.run_id, ctx.state.idx, key, bound_to
+            )
+            if held is not None:
+                return held
         request_id = new_approval_id()
         # The screenshot first: a request is never seen without it.
         shot = await highlighted_screenshot(ctx.tabs, action, ctx.redactor.found_in_text)
@@ -80,8 +90,8 @@ class ApprovalAsker:
             action=recorder.scrub(action.model_dump(mode="json", by_alias=True, exclude_none=True)),
             summary=redact(summarize(action, facts)),
             reasons=verdict.reasons,
-            fingerprint=fingerprint(action, checked, ctx.redactor),
-            idempotency_key=idempotency_key(ctx.task.name, ctx.profile, action, facts),
+            fingerprint=bound_to,
+            idempotency_key=key,
             page_url=redact(str(facts.get("page_url") or "")) or None,
             ttl_s=self.ttl_s,
         )
@@ -134,6 +144,8 @@ class ApprovalAsker:
         ctx = self.ctx
         approvals = ctx.approvals
         self.last_webhook = None
+        if request.status != "pending":
+            return request  # taken over from an earlier attempt, decided meanwhile
         if await self._auto(request, verdict):
             await ctx.store.runs.set_run_status(ctx.run_id, "running")
             return await approvals.get(request.id)
@@ -145,6 +157,7 @@ class ApprovalAsker:
         deadline = timer.when() if timer is not None else None
         if timer is not None and deadline is not None:
             timer.reschedule(None)
+        held = False
         try:
             while decided is None:
                 current = await approvals.get(request.id, with_prior=False)
@@ -154,8 +167,22 @@ class ApprovalAsker:
                     await approvals.expire(request.id)
                 else:
                     await asyncio.sleep(self.poll_s)
+        except asyncio.CancelledError as exc:
+            why = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+            # A server's drain stops a scheduled run: its fire runs again after the restart,
+            # and that attempt takes this request over (a decision made meanwhile counts).
+            held = ctx.source is not None and why.startswith(SERVER_STOPPED)
+            raise
         finally:
-            if decided is None:
+            if decided is None and held:
+                await asyncio.shield(
+                    approvals.hold(
+                        request.id,
+                        "held: the server stopped while waiting; the fire's next attempt "
+                        "takes this request over",
+                    )
+                )
+            elif decided is None:
                 # Cancelled or timed out while waiting: nothing will act on this request.
                 await asyncio.shield(approvals.cancel(request.id, "the run ended while waiting"))
             else:

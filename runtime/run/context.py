@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from policies import Policy
 from profiles import CredentialLease, Redactor, WireCheck
 from runtime.approvals import Approvals
+from runtime.records import RunSource
 from runtime.run.gate import Gate
 from runtime.run.recorder import Recorder
 from runtime.run.state import RunEvent, RunState
@@ -64,6 +65,8 @@ class RunContext:
     lets nothing through that a person did not approve."""
     egress_note: str | None = None
     """How far the run may reach, for the record of its first step."""
+    source: RunSource | None = None
+    """The schedule fire (and attempt) that made this run, if any."""
     gate: Gate = field(init=False, repr=False)
     """The check phase of every step (built from this context)."""
 

@@ -219,6 +219,7 @@ async def run_task(
                     timer=timer,
                     request_check=check,
                     egress_note=egress_note,
+                    source=source,
                 )
                 await _run_steps(ctx, session)
         status = "succeeded"

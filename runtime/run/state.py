@@ -7,7 +7,11 @@ from typing import Any
 
 from runtime.records import StepStatus
 
-__all__ = ["RunEvent", "RunState"]
+__all__ = ["SERVER_STOPPED", "RunEvent", "RunState"]
+
+SERVER_STOPPED = "cancelled: the server stopped"
+"""How a run cancelled by a server's drain is told so (the start of the cancel message): a
+scheduled run then keeps its waiting approval request for the fire's next attempt."""
 
 
 @dataclass(frozen=True)

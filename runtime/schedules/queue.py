@@ -56,6 +56,8 @@ class FireQueue(Protocol):
         *,
         from_status: FireStatus,
         due_at: datetime | None = None,
+        interrupted: bool = False,
     ) -> bool:
-        """Move a fire out of ``from_status``: to a final status, or back to queued (a retry)."""
+        """Move a fire out of ``from_status``: to a final status, or back to queued (a retry;
+        ``interrupted``: an attempt a server stop cut short, not counted against retries)."""
         ...

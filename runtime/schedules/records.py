@@ -131,6 +131,9 @@ class Fire(BaseModel):
     due_at: datetime = Field(description="when it may start: scheduled_at + jitter, or a retry's")
     status: FireStatus = "queued"
     attempt: int = Field(0, description="attempts started so far")
+    interruptions: int = Field(
+        0, description="attempts a server stop cut short (run again; not counted as failures)"
+    )
     run_id: str | None = Field(None, description="the latest attempt's run")
     claimed_by: str | None = Field(None, description="the server running it: host:pid:started")
     claimed_at: datetime | None = None

@@ -320,6 +320,14 @@ class Scheduler:
             # cancel_other's newer fire, or a person: a decision, not a failure.
             self._superseded.discard(fire.id)
             return await self._settle(fire, "cancelled", why, now)
+        if outcome.status == "cancelled":
+            # The server stopped (an operator's act, not the task's fault): the fire runs
+            # again after the restart, without using a retry or counting as a failure.
+            note = (
+                f"attempt {fire.attempt} cut short by a server stop ({why}); it runs again "
+                "after the restart (not counted as a failure)"
+            )
+            return await self._settle(fire, "queued", note, now, due_at=now, interrupted=True)
         if outcome.status == "succeeded":
             settled = await self._settle(fire, "succeeded", None, now)
             await self.schedules.count_outcome(fire.schedule, failed=False)
@@ -336,11 +344,12 @@ class Scheduler:
     async def _failed(
         self, fire: Fire, schedule: Schedule | None, why: str, now: datetime, *, retry: bool
     ) -> Fire:
-        if retry and schedule is not None and fire.attempt <= schedule.policy.retries:
-            delay = retry_delay_s(schedule, fire.attempt)
+        failed_attempts = fire.attempt - fire.interruptions
+        if retry and schedule is not None and failed_attempts <= schedule.policy.retries:
+            delay = retry_delay_s(schedule, failed_attempts)
             note = (
                 f"attempt {fire.attempt} failed ({why}); retry "
-                f"{fire.attempt}/{schedule.policy.retries} in {delay:g}s"
+                f"{failed_attempts}/{schedule.policy.retries} in {delay:g}s"
             )
             due = now + timedelta(seconds=delay)
             return await self._settle(fire, "queued", note, now, due_at=due)
@@ -363,8 +372,17 @@ class Scheduler:
         note: str | None,
         now: datetime,
         due_at: datetime | None = None,
+        interrupted: bool = False,
     ) -> Fire:
-        await self.queue.settle(fire.id, status, note, now, from_status="running", due_at=due_at)
+        await self.queue.settle(
+            fire.id,
+            status,
+            note,
+            now,
+            from_status="running",
+            due_at=due_at,
+            interrupted=interrupted,
+        )
         settled = await self.queue.get_fire(fire.id)
         return settled or fire
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 from profiles import CorralError, UserError
 from runtime.errors import RUN_EXIT_CODES, ServerDrainingError, TaskFileError, exit_code_for
 from runtime.run.runner import RunResult, new_run_id, run_task
+from runtime.run.state import SERVER_STOPPED
 
 if TYPE_CHECKING:
     from runtime.app import Runtime
@@ -357,7 +358,7 @@ class WorkerPool:
         running = {job.task for job in jobs if job.state == "running" and job.task is not None}
         if running:
             await asyncio.wait(running, timeout=grace_s)
-        reason = f"cancelled: the server stopped (drain grace {grace_s:g}s passed)"
+        reason = f"{SERVER_STOPPED} (drain grace {grace_s:g}s passed)"
         for job in jobs:
             if job.task is not None and not job.task.done() and job.state == "running":
                 job.cancelled_at_drain = True

@@ -107,7 +107,7 @@ class FireLauncher:
             )
             await self.rt.services.runs.authorize(actor, [fire.profile])
         except UserError as exc:
-            await scheduler.finished(fire, Outcome("failed", 2, str(exc)))
+            await self._settle(fire, Outcome("failed", 2, str(exc)))
             raise
         await scheduler.started(fire, run_id)
 
@@ -131,15 +131,21 @@ class FireLauncher:
             )
         except asyncio.CancelledError as exc:
             why = exc.args[0] if exc.args and isinstance(exc.args[0], str) else "cancelled"
-            await asyncio.shield(scheduler.finished(fire, Outcome("cancelled", 130, why)))
+            await asyncio.shield(self._settle(fire, Outcome("cancelled", 130, why)))
             raise
         except Exception as exc:
             await asyncio.shield(
-                scheduler.finished(fire, Outcome("failed", 1, f"internal error: {exc!r}"))
+                self._settle(fire, Outcome("failed", 1, f"internal error: {exc!r}"))
             )
             raise
-        await scheduler.finished(fire, Outcome.of(result))
+        await self._settle(fire, Outcome.of(result))
         return result
+
+    async def _settle(self, fire: Fire, outcome: Outcome) -> None:
+        settled = await self.scheduler.finished(fire, outcome)
+        if settled.status != "queued":
+            # No later attempt will take over what this fire's attempts left waiting.
+            await self.rt.approvals.close_held(fire.id, f"the fire ended: {settled.status}")
 
     async def _owner(self, schedule: Schedule) -> Actor:
         """The actor a schedule's runs act as: its owner, as the owner is now."""

@@ -113,6 +113,52 @@ class ApprovalRepository:
             )
             return cursor.rowcount
 
+    async def adopt(
+        self, fire_id: str, run_id: str, step_idx: int, key: str, fingerprint: str
+    ) -> ApprovalRequest | None:
+        """Take over, for ``run_id``, a request an earlier attempt of the same fire left
+        waiting (pending, or approved and not acted on) for the same action on the same page
+        (equal idempotency key and fingerprint); one winner. None if there is none."""
+        async with self._store.tx() as db:
+            row = await (
+                await db.execute(
+                    "SELECT a.id, a.run_id, a.status FROM approvals a JOIN runs r "
+                    "ON r.id = a.run_id WHERE r.fire_id = ? AND a.run_id != ? "
+                    "AND r.status NOT IN ('queued', 'running', 'waiting_approval') "
+                    "AND a.idempotency_key = ? AND a.fingerprint = ? "
+                    "AND a.status IN ('pending', 'approved') ORDER BY a.created_at DESC LIMIT 1",
+                    (fire_id, run_id, key, fingerprint),
+                )
+            ).fetchone()
+            if row is None:
+                return None
+            request_id, old_run, status = row[0], row[1], row[2]
+            cursor = await db.execute(
+                "UPDATE approvals SET run_id = ?, step_idx = ?, outcome = NULL "
+                "WHERE id = ? AND run_id = ? AND status = ?",
+                (run_id, step_idx, request_id, old_run, status),
+            )
+            if cursor.rowcount != 1:
+                return None
+            if status == "pending":
+                await db.execute(
+                    "UPDATE runs SET status = 'waiting_approval' WHERE id = ? AND status = ?",
+                    (run_id, "running"),
+                )
+        return await self.get(request_id)
+
+    async def close_held(self, fire_id: str, why: str) -> int:
+        """Close the requests a fire's finished attempts left waiting (the fire itself ended:
+        no attempt will take them over)."""
+        async with self._store.tx() as db:
+            cursor = await db.execute(
+                "UPDATE approvals SET status = 'cancelled', outcome = ? "
+                "WHERE status IN ('pending', 'approved') AND run_id IN (SELECT id FROM runs "
+                "WHERE fire_id = ? AND status NOT IN ('queued', 'running', 'waiting_approval'))",
+                (why, fire_id),
+            )
+            return cursor.rowcount
+
     async def close_for_runs(self, conn: aiosqlite.Connection, run_ids: Sequence[str]) -> None:
         """Close the approval requests of runs that died: nothing will act on them."""
         marks = ", ".join("?" for _ in _NOT_ACTED)

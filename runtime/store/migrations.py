@@ -229,6 +229,7 @@ MIGRATIONS: list[str] = [
         due_at TEXT NOT NULL,
         status TEXT NOT NULL,
         attempt INTEGER NOT NULL DEFAULT 0,
+        interruptions INTEGER NOT NULL DEFAULT 0,
         run_id TEXT,
         claimed_by TEXT,
         claimed_at TEXT,

@@ -203,13 +203,15 @@ class ScheduleRepository:
         *,
         from_status: FireStatus,
         due_at: datetime | None = None,
+        interrupted: bool = False,
     ) -> bool:
         """Move a fire from ``from_status`` (only): to a final status, or back to ``queued``
-        with a later ``due_at`` (a retry). False if it was not in ``from_status``."""
+        with a later ``due_at`` (a retry; ``interrupted``: one a server stop cut short). False
+        if it was not in ``from_status``."""
         final = status != "queued"
         async with self.db.tx() as conn:
             cursor = await conn.execute(
-                "UPDATE fires SET status = ?, note = ?, "
+                "UPDATE fires SET status = ?, note = ?, interruptions = interruptions + ?, "
                 "finished_at = CASE WHEN ? THEN ? ELSE finished_at END, "
                 "due_at = COALESCE(?, due_at), "
                 "claimed_by = CASE WHEN ? THEN claimed_by ELSE NULL END "
@@ -217,6 +219,7 @@ class ScheduleRepository:
                 (
                     status,
                     note,
+                    int(interrupted),
                     int(final),
                     _at(at),
                     _at(due_at) if due_at else None,
