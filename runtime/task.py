@@ -30,6 +30,7 @@ __all__ = [
     "load_task",
     "load_task_text",
     "parse_task",
+    "read_task_text",
 ]
 
 # The step keys of the task format; `goto` is the scripted name of `navigate`.
@@ -275,13 +276,18 @@ def parse_task(data: Any, source: str) -> Task:
 
 def load_task(path: Path) -> Task:
     """Read and validate a task file."""
+    return load_task_text(read_task_text(path), str(path))
+
+
+def read_task_text(path: Path) -> str:
+    """A task file's text (``~`` expanded); a missing or unreadable file is a TaskFileError
+    naming it as given."""
     try:
-        text = path.read_text()
+        return path.expanduser().read_text()
     except FileNotFoundError as exc:
         raise TaskFileError(f"{path}: task file not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise TaskFileError(f"{path}: cannot read the task file: {exc}") from exc
-    return load_task_text(text, str(path))
 
 
 def load_task_text(text: str, source: str) -> Task:

@@ -13,12 +13,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from runtime import Runtime, Settings
-from runtime.auth import LOCAL_ACTOR
+from runtime.auth import LOCAL_ACTOR, Actor
 from runtime.errors import ScheduleError
+from runtime.records import RunRecord
 from runtime.schedules import Fire, Schedule, SchedulePolicy, Timing
 from runtime.schedules.scheduler import Outcome, Scheduler
+from runtime.serve import WorkerPool
+from runtime.serve.server import FireLauncher
 from runtime.services import ScheduleChanges, ScheduleInput, Services
 from runtime.webhook import Webhook, verify_headers
+from tests.support.wait import until
 
 T0 = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 TASK = """
@@ -503,3 +507,97 @@ async def test_a_server_stop_requeues_the_fire_without_using_a_retry(
     [second] = (await again.tick(slots)).started
     assert second.id == fire.id and second.attempt == 2
     assert (await slots.end(again, second, FAILED)).status == "failed"
+
+
+async def test_a_revoked_grant_stops_the_owners_fires_before_any_run(
+    rt: Runtime, svc: Services, clock: Clock
+) -> None:
+    """A schedule's runs act as its owner as the owner is now: a user whose grant was taken
+    away gets no run from a fire (not retried: it would fail the same way)."""
+    await svc.users.add_user(LOCAL_ACTOR, "root", "super_admin")
+    root = Actor("root", "super_admin")
+    await svc.users.add_user(root, "bob", "user")
+    await svc.users.grant(root, "bob", "alice")
+    await svc.schedules.add(
+        Actor("bob", "user"),
+        ScheduleInput(
+            name="bobs",
+            task_yaml=TASK,
+            task_source="check.yaml",
+            profiles=["alice"],
+            timing=Timing(every_s=60),
+            policy=SchedulePolicy(retries=3),
+        ),
+    )
+    await svc.users.revoke_grant(root, "bob", "alice")
+    sched = Scheduler(rt.store.schedules, rt.store.schedules, "h:1:1.0", clock)
+    pool = WorkerPool(rt, 2)
+    launcher = FireLauncher(rt, pool, sched)
+    clock.go(60)
+    [fire] = (await sched.tick(launcher)).started
+
+    async def settled() -> Fire | None:
+        now = await rt.store.schedules.get_fire(fire.id)
+        return now if now is not None and now.status != "running" else None
+
+    done = await until(settled, 30, "the fire to settle")
+    await pool.drain(0)
+    assert done.status == "failed" and done.run_id is None
+    assert "bad input" in (done.note or "") and "not granted" in (done.note or "")
+    assert await rt.store.runs.list_runs(schedule="bobs") == []
+
+
+async def test_a_held_request_is_taken_over_only_by_its_fire_for_the_same_action(
+    rt: Runtime, svc: Services
+) -> None:
+    """A request a stopped server left waiting is taken over by the next attempt of the same
+    fire, for the same action on the same page, once its run has ended: never by another fire's
+    run, never for another action, never while the first run still goes; and only once."""
+    now = datetime.now(UTC)
+
+    async def run(run_id: str, fire_id: str, status: str) -> None:
+        await rt.store.runs.create_run(
+            RunRecord(
+                id=run_id,
+                task_name="pay",
+                task_path=None,
+                profile="alice",
+                status=status,  # type: ignore[arg-type]
+                started_at=now,
+                run_dir="/nowhere",
+                pid=1,
+                schedule="s",
+                fire_id=fire_id,
+            )
+        )
+
+    await run("first", "fire-a", "running")
+    held = await rt.approvals.create(
+        run_id="first",
+        step_idx=3,
+        task_name="pay",
+        profile="alice",
+        action={"kind": "click"},
+        summary="Click 'Pay'",
+        reasons=["looks like a payment"],
+        fingerprint="fp",
+        idempotency_key="key",
+        page_url=None,
+        ttl_s=600,
+    )
+    await run("other-fire", "fire-b", "running")
+    await run("second", "fire-a", "running")
+    approvals = rt.approvals
+    # The first run still goes: nothing to take over.
+    assert await approvals.adopt("fire-a", "second", 3, "key", "fp") is None
+    await rt.store.runs.finish_run("first", "cancelled", "cancelled: the server stopped")
+    # Another fire, another action, another page state: not theirs.
+    assert await approvals.adopt("fire-b", "other-fire", 3, "key", "fp") is None
+    assert await approvals.adopt("fire-a", "second", 3, "other-key", "fp") is None
+    assert await approvals.adopt("fire-a", "second", 3, "key", "changed-page") is None
+    taken = await approvals.adopt("fire-a", "second", 4, "key", "fp")
+    assert taken is not None and taken.id == held.id
+    assert (taken.run_id, taken.step_idx, taken.status) == ("second", 4, "pending")
+    # Once: a third attempt finds nothing (the request is the second run's, which still goes).
+    await run("third", "fire-a", "running")
+    assert await approvals.adopt("fire-a", "third", 4, "key", "fp") is None

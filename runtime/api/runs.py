@@ -17,7 +17,6 @@ from runtime.api.schemas import (
     RunRequest,
     SubmittedRun,
 )
-from runtime.errors import RUN_EXIT_CODES
 from runtime.records import RunRecord
 from runtime.run.runner import RunResult
 from runtime.task import load_task_text
@@ -76,7 +75,7 @@ async def run_result(run_id: str, call: Authenticated) -> RunResult | JSONRespon
         record = (await rt.services.runs.show(call.actor, run_id)).run
         if record.status in _LIVE:
             return _pending(record.id, record.status)
-        return _from_record(record)
+        return RunResult.from_record(record)
     if not await rt.services.runs.may_see(call.actor, info.profile):
         await rt.services.runs.show(call.actor, run_id)  # raises: not found for this actor
     result = pool.result(run_id)
@@ -113,16 +112,3 @@ async def cancel_run(
 def _pending(run_id: str, status: str) -> JSONResponse:
     body = RunPending.model_validate({"run_id": run_id, "status": status})
     return JSONResponse(body.model_dump(mode="json"), status_code=202)
-
-
-def _from_record(record: RunRecord) -> RunResult:
-    return RunResult(
-        run_id=record.id,
-        task=record.task_name,
-        profile=record.profile,
-        status=record.status,
-        output=record.result,
-        error=record.error,
-        exit_code=RUN_EXIT_CODES[record.status],
-        run_dir=record.run_dir,
-    )

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from profiles import LeaseHolder, ProfileRecord, ProfileSettings, SecretRecord
+from runtime.auth import UserRole
 from runtime.records import ArtifactRecord, ModelCallRecord, RunRecord, StepRecord
 
 __all__ = [
@@ -51,7 +52,7 @@ class WhoAmI(BaseModel):
 
     model_config = _FORBID
     name: str
-    role: Literal["user", "admin", "super_admin"]
+    role: UserRole
 
 
 # --- runs --------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from runtime.run.parallel import combined_exit_code, results_table
 from runtime.run.runner import RunResult
 from runtime.services import RunDetail
 from runtime.settings import Settings
-from runtime.task import load_task
+from runtime.task import load_task, load_task_text, read_task_text
 
 __all__ = ["run_command", "runs_group"]
 
@@ -89,10 +89,11 @@ def run_command(
                 "--config: with CORRAL_SERVER the server's model config is used (set it on the "
                 "server host); drop --config"
             )
-        load_task(task_file)  # bad input is reported here, before anything is sent
+        text = read_task_text(task_file)
+        load_task_text(text, str(task_file))  # bad input is reported here, before it is sent
         wanted = profiles or ([profile] if profile else [])
         started = await client.start_runs(
-            task_file.read_text(), str(task_file), wanted, cli_vars, lease_timeout_s=lease_timeout
+            text, str(task_file), wanted, cli_vars, lease_timeout_s=lease_timeout
         )
         for run in started:
             click.echo(f"{run.profile}: run {run.run_id} started on {client.base_url}", err=True)

@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 from pydantic import BaseModel, ValidationError
 
-from runtime.errors import ScheduleError, TaskFileError
+from runtime.errors import ScheduleError
 from runtime.schedules import Notify, Overlap, SchedulePolicy, Timing, parse_duration
+from runtime.task import read_task_text
 
 __all__ = [
     "ScheduleFlags",
@@ -208,10 +209,4 @@ def policy_from(flags: ScheduleFlags, base: SchedulePolicy) -> SchedulePolicy | 
 
 def read_task(path: str) -> tuple[str, str]:
     """The task file's text and its resolved path (the text is what gets registered)."""
-    resolved = Path(path).expanduser().resolve()
-    try:
-        return resolved.read_text(), str(resolved)
-    except FileNotFoundError as exc:
-        raise TaskFileError(f"{path}: task file not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaskFileError(f"{path}: cannot read the task file: {exc}") from exc
+    return read_task_text(Path(path)), str(Path(path).expanduser().resolve())

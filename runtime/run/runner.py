@@ -95,6 +95,21 @@ class RunResult(BaseModel):
         None, description="how far the run could reach when that is not the task's own list"
     )
 
+    @classmethod
+    def from_record(cls, record: RunRecord) -> RunResult:
+        """What a finished run's row says of how it ended (for a process that did not run it,
+        or a run whose result was never handed back, e.g. one cancelled)."""
+        return cls(
+            run_id=record.id,
+            task=record.task_name,
+            profile=record.profile,
+            status=record.status,
+            output=record.result,
+            error=record.error,
+            exit_code=RUN_EXIT_CODES[record.status],
+            run_dir=record.run_dir,
+        )
+
 
 def new_run_id() -> str:
     """A sortable, readable run id, e.g. ``20261125-213301-7f3a9c``."""

@@ -3,7 +3,6 @@
 from runtime.errors import ScheduleError
 from runtime.schedules.queue import FireQueue
 from runtime.schedules.records import (
-    FINAL_FIRE_STATUSES,
     Fire,
     FireKind,
     FireStatus,
@@ -24,7 +23,6 @@ from runtime.schedules.timing import (
 )
 
 __all__ = [
-    "FINAL_FIRE_STATUSES",
     "Fire",
     "FireKind",
     "FireQueue",

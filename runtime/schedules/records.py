@@ -8,7 +8,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "FINAL_FIRE_STATUSES",
     "Fire",
     "FireKind",
     "FireStatus",
@@ -39,9 +38,6 @@ FireStatus = Literal[
     "skipped",  # the overlap policy dropped it, or its schedule was removed or paused
     "cancelled",  # cancel_other stopped it for a newer fire, or a person cancelled it
 ]
-FINAL_FIRE_STATUSES: frozenset[str] = frozenset(
-    {"succeeded", "failed", "denied", "missed", "skipped", "cancelled"}
-)
 
 
 class Timing(BaseModel):

@@ -171,7 +171,8 @@ class Scheduler:
         """Enqueue what is due, then start what may start."""
         report = TickReport()
         now = self.now()
-        for schedule in await self.schedules.all():
+        schedules = await self.schedules.all()
+        for i, schedule in enumerate(schedules):
             try:
                 await self._enqueue(schedule, now, report)
             except ScheduleError as exc:
@@ -180,8 +181,9 @@ class Scheduler:
                 reason = f"paused: its timing no longer holds: {exc}"
                 if await self.schedules.set_paused(schedule.name, True, reason, now):
                     log.error("schedule %s %s", schedule.name, reason)
+                schedules[i] = schedule.model_copy(update={"paused": True, "paused_reason": reason})
         if not self.draining:
-            await self.dispatch(launcher, now, report)
+            await self.dispatch(launcher, now, report, schedules)
         return report
 
     # --- enqueue ---------------------------------------------------------------------------
@@ -225,17 +227,24 @@ class Scheduler:
     # --- dispatch --------------------------------------------------------------------------
 
     async def dispatch(
-        self, launcher: Launcher, now: datetime | None = None, report: TickReport | None = None
+        self,
+        launcher: Launcher,
+        now: datetime | None = None,
+        report: TickReport | None = None,
+        schedules: list[Schedule] | None = None,
     ) -> TickReport:
-        """Claim and launch due fires while the launcher has room, by each schedule's policy."""
+        """Claim and launch due fires while the launcher has room, by each schedule's policy
+        (``schedules``: as the caller just read them)."""
         now = now or self.now()
         report = report or TickReport()
-        schedules = {s.name: s for s in await self.schedules.all()}
+        if schedules is None:
+            schedules = await self.schedules.all()
+        by_name = {s.name: s for s in schedules}
         # A fire waiting for its retry still holds its place, as a running one does.
         busy = {(f.schedule, f.profile): f for f in await self.queue.active_fires()}
         waiting: set[tuple[str, str]] = set()  # pairs holding a buffered fire this round
         for fire in await self.queue.due_fires(now):
-            schedule = schedules.get(fire.schedule)
+            schedule = by_name.get(fire.schedule)
             pair = (fire.schedule, fire.profile)
             if schedule is None:
                 await self._skip(fire, "the schedule was removed", now, report)

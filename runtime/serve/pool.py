@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from profiles import CorralError, UserError
-from runtime.errors import RUN_EXIT_CODES, ServerDrainingError, TaskFileError, exit_code_for
+from runtime.errors import ServerDrainingError, TaskFileError, exit_code_for
 from runtime.run.runner import RunResult, new_run_id, run_task
 from runtime.run.state import SERVER_STOPPED
 
@@ -259,15 +259,7 @@ class WorkerPool:
         record = await self._rt.store.runs.get_run(job.run_id)
         if record is None or record.id != job.run_id:
             return self._synthetic(job, job.cancel_reason or "cancelled", 130)
-        return RunResult(
-            run_id=job.run_id,
-            task=record.task_name,
-            profile=record.profile,
-            status=record.status,
-            error=record.error,
-            exit_code=RUN_EXIT_CODES[record.status],
-            run_dir=record.run_dir,
-        )
+        return RunResult.from_record(record)
 
     async def _failed(self, job: _Job, exc: Exception) -> RunResult:
         """A job that raised: a corral error is its result; anything else is logged (redacted)."""

@@ -42,7 +42,7 @@ from runtime.settings import Settings
 from runtime.task import load_task_text
 from runtime.webhook import Webhook
 
-__all__ = ["FireLauncher", "ServeOptions", "ServeReport", "serve"]
+__all__ = ["FireLauncher", "QuietServer", "ServeOptions", "ServeReport", "listen", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,9 @@ class ServeReport:
     url: str = ""
     runs: list[str] = field(default_factory=list)
     """One line per run that was going at the drain: how it ended."""
-    recovered: list[Fire] = field(default_factory=list)
 
 
-class _QuietServer(uvicorn.Server):
+class QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: the serve loop decides when to stop."""
 
     @contextlib.contextmanager
@@ -152,7 +151,8 @@ class FireLauncher:
         return await self.rt.services.users.actor_named(schedule.owner)
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
+    """A non-blocking listening socket (port 0: a free one); a taken port is a UserError."""
     try:
         sock = socket.create_server((host, port), reuse_port=False)
     except OSError as exc:
@@ -192,14 +192,14 @@ async def serve(
             now,
             notify=functools.partial(_send, webhook) if webhook else None,
         )
-        report.recovered = await scheduler.recover(identity_is_gone)
+        await scheduler.recover(identity_is_gone)
         launcher = FireLauncher(rt, pool, scheduler)
-        sock = _listen(options.host, options.port)
+        sock = listen(options.host, options.port)
         port = sock.getsockname()[1]
         report.url = f"http://{options.host}:{port}"
         app = create_app(rt, pool)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-        server = _QuietServer(config)
+        server = QuietServer(config)
         api = asyncio.create_task(server.serve(sockets=[sock]))
         announce(
             f"corral serve: listening on {report.url} (API: {report.url}/api/docs), "
@@ -214,8 +214,8 @@ async def serve(
                     await scheduler.tick(launcher)
                     if loop.time() - recovered_at > RECOVER_EVERY_S:
                         recovered_at = loop.time()
-                        await rt.store.mark_orphaned_runs(_pid_alive)
-                        report.recovered += await scheduler.recover(identity_is_gone)
+                        await rt.store.mark_orphaned_runs(psutil.pid_exists)
+                        await scheduler.recover(identity_is_gone)
                 except CorralError as exc:
                     # A busy store, a failed notice: this tick's work waits for the next one.
                     log.warning("scheduler tick: %s", rt.redactor.text(str(exc)))
@@ -239,7 +239,3 @@ async def serve(
 
 async def _send(webhook: Webhook, event: dict[str, Any]) -> None:
     await webhook.send(event)
-
-
-def _pid_alive(pid: int) -> bool:
-    return bool(psutil.pid_exists(pid))
