@@ -198,6 +198,19 @@ class Vault:
         if not await self.store.delete_secret(name):
             raise UnknownSecretError(f"unknown secret '{name}'")
 
+    async def redactor(self) -> Redactor:
+        """A redactor for every stored value secret (a last pass over what is shown long after
+        a run: its own redactor is gone by then). Secrets that cannot be opened are skipped."""
+        redactor = Redactor()
+        for record in await self.list():
+            if record.kind != "value":
+                continue
+            try:
+                redactor.add(await self.reveal(record), placeholder(record.name))
+            except UserError:
+                continue
+        return redactor
+
     async def reveal(self, record: SecretRecord) -> str:
         """Decrypt a secret (for leases only): a clear error names it if it cannot be opened."""
         return self.keys.open(

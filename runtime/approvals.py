@@ -19,6 +19,7 @@ the same transaction as the decision).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -82,6 +83,14 @@ class ApprovalRequest(BaseModel):
     comment: str | None = None
     executed_at: datetime | None = None
     outcome: str | None = None
+    target: dict[str, Any] | None = Field(
+        None, description="the element acted on: role and accessible name"
+    )
+    fields: list[dict[str, Any]] | None = Field(
+        None,
+        description="the form's fields as they will be sent: name, kind, value (secrets as "
+        "placeholders, password fields hidden)",
+    )
     prior: list[dict[str, Any]] = Field(
         default_factory=list,
         description="earlier requests for the same action that ran or may have run",
@@ -100,6 +109,26 @@ class Approvals:
         self.store = store
         self.repo: ApprovalRepository = store.approvals
         self.now = now or (lambda: datetime.now(UTC))
+        self._changed: dict[str, asyncio.Event] = {}
+        """Requests a run in this process is waiting on: set when one is decided here."""
+
+    def notify(self, request_id: str) -> None:
+        """Wake a run of this process waiting on ``request_id`` (a decision was just stored);
+        waits in other processes see it on their next poll."""
+        event = self._changed.get(request_id)
+        if event is not None:
+            event.set()
+
+    async def changed(self, request_id: str, timeout_s: float) -> None:
+        """Return when ``request_id`` may have been decided in this process, or after
+        ``timeout_s`` (the caller reads the store either way)."""
+        event = self._changed.setdefault(request_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            self._changed.pop(request_id, None)
 
     async def create(
         self,
@@ -117,6 +146,8 @@ class Approvals:
         ttl_s: float,
         request_id: str | None = None,
         screenshot: str | None = None,
+        target: dict[str, Any] | None = None,
+        fields: list[dict[str, Any]] | None = None,
     ) -> ApprovalRequest:
         """Persist a pending request (before anyone is told about it); the run now waits."""
         now = self.now()
@@ -133,6 +164,8 @@ class Approvals:
             idempotency_key=idempotency_key,
             page_url=page_url,
             screenshot=screenshot,
+            target=target,
+            fields=fields,
             created_at=now,
             expires_at=now + timedelta(seconds=ttl_s),
         )

@@ -15,6 +15,7 @@ __all__ = [
     "RunStatus",
     "StepRecord",
     "StepStatus",
+    "UsageRow",
 ]
 
 RunStatus = Literal[
@@ -111,3 +112,19 @@ class ModelCallRecord(BaseModel):
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     at: datetime
+
+
+class UsageRow(BaseModel):
+    """Model calls of one day (UTC), task, role and model, summed."""
+
+    model_config = ConfigDict(extra="forbid")
+    day: str
+    task: str
+    role: str
+    model: str
+    calls: int
+    failed: int
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cost_usd: float

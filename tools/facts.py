@@ -150,6 +150,8 @@ async def _probe_click(
         facts, fields = await node_facts(iso, node, "click", base)
     except IsolatedError as exc:
         return Checked(page, base, error=_cannot(action, str(exc)))
+    # Where it was on screen (viewport pixels, scrolled into view): a replay outlines it.
+    facts["box"] = {k: round(float(box[k]), 1) for k in ("x", "y", "width", "height")}
     return Checked(page, facts, "point", node, point, fields, _isolated=iso)
 
 

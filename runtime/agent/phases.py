@@ -31,13 +31,30 @@ from runtime.models.types import ModelResponse, ModelSettings
 from runtime.run.gate import Gated
 from runtime.run.steps import describe
 from runtime.run.steps import record as record_step
-from tools import AnyAction, snapshot_elements
+from tools import AnyAction, action_target, snapshot_elements
 from tools import observe as read_page
 
 __all__ = ["act", "check", "consult", "decide", "observe", "record", "validate"]
 
 # Too little in the snapshot to act on: let the vision model describe the screen.
 _MIN_REFS_FOR_TEXT = 1
+# How much of the model's own words and of the page a step record keeps.
+_MAX_REASON = 600
+_EXCERPT_LINES = 8
+_EXCERPT_CHARS = 1500
+
+
+def page_excerpt(page: str, ref: str | None) -> str:
+    """The lines of the page text the planner saw around ``ref`` (its first lines without
+    one): what a person reviewing the step needs to see of the page, bounded."""
+    lines = page.splitlines()
+    at = next((i for i, line in enumerate(lines) if ref and f"[{ref}]" in line), None)
+    if at is None:
+        chosen = lines[: 2 * _EXCERPT_LINES]
+    else:
+        chosen = lines[max(0, at - _EXCERPT_LINES) : at + _EXCERPT_LINES + 1]
+    text = "\n".join(chosen)
+    return text if len(text) <= _EXCERPT_CHARS else text[: _EXCERPT_CHARS - 1] + "…"
 
 
 def _call_summary(response: ModelResponse) -> str | None:
@@ -69,10 +86,9 @@ async def observe(agent: Agent) -> Turn:
         )
         if description is not None:
             notes.append(f"A vision model describes the screen: {description}")
-    messages = planner_messages(
-        task.goal, task.output_schema, agent.history, render_observation(obs, secrets), notes
-    )
-    return Turn(obs, messages)
+    page = render_observation(obs, secrets)
+    messages = planner_messages(task.goal, task.output_schema, agent.history, page, notes)
+    return Turn(obs, messages, page=page)
 
 
 async def decide(agent: Agent, turn: Turn) -> None:
@@ -93,6 +109,9 @@ async def decide(agent: Agent, turn: Turn) -> None:
         turn.note = {
             "model": f"{response.provider}:{response.model}",
             "tool": response.tool_calls[0].name,
+            # What the model asked for and why, in its words (the recorder redacts both).
+            "call": _call_summary(response),
+            **({"reason": response.text.strip()[:_MAX_REASON]} if response.text.strip() else {}),
             **shadow_note,
         }
 
@@ -175,6 +194,10 @@ async def act(agent: Agent, turn: Turn, action: AnyAction, verdict: Verdict) -> 
     recorded; its step is not yet recorded."""
     await agent.settle()
     ctx = agent.ctx
+    target = action_target(action)
+    excerpt = page_excerpt(turn.page, target.ref if target else None)
+    if excerpt:
+        turn.note["excerpt"] = excerpt
     return await ctx.gate.carry_out(
         action,
         describe(action),

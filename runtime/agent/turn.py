@@ -72,6 +72,8 @@ class Turn:
 
     obs: Observation
     messages: list[Message]
+    page: str = ""
+    """The page as the planner read it (redacted, with refs)."""
     response: ModelResponse | None = None
     note: dict[str, Any] = field(default_factory=dict)
     """For the step's record: the model that chose the call, the tool, the shadow's choice."""

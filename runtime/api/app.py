@@ -1,4 +1,5 @@
-"""The HTTP API: ``create_app(rt, pool)``, every route under ``/api``.
+"""The HTTP API: ``create_app(rt, pool)``, every route under ``/api`` (and the web console under
+``/console``, :mod:`runtime.console`).
 
 Every route but ``/api/health`` needs ``Authorization: Bearer TOKEN`` and calls the service layer
 as that token's user (roles, grants and audit rows are the services' business, exactly as for
@@ -44,4 +45,8 @@ def create_app(rt: Runtime, pool: WorkerPool) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     install_error_handlers(app, rt.redactor)
+    # Imported here: the console's pages use the API's app state, never the other way round.
+    from runtime.console import install_console
+
+    install_console(app)
     return app

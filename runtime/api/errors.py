@@ -28,7 +28,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from profiles import (
@@ -83,9 +83,12 @@ def _redactor(request: Request) -> RedactorGroup:
     return request.app.state.rt.redactor  # type: ignore[no-any-return]
 
 
-async def _corral_error(request: Request, exc: Exception) -> JSONResponse:
+async def _corral_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CorralError)
     status = status_for(exc)
+    pages = getattr(request.app.state, "html_errors", None)
+    if pages is not None and request.url.path.startswith(pages.prefix):
+        return await pages.answer(request, exc, status)  # type: ignore[no-any-return]
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     body = {"detail": _redactor(request).text(str(exc)), "error": type(exc).__name__}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -136,6 +139,6 @@ class _Contained:
 
 def install_error_handlers(app: FastAPI, redactor: RedactorGroup) -> None:
     """Answer corral's errors with their status, and contain everything else."""
-    app.add_exception_handler(CorralError, _corral_error)
+    app.add_exception_handler(CorralError, _corral_error)  # the console's pages answer in HTML
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_middleware(_Contained, redactor=redactor)

@@ -9,19 +9,54 @@ nothing acts on it later.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from policies import Policy, Verdict
 from runtime.approvals import ApprovalRequest, new_approval_id
 from runtime.run.state import SERVER_STOPPED, RunEvent
 from runtime.run.summary import fingerprint, idempotency_key, summarize
-from tools import AnyAction, Checked, highlighted_screenshot
+from tools import AnyAction, Checked, action_target, highlighted_screenshot
 
 if TYPE_CHECKING:
     from runtime.run.context import RunContext
 
-__all__ = ["ApprovalAsker"]
+__all__ = ["ApprovalAsker", "shown_fields", "target_of"]
+
+_HIDDEN = "(hidden: password field)"
+_PLACEHOLDER = re.compile(r"\{\{secret(:[^{}]+)?\}\}")
+
+
+def shown_fields(
+    fields: list[tuple[str, str, str | None]], redact: Callable[[str], str]
+) -> list[dict[str, Any]]:
+    """A form's fields as a person is shown them before approving: each name, kind and the
+    value that will be sent, secrets as their placeholders; a password field's value is never
+    shown (it may have been typed from the task, not from the vault)."""
+    shown = []
+    for name, kind, value in fields:
+        text = redact(value) if value else value
+        if kind == "password" and text and not _PLACEHOLDER.fullmatch(text):
+            text = _HIDDEN
+        shown.append({"name": redact(name), "kind": kind, "value": text})
+    return shown
+
+
+def target_of(action: AnyAction, facts: dict[str, Any]) -> dict[str, Any] | None:
+    """The element an action reaches, as a person reads it: role and accessible name (and the
+    ref a model used), from the checked facts or else from the action itself."""
+    target = action_target(action)
+    out: dict[str, Any] = {}
+    if target is not None:
+        spec = target.model_dump(exclude_none=True)
+        if spec.get("ref"):
+            out["ref"] = spec["ref"]
+        out.update({k: spec[k] for k in ("role", "name") if spec.get(k)})
+    out.update({k: facts[k] for k in ("role", "name") if facts.get(k)})
+    return out or None
+
 
 # What the webhook announces of a request (never its action's arguments or screenshot).
 _ANNOUNCED = {
@@ -94,6 +129,8 @@ class ApprovalAsker:
             idempotency_key=key,
             page_url=redact(str(facts.get("page_url") or "")) or None,
             ttl_s=self.ttl_s,
+            target=recorder.scrub(target_of(action, facts)),
+            fields=shown_fields(checked.fields, redact),
         )
 
     async def _auto(self, request: ApprovalRequest, verdict: Verdict) -> bool:
@@ -166,7 +203,9 @@ class ApprovalAsker:
                 elif current.expires_at <= approvals.now():
                     await approvals.expire(request.id)
                 else:
-                    await asyncio.sleep(self.poll_s)
+                    # A decision taken in this process (the server's console or API) wakes
+                    # the wait at once; one taken elsewhere is read on the next poll.
+                    await approvals.changed(request.id, self.poll_s)
         except asyncio.CancelledError as exc:
             why = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
             # A server's drain stops a scheduled run: its fire runs again after the restart,

@@ -30,7 +30,7 @@ from policies import ActionFacts, Match, Policy, Rule, Verdict, classify
 from profiles import CorralError, origin_of
 from runtime.errors import ApprovalDeniedError, StepFailedError
 from runtime.records import StepRecord
-from runtime.run.ask import ApprovalAsker
+from runtime.run.ask import ApprovalAsker, target_of
 from runtime.run.scripted import substitute_text
 from runtime.run.steps import perform
 from runtime.run.summary import denial_keys, fingerprint, sanitize_summary
@@ -252,8 +252,13 @@ class Gate:
             step, _ = await perform(ctx, action, text, total, skip=True, extra=note)
             return Gated(step, None, outcome, message)
 
-        if verdict.decision != "allow":
-            note["policy"] = verdict.model_dump()
+        # Every step says what it reached and why it was (or was not) done.
+        note["policy"] = verdict.model_dump()
+        target = target_of(action, checked.facts)
+        if target:
+            note["target"] = target
+        if checked.facts.get("box"):
+            note["box"] = checked.facts["box"]
         if verdict.decision == "allow":
             step, failure = await perform(
                 ctx, action, text, total, actions=bound(checked), extra=note
@@ -272,6 +277,7 @@ class Gate:
             note["approval"].update(
                 status=decided.status,
                 decided_by=decided.decided_by,
+                decided_at=decided.decided_at.isoformat() if decided.decided_at else None,
                 comment=decided.comment,
                 **({"webhook": asker.last_webhook} if asker.last_webhook else {}),
             )

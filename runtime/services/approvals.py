@@ -91,4 +91,5 @@ class ApprovalService(Service):
             raise ApprovalError(
                 f"approval {request.id} is already {current.status}{by}{when}; nothing changed"
             )
+        approvals.notify(request.id)
         return await approvals.get(request.id)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from runtime.auth import ROLES, Actor
 from runtime.errors import RunNotFoundError
-from runtime.records import ArtifactRecord, ModelCallRecord, RunRecord, StepRecord
+from runtime.records import ArtifactRecord, ModelCallRecord, RunRecord, StepRecord, UsageRow
+from runtime.review import RunReview, build_review
 from runtime.services.base import Service
 
 if TYPE_CHECKING:
@@ -17,7 +20,17 @@ if TYPE_CHECKING:
     from runtime.run import RunEvent, RunResult
     from runtime.task import Task
 
-__all__ = ["RunDetail", "RunService"]
+__all__ = ["RunDetail", "RunService", "Usage"]
+
+
+_MAX_REQUESTS = 1000
+
+
+class Usage(NamedTuple):
+    """What models cost over a period, and which runs a cap stopped."""
+
+    rows: list[UsageRow]
+    capped: list[RunRecord]
 
 
 class RunDetail(NamedTuple):
@@ -91,12 +104,56 @@ class RunService(Service):
         limit: int = 20,
         profile: str | None = None,
         schedule: str | None = None,
+        *,
+        task: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        """The latest runs, newest first; a ``user`` sees only runs on profiles granted to it."""
-        only = None
-        if actor.level < ROLES["admin"]:
-            only = await self._store.users.granted(actor.name)
-        return await self._store.runs.list_runs(limit, profile, schedule=schedule, profiles=only)
+        """The latest runs, newest first, filtered; a ``user`` sees only runs on profiles
+        granted to it."""
+        return await self._store.runs.list_runs(
+            limit,
+            profile,
+            schedule=schedule,
+            profiles=await self._visible(actor),
+            task=task,
+            status=status,
+            since=since,
+            until=until,
+            offset=offset,
+        )
+
+    async def _visible(self, actor: Actor) -> builtins.list[str] | None:
+        """The profiles whose runs ``actor`` sees (None: all)."""
+        if actor.level >= ROLES["admin"]:
+            return None
+        return await self._store.users.granted(actor.name)
+
+    async def review(self, actor: Actor, run_id: str) -> RunReview:
+        """One run as a person reviews it (steps explained, costs, approvals); every text is
+        redacted once more with every stored secret."""
+        detail = await self.show(actor, run_id)
+        requests = await self._rt.approvals.repo.list(None, detail.run.id, _MAX_REQUESTS)
+        redactor = await self._rt.vault.redactor()
+        return build_review(
+            detail.run,
+            detail.steps,
+            detail.model_calls,
+            detail.artifacts,
+            requests,
+            redactor.text if redactor else None,
+        )
+
+    async def usage(self, actor: Actor, since: datetime) -> Usage:
+        """Model calls since ``since`` per day, task, role and model, and the runs a budget cap
+        stopped: of the runs ``actor`` may see."""
+        visible = await self._visible(actor)
+        return Usage(
+            await self._store.runs.usage(since, visible),
+            await self._store.runs.capped_runs(since, visible),
+        )
 
     async def show(self, actor: Actor, run_id: str) -> RunDetail:
         """One run: its steps, model calls and artifacts (a run on a profile not granted to a

@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from profiles import ProfileNotFoundError, UserError
 from runtime.auth import (
@@ -23,9 +24,9 @@ from runtime.auth import (
     check_role,
 )
 from runtime.services.base import Service
-from runtime.store.users import UserRepository
+from runtime.store.users import TokenRow, UserRepository
 
-__all__ = ["NewUser", "UserService"]
+__all__ = ["SESSION_TTL", "ConsoleSession", "NewUser", "UserService"]
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
@@ -39,6 +40,19 @@ def _hash_token(token: str) -> str:
     # A 256-bit random token cannot be guessed or brute-forced from its hash, so a fast hash is
     # enough here (a slow KDF only matters for low-entropy secrets such as passwords).
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+SESSION_TTL = timedelta(hours=12)
+"""How long a console sign-in lasts (never past its token's expiry)."""
+
+
+class ConsoleSession(NamedTuple):
+    """A signed-in browser: the cookie's value, who it acts as, and its CSRF token."""
+
+    value: str
+    actor: Actor
+    csrf: str
+    expires_at: datetime
 
 
 class NewUser:
@@ -86,19 +100,54 @@ class UserService(Service):
             row = await repo.token_by_hash(_hash_token(token))
             if row is None:
                 raise AuthError("CORRAL_TOKEN is not a valid API token in this CORRAL_HOME")
-            what = f"API token {row.id} of {row.user}"
-            if row.user_disabled:
-                raise AuthError(f"{what}: user {row.user} is disabled")
-            if row.revoked:
-                raise AuthError(f"{what} was revoked; ask a super_admin for a new one")
-            if row.expires_at <= now:
-                raise AuthError(
-                    f"{what} expired at {row.expires_text[:19]}Z; ask a super_admin for a new one"
-                )
+            actor = self._token_actor(row, now)
             await repo.touch_token(row.id, now)
+        return actor
+
+    def _token_actor(self, row: TokenRow, now: datetime) -> Actor:
+        """The actor of a token row, if the token and its user may act at ``now``."""
+        what = f"API token {row.id} of {row.user}"
+        if row.user_disabled:
+            raise AuthError(f"{what}: user {row.user} is disabled")
+        if row.revoked:
+            raise AuthError(f"{what} was revoked; ask a super_admin for a new one")
+        if row.expires_at <= now:
+            raise AuthError(
+                f"{what} expired at {row.expires_text[:19]}Z; ask a super_admin for a new one"
+            )
         return Actor(
             row.user, check_role(row.role), token_id=row.id, token_expires_at=row.expires_at
         )
+
+    # --- console sessions ---------------------------------------------------------------------
+
+    async def open_session(self, token: str) -> ConsoleSession:
+        """Sign in to the console with an API token: a new session (its cookie value and CSRF
+        token), which ends at the latest when the token does (or is revoked); audited."""
+        actor = await self.actor(token)
+        if actor.token_id is None or actor.token_expires_at is None:
+            raise AuthError("the console needs an API token: corral tokens create USER")
+        now = self._now()
+        value, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        expires = min(now + SESSION_TTL, actor.token_expires_at)
+        async with self._store.tx() as db:
+            await self._repo.insert_session(_hash_token(value), actor.token_id, csrf, now, expires)
+            await self._audit(db, actor, "console.sign_in", actor.token_id)
+        return ConsoleSession(value, actor, csrf, expires)
+
+    async def session(self, value: str | None) -> ConsoleSession:
+        """The console session a cookie stands for, if it, its token and its user are valid."""
+        if not value:
+            raise AuthError("not signed in")
+        row = await self._repo.session_by_hash(_hash_token(value))
+        now = self._now()
+        if row is None or row.session_expires_at <= now:
+            raise AuthError("the console session ended; sign in again")
+        return ConsoleSession(value, self._token_actor(row, now), row.csrf, row.session_expires_at)
+
+    async def close_session(self, value: str) -> None:
+        """Sign out: the session's cookie no longer works (expired sessions go too)."""
+        await self._repo.delete_session(_hash_token(value), self._now())
 
     async def actor_named(self, name: str) -> Actor:
         """The actor a stored owner name stands for now (a schedule's runs act as it): the local

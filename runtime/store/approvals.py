@@ -30,7 +30,7 @@ _UNCONFIRMED: ApprovalStatus = "unconfirmed"
 
 # The one mapping between a request and its row (JSON and time columns both ways); ``prior`` is
 # read from other rows, never stored.
-_TABLE = Table("approvals", ApprovalRequest, frozenset({"action", "reasons"}))
+_TABLE = Table("approvals", ApprovalRequest, frozenset({"action", "reasons", "target", "fields"}))
 
 
 class ApprovalRepository:

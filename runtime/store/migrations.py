@@ -244,6 +244,25 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN attempt INTEGER;
     CREATE INDEX runs_fire ON runs (fire_id);
     """,
+    # The console: what an approval request will send and to which element; browser sessions
+    # made from API tokens; indexes for the runs list's filters and the usage page.
+    """
+    ALTER TABLE approvals ADD COLUMN fields TEXT;
+    ALTER TABLE approvals ADD COLUMN target TEXT;
+    CREATE TABLE console_sessions (
+        id_hash TEXT PRIMARY KEY,
+        token_id TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX console_sessions_token ON console_sessions (token_id);
+    CREATE INDEX runs_task ON runs (task_name, started_at);
+    CREATE INDEX runs_profile ON runs (profile, started_at);
+    CREATE INDEX runs_status ON runs (status, started_at);
+    CREATE INDEX runs_schedule ON runs (schedule, started_at);
+    CREATE INDEX model_calls_at ON model_calls (at);
+    """,
 ]
 
 

@@ -8,9 +8,17 @@ maps each to its columns and back.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 from typing import Any
 
-from runtime.records import ArtifactRecord, ModelCallRecord, RunRecord, RunStatus, StepRecord
+from runtime.records import (
+    ArtifactRecord,
+    ModelCallRecord,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    UsageRow,
+)
 from runtime.store.db import Database
 from runtime.store.rows import Table, now
 
@@ -86,23 +94,77 @@ class RunRepository:
         *,
         schedule: str | None = None,
         profiles: Collection[str] | None = None,
+        task: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        """The latest runs, newest first; only on ``profile``, of ``schedule``, and (when
-        ``profiles`` is given) on one of those profiles."""
+        """The latest runs, newest first; only on ``profile``, of ``schedule``, of ``task``,
+        with ``status``, started in [``since``, ``until``), and (when ``profiles`` is given)
+        on one of those profiles; ``offset`` skips the newest ones (the next page)."""
         where: list[str] = []
         params: list[Any] = []
-        if profile:
-            where.append("profile = ?")
-            params.append(profile)
-        if schedule:
-            where.append("schedule = ?")
-            params.append(schedule)
+        for column, value in (
+            ("profile", profile),
+            ("schedule", schedule),
+            ("task_name", task),
+            ("status", status),
+        ):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since.isoformat())
+        if until is not None:
+            where.append("started_at < ?")
+            params.append(until.isoformat())
         if profiles is not None:
             where.append(f"profile IN ({', '.join('?' for _ in profiles)})" if profiles else "0")
             params.extend(profiles)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
         rows = await self.db.fetch_all(
-            f"SELECT * FROM runs {clause}ORDER BY started_at DESC LIMIT ?", (*params, limit)
+            f"SELECT * FROM runs {clause}ORDER BY started_at DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [RUNS.record(r) for r in rows]
+
+    async def usage(
+        self, since: datetime, profiles: Collection[str] | None = None
+    ) -> list[UsageRow]:
+        """Model calls since ``since`` summed per day (UTC), task, role and model; only runs on
+        ``profiles`` when given."""
+        only = ""
+        params: list[Any] = [since.isoformat()]
+        if profiles is not None:
+            only = f"AND r.profile IN ({', '.join('?' for _ in profiles)})" if profiles else "AND 0"
+            params.extend(profiles)
+        rows = await self.db.fetch_all(
+            "SELECT substr(c.at, 1, 10) AS day, r.task_name AS task, c.role AS role, "
+            "c.provider || ':' || c.model AS model, count(*) AS calls, "
+            "sum(c.outcome = 'error') AS failed, sum(c.input_tokens) AS input_tokens, "
+            "sum(c.output_tokens) AS output_tokens, sum(c.cached_tokens) AS cached_tokens, "
+            "sum(c.cost_usd) AS cost_usd "
+            "FROM model_calls c JOIN runs r ON r.id = c.run_id "
+            f"WHERE c.at >= ? {only} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+            params,
+        )
+        return [UsageRow.model_validate(dict(r)) for r in rows]
+
+    async def capped_runs(
+        self, since: datetime, profiles: Collection[str] | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        """Runs since ``since`` that a budget cap (max_usd / max_tokens) stopped, newest first."""
+        only = ""
+        params: list[Any] = [since.isoformat()]
+        if profiles is not None:
+            only = f"AND profile IN ({', '.join('?' for _ in profiles)})" if profiles else "AND 0"
+            params.extend(profiles)
+        rows = await self.db.fetch_all(
+            "SELECT * FROM runs WHERE started_at >= ? AND error LIKE '%budget:%' "
+            f"{only} ORDER BY started_at DESC LIMIT ?",
+            (*params, limit),
         )
         return [RUNS.record(r) for r in rows]
 

@@ -16,7 +16,7 @@ from runtime.auth import TokenRecord, UserRecord, UserRole, check_role
 if TYPE_CHECKING:
     from runtime.store import Store
 
-__all__ = ["TokenRow", "UserRepository"]
+__all__ = ["SessionRow", "TokenRow", "UserRepository"]
 
 
 def _iso(value: datetime) -> str:
@@ -38,6 +38,15 @@ class TokenRow:
         self.revoked: bool = bool(row["revoked_at"])
         self.role: str = row["role"]
         self.user_disabled: bool = bool(row["disabled_at"])
+
+
+class SessionRow(TokenRow):
+    """A console session looked up by its hash, with its token and user as for a token."""
+
+    def __init__(self, row: aiosqlite.Row) -> None:
+        super().__init__(row)
+        self.csrf: str = row["csrf"]
+        self.session_expires_at = datetime.fromisoformat(row["session_expires_at"])
 
 
 def _token(row: aiosqlite.Row) -> TokenRecord:
@@ -179,6 +188,38 @@ class UserRepository:
             (digest,),
         )
         return TokenRow(row) if row is not None else None
+
+    # --- console sessions (made from a token; they die with it) --------------------------------
+
+    async def insert_session(
+        self, digest: str, token_id: str, csrf: str, created_at: datetime, expires_at: datetime
+    ) -> None:
+        """Store a console session (its hash only, never the cookie's value)."""
+        async with self._store.tx() as db:
+            await db.execute(
+                "INSERT INTO console_sessions (id_hash, token_id, csrf, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (digest, token_id, csrf, _iso(created_at), _iso(expires_at)),
+            )
+
+    async def session_by_hash(self, digest: str) -> SessionRow | None:
+        """The session with this hash, with its token's and user's state, or None."""
+        row = await self._store.fetch_one(
+            "SELECT t.id, t.user_name, t.expires_at, t.revoked_at, u.role, u.disabled_at, "
+            "s.csrf, s.expires_at AS session_expires_at FROM console_sessions s "
+            "JOIN tokens t ON t.id = s.token_id JOIN users u ON u.name = t.user_name "
+            "WHERE s.id_hash = ?",
+            (digest,),
+        )
+        return SessionRow(row) if row is not None else None
+
+    async def delete_session(self, digest: str, before: datetime) -> None:
+        """End a session, and drop every session that expired before ``before``."""
+        async with self._store.tx() as db:
+            await db.execute(
+                "DELETE FROM console_sessions WHERE id_hash = ? OR expires_at < ?",
+                (digest, _iso(before)),
+            )
 
     async def touch_token(self, token_id: str, at: datetime) -> None:
         """Record that a token was used."""
