@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -22,10 +23,11 @@ from profiles import (
     tighten,
 )
 
-__all__ = ["CONFIG_ENV", "HOME_ENV", "Settings"]
+__all__ = ["CONFIG_ENV", "HOME_ENV", "PUBLIC_URL_ENV", "Settings", "parse_public_url"]
 
 HOME_ENV = "CORRAL_HOME"
 CONFIG_ENV = "CORRAL_CONFIG"
+PUBLIC_URL_ENV = "CORRAL_PUBLIC_URL"
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +57,20 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
             f"{name}={shown!r}: expected a number of seconds (e.g. {default:g}), 0 or more"
         )
     return value
+
+
+def parse_public_url(text: str, source: str) -> str:
+    """``text`` as the address people reach a server at (``https://corral.example.com``, maybe
+    with a path), without a trailing slash; anything else is a UserError naming ``source``."""
+    url = text.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise UserError(
+            # Not echoed: a value pasted into the wrong variable may be a secret.
+            f"{source}: expected the http(s) address people open the console at, "
+            "e.g. https://corral.example.com"
+        )
+    return url
 
 
 # Settings fields read from a number variable, for messages about values out of range.
@@ -100,6 +116,12 @@ class Settings(BaseModel):
         description="how long a write waits for another process's lock on the store before "
         "failing with 'the store is busy' (CORRAL_BUSY_TIMEOUT)",
     )
+    public_url: str | None = Field(
+        None,
+        description="where people reach this server, e.g. https://corral.example.com "
+        "(CORRAL_PUBLIC_URL; `corral serve` defaults to its own address): approval webhooks link "
+        "to the request's page in the console there",
+    )
     models_config: Path | None = Field(
         None,
         description="the model config file (CORRAL_CONFIG, `corral run --config`); else "
@@ -126,6 +148,11 @@ class Settings(BaseModel):
                 approval_ttl_s=_seconds(env, "CORRAL_APPROVAL_TTL", 900),
                 busy_timeout_s=_seconds(env, "CORRAL_BUSY_TIMEOUT", 10),
                 models_config=Path(env[CONFIG_ENV]).expanduser() if env.get(CONFIG_ENV) else None,
+                public_url=(
+                    parse_public_url(env[PUBLIC_URL_ENV], PUBLIC_URL_ENV)
+                    if env.get(PUBLIC_URL_ENV, "").strip()
+                    else None
+                ),
             )
         except ValidationError as exc:
             # Only range checks can fail here (0 for a TTL): name the variable, not the field.

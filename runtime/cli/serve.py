@@ -30,7 +30,13 @@ __all__ = ["serve_command"]
     type=click.FloatRange(0),
     help="seconds running runs get to finish after SIGTERM before they are cancelled",
 )
-def serve_command(host: str, port: int, workers: int, grace: float) -> None:
+@click.option(
+    "--public-url",
+    metavar="URL",
+    help="where people open the console (approval webhooks link there); default: "
+    "CORRAL_PUBLIC_URL, else the address it listens on",
+)
+def serve_command(host: str, port: int, workers: int, grace: float, public_url: str | None) -> None:
     """Run schedules and the HTTP API until SIGTERM (which drains)."""
     from profiles import CorralError
     from runtime.errors import exit_code_for
@@ -39,7 +45,9 @@ def serve_command(host: str, port: int, workers: int, grace: float) -> None:
     def announce(line: str) -> None:
         click.echo(line, err=True)
 
-    options = ServeOptions(host=host, port=port, workers=workers, grace_s=grace)
+    options = ServeOptions(
+        host=host, port=port, workers=workers, grace_s=grace, public_url=public_url
+    )
     try:
         asyncio.run(serve(Settings.from_env(), options, announce=announce))
     except CorralError as exc:

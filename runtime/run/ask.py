@@ -167,14 +167,16 @@ class ApprovalAsker:
             )
         )
         if ctx.webhook is not None:
-            self.last_webhook = await ctx.webhook.send(
-                {
-                    "event": "approval.requested",
-                    **request.model_dump(mode="json", include=_ANNOUNCED),
-                    "approve": f"corral approvals approve {request.id}",
-                    "deny": f"corral approvals deny {request.id} --comment TEXT",
-                }
-            )
+            event: dict[str, Any] = {
+                "event": "approval.requested",
+                **request.model_dump(mode="json", include=_ANNOUNCED),
+                "approve": f"corral approvals approve {request.id}",
+                "deny": f"corral approvals deny {request.id} --comment TEXT",
+            }
+            if ctx.public_url:
+                # The request's page in the console: all of it, and the buttons to decide.
+                event["url"] = f"{ctx.public_url}/console/approvals/{request.id}"
+            self.last_webhook = await ctx.webhook.send(event)
 
     async def wait(self, request: ApprovalRequest, verdict: Verdict) -> ApprovalRequest:
         """The decision on ``request``: a policy's auto-approval, or a person's, or expiry."""

@@ -67,6 +67,8 @@ class RunContext:
     """How far the run may reach, for the record of its first step."""
     source: RunSource | None = None
     """The schedule fire (and attempt) that made this run, if any."""
+    public_url: str | None = None
+    """Where people reach this server's console (links in approval webhooks); None: unknown."""
     gate: Gate = field(init=False, repr=False)
     """The check phase of every step (built from this context)."""
 

@@ -235,6 +235,7 @@ async def run_task(
                     request_check=check,
                     egress_note=egress_note,
                     source=source,
+                    public_url=rt.settings.public_url,
                 )
                 await _run_steps(ctx, session)
         status = "succeeded"

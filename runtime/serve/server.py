@@ -38,7 +38,7 @@ from runtime.run.runner import RunEvent, RunResult, new_run_id, run_task
 from runtime.schedules.records import Fire, Schedule
 from runtime.schedules.scheduler import Outcome, Scheduler
 from runtime.serve.pool import WorkerPool
-from runtime.settings import Settings
+from runtime.settings import Settings, parse_public_url
 from runtime.task import load_task_text
 from runtime.webhook import Webhook
 
@@ -57,6 +57,9 @@ class ServeOptions:
     workers: int = 4
     grace_s: float = 30.0
     tick_s: float = 0.5
+    public_url: str | None = None
+    """Where people reach the server (``--public-url``); else CORRAL_PUBLIC_URL, else its own
+    address."""
 
 
 @dataclass
@@ -176,6 +179,7 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    public = parse_public_url(options.public_url, "--public-url") if options.public_url else None
     async with Runtime.open(settings) as rt:
         if not await rt.store.users.any_user():
             announce(
@@ -197,6 +201,10 @@ async def serve(
         sock = listen(options.host, options.port)
         port = sock.getsockname()[1]
         report.url = f"http://{options.host}:{port}"
+        # Approval webhooks link to a request's page in the console, where people reach it.
+        rt.settings = rt.settings.model_copy(
+            update={"public_url": public or settings.public_url or _own_address(options.host, port)}
+        )
         app = create_app(rt, pool)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         server = QuietServer(config)
@@ -235,6 +243,13 @@ async def serve(
             announce(f"  {line}")
         announce(f"corral serve: stopped; {len(report.runs)} run(s) were going at the drain")
     return report
+
+
+def _own_address(host: str, port: int) -> str:
+    """The server's address as others may reach it (its host name when it listens on all)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    return f"http://{host}:{port}"
 
 
 async def _send(webhook: Webhook, event: dict[str, Any]) -> None:
