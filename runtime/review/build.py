@@ -21,7 +21,7 @@ from runtime.review.model import (
     TargetView,
 )
 
-__all__ = ["action_words", "build_review", "hit_cap"]
+__all__ = ["action_words", "build_review", "hit_cap", "scrub"]
 
 # Detail keys a StepView reads into its own fields; the rest is kept in ``extra``.
 _READ = frozenset(
@@ -265,14 +265,15 @@ def build_review(
     )
     if redact is None:
         return review
-    return RunReview.model_validate(_scrub(review.model_dump(mode="json"), redact))
+    return RunReview.model_validate(scrub(review.model_dump(mode="json"), redact))
 
 
-def _scrub(value: Any, redact: Callable[[str], str]) -> Any:
+def scrub(value: Any, redact: Callable[[str], str]) -> Any:
+    """``value`` (JSON-like: dicts, lists, strings) with ``redact`` applied to every string."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {k: _scrub(v, redact) for k, v in value.items()}
+        return {k: scrub(v, redact) for k, v in value.items()}
     if isinstance(value, list):
-        return [_scrub(v, redact) for v in value]
+        return [scrub(v, redact) for v in value]
     return value
