@@ -23,7 +23,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from profiles import BrowserPool, ProfileSettings, UserError
+from profiles import BrowserPool, UserError
 from runtime import Runtime, parse_task
 from runtime.approvals import ApprovalRequest
 from runtime.demo.portal import USERS, PortalServer
@@ -41,6 +41,7 @@ from tests.support.console import (
     sign_in,
 )
 from tests.support.demo import first_unpaid, pay_task, usd
+from tests.support.inbox import console_profiles
 from tests.support.leaks import leak_forms
 from tests.support.sites import free_port
 from tests.support.wait import until
@@ -61,13 +62,6 @@ def shop(tmp_path: Path) -> Iterator[PortalServer]:
     """A portal of this test's own: payments here change no other test's portal."""
     with PortalServer(port=0, db_path=tmp_path / "portal.db") as server:
         yield server
-
-
-async def demo_profiles(rt: Runtime, portal: str) -> None:
-    """``shop`` signs in to the portal as alice, ``mine`` as bob (passwords in the vault)."""
-    for profile, user in (("shop", "alice"), ("mine", "bob")):
-        await rt.profiles.create(profile, ProfileSettings(vars={"user": user}))
-        await rt.vault.set(f"{user}.password", USERS[user].password, [portal], [profile])
 
 
 @pytest.fixture
@@ -405,7 +399,7 @@ async def test_signed_out_a_request_link_goes_through_sign_in_and_back(
 async def test_a_real_gated_payment_waits_and_goes_on_once_approved_in_the_console(
     rt: Runtime, shop: PortalServer
 ) -> None:
-    await demo_profiles(rt, shop.url)
+    await console_profiles(rt, shop.url)
     inv = first_unpaid()
     task = parse_task(pay_task(shop.url, inv), "pay.yaml")
     async with served_console(rt) as console, sign_in(console.url, console.tokens["ada"]) as http:
@@ -503,7 +497,7 @@ async def test_the_webhook_links_to_the_requests_page_which_a_signed_in_admin_op
     inv = first_unpaid()
     task = parse_task(pay_task(shop.url, inv), "pay.yaml")
     async with Runtime.open(hooked, pool=pool) as rt:
-        await demo_profiles(rt, shop.url)
+        await console_profiles(rt, shop.url)
         async with served_console(rt) as console:
             # Without a public URL the notice carries no link (nowhere known to send a person).
             [plain] = await console.pool.submit(ROOT, task, ["shop"])
@@ -546,7 +540,7 @@ async def test_corral_serve_links_webhooks_to_its_console(
     flag: bool,
 ) -> None:
     url, received = hook
-    await demo_profiles(rt, shop.url)
+    await console_profiles(rt, shop.url)
     token = (await console_users(rt))["ada"]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "CORRAL_PUBLIC_URL"}
