@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Screenshots of the web console for the docs (``docs/img/console-*.png``).
+
+Starts the app (API + console, a worker pool) on a throwaway home with demo data: the demo
+portal, profiles alice and bob, scripted runs (unpaid invoices read; a payment approved in two
+steps, so its replay has gated steps; a payment denied; a payment left waiting for approval), a
+schedule, and model calls spread over two weeks for the usage page (the demo's runs are scripted,
+so those rows are made up here: the only synthetic data). Then it signs in with Playwright
+through the sign-in form, as an admin, and saves each page:
+
+    console-runs.png            the runs list
+    console-run.png             a run's replay (the approved payment)
+    console-approvals.png       the approvals inbox
+    console-approval-phone.png  a waiting request at 375 px wide (a phone)
+    console-schedules.png       schedules
+    console-usage.png           usage
+    console-audit.png           the audit log
+
+A page the console does not serve (yet) is skipped with a note, never saved as an error page.
+
+Usage: .venv/bin/python scripts/console_screenshots.py [--out docs/img]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from profiles import ProfileSettings  # noqa: E402
+from runtime import Runtime, Settings  # noqa: E402
+from runtime.api import create_app  # noqa: E402
+from runtime.approvals import ApprovalRequest  # noqa: E402
+from runtime.auth import LOCAL_ACTOR, Actor  # noqa: E402
+from runtime.demo import DEMO_TASK, PAY_TASK  # noqa: E402
+from runtime.demo.portal import USERS, PortalServer  # noqa: E402
+from runtime.demo.portal.data import invoices_for  # noqa: E402
+from runtime.records import ModelCallRecord  # noqa: E402
+from runtime.schedules import Timing  # noqa: E402
+from runtime.serve import WorkerPool  # noqa: E402
+from runtime.serve.server import QuietServer, listen  # noqa: E402
+from runtime.services import ScheduleInput  # noqa: E402
+from runtime.task import load_task  # noqa: E402
+
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 375, "height": 740}
+MAX_BYTES = 250_000
+# role -> (provider:model, input tokens, output tokens, USD per call), for the usage page.
+_CALLS = {
+    "planner": ("openai:gpt-5.4-mini", 2_400, 90, 0.0021),
+    "vision": ("anthropic:claude-sonnet-4-6", 1_600, 60, 0.0057),
+    "extractor": ("openai:gpt-5.4-nano", 900, 140, 0.0003),
+}
+
+
+async def _people(rt: Runtime) -> tuple[Actor, str]:
+    """A super admin (who owns the schedule) and ada, an admin; ada's token."""
+    users = rt.services.users
+    await users.add_user_with_token(LOCAL_ACTOR, "root", "super_admin")
+    root = Actor("root", "super_admin")
+    ada = await users.add_user_with_token(root, "ada", "admin")
+    return root, ada.value
+
+
+async def _profiles(rt: Runtime, portal: str) -> None:
+    for name in ("alice", "bob"):
+        await rt.profiles.create(name, ProfileSettings(vars={"user": name}))
+        await rt.vault.set(f"{name}.password", USERS[name].password, [portal], [name])
+
+
+async def _asked(rt: Runtime, run_id: str, besides: set[str]) -> ApprovalRequest:
+    while True:
+        for request in await rt.approvals.list_requests("pending", run_id):
+            if request.id not in besides:
+                return request
+        await asyncio.sleep(0.1)
+
+
+async def _runs(rt: Runtime, pool: WorkerPool, root: Actor, portal: str) -> dict[str, str]:
+    """The demo's runs; their ids by what they show."""
+    unpaid, pay = load_task(DEMO_TASK), load_task(PAY_TASK)
+    ids: dict[str, str] = {}
+    for name in ("alice", "bob"):
+        [run] = await pool.submit(root, unpaid, [name], {"portal": portal})
+        await pool.wait(run.run_id)
+    alice, bob = ([i.number for i in invoices_for(user) if not i.paid] for user in ("alice", "bob"))
+    decisions = (
+        ("paid", "alice", alice[0], [(True, "due this week"), (True, "amount checked")]),
+        ("denied", "bob", bob[0], [(False, "not this month: waiting for the credit note")]),
+        ("waiting", "alice", alice[1], []),
+    )
+    for label, profile, invoice, answers in decisions:
+        variables = {"portal": portal, "invoice": invoice}
+        [run] = await pool.submit(root, pay, [profile], variables)
+        ids[label] = run.run_id
+        seen: set[str] = set()
+        for approve, comment in answers:
+            request = await _asked(rt, run.run_id, seen)
+            seen.add(request.id)
+            await rt.services.approvals.decide(root, request.id, approve, comment)
+        if answers:
+            await pool.wait(run.run_id)
+        else:
+            ids["request"] = (await _asked(rt, run.run_id, seen)).id
+    return ids
+
+
+async def _schedule(rt: Runtime, root: Actor, portal: str) -> None:
+    await rt.services.schedules.add(
+        root,
+        ScheduleInput(
+            name="morning-unpaid",
+            task_yaml=DEMO_TASK.read_text(),
+            task_source="unpaid-invoices.yaml",
+            profiles=["alice", "bob"],
+            vars={"portal": portal},
+            timing=Timing(cron="0 7 * * 1-5", tz="Europe/Berlin"),
+        ),
+    )
+
+
+async def _usage(rt: Runtime, run_ids: list[str]) -> None:
+    """Made-up model calls over the last 14 days, on the demo's runs (see the module)."""
+    rng = random.Random(12)
+    now = datetime.now(UTC)
+    for day in range(14):
+        for _ in range(rng.randint(3, 12)):
+            role = rng.choice(["planner", "planner", "planner", "vision", "extractor"])
+            model, tokens_in, tokens_out, usd = _CALLS[role]
+            provider, name = model.split(":")
+            scale = rng.uniform(0.5, 1.8)
+            failed = rng.random() < 0.05
+            await rt.store.runs.add_model_call(
+                ModelCallRecord(
+                    run_id=rng.choice(run_ids),
+                    step_idx=None,
+                    role=role,
+                    provider=provider,
+                    model=name,
+                    outcome="error" if failed else "ok",
+                    reason="rate limited (429)" if failed else None,
+                    input_tokens=0 if failed else int(tokens_in * scale),
+                    output_tokens=0 if failed else int(tokens_out * scale),
+                    cost_usd=0.0 if failed else round(usd * scale, 6),
+                    latency_ms=round(rng.uniform(400, 2600), 1),
+                    at=now - timedelta(days=day, minutes=rng.randint(0, 600)),
+                )
+            )
+
+
+async def _shoot(url: str, token: str, ids: dict[str, str], out: Path, browser: Any) -> None:
+    shots = [
+        ("console-runs.png", "/console/runs", DESKTOP),
+        ("console-run.png", f"/console/runs/{ids['paid']}", DESKTOP),
+        ("console-approvals.png", "/console/approvals", DESKTOP),
+        ("console-approval-phone.png", f"/console/approvals/{ids['request']}", PHONE),
+        ("console-schedules.png", "/console/schedules", DESKTOP),
+        ("console-usage.png", "/console/usage", DESKTOP),
+        ("console-audit.png", "/console/audit", DESKTOP),
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    for viewport in (DESKTOP, PHONE):
+        phone = viewport == PHONE
+        context = await browser.new_context(
+            viewport=viewport, is_mobile=phone, device_scale_factor=2 if phone else 1
+        )
+        try:
+            page = await context.new_page()
+            await page.goto(f"{url}/console/login")
+            await page.get_by_label("API token").fill(token)
+            await page.get_by_role("button", name="Sign in").click()
+            await page.wait_for_url(f"{url}/console/runs")
+            for name, path, size in shots:
+                if size != viewport:
+                    continue
+                response = await page.goto(url + path)
+                status = response.status if response else 0
+                if status != 200:
+                    print(f"  {name}: skipped, {path} answered {status} (not served yet)")
+                    continue
+                await page.wait_for_load_state("networkidle")
+                target = out / name
+                await page.screenshot(path=str(target), full_page=not phone)
+                size_kb = target.stat().st_size / 1000
+                note = "" if target.stat().st_size <= MAX_BYTES else " (over 250 KB)"
+                print(f"  {target}: {size_kb:.0f} KB{note}")
+        finally:
+            await context.close()
+
+
+async def main(out: Path) -> None:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        PortalServer(port=0, db_path=Path(tmp) / "portal.db") as portal,
+    ):
+        settings = Settings(home=Path(tmp) / "home", lease_timeout_s=10)
+        async with Runtime.open(settings) as rt:
+            root, token = await _people(rt)
+            await _profiles(rt, portal.url)
+            pool = WorkerPool(rt, 4)
+            sock = listen("127.0.0.1", 0)
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+            config = uvicorn.Config(
+                create_app(rt, pool), log_level="warning", lifespan="off", access_log=False
+            )
+            server = QuietServer(config)
+            api = asyncio.create_task(server.serve(sockets=[sock]))
+            try:
+                print("demo runs...")
+                ids = await _runs(rt, pool, root, portal.url)
+                await _schedule(rt, root, portal.url)
+                await _usage(rt, [r.id for r in await rt.store.runs.list_runs(50)])
+                print(f"screenshots of {url}/console:")
+                await _shoot(url, token, ids, out, await (await rt.pool()).browser())
+            finally:
+                await pool.drain(0)
+                server.should_exit = True
+                await api
+                sock.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
+    asyncio.run(main(parser.parse_args().out.resolve()))
