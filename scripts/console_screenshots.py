@@ -4,9 +4,9 @@
 Starts the app (API + console, a worker pool) on a throwaway home with demo data: the demo
 portal, profiles alice and bob, scripted runs (unpaid invoices read; a payment approved in two
 steps, so its replay has gated steps; a payment denied; a payment left waiting for approval), a
-schedule, and model calls spread over two weeks for the usage page (the demo's runs are scripted,
-so those rows are made up here: the only synthetic data). Then it signs in with Playwright
-through the sign-in form, as an admin, and saves each page:
+schedule, and for the usage page two weeks of goal-driven runs with their model calls: the demo
+runs no model, so those rows are made up here (the only synthetic data; they have no steps).
+Then it signs in with Playwright through the sign-in form, as an admin, and saves each page:
 
     console-runs.png            the runs list
     console-run.png             a run's replay (the approved payment)
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,7 +46,7 @@ from runtime.auth import LOCAL_ACTOR, Actor  # noqa: E402
 from runtime.demo import DEMO_TASK, PAY_TASK  # noqa: E402
 from runtime.demo.portal import USERS, PortalServer  # noqa: E402
 from runtime.demo.portal.data import invoices_for  # noqa: E402
-from runtime.records import ModelCallRecord  # noqa: E402
+from runtime.records import ModelCallRecord, RunRecord  # noqa: E402
 from runtime.schedules import Timing  # noqa: E402
 from runtime.serve import WorkerPool  # noqa: E402
 from runtime.serve.server import QuietServer, listen  # noqa: E402
@@ -129,33 +130,58 @@ async def _schedule(rt: Runtime, root: Actor, portal: str) -> None:
     )
 
 
-async def _usage(rt: Runtime, run_ids: list[str]) -> None:
-    """Made-up model calls over the last 14 days, on the demo's runs (see the module)."""
+async def _usage(rt: Runtime) -> None:
+    """Two weeks of goal-driven runs' model calls, for the usage page: made-up rows (see the
+    module), on run rows of their own so no real run's replay shows them."""
     rng = random.Random(12)
     now = datetime.now(UTC)
-    for day in range(14):
-        for _ in range(rng.randint(3, 12)):
-            role = rng.choice(["planner", "planner", "planner", "vision", "extractor"])
-            model, tokens_in, tokens_out, usd = _CALLS[role]
-            provider, name = model.split(":")
-            scale = rng.uniform(0.5, 1.8)
-            failed = rng.random() < 0.05
-            await rt.store.runs.add_model_call(
-                ModelCallRecord(
-                    run_id=rng.choice(run_ids),
-                    step_idx=None,
-                    role=role,
-                    provider=provider,
-                    model=name,
-                    outcome="error" if failed else "ok",
-                    reason="rate limited (429)" if failed else None,
-                    input_tokens=0 if failed else int(tokens_in * scale),
-                    output_tokens=0 if failed else int(tokens_out * scale),
-                    cost_usd=0.0 if failed else round(usd * scale, 6),
-                    latency_ms=round(rng.uniform(400, 2600), 1),
-                    at=now - timedelta(days=day, minutes=rng.randint(0, 600)),
-                )
+    for day in range(14, 0, -1):
+        for n in range(rng.randint(1, 3)):
+            started = now - timedelta(days=day, hours=rng.randint(1, 10))
+            capped = day == 4 and n == 0
+            run = RunRecord(
+                id=started.strftime("%Y%m%d-%H%M%S-") + f"{rng.getrandbits(24):06x}",
+                task_name=rng.choice(["reconcile-statements", "chase-overdue"]),
+                task_path=None,
+                profile=rng.choice(["alice", "bob"]),
+                status="failed" if capped else "succeeded",
+                started_at=started,
+                finished_at=started + timedelta(seconds=rng.uniform(20, 90)),
+                error="budget: spent $0.5012, past max_usd=0.5" if capped else None,
+                run_dir=str(rt.settings.runs_dir / "synthetic"),
+                pid=0,
             )
+            await rt.store.runs.create_run(run)
+            for step in range(rng.randint(4, 14)):
+                role = rng.choice(["planner", "planner", "planner", "vision", "extractor"])
+                model, tokens_in, tokens_out, usd = _CALLS[role]
+                provider, name = model.split(":")
+                scale = rng.uniform(0.5, 1.8)
+                failed = rng.random() < 0.05
+                await rt.store.runs.add_model_call(
+                    ModelCallRecord(
+                        run_id=run.id,
+                        step_idx=step,
+                        role=role,
+                        provider=provider,
+                        model=name,
+                        outcome="error" if failed else "ok",
+                        reason="rate limited (429)" if failed else None,
+                        input_tokens=0 if failed else int(tokens_in * scale),
+                        output_tokens=0 if failed else int(tokens_out * scale),
+                        cost_usd=0.0 if failed else round(usd * scale, 6),
+                        latency_ms=round(rng.uniform(400, 2600), 1),
+                        at=started + timedelta(seconds=step * 5),
+                    )
+                )
+
+
+def _fit(path: Path) -> None:
+    """A screenshot over MAX_BYTES in 256 colours (plenty for the console's flat colours)."""
+    if path.stat().st_size > MAX_BYTES:
+        with Image.open(path) as image:
+            fewer = image.convert("RGB").quantize(colors=256)
+        fewer.save(path, optimize=True)
 
 
 async def _shoot(url: str, token: str, ids: dict[str, str], out: Path, browser: Any) -> None:
@@ -190,7 +216,13 @@ async def _shoot(url: str, token: str, ids: dict[str, str], out: Path, browser: 
                     continue
                 await page.wait_for_load_state("networkidle")
                 target = out / name
-                await page.screenshot(path=str(target), full_page=not phone)
+                # The whole page on a desktop, up to a tall screen's worth; a phone's first screen.
+                height = await page.evaluate("document.documentElement.scrollHeight")
+                clip = {"x": 0, "y": 0, "width": viewport["width"], "height": min(height, 1400)}
+                await page.screenshot(
+                    path=str(target), full_page=not phone, clip=None if phone else clip
+                )
+                _fit(target)
                 size_kb = target.stat().st_size / 1000
                 note = "" if target.stat().st_size <= MAX_BYTES else " (over 250 KB)"
                 print(f"  {target}: {size_kb:.0f} KB{note}")
@@ -219,7 +251,7 @@ async def main(out: Path) -> None:
                 print("demo runs...")
                 ids = await _runs(rt, pool, root, portal.url)
                 await _schedule(rt, root, portal.url)
-                await _usage(rt, [r.id for r in await rt.store.runs.list_runs(50)])
+                await _usage(rt)
                 print(f"screenshots of {url}/console:")
                 await _shoot(url, token, ids, out, await (await rt.pool()).browser())
             finally:
