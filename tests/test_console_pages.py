@@ -9,6 +9,7 @@ may show it and must come out as text.
 from __future__ import annotations
 
 import re
+import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,12 +19,14 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import expect
 
-from profiles import ProfileSettings
+from profiles import BrowserPool, ProfileSettings
 from runtime import Runtime
 from runtime.auth import Actor
 from runtime.records import ModelCallRecord, RunRecord, RunStatus
 from runtime.schedules import Schedule, Timing
+from runtime.serve.server import listen
 from runtime.services import ScheduleInput
 from tests.support.console import ROOT, Console, csrf_of, served_console, sign_in
 
@@ -612,3 +615,71 @@ async def test_a_stranger_is_sent_to_sign_in(console: Console) -> None:
             assert answer.headers["location"].startswith("/console/login?next=")
         answer = await http.post("/console/schedules/x/run", data={"csrf": "x"})
         assert answer.status_code in (401, 403)
+
+
+# --- in a browser -------------------------------------------------------------------------------
+
+
+async def test_in_chromium_the_runs_list_updates_live_and_payloads_stay_inert(
+    console: Console, pool: BrowserPool
+) -> None:
+    rt = console.rt
+    await add_run(rt, "evil", "mine", task=XSS, status="failed", error=XSS)
+    browser = await pool.browser()
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        problems: list[str] = []
+        # A refused inline script or style would show as a console error; the browser's own
+        # favicon request is the one 404 (the console has no icon).
+        page.on(
+            "console",
+            lambda m: (
+                problems.append(m.text) if m.type == "error" and "404" not in m.text else None
+            ),
+        )
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on(
+            "response",
+            lambda r: (
+                problems.append(f"{r.status} {r.url}")
+                if r.status >= 400 and not r.url.endswith("/favicon.ico")
+                else None
+            ),
+        )
+        await page.goto(f"{console.url}/console/login?next=/console/runs%3Fprofile%3Dmine")
+        await page.fill("#token", console.tokens["bob"])
+        await page.click("button[type=submit]")
+        await page.wait_for_url("**/console/runs?profile=mine")
+        await expect(page.locator("#runs tbody tr")).to_have_count(1)
+        await expect(page.locator("#runs td[data-label=Task]").first).to_have_text(XSS)
+        marker = await page.evaluate("document.getElementById('runs').dataset.marker = 'old'")
+        assert marker == "old"
+        # A run starts: its row appears without a reload (the table is fetched and swapped).
+        await add_run(rt, "new-one", "mine", status="running", seconds=None, started=NOW)
+        await add_run(rt, "not-bobs", "shop", status="running", seconds=None, started=NOW)
+        await expect(page.locator("#runs a[href='/console/runs/new-one']")).to_be_visible(
+            timeout=10_000
+        )
+        assert await page.evaluate("document.getElementById('runs').dataset.marker") is None
+        await expect(page.locator("#runs tbody tr")).to_have_count(2)
+        assert await page.locator("#runs a[href='/console/runs/not-bobs']").count() == 0
+        assert await page.locator("input[name=profile]").input_value() == "mine"
+        assert await page.evaluate("window.pwned") is None
+        assert problems == []
+    finally:
+        await context.close()
+
+
+def test_the_servers_connections_send_without_waiting_for_acks() -> None:
+    # A page is answered on a kept-alive connection in two writes (headers, then body); with
+    # Nagle's algorithm on, the second waits for the browser's delayed ACK (~40 ms each time).
+    server = listen("127.0.0.1", 0)
+    try:
+        server.setblocking(True)
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        with client, accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        server.close()
