@@ -22,7 +22,16 @@ from fastapi.responses import HTMLResponse
 from runtime.console.web import Viewing, page
 from runtime.records import RunRecord, RunStatus
 
-__all__ = ["PAGE_SIZE", "STATUSES", "RunFilters", "RunRow", "parse_when", "router", "run_rows"]
+__all__ = [
+    "PAGE_SIZE",
+    "REFRESH_HEADER",
+    "STATUSES",
+    "RunFilters",
+    "RunRow",
+    "parse_when",
+    "router",
+    "run_rows",
+]
 
 router = APIRouter()
 
@@ -34,6 +43,8 @@ _TEXT_MAX = 200
 _OFFSET_MAX = 10_000_000
 _ERROR_SHORT = 120
 _LIVE = frozenset({"queued", "running", "waiting_approval"})
+REFRESH_HEADER = "X-Console-Part"
+"""Sent by the console's script when it fetches a page again to swap one part (its id)."""
 
 
 def parse_when(value: str, *, end_of_day: bool = False) -> datetime:
@@ -159,12 +170,16 @@ async def runs_page(viewer: Viewing) -> HTMLResponse:
     """The runs the viewer may see, filtered, newest first, one page of 50."""
     filters = RunFilters.parse(viewer.request.query_params)
     services = viewer.rt.services
-    profiles = [
-        e.record.name
-        for e in await services.profiles.list(viewer.actor)
-        if await services.runs.may_see(viewer.actor, e.record.name)
-    ]
-    schedules = [s.name for s in await services.schedules.list(viewer.actor)]
+    profiles: list[str] = []
+    schedules: list[str] = []
+    # A live refresh swaps the table only: the names the form suggests are not read again.
+    if viewer.request.headers.get(REFRESH_HEADER) != "runs":
+        profiles = [
+            e.record.name
+            for e in await services.profiles.list(viewer.actor)
+            if await services.runs.may_see(viewer.actor, e.record.name)
+        ]
+        schedules = [s.name for s in await services.schedules.list(viewer.actor)]
     context: dict[str, Any] = {
         "section": "runs",
         "filters": filters,
