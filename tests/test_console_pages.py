@@ -24,6 +24,7 @@ from playwright.async_api import expect
 from profiles import BrowserPool, ProfileSettings
 from runtime import Runtime
 from runtime.auth import Actor
+from runtime.console.pages.schedules import timing_words
 from runtime.records import ModelCallRecord, RunRecord, RunStatus
 from runtime.schedules import Schedule, Timing
 from runtime.serve.server import listen
@@ -342,6 +343,27 @@ async def test_schedules_list_and_page(console: Console) -> None:
         assert run_ids(page.text.replace('id="schedule-runs"', 'id="runs"')) == ["from-bobs"]
         nexts = page.text.split("Next fires")[1].split("</ol>")[0]
         assert nexts.count("<li>") == 5
+
+
+@pytest.mark.parametrize(
+    ("timing", "words"),
+    [
+        (Timing(cron="*/15 * * * *"), "every 15 minutes (UTC)"),
+        (Timing(cron="* * * * *"), "every minute (UTC)"),
+        (Timing(cron="7 * * * *"), "every hour at minute 7 (UTC)"),
+        (Timing(cron="0 6 * * *", tz="Asia/Tokyo"), "daily at 06:00 (Asia/Tokyo)"),
+        (Timing(cron="0 6 1 * *"), "at 06:00 on day 1 of every month (UTC)"),
+        (Timing(cron="0 18 * * sat,sun"), "at 18:00 on Saturday, Sunday (UTC)"),
+        (Timing(cron="0 18 * * 7"), "at 18:00 on Sunday (UTC)"),
+        (Timing(cron="5 4 * 2 *"), "cron 5 4 * 2 * (UTC)"),
+        (Timing(cron="0 9-17 * * *"), "cron 0 9-17 * * * (UTC)"),
+        (Timing(every_s=5400), "every 1 hour 30 minutes"),
+        (Timing(every_s=86_400), "every day"),
+        (Timing(every_s=60, jitter_s=300), "every minute, up to 5 minutes late (jitter)"),
+    ],
+)
+def test_timing_in_words(timing: Timing, words: str) -> None:
+    assert timing_words(timing) == words
 
 
 async def test_schedule_actions_need_csrf_and_the_owner_or_an_admin(console: Console) -> None:

@@ -16,7 +16,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from runtime.console.pages.runs import run_rows
-from runtime.console.web import PREFIX, Posting, Viewer, Viewing, page
+from runtime.console.web import PREFIX, Posting, Viewing, page
 from runtime.schedules import Fire, Schedule, Timing
 
 __all__ = ["ScheduleRow", "router", "timing_words"]
@@ -123,10 +123,6 @@ class ScheduleRow:
     last_fire: Fire | None
 
 
-def _may_act(viewer: Viewer, schedule: Schedule) -> bool:
-    return viewer.is_admin or schedule.owner == viewer.actor.name
-
-
 @router.get("/schedules", response_class=HTMLResponse)
 async def schedules_page(viewer: Viewing) -> HTMLResponse:
     """Every schedule the viewer may see, with its next and latest fire."""
@@ -177,7 +173,6 @@ async def schedule_page(name: str, viewer: Viewing) -> HTMLResponse:
         next_fires=await services.schedules.next_fires(viewer.actor, name, _NEXT),
         fires=await services.schedules.fires(viewer.actor, name, _FIRES),
         rows=run_rows(runs),
-        may_act=_may_act(viewer, schedule),
         done=_done(query.get("done", ""), query.get("n", "")),
         reason_max=_REASON_MAX,
     )
