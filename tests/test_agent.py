@@ -38,6 +38,19 @@ async def test_goal_task_succeeds_and_every_call_is_recorded(rt: Runtime, portal
     steps = await rt.store.runs.list_steps(str(result.run_id))
     assert [s.kind for s in steps] == ["navigate", "fill", "fill", "click"]
     assert steps[-1].detail["model"] == "fake:planner"
+    # Each model step explains itself: the element by role and name beside the model's ref,
+    # the call as the model made it, and the page the planner saw around that element.
+    signing = steps[3].detail
+    assert {k: signing["target"][k] for k in ("role", "name")} == {
+        "role": "button",
+        "name": "Sign in",
+    }
+    assert f"[{signing['target']['ref']}]" in signing["excerpt"]
+    assert signing["call"] == f'click({{"ref": "{signing["target"]["ref"]}"}})'
+    typed = steps[2].detail
+    assert typed["target"]["role"] == "textbox" and typed["target"]["name"] == "Password"
+    assert "{{secret:alice.password}}" in typed["call"]
+    assert "alice-pw-1" not in json.dumps([s.model_dump(mode="json") for s in steps])
     calls = await rt.store.runs.list_model_calls(str(result.run_id))
     assert [c.role for c in calls] == ["planner"] * 4 and all(c.outcome == "ok" for c in calls)
     assert result.tokens == sum(c.input_tokens + c.output_tokens for c in calls) > 0
@@ -398,7 +411,9 @@ async def test_a_model_cannot_pay_without_a_person_a_denial_is_explained(
     told = page_of(planner.requests[-1].messages)
     assert "denied by a person (local): not this month" in told
     steps = await rt.store.runs.list_steps(str(result.run_id))
-    refused = [s for s in steps if s.detail and "policy" in s.detail]
+    # Every gated step records its verdict; only the payment was not allowed.
+    assert all(s.detail and "decision" in s.detail["policy"] for s in steps)
+    refused = [s for s in steps if s.detail["policy"]["decision"] != "allow"]
     assert len(refused) == 1 and refused[0].status == "skipped"
     assert refused[0].detail["policy"]["decision"] == "require_approval"
     assert refused[0].detail["approval"]["status"] == "denied"

@@ -817,6 +817,11 @@ async def test_the_approval_screenshot_masks_a_secret_typed_earlier_in_the_run(
     assert result.status == "denied", result.error
     [request] = await rt.approvals.list_requests(None, result.run_id)
     assert request.screenshot, "the approval request has no screenshot"
+    # What the form will send is shown with the secret as its placeholder, never its value.
+    fields = {f["name"]: f for f in request.fields or []}
+    assert fields["pin"]["value"] == "{{secret:alice.pin}}"
+    assert "4711-secret-pin" not in request.model_dump_json()
+    assert request.target == {"role": "button", "name": "Pay $100"}
     image = Image.open(Path(request.screenshot)).convert("RGB")
     # The field (now type=text, its value in clear) is painted over in Playwright's mask colour
     # (#FF00FF) edge to edge: no glyph of the PIN is drawn.

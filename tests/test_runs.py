@@ -205,7 +205,12 @@ async def test_every_step_is_recorded_in_store_and_run_folder(rt: Runtime, porta
     assert all(s.duration_ms > 0 and s.status == "ok" for s in steps)
     for s in steps:
         assert s.screenshot and (run_dir / s.screenshot).read_bytes()[:2] == b"\xff\xd8"
-    assert steps[-1].detail == {"as": "unpaid", "items": 29}
+    assert steps[-1].detail["as"] == "unpaid" and steps[-1].detail["items"] == 29
+    # Each step names what it reached, by role and accessible name, and its verdict.
+    assert steps[-1].detail["target"] == {"role": "table", "name": "Invoices"}
+    assert steps[-1].detail["policy"]["decision"] == "allow"
+    assert steps[3].detail["target"] == {"role": "button", "name": "Sign in"}
+    assert set(steps[3].detail["box"]) == {"x", "y", "width", "height"}
     lines = (run_dir / "steps.jsonl").read_text().splitlines()
     assert [json.loads(line)["idx"] for line in lines] == list(range(6))
     with zipfile.ZipFile(run_dir / "trace.zip") as trace:

@@ -499,3 +499,20 @@ def test_rotation_with_an_environment_key(tmp_path: Path) -> None:
     asyncio.run(setup())
     assert not (home / "master.key").exists()  # env mode never writes a key file
     assert everything_opens(home, new.raw.hex()) == new.fingerprint
+
+
+async def test_the_vault_redactor_knows_every_stored_value_secret(rt: Runtime) -> None:
+    # What a replay built long after its run passes once more: every value secret, in every
+    # encoding the run's own redactor knew; a TOTP seed is not a value anyone types.
+    await rt.vault.set("a.password", "first-secret-value-1!", ["https://a.test"])
+    await rt.vault.set("b.key", "second/Secret+Value=2", ["https://b.test"])
+    await rt.vault.set("c.totp", "JBSWY3DPEHPK3PXP", ["https://c.test"], totp=True)
+    redactor = await rt.vault.redactor()
+    text = "x first-secret-value-1! " + quote_plus("second/Secret+Value=2") + " JBSWY3DPEHPK3PXP"
+    out = redactor.text(text)
+    assert out == "x {{secret:a.password}} {{secret:b.key}} JBSWY3DPEHPK3PXP"
+    # As a run's redactor does: HTML- and JSON-escaped forms too.
+    escaped = redactor.text(
+        html.escape("<first-secret-value-1!>") + json.dumps("Q&first-secret-value-1!")
+    )
+    assert "first-secret-value-1" not in escaped

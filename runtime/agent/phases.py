@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from urllib.parse import urlsplit
 
 import jsonschema
@@ -42,6 +43,21 @@ _MIN_REFS_FOR_TEXT = 1
 _MAX_REASON = 600
 _EXCERPT_LINES = 8
 _EXCERPT_CHARS = 1500
+
+
+_SNAPSHOT_LINE = re.compile(r'^\s*-\s+([a-z]+)(?:\s+"((?:[^"\\]|\\.)*)")?.*?\[ref=([\w-]+)\]')
+
+
+def snapshot_target(snapshot: str, ref: str) -> dict[str, str] | None:
+    """The role and accessible name the page's AI snapshot gives the element ``ref``."""
+    for line in snapshot.splitlines():
+        found = _SNAPSHOT_LINE.match(line)
+        if found and found.group(3) == ref:
+            named = {"ref": ref, "role": found.group(1)}
+            if found.group(2):
+                named["name"] = found.group(2).replace('\\"', '"')
+            return named
+    return None
 
 
 def page_excerpt(page: str, ref: str | None) -> str:
@@ -195,9 +211,13 @@ async def act(agent: Agent, turn: Turn, action: AnyAction, verdict: Verdict) -> 
     await agent.settle()
     ctx = agent.ctx
     target = action_target(action)
-    excerpt = page_excerpt(turn.page, target.ref if target else None)
+    ref = target.ref if target else None
+    excerpt = page_excerpt(turn.page, ref)
     if excerpt:
         turn.note["excerpt"] = excerpt
+    named = snapshot_target(turn.obs.snapshot, ref) if ref else None
+    if named:
+        turn.note["target"] = named
     return await ctx.gate.carry_out(
         action,
         describe(action),

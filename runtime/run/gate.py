@@ -254,7 +254,8 @@ class Gate:
 
         # Every step says what it reached and why it was (or was not) done.
         note["policy"] = verdict.model_dump()
-        target = target_of(action, checked.facts)
+        # What the page's snapshot said of the element (a model step), then what was checked.
+        target = {**note.get("target", {}), **(target_of(action, checked.facts) or {})}
         if target:
             note["target"] = target
         if checked.facts.get("box"):

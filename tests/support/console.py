@@ -12,7 +12,7 @@ import httpx
 
 from runtime import Runtime
 from runtime.api import create_app
-from runtime.auth import LOCAL_ACTOR, Actor
+from runtime.auth import LOCAL_ACTOR, Actor, UserRole
 from runtime.serve import WorkerPool
 from tests.support.api import serving
 
@@ -46,7 +46,8 @@ async def console_users(rt: Runtime) -> dict[str, str]:
     """Create root, ada, bob and the profiles ``shop`` and ``mine`` (bob granted ``mine``)."""
     users = rt.services.users
     tokens = {"root": (await users.add_user_with_token(LOCAL_ACTOR, "root", "super_admin")).value}
-    for name, role in (("ada", "admin"), ("bob", "user")):
+    roles: tuple[tuple[str, UserRole], ...] = (("ada", "admin"), ("bob", "user"))
+    for name, role in roles:
         tokens[name] = (await users.add_user_with_token(ROOT, name, role)).value
     for profile in ("shop", "mine"):
         if not await rt.store.profiles.get_profile(profile):
