@@ -77,7 +77,12 @@ def jpeg() -> bytes:
 
 
 async def asked(
-    rt: Runtime, profile: str, *, screenshot: str | Path | None = "inside", **given: Any
+    rt: Runtime,
+    profile: str,
+    *,
+    screenshot: str | Path | None = "inside",
+    ttl_s: float = 900,
+    **given: Any,
 ) -> ApprovalRequest:
     """A run waiting on ``profile`` and its pending request, written to the store as a run
     writes them (``screenshot="inside"``: a JPEG in the run's folder; a path: that path)."""
@@ -122,7 +127,7 @@ async def asked(
         request_id=request_id,
         run_id=run_id,
         profile=profile,
-        ttl_s=900,
+        ttl_s=ttl_s,
         screenshot=str(screenshot) if screenshot else None,
         **fields,
     )
@@ -237,6 +242,23 @@ async def test_an_admin_decides_once_and_the_page_shows_who_when_and_why(
             refused = await http.post(f"/console/approvals/{other.id}/decide", data=form)
             assert refused.status_code == 422, refused.text
         assert (await rt.approvals.get(other.id)).status == "pending"
+
+
+async def test_a_request_past_its_expiry_says_so_and_cannot_be_approved(
+    console: Console,
+) -> None:
+    late = await asked(console.rt, "shop", ttl_s=0)  # nobody decided in time
+    async with sign_in(console.url, console.tokens["ada"]) as http:
+        page = (await http.get(f"/console/approvals/{late.id}")).text
+        assert "expired at" in page and "in -" not in page
+        answer = await http.post(
+            f"/console/approvals/{late.id}/decide", data=decide_form(page, "approve")
+        )
+        assert answer.status_code == 409 and "expiry means deny" in answer.text
+        assert late.id not in (await http.get("/console/approvals")).text
+        decided = (await http.get("/console/approvals", params={"show": "decided"})).text
+        assert late.id in decided and "by expiry" in decided
+    assert (await console.rt.approvals.get(late.id)).status == "expired"
 
 
 async def test_a_decision_needs_the_sessions_csrf_token_and_this_site(console: Console) -> None:
