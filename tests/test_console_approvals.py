@@ -374,16 +374,15 @@ async def test_the_screenshot_is_served_only_from_inside_its_run_folder(
     # A path that climbs out of the run folder, and a link inside it that points outside.
     climbing = await asked(rt, "shop", screenshot=None)
     run_dir = rt.settings.runs_dir / climbing.run_id
-    await rt.store.approvals.move(climbing.id, "pending", "pending")
     climbing_path = run_dir / "approvals" / ".." / ".." / ".." / ".." / outside_file.name
     linked = await asked(rt, "shop", screenshot=None)
     link = rt.settings.runs_dir / linked.run_id / "approvals" / "shot.jpg"
     link.symlink_to(outside_file)
     not_a_jpeg = await asked(rt, "shop", screenshot=None)
-    key = rt.settings.runs_dir / not_a_jpeg.run_id / "approvals" / "notes.txt"
-    key.write_text("not an image")
+    notes = rt.settings.runs_dir / not_a_jpeg.run_id / "approvals" / "notes.txt"
+    notes.write_text("not an image")
     async with rt.store.tx() as db:
-        for request, path in ((climbing, climbing_path), (linked, link), (not_a_jpeg, key)):
+        for request, path in ((climbing, climbing_path), (linked, link), (not_a_jpeg, notes)):
             await db.execute(
                 "UPDATE approvals SET screenshot = ? WHERE id = ?", (str(path), request.id)
             )
