@@ -12,7 +12,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -27,7 +27,7 @@ from runtime.demo.portal.store import Store as PortalStore
 from runtime.testing import FunctionModel, call, reply
 from runtime.webhook import verify, verify_headers
 from tests.support.agent import goal_task, login_then, ref_of
-from tests.support.approvals import next_request
+from tests.support.approvals import Received, next_request, webhook_receiver
 from tests.support.cli import CORRAL, corral_process
 from tests.support.demo import first_unpaid, make_demo_profiles, pay_task, signed_in, usd
 from tests.support.wait import until
@@ -387,38 +387,18 @@ async def test_only_admins_decide_with_valid_tokens_and_every_decision_is_audite
     assert (await rt.approvals.get(second.id)).status == "pending"
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        self.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def hook() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
-    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
-    handler = type("Hook", (_Hook,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/corral", received
-    finally:
-        server.shutdown()
-        server.server_close()
+def hook() -> Iterator[tuple[str, Received]]:
+    """A webhook receiver: its URL and what it received."""
+    with webhook_receiver() as receiver:
+        yield receiver
 
 
 async def test_each_request_is_announced_by_a_signed_webhook_without_secrets(
     settings: Settings,
     pool: BrowserPool,
     shop: PortalServer,
-    hook: tuple[str, list[tuple[dict[str, str], bytes]]],
+    hook: tuple[str, Received],
 ) -> None:
     url, received = hook
     hooked = settings.model_copy(

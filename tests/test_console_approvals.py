@@ -11,12 +11,10 @@ import json
 import os
 import re
 import subprocess
-import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +29,7 @@ from runtime.records import RunRecord
 from runtime.run.runner import new_run_id
 from runtime.settings import Settings
 from runtime.webhook import verify_headers
+from tests.support.approvals import Received, webhook_receiver
 from tests.support.cli import CORRAL
 from tests.support.console import (
     ROOT,
@@ -467,38 +466,17 @@ async def _gone_from(rt: Runtime, request: ApprovalRequest) -> bool:
 # --- the webhook's link -------------------------------------------------------------------------
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: ClassVar[list[tuple[dict[str, str], bytes]]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def hook() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
-    """A webhook receiver on 127.0.0.1: its URL and what it received (headers, body)."""
-    received: list[tuple[dict[str, str], bytes]] = []
-    handler = type("Hook", (_Hook,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/corral", received
-    finally:
-        server.shutdown()
-        server.server_close()
+def hook() -> Iterator[tuple[str, Received]]:
+    """A webhook receiver: its URL and what it received."""
+    with webhook_receiver() as receiver:
+        yield receiver
 
 
 SECRET = "hook-signing-key"
 
 
-def announced(received: list[tuple[dict[str, str], bytes]]) -> list[dict[str, Any]]:
+def announced(received: Received) -> list[dict[str, Any]]:
     events = []
     for headers, body in received:
         assert verify_headers(SECRET, headers, body)
@@ -510,7 +488,7 @@ def announced(received: list[tuple[dict[str, str], bytes]]) -> list[dict[str, An
 async def test_the_webhook_links_to_the_requests_page_which_a_signed_in_admin_opens(
     settings: Settings,
     shop: PortalServer,
-    hook: tuple[str, list[tuple[dict[str, str], bytes]]],
+    hook: tuple[str, Received],
     pool: BrowserPool,
 ) -> None:
     url, received = hook
@@ -556,7 +534,7 @@ def corral_serve(log: Path, env: dict[str, str], *args: str) -> subprocess.Popen
 async def test_corral_serve_links_webhooks_to_its_console(
     rt: Runtime,
     shop: PortalServer,
-    hook: tuple[str, list[tuple[dict[str, str], bytes]]],
+    hook: tuple[str, Received],
     tmp_path: Path,
     flag: bool,
 ) -> None:
