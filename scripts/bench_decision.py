@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,7 +54,7 @@ from runtime.auth import LOCAL_ACTOR, Actor  # noqa: E402
 from runtime.demo.portal import USERS, PortalServer  # noqa: E402
 from runtime.demo.portal.data import invoices_for  # noqa: E402
 from runtime.serve import WorkerPool  # noqa: E402
-from runtime.serve.server import QuietServer, listen  # noqa: E402
+from tests.support.api import serving  # noqa: E402
 
 ADMIN = Actor("root", "super_admin")
 POLL_S = 0.002
@@ -174,16 +173,12 @@ async def bench(runs: int) -> dict[str, dict[str, list[float]]]:
             await rt.profiles.create("alice", ProfileSettings(vars={"user": "alice"}))
             await rt.vault.set("alice.password", USERS["alice"].password, [portal.url], ["alice"])
             pool = WorkerPool(rt, 2)
-            sock = listen("127.0.0.1", 0)
-            url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-            config = uvicorn.Config(
-                create_app(rt, pool), log_level="warning", lifespan="off", access_log=False
-            )
-            server = QuietServer(config)
-            api = asyncio.create_task(server.serve(sockets=[sock]))
             t = task(portal.url)
             try:
-                async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                async with (
+                    serving(create_app(rt, pool)) as url,
+                    httpx.AsyncClient(base_url=url, timeout=60) as http,
+                ):
                     await signed_in(http, token)
                     rng = random.Random(7)
                     await one(rt, other, pool, http, "console", t, rng)  # warm-up: signs in
@@ -195,9 +190,6 @@ async def bench(runs: int) -> dict[str, dict[str, list[float]]]:
                         print(f"  {how:8} leaves waiting {left:7.1f} ms, next step {after:7.1f} ms")
             finally:
                 await pool.drain(0)
-                server.should_exit = True
-                await api
-                sock.close()
     return samples
 
 

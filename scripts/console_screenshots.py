@@ -32,7 +32,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,9 +48,9 @@ from runtime.demo.portal.data import invoices_for  # noqa: E402
 from runtime.records import ModelCallRecord, RunRecord  # noqa: E402
 from runtime.schedules import Timing  # noqa: E402
 from runtime.serve import WorkerPool  # noqa: E402
-from runtime.serve.server import QuietServer, listen  # noqa: E402
 from runtime.services import ScheduleInput  # noqa: E402
 from runtime.task import load_task  # noqa: E402
+from tests.support.api import serving  # noqa: E402
 
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 375, "height": 740}
@@ -240,25 +239,16 @@ async def main(out: Path) -> None:
             root, token = await _people(rt)
             await _profiles(rt, portal.url)
             pool = WorkerPool(rt, 4)
-            sock = listen("127.0.0.1", 0)
-            url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-            config = uvicorn.Config(
-                create_app(rt, pool), log_level="warning", lifespan="off", access_log=False
-            )
-            server = QuietServer(config)
-            api = asyncio.create_task(server.serve(sockets=[sock]))
             try:
-                print("demo runs...")
-                ids = await _runs(rt, pool, root, portal.url)
-                await _schedule(rt, root, portal.url)
-                await _usage(rt)
-                print(f"screenshots of {url}/console:")
-                await _shoot(url, token, ids, out, await (await rt.pool()).browser())
+                async with serving(create_app(rt, pool)) as url:
+                    print("demo runs...")
+                    ids = await _runs(rt, pool, root, portal.url)
+                    await _schedule(rt, root, portal.url)
+                    await _usage(rt)
+                    print(f"screenshots of {url}/console:")
+                    await _shoot(url, token, ids, out, await (await rt.pool()).browser())
             finally:
                 await pool.drain(0)
-                server.should_exit = True
-                await api
-                sock.close()
 
 
 if __name__ == "__main__":
