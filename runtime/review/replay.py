@@ -196,21 +196,23 @@ def _percent(box: Box, image: ImageFile) -> tuple[float, float, float, float] | 
 
 
 class _Figures:
-    """Makes figures; with ``share``, each image's data goes into the page once."""
+    """Makes figures; with ``share``, each picture's data goes into the page once (screenshots
+    of a page that did not change between steps are the same bytes)."""
 
     def __init__(self, run_dir: Path, source: ImageSource, share: bool) -> None:
         self.run_dir = run_dir
         self.source = source
         self.share = share
-        self.first: dict[Path, str] = {}
+        self.first: dict[Path | bytes, str] = {}
 
     def image(self, recorded: str | None) -> ImageFile | None:
         return image_file(self.run_dir, recorded)
 
     def make(self, image: ImageFile, fig_id: str, caption: str, box: Box | None = None) -> Figure:
-        earlier = self.first.get(image.path)
+        key = hashlib.sha256(image.path.read_bytes()).digest() if self.share else image.path
+        earlier = self.first.get(key)
         if earlier is None:
-            self.first[image.path] = fig_id
+            self.first[key] = fig_id
         shared = self.share and earlier is not None
         return Figure(
             id=fig_id,

@@ -127,8 +127,8 @@ def hostile_pages(site: HostileSite) -> str:
     )
     return site.page(
         "/hostile",
-        f"<!doctype html><title>{html.escape(words)}</title><h1>Start</h1>"
-        f'<p><a href="/rows">{html.escape(words)}</a></p>',
+        f"<!doctype html><title>Start: {html.escape(words)}</title><h1>Start</h1>"
+        f'<p><a href="/rows" style="display:block">{html.escape(words)}</a></p>',
     )
 
 
@@ -136,7 +136,7 @@ def _hostile_planner(messages: list[Message], tools: list[ToolSpec]) -> ModelRes
     page = page_of(messages).split("Current page:")[-1]
     if "# Rows" in page:
         return reply(call("done", result={"rows": PAYLOADS}), text=PAYLOADS[0])
-    found = re.search(r"\[(\w+)\] link", page)
+    found = re.search(r"\[(e\d+)\]", page)
     assert found, page
     return reply(call("click", ref=found.group(1)), text=f"I open {PAYLOADS[1]}")
 
