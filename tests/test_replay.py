@@ -12,7 +12,6 @@ import asyncio
 import base64
 import hashlib
 import html
-import io
 import json
 import os
 import re
@@ -21,7 +20,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from profiles import BrowserPool
 from runtime import Runtime
@@ -41,6 +39,7 @@ from tests.support.replay import (
     hostile_pages,
     hostile_run,
     opened,
+    outside_jpeg,
     paid_run,
     screenshot_files,
     shown_step,
@@ -229,13 +228,6 @@ async def test_hostile_page_words_stay_text_in_the_replay(
         shown = await page.locator("#output pre").inner_text()
         assert json.loads(shown) == scripted.output
         assert await page.evaluate("() => window.__pwned") is None and dialogs == []
-
-
-def outside_jpeg(path: Path, color: str) -> Path:
-    data = io.BytesIO()
-    Image.new("RGB", (64, 48), color).save(data, format="JPEG")
-    path.write_bytes(data.getvalue())
-    return path
 
 
 async def test_record_paths_outside_the_run_folder_are_never_read(

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import html
+import io
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from playwright.async_api import Page
 
 from profiles import BrowserPool, ProfileSettings
@@ -35,6 +37,7 @@ __all__ = [
     "hostile_pages",
     "hostile_run",
     "opened",
+    "outside_jpeg",
     "paid_run",
     "screenshot_files",
     "shown_step",
@@ -213,6 +216,14 @@ async def assert_inert(page: Page, dialogs: list[str]) -> None:
     assert dialogs == []
     for payload in PAYLOADS:
         assert payload in seen, payload
+
+
+def outside_jpeg(path: Path, color: str) -> Path:
+    """A small JPEG at ``path`` (somewhere a run's records must not lead to)."""
+    data = io.BytesIO()
+    Image.new("RGB", (64, 48), color).save(data, format="JPEG")
+    path.write_bytes(data.getvalue())
+    return path
 
 
 def screenshot_files(run_dir: Path) -> list[Path]:
