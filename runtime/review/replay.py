@@ -210,14 +210,12 @@ class _Figures:
 
     def make(self, image: ImageFile, fig_id: str, caption: str, box: Box | None = None) -> Figure:
         key = hashlib.sha256(image.path.read_bytes()).digest() if self.share else image.path
-        earlier = self.first.get(key)
-        if earlier is None:
-            self.first[key] = fig_id
-        shared = self.share and earlier is not None
+        earlier = self.first.setdefault(key, fig_id)
+        shared = self.share and earlier != fig_id
         return Figure(
             id=fig_id,
             src="" if shared else self.source(image),
-            same_as=earlier if shared and earlier else "",
+            same_as=earlier if shared else "",
             caption=caption,
             width=image.width,
             height=image.height,
@@ -228,10 +226,12 @@ class _Figures:
 def _step_figures(
     make: _Figures, step: StepView, own: ImageFile | None, before: ImageFile | None
 ) -> list[Figure]:
+    """The step's pictures; ``before``: the previous step's screenshot, if it shows the page
+    this step started on."""
     n = step.number
     if step.box is not None and step.navigated and before is not None:
         # The box was measured on the page the step left: outline it on the screenshot of
-        # that page (the previous step's), then show where the step led.
+        # that page, then show where the step led.
         figures = [make.make(before, f"shot-{n}-before", "Before: the target", step.box)]
         if own is not None:
             figures.append(make.make(own, f"shot-{n}", "After the step"))
@@ -263,9 +263,11 @@ def replay_context(
     helpers. ``live_refresh``: the summary refreshes on ``runs`` events while the run is live."""
     make = _Figures(run_dir, image_src, share_images)
     steps: list[StepShow] = []
-    before: ImageFile | None = None
+    previous: tuple[ImageFile | None, str | None] = (None, None)
     for view in review.steps:
         own = make.image(view.screenshot)
+        shot, left_at = previous
+        before = shot if left_at is not None and left_at == view.url_before else None
         approval = view.approval
         steps.append(
             StepShow(
@@ -274,7 +276,7 @@ def replay_context(
                 approval_figure=_approval_figure(make, view, approval) if approval else None,
             )
         )
-        before = own if own is not None else before
+        previous = (own, view.url_after)
     live = review.run.status in LIVE_STATUSES
     trace = str(run_dir / review.trace) if review.trace else None
     return {
