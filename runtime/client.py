@@ -12,6 +12,7 @@ the same code as in local mode. The token never appears in a message.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -59,6 +60,8 @@ from runtime.errors import (
     TokenOutlivesError,
 )
 from runtime.records import RunRecord
+from runtime.review import RunReview
+from runtime.review.replay import replay_filename
 from runtime.run.runner import RunResult
 from runtime.schedules import Fire, Schedule
 from runtime.services.schedules import ScheduleChanges, ScheduleInput
@@ -228,6 +231,16 @@ class ApiClient:
     async def show_run(self, run_id: str) -> RunDetailOut:
         """One run with its steps, model calls and artifacts."""
         return RunDetailOut.model_validate((await self._call("GET", f"/runs/{run_id}")).json())
+
+    async def review(self, run_id: str) -> RunReview:
+        """The run as a person reviews it: its steps explained, costs, approvals, output."""
+        return RunReview.model_validate((await self._call("GET", f"/runs/{run_id}/review")).json())
+
+    async def replay(self, run_id: str) -> tuple[str, str]:
+        """The run's replay file: its name (``replay-<run id>.html``) and its HTML."""
+        response = await self._call("GET", f"/runs/{run_id}/replay")
+        named = _REPLAY_NAME.search(response.headers.get("content-disposition", ""))
+        return replay_filename(named.group(1) if named else run_id), response.text
 
     async def result(self, run_id: str) -> RunResult | RunPending:
         """The run's result once it has ended, else where it is (queued, running, waiting)."""
@@ -409,6 +422,7 @@ class RemoteSchedules:
         return _SCHEDULES.validate_python(await self._json("GET", ""))
 
 
+_REPLAY_NAME = re.compile(r'filename="replay-([^"/\\]+)\.html"')
 _RUNS = TypeAdapter(list[RunRecord])
 _APPROVALS = TypeAdapter(list[ApprovalRequest])
 _PROFILES = TypeAdapter(list[ProfileInfo])

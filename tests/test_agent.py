@@ -337,7 +337,8 @@ async def test_runs_show_prints_cost_per_step_and_role(rt: Runtime, portal: str,
     assert "fake:priced" in shown.stdout and "0.0006" in shown.stdout
     listing = await asyncio.to_thread(corral, "runs", "show", str(result.run_id), "--json")
     data = json.loads(listing.stdout)
-    assert [c["role"] for c in data["model_calls"]] == ["planner"] * 4
+    lines = data["summary"]["by_role_model"]
+    assert [(line["role"], line["calls"]) for line in lines] == [("planner", 4)]
 
 
 async def test_an_unknown_ref_fails_the_action_and_the_model_is_told(

@@ -297,7 +297,7 @@ def test_parallel_json_output_and_runs_show(home: Path, portal: str) -> None:
     data = json.loads(show.stdout)
     assert data["run"]["status"] == "succeeded"
     assert [s["kind"] for s in data["steps"]][-1] == "extract"
-    assert any(a["kind"] == "trace" for a in data["artifacts"])
+    assert data["trace"] == "trace.zip"
     text = corral("runs", "show", results["bob"]["run_id"][:-1])
     assert text.returncode == 0 and "extract" in text.stdout and "trace.zip" in text.stdout
     assert corral("runs", "show", "no-such-run").returncode == 2

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from runtime.api.auth import Authenticated
 from runtime.api.schemas import (
@@ -18,6 +20,8 @@ from runtime.api.schemas import (
     SubmittedRun,
 )
 from runtime.records import RunRecord
+from runtime.review import RunReview
+from runtime.review.replay import render_replay, replay_filename
 from runtime.run.runner import RunResult
 from runtime.task import load_task_text
 
@@ -58,6 +62,28 @@ async def show_run(run_id: str, call: Authenticated) -> RunDetailOut:
         steps=detail.steps,
         model_calls=detail.model_calls,
         artifacts=detail.artifacts,
+    )
+
+
+@router.get("/{run_id}/review", response_model=RunReview)
+async def review_run(run_id: str, call: Authenticated) -> RunReview:
+    """The run as a person reviews it: each step explained (target, verdict, approval, model,
+    tokens, cost, blocked hosts, page excerpt), the summary and the output; redacted."""
+    return await call.rt.services.runs.review(call.actor, run_id)
+
+
+@router.get(
+    "/{run_id}/replay",
+    response_class=HTMLResponse,
+    responses={200: {"content": {"text/html": {}}, "description": "the replay file"}},
+)
+async def replay_run(run_id: str, call: Authenticated) -> HTMLResponse:
+    """The run's replay: one self-contained HTML file (``corral replay``)."""
+    review = await call.rt.services.runs.review(call.actor, run_id)
+    html = await asyncio.to_thread(render_replay, review, Path(review.run.run_dir))
+    disposition = f'attachment; filename="{replay_filename(review.run.id)}"'
+    return HTMLResponse(
+        html, headers={"Content-Disposition": disposition, "X-Content-Type-Options": "nosniff"}
     )
 
 

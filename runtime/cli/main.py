@@ -15,6 +15,7 @@ from runtime.cli.common import (
 )
 from runtime.cli.policy import policy_group
 from runtime.cli.profiles import profiles_group
+from runtime.cli.replay import replay_command
 from runtime.cli.runs import run_command, runs_group
 from runtime.cli.schedules import schedules_group
 from runtime.cli.secrets import secrets_group, vault_group
@@ -42,6 +43,7 @@ cli.add_command(audit_command)
 cli.add_command(serve_command)
 cli.add_command(run_command)
 cli.add_command(runs_group)
+cli.add_command(replay_command)
 
 
 @cli.command("demo")

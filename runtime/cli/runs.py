@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from profiles import CorralError, UserError
 from runtime.app import Runtime
@@ -22,10 +24,11 @@ from runtime.cli.remote import either
 from runtime.client import ApiClient
 from runtime.models.config import BUILT_IN, CONFIG_NAME, find_models_config
 from runtime.models.types import ModelConfigError
-from runtime.records import ModelCallRecord, RunRecord
+from runtime.records import RunRecord
+from runtime.review import RunReview, StepView
+from runtime.review.replay import seconds_text, usd, when
 from runtime.run.parallel import combined_exit_code, results_table
 from runtime.run.runner import RunResult
-from runtime.services import RunDetail
 from runtime.settings import Settings
 from runtime.task import load_task, load_task_text, read_task_text
 
@@ -195,95 +198,174 @@ def runs_list(limit: int, profile: str | None, schedule: str | None, as_json: bo
 
 @runs_group.command("show")
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print the run's review (RunReview) as JSON")
 def runs_show(run_id: str, as_json: bool) -> None:
-    """One run: its steps, errors, model calls and cost, screenshots and files."""
+    """One run, step by step: what was done to what, the verdict, the approval, the model,
+    tokens, cost and time, what was blocked; then the cost by role and model."""
 
-    async def local(rt: Runtime) -> RunDetail:
-        return await rt.services.runs.show(await cli_actor(rt), run_id)
+    async def local(rt: Runtime) -> RunReview:
+        return await rt.services.runs.review(await cli_actor(rt), run_id)
 
-    async def remote(client: ApiClient) -> RunDetail:
-        got = await client.show_run(run_id)
-        return RunDetail(got.run, got.steps, got.model_calls, got.artifacts)
+    async def remote(client: ApiClient) -> RunReview:
+        return await client.review(run_id)
 
-    def body(detail: RunDetail) -> None:
-        run, steps, calls, artifacts = detail
-        if as_json:
-            print_json(
-                {
-                    "run": run.model_dump(mode="json"),
-                    "steps": [s.model_dump(mode="json") for s in steps],
-                    "model_calls": [c.model_dump(mode="json") for c in calls],
-                    "artifacts": [a.model_dump(mode="json") for a in artifacts],
-                }
-            )
-            return
-        step_cost: dict[int | None, float] = {}
-        for c in calls:
-            step_cost[c.step_idx] = step_cost.get(c.step_idx, 0.0) + c.cost_usd
-        console = out_console()
-        console.print(
-            f"[bold]run {run.id}[/]  task {run.task_name}  profile {run.profile}  "
-            f"status {run.status}",
-            highlight=False,
+    review = either(local, remote)
+    if as_json:
+        print_json(review.model_dump(mode="json"))
+        return
+    _print_review(review)
+
+
+# Control characters (and bidi overrides) from a page would steer the terminal: shown escaped.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _plain(text: object) -> str:
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), str(text))
+
+
+_STYLES = {
+    "ok": "green",
+    "succeeded": "green",
+    "allow": "green",
+    "approved": "green",
+    "executed": "green",
+    "failed": "red",
+    "denied": "red",
+    "deny": "red",
+    "expired": "red",
+    "interrupted": "red",
+    "skipped": "yellow",
+    "cancelled": "yellow",
+    "require_approval": "magenta",
+    "waiting_approval": "magenta",
+    "pending": "magenta",
+}
+
+
+def _line(label: str, *parts: tuple[str, str | None]) -> Text:
+    text = Text("     ")
+    text.append(f"{label}: ", style="dim")
+    for part, style in parts:
+        text.append(_plain(part), style=style)
+    return text
+
+
+def _step_lines(step: StepView) -> list[Text]:
+    head = Text()
+    head.append(f"{step.number:>4} ", style="bold")
+    head.append(step.status, style=_STYLES.get(step.status))
+    head.append("  ")
+    head.append(_plain(step.words), style="bold")
+    head.append(f"  ({step.kind}, {seconds_text(step.duration_ms / 1000)})", style="dim")
+    lines = [head]
+    if step.target is not None:
+        target = step.target.words() or ""
+        ref = (
+            f" (ref {step.target.ref})"
+            if step.target.ref and target != f"ref {step.target.ref}"
+            else ""
         )
-        if run.error:
-            console.print(f"[red]error: {run.error}[/]", highlight=False, soft_wrap=True)
-        table = Table()
-        for col in ("#", "action", "target", "status", "ms", "model $", "url after", "error"):
-            table.add_column(col)
-        for s in steps:
-            cost = step_cost.get(s.idx)
-            table.add_row(
-                str(s.idx + 1),
-                s.kind,
-                s.target or _action_arg(s.action),
-                s.status,
-                f"{s.duration_ms:.0f}",
-                f"{cost:.4f}" if cost is not None else "",
-                s.url_after or "",
-                s.error or "",
+        lines.append(_line("target", (target + ref, None)))
+    if step.navigated:
+        lines.append(_line("url", (f"{step.url_before or ''} -> {step.url_after}", None)))
+    if step.decision:
+        verdict = step.decision + (
+            f": {'; '.join(step.reasons)}" if step.reasons and step.decision != "allow" else ""
+        )
+        lines.append(_line("verdict", (verdict, _STYLES.get(step.decision))))
+    if step.approval is not None:
+        a = step.approval
+        who = f" by {a.decided_by}" if a.decided_by else ""
+        at = f" at {when(a.decided_at)}" if a.decided_at else ""
+        said = f": {a.comment}" if a.comment else ""
+        lines.append(
+            _line("approval", (a.status, _STYLES.get(a.status)), (f"{who}{at}{said}", None))
+        )
+    if step.answered_by or step.models:
+        model = step.answered_by or "no answer"
+        fallbacks = f" (after {'; '.join(step.fallbacks)})" if step.fallbacks else ""
+        lines.append(
+            _line(
+                "model",
+                (
+                    f"{model}{fallbacks}, {step.input_tokens} in / {step.output_tokens} out "
+                    f"tokens, {usd(step.cost_usd)}, {seconds_text(step.model_latency_ms / 1000)}",
+                    None,
+                ),
             )
-        console.print(table)
-        if calls:
-            console.print(_cost_by_role(calls))
-        console.print(f"folder: {run.run_dir}", highlight=False, soft_wrap=True)
-        for a in artifacts:
-            if a.kind != "screenshot":
-                console.print(
-                    f"  {a.kind}: {a.path} ({a.bytes:,} bytes)", highlight=False, soft_wrap=True
-                )
-        shots = sum(a.kind == "screenshot" for a in artifacts)
-        console.print(f"  screenshots: {shots} in steps/", highlight=False, soft_wrap=True)
-        if run.result is not None:
-            console.print("result:")
-            console.print_json(data=run.result)
-
-    body(either(local, remote))
+        )
+    if step.reason:
+        lines.append(_line("reason", (step.reason, None)))
+    if step.blocked_hosts:
+        lines.append(_line("blocked", (", ".join(step.blocked_hosts), "yellow")))
+    if step.held_requests:
+        lines.append(_line("held", ("; ".join(step.held_requests), "yellow")))
+    if step.error:
+        lines.append(_line("error", (step.error, "red")))
+    return lines
 
 
-def _cost_by_role(calls: list[ModelCallRecord]) -> Table:
-    """Tokens and cost per role and model; failed and skipped attempts counted apart."""
+def _cost_table(review: RunReview) -> Table:
+    """Calls, tokens, latency and cost per role and model."""
     table = Table(title="model calls by role")
-    for col in ("role", "model", "answered", "failed/skipped", "input", "cached", "output", "$"):
+    for col in ("role", "model", "calls", "failed", "input", "output", "latency", "$"):
         table.add_column(col)
-    groups: dict[tuple[str, str], list[ModelCallRecord]] = {}
-    for c in calls:
-        groups.setdefault((c.role, f"{c.provider}:{c.model}"), []).append(c)
-    for (role, label), group in sorted(groups.items()):
+    for line in review.summary.by_role_model:
         table.add_row(
-            role,
-            label,
-            str(sum(c.outcome == "ok" for c in group)),
-            str(sum(c.outcome in ("error", "skipped") for c in group)),
-            str(sum(c.input_tokens for c in group)),
-            str(sum(c.cached_tokens for c in group)),
-            str(sum(c.output_tokens for c in group)),
-            f"{sum(c.cost_usd for c in group):.4f}",
+            line.role,
+            _plain(line.model),
+            str(line.calls),
+            str(line.failed),
+            str(line.input_tokens),
+            str(line.output_tokens),
+            seconds_text(line.latency_ms / 1000),
+            f"{line.cost_usd:.4f}",
         )
-    table.add_row("total", "", "", "", "", "", "", f"{sum(c.cost_usd for c in calls):.4f}")
+    summary = review.summary
+    table.add_row(
+        "total",
+        "",
+        str(sum(line.calls for line in summary.by_role_model)),
+        str(sum(line.failed for line in summary.by_role_model)),
+        str(summary.input_tokens),
+        str(summary.output_tokens),
+        "",
+        f"{summary.cost_usd:.4f}",
+    )
     return table
 
 
-def _action_arg(action: dict[str, object]) -> str:
-    return str(action.get("url", ""))
+def _print_review(review: RunReview) -> None:
+    console = out_console()
+    run, summary = review.run, review.summary
+    head = Text()
+    head.append(f"run {run.id}", style="bold")
+    head.append(f"  task {_plain(run.task_name)}  profile {_plain(run.profile)}  status ")
+    head.append(summary.status, style=_STYLES.get(summary.status))
+    took = seconds_text(summary.duration_s)
+    head.append(
+        f"  {took or 'still going'}  {summary.steps} steps  {usd(summary.cost_usd)}  "
+        f"{summary.input_tokens + summary.output_tokens} tokens"
+    )
+    console.print(head, soft_wrap=True)
+    if summary.hit_cap:
+        console.print(Text("stopped by a budget cap", style="yellow"))
+    for error in summary.errors:
+        console.print(Text(f"error: {_plain(error)}", style="red"), soft_wrap=True)
+    for step in review.steps:
+        for line in _step_lines(step):
+            console.print(line, soft_wrap=True)
+    if summary.by_role_model:
+        console.print(_cost_table(review))
+    console.print(Text(f"folder: {run.run_dir}"), soft_wrap=True)
+    if review.trace:
+        trace = Path(run.run_dir) / review.trace
+        console.print(Text(f"  trace: {trace}  (playwright show-trace {trace})"), soft_wrap=True)
+    shots = sum(s.screenshot is not None for s in review.steps)
+    console.print(
+        Text(f"  screenshots: {shots} in steps/  (corral replay {run.id})"), soft_wrap=True
+    )
+    if review.output is not None:
+        console.print("output:")
+        console.print_json(data=review.output)
