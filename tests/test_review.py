@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 
 from runtime import Runtime, Settings
 from runtime.auth import LOCAL_ACTOR
 from runtime.demo.portal import USERS
-from runtime.review import RunReview
+from runtime.review import RunReview, action_words
 from tests.support.cli import Outcome, corral
 from tests.support.console import served_console
 from tests.support.hostile import APPROVAL_TTL_S, run_steps, serve_site
@@ -63,7 +64,7 @@ async def test_a_goal_runs_steps_explain_themselves(rt: Runtime, portal: str) ->
     ]
     assert first.target is not None and first.target.name == "Username"
     password_fill = review.steps[2]
-    assert password_fill.words == "Fill 'Password' with '{{secret:alice.password}}'"
+    assert password_fill.words == "Fill textbox 'Password' with '{{secret:alice.password}}'"
     assert review.summary.status == "succeeded" and review.output == {"unpaid": 6}
     lines = {(line.role, line.model): line for line in review.summary.by_role_model}
     assert lines[("planner", "fake:priced")].calls == 4
@@ -173,3 +174,28 @@ async def test_runs_show_through_a_server_is_the_same_and_authorized(
         env = {"CORRAL_SERVER": console.url, "CORRAL_TOKEN": console.tokens["bob"]}
         refused = await asyncio.to_thread(corral, "runs", "show", str(other.run_id), env=env)
         assert refused.returncode == 2 and "no run" in refused.stderr
+
+
+WORDS: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "extract",
+        {"as": "unpaid", "table": {"role": "table", "name": "Invoices"}},
+        "Extract unpaid from table 'Invoices'",
+    ),
+    ("extract", {"as": "title", "text": {"css": "h1"}}, "Extract title from css='h1'"),
+    (
+        "fill",
+        {"label": "Password", "value": "{{secret:a.pw}}"},
+        "Fill label='Password' with '{{secret:a.pw}}'",
+    ),
+    ("click", {"role": "link", "name": "Next"}, "Click link 'Next'"),
+    ("press", {"key": "Enter"}, "Press Enter"),
+    ("navigate", {"url": "https://portal.test/x"}, "Open https://portal.test/x"),
+]
+
+
+@pytest.mark.parametrize(("kind", "action", "words"), WORDS)
+def test_an_action_in_words_names_its_element(
+    kind: str, action: dict[str, Any], words: str
+) -> None:
+    assert action_words(kind, action, None) == words

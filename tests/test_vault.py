@@ -285,14 +285,17 @@ async def test_secrets_stored_before_fields_existed_still_open(settings: Setting
         await rt.vault.set("old", "value-of-old", ["https://a.example"])
     db = sqlite3.connect(settings.db_path)
     # Back to the schema before the fields column, as an older corral left it: undo the later
-    # migrations too (schedules and fires, and the runs' schedule columns).
+    # migrations too (the console's sessions and columns, schedules and fires, the runs' columns).
     before = next(i for i, script in enumerate(MIGRATIONS) if "ADD COLUMN fields" in script)
     db.executescript(
+        "DROP TABLE console_sessions; DROP INDEX runs_task; DROP INDEX runs_profile;"
+        "DROP INDEX runs_status; DROP INDEX runs_schedule; DROP INDEX model_calls_at;"
+        "ALTER TABLE approvals DROP COLUMN fields; ALTER TABLE approvals DROP COLUMN target;"
         "DROP TABLE fires; DROP TABLE schedules; DROP INDEX runs_fire;"
         "ALTER TABLE runs DROP COLUMN schedule; ALTER TABLE runs DROP COLUMN fire_id;"
         "ALTER TABLE runs DROP COLUMN attempt; ALTER TABLE secrets DROP COLUMN fields;"
     )
-    assert before == len(MIGRATIONS) - 2, "a newer migration: undo it here too"
+    assert before == len(MIGRATIONS) - 3, "a newer migration: undo it here too"
     db.execute(f"PRAGMA user_version = {before}")
     db.commit()
     db.close()

@@ -268,7 +268,7 @@ async def test_popup_becomes_active_and_its_origin_decides(
         },
     )
     steps = await steps_of(rt, result)
-    assert steps[1].detail == {"opened_tabs": 1}
+    assert steps[1].detail["opened_tabs"] == 1
     assert steps[1].url_after == target  # the popup is the active tab now
     assert steps[2].url_before == target
     [entry] = await audit_of(rt, result.run_id)

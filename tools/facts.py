@@ -79,6 +79,8 @@ class Checked:
     """The form's field names, types and values (secret values included: redact before use)."""
     error: Exception | None = None
     """Why the facts could not be read: the action must not run."""
+    box: dict[str, float] | None = None
+    """Where the target was on screen when checked (viewport px: x, y, width, height)."""
     _isolated: Isolated | None = None
 
     @property
@@ -151,8 +153,8 @@ async def _probe_click(
     except IsolatedError as exc:
         return Checked(page, base, error=_cannot(action, str(exc)))
     # Where it was on screen (viewport pixels, scrolled into view): a replay outlines it.
-    facts["box"] = {k: round(float(box[k]), 1) for k in ("x", "y", "width", "height")}
-    return Checked(page, facts, "point", node, point, fields, _isolated=iso)
+    shown = {k: round(float(box[k]), 1) for k in ("x", "y", "width", "height")}
+    return Checked(page, facts, "point", node, point, fields, box=shown, _isolated=iso)
 
 
 async def _probe_focus(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
@@ -27,6 +27,7 @@ from profiles import CorralError
 from runtime.app import Runtime
 from runtime.auth import ROLES, Actor
 from runtime.errors import AuthError, PermissionDeniedError
+from runtime.review.replay import seconds_text, usd, when
 from runtime.serve import WorkerPool
 
 __all__ = [
@@ -61,30 +62,9 @@ SECURITY_HEADERS = {
 
 
 def _when(value: datetime | str | None) -> str:
-    if value is None or value == "":
-        return ""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _usd(value: float | None) -> str:
-    value = value or 0.0
-    return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+    return when(
+        datetime.fromisoformat(value) if isinstance(value, str) and value else value or None
+    )
 
 
 def _json(value: Any) -> str:
@@ -105,7 +85,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, usd=_usd, duration=_duration, pretty_json=_json)
+    env.filters.update(when=_when, usd=usd, duration=seconds_text, pretty_json=_json)
     env.globals.update(PREFIX=PREFIX)
     return env
 

@@ -51,13 +51,24 @@ def _quoted(value: Any) -> str:
     return f"'{value}'"
 
 
+def _locator_words(spec: dict[str, Any]) -> str:
+    if spec.get("role"):
+        return f"{spec['role']} {_quoted(spec['name'])}" if spec.get("name") else str(spec["role"])
+    return " ".join(
+        f"{k}={_quoted(spec[k])}"
+        for k in ("label", "text", "placeholder", "test_id", "css", "ref")
+        if isinstance(spec.get(k), str)
+    )
+
+
 def action_words(kind: str, action: dict[str, Any], target: TargetView | None) -> str:
     """An action in words: ``Click button 'Pay $120.00'``, ``Fill textbox 'Email' with
     '{{secret:email}}'`` (values as recorded: redacted)."""
     what = target.words() if target else ""
     if not what:
-        spec = {k: v for k, v in action.items() if k in ("label", "text", "placeholder", "css")}
-        what = " ".join(f"{k}={_quoted(v)}" for k, v in spec.items())
+        # An extract's element is nested (table: or text:); other actions carry it themselves.
+        nested = [action[k] for k in ("table", "text") if isinstance(action.get(k), dict)]
+        what = _locator_words(nested[0] if nested else action)
     on = f" {what}" if what else ""
     if kind == "navigate":
         return f"Open {action.get('url', '')}"

@@ -258,8 +258,8 @@ class Gate:
         target = {**note.get("target", {}), **(target_of(action, checked.facts) or {})}
         if target:
             note["target"] = target
-        if checked.facts.get("box"):
-            note["box"] = checked.facts["box"]
+        if checked.box:
+            note["box"] = checked.box
         if verdict.decision == "allow":
             step, failure = await perform(
                 ctx, action, text, total, actions=bound(checked), extra=note

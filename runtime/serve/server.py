@@ -213,8 +213,8 @@ async def serve(
         server = QuietServer(config)
         api = asyncio.create_task(server.serve(sockets=[sock]))
         announce(
-            f"corral serve: listening on {report.url} (API: {report.url}/api/docs), "
-            f"{options.workers} workers"
+            f"corral serve: listening on {report.url} (console: {report.url}/console/, "
+            f"API: {report.url}/api/docs), {options.workers} workers"
         )
         recovered_at = loop.time()
         try:
