@@ -214,6 +214,13 @@ async def _shoot(url: str, token: str, ids: dict[str, str], out: Path, browser: 
                     print(f"  {name}: skipped, {path} answered {status} (not served yet)")
                     continue
                 await page.wait_for_load_state("networkidle")
+                if name == "console-run.png":
+                    # The replay at its first gated step: the approval with who and why.
+                    await page.evaluate(
+                        "(() => { const s = document.querySelector('section.step.gated');"
+                        " if (s) { location.hash = '#' + s.id; } })()"
+                    )
+                    await page.wait_for_timeout(200)
                 target = out / name
                 # The whole page on a desktop, up to a tall screen's worth; a phone's first screen.
                 height = await page.evaluate("document.documentElement.scrollHeight")
