@@ -170,7 +170,8 @@ def _report(console: Console, results: list[RunResult]) -> None:
             soft_wrap=True,
         )
         console.print(
-            f"  recording: {r.run_dir} (steps/*.jpg, trace.zip; corral runs show {r.run_id})",
+            f"  recording: {r.run_dir} (corral runs show {r.run_id}; "
+            f"corral replay {r.run_id} --open)",
             highlight=False,
             soft_wrap=True,
         )

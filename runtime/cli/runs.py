@@ -147,7 +147,7 @@ def _print_results(results: list[RunResult]) -> None:
             console.print(f"[bold]{r.profile}[/] output:")
             console.print_json(data=r.output)
         console.print(
-            f"recording: {r.run_dir}  (corral runs show {r.run_id})",
+            f"recording: {r.run_dir}  (corral runs show {r.run_id}; corral replay {r.run_id})",
             highlight=False,
             soft_wrap=True,
         )
