@@ -118,14 +118,18 @@ async def test_refs_read_from_the_compact_text_sign_in_and_open_an_invoice(
         result = await execute(tabs, Click(ref=ref_in(dashboard, "View unpaid invoices")), ctx)
         assert result.url_after.endswith("/invoices?status=unpaid")
 
-        # A table row carries the ref of its invoice link inline.
+        # A table row carries the ref of its invoice link inline; what every row repeats (the
+        # number's prefix, the amount's unit, the status of this filtered list) is said once.
         table = (await observe(tabs)).compact
-        row = re.search(r"^\[(\w+)\] (INV-\d{4}-\d{4}) \| .* \| Unpaid$", table, re.MULTILINE)
+        assert "| Number (INV-1002-…) | Date | Due | Description | Amount ($…) |" in table
+        assert "(every row) Status: Unpaid" in table
+        row = re.search(r"^\[(\w+)\] (\d{4})\|[-\d]+\|[-\d]+\|[^|]+\|[\d,.]+$", table, re.M)
         assert row, table
+        number = f"INV-1002-{row.group(2)}"
         result = await execute(tabs, Click(ref=row.group(1)), ctx)
-        assert result.url_after == f"{portal}/invoices/{row.group(2)}"
+        assert result.url_after == f"{portal}/invoices/{number}"
         invoice = await observe(tabs)
-        assert f"# Invoice {row.group(2)}" in invoice.compact
+        assert f"# Invoice {number}" in invoice.compact
         assert re.search(r"^\[\w+\] button Pay \$[\d,]+\.\d\d$", invoice.compact, re.MULTILINE)
 
 
@@ -135,11 +139,14 @@ async def test_bobs_87_invoices_are_87_row_lines(rt: Runtime, portal: str, tmp_p
         await execute(tabs, Navigate(url="/invoices?per_page=100"), ctx)
         obs = await observe(tabs)
     lines = obs.compact.splitlines()
-    rows = [line for line in lines if re.match(r"\[\w+\] INV-1002-\d{4} \| ", line)]
+    rows = [line for line in lines if re.match(r"\[\w+\] \d{4}\|", line)]
     assert len(rows) == len(invoices_for("bob")) == 87
     # Each row has all six cells on its line, and no cell is a line (or a node) of its own.
-    assert all(row.count(" | ") == 5 for row in rows), rows[:3]
-    assert "| Number | Date | Due | Description | Amount | Status |" in lines
+    assert all(row.count("|") == 5 for row in rows), rows[:3]
+    assert "| Number (INV-1002-…) | Date | Due | Description | Amount ($…) | Status |" in lines
+    # Every row keeps the ref of its invoice's link, and the text says each number once.
+    for invoice in invoices_for("bob"):
+        assert sum(f"] {invoice.number.removeprefix('INV-1002-')}|" in r for r in rows) == 1
     assert not any(line.startswith(("cell", "row", "- ")) for line in lines)
     assert len(lines) < 87 + 25
     assert len(obs.compact) < len(obs.snapshot) / 3
@@ -246,15 +253,88 @@ def test_table_rows_are_lines_with_inline_refs() -> None:
         - checkbox "Pick INV-2" [checked] [ref=e39]
       - cell "$5.00" [ref=e40]
       - cell [ref=e41]"""
-    assert (
-        compact_snapshot(snapshot)
-        == (
-            'table "Invoices"\n'
-            "| Number | Amount | Note |\n"
-            "[e31] INV-1 | $160.25 | a\\|b\n"
-            "[e37] [e39] checkbox Pick INV-2 [checked] | $5.00 | "
-        ).rstrip()
+    assert compact_snapshot(snapshot) == (
+        'table "Invoices"\n'
+        "| Number | Amount | Note |\n"
+        "[e31] INV-1|$160.25|a\\|b\n"
+        "[e37] [e39] checkbox Pick INV-2 [checked]|$5.00|"
     )
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """An AI snapshot of a table; a cell is its text, or its snapshot lines (indented 6)."""
+    lines = ["- table [ref=e1]:", "  - row [ref=e2]:"]
+    lines += [f'    - columnheader "{h}" [ref=e{3 + i}]' for i, h in enumerate(header)]
+    ref = 100
+    for row in rows:
+        lines.append(f"  - row [ref=e{ref}]:")
+        for cell in row:
+            ref += 1
+            if cell.startswith("- "):
+                lines.append(f"    - cell [ref=e{ref}]:")
+                lines += ["      " + part for part in cell.split("\n")]
+            else:
+                lines.append(f'    - cell "{cell}" [ref=e{ref}]')
+        ref += 10
+    return "\n".join(lines)
+
+
+def test_what_every_row_repeats_is_said_once_in_the_header() -> None:
+    # An admin list: a checkbox per row named after the row, a number prefix, a unit, a
+    # constant status, the same two actions in every row.
+    def check(n: int, ref: int, state: str = "") -> str:
+        return (
+            f'- checkbox "Select this object for an action - Order ORD-7-{n}"{state} [ref=e{ref}]'
+        )
+
+    def actions(ref: int) -> str:
+        return (
+            f'- link "Edit" [ref=e{ref}] [cursor=pointer]:\n  - /url: /e\n'
+            f'- button "Delete" [ref=e{ref + 1}]'
+        )
+
+    rows = [
+        [
+            check(n, 500 + 10 * n, " [checked]" if n == 2 else ""),
+            f"ORD-7-{n}",
+            f"{n}.5 kg",
+            "Open",
+            actions(600 + 10 * n),
+        ]
+        for n in (1, 2, 3)
+    ]
+    text = compact_snapshot(_table(["", "Order", "Weight", "State", "Actions"], rows))
+    assert text.splitlines() == [
+        "| (Select this object for an action - Order …) | Order (ORD-7-…) | Weight (… kg) "
+        "| Actions ([…] Edit […] button Delete) |",
+        "(every row) State: Open",
+        "[e510] checkbox|1|1.5|[e610] [e611]",
+        "[e520] checkbox [checked]|2|2.5|[e620] [e621]",
+        "[e530] checkbox|3|3.5|[e630] [e631]",
+    ]
+
+
+def test_columns_are_not_factored_in_short_tables_nor_inside_numbers() -> None:
+    two = compact_snapshot(_table(["Id", "State"], [["A-1", "Open"], ["A-2", "Open"]]))
+    assert two.splitlines() == ["| Id | State |", "A-1|Open", "A-2|Open"]
+    amounts = [["1,500"], ["1,250"], ["1.75"]]
+    assert compact_snapshot(_table(["Sum"], amounts)).splitlines() == [
+        "| Sum |",
+        "1,500",
+        "1,250",
+        "1.75",
+    ]
+    # A prefix that would leave a cell empty is not factored.
+    ids = compact_snapshot(_table(["Id"], [["A-"], ["A-1"], ["A-2"]]))
+    assert ids.splitlines() == ["| Id |", "A-", "A-1", "A-2"]
+    # A row's text still cannot pass for layout once its cells are shortened.
+    rows = [["A-table"], ["A-tabs"], ["A-title x"]]
+    assert compact_snapshot(_table(["Note"], rows)).splitlines() == [
+        "| Note (A-…) |",
+        '"table"',
+        '"tabs"',
+        '"title x"',
+    ]
 
 
 def test_yaml_quoting_and_escapes_are_read() -> None:
