@@ -209,6 +209,42 @@ async def test_every_role_and_iframe_ref_is_kept_and_clickable(
         assert await page.title() == "card"
 
 
+TABLES = Path(__file__).parent / "support" / "tables"
+
+
+async def test_table_heavy_pages_say_each_row_once_and_keep_every_ref(
+    rt: Runtime, portal: str, tmp_path: Path
+) -> None:
+    async with browse(rt, portal, tmp_path) as (tabs, ctx):
+        page = await tabs.active()
+        # An admin change list: a checkbox per row named after its order, filters, bulk actions.
+        await page.set_content((TABLES / "admin_list.html").read_text())
+        admin = await observe(tabs)
+        refs = actionable_refs(admin.snapshot)
+        assert len(refs) >= 80 + 15, admin.snapshot
+        assert not [r for r in refs if f"[{r}]" not in admin.compact], admin.compact
+        rows = re.findall(r"^\[(\w+)\]\|\[\w+\] (\d{4})\|", admin.compact, re.M)
+        assert len(rows) == 40, admin.compact
+        assert "Select this object for an action - Order …" in admin.compact
+        assert admin.compact.count("Select this object") == 1
+        assert "(every row) Channel: Web" in admin.compact
+        box, number = rows[7]
+        await execute(tabs, Click(ref=box), ctx)
+        assert await page.locator(f"input[value='{number}']").is_checked()
+        assert (await page.locator("input:checked").count()) == 1
+
+        # A role=grid data grid: the same two buttons in every row, units in the cells.
+        await page.set_content((TABLES / "data_grid.html").read_text())
+        grid = await observe(tabs)
+        refs = actionable_refs(grid.snapshot)
+        assert not [r for r in refs if f"[{r}]" not in grid.compact], grid.compact
+        lines = re.findall(r"^88\d{3}\|.*\|\[\w+\] \[\w+\]$", grid.compact, re.M)
+        assert len(lines) == 30, grid.compact
+        assert "| SKU (SKU-…) | Item (… mm) |" in grid.compact
+    assert len(admin.compact) < len(admin.snapshot) / 4
+    assert len(grid.compact) < len(grid.snapshot) / 4
+
+
 # 2. On snapshot strings
 
 

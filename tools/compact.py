@@ -428,16 +428,16 @@ class _Renderer:
         is written without its name), and the lines of what is not a cell."""
         cells = [c for c in row.children if c.role in _CELLS]
         header = bool(cells) and all(c.role == "columnheader" for c in cells)
-        plain = [_norm(self.cell(c)) for c in cells]
+        plain = [_norm(_REF.sub("", self.cell(c))) for c in cells]
         texts = []
         for i, cell in enumerate(cells):
-            said = tuple(t for j, t in enumerate(plain) if j != i and len(t) >= 3)
+            said = tuple(t for j, t in enumerate(plain) if j != i and len(t) >= _MIN_SAID)
             texts.append(self.cell(cell, () if header else said).replace("|", "\\|"))
         rest = self.captured([c for c in row.children if c.role not in _CELLS])
         ref = row.ref if row.actionable else None
         made = _Row(ref, header, texts, rest)
         for i, cell in enumerate(cells):
-            said = tuple(t for j, t in enumerate(plain) if j != i and len(t) >= 3)
+            said = tuple(t for j, t in enumerate(plain) if j != i and len(t) >= _MIN_SAID)
             for node in walk_snapshot([cell]):
                 if node.actionable and node.role != "link" and _repeats(node.name, said):
                     made.names.setdefault(i, _template(node.name, said))
@@ -447,6 +447,7 @@ class _Renderer:
 _LEAD_REF = re.compile(r"^(\[[^\]\s]+\] ?)")
 _REF = re.compile(r"\[(?:f\d+)?e\d+\]")
 _MIN_ROWS = 3  # a column is factored only in a table with this many rows
+_MIN_SAID = 4  # a cell's text an element's name must say to be left out
 
 
 def _template(name: str, said: tuple[str, ...]) -> str:
@@ -516,16 +517,18 @@ def _factor_columns(rows: list[_Row], header: _Row | None) -> None:
         return
     for col in range(width):
         names = {r.names[col] for r in rows if col in r.names}
-        if len(names) == 1 and not header.cells[col]:
-            header.cells[col] = f"({names.pop()})"
+        if len(names) == 1:
+            header.cells[col] = f"{header.cells[col]} ({names.pop()})".strip()
         leads, bodies = zip(*(_split_lead(r.cells[col]) for r in rows), strict=True)
         name = header.cells[col]
+        templates = {_REF.sub("[]", c) for c in (r.cells[col] for r in rows)}
+        template = templates.pop() if len(templates) == 1 else ""
+        if "[]" in template and template.replace("[]", "").strip():
+            header.cells[col] = f"{name} ({template.replace('[]', '[…]')})".strip()
+            for r in rows:
+                r.cells[col] = " ".join(_REF.findall(r.cells[col]))
+            continue
         if any("[" in b.replace("\\[", "") for b in bodies):
-            templates = {_REF.sub("[]", c) for c in (r.cells[col] for r in rows)}
-            if len(templates) == 1 and (template := templates.pop()).replace("[]", "").strip():
-                header.cells[col] = f"{name} ({template.replace('[]', '[…]')})".strip()
-                for r in rows:
-                    r.cells[col] = " ".join(_REF.findall(r.cells[col]))
             continue
         filled = [b for b in bodies if b]
         if len(filled) < len(rows):
