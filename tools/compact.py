@@ -100,7 +100,8 @@ _SPACES = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # (runtime.agent.prompt) is quoted. The words are those headings and labels.
 _LAYOUT = re.compile(
     r"(?:\\\[|[#|\"]|\(every row\)|(?:table|dialog|alertdialog|img|title|clickable)\b"
-    r"|(?:task|history|current page|secrets usable|tabs|notes?|a vision model|the result given)\b)",
+    r"|(?:task|history|current page|secrets usable|tabs|notes?|a vision model|the result given"
+    r"|icons)\b)",
     re.IGNORECASE,
 )
 _TITLE_SEPARATORS = re.compile(r"\s+[-|\u2013\u2014\u00b7:]\s+")
