@@ -112,6 +112,7 @@ ACTIONABLE = (
     "|slider|switch|iframe"
 )
 _ACTIONABLE_LINE = re.compile(rf"^\s*- '?({ACTIONABLE})\b[^\n]*?\[ref=([^\]\s]+)\]")
+_ICON_REF = re.compile(r"(?<!\\)\[p\d+\]")  # refs the DOM probe gives (tools.clickables)
 _POINTER_LINE = re.compile(r"\[ref=([^\]\s]+)\] \[cursor=pointer\]")
 # Set on every served MiniWoB page: seed the task generator, start the episode (what miniwob's
 # own driver does after load) and make it last, so each tool sees the same problem at rest.
@@ -301,6 +302,7 @@ async def observe_corral(
                     "prompt": render_observation(obs, []),
                     "refs": len(refs),
                     "missing_refs": [r for r in refs if f"[{r}]" not in obs.compact],
+                    "icon_refs": len(_ICON_REF.findall(obs.compact)),
                 }
                 if page["name"] == "login":
                     await execute(tabs, Fill(label="Username", value=USER), ctx)
@@ -397,6 +399,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         row["before"] = BEFORE.get(page["name"])
         row["refs"] = seen["refs"]
         row["missing_refs"] = seen["missing_refs"]
+        row["icon_refs"] = seen["icon_refs"]
         rows.append(row)
     groups: dict[str, list[dict[str, Any]]] = {
         "portal": [r for r in rows if r["group"] == "portal"],
@@ -461,11 +464,13 @@ def to_markdown(r: dict[str, Any]) -> str:
         "lists about half the rows); corral keeps every row. *corral before*: corral's figure "
         "before tables were compacted (issue 13's table; - for the pages added since; its "
         "medians are over the pages that have one). *tables*: the portal's invoice lists and "
-        "the table-heavy fixtures of tests/support/tables.",
+        "the table-heavy fixtures of tests/support/tables. *icon refs*: refs `p1`, `p2` ... "
+        "the DOM probe gives icon-only controls the AI snapshot leaves out "
+        "(`tools.clickables`), part of *corral* and *compact*.",
         "",
         f"| page | raw HTML | AI snapshot | corral before | corral | compact | loop page | {bu} "
-        "| bu state | refs kept |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| bu state | refs kept | icon refs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["rows"]:
         kept = row["refs"] - len(row["missing_refs"])
@@ -475,14 +480,15 @@ def to_markdown(r: dict[str, Any]) -> str:
             f"| {_fmt(row['before'])} | {_fmt(row['corral'])} | {_fmt(row['compact'])} "
             f"| {_fmt(row['prompt'])} "
             f"| {_fmt(row['browser_use'])} | {_fmt(row['browser_use_state'])} "
-            f"| {kept}/{row['refs']}{f' (missing: {missing})' if missing else ''} |"
+            f"| {kept}/{row['refs']}{f' (missing: {missing})' if missing else ''} "
+            f"| {row['icon_refs']} |"
         )
     for group, m in r["medians"].items():
         lines.append(
             f"| **median, {group}** | {_fmt(m['html'])} | {_fmt(m['aria'])} "
             f"| {_fmt(m['before'])} | **{_fmt(m['corral'])}** | {_fmt(m['compact'])} "
             f"| {_fmt(m['prompt'])} "
-            f"| **{_fmt(m['browser_use'])}** | {_fmt(m['browser_use_state'])} | |"
+            f"| **{_fmt(m['browser_use'])}** | {_fmt(m['browser_use_state'])} | | |"
         )
     six = r["medians"]["miniwob, the issue's six"]
     lines += ["", "Checks:", ""]

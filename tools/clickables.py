@@ -1,17 +1,19 @@
 """Controls the AI snapshot leaves out: icon-only elements a user clicks (a span with a click
-listener or a pointer cursor, a picture for its only content, no role), found by a DOM probe.
+listener, an ``onclick`` or a ``tabindex``, a picture for its only content, no role), found by a
+DOM probe.
 
 Playwright's AI snapshot names what the accessibility tree shows; an icon drawn by CSS (a
 ``content: url(reply.png)``) or an empty ``<span>`` with a click handler shows nothing there, so it
-gets no ref. :func:`probe_clickables` finds them where the page cannot interfere: the click
-listeners come from the browser (``DOMDebugger.getEventListeners`` over the whole document), the
-rest (visibility, cursor, text, hints) from a function run in corral's isolated world (see
+gets no ref (an element with a pointer cursor of its own does, so it is left to the snapshot).
+:func:`probe_clickables` finds them where the page cannot interfere: the click listeners come
+from the browser (``DOMDebugger.getEventListeners`` over the whole document), the rest
+(visibility, text, hints) from a function run in corral's isolated world (see
 :mod:`tools.isolated`). Each found element gets a ref ``p1``, ``p2`` ... in document order and a
 hint from its ``aria-label``, ``title``, an ``alt``, or its class names (``reply``, ``more``); icons
 in the same container (a post's reply, retweet, like buttons) share a line that names the
-container by the start of its text::
+container by the start of its text (up to 24 characters)::
 
-    icons in "Lia @ipsum · 5h ago": [p1] reply [p2] retweet [p3] like [p4] more
+    icons in "Lia @ipsum · 5h ago Sit…": [p1] reply [p2] retweet [p3] like [p4] more
 
 The refs live in corral, never in the page: each is recorded with the element's path from the
 root (``:nth-child`` steps, read in the isolated world), which :func:`probe_locator` turns into
@@ -52,14 +54,13 @@ _FIND = r"""function (...listened) {
     '[role=combobox],[role=slider],[role=treeitem]';
   const GENERIC = new Set(['icon', 'icons', 'btn', 'button', 'fa', 'fas', 'far', 'glyphicon',
     'material', 'mat', 'ui', 'js', 'is', 'has', 'active', 'hover', 'img', 'image', 'svg', 'i']);
+  const MAX_CONTEXT = 24;  // characters of a container's text that name it
   const clean = (t) => (t || '').replace(/\s+/g, ' ').trim();
   const pointer = (el) => win.getComputedStyle(el).cursor === 'pointer';
   const seen = new Set(listened.filter((el) => el && el.nodeType === 1));
-  for (const el of doc.querySelectorAll('[onclick],[tabindex]:not([tabindex^="-"]),body *')) {
-    if (el.hasAttribute('onclick') || el.hasAttribute('tabindex')) { seen.add(el); continue; }
-    const parent = el.parentElement;
-    if (pointer(el) && !(parent && pointer(parent))) seen.add(el);
-  }
+  for (const el of doc.querySelectorAll('[onclick],[tabindex]:not([tabindex^="-"])')) seen.add(el);
+  // A pointer cursor of its own: the AI snapshot already gives the element a ref.
+  const covered = (el) => pointer(el) && !(el.parentElement && pointer(el.parentElement));
   const visible = (el) => {
     const box = el.getBoundingClientRect();
     if (box.width < 2 || box.height < 2) return false;
@@ -86,6 +87,12 @@ _FIND = r"""function (...listened) {
     }
     return words(el) || (inner ? words(inner) : '');
   };
+  const short = (text) => {
+    if (text.length <= MAX_CONTEXT) return text;
+    const cut = text.slice(0, MAX_CONTEXT + 1);
+    const space = cut.lastIndexOf(' ');
+    return (space > MAX_CONTEXT / 2 ? cut.slice(0, space) : cut.slice(0, MAX_CONTEXT)) + '…';
+  };
   const path = (el) => {
     const steps = [];
     for (let node = el; node && node !== doc.documentElement; node = node.parentElement) {
@@ -98,7 +105,7 @@ _FIND = r"""function (...listened) {
   const chosen = [];
   for (const el of seen) {
     if (el === doc.body || el === doc.documentElement || !el.isConnected) continue;
-    if (el.closest(NATIVE) || el.querySelector(NATIVE)) continue;
+    if (el.closest(NATIVE) || el.querySelector(NATIVE) || covered(el)) continue;
     if (clean(el.innerText) !== '' || !visible(el)) continue;
     chosen.push(el);
   }
@@ -107,7 +114,7 @@ _FIND = r"""function (...listened) {
   return kept.map((el) => {
     let box = el.parentElement;
     while (box && clean(box.innerText) === '') box = box.parentElement;
-    const context = box && box !== doc.body ? clean(box.innerText).slice(0, 40) : '';
+    const context = box && box !== doc.body ? short(clean(box.innerText)) : '';
     return {path: path(el), hint: hint(el).slice(0, 40), context};
   }).filter((found) => found.path);
 }"""
