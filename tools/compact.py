@@ -40,7 +40,9 @@ column whose cells differ only by their refs (the same "Edit" and "Delete" in ev
 only the refs, its header shows the rest once (``Actions ([…] Edit […] button Delete)``). In a row,
 an element whose name says another cell of its row (a checkbox "Select - Invoice INV-1079") is
 written without its name, which its column's header shows once with the row's text as "…".
-Refs are never factored: every row keeps the ref of each of its elements.
+A long table (24 rows or more) is cut into runs of at least 12 rows that share their prefixes
+and suffixes, each under a header of its own (``Date (2025-…)`` after ``Date (2026-…)``). Refs are
+never factored: every row keeps the ref of each of its elements.
 
 Page text cannot pass for layout. Every string that comes from the page (text, names, values,
 options, placeholders, link paths, the title) has its ``[`` escaped as ``\[``, so the only bare
@@ -58,6 +60,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from .snapshot import ACTIONABLE_ROLES, SnapshotNode, parse_snapshot, walk_snapshot
 
@@ -398,6 +401,8 @@ class _Renderer:
             if isinstance(entry, str):
                 self.emit(entry)
             else:
+                for line in entry.before:
+                    self.emit(line)
                 self.emit(entry.line())
                 for line in entry.after:
                     self.emit(line)
@@ -449,6 +454,7 @@ _LEAD_REF = re.compile(r"^(\[[^\]\s]+\] ?)")
 _REF = re.compile(r"\[(?:f\d+)?e\d+\]")
 _MIN_ROWS = 3  # a column is factored only in a table with this many rows
 _MIN_SAID = 4  # a cell's text an element's name must say to be left out
+_MIN_RUN = 12  # rows of a long table that share a header of their own, at least
 
 
 def _template(name: str, said: tuple[str, ...]) -> str:
@@ -471,6 +477,8 @@ class _Row:
     def __init__(self, ref: str | None, header: bool, cells: list[str], after: list[str]):
         self.ref, self.header, self.cells, self.after = ref, header, cells, after
         self.dropped: set[int] = set()
+        self.before: list[str] = []
+        """Lines before the row: the header of the run of rows it starts."""
         self.names: dict[int, str] = {}
         """Per cell, the name left out of its element, the row's own text in it as "…"."""
 
@@ -508,14 +516,17 @@ def _boundary_suffix(texts: list[str]) -> str:
 
 
 def _factor_columns(rows: list[_Row], header: _Row | None) -> None:
-    """Say once in the header what every row repeats in a column: a constant plain value (the
-    column leaves the rows), a shared prefix or suffix of plain text (``Amount ($…)``), the
-    name of the same element in every row. Every ref stays in its row."""
+    """Say once in the header what every row repeats in a column: the name of the same element
+    in every row, a constant plain value (the column leaves the rows), a shared prefix or suffix
+    of plain text (``Amount ($…)``). Every ref stays in its row. A long table is cut into runs
+    of rows (at least ``_MIN_RUN``) that share their prefixes and suffixes, each run under a
+    header of its own (``Date (2025-…)`` after ``Date (2026-…)``)."""
     if header is None or len(rows) < _MIN_ROWS:
         return
     width = len(header.cells)
     if any(len(r.cells) != width for r in rows):
         return
+    plain: list[int] = []
     for col in range(width):
         names = {r.names[col] for r in rows if col in r.names}
         if len(names) == 1:
@@ -529,22 +540,80 @@ def _factor_columns(rows: list[_Row], header: _Row | None) -> None:
             for r in rows:
                 r.cells[col] = " ".join(_REF.findall(r.cells[col]))
             continue
-        if any("[" in b.replace("\\[", "") for b in bodies):
+        if any("[" in b.replace("\\[", "") or not b for b in bodies):
             continue
-        filled = [b for b in bodies if b]
-        if len(filled) < len(rows):
-            continue
-        if not any(leads) and len(set(filled)) == 1:
-            header.after.insert(0, f"(every row) {name}: {filled[0]}".replace(" : ", ": "))
+        if not any(leads) and len(set(bodies)) == 1:
+            header.after.insert(0, f"(every row) {name}: {bodies[0]}".replace(" : ", ": "))
             for r in (header, *rows):
                 r.dropped.add(col)
             continue
-        prefix, suffix = _boundary_prefix(filled), _boundary_suffix(filled)
-        if not prefix and not suffix:
-            continue
-        header.cells[col] = f"{name} ({prefix}…{suffix})"
-        for r, lead, body in zip(rows, leads, bodies, strict=True):
-            r.cells[col] = lead + body[len(prefix) : len(body) - len(suffix)]
+        plain.append(col)
+    titles = list(header.cells)
+    first = True
+    for run in _runs(rows, plain):
+        cells = list(titles)
+        for col, (prefix, suffix) in run.affixes.items():
+            cells[col] = f"{titles[col]} ({prefix}…{suffix})"
+            for r in run.rows:
+                lead, body = _split_lead(r.cells[col])
+                r.cells[col] = lead + body[len(prefix) : len(body) - len(suffix)]
+        if first:
+            header.cells = cells
+            first = False
+        else:
+            again = _Row(None, True, cells, [])
+            again.dropped = set(header.dropped)
+            run.rows[0].before.append(again.line())
+
+
+@dataclass
+class _Run:
+    rows: list[_Row]
+    affixes: dict[int, tuple[str, str]]
+
+
+def _affixes(rows: list[_Row], cols: list[int]) -> dict[int, tuple[str, str]]:
+    """Per column, the prefix and suffix all ``rows`` share (columns with neither left out)."""
+    out = {}
+    for col in cols:
+        bodies = [_split_lead(r.cells[col])[1] for r in rows]
+        prefix, suffix = _boundary_prefix(bodies), _boundary_suffix(bodies)
+        if prefix or suffix:
+            out[col] = (prefix, suffix)
+    return out
+
+
+def _fits(row: _Row, affixes: dict[int, tuple[str, str]]) -> bool:
+    """True if ``row`` shares the prefixes and suffixes (so they stay those of its run)."""
+    for col, (prefix, suffix) in affixes.items():
+        body = _split_lead(row.cells[col])[1]
+        if not (body.startswith(prefix) and body.endswith(suffix)):
+            return False
+        if len(body) <= len(prefix) + len(suffix):
+            return False
+    return True
+
+
+def _runs(rows: list[_Row], cols: list[int]) -> list[_Run]:
+    """The rows cut into runs that share their prefixes and suffixes: from each run's first
+    ``_MIN_RUN`` rows on, as long as the next row shares them (a short table is one run)."""
+    if len(rows) < 2 * _MIN_RUN:
+        return [_Run(rows, _affixes(rows, cols))]
+    runs: list[_Run] = []
+    i = 0
+    while i < len(rows):
+        j = min(i + _MIN_RUN, len(rows))
+        if len(rows) - j < _MIN_RUN:
+            j = len(rows)  # a short tail joins its run
+        affixes = _affixes(rows[i:j], cols)
+        while j < len(rows) and _fits(rows[j], affixes):
+            j += 1
+        if runs and runs[-1].affixes == affixes:
+            runs[-1].rows += rows[i:j]
+        else:
+            runs.append(_Run(rows[i:j], affixes))
+        i = j
+    return runs
 
 
 def compact_snapshot(ai_snapshot: str) -> str:
