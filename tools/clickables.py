@@ -19,7 +19,7 @@ The refs live in corral, never in the page: each is recorded with the element's 
 root (``:nth-child`` steps, read in the isolated world), which :func:`probe_locator` turns into
 the locator ``Locate(ref="p3")`` resolves to. Nothing is written into the page, so a page script
 cannot make an element of its choosing a ``p`` ref, nor read where the refs point; a ref not
-given by the last probe of that page is refused. Only the main frame is probed.
+given by the last probe of that page matches nothing. Only the main frame is probed.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from weakref import WeakKeyDictionary
 from playwright.async_api import Frame, Locator, Page
 
 from .compact import page_string
-from .errors import ElementNotFoundError
 from .isolated import Isolated, IsolatedError
 
 __all__ = ["Clickable", "is_probe_ref", "probe_clickables", "probe_lines", "probe_locator"]
@@ -137,14 +136,11 @@ def is_probe_ref(ref: str) -> bool:
 
 
 def probe_locator(page: Page, ref: str) -> Locator:
-    """The element the last probe of ``page`` gave ``ref`` to."""
+    """The element the last probe of ``page`` gave ``ref`` to; for a ref it did not give (an
+    older document's, or one never given), a locator that matches nothing, so the action fails
+    as with a stale snapshot ref."""
     path = _refs.get(page, {}).get(ref)
-    if path is None:
-        raise ElementNotFoundError(
-            f"no element has the ref {ref} on {page.url}: the ref comes from an older "
-            "observation; observe the page again and use a current ref"
-        )
-    return page.locator(f"css={path}")
+    return page.locator(f"css={path}" if path is not None else "css=:not(*)")
 
 
 async def _listened(iso: Isolated, document: str) -> list[dict[str, str]]:
