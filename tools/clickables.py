@@ -24,6 +24,8 @@ given by the last probe of that page matches nothing. Only the main frame is pro
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ __all__ = ["Clickable", "is_probe_ref", "probe_clickables", "probe_lines", "prob
 
 _PROBE_REF = re.compile(r"^p\d+$")
 _CLICK_TYPES = frozenset({"click", "mousedown", "mouseup", "pointerdown", "pointerup"})
+_GROUP = "corral-clickables"  # the probe's remote objects, released after each probe
 _MAX_LISTENED = 400  # click-listening elements looked at, at most
 _refs: WeakKeyDictionary[Page, dict[str, str]] = WeakKeyDictionary()
 
@@ -148,7 +151,7 @@ async def _listened(iso: Isolated, document: str) -> list[dict[str, str]]:
     # The browser lists a subtree's listeners only for the page's own world's object; no script
     # runs there, the object is only passed to the browser.
     node = (await iso.send("DOM.describeNode", {"objectId": document}))["node"]["backendNodeId"]
-    own = await iso.send("DOM.resolveNode", {"backendNodeId": node})
+    own = await iso.send("DOM.resolveNode", {"backendNodeId": node, "objectGroup": _GROUP})
     found = await iso.send(
         "DOMDebugger.getEventListeners",
         {"objectId": own["object"]["objectId"], "depth": -1, "pierce": False},
@@ -159,13 +162,17 @@ async def _listened(iso: Isolated, document: str) -> list[dict[str, str]]:
         if entry.get("type") in _CLICK_TYPES and node and node not in nodes:
             nodes.append(int(node))
     context = await iso.world(await iso.main_frame())
-    args = []
-    for node in nodes[:_MAX_LISTENED]:
-        resolved = await iso.send(
-            "DOM.resolveNode", {"backendNodeId": node, "executionContextId": context}
+    # Sent together: the browser answers them in one round trip, not one each.
+    resolved = await asyncio.gather(
+        *(
+            iso.send(
+                "DOM.resolveNode",
+                {"backendNodeId": node, "executionContextId": context, "objectGroup": _GROUP},
+            )
+            for node in nodes[:_MAX_LISTENED]
         )
-        args.append({"objectId": str(resolved["object"]["objectId"])})
-    return args
+    )
+    return [{"objectId": str(found["object"]["objectId"])} for found in resolved]
 
 
 async def probe_clickables(page: Page, iso: Isolated) -> list[Clickable]:
@@ -177,7 +184,10 @@ async def probe_clickables(page: Page, iso: Isolated) -> list[Clickable]:
     _refs[page] = {}
     try:
         context = await iso.world(await iso.main_frame())
-        doc = await iso.send("Runtime.evaluate", {"expression": "document", "contextId": context})
+        doc = await iso.send(
+            "Runtime.evaluate",
+            {"expression": "document", "contextId": context, "objectGroup": _GROUP},
+        )
         document = str(doc["result"]["objectId"])
         args = await _listened(iso, document)
         result = await iso.send(
@@ -191,6 +201,10 @@ async def probe_clickables(page: Page, iso: Isolated) -> list[Clickable]:
         )
     except (IsolatedError, KeyError):
         return []
+    finally:
+        # The objects made for this probe, in both worlds, are let go at once.
+        with contextlib.suppress(IsolatedError):
+            await iso.send("Runtime.releaseObjectGroup", {"objectGroup": _GROUP})
     found: Any = result.get("result", {}).get("value")
     if "exceptionDetails" in result or not isinstance(found, list):
         return []

@@ -55,7 +55,7 @@ class Observation(BaseModel):
     snapshot: str = Field(description="Playwright's AI aria snapshot; refs like [ref=e7]")
     compact: str = Field(
         description="the snapshot as compact text for a model, refs like [e7], then the icon-only "
-        "controls the snapshot leaves out (tools.probe), refs like [p1]"
+        "controls the snapshot leaves out (tools.clickables), refs like [p1]"
     )
     screenshot: bytes | None = Field(None, repr=False, exclude=True)
 
