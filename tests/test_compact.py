@@ -118,15 +118,40 @@ async def test_refs_read_from_the_compact_text_sign_in_and_open_an_invoice(
         result = await execute(tabs, Click(ref=ref_in(dashboard, "View unpaid invoices")), ctx)
         assert result.url_after.endswith("/invoices?status=unpaid")
 
-        # A table row carries the ref of its invoice link inline.
+        # A table row carries the ref of its invoice link inline; what every row repeats (the
+        # number's prefix, the amount's unit, the status of this filtered list) is said once.
         table = (await observe(tabs)).compact
-        row = re.search(r"^\[(\w+)\] (INV-\d{4}-\d{4}) \| .* \| Unpaid$", table, re.MULTILINE)
+        assert "| Number (INV-1002-…) | Date | Due | Description | Amount ($…) |" in table
+        assert "(every row) Status: Unpaid" in table
+        row = re.search(r"^\[(\w+)\] (\d{4})\|[-\d]+\|[-\d]+\|[^|]+\|[\d,.]+$", table, re.M)
         assert row, table
+        number = f"INV-1002-{row.group(2)}"
         result = await execute(tabs, Click(ref=row.group(1)), ctx)
-        assert result.url_after == f"{portal}/invoices/{row.group(2)}"
+        assert result.url_after == f"{portal}/invoices/{number}"
         invoice = await observe(tabs)
-        assert f"# Invoice {row.group(2)}" in invoice.compact
+        assert f"# Invoice {number}" in invoice.compact
         assert re.search(r"^\[\w+\] button Pay \$[\d,]+\.\d\d$", invoice.compact, re.MULTILINE)
+
+
+def expand_table(compact: str) -> list[list[str]]:
+    """The rows of the (one) table of ``compact`` with every cell written out again: what its
+    run's header factored out put back, the row's leading ref left out."""
+    rows, affixes = [], {}
+    for line in compact.splitlines():
+        if line.startswith("| "):
+            heads = line[2:-2].split(" | ")
+            affixes = {
+                i: m.groups() for i, h in enumerate(heads) if (m := re.search(r"\((.*)…(.*)\)$", h))
+            }
+        elif affixes and re.match(r"\[\w+\] ", line):
+            cells = re.sub(r"^\[\w+\] ", "", line).split("|")
+            rows.append(
+                [
+                    affixes[i][0] + c + affixes[i][1] if i in affixes else c
+                    for i, c in enumerate(cells)
+                ]
+            )
+    return rows
 
 
 async def test_bobs_87_invoices_are_87_row_lines(rt: Runtime, portal: str, tmp_path: Path) -> None:
@@ -135,14 +160,30 @@ async def test_bobs_87_invoices_are_87_row_lines(rt: Runtime, portal: str, tmp_p
         await execute(tabs, Navigate(url="/invoices?per_page=100"), ctx)
         obs = await observe(tabs)
     lines = obs.compact.splitlines()
-    rows = [line for line in lines if re.match(r"\[\w+\] INV-1002-\d{4} \| ", line)]
+    rows = [line for line in lines if re.match(r"\[\w+\] \d{4}\|", line)]
     assert len(rows) == len(invoices_for("bob")) == 87
     # Each row has all six cells on its line, and no cell is a line (or a node) of its own.
-    assert all(row.count(" | ") == 5 for row in rows), rows[:3]
-    assert "| Number | Date | Due | Description | Amount | Status |" in lines
+    assert all(row.count("|") == 5 for row in rows), rows[:3]
     assert not any(line.startswith(("cell", "row", "- ")) for line in lines)
+    # Runs of rows share a header that says what they repeat: the number's prefix, the year.
+    headers = [line for line in lines if line.startswith("| Number")]
+    assert headers[0] == (
+        "| Number (INV-1002-…) | Date (2026-…) | Due (2026-…) | Description (… 2026) "
+        "| Amount ($…) | Status |"
+    ), headers
+    assert 2 <= len(headers) <= 87 // 12
     assert len(lines) < 87 + 25
     assert len(obs.compact) < len(obs.snapshot) / 3
+    # Every cell of every invoice can be read back whole, each row under its own run's header.
+    expanded = expand_table(obs.compact)
+    for invoice, cells in zip(invoices_for("bob"), expanded, strict=True):
+        assert cells[:4] == [
+            invoice.number,
+            invoice.issued.isoformat(),
+            invoice.due.isoformat(),
+            invoice.description,
+        ]
+        assert cells[4] == f"${invoice.amount_cents / 100:,.2f}"
 
 
 async def test_observation_compact_is_made_after_redaction(
@@ -202,6 +243,42 @@ async def test_every_role_and_iframe_ref_is_kept_and_clickable(
         assert await page.title() == "card"
 
 
+TABLES = Path(__file__).parent / "support" / "tables"
+
+
+async def test_table_heavy_pages_say_each_row_once_and_keep_every_ref(
+    rt: Runtime, portal: str, tmp_path: Path
+) -> None:
+    async with browse(rt, portal, tmp_path) as (tabs, ctx):
+        page = await tabs.active()
+        # An admin change list: a checkbox per row named after its order, filters, bulk actions.
+        await page.set_content((TABLES / "admin_list.html").read_text())
+        admin = await observe(tabs)
+        refs = actionable_refs(admin.snapshot)
+        assert len(refs) >= 80 + 15, admin.snapshot
+        assert not [r for r in refs if f"[{r}]" not in admin.compact], admin.compact
+        rows = re.findall(r"^\[(\w+)\]\|\[\w+\] (\d{4})\|", admin.compact, re.M)
+        assert len(rows) == 40, admin.compact
+        assert "Select this object for an action - Order …" in admin.compact
+        assert admin.compact.count("Select this object") == 1
+        assert "(every row) Channel: Web" in admin.compact
+        box, number = rows[7]
+        await execute(tabs, Click(ref=box), ctx)
+        assert await page.locator(f"input[value='{number}']").is_checked()
+        assert (await page.locator("input:checked").count()) == 1
+
+        # A role=grid data grid: the same two buttons in every row, units in the cells.
+        await page.set_content((TABLES / "data_grid.html").read_text())
+        grid = await observe(tabs)
+        refs = actionable_refs(grid.snapshot)
+        assert not [r for r in refs if f"[{r}]" not in grid.compact], grid.compact
+        lines = re.findall(r"^88\d{3}\|.*\|\[\w+\] \[\w+\]$", grid.compact, re.M)
+        assert len(lines) == 30, grid.compact
+        assert "| SKU (SKU-…) | Item (… mm) |" in grid.compact
+    assert len(admin.compact) < len(admin.snapshot) / 4
+    assert len(grid.compact) < len(grid.snapshot) / 4
+
+
 # 2. On snapshot strings
 
 
@@ -246,15 +323,102 @@ def test_table_rows_are_lines_with_inline_refs() -> None:
         - checkbox "Pick INV-2" [checked] [ref=e39]
       - cell "$5.00" [ref=e40]
       - cell [ref=e41]"""
-    assert (
-        compact_snapshot(snapshot)
-        == (
-            'table "Invoices"\n'
-            "| Number | Amount | Note |\n"
-            "[e31] INV-1 | $160.25 | a\\|b\n"
-            "[e37] [e39] checkbox Pick INV-2 [checked] | $5.00 | "
-        ).rstrip()
+    assert compact_snapshot(snapshot) == (
+        'table "Invoices"\n'
+        "| Number | Amount | Note |\n"
+        "[e31] INV-1|$160.25|a\\|b\n"
+        "[e37] [e39] checkbox Pick INV-2 [checked]|$5.00|"
     )
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """An AI snapshot of a table; a cell is its text, or its snapshot lines (indented 6)."""
+    lines = ["- table [ref=e1]:", "  - row [ref=e2]:"]
+    lines += [f'    - columnheader "{h}" [ref=e{3 + i}]' for i, h in enumerate(header)]
+    ref = 100
+    for row in rows:
+        lines.append(f"  - row [ref=e{ref}]:")
+        for cell in row:
+            ref += 1
+            if cell.startswith("- "):
+                lines.append(f"    - cell [ref=e{ref}]:")
+                lines += ["      " + part for part in cell.split("\n")]
+            else:
+                lines.append(f'    - cell "{cell}" [ref=e{ref}]')
+        ref += 10
+    return "\n".join(lines)
+
+
+def test_what_every_row_repeats_is_said_once_in_the_header() -> None:
+    # An admin list: a checkbox per row named after the row, a number prefix, a unit, a
+    # constant status, the same two actions in every row.
+    def check(n: int, ref: int, state: str = "") -> str:
+        return (
+            f'- checkbox "Select this object for an action - Order ORD-7-{n}"{state} [ref=e{ref}]'
+        )
+
+    def actions(ref: int) -> str:
+        return (
+            f'- link "Edit" [ref=e{ref}] [cursor=pointer]:\n  - /url: /e\n'
+            f'- button "Delete" [ref=e{ref + 1}]'
+        )
+
+    rows = [
+        [
+            check(n, 500 + 10 * n, " [checked]" if n == 2 else ""),
+            f"ORD-7-{n}",
+            f"{n}.5 kg",
+            "Open",
+            actions(600 + 10 * n),
+        ]
+        for n in (1, 2, 3)
+    ]
+    text = compact_snapshot(_table(["", "Order", "Weight", "State", "Actions"], rows))
+    assert text.splitlines() == [
+        "| (Select this object for an action - Order …) | Order (ORD-7-…) | Weight (… kg) "
+        "| Actions ([…] Edit […] button Delete) |",
+        "(every row) State: Open",
+        "[e510] checkbox|1|1.5|[e610] [e611]",
+        "[e520] checkbox [checked]|2|2.5|[e620] [e621]",
+        "[e530] checkbox|3|3.5|[e630] [e631]",
+    ]
+
+
+def test_a_long_table_is_cut_into_runs_under_headers_of_their_own() -> None:
+    rows = [[f"2026-{m:02d}-{m + 10}", f"{m} kg"] for m in range(12, 0, -1)]
+    rows += [[f"2025-{m:02d}-{m + 10}", f"{m} kg"] for m in range(12, 0, -1)]
+    rows += [["2024-12-01", "5 kg"], ["2024-11-01", "6 kg"]]  # a short tail joins its run
+    lines = compact_snapshot(_table(["Date", "Weight"], rows)).splitlines()
+    assert [line for line in lines if line.startswith("|")] == [
+        "| Date (2026-…) | Weight (… kg) |",
+        "| Date | Weight (… kg) |",
+    ]
+    assert lines[1:3] == ["12-22|12", "11-21|11"]
+    assert lines[lines.index("| Date | Weight (… kg) |") + 1] == "2025-12-22|12"
+    assert len(lines) == 2 + len(rows)
+
+
+def test_columns_are_not_factored_in_short_tables_nor_inside_numbers() -> None:
+    two = compact_snapshot(_table(["Id", "State"], [["A-1", "Open"], ["A-2", "Open"]]))
+    assert two.splitlines() == ["| Id | State |", "A-1|Open", "A-2|Open"]
+    amounts = [["1,500"], ["1,250"], ["1.75"]]
+    assert compact_snapshot(_table(["Sum"], amounts)).splitlines() == [
+        "| Sum |",
+        "1,500",
+        "1,250",
+        "1.75",
+    ]
+    # A prefix that would leave a cell empty is not factored.
+    ids = compact_snapshot(_table(["Id"], [["A-"], ["A-1"], ["A-2"]]))
+    assert ids.splitlines() == ["| Id |", "A-", "A-1", "A-2"]
+    # A row's text still cannot pass for layout once its cells are shortened.
+    rows = [["A-table"], ["A-tabs"], ["A-title x"]]
+    assert compact_snapshot(_table(["Note"], rows)).splitlines() == [
+        "| Note (A-…) |",
+        '"table"',
+        '"tabs"',
+        '"title x"',
+    ]
 
 
 def test_yaml_quoting_and_escapes_are_read() -> None:

@@ -15,8 +15,9 @@ what it can act on. The compact text has one line per thing and no indentation::
     Username [e6] textbox                 a nameless field and the short label beside it
     Status: Unpaid                        a term and its definition
     table "Invoices"                      a table: its name, its header in pipes, then one
-    | Number | Date | Amount |            line per row, cells joined by " | " (a "|" in a cell
-    [e31] INV-0023 | 2026-10-31 | $160.25  is escaped), the refs of the row's elements inline
+    | Number (INV-…) | Date | Amount ($…) | line per row, cells joined by "|" (a "|" in a cell
+    (every row) Status: Unpaid            is escaped), the refs of the row's elements inline
+    [e31] 0023|2026-10-31|160.25
 
 Every element an action may target keeps its ref verbatim (``e7``; ``f1e3`` inside an iframe, the
 iframe itself keeps its own): the roles in ``ACTIONABLE_ROLES`` and any node with a pointer
@@ -30,6 +31,18 @@ acted on, the level of headings (it becomes '#'s), ``[box=...]``; text that only
 of the element beside it (a "Username" label before the "Username" box); the text children of an
 element that its name already says; a line repeating the line before it. Kept sparingly: named
 dialogs (``dialog "Confirm":``), named groups (``Shipping:``), named images (``img "logo"``).
+
+A table says once what every row repeats (from three rows on, column by column): a plain value
+the same in every row leaves the rows for a ``(every row) Column: value`` line; a prefix or a
+suffix every cell of a column shares, cut at a separator and never inside a number (an id's
+``INV-``, a unit's ``$`` or `` kg``), goes to the header as ``Column (INV-…)``, ``(… kg)``; a
+column whose cells differ only by their refs (the same "Edit" and "Delete" in every row) keeps
+only the refs, its header shows the rest once (``Actions ([…] Edit […] button Delete)``). In a row,
+an element whose name says another cell of its row (a checkbox "Select - Invoice INV-1079") is
+written without its name, which its column's header shows once with the row's text as "…".
+A long table (24 rows or more) is cut into runs of at least 12 rows that share their prefixes
+and suffixes, each under a header of its own (``Date (2025-…)`` after ``Date (2026-…)``). Refs are
+never factored: every row keeps the ref of each of its elements.
 
 Page text cannot pass for layout. Every string that comes from the page (text, names, values,
 options, placeholders, link paths, the title) has its ``[`` escaped as ``\[``, so the only bare
@@ -47,6 +60,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from .snapshot import ACTIONABLE_ROLES, SnapshotNode, parse_snapshot, walk_snapshot
 
@@ -88,8 +102,9 @@ _SPACES = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # A line of page text that could be read as corral's layout or a heading of the planner prompt
 # (runtime.agent.prompt) is quoted. The words are those headings and labels.
 _LAYOUT = re.compile(
-    r"(?:\\\[|[#|\"]|(?:table|dialog|alertdialog|img|title|clickable)\b"
-    r"|(?:task|history|current page|secrets usable|tabs|notes?|a vision model|the result given)\b)",
+    r"(?:\\\[|[#|\"]|\(every row\)|(?:table|dialog|alertdialog|img|title|clickable)\b"
+    r"|(?:task|history|current page|secrets usable|tabs|notes?|a vision model|the result given"
+    r"|icons)\b)",
     re.IGNORECASE,
 )
 _TITLE_SEPARATORS = re.compile(r"\s+[-|\u2013\u2014\u00b7:]\s+")
@@ -193,9 +208,10 @@ def _options(node: SnapshotNode) -> tuple[str | None, list[SnapshotNode]]:
     return (", ".join(names) if names else None), rest
 
 
-def _element(node: SnapshotNode) -> str:
-    """The one-line form of an element to act on, without its children."""
-    name = node.name
+def _element(node: SnapshotNode, named: bool = True) -> str:
+    """The one-line form of an element to act on, without its children (and without its name
+    if not ``named``)."""
+    name = node.name if named else ""
     options, _ = _options(node)
     if node.role == "link":
         # Links are the commonest element: "[ref] text" without a role means "click it".
@@ -357,46 +373,247 @@ class _Renderer:
             return None  # a label that reads as layout: on a line of its own, quoted
         return line
 
-    def cell(self, node: SnapshotNode) -> str:
-        """Any subtree on one line: its text, its elements in their one-line form."""
+    def cell(self, node: SnapshotNode, said: tuple[str, ...] = ()) -> str:
+        """Any subtree on one line: its text, its elements in their one-line form. An element
+        whose name only repeats one of the texts ``said`` (its row's other cells) is written
+        without its name."""
         if node.actionable:
-            parts = [_element(node)] + [self.cell(c) for c in _uncovered(node)]
+            line = _element(node)
+            if node.role != "link" and _repeats(node.name, said):
+                line = _element(node, named=False)
+            parts = [line] + [self.cell(c, said) for c in _uncovered(node)]
         elif node.role == "text" or not node.children:
             name = node.name if node.role != "generic" and node.text is None else ""
             parts = [node.text or name]
         else:
-            parts = [node.text or ""] + [self.cell(c) for c in node.children]
+            parts = [node.text or ""] + [self.cell(c, said) for c in node.children]
         return " ".join(p for p in parts if p)
 
     def table(self, node: SnapshotNode) -> None:
         if node.name:
             self.emit(f"table {_quote(node.name)}")
-        self.table_parts(node.children, node.name)
+        entries: list[_Row | str] = []
+        self.table_parts(node.children, node.name, entries)
+        rows = [e for e in entries if isinstance(e, _Row) and not e.header]
+        headers = [e for e in entries if isinstance(e, _Row) and e.header]
+        _factor_columns(rows, headers[0] if len(headers) == 1 else None)
+        for entry in entries:
+            if isinstance(entry, str):
+                self.emit(entry)
+            else:
+                for line in entry.before:
+                    self.emit(line)
+                self.emit(entry.line())
+                for line in entry.after:
+                    self.emit(line)
 
-    def table_parts(self, nodes: list[SnapshotNode], name: str) -> None:
+    def table_parts(self, nodes: list[SnapshotNode], name: str, out: list[_Row | str]) -> None:
         for child in nodes:
             if child.role == "row":
-                self.row(child)
+                out.append(self.row(child))
             elif child.role == "caption":
                 caption = self.cell(child)
                 if _norm(caption) != _norm(name):
-                    self.emit(_text_line(caption))
+                    out.append(_text_line(caption))
             elif child.role in _WRAPPERS and not child.actionable:
-                self.table_parts(child.children, name)
+                self.table_parts(child.children, name, out)
             else:
-                self.block(child)
+                out += self.captured([child])
 
-    def row(self, row: SnapshotNode) -> None:
-        """One line per row, cells joined by " | ", a header row in pipes."""
+    def captured(self, nodes: list[SnapshotNode]) -> list[str]:
+        """The lines ``nodes`` render to, not emitted."""
+        kept, self.lines = self.lines, []
+        try:
+            self.children(nodes)
+            return self.lines
+        finally:
+            self.lines = kept
+
+    def row(self, row: SnapshotNode) -> _Row:
+        """A row: its cells, each on one line (an element naming the row by another cell's text
+        is written without its name), and the lines of what is not a cell."""
         cells = [c for c in row.children if c.role in _CELLS]
-        texts = [self.cell(c).replace("|", "\\|") for c in cells]
-        if cells and all(c.role == "columnheader" for c in cells):
-            line = "| " + " | ".join(texts) + " |"
+        header = bool(cells) and all(c.role == "columnheader" for c in cells)
+        plain = [_norm(_REF.sub("", self.cell(c))) for c in cells]
+        texts = []
+        for i, cell in enumerate(cells):
+            said = tuple(t for j, t in enumerate(plain) if j != i and len(t) >= _MIN_SAID)
+            texts.append(self.cell(cell, () if header else said).replace("|", "\\|"))
+        rest = self.captured([c for c in row.children if c.role not in _CELLS])
+        ref = row.ref if row.actionable else None
+        made = _Row(ref, header, texts, rest)
+        for i, cell in enumerate(cells):
+            said = tuple(t for j, t in enumerate(plain) if j != i and len(t) >= _MIN_SAID)
+            for node in walk_snapshot([cell]):
+                if node.actionable and node.role != "link" and _repeats(node.name, said):
+                    made.names.setdefault(i, _template(node.name, said))
+        return made
+
+
+_LEAD_REF = re.compile(r"^(\[[^\]\s]+\] ?)")
+_REF = re.compile(r"\[(?:f\d+)?e\d+\]")
+_MIN_ROWS = 3  # a column is factored only in a table with this many rows
+_MIN_SAID = 4  # a cell's text an element's name must say to be left out
+_MIN_RUN = 12  # rows of a long table that share a header of their own, at least
+
+
+def _template(name: str, said: tuple[str, ...]) -> str:
+    """``name`` with the row's own texts it says replaced by "…"."""
+    for text in said:
+        name = re.sub(re.escape(text), "…", name, flags=re.IGNORECASE)
+    return name
+
+
+def _repeats(name: str, said: tuple[str, ...]) -> bool:
+    """True if ``name`` says one of the texts ``said`` (so it only names its row)."""
+    norm = _norm(name)
+    return bool(norm) and any(t in norm for t in said)
+
+
+class _Row:
+    """A table row before it is written: the header row in pipes, a body row's cells joined by
+    "|" (a factored-out prefix, suffix or constant goes to the header)."""
+
+    def __init__(self, ref: str | None, header: bool, cells: list[str], after: list[str]):
+        self.ref, self.header, self.cells, self.after = ref, header, cells, after
+        self.dropped: set[int] = set()
+        self.before: list[str] = []
+        """Lines before the row: the header of the run of rows it starts."""
+        self.names: dict[int, str] = {}
+        """Per cell, the name left out of its element, the row's own text in it as "…"."""
+
+    def line(self) -> str:
+        cells = [c for i, c in enumerate(self.cells) if i not in self.dropped]
+        if self.header:
+            return "| " + " | ".join(cells) + " |"
+        line = "|".join(cells)
+        return f"[{self.ref}] {line}" if self.ref is not None else _text_line(line)
+
+
+def _split_lead(cell: str) -> tuple[str, str]:
+    """A cell as its leading link ref (``[e7] ``) and the text after it."""
+    match = _LEAD_REF.match(cell)
+    return (match.group(1), cell[match.end() :]) if match else ("", cell)
+
+
+def _boundary_prefix(texts: list[str]) -> str:
+    """The longest prefix all ``texts`` share that ends at a separator (``INV-1002-``, ``$``;
+    not inside a number) and leaves each of them a non-empty rest; '' if none."""
+    prefix = texts[0]
+    for text in texts[1:]:
+        while not text.startswith(prefix):
+            prefix = prefix[:-1]
+    while prefix and (prefix[-1].isalnum() or prefix[-1] in ",."):
+        prefix = prefix[:-1]
+    if prefix.strip() in ("", "-") or any(len(t) <= len(prefix) for t in texts):
+        return ""
+    return prefix
+
+
+def _boundary_suffix(texts: list[str]) -> str:
+    """The mirror of :func:`_boundary_prefix`: `` kg``, ``%``."""
+    return _boundary_prefix([t[::-1] for t in texts])[::-1]
+
+
+def _factor_columns(rows: list[_Row], header: _Row | None) -> None:
+    """Say once in the header what every row repeats in a column: the name of the same element
+    in every row, a constant plain value (the column leaves the rows), a shared prefix or suffix
+    of plain text (``Amount ($…)``). Every ref stays in its row. A long table is cut into runs
+    of rows (at least ``_MIN_RUN``) that share their prefixes and suffixes, each run under a
+    header of its own (``Date (2025-…)`` after ``Date (2026-…)``)."""
+    if header is None or len(rows) < _MIN_ROWS:
+        return
+    width = len(header.cells)
+    if any(len(r.cells) != width for r in rows):
+        return
+    plain: list[int] = []
+    for col in range(width):
+        names = {r.names[col] for r in rows if col in r.names}
+        if len(names) == 1:
+            header.cells[col] = f"{header.cells[col]} ({names.pop()})".strip()
+        leads, bodies = zip(*(_split_lead(r.cells[col]) for r in rows), strict=True)
+        name = header.cells[col]
+        templates = {_REF.sub("[]", c) for c in (r.cells[col] for r in rows)}
+        template = templates.pop() if len(templates) == 1 else ""
+        if "[]" in template and template.replace("[]", "").strip():
+            header.cells[col] = f"{name} ({template.replace('[]', '[…]')})".strip()
+            for r in rows:
+                r.cells[col] = " ".join(_REF.findall(r.cells[col]))
+            continue
+        if any("[" in b.replace("\\[", "") or not b for b in bodies):
+            continue
+        if not any(leads) and len(set(bodies)) == 1:
+            header.after.insert(0, f"(every row) {name}: {bodies[0]}".replace(" : ", ": "))
+            for r in (header, *rows):
+                r.dropped.add(col)
+            continue
+        plain.append(col)
+    titles = list(header.cells)
+    first = True
+    for run in _runs(rows, plain):
+        cells = list(titles)
+        for col, (prefix, suffix) in run.affixes.items():
+            cells[col] = f"{titles[col]} ({prefix}…{suffix})"
+            for r in run.rows:
+                lead, body = _split_lead(r.cells[col])
+                r.cells[col] = lead + body[len(prefix) : len(body) - len(suffix)]
+        if first:
+            header.cells = cells
+            first = False
         else:
-            line = " | ".join(texts)
-            line = line if row.actionable else _text_line(line)
-        self.emit(f"[{row.ref}] {line}" if row.actionable else line)
-        self.children([c for c in row.children if c.role not in _CELLS])
+            again = _Row(None, True, cells, [])
+            again.dropped = set(header.dropped)
+            run.rows[0].before.append(again.line())
+
+
+@dataclass
+class _Run:
+    rows: list[_Row]
+    affixes: dict[int, tuple[str, str]]
+
+
+def _affixes(rows: list[_Row], cols: list[int]) -> dict[int, tuple[str, str]]:
+    """Per column, the prefix and suffix all ``rows`` share (columns with neither left out)."""
+    out = {}
+    for col in cols:
+        bodies = [_split_lead(r.cells[col])[1] for r in rows]
+        prefix, suffix = _boundary_prefix(bodies), _boundary_suffix(bodies)
+        if prefix or suffix:
+            out[col] = (prefix, suffix)
+    return out
+
+
+def _fits(row: _Row, affixes: dict[int, tuple[str, str]]) -> bool:
+    """True if ``row`` shares the prefixes and suffixes (so they stay those of its run)."""
+    for col, (prefix, suffix) in affixes.items():
+        body = _split_lead(row.cells[col])[1]
+        if not (body.startswith(prefix) and body.endswith(suffix)):
+            return False
+        if len(body) <= len(prefix) + len(suffix):
+            return False
+    return True
+
+
+def _runs(rows: list[_Row], cols: list[int]) -> list[_Run]:
+    """The rows cut into runs that share their prefixes and suffixes: from each run's first
+    ``_MIN_RUN`` rows on, as long as the next row shares them (a short table is one run)."""
+    if len(rows) < 2 * _MIN_RUN:
+        return [_Run(rows, _affixes(rows, cols))]
+    runs: list[_Run] = []
+    i = 0
+    while i < len(rows):
+        j = min(i + _MIN_RUN, len(rows))
+        if len(rows) - j < _MIN_RUN:
+            j = len(rows)  # a short tail joins its run
+        affixes = _affixes(rows[i:j], cols)
+        while j < len(rows) and _fits(rows[j], affixes):
+            j += 1
+        if runs and runs[-1].affixes == affixes:
+            runs[-1].rows += rows[i:j]
+        else:
+            runs.append(_Run(rows[i:j], affixes))
+        i = j
+    return runs
 
 
 def compact_snapshot(ai_snapshot: str) -> str:

@@ -45,6 +45,7 @@ from .actions import (
     WaitFor,
     action_target,
 )
+from .clickables import is_probe_ref, probe_locator
 from .errors import (
     ActionError,
     ActionTimeoutError,
@@ -100,7 +101,9 @@ class ActionResult(BaseModel):
 def locate(page: Page, spec: Locate) -> Locator:
     """A Playwright locator for ``spec``."""
     exact = spec.exact or None
-    if spec.ref is not None:
+    if spec.ref is not None and is_probe_ref(spec.ref):
+        loc = probe_locator(page, spec.ref)
+    elif spec.ref is not None:
         loc = page.locator(f"aria-ref={spec.ref}")
     elif spec.role is not None:
         loc = page.get_by_role(spec.role, name=spec.name, exact=exact)  # type: ignore[arg-type]

@@ -10,8 +10,10 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Locator, Page
 from pydantic import BaseModel, ConfigDict, Field
 
+from .clickables import probe_clickables, probe_lines
 from .compact import compact_snapshot
 from .execute import SECRET_MARK
+from .isolated import Isolated
 from .tabs import Tabs
 
 MASK_SELECTOR = _MASK = f"input[type=password], [{SECRET_MARK}]"
@@ -51,7 +53,10 @@ class Observation(BaseModel):
     title: str
     tabs: list[TabInfo]
     snapshot: str = Field(description="Playwright's AI aria snapshot; refs like [ref=e7]")
-    compact: str = Field(description="the snapshot as compact text for a model; refs like [e7]")
+    compact: str = Field(
+        description="the snapshot as compact text for a model, refs like [e7], then the icon-only "
+        "controls the snapshot leaves out (tools.clickables), refs like [p1]"
+    )
     screenshot: bytes | None = Field(None, repr=False, exclude=True)
 
 
@@ -69,6 +74,8 @@ async def observe(
     page = await tabs.active()
     clean = redact or (lambda text: text)
     snapshot = clean(await page.aria_snapshot(mode="ai"))
+    icons = probe_lines(await probe_clickables(page, Isolated(await tabs.cdp(page))))
+    compact = "\n".join([compact_snapshot(snapshot), *(clean(line) for line in icons)])
     infos = [
         TabInfo(
             index=i,
@@ -84,7 +91,7 @@ async def observe(
         title=clean(await _title(page)),
         tabs=infos,
         snapshot=snapshot,
-        compact=compact_snapshot(snapshot),
+        compact=compact.strip("\n"),
         screenshot=shot,
     )
 
