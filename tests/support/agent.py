@@ -13,8 +13,15 @@ __all__ = ["goal_task", "login_then", "page_of", "ref_of"]
 
 
 def page_of(messages: list[Message]) -> str:
-    """The text of the last user message (the current page is at its end)."""
-    return "\n".join(p.text for p in messages[-1].content if p.type == "text")
+    """What the planner was shown of the current page: the last whole page, then the results
+    and page changes after it (the text of those user and tool messages)."""
+    texts = [
+        "\n".join(p.text for p in m.content if p.type == "text")
+        for m in messages
+        if m.role in ("user", "tool")
+    ]
+    start = max((i for i, text in enumerate(texts) if "Current page:\n" in text), default=0)
+    return "\n".join(texts[start:])
 
 
 def ref_of(text: str, role: str, name: str) -> str:
@@ -31,7 +38,7 @@ def login_then(finish: Any) -> Any:
 
     def decide(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
         page = page_of(messages)
-        fills = page.split("Current page:")[0].count("fill ref=")
+        fills = sum(c.name == "fill" for m in messages for c in m.tool_calls)
         if "# Sign in" in page:
             if fills == 0:
                 return reply(call("fill", ref=ref_of(page, "textbox", "Username"), value="alice"))
