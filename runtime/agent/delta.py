@@ -22,10 +22,10 @@ from typing import Any
 __all__ = ["DELTA_HEADING", "UNCHANGED", "DocumentWatch", "page_delta"]
 
 DELTA_HEADING = (
-    "Page changes since the last page (same document; lines not shown are unchanged and their "
-    "refs still hold; + added, - removed, ~ changed, = the line an addition follows):"
+    "Current page, changes since the last one (same document; lines not shown are unchanged "
+    "and their refs still hold; + added, - removed, ~ changed, = the line an addition follows):"
 )
-UNCHANGED = "The page did not change (same document)."
+UNCHANGED = "Current page, unchanged since the last one (same document)."
 # A context line is there to place an addition: its start is enough.
 _CONTEXT_CHARS = 80
 

@@ -116,7 +116,8 @@ async def observe(agent: Agent) -> Turn:
     if not full:
         delta = page_delta(agent.shown, page)
         full = len(delta) >= _DELTA_MAX_SHARE * len(page)
-        shown = f"{DELTA_HEADING}\n{delta}" if delta else UNCHANGED
+        if not full:
+            shown = f"{DELTA_HEADING}\n{delta}" if delta else UNCHANGED
     agent.shown, agent.want_full = page, False
     agent.deltas = 0 if full else agent.deltas + 1
     messages = agent.conversation.ask(shown, notes, full=full)

@@ -79,7 +79,7 @@ def render_observation(obs: Observation, secrets: list[str]) -> str:
 MAX_CONVERSATION_CHARS = 60_000
 """A conversation longer than this (its text, about 15k tokens) restarts at the next turn."""
 _SUMMARY_LINES = 40
-_EARLIER = "Earlier in this task (one line per call, oldest first):"
+_EARLIER = "History (restarted to stay short; one line per call, oldest first):"
 
 
 def _task_text(goal: str, output_schema: dict[str, Any] | None) -> str:

@@ -13,15 +13,17 @@ __all__ = ["goal_task", "login_then", "page_of", "ref_of"]
 
 
 def page_of(messages: list[Message]) -> str:
-    """What the planner was shown of the current page: the last whole page, then the results
-    and page changes after it (the text of those user and tool messages)."""
+    """What the planner was told, laid out as one page: the results of all its calls, then the
+    last whole page it was sent and the page changes after it."""
     texts = [
-        "\n".join(p.text for p in m.content if p.type == "text")
+        (m.role, "\n".join(p.text for p in m.content if p.type == "text"))
         for m in messages
         if m.role in ("user", "tool")
     ]
-    start = max((i for i, text in enumerate(texts) if "Current page:\n" in text), default=0)
-    return "\n".join(texts[start:])
+    start = max((i for i, (_, text) in enumerate(texts) if "Current page:\n" in text), default=0)
+    results = [text for role, text in texts if role == "tool"]
+    pages = [text for role, text in texts[start:] if role == "user"]
+    return "\n".join([*results, *pages])
 
 
 def ref_of(text: str, role: str, name: str) -> str:
