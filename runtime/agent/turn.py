@@ -36,7 +36,8 @@ MAX_INVALID_RESULTS = 2
 """done() results failing the output schema that go back to the model."""
 
 FULL_PAGE_EVERY = 8
-"""Pages shown as changes in a row before the whole page is shown again."""
+"""Pages shown as changes in a row before the whole page is shown again (0: none, every page is
+shown whole)."""
 
 Call = AnyAction | Look | ExtractData | Observe | Done
 """A planner's tool call, parsed and validated."""
@@ -53,8 +54,9 @@ class Agent:
     ctx: RunContext
     router: ModelRouter
     conversation: Conversation
-    full_every: int = FULL_PAGE_EVERY
-    """Show the whole page at least every this many pages (the others may be changes)."""
+    full_every: int = field(default_factory=lambda: FULL_PAGE_EVERY)
+    """Show the whole page at least every this many pages (the others may be changes); 0 shows
+    every page whole. Read from ``FULL_PAGE_EVERY`` when the run starts."""
     watch: DocumentWatch = field(default_factory=DocumentWatch)
     shown: str = ""
     """The page text last shown to the planner, in full or as changes."""
