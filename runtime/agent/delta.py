@@ -70,12 +70,17 @@ class DocumentWatch:
         if frame.parent_frame is None:
             self.navigations += 1
 
+    def close(self) -> None:
+        """Stop watching (the page may outlive the run)."""
+        if self.page is not None:
+            self.page.remove_listener("framenavigated", self._on_navigated)
+            self.page = None
+
     def same_document(self, page: Any, url: str) -> bool:
         """True when ``page`` at ``url`` is the document last shown; then (either way) it is the
         one shown now."""
         if page is not self.page:
-            if self.page is not None:
-                self.page.remove_listener("framenavigated", self._on_navigated)
+            self.close()
             page.on("framenavigated", self._on_navigated)
             self.page, self.shown = page, -1
         same = self.shown == self.navigations and url == self.url

@@ -53,4 +53,5 @@ async def run_goal(ctx: RunContext) -> None:
             gated = await act(agent, turn, call, verdict)
             record(agent, call, gated)
     finally:
+        agent.watch.close()
         await agent.settle()
