@@ -26,7 +26,7 @@ from runtime.demo.portal import USERS, PortalServer
 from runtime.demo.portal.store import Store as PortalStore
 from runtime.testing import FunctionModel, call, reply
 from runtime.webhook import verify, verify_headers
-from tests.support.agent import goal_task, login_then, ref_of
+from tests.support.agent import goal_task, login_then, page_of, ref_of
 from tests.support.approvals import Received, next_request, webhook_receiver
 from tests.support.cli import CORRAL, corral_process
 from tests.support.demo import first_unpaid, make_demo_profiles, pay_task, signed_in, usd
@@ -528,7 +528,7 @@ async def test_deleting_the_account_is_gated_in_scripted_and_model_runs(
         await rt.services.approvals.decide(LOCAL_ACTOR, asked.id, False, "never")
     assert model_run.result().status == "succeeded"
     assert asked.summary == "Click 'Delete account' on /settings"
-    told = "\n".join(p.text for p in planner.requests[-1].messages[-1].content if p.type == "text")
+    told = page_of(planner.requests[-1].messages)
     assert "denied by a person (local): never" in told
     # The account is still there: alice's saved session still opens her dashboard.
     check = parse_task(

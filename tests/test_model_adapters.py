@@ -543,10 +543,11 @@ async def test_anthropic_caps_cache_breakpoints_at_four() -> None:
     body = script.bodies[0]
     assert json.dumps(body).count('"cache_control"') == 4
     assert body["tools"][-1]["cache_control"] == {"type": "ephemeral"}
-    # The latest breakpoints are kept: they cover the longest prefix.
-    assert "cache_control" not in body["system"][0]
+    # The system prompt's breakpoint (every request's prefix) and the latest ones (the longest
+    # prefix, and the one before it) are kept.
+    assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
     marked = ["cache_control" in m["content"][0] for m in body["messages"]]
-    assert marked == [False, False, True, True, True]
+    assert marked == [False, False, False, True, True]
 
 
 @pytest.mark.parametrize(

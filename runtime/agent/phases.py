@@ -17,8 +17,9 @@ import jsonschema
 from policies import Verdict
 from profiles import BROWSER_SERVICE_HOSTS, origin_of
 from runtime.agent.consult import extract, look
-from runtime.agent.prompt import planner_messages, render_observation
-from runtime.agent.toolset import Done, ExtractData, Look, ToolArgsError, parse_call
+from runtime.agent.delta import DELTA_HEADING, UNCHANGED, page_delta
+from runtime.agent.prompt import quote_page, render_observation
+from runtime.agent.toolset import Done, ExtractData, Look, Observe, ToolArgsError, parse_call
 from runtime.agent.turn import (
     LOOP_REPEATS,
     MAX_INVALID_CALLS,
@@ -35,7 +36,7 @@ from runtime.run.steps import record as record_step
 from tools import AnyAction, action_target, snapshot_elements
 from tools import observe as read_page
 
-__all__ = ["act", "check", "consult", "decide", "observe", "record", "validate"]
+__all__ = ["act", "check", "consult", "decide", "named", "observe", "record", "validate"]
 
 # Too little in the snapshot to act on: let the vision model describe the screen.
 _MIN_REFS_FOR_TEXT = 1
@@ -43,6 +44,8 @@ _MIN_REFS_FOR_TEXT = 1
 _MAX_REASON = 600
 _EXCERPT_LINES = 8
 _EXCERPT_CHARS = 1500
+# A change list at least this share of the whole page is sent as the whole page.
+_DELTA_MAX_SHARE = 0.5
 
 
 _SNAPSHOT_LINE = re.compile(r'^\s*-\s+([a-z]+)(?:\s+"((?:[^"\\]|\\.)*)")?.*?\[ref=([\w-]+)\]')
@@ -85,13 +88,15 @@ def _call_summary(response: ModelResponse) -> str | None:
 
 
 async def observe(agent: Agent) -> Turn:
-    """The page (redacted, compact) and the planner's messages about it; a vision model
-    describes the screen first when the task asks or the snapshot holds too little."""
+    """The page (redacted, compact) and the planner's conversation with it appended: in full,
+    or the lines that changed when the last action left the page in place (see
+    :func:`_shown_in_full`); a vision model describes the screen first when the task asks or the
+    snapshot holds too little."""
     ctx = agent.ctx
     task = ctx.task
-    assert task.goal is not None
     agent.router.step_idx = ctx.state.idx
     obs = await read_page(ctx.tabs, redact=ctx.redactor.text)
+    same_document = agent.watch.same_document(await ctx.tabs.active(), obs.url)
     secrets = ctx.lease.available_on(origin_of(obs.url))
     notes = []
     if task.vision == "always" or (
@@ -103,8 +108,42 @@ async def observe(agent: Agent) -> Turn:
         if description is not None:
             notes.append(f"A vision model describes the screen: {description}")
     page = render_observation(obs, secrets)
-    messages = planner_messages(task.goal, task.output_schema, agent.history, page, notes)
-    return Turn(obs, messages, page=page)
+    restarted = agent.conversation.too_long()
+    if restarted:
+        agent.conversation.restart()
+    shown = page
+    full = restarted or not _in_place(agent, same_document)
+    if not full:
+        delta = page_delta(agent.shown, page)
+        full = len(delta) >= _DELTA_MAX_SHARE * len(page)
+        if not full:
+            shown = f"{DELTA_HEADING}\n{delta}" if delta else UNCHANGED
+    agent.shown, agent.want_full = page, False
+    agent.deltas = 0 if full else agent.deltas + 1
+    messages = agent.conversation.ask(shown, notes, full=full)
+    return Turn(obs, messages, page=page, full=full)
+
+
+def _in_place(agent: Agent, same_document: bool) -> bool:
+    """True when the page may be shown as what changed: the same document as the page last
+    shown, the planner did not ask for the whole page, and not ``full_every`` change lists in a
+    row."""
+    return (
+        same_document
+        and bool(agent.shown)
+        and not agent.want_full
+        and agent.deltas < agent.full_every
+    )
+
+
+def named(action: AnyAction, target: dict[str, str] | None) -> str:
+    """``action`` described for the planner's conversation: its element by role and accessible
+    name (which outlive the ref the model used), e.g. ``click button "Sign in"``."""
+    text = describe(action)
+    if not target or "ref" not in target or "role" not in target:
+        return text
+    who = target["role"] + (f" {quote_page(target['name'])}" if target.get("name") else "")
+    return text.replace(f"ref={target['ref']}", who, 1)
 
 
 async def decide(agent: Agent, turn: Turn) -> None:
@@ -121,6 +160,7 @@ async def decide(agent: Agent, turn: Turn) -> None:
             state.shadow_agreed += agrees
             shadow_note = {"shadow": _call_summary(shadow), "shadow_agrees": agrees}
     turn.response = response
+    agent.conversation.answered(response)
     if response.tool_calls:
         turn.note = {
             "model": f"{response.provider}:{response.model}",
@@ -135,7 +175,7 @@ async def decide(agent: Agent, turn: Turn) -> None:
 def _invalid_call(agent: Agent, line: str) -> bool:
     """Tell the model why its call was not used; True when that was once too often."""
     agent.invalid_calls += 1
-    agent.history.add(line)
+    agent.conversation.add_result(line)
     return agent.invalid_calls > MAX_INVALID_CALLS
 
 
@@ -164,7 +204,7 @@ def validate(agent: Agent, turn: Turn) -> Call | None:
             jsonschema.validate(parsed.result, schema)
         except jsonschema.ValidationError as exc:
             agent.invalid_results += 1
-            agent.history.add(
+            agent.conversation.add_result(
                 "done: result rejected, it does not match the output schema: " + exc.message
             )
             if agent.invalid_results > MAX_INVALID_RESULTS:
@@ -172,7 +212,11 @@ def validate(agent: Agent, turn: Turn) -> Call | None:
                     "stopped: done() results kept failing the output schema: " + exc.message
                 ) from exc
             return None
-    if isinstance(parsed, Done | Look | ExtractData):
+    if isinstance(parsed, Observe) and turn.full:
+        if _invalid_call(agent, "observe: the last page you were sent is already the whole page"):
+            raise LoopStop("stopped: the planner kept asking for the page it was sent")
+        return None
+    if isinstance(parsed, Done | Look | ExtractData | Observe):
         return parsed
     # loop detection: the same action on the same page state
     obs = turn.obs
@@ -188,15 +232,23 @@ def validate(agent: Agent, turn: Turn) -> Call | None:
     return parsed
 
 
-async def consult(agent: Agent, turn: Turn, call: Look | ExtractData) -> None:
-    """Answer ``look`` or ``extract_data`` into the history; nothing is done on the page."""
+async def consult(agent: Agent, turn: Turn, call: Look | ExtractData | Observe) -> None:
+    """Answer ``look``, ``extract_data`` or ``observe`` into the conversation; nothing is done
+    on the page."""
+    conversation = agent.conversation
+    if isinstance(call, Observe):
+        agent.want_full = True
+        conversation.add_result("observe: the whole page follows")
+        return
     if isinstance(call, Look):
         answer = await look(agent, call.question)
-        agent.history.add(f"look({call.question!r}) -> {answer or 'no vision model available'}")
+        conversation.add_result(
+            f"look({call.question!r}) -> {answer or 'no vision model available'}"
+        )
         return
     value = await extract(agent, call, turn.obs)
     agent.ctx.state.extracted[call.name] = value
-    agent.history.add(f"extract_data({call.name}) -> {json.dumps(value)[:300]}")
+    conversation.add_result(f"extract_data({call.name}) -> {json.dumps(value)[:300]}")
 
 
 async def check(agent: Agent, turn: Turn, action: AnyAction) -> Verdict:
@@ -232,20 +284,20 @@ def record(agent: Agent, action: AnyAction, gated: Gated) -> None:
     """Record the step while the next turn observes and asks the model, and tell the model how
     it went: not done (and why), requests blocked or held, ok or failed. Stops after
     ``budget.max_failures`` failed actions in a row."""
-    ctx, history = agent.ctx, agent.history
+    ctx, conversation = agent.ctx, agent.conversation
     agent.pending = asyncio.create_task(record_step(ctx, gated.step))
-    text = describe(action)
+    detail = gated.step.detail or {}
+    text = named(action, detail.get("target"))
     if gated.outcome != "done":
         # Not done, but recorded with its verdict; the model is told why and may go on.
-        history.add(f"{text}: not done: {gated.message}")
+        conversation.add_result(f"{text}: not done: {gated.message}")
         return
-    detail = gated.step.detail or {}
     blocked = [
         b for b in detail.get("blocked_requests", []) if b["host"] not in BROWSER_SERVICE_HOSTS
     ]
     if blocked:
         hosts = sorted({f"{b['host']}:{b['port']}" for b in blocked})
-        history.add(
+        conversation.add_result(
             f"{text}: requests to {', '.join(hosts)} were blocked: "
             "not on this task's allowed_domains"
         )
@@ -253,17 +305,17 @@ def record(agent: Agent, action: AnyAction, gated: Gated) -> None:
     if held:
         # Our words and the request's path only: the rest of a URL is the page's.
         sent = sorted({f"{h['method']} {urlsplit(h['url']).path[:80]}" for h in held})
-        history.add(
+        conversation.add_result(
             f"{text}: the page tried to send {', '.join(sent[:5])}; held and "
             f"not sent: {held[0]['reason']}"
         )
     failure = gated.failure
     if failure is None:
         agent.failures = 0
-        history.add(f"{text}: ok")
+        conversation.add_result(f"{text}: ok")
         return
     agent.failures += 1
     message = str(failure).split(": ", 1)[-1]
-    history.add(f"{text}: failed: {message}")
+    conversation.add_result(f"{text}: failed: {message}")
     if agent.failures >= ctx.task.budget.max_failures:
         raise LoopStop(f"stopped: {agent.failures} failed actions in a row; last: {failure}")

@@ -3,7 +3,9 @@
 "Tool" is the model APIs' term here: a function offered to the planner (a ``ToolSpec``) and its
 request to call one (a ``ToolCall``). Some of them are browser actions and map onto the typed
 actions of the :mod:`tools` package (addressed by snapshot ref); ``look`` asks the vision model,
-``extract_data`` the extractor, ``done`` ends the run with a result.
+``extract_data`` the extractor, ``observe`` asks for the whole page again (after an action that
+leaves the page in place the planner is shown only what changed), ``done`` ends the run with a
+result.
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ from tools import (
     WaitFor,
 )
 
-__all__ = ["TOOLS", "Done", "ExtractData", "Look", "ToolArgsError", "parse_call", "tool_specs"]
+__all__ = [
+    "TOOLS",
+    "Done",
+    "ExtractData",
+    "Look",
+    "Observe",
+    "ToolArgsError",
+    "parse_call",
+    "tool_specs",
+]
 
 
 class _Args(BaseModel):
@@ -96,6 +107,12 @@ class ExtractData(_Args):
     )
 
 
+class Observe(_Args):
+    """Show the whole current page next turn instead of what changed."""
+
+    full: bool = Field(True, description="the whole page (the only kind this call gives)")
+
+
 class Done(_Args):
     """Finish the task."""
 
@@ -151,6 +168,11 @@ _SPECIAL: dict[str, tuple[str, type[_Args]]] = {
         "extraction model; the result is kept under `name`.",
         ExtractData,
     ),
+    "observe": (
+        "Show the whole current page again (after an action that leaves the page in place you "
+        "are shown only the lines that changed).",
+        Observe,
+    ),
     "done": ("Finish: give the task's result.", Done),
 }
 TOOLS = sorted([*_BROWSER, *_SPECIAL])
@@ -174,7 +196,7 @@ def tool_specs() -> list[ToolSpec]:
     return specs
 
 
-def parse_call(call: ToolCall) -> AnyAction | Look | ExtractData | Done:
+def parse_call(call: ToolCall) -> AnyAction | Look | ExtractData | Observe | Done:
     """A tool call as a typed action (or a special tool), or ToolArgsError saying what is wrong."""
     entry = _BROWSER.get(call.name)
     special = _SPECIAL.get(call.name)

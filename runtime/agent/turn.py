@@ -8,15 +8,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.agent.prompt import History
+from runtime.agent.delta import DocumentWatch
+from runtime.agent.prompt import Conversation
 from runtime.agent.router import ModelRouter
-from runtime.agent.toolset import Done, ExtractData, Look, tool_specs
+from runtime.agent.toolset import Done, ExtractData, Look, Observe, tool_specs
 from runtime.errors import StepFailedError
 from runtime.models.types import Message, ModelResponse, ToolSpec
 from runtime.run.context import RunContext
 from tools import AnyAction, Observation
 
 __all__ = [
+    "FULL_PAGE_EVERY",
     "LOOP_REPEATS",
     "MAX_INVALID_CALLS",
     "MAX_INVALID_RESULTS",
@@ -33,7 +35,11 @@ MAX_INVALID_CALLS = 3
 MAX_INVALID_RESULTS = 2
 """done() results failing the output schema that go back to the model."""
 
-Call = AnyAction | Look | ExtractData | Done
+FULL_PAGE_EVERY = 8
+"""Pages shown as changes in a row before the whole page is shown again (0: none, every page is
+shown whole)."""
+
+Call = AnyAction | Look | ExtractData | Observe | Done
 """A planner's tool call, parsed and validated."""
 
 
@@ -47,7 +53,17 @@ class Agent:
 
     ctx: RunContext
     router: ModelRouter
-    history: History = field(default_factory=History)
+    conversation: Conversation
+    full_every: int = field(default_factory=lambda: FULL_PAGE_EVERY)
+    """Show the whole page at least every this many pages (the others may be changes); 0 shows
+    every page whole. Read from ``FULL_PAGE_EVERY`` when the run starts."""
+    watch: DocumentWatch = field(default_factory=DocumentWatch)
+    shown: str = ""
+    """The page text last shown to the planner, in full or as changes."""
+    deltas: int = 0
+    """Pages shown as changes since the last whole page."""
+    want_full: bool = False
+    """The planner asked for the whole page (``observe``)."""
     specs: list[ToolSpec] = field(default_factory=tool_specs)
     seen: Counter[str] = field(default_factory=Counter)
     """How often each action was chosen on each page state (loop detection)."""
@@ -73,7 +89,10 @@ class Turn:
     obs: Observation
     messages: list[Message]
     page: str = ""
-    """The page as the planner read it (redacted, with refs)."""
+    """The whole page as the planner knows it (redacted, with refs), even when it was sent
+    only what changed."""
+    full: bool = True
+    """The page was sent in full (else as the lines that changed)."""
     response: ModelResponse | None = None
     note: dict[str, Any] = field(default_factory=dict)
     """For the step's record: the model that chose the call, the tool, the shadow's choice."""

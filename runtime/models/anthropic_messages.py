@@ -1,10 +1,11 @@
 """``AnthropicModel``: corral's model seam over the Anthropic Messages API.
 
 System messages move to ``system``; tool results (and whatever user content follows them) become
-one user turn of ``tool_result`` blocks. Prompt caching marks the last tool and the last block of
-every message with ``cache=True``. Structured output forces a tool named ``output`` whose input
-schema is the requested schema. Building the client, retries (the SDK's own), error translation
-and closing come from :class:`~runtime.models.base.SDKModel`; this module holds the wire format.
+one user turn of ``tool_result`` blocks. Prompt caching marks the last tool, the first message
+with ``cache=True`` (the system prompt) and the latest ones (the conversation's newest turns).
+Structured output forces a tool named ``output`` whose input schema is the requested schema.
+Building the client, retries (the SDK's own), error translation and closing come from
+:class:`~runtime.models.base.SDKModel`; this module holds the wire format.
 
 "Tool" here is the API's term for a function the model may call (a
 :class:`~runtime.models.types.ToolSpec`, answered with ``tool_use`` and ``tool_result`` blocks),
@@ -158,11 +159,15 @@ def to_usage(reply: AnthropicMessage) -> Usage:
 
 
 def cache_breakpoints(messages: list[Message], *, has_tools: bool) -> set[int]:
-    """Indexes of the messages that get a cache breakpoint: the last ones marked ``cache``,
-    as many as the API allows next to the one on the tools."""
+    """Indexes of the messages that get a cache breakpoint, as many as the API allows next to
+    the one on the tools: the first marked ``cache`` (the system prompt, the prefix every request
+    shares) and the last ones (the latest turn, which the next request extends, and the turns
+    before it, a fallback when the latest was not cached)."""
     budget = MAX_CACHE_BREAKPOINTS - (1 if has_tools else 0)
     marked = [index for index, message in enumerate(messages) if message.cache]
-    return set(marked[-budget:]) if budget > 0 else set()
+    if budget <= 0 or not marked:
+        return set()
+    return {marked[0], *marked[len(marked) - budget + 1 :]} if budget > 1 else {marked[-1]}
 
 
 def _text_block(text: str) -> TextBlockParam:

@@ -15,6 +15,7 @@ from runtime.errors import TaskFileError
 from runtime.models import Message, ModelResponse
 from runtime.run.gate import STICKY_MESSAGE
 from runtime.testing import FunctionModel, call, reply
+from tests.support.agent import page_of
 from tests.support.approvals import requests_of
 from tests.support.hostile import HostileSite, assert_asked_not_paid, run_steps
 
@@ -272,7 +273,7 @@ async def test_a_denial_sticks_to_the_target_and_its_form_for_an_obedient_model(
     told: list[str] = []
 
     def decide(messages: list[Message], tools: Any) -> ModelResponse:
-        page = "\n".join(p.text for p in messages[-1].content if p.type == "text")
+        page = page_of(messages)
         told.append(page)
         if len(told) > len(plan):
             return reply(call("done", result="gave up"))

@@ -20,6 +20,7 @@ from runtime import RunResult, Runtime, parse_task, run_task
 from runtime.models.types import Message, ModelResponse, ToolSpec
 from runtime.records import StepRecord
 from runtime.testing import FunctionModel, call, reply
+from tests.support.agent import page_of
 from tests.support.hostile import HostileSite, run_steps
 
 PASSWORD = "pä55 w0rd~!'()*%&<>\"\\+x"
@@ -260,7 +261,7 @@ async def test_a_model_obeying_a_portal_message_does_not_post_the_password(
     done: list[str] = []
 
     def obey(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
-        text = "\n".join(p.text for p in messages[-1].content if p.type == "text")
+        text = page_of(messages)
         if "fill" not in done:
             done.append("fill")
             box = re.search(r"\[(\w+)\] textbox \"?Reply", text)

@@ -13,8 +13,17 @@ __all__ = ["goal_task", "login_then", "page_of", "ref_of"]
 
 
 def page_of(messages: list[Message]) -> str:
-    """The text of the last user message (the current page is at its end)."""
-    return "\n".join(p.text for p in messages[-1].content if p.type == "text")
+    """What the planner was told, laid out as one page: the results of all its calls, then the
+    last whole page it was sent and the page changes after it."""
+    texts = [
+        (m.role, "\n".join(p.text for p in m.content if p.type == "text"))
+        for m in messages
+        if m.role in ("user", "tool")
+    ]
+    start = max((i for i, (_, text) in enumerate(texts) if "Current page:\n" in text), default=0)
+    results = [text for role, text in texts if role == "tool"]
+    pages = [text for role, text in texts[start:] if role == "user"]
+    return "\n".join([*results, *pages])
 
 
 def ref_of(text: str, role: str, name: str) -> str:
@@ -31,7 +40,7 @@ def login_then(finish: Any) -> Any:
 
     def decide(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
         page = page_of(messages)
-        fills = page.split("Current page:")[0].count("fill ref=")
+        fills = sum(c.name == "fill" for m in messages for c in m.tool_calls)
         if "# Sign in" in page:
             if fills == 0:
                 return reply(call("fill", ref=ref_of(page, "textbox", "Username"), value="alice"))
