@@ -35,8 +35,9 @@ def ref_of(text: str, role: str, name: str) -> str:
     raise AssertionError(f"no {role} {name!r} on the page:\n{text}")
 
 
-def login_then(finish: Any) -> Any:
-    """A planner that signs in as alice when on the login page, then calls ``finish(page)``."""
+def login_then(finish: Any, **click: Any) -> Any:
+    """A planner that signs in as alice when on the login page, then calls ``finish(page)``;
+    ``click`` goes to the Sign in click's reply (its text, its usage)."""
 
     def decide(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
         page = page_of(messages)
@@ -47,7 +48,7 @@ def login_then(finish: Any) -> Any:
             if fills == 1:
                 secret = "{{secret:alice.password}}"
                 return reply(call("fill", ref=ref_of(page, "textbox", "Password"), value=secret))
-            return reply(call("click", ref=ref_of(page, "button", "Sign in")))
+            return reply(call("click", ref=ref_of(page, "button", "Sign in")), **click)
         return finish(page)
 
     return decide

@@ -23,7 +23,7 @@ from runtime.demo.portal import USERS
 from runtime.demo.portal.data import Invoice
 from runtime.models import Message, ModelResponse, ModelUnavailableError, ToolSpec
 from runtime.testing import FunctionModel, call, reply
-from tests.support.agent import page_of, ref_of
+from tests.support.agent import login_then, page_of
 from tests.support.approvals import next_request
 from tests.support.demo import pay_task
 from tests.support.hostile import HostileSite
@@ -57,21 +57,7 @@ REASON = "The Sign in button submits the form I filled."
 
 def _signing_in(finish: Any) -> Any:
     """A planner that signs in as alice (saying why it clicks), then calls ``finish(page)``."""
-
-    def decide(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
-        page = page_of(messages)
-        fills = page.split("Current page:")[0].count("fill ref=")
-        if "# Sign in" in page:
-            if fills == 0:
-                return reply(call("fill", ref=ref_of(page, "textbox", "Username"), value="alice"))
-            if fills == 1:
-                secret = "{{secret:alice.password}}"
-                return reply(call("fill", ref=ref_of(page, "textbox", "Password"), value=secret))
-            click = call("click", ref=ref_of(page, "button", "Sign in"))
-            return reply(click, text=REASON, input_tokens=1000, output_tokens=50)
-        return finish(page)  # type: ignore[no-any-return]
-
-    return decide
+    return login_then(finish, text=REASON, input_tokens=1000, output_tokens=50)
 
 
 def _count_unpaid(page: str) -> ModelResponse:
