@@ -63,7 +63,7 @@ if TYPE_CHECKING:
         process_identity,
     )
     from .manager import ProfileManager, ProfileStore, atomic_write
-    from .pool import BASE_ARGS, BROWSER_ENV, BrowserPool, browser_env, find_browser, use_sandbox
+    from .pool import BASE_ARGS, BrowserPool, browser_env, find_browser, use_sandbox
     from .private import (
         PRIVATE_DIR,
         PRIVATE_FILE,
@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from .secret_fields import FieldFacts, field_refusal
     from .session import Session, open_session
     from .settings import (
+        BROWSER_ENV,
         Geolocation,
         ProfileRecord,
         ProfileSettings,
@@ -266,7 +267,6 @@ _LAZY = LazyExports(
         ),
         ".pool": (
             "BASE_ARGS",
-            "BROWSER_ENV",
             "BrowserPool",
             "browser_env",
             "find_browser",
@@ -294,6 +294,7 @@ _LAZY = LazyExports(
             "open_session",
         ),
         ".settings": (
+            "BROWSER_ENV",
             "Geolocation",
             "ProfileRecord",
             "ProfileSettings",
