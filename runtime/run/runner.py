@@ -34,8 +34,6 @@ from profiles import (
     open_session,
     private_dir,
 )
-from runtime.agent.loop import run_goal
-from runtime.agent.router import Meter, ModelRouter
 from runtime.app import Runtime
 from runtime.errors import RUN_EXIT_CODES, StepFailedError, TaskFileError, exit_code_for
 from runtime.models.config import ModelsConfig, load_models_config
@@ -190,6 +188,9 @@ async def run_task(
     check = request_check(policy, task.name, name, domains or plan.profile_domains)
     router = None
     if config is not None:
+        # The agent loop and the model SDKs load only for a goal-driven run.
+        from runtime.agent.router import Meter, ModelRouter
+
         meter = Meter(task.budget.max_usd, task.budget.max_tokens)
         breaker = rt.breaker_for(config.breaker)
         router = ModelRouter(
@@ -413,6 +414,8 @@ async def _run_steps(ctx: RunContext, session: Session) -> None:
                 raise StepFailedError(f"stopped: budget max_steps={task.budget.max_steps} reached")
             await _one_step(ctx, step, len(steps))
         if ctx.router is not None:
+            from runtime.agent.loop import run_goal
+
             await run_goal(ctx)
     finally:
         trace = recorder.run_dir / "trace.zip"
