@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies import Policy
@@ -263,6 +262,8 @@ async def run_task(
         output = recorder.scrub(state.output(task.output)) if status == "succeeded" else None
         error = redactor.text(error) if error else error
         if status == "succeeded" and task.output_schema is not None:
+            import jsonschema  # only a task with an output_schema needs it
+
             try:
                 jsonschema.validate(output, task.output_schema)
             except jsonschema.ValidationError as exc:
