@@ -4,6 +4,7 @@ Cases, interleaved round by round (each a fresh process, timed from spawn to exi
 
 - ``python -c pass``: the interpreter alone;
 - ``corral --help``, now and at ``--before REV`` (that commit's files, from ``git archive``);
+- ``corral profiles list`` (a command that opens the store and drives no browser), likewise;
 - a one-step ``corral run`` (``goto`` a demo portal page on a profile, recorded as every run is:
   store rows, a screenshot, the trace), now and at ``--before``;
 - a raw Playwright script doing the same: launch the same Chromium, open a page, load the URL.
@@ -62,6 +63,15 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return elapsed
 
 
+def import_ms(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+    """Milliseconds the process spends importing (``-X importtime``, its own times summed)."""
+    proc = subprocess.run(
+        [cmd[0], "-X", "importtime", *cmd[1:]], env=env, cwd=cwd, capture_output=True, text=True
+    )
+    own = [line.split("|")[0].split(":")[1] for line in proc.stderr.splitlines()]
+    return sum(int(us) for us in own if us.strip().isdigit()) / 1000
+
+
 def checkout(rev: str, into: Path) -> Path:
     """The files of ``rev`` (no .git), to import that commit's corral from."""
     into.mkdir(parents=True)
@@ -109,6 +119,7 @@ def main() -> None:
             cases.setdefault(name, []).append(seconds)
 
         raw = RAW.format(args=list(BASE_ARGS))
+        imports: dict[str, list[float]] = {}
         for _ in range(args.rounds):
             add("python -c pass", timed([python, "-c", "pass"], base_env, ROOT))
             add(
@@ -122,29 +133,60 @@ def main() -> None:
                 env = {**base_env, "PYTHONPATH": str(tree), "CORRAL_HOME": str(home)}
                 add(f"corral --help ({label})", timed([python, "-c", CORRAL, "--help"], env, tree))
                 add(
+                    f"corral profiles list ({label})",
+                    timed([python, "-c", CORRAL, "profiles", "list"], env, tree),
+                )
+                add(
                     f"corral run, one goto step ({label})",
                     timed([python, "-c", CORRAL, "run", str(task), "--profile", "p"], env, tree),
                 )
+        # What each process spends importing, measured apart (importtime slows what it times).
+        for _ in range(3):
+            imports.setdefault("raw Playwright: launch, page, goto", []).append(
+                import_ms([python, "-c", raw, url, browser], base_env, ROOT)
+            )
+            for label, tree in trees.items():
+                env = {**base_env, "PYTHONPATH": str(tree), "CORRAL_HOME": str(homes[label])}
+                for name, argv in (
+                    (f"corral --help ({label})", ["--help"]),
+                    (f"corral profiles list ({label})", ["profiles", "list"]),
+                    (f"corral run, one goto step ({label})", ["run", str(task), "--profile", "p"]),
+                ):
+                    imports.setdefault(name, []).append(
+                        import_ms([python, "-c", CORRAL, *argv], env, tree)
+                    )
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    medians = {name: statistics.median(s) for name, s in cases.items()}
-    raw_s = medians["raw Playwright: launch, page, goto"]
+    medians = {name: statistics.median(samples) for name, samples in cases.items()}
+    lows = {name: min(samples) for name, samples in cases.items()}
+    raw_name = "raw Playwright: launch, page, goto"
     lines = [
         "## Start-up (`scripts/bench_start.py`)",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; browser {browser}; demo portal on 127.0.0.1. "
-        f"{args.rounds} rounds, the cases interleaved, each a whole process from spawn to exit; "
-        "medians." + (f" *before*: commit `{args.before}`." if args.before else ""),
+        f"{args.rounds} rounds, the cases interleaved, each a whole process from spawn to exit "
+        "(`corral` as its console script runs it: `from runtime.cli import main; main()`)."
+        + (f" *before*: commit `{args.before}`, from `git archive`." if args.before else "")
+        + " The one-step run is `goto` the portal's login page on a saved profile, recorded as "
+        "every run is (store rows, a screenshot, the trace); the raw script launches the same "
+        "Chromium with the same flags, opens a page and loads the same URL. *imports*: the "
+        "process's own import times summed (`-X importtime`, least of 3 runs).",
         "",
-        "| process | median s | min s | ratio to raw Playwright |",
-        "|---|---|---|---|",
+        "| process | median s | min s | median / raw | min / raw | imports ms |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, samples in cases.items():
-        ratio = f"{medians[name] / raw_s:.2f}" if "run" in name or "raw" in name else ""
-        lines.append(f"| {name} | {medians[name]:.3f} | {min(samples):.3f} | {ratio} |")
+    for name in cases:
+        compare = "run" in name or name == raw_name
+        ratios = (
+            f"{medians[name] / medians[raw_name]:.2f} | {lows[name] / lows[raw_name]:.2f}"
+            if compare
+            else " | "
+        )
+        spent = f"{min(imports[name]):.0f}" if name in imports else ""
+        lines.append(f"| {name} | {medians[name]:.3f} | {lows[name]:.3f} | {ratios} | {spent} |")
     lines.append("")
     markdown = "\n".join(lines) + "\n"
     print(markdown)
