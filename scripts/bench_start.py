@@ -187,7 +187,24 @@ def main() -> None:
         )
         spent = f"{min(imports[name]):.0f}" if name in imports else ""
         lines.append(f"| {name} | {medians[name]:.3f} | {lows[name]:.3f} | {ratios} | {spent} |")
-    lines.append("")
+    lines += [
+        "",
+        "`corral --help` imports no command module: the list of commands is a table of "
+        "`module:attribute` and one-line summaries (`runtime.cli.main.COMMANDS`), and each "
+        "command's module is imported when it runs. Package `__init__` files export their names "
+        "lazily (`profiles.LazyExports`), so `import runtime` costs nothing until a name is "
+        "used; a command that drives no browser loads neither Playwright, the model SDKs, "
+        "FastAPI nor the replay's templates, and a scripted run loads no model SDK, agent loop, "
+        "httpx or jsonschema (`tests/test_start.py` checks the modules, never a time). What "
+        "remains of a one-step run's extra time is mostly its work once the browser is up: a "
+        "context with the wire guard and the trace, the step's screenshot, the trace scrubbed "
+        "and the sealed state saved, the store rows (see *Agent loop overhead per step*); its "
+        "imports (pydantic models, the store, the services) are the rest.",
+        "",
+        "Re-run: `.venv/bin/python scripts/bench_start.py --write --before cb67b0c` "
+        "(`--rounds N`).",
+        "",
+    ]
     markdown = "\n".join(lines) + "\n"
     print(markdown)
     if args.write:
