@@ -80,69 +80,7 @@ __all__ = [
     "run_task",
 ]
 
-_LAZY = LazyExports(
-    __name__,
-    {
-        "profiles": (
-            "CorralError",
-            "RunError",
-            "UserError",
-        ),
-        "runtime.app": ("Runtime",),
-        "runtime.approvals": (
-            "ApprovalError",
-            "ApprovalRequest",
-            "Approvals",
-        ),
-        "runtime.auth": (
-            "LOCAL_ACTOR",
-            "Actor",
-            "AuthError",
-            "PermissionDeniedError",
-            "UserRole",
-        ),
-        "runtime.errors": (
-            "RunNotFoundError",
-            "StepFailedError",
-            "StoreError",
-            "TaskFileError",
-        ),
-        "runtime.records": (
-            "ArtifactRecord",
-            "RunRecord",
-            "RunStatus",
-            "StepRecord",
-        ),
-        "runtime.run.gate": ("ApprovalDeniedError",),
-        "runtime.run.parallel": ("run_many",),
-        "runtime.run.runner": (
-            "RunEvent",
-            "RunResult",
-            "run_task",
-        ),
-        "runtime.services": (
-            "ApprovalService",
-            "AuditService",
-            "KeyService",
-            "PolicyService",
-            "ProfileService",
-            "RunService",
-            "SecretService",
-            "Services",
-            "UserService",
-        ),
-        "runtime.settings": ("Settings",),
-        "runtime.store": ("Store",),
-        "runtime.task": (
-            "Budget",
-            "Step",
-            "Task",
-            "When",
-            "load_task",
-            "parse_task",
-        ),
-    },
-)
+_LAZY = LazyExports(__name__, __file__)
 
 
 def __getattr__(name: str) -> object:

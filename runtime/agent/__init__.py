@@ -12,20 +12,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LOOP_REPEATS", "Agent", "LoopStop", "Turn", "run_goal"]
 
-_LAZY = LazyExports(
-    __name__,
-    {
-        "runtime.agent.loop": (
-            "LOOP_REPEATS",
-            "run_goal",
-        ),
-        "runtime.agent.turn": (
-            "Agent",
-            "LoopStop",
-            "Turn",
-        ),
-    },
-)
+_LAZY = LazyExports(__name__, __file__)
 
 
 def __getattr__(name: str) -> object:

@@ -44,31 +44,7 @@ __all__ = [
     "create_app",
 ]
 
-_LAZY = LazyExports(
-    __name__,
-    {
-        "runtime.api.app": (
-            "API_PREFIX",
-            "create_app",
-        ),
-        "runtime.api.schemas": (
-            "CancelRequest",
-            "CancelResult",
-            "DecisionRequest",
-            "Health",
-            "ProfileCreate",
-            "ProfileInfo",
-            "RunAccepted",
-            "RunDetailOut",
-            "RunPending",
-            "RunRequest",
-            "SecretInfo",
-            "SecretPut",
-            "SubmittedRun",
-            "WhoAmI",
-        ),
-    },
-)
+_LAZY = LazyExports(__name__, __file__)
 
 
 def __getattr__(name: str) -> object:

@@ -74,51 +74,7 @@ __all__ = [
     "load_models_config",
 ]
 
-_LAZY = LazyExports(
-    __name__,
-    {
-        "runtime.models.base": ("SDKModel",),
-        "runtime.models.config": (
-            "CONFIG_NAME",
-            "BreakerConfig",
-            "ModelRole",
-            "ModelsConfig",
-            "ProviderConfig",
-            "load_models_config",
-        ),
-        "runtime.models.fallback": (
-            "Attempt",
-            "CircuitBreaker",
-            "ModelChain",
-        ),
-        "runtime.models.pricing": (
-            "DEFAULT_PRICES",
-            "Price",
-            "cost_usd",
-            "find_price",
-        ),
-        "runtime.models.types": (
-            "ChainExhaustedError",
-            "ImagePart",
-            "InvalidModelOutputError",
-            "Message",
-            "Model",
-            "ModelAuthError",
-            "ModelConfigError",
-            "ModelError",
-            "ModelRateLimitError",
-            "ModelRequestError",
-            "ModelResponse",
-            "ModelSettings",
-            "ModelTimeoutError",
-            "ModelUnavailableError",
-            "TextPart",
-            "ToolCall",
-            "ToolSpec",
-            "Usage",
-        ),
-    },
-)
+_LAZY = LazyExports(__name__, __file__)
 
 
 def __getattr__(name: str) -> object:

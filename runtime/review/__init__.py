@@ -35,27 +35,7 @@ __all__ = [
     "scrub",
 ]
 
-_LAZY = LazyExports(
-    __name__,
-    {
-        "runtime.review.build": (
-            "action_words",
-            "build_review",
-            "hit_cap",
-            "scrub",
-        ),
-        "runtime.review.model": (
-            "ApprovalView",
-            "Box",
-            "CostLine",
-            "ModelAttempt",
-            "RunReview",
-            "RunSummary",
-            "StepView",
-            "TargetView",
-        ),
-    },
-)
+_LAZY = LazyExports(__name__, __file__)
 
 
 def __getattr__(name: str) -> object:

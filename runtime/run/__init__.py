@@ -26,26 +26,7 @@ __all__ = [
     "run_task",
 ]
 
-_LAZY = LazyExports(
-    __name__,
-    {
-        "runtime.run.context": ("RunContext",),
-        "runtime.run.gate": ("ApprovalDeniedError",),
-        "runtime.run.parallel": (
-            "combined_exit_code",
-            "results_table",
-            "run_many",
-        ),
-        "runtime.run.runner": (
-            "RunResult",
-            "run_task",
-        ),
-        "runtime.run.state": (
-            "RunEvent",
-            "RunState",
-        ),
-    },
-)
+_LAZY = LazyExports(__name__, __file__)
 
 
 def __getattr__(name: str) -> object:

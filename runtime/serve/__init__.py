@@ -11,18 +11,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DrainOutcome", "JobInfo", "JobState", "Submitted", "WorkerPool"]
 
-_LAZY = LazyExports(
-    __name__,
-    {
-        "runtime.serve.pool": (
-            "DrainOutcome",
-            "JobInfo",
-            "JobState",
-            "Submitted",
-            "WorkerPool",
-        ),
-    },
-)
+_LAZY = LazyExports(__name__, __file__)
 
 
 def __getattr__(name: str) -> object:
