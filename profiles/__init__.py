@@ -1,90 +1,103 @@
 """Isolated browser identities: profiles, their encrypted state, leases and the browser pool."""
 
-from .allowlist import InvalidAllowlistError, host_resolver_rules, off_allowlist, parse_allowlist
-from .crypto import (
-    MASTER_KEY_ENV,
-    SEALED_PREFIX,
-    MasterKey,
-    proxy_context,
-    secret_context,
-    state_context,
-    user_data_context,
-)
-from .egress import (
-    BROWSER_SERVICE_HOSTS,
-    PROXY_BYPASS,
-    BlockedRequest,
-    EgressConflictError,
-    EgressProxy,
-)
-from .errors import (
-    BrowserCrashedError,
-    BrowserNotFoundError,
-    CorralError,
-    InvalidProfileError,
-    ProfileExistsError,
-    ProfileLeasedError,
-    ProfileNotFoundError,
-    RunError,
-    StateDecryptError,
-    UserError,
-)
-from .hosts import (
-    DEFAULT_PORTS,
-    HostRule,
-    host_matches,
-    is_ip,
-    normal_host,
-    origin_allowed,
-    origin_of,
-    parse_domain,
-    url_allowed,
-)
-from .keys import PREVIOUS_KEY_ENV, KeyRing, fsync_dir, write_key_file
-from .lease import (
-    LEASE_TTL_S,
-    LeaseHolder,
-    LeaseStore,
-    hold_lease,
-    holder_is_gone,
-    identity_is_gone,
-    process_identity,
-)
-from .manager import ProfileManager, ProfileStore, atomic_write
-from .pool import BASE_ARGS, BROWSER_ENV, BrowserPool, browser_env, find_browser, use_sandbox
-from .private import (
-    PRIVATE_DIR,
-    PRIVATE_FILE,
-    append_private,
-    private_dir,
-    tighten,
-    write_private,
-)
-from .redact import RedactingFilter, Redactor, RedactorGroup
-from .secret_fields import FieldFacts, field_refusal
-from .session import Session, open_session
-from .settings import (
-    Geolocation,
-    ProfileRecord,
-    ProfileSettings,
-    ProxySettings,
-    Viewport,
-)
-from .trace import TRACE_MODES, TraceMode, scrub_trace, scrub_zip
-from .validation import describe_errors
-from .vault import (
-    SECRET_RE,
-    CredentialLease,
-    CredentialLeaseRecord,
-    SecretNotAvailableError,
-    SecretRecord,
-    SecretUseRecord,
-    UnknownSecretError,
-    Vault,
-    VaultStore,
-    secret_use,
-)
-from .wire import SAFE_METHODS, HeldRequest, WireCheck, WireGuard, WireRequest, allow_all
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .lazy import LazyExports
+
+if TYPE_CHECKING:
+    from .allowlist import (
+        InvalidAllowlistError,
+        host_resolver_rules,
+        off_allowlist,
+        parse_allowlist,
+    )
+    from .crypto import (
+        MASTER_KEY_ENV,
+        SEALED_PREFIX,
+        MasterKey,
+        proxy_context,
+        secret_context,
+        state_context,
+        user_data_context,
+    )
+    from .egress import (
+        BROWSER_SERVICE_HOSTS,
+        PROXY_BYPASS,
+        BlockedRequest,
+        EgressConflictError,
+        EgressProxy,
+    )
+    from .errors import (
+        BrowserCrashedError,
+        BrowserNotFoundError,
+        CorralError,
+        InvalidProfileError,
+        ProfileExistsError,
+        ProfileLeasedError,
+        ProfileNotFoundError,
+        RunError,
+        StateDecryptError,
+        UserError,
+    )
+    from .hosts import (
+        DEFAULT_PORTS,
+        HostRule,
+        host_matches,
+        is_ip,
+        normal_host,
+        origin_allowed,
+        origin_of,
+        parse_domain,
+        url_allowed,
+    )
+    from .keys import PREVIOUS_KEY_ENV, KeyRing, fsync_dir, write_key_file
+    from .lease import (
+        LEASE_TTL_S,
+        LeaseHolder,
+        LeaseStore,
+        hold_lease,
+        holder_is_gone,
+        identity_is_gone,
+        process_identity,
+    )
+    from .manager import ProfileManager, ProfileStore, atomic_write
+    from .pool import BASE_ARGS, BrowserPool, browser_env, find_browser, use_sandbox
+    from .private import (
+        PRIVATE_DIR,
+        PRIVATE_FILE,
+        append_private,
+        private_dir,
+        tighten,
+        write_private,
+    )
+    from .redact import RedactingFilter, Redactor, RedactorGroup
+    from .secret_fields import FieldFacts, field_refusal
+    from .session import Session, open_session
+    from .settings import (
+        BROWSER_ENV,
+        Geolocation,
+        ProfileRecord,
+        ProfileSettings,
+        ProxySettings,
+        Viewport,
+    )
+    from .trace import TRACE_MODES, TraceMode, scrub_trace, scrub_zip
+    from .validation import describe_errors
+    from .vault import (
+        SECRET_RE,
+        CredentialLease,
+        CredentialLeaseRecord,
+        SecretNotAvailableError,
+        SecretRecord,
+        SecretUseRecord,
+        UnknownSecretError,
+        Vault,
+        VaultStore,
+        secret_use,
+    )
+    from .wire import SAFE_METHODS, HeldRequest, WireCheck, WireGuard, WireRequest, allow_all
 
 __all__ = [
     "BASE_ARGS",
@@ -117,6 +130,7 @@ __all__ = [
     "InvalidAllowlistError",
     "InvalidProfileError",
     "KeyRing",
+    "LazyExports",
     "LeaseHolder",
     "LeaseStore",
     "MasterKey",
@@ -182,3 +196,14 @@ __all__ = [
     "write_key_file",
     "write_private",
 ]
+
+_LAZY = LazyExports(__name__, __file__)
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name's module on first use."""
+    return _LAZY.load(name)
+
+
+def __dir__() -> list[str]:
+    return _LAZY.names()

@@ -20,10 +20,10 @@ from playwright.async_api import Browser, BrowserContext, Playwright, async_play
 from playwright.async_api import Error as PlaywrightError
 
 from .errors import BrowserCrashedError, BrowserNotFoundError
+from .settings import BROWSER_ENV
 
 __all__ = ["BASE_ARGS", "BROWSER_ENV", "BrowserPool", "browser_env", "find_browser", "use_sandbox"]
 
-BROWSER_ENV = "CORRAL_BROWSER"
 # Without the background-networking flags Chromium keeps dialling Google on a closed network;
 # /dev/shm is small in containers and many tabs exhaust it. WebRTC may send UDP straight past
 # any proxy (and so past the egress allowlist); the policy forbids UDP that is not proxied.

@@ -12,12 +12,16 @@ from .allowlist import parse_allowlist
 from .errors import UserError
 
 __all__ = [
+    "BROWSER_ENV",
     "Geolocation",
     "ProfileRecord",
     "ProfileSettings",
     "ProxySettings",
     "Viewport",
 ]
+
+BROWSER_ENV = "CORRAL_BROWSER"
+"""The variable naming the Chromium executable (else one is found: ``profiles.pool``)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -12,7 +13,6 @@ from policies import Policy
 from profiles import (
     MASTER_KEY_ENV,
     PREVIOUS_KEY_ENV,
-    BrowserPool,
     KeyRing,
     ProfileManager,
     RedactorGroup,
@@ -27,6 +27,10 @@ from runtime.services import Services
 from runtime.settings import Settings
 from runtime.store import Store
 from runtime.webhook import Webhook
+
+if TYPE_CHECKING:
+    # Playwright loads with the first browser, not with the runtime.
+    from profiles import BrowserPool
 
 __all__ = ["Runtime"]
 
@@ -115,6 +119,8 @@ class Runtime:
     async def pool(self) -> BrowserPool:
         """The browser pool, started on first use and closed with the runtime."""
         if self._pool is None:
+            from profiles import BrowserPool
+
             self._pool = await self._stack.enter_async_context(
                 BrowserPool.start(self.settings.browser, self.settings.headless)
             )

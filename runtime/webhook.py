@@ -17,9 +17,10 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Webhook", "sign", "verify", "verify_headers"]
 
@@ -129,6 +130,8 @@ class Webhook:
             SIGNATURE_HEADER: sign(self._secret, timestamp, body),
             "x-corral-event": str(event.get("event", "approval.requested")),
         }
+        import httpx  # loaded with the first webhook, not with every run
+
         try:
             # The transport's retries cover connection failures; a slow receiver costs timeout_s.
             transport = self._transport or httpx.AsyncHTTPTransport(retries=2)

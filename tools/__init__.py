@@ -4,53 +4,60 @@
 (only ``tools`` and ``profiles`` do).
 """
 
-from playwright.async_api import Page
+from __future__ import annotations
 
-from .actions import (
-    ACTION_TYPES,
-    LOCATOR_FIELDS,
-    Action,
-    AnyAction,
-    Back,
-    Click,
-    Download,
-    Extract,
-    Fill,
-    Hover,
-    Locate,
-    Navigate,
-    Press,
-    Scroll,
-    Select,
-    SideEffect,
-    SwitchTab,
-    Upload,
-    WaitFor,
-    action_target,
-)
-from .compact import compact_snapshot, page_string, page_text
-from .errors import (
-    ActionError,
-    ActionTimeoutError,
-    AmbiguousTargetError,
-    ElementNotFoundError,
-    NavigationError,
-    UploadNotAllowedError,
-)
-from .execute import ActionContext, ActionResult, execute, is_visible, locate
-from .facts import PROBED_KINDS, Checked, action_facts, allowlist_facts, probe
-from .highlight import highlighted_screenshot
-from .marks import marked_screenshot, parse_boxes
-from .navigation import ALLOWED_SCHEMES, BLANK, refused_scheme, site_allowlist
-from .observe import Observation, TabInfo, observe, screenshot
-from .snapshot import (
-    ACTIONABLE_ROLES,
-    SnapshotNode,
-    parse_snapshot,
-    snapshot_elements,
-    walk_snapshot,
-)
-from .tabs import Tabs
+from typing import TYPE_CHECKING
+
+from profiles import LazyExports
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+    from .actions import (
+        ACTION_TYPES,
+        LOCATOR_FIELDS,
+        Action,
+        AnyAction,
+        Back,
+        Click,
+        Download,
+        Extract,
+        Fill,
+        Hover,
+        Locate,
+        Navigate,
+        Press,
+        Scroll,
+        Select,
+        SideEffect,
+        SwitchTab,
+        Upload,
+        WaitFor,
+        action_target,
+    )
+    from .compact import compact_snapshot, page_string, page_text
+    from .errors import (
+        ActionError,
+        ActionTimeoutError,
+        AmbiguousTargetError,
+        ElementNotFoundError,
+        NavigationError,
+        UploadNotAllowedError,
+    )
+    from .execute import ActionContext, ActionResult, execute, is_visible, locate
+    from .facts import PROBED_KINDS, Checked, action_facts, allowlist_facts, probe
+    from .highlight import highlighted_screenshot
+    from .marks import marked_screenshot, parse_boxes
+    from .navigation import ALLOWED_SCHEMES, BLANK, refused_scheme, site_allowlist
+    from .observe import Observation, TabInfo, observe, screenshot
+    from .snapshot import (
+        ACTIONABLE_ROLES,
+        SnapshotNode,
+        parse_snapshot,
+        snapshot_elements,
+        walk_snapshot,
+    )
+    from .tabs import Tabs
 
 __all__ = [
     "ACTIONABLE_ROLES",
@@ -111,3 +118,14 @@ __all__ = [
     "snapshot_elements",
     "walk_snapshot",
 ]
+
+_LAZY = LazyExports(__name__, __file__)
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name's module on first use."""
+    return _LAZY.load(name)
+
+
+def __dir__() -> list[str]:
+    return _LAZY.names()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
@@ -12,16 +13,25 @@ from runtime.app import Runtime
 from runtime.approvals import ApprovalRequest
 from runtime.cli.common import cli_actor, out_console, print_json
 from runtime.cli.remote import either
-from runtime.client import ApiClient
-from runtime.run.gate import sanitize_summary
+
+if TYPE_CHECKING:
+    # The HTTP client loads only when the command goes to a server.
+    from runtime.client import ApiClient
 
 __all__ = ["approvals_group", "for_terminal"]
+
+
+def _clean(text: str) -> str:
+    """A summary made safe to print (the gate's own sanitizer, loaded with its first use)."""
+    from runtime.run.gate import sanitize_summary
+
+    return sanitize_summary(text)
 
 
 def for_terminal(text: object) -> str:
     """Page-derived text for rich: no escape sequences or control characters, markup shown
     as text, not obeyed."""
-    return escape(sanitize_summary(str(text)))
+    return escape(_clean(str(text)))
 
 
 def _left(request: ApprovalRequest) -> str:
@@ -94,7 +104,7 @@ def show(request_id: str, as_json: bool) -> None:
     if as_json:
         print_json(r.model_dump(mode="json"))
         return
-    clean = sanitize_summary
+    clean = _clean
     lines = [
         f"{r.id}  {_left(r)}",
         f"  action:     {clean(r.summary)}",
@@ -129,7 +139,7 @@ def _decide(request_id: str, approve: bool, comment: str | None, as_json: bool) 
     if as_json:
         print_json(r.model_dump(mode="json"))
         return
-    click.echo(f"{r.id} {r.status} by {r.decided_by}: {sanitize_summary(r.summary)}")
+    click.echo(f"{r.id} {r.status} by {r.decided_by}: {_clean(r.summary)}")
 
 
 @approvals_group.command("approve")

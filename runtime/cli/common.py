@@ -8,16 +8,17 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 
 from profiles import CorralError, RedactingFilter, UserError
-from runtime.app import Runtime
-from runtime.auth import Actor
 from runtime.errors import EXIT_BAD_INPUT, exit_code_for
-from runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from runtime.app import Runtime
+    from runtime.auth import Actor
 
 __all__ = [
     "SERVER_ENV",
@@ -90,6 +91,9 @@ async def with_runtime(body: Callable[[Runtime], Awaitable[T]]) -> T:
     :func:`runtime.cli.remote.either`)."""
     if server_url():
         raise UserError(local_only_message())
+    from runtime.app import Runtime
+    from runtime.settings import Settings
+
     async with Runtime.open(Settings.from_env()) as rt:
         # Log lines pass through the runtime's redactor: no secret value reaches stderr.
         handler = logging.StreamHandler()

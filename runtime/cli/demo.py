@@ -15,14 +15,14 @@ from runtime.app import Runtime
 from runtime.approvals import ApprovalError
 from runtime.auth import Actor
 from runtime.cli.approvals import for_terminal
-from runtime.cli.common import err_console, out_console
+from runtime.cli.common import cli_actor, err_console, out_console, run_async, with_runtime
 from runtime.demo import DEMO_TASK, PAY_TASK
 from runtime.demo.portal import USERS, PortalServer
 from runtime.run.parallel import combined_exit_code, results_table
 from runtime.run.runner import RunResult
 from runtime.task import load_task
 
-__all__ = ["DEMO_PROFILES", "run_demo"]
+__all__ = ["DEMO_PROFILES", "demo_command", "run_demo"]
 
 DEMO_PROFILES = ("alice", "bob")
 
@@ -175,3 +175,16 @@ def _report(console: Console, results: list[RunResult]) -> None:
             highlight=False,
             soft_wrap=True,
         )
+
+
+@click.command("demo")
+@click.option("--port", default=8765, show_default=True, help="portal port (0: any free port)")
+@click.option("--fresh", is_flag=True, help="forget the demo profiles' saved sessions first")
+def demo_command(port: int, fresh: bool) -> None:
+    """Start the demo portal and run two isolated sessions on it in parallel."""
+
+    async def body(rt: Runtime) -> int:
+        return await run_demo(rt, port, fresh, await cli_actor(rt))
+
+    code = run_async(lambda: with_runtime(body))
+    sys.exit(code)

@@ -5,31 +5,20 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
 from policies import ActionFacts, Policy, classify
-from profiles import open_session
 from runtime.app import Runtime
 from runtime.cli.common import cli_actor, out_console, print_json, run_async, with_runtime
 from runtime.errors import TaskFileError
 from runtime.policyfile import load_policy
-from runtime.run.scripted import merge_vars, substitute_text
 from runtime.task import VAR_RE, Task, load_task
-from tools import (
-    ActionContext,
-    AnyAction,
-    Click,
-    Fill,
-    Navigate,
-    Select,
-    Tabs,
-    action_facts,
-    execute,
-    snapshot_elements,
-)
+
+if TYPE_CHECKING:
+    from tools import AnyAction
 
 __all__ = ["policy_group"]
 
@@ -52,6 +41,8 @@ _CHECKED_ROLES = frozenset(
 
 
 def _probe_action(role: str, ref: str) -> AnyAction:
+    from tools import Click, Fill, Select
+
     if role in ("textbox", "searchbox"):
         return Fill(ref=ref, value="")
     if role == "combobox":
@@ -97,6 +88,8 @@ def _is_task_file(target: str) -> bool:
 
 
 async def _task_start_url(rt: Runtime, task: Task, profile: str | None) -> str:
+    from runtime.run.scripted import merge_vars, substitute_text
+
     if not task.start_url:
         raise TaskFileError(f"{task.source}: start_url: policy check needs a page to open")
     profile_vars = (await rt.profiles.get(profile)).settings.vars if profile else {}
@@ -162,6 +155,9 @@ async def _check(
     as_json: bool,
 ) -> None:
     """Open ``url`` as ``profile`` (or a throwaway one) and print each element's verdict."""
+    from profiles import open_session
+    from tools import ActionContext, Navigate, Tabs, action_facts, execute, snapshot_elements
+
     name = profile or f"policy-check-{secrets.token_hex(3)}"
     if profile is None:
         await rt.profiles.create(name)

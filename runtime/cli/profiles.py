@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -22,7 +22,10 @@ from runtime.cli.common import (
     with_runtime,
 )
 from runtime.cli.remote import either, local_only, require_admin
-from runtime.client import ApiClient
+
+if TYPE_CHECKING:
+    # The HTTP client loads only when the command goes to a server.
+    from runtime.client import ApiClient
 
 __all__ = ["profiles_group"]
 

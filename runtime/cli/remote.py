@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from profiles import UserError
-from runtime.app import Runtime
-from runtime.auth import ROLES, Actor
+from runtime.auth import ROLES
 from runtime.cli.common import (
     SERVER_ENV,
     fail,
@@ -23,10 +22,15 @@ from runtime.cli.common import (
     server_url,
     with_runtime,
 )
-from runtime.client import ApiClient
 from runtime.errors import PermissionDeniedError
-from runtime.schedules import Fire, Schedule
-from runtime.services import ScheduleChanges, ScheduleInput, ScheduleService
+
+if TYPE_CHECKING:
+    # The HTTP client (and the API models it reads) load only when a command goes to a server.
+    from runtime.app import Runtime
+    from runtime.auth import Actor
+    from runtime.client import ApiClient
+    from runtime.schedules import Fire, Schedule
+    from runtime.services import ScheduleChanges, ScheduleInput, ScheduleService
 
 __all__ = [
     "SERVER_ENV",
@@ -55,6 +59,8 @@ async def with_client(body: Callable[[ApiClient], Awaitable[T]]) -> T:
             f"{SERVER_ENV} is set but {TOKEN_ENV} is not: the server answers only API tokens "
             "(an admin creates yours with: corral tokens create USER, on the server host)"
         )
+    from runtime.client import ApiClient
+
     async with ApiClient(url, token) as client:
         return await body(client)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import webbrowser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,8 +16,11 @@ from profiles import write_private
 from runtime.app import Runtime
 from runtime.cli.common import cli_actor, fail
 from runtime.cli.remote import either
-from runtime.client import ApiClient
 from runtime.review.replay import render_replay, replay_filename
+
+if TYPE_CHECKING:
+    # The HTTP client loads only when the command goes to a server.
+    from runtime.client import ApiClient
 
 __all__ = ["replay_command"]
 

@@ -12,25 +12,25 @@ import contextlib
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 from rich.text import Text
 
 from profiles import CorralError, UserError
-from runtime.app import Runtime
 from runtime.cli.common import cli_actor, err_console, out_console, parse_pairs, print_json
 from runtime.cli.remote import either
-from runtime.client import ApiClient
-from runtime.models.config import BUILT_IN, CONFIG_NAME, find_models_config
-from runtime.models.types import ModelConfigError
-from runtime.records import RunRecord
-from runtime.review import RunReview, StepView
-from runtime.review.replay import seconds_text, usd, when
-from runtime.run.parallel import combined_exit_code, results_table
-from runtime.run.runner import RunResult
-from runtime.settings import Settings
-from runtime.task import load_task, load_task_text, read_task_text
+
+if TYPE_CHECKING:
+    # What a command needs is imported where it runs: `runs list` never loads the browser
+    # driver, `run` never loads the replay's templates.
+    from runtime.app import Runtime
+    from runtime.client import ApiClient
+    from runtime.records import RunRecord
+    from runtime.review import RunReview, StepView
+    from runtime.run.runner import RunResult
+    from runtime.settings import Settings
 
 __all__ = ["run_command", "runs_group"]
 
@@ -59,6 +59,9 @@ def run_command(
     config_file: Path | None,
 ) -> None:
     """Run a task file on one profile, or on several with --parallel."""
+    from runtime.run.parallel import combined_exit_code
+    from runtime.task import load_task, load_task_text, read_task_text
+
     cli_vars = parse_pairs(vars_, "--var")
     profiles = [p.strip() for p in parallel.split(",") if p.strip()] if parallel else []
     if parallel and not profiles:
@@ -119,6 +122,9 @@ def run_command(
 
 def _announce_models_config(settings: Settings) -> None:
     """Say on stderr which model config a goal run uses (the key goes where it points)."""
+    from runtime.models.config import BUILT_IN, CONFIG_NAME, find_models_config
+    from runtime.models.types import ModelConfigError
+
     try:
         path = find_models_config(settings.home, settings.models_config)
     except ModelConfigError:
@@ -134,6 +140,8 @@ def _announce_models_config(settings: Settings) -> None:
 
 
 def _print_results(results: list[RunResult]) -> None:
+    from runtime.run.parallel import results_table
+
     console = out_console()
     if len(results) > 1 or any(r.run_id for r in results):
         console.print(results_table(results))
@@ -252,6 +260,8 @@ def _line(label: str, *parts: tuple[str, str | None]) -> Text:
 
 
 def _step_lines(step: StepView) -> list[Text]:
+    from runtime.review.replay import seconds_text, usd, when
+
     head = Text()
     head.append(f"{step.number:>4} ", style="bold")
     head.append(step.status, style=_STYLES.get(step.status))
@@ -308,6 +318,8 @@ def _step_lines(step: StepView) -> list[Text]:
 
 def _cost_table(review: RunReview) -> Table:
     """Calls, tokens, latency and cost per role and model."""
+    from runtime.review.replay import seconds_text
+
     table = Table(title="model calls by role")
     for col in ("role", "model", "calls", "failed", "input", "output", "latency", "$"):
         table.add_column(col)
@@ -337,6 +349,8 @@ def _cost_table(review: RunReview) -> Table:
 
 
 def _print_review(review: RunReview) -> None:
+    from runtime.review.replay import seconds_text, usd
+
     console = out_console()
     run, summary = review.run, review.summary
     head = Text()

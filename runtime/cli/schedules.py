@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
@@ -26,10 +26,13 @@ from runtime.cli.schedule_flags import (
     schedule_options,
     timing_from,
 )
-from runtime.client import ApiClient
 from runtime.errors import ScheduleError
 from runtime.schedules import Fire, Schedule, SchedulePolicy, format_duration
 from runtime.services import ScheduleChanges, ScheduleInput
+
+if TYPE_CHECKING:
+    # The HTTP client loads only when the command goes to a server.
+    from runtime.client import ApiClient
 
 __all__ = ["schedules_group"]
 

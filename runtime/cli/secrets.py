@@ -7,7 +7,7 @@ there is no option that takes a value.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -24,7 +24,10 @@ from runtime.cli.common import (
     with_runtime,
 )
 from runtime.cli.remote import either, local_only, require_admin
-from runtime.client import ApiClient
+
+if TYPE_CHECKING:
+    # The HTTP client loads only when the command goes to a server.
+    from runtime.client import ApiClient
 
 __all__ = ["secrets_group", "vault_group"]
 

@@ -1,17 +1,24 @@
 """Reviewing recorded runs: the review model (:mod:`.model`), built from a run's rows
 (:mod:`.build`); ``corral runs show``, ``corral replay`` and the console's run page show it."""
 
-from runtime.review.build import action_words, build_review, hit_cap, scrub
-from runtime.review.model import (
-    ApprovalView,
-    Box,
-    CostLine,
-    ModelAttempt,
-    RunReview,
-    RunSummary,
-    StepView,
-    TargetView,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from profiles import LazyExports
+
+if TYPE_CHECKING:
+    from runtime.review.build import action_words, build_review, hit_cap, scrub
+    from runtime.review.model import (
+        ApprovalView,
+        Box,
+        CostLine,
+        ModelAttempt,
+        RunReview,
+        RunSummary,
+        StepView,
+        TargetView,
+    )
 
 __all__ = [
     "ApprovalView",
@@ -27,3 +34,14 @@ __all__ = [
     "hit_cap",
     "scrub",
 ]
+
+_LAZY = LazyExports(__name__, __file__)
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name's module on first use."""
+    return _LAZY.load(name)
+
+
+def __dir__() -> list[str]:
+    return _LAZY.names()

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies import Policy
@@ -34,8 +33,6 @@ from profiles import (
     open_session,
     private_dir,
 )
-from runtime.agent.loop import run_goal
-from runtime.agent.router import Meter, ModelRouter
 from runtime.app import Runtime
 from runtime.errors import RUN_EXIT_CODES, StepFailedError, TaskFileError, exit_code_for
 from runtime.models.config import ModelsConfig, load_models_config
@@ -190,6 +187,9 @@ async def run_task(
     check = request_check(policy, task.name, name, domains or plan.profile_domains)
     router = None
     if config is not None:
+        # The agent loop and the model SDKs load only for a goal-driven run.
+        from runtime.agent.router import Meter, ModelRouter
+
         meter = Meter(task.budget.max_usd, task.budget.max_tokens)
         breaker = rt.breaker_for(config.breaker)
         router = ModelRouter(
@@ -262,6 +262,8 @@ async def run_task(
         output = recorder.scrub(state.output(task.output)) if status == "succeeded" else None
         error = redactor.text(error) if error else error
         if status == "succeeded" and task.output_schema is not None:
+            import jsonschema  # only a task with an output_schema needs it
+
             try:
                 jsonschema.validate(output, task.output_schema)
             except jsonschema.ValidationError as exc:
@@ -413,6 +415,8 @@ async def _run_steps(ctx: RunContext, session: Session) -> None:
                 raise StepFailedError(f"stopped: budget max_steps={task.budget.max_steps} reached")
             await _one_step(ctx, step, len(steps))
         if ctx.router is not None:
+            from runtime.agent.loop import run_goal
+
             await run_goal(ctx)
     finally:
         trace = recorder.run_dir / "trace.zip"
