@@ -166,7 +166,7 @@ def test_a_delta_lists_changed_added_and_removed_lines() -> None:
 
 
 def test_a_long_conversation_restarts_with_a_line_per_earlier_call() -> None:
-    conversation = Conversation("Do it.", max_chars=2_000)
+    conversation = Conversation("Do it.", max_chars=3_000)
     first = conversation.ask("http://x/\n" + "text\n" * 400, [], full=True)
     assert [m.role for m in first] == ["system", "user", "user"]
     answer = call("click", ref="e3").model_copy(update={"id": "call_1"})
