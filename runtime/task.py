@@ -141,6 +141,13 @@ class Task(BaseModel):
     vision: Literal["auto", "always", "never"] = Field(
         "auto", description="auto: a vision step when the snapshot gives too little to act on"
     )
+    full_page_every: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="a goal: the planner gets the whole page at least every N pages (between, "
+        "after in-place actions, the lines that changed); 0: always the whole page; default 8",
+    )
     trace: TraceMode = Field(
         "on",
         description="on: a scrubbed Playwright trace.zip; no_bodies: without request or response "

@@ -11,9 +11,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
-import runtime.agent.turn as agent_turn
 from runtime import Runtime, run_task
 from runtime.agent.delta import DELTA_HEADING, UNCHANGED, page_delta
 from runtime.agent.prompt import Conversation
@@ -128,10 +125,9 @@ async def test_a_fill_is_shown_as_the_changed_field_and_a_navigation_as_the_whol
 
 
 async def test_the_whole_page_on_request_and_every_full_page_every_pages(
-    rt: Runtime, portal: str, monkeypatch: pytest.MonkeyPatch
+    rt: Runtime, portal: str
 ) -> None:
     await make_demo_profiles(rt, portal, "alice")
-    monkeypatch.setattr(agent_turn, "FULL_PAGE_EVERY", 2)
     plan: list[Callable[[str], ToolCall]] = [
         lambda page: call("observe"),  # the page is already whole: rejected
         lambda page: call("fill", ref=ref_of(page, "textbox", "Username"), value="a"),
@@ -141,7 +137,8 @@ async def test_the_whole_page_on_request_and_every_full_page_every_pages(
         lambda page: call("fill", ref=delta_ref(page, "textbox", "Username"), value="abcd"),
     ]
     planner = FunctionModel(play(plan))
-    result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
+    task = goal_task(portal, full_page_every=2)  # the task's setting (default 8)
+    result = await run_task(rt, task, "alice", models={"planner": [planner]})
     assert result.status == "succeeded", result.error
     pages = [last_user(r.messages) for r in planner.requests]
     whole = ["Current page:\n" in page for page in pages]

@@ -32,6 +32,8 @@ async def run_goal(ctx: RunContext) -> None:
     """Pursue ``ctx.task.goal`` until done() or a stop rule; raises StepFailedError on a stop."""
     assert ctx.task.goal is not None and ctx.router is not None
     agent = Agent(ctx, ctx.router, Conversation(ctx.task.goal, ctx.task.output_schema))
+    if ctx.task.full_page_every is not None:
+        agent.full_every = ctx.task.full_page_every
     state, budget = ctx.state, ctx.task.budget
     state.shadow_agreed = state.shadow_total = 0
     try:
