@@ -72,7 +72,7 @@ if TYPE_CHECKING:
         tighten,
         write_private,
     )
-    from .redact import RedactingFilter, Redactor, RedactorGroup
+    from .redact import RedactingFilter, Redactor, RedactorGroup, redact_strings
     from .secret_fields import FieldFacts, field_refusal
     from .session import Session, open_session
     from .settings import (
@@ -184,6 +184,7 @@ __all__ = [
     "private_dir",
     "process_identity",
     "proxy_context",
+    "redact_strings",
     "scrub_trace",
     "scrub_zip",
     "secret_context",

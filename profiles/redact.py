@@ -22,8 +22,10 @@ import html.entities
 import logging
 import re
 import threading
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["MIN_SECRET_LENGTH", "RedactingFilter", "Redactor", "RedactorGroup"]
+__all__ = ["MIN_SECRET_LENGTH", "RedactingFilter", "Redactor", "RedactorGroup", "redact_strings"]
 
 MIN_SECRET_LENGTH = 4
 
@@ -244,6 +246,17 @@ class RedactorGroup:
         for member in members:
             value = member.text(value)
         return value
+
+
+def redact_strings(value: Any, redact: Callable[[str], str]) -> Any:
+    """``value`` (JSON-like: dicts, lists, scalars) with ``redact`` applied to every string."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_strings(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_strings(v, redact) for v in value]
+    return value
 
 
 class RedactingFilter(logging.Filter):

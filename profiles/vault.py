@@ -137,6 +137,8 @@ class Vault:
     def __init__(self, store: VaultStore, keys: KeyRing) -> None:
         self.store = store
         self.keys = keys
+        self._redactor: tuple[tuple[tuple[str, datetime], ...], Redactor] | None = None
+        """The last :meth:`redactor` and the secrets (name, updated) it was made from."""
 
     async def set(
         self,
@@ -200,15 +202,19 @@ class Vault:
 
     async def redactor(self) -> Redactor:
         """A redactor for every stored value secret (a last pass over what is shown long after
-        a run: its own redactor is gone by then). Secrets that cannot be opened are skipped."""
+        a run: its own redactor is gone by then). Secrets that cannot be opened are skipped.
+        Made again only when the stored secrets changed (pages ask for it on every view)."""
+        values = [r for r in await self.list() if r.kind == "value"]
+        stamp = tuple((r.name, r.updated_at) for r in values)
+        if self._redactor is not None and self._redactor[0] == stamp:
+            return self._redactor[1]
         redactor = Redactor()
-        for record in await self.list():
-            if record.kind != "value":
-                continue
+        for record in values:
             try:
                 redactor.add(await self.reveal(record), placeholder(record.name))
             except UserError:
                 continue
+        self._redactor = (stamp, redactor)
         return redactor
 
     async def reveal(self, record: SecretRecord) -> str:

@@ -519,3 +519,15 @@ async def test_the_vault_redactor_knows_every_stored_value_secret(rt: Runtime) -
         html.escape("<first-secret-value-1!>") + json.dumps("Q&first-secret-value-1!")
     )
     assert "first-secret-value-1" not in escaped
+
+
+async def test_the_vault_redactor_is_made_again_when_a_secret_changes(rt: Runtime) -> None:
+    await rt.vault.set("a.password", "first-secret-value-1!", ["https://a.test"])
+    first = await rt.vault.redactor()
+    assert await rt.vault.redactor() is first  # nothing changed: not decrypted again
+    await rt.vault.set("a.password", "changed-secret-value-2!", ["https://a.test"])
+    changed = await rt.vault.redactor()
+    assert changed.text("changed-secret-value-2!") == "{{secret:a.password}}"
+    assert changed.text("first-secret-value-1!") == "first-secret-value-1!"
+    await rt.vault.remove("a.password")
+    assert not await rt.vault.redactor()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from profiles import LazyExports
 
 if TYPE_CHECKING:
-    from runtime.review.build import action_words, build_review, hit_cap, scrub
+    from runtime.review.build import action_words, build_review, hit_cap
     from runtime.review.model import (
         ApprovalView,
         Box,
@@ -32,7 +32,6 @@ __all__ = [
     "action_words",
     "build_review",
     "hit_cap",
-    "scrub",
 ]
 
 _LAZY = LazyExports(__name__, __file__)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from profiles import redact_strings
 from runtime.approvals import ApprovalRequest
 from runtime.records import ArtifactRecord, ModelCallRecord, RunRecord, StepRecord
 from runtime.review.model import (
@@ -21,7 +22,7 @@ from runtime.review.model import (
     TargetView,
 )
 
-__all__ = ["action_words", "build_review", "hit_cap", "scrub"]
+__all__ = ["action_words", "build_review", "hit_cap"]
 
 # Detail keys a StepView reads into its own fields; the rest is kept in ``extra``.
 _READ = frozenset(
@@ -276,15 +277,4 @@ def build_review(
     )
     if redact is None:
         return review
-    return RunReview.model_validate(scrub(review.model_dump(mode="json"), redact))
-
-
-def scrub(value: Any, redact: Callable[[str], str]) -> Any:
-    """``value`` (JSON-like: dicts, lists, strings) with ``redact`` applied to every string."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: scrub(v, redact) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub(v, redact) for v in value]
-    return value
+    return RunReview.model_validate(redact_strings(review.model_dump(mode="json"), redact))

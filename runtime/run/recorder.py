@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from profiles import Redactor, append_private, private_dir, write_private
+from profiles import Redactor, append_private, private_dir, redact_strings, write_private
 from runtime.records import ArtifactRecord, StepRecord
 from runtime.store import Store
 
@@ -50,16 +50,7 @@ class Recorder:
 
     def scrub(self, value: Any) -> Any:
         """``value`` (JSON-like) with every string redacted."""
-        return self._scrub(value)
-
-    def _scrub(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.redact(value)
-        if isinstance(value, dict):
-            return {k: self._scrub(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._scrub(v) for v in value]
-        return value
+        return redact_strings(value, self.redact)
 
     async def step(self, step: StepRecord, screenshot: bytes | None) -> StepRecord:
         """Record a step (and its screenshot); returns the record as written."""
@@ -67,7 +58,7 @@ class Recorder:
             path = self.run_dir / "steps" / f"{step.idx:04d}.jpg"
             write_private(path, screenshot)
             step = step.model_copy(update={"screenshot": str(path.relative_to(self.run_dir))})
-        clean = StepRecord.model_validate(self._scrub(step.model_dump(mode="json")))
+        clean = StepRecord.model_validate(self.scrub(step.model_dump(mode="json")))
         await self.store.runs.add_step(clean)
         append_private(self.run_dir / "steps.jsonl", (clean.model_dump_json() + "\n").encode())
         if screenshot is not None:
@@ -77,6 +68,6 @@ class Recorder:
     async def result(self, payload: dict[str, Any]) -> None:
         """Write ``result.json``."""
         path = self.run_dir / "result.json"
-        text = json.dumps(self._scrub(payload), indent=2, default=str) + "\n"
+        text = json.dumps(self.scrub(payload), indent=2, default=str) + "\n"
         write_private(path, text.encode())
         await self.artifact("result", path)

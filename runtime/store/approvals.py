@@ -104,7 +104,13 @@ class ApprovalRepository:
             return cursor.rowcount == 1
 
     async def expire_due(self, now: str) -> int:
-        """Expire every pending request past its expiry."""
+        """Expire every pending request past its expiry (a write only when one is due: lists
+        that expire first are read twice a second by open console pages)."""
+        due = await self._store.fetch_one(
+            "SELECT 1 FROM approvals WHERE status = 'pending' AND expires_at <= ? LIMIT 1", (now,)
+        )
+        if due is None:
+            return 0
         async with self._store.tx() as db:
             cursor = await db.execute(
                 "UPDATE approvals SET status = 'expired', decided_at = :now, "

@@ -33,6 +33,11 @@ _LIVE: tuple[RunStatus, ...] = ("queued", "running", "waiting_approval")
 _INTERRUPTED: RunStatus = "interrupted"
 
 
+def _one_of(column: str, values: Collection[str]) -> str:
+    """``column IN (?, ...)`` for ``values`` (false for none); the caller passes the values."""
+    return f"{column} IN ({', '.join('?' for _ in values)})" if values else "0"
+
+
 class RunRepository:
     """Runs and what they recorded."""
 
@@ -121,7 +126,7 @@ class RunRepository:
             where.append("started_at < ?")
             params.append(until.isoformat())
         if profiles is not None:
-            where.append(f"profile IN ({', '.join('?' for _ in profiles)})" if profiles else "0")
+            where.append(_one_of("profile", profiles))
             params.extend(profiles)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
         rows = await self.db.fetch_all(
@@ -135,11 +140,8 @@ class RunRepository:
     ) -> list[UsageRow]:
         """Model calls since ``since`` summed per day (UTC), task, role and model; only runs on
         ``profiles`` when given."""
-        only = ""
-        params: list[Any] = [since.isoformat()]
-        if profiles is not None:
-            only = f"AND r.profile IN ({', '.join('?' for _ in profiles)})" if profiles else "AND 0"
-            params.extend(profiles)
+        only = "" if profiles is None else f"AND {_one_of('r.profile', profiles)}"
+        params = [since.isoformat(), *(profiles or ())]
         rows = await self.db.fetch_all(
             "SELECT substr(c.at, 1, 10) AS day, r.task_name AS task, c.role AS role, "
             "c.provider || ':' || c.model AS model, count(*) AS calls, "
@@ -156,11 +158,8 @@ class RunRepository:
         self, since: datetime, profiles: Collection[str] | None = None, limit: int = 50
     ) -> list[RunRecord]:
         """Runs since ``since`` that a budget cap (max_usd / max_tokens) stopped, newest first."""
-        only = ""
-        params: list[Any] = [since.isoformat()]
-        if profiles is not None:
-            only = f"AND profile IN ({', '.join('?' for _ in profiles)})" if profiles else "AND 0"
-            params.extend(profiles)
+        only = "" if profiles is None else f"AND {_one_of('profile', profiles)}"
+        params = [since.isoformat(), *(profiles or ())]
         rows = await self.db.fetch_all(
             "SELECT * FROM runs WHERE started_at >= ? AND error LIKE '%budget:%' "
             f"{only} ORDER BY started_at DESC LIMIT ?",

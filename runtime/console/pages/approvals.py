@@ -15,11 +15,10 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from profiles import UserError
+from profiles import UserError, redact_strings
 from runtime.approvals import ApprovalRequest
 from runtime.console.web import PREFIX, SECURITY_HEADERS, Posting, Viewer, Viewing, page
 from runtime.errors import ApprovalNotFoundError
-from runtime.review import scrub
 
 __all__ = ["router"]
 
@@ -38,7 +37,7 @@ async def _redacted(viewer: Viewer, requests: list[ApprovalRequest]) -> list[App
     if not redactor:
         return requests
     return [
-        ApprovalRequest.model_validate(scrub(r.model_dump(mode="json"), redactor.text))
+        ApprovalRequest.model_validate(redact_strings(r.model_dump(mode="json"), redactor.text))
         for r in requests
     ]
 
