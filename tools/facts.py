@@ -29,7 +29,7 @@ from typing import Any, Literal
 from urllib.parse import urljoin
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page
+from playwright.async_api import FloatRect, Locator, Page
 
 from profiles import off_allowlist
 
@@ -133,6 +133,47 @@ def _cannot(action: AnyAction, why: str) -> ActionError:
     )
 
 
+# In the page's world, so only a hint: whether the element is plainly clickable now (enabled,
+# not moving, and the topmost element at the point, or holding it). A page that lies here only
+# sends the probe down the waiting path, or has the element it put at the point classified and
+# clicked as what it is: what the click reaches is read by the browser either way.
+_PLAINLY_CLICKABLE = """(el, [x, y]) => {
+  if (window !== window.top) return false;  // a frame's point is not the page's
+  if (el.matches(':disabled') || el.closest('[aria-disabled=true]')) return false;
+  for (let n = el; n; n = n.parentElement) {
+    if (n.getAnimations().some((a) => a.playState === 'running')) return false;
+  }
+  const hit = el.ownerDocument.elementFromPoint(x, y);
+  return !!hit && (hit === el || el.contains(hit));
+}"""
+
+
+def _numbers(box: FloatRect) -> dict[str, float]:
+    return {"x": box["x"], "y": box["y"], "width": box["width"], "height": box["height"]}
+
+
+def _finite(box: FloatRect | None) -> bool:
+    return box is not None and all(math.isfinite(float(v)) for v in _numbers(box).values())
+
+
+async def _point_now(page: Page, loc: Locator, ms: float) -> FloatRect | None:
+    """The target's box when a click at its centre would reach it right now, without
+    Playwright's waits (scrolling, two animation frames of stability, the hit check): the
+    common case. None when it is not plainly so (off screen, in a frame, disabled, moving,
+    covered): then the waiting path decides. Raises what locating it raises (not found,
+    ambiguous), having waited for it to be attached."""
+    viewport = page.viewport_size
+    box = await loc.bounding_box(timeout=ms)  # the browser's box, not the page's say
+    if viewport is None or box is None or not _finite(box):
+        return None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    if not (box["width"] > 0 and box["height"] > 0):
+        return None
+    if not (0 <= x < viewport["width"] and 0 <= y < viewport["height"]):
+        return None
+    return box if await loc.evaluate(_PLAINLY_CLICKABLE, [x, y], timeout=ms) else None
+
+
 async def _probe_click(
     tabs: Tabs, page: Page, action: AnyAction, target: Locate, base: dict[str, Any], ms: float
 ) -> Checked:
@@ -140,11 +181,13 @@ async def _probe_click(
     iso = Isolated(await tabs.cdp(page))
     loc = locate(page, target)
     try:
-        await loc.click(trial=True, timeout=ms)
-        box = await loc.bounding_box(timeout=ms)
+        box: FloatRect | None = await _point_now(page, loc, ms)
+        if box is None:
+            await loc.click(trial=True, timeout=ms)
+            box = await loc.bounding_box(timeout=ms)
     except PlaywrightError as exc:
         return Checked(page, base, error=await translate_error(exc, tabs, page, action, ms / 1000))
-    if box is None or not all(math.isfinite(float(box[k])) for k in ("x", "y", "width", "height")):
+    if box is None or not _finite(box):
         return Checked(page, base, error=_cannot(action, "the element has no box on screen"))
     point = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     try:
@@ -153,7 +196,7 @@ async def _probe_click(
     except IsolatedError as exc:
         return Checked(page, base, error=_cannot(action, str(exc)))
     # Where it was on screen (viewport pixels, scrolled into view): a replay outlines it.
-    shown = {k: round(float(box[k]), 1) for k in ("x", "y", "width", "height")}
+    shown = {k: round(float(v), 1) for k, v in _numbers(box).items()}
     return Checked(page, facts, "point", node, point, fields, box=shown, _isolated=iso)
 
 

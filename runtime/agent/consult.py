@@ -33,7 +33,7 @@ async def look(agent: Agent, question: str) -> str | None:
         m.supports_vision for m in router.chains["vision"].usable
     ):
         return None
-    image, refs = await marked_screenshot(agent.ctx.tabs, agent.ctx.redactor.found_in_text)
+    image, refs = await marked_screenshot(agent.ctx.tabs, agent.ctx.shows_secret)
     if image is None:
         return "the screenshot is withheld because the page shows a secret"
     messages = [

@@ -109,7 +109,7 @@ class ApprovalAsker:
                 return held
         request_id = new_approval_id()
         # The screenshot first: a request is never seen without it.
-        shot = await highlighted_screenshot(ctx.tabs, action, ctx.redactor.found_in_text)
+        shot = await highlighted_screenshot(ctx.tabs, action, ctx.shows_secret)
         path = None
         if shot is not None:
             path = recorder.run_dir / "approvals" / f"{request_id}.jpg"

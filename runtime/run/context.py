@@ -79,3 +79,10 @@ class RunContext:
     def redactor(self) -> Redactor:
         """The run's redactor: its secrets and the codes it typed."""
         return self.lease.redactor
+
+    @property
+    def shows_secret(self) -> Callable[[str], bool] | None:
+        """For screenshots: whether a text shows one of the run's secrets; None while the run
+        holds none (then no page can show one, and the page's text need not be read)."""
+        redactor = self.lease.redactor
+        return redactor.found_in_text if redactor else None

@@ -156,7 +156,7 @@ async def record(ctx: RunContext, step: StepRecord) -> None:
     policy = ctx.task.screenshots
     shot = None
     if policy == "always" or (policy == "on_failure" and step.status == "failed"):
-        shot = await screenshot(ctx.tabs, ctx.redactor.found_in_text)
+        shot = await screenshot(ctx.tabs, ctx.shows_secret)
     await ctx.recorder.step(step, shot)
 
 
