@@ -87,30 +87,60 @@ async def raw_ten_steps(browser: Browser, portal: str, user: str) -> None:
         await context.close()
 
 
+def _kind(proc: psutil.Process) -> str | None:
+    """What a process is, for the CPU table: chromium's by its --type, the driver, or None."""
+    name = proc.name()
+    if "chrom" in name:
+        kind = next((a[7:] for a in proc.cmdline() if a.startswith("--type=")), "browser")
+        return {"zygote": "browser", "utility": "browser"}.get(kind, kind)
+    if name == "node":
+        return "driver"
+    return None
+
+
 class MemorySampler:
-    """Peak PSS of this process's Chromium descendants, sampled on a thread every 100 ms."""
+    """Peak PSS of this process's Chromium descendants, sampled on a thread every 100 ms, and
+    the CPU seconds every descendant used meanwhile (by kind: browser, renderer, gpu-process,
+    Playwright's driver; a process that exits between samples loses at most 100 ms)."""
 
     def __init__(self) -> None:
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._cpu_start: dict[int, float] = {}
+        self._cpu_last: dict[int, tuple[str, float]] = {}
+        self._own_start = sum(psutil.Process().cpu_times()[:2])
+        self._sampler_cpu = 0.0
+        self.cpu: dict[str, float] = {}
 
     def _sample(self) -> int:
         total = 0
         for proc in psutil.Process().children(recursive=True):
             try:
-                if "chrom" in proc.name():
+                kind = _kind(proc)
+                if kind is None:
+                    continue
+                used = sum(proc.cpu_times()[:2])
+                self._cpu_start.setdefault(proc.pid, 0.0 if self._started else used)
+                self._cpu_last[proc.pid] = (kind, used)
+                if kind != "driver":
                     total += proc.memory_full_info().pss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         return total
 
+    _started = False
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.peak = max(self.peak, self._sample())
+            self._started = True
             self._stop.wait(0.1)
+        self._sampler_cpu = time.thread_time()
 
     def __enter__(self) -> MemorySampler:
+        self._sample()  # what existed before: only its CPU from now on counts
+        self._started = True
         self._thread.start()
         return self
 
@@ -118,6 +148,13 @@ class MemorySampler:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self._sample())
+        cpu: dict[str, float] = {}
+        for pid, (kind, used) in self._cpu_last.items():
+            cpu[kind] = cpu.get(kind, 0.0) + used - self._cpu_start.get(pid, 0.0)
+        # This process, less the sampler's own thread (reading /proc costs it some CPU).
+        own = sum(psutil.Process().cpu_times()[:2]) - self._own_start
+        cpu["python"] = own - self._sampler_cpu
+        self.cpu = {k: round(v, 2) for k, v in sorted(cpu.items())}
 
 
 async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
@@ -204,43 +241,93 @@ def run_browser_use(url: str, n: int, state: Path, executable: str) -> dict[str,
     return result
 
 
-async def bench_parallel(
-    rt: Runtime, pool: BrowserPool, portal: str, size: int, round_no: int
-) -> dict[str, Any]:
-    """(b) ``size`` sessions at once: corral's runs, then raw Playwright's, each measured."""
-    names = [f"p{round_no}-{size}-{i}" for i in range(size)]
+async def _profiles(rt: Runtime, prefix: str, size: int) -> list[str]:
+    names = [f"{prefix}-{i}" for i in range(size)]
     for i, name in enumerate(names):
         user = USERS[USERS_CYCLE[i % 2]]
         await rt.profiles.create(
             name, ProfileSettings(vars={"user": user.username, "password": user.password})
         )
-    task = parse_task(ten_step_task(portal), "bench")
+    return names
+
+
+async def corral_runs(
+    rt: Runtime, pool: BrowserPool, portal: str, names: list[str], **task: Any
+) -> dict[str, Any]:
+    """One corral run of the ten-step task per profile, all at once, in a fresh browser."""
+    parsed = parse_task({**ten_step_task(portal), **task}, "bench")
     await pool.close()  # a fresh browser per measurement, so memory peaks are comparable
     await pool.browser()
-    with MemorySampler() as corral_mem:
+    with MemorySampler() as mem:
         start = time.perf_counter()
-        results = await run_many(rt, task, names)
-        corral_wall = time.perf_counter() - start
+        results = await run_many(rt, parsed, names)
+        wall = time.perf_counter() - start
     failures = [r.error for r in results if r.status != "succeeded"]
+    return {
+        "wall_s": round(wall, 2),
+        "failures": len(failures),
+        "first_failure": failures[0] if failures else None,
+        "peak_mb": round(mem.peak / 2**20),
+        "cpu_s": mem.cpu,
+    }
+
+
+async def raw_runs(pool: BrowserPool, portal: str, size: int) -> dict[str, Any]:
+    """The baseline: the same ten steps in ``size`` contexts at once, in a fresh browser."""
     await pool.close()
     browser = await pool.browser()
-    with MemorySampler() as raw_mem:
+    with MemorySampler() as mem:
         start = time.perf_counter()
         raw = await asyncio.gather(
             *(raw_ten_steps(browser, portal, USERS_CYCLE[i % 2]) for i in range(size)),
             return_exceptions=True,
         )
-        raw_wall = time.perf_counter() - start
+        wall = time.perf_counter() - start
+    return {
+        "wall_s": round(wall, 2),
+        "failures": sum(isinstance(r, BaseException) for r in raw),
+        "peak_mb": round(mem.peak / 2**20),
+        "cpu_s": mem.cpu,
+    }
+
+
+async def bench_parallel(
+    rt: Runtime, pool: BrowserPool, portal: str, size: int, round_no: int
+) -> dict[str, Any]:
+    """(b) ``size`` sessions at once: corral's runs, then raw Playwright's, each measured."""
+    names = await _profiles(rt, f"p{round_no}-{size}", size)
+    corral = await corral_runs(rt, pool, portal, names)
+    raw = await raw_runs(pool, portal, size)
     return {
         "sessions": size,
-        "corral_wall_s": round(corral_wall, 2),
-        "raw_wall_s": round(raw_wall, 2),
-        "corral_failures": len(failures),
-        "first_failure": failures[0] if failures else None,
-        "raw_failures": sum(isinstance(r, BaseException) for r in raw),
-        "corral_peak_mb": round(corral_mem.peak / 2**20),
-        "raw_peak_mb": round(raw_mem.peak / 2**20),
+        "corral_wall_s": corral["wall_s"],
+        "raw_wall_s": raw["wall_s"],
+        "corral_failures": corral["failures"],
+        "first_failure": corral["first_failure"],
+        "raw_failures": raw["failures"],
+        "corral_peak_mb": corral["peak_mb"],
+        "raw_peak_mb": raw["peak_mb"],
+        "corral_cpu_s": corral["cpu_s"],
+        "raw_cpu_s": raw["cpu_s"],
     }
+
+
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "corral (defaults)": {},
+    "corral, `screenshots: on_failure`": {"screenshots": "on_failure"},
+    "corral, `trace: off`": {"trace": "off"},
+    "corral, both": {"screenshots": "on_failure", "trace": "off"},
+}
+
+
+async def bench_ablation(rt: Runtime, pool: BrowserPool, portal: str, size: int) -> dict[str, Any]:
+    """(c) What each part of a recorded run costs at ``size`` sessions: the task with parts of
+    the recording turned off, beside raw Playwright, with CPU seconds by process."""
+    rows: dict[str, Any] = {"raw Playwright": await raw_runs(pool, portal, size)}
+    for i, (label, task) in enumerate(ABLATIONS.items()):
+        names = await _profiles(rt, f"a{i}-{size}", size)
+        rows[label] = await corral_runs(rt, pool, portal, names, **task)
+    return {"sessions": size, "rows": rows}
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -258,6 +345,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 await bench_parallel(rt, pool, server.url, size, i)
                 for i, size in enumerate(args.sizes)
             ]
+            ablation = (
+                await bench_ablation(rt, pool, server.url, args.ablate) if args.ablate else None
+            )
     finally:
         server.stop()
     base = next((p for p in parallel if p["sessions"] == 1), None)
@@ -272,6 +362,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "browser": f"{pool.executable}",
         "start": start,
         "parallel": parallel,
+        "ablation": ablation,
     }
 
 
@@ -304,17 +395,54 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         "### (b) Parallel sessions, each running the same 10-step scripted task",
         "",
+        "*MB each*: the peak PSS of all browser processes over the sessions; *MB/extra*: what "
+        "each session beyond the first added; *CPU s each*: CPU seconds of every process "
+        "involved (browser, renderers, GPU process, Playwright's driver, this Python process) "
+        "over the sessions.",
+        "",
         "| sessions | corral wall s | raw wall s | wall ratio | corral failures | raw failures "
-        "| corral peak MB | raw peak MB | corral MB/extra session | raw MB/extra session |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| corral peak MB | raw peak MB | corral MB each | raw MB each "
+        "| corral MB/extra | raw MB/extra | corral CPU s each | raw CPU s each |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in r["parallel"]:
+        n = p["sessions"]
         lines.append(
-            f"| {p['sessions']} | {p['corral_wall_s']} | {p['raw_wall_s']} "
+            f"| {n} | {p['corral_wall_s']} | {p['raw_wall_s']} "
             f"| {p['corral_wall_s'] / p['raw_wall_s']:.2f} | {p['corral_failures']} "
             f"| {p['raw_failures']} | {p['corral_peak_mb']} | {p['raw_peak_mb']} "
-            f"| {p.get('corral_mb_per_extra', '')} | {p.get('raw_mb_per_extra', '')} |"
+            f"| {p['corral_peak_mb'] / n:.0f} | {p['raw_peak_mb'] / n:.0f} "
+            f"| {p.get('corral_mb_per_extra', '')} | {p.get('raw_mb_per_extra', '')} "
+            f"| {sum(p['corral_cpu_s'].values()) / n:.2f} "
+            f"| {sum(p['raw_cpu_s'].values()) / n:.2f} |"
         )
+    failed = [p for p in r["parallel"] if p["first_failure"]]
+    for p in failed:
+        lines.append(f"\nFirst corral failure at {p['sessions']}: {p['first_failure'][:200]}")
+    a = r.get("ablation")
+    if a:
+        kinds = sorted({k for row in a["rows"].values() for k in row["cpu_s"]})
+        raw = a["rows"]["raw Playwright"]
+        lines += [
+            "",
+            f"### (c) What a recorded run costs, {a['sessions']} sessions at once",
+            "",
+            "The same task with parts of corral's recording turned off (task settings), beside raw "
+            "Playwright; CPU seconds per session by process.",
+            "",
+            "| | wall s | wall ratio to raw | failures | peak MB | CPU s each | "
+            + " | ".join(kinds)
+            + " |",
+            "|---|---|---|---|---|---|" + "---|" * len(kinds),
+        ]
+        for label, row in a["rows"].items():
+            n = a["sessions"]
+            per = " | ".join(f"{row['cpu_s'].get(k, 0) / n:.3f}" for k in kinds)
+            lines.append(
+                f"| {label} | {row['wall_s']} | {row['wall_s'] / raw['wall_s']:.2f} "
+                f"| {row['failures']} | {row['peak_mb']} "
+                f"| {sum(row['cpu_s'].values()) / n:.2f} | {per} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -322,7 +450,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--starts", type=int, default=30)
     parser.add_argument(
-        "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8, 16]
+        "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32, 64]
+    )
+    parser.add_argument(
+        "--ablate", type=int, default=32, help="sessions for table (c); 0 leaves it out"
     )
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     parser.add_argument("--json", action="store_true", help="print raw JSON results")
