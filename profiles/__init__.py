@@ -63,7 +63,15 @@ if TYPE_CHECKING:
         process_identity,
     )
     from .manager import ProfileManager, ProfileStore, atomic_write
-    from .pool import BASE_ARGS, BrowserPool, browser_env, find_browser, use_sandbox
+    from .pool import (
+        BASE_ARGS,
+        SESSIONS_PER_CORE,
+        BrowserPool,
+        browser_env,
+        default_max_sessions,
+        find_browser,
+        use_sandbox,
+    )
     from .private import (
         PRIVATE_DIR,
         PRIVATE_FILE,
@@ -113,6 +121,7 @@ __all__ = [
     "SAFE_METHODS",
     "SEALED_PREFIX",
     "SECRET_RE",
+    "SESSIONS_PER_CORE",
     "TRACE_MODES",
     "BlockedRequest",
     "BrowserCrashedError",
@@ -164,6 +173,7 @@ __all__ = [
     "append_private",
     "atomic_write",
     "browser_env",
+    "default_max_sessions",
     "describe_errors",
     "field_refusal",
     "find_browser",

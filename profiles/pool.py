@@ -22,7 +22,26 @@ from playwright.async_api import Error as PlaywrightError
 from .errors import BrowserCrashedError, BrowserNotFoundError
 from .settings import BROWSER_ENV
 
-__all__ = ["BASE_ARGS", "BROWSER_ENV", "BrowserPool", "browser_env", "find_browser", "use_sandbox"]
+__all__ = [
+    "BASE_ARGS",
+    "BROWSER_ENV",
+    "SESSIONS_PER_CORE",
+    "BrowserPool",
+    "browser_env",
+    "default_max_sessions",
+    "find_browser",
+    "use_sandbox",
+]
+
+SESSIONS_PER_CORE = 4
+"""Sessions one core drives at once by default; more only queue for the CPU, and their steps
+then run into their timeouts (see ``scripts/bench_sessions.py``)."""
+
+
+def default_max_sessions() -> int:
+    """How many sessions this machine runs at once unless told otherwise."""
+    return max(SESSIONS_PER_CORE, SESSIONS_PER_CORE * (os.cpu_count() or 1))
+
 
 # Without the background-networking flags Chromium keeps dialling Google on a closed network;
 # /dev/shm is small in containers and many tabs exhaust it. WebRTC may send UDP straight past
@@ -125,10 +144,19 @@ def _raise_sandbox_failure(exc: PlaywrightError) -> None:
 class BrowserPool:
     """Shared Chromium processes keyed by extra launch arguments."""
 
-    def __init__(self, playwright: Playwright, executable: str, headless: bool = True) -> None:
+    def __init__(
+        self,
+        playwright: Playwright,
+        executable: str,
+        headless: bool = True,
+        max_sessions: int | None = None,
+    ) -> None:
         self.playwright = playwright
         self.executable = executable
         self.headless = headless
+        self.max_sessions = max_sessions or default_max_sessions()
+        """Sessions (browser contexts) open at once; the next one waits for a slot."""
+        self._slots = asyncio.Semaphore(self.max_sessions)
         self._browsers: dict[tuple[str, ...], Browser] = {}
         self._persistent: set[BrowserContext] = set()
         self._lock = asyncio.Lock()
@@ -136,17 +164,31 @@ class BrowserPool:
     @classmethod
     @asynccontextmanager
     async def start(
-        cls, executable: str | None = None, headless: bool = True
+        cls, executable: str | None = None, headless: bool = True, max_sessions: int | None = None
     ) -> AsyncIterator[BrowserPool]:
-        """Start Playwright, find a browser, and close everything on the way out."""
+        """Start Playwright, find a browser, and close everything on the way out; at most
+        ``max_sessions`` sessions at once (default: :func:`default_max_sessions`)."""
         async with async_playwright() as playwright:
             path = find_browser(executable, playwright.chromium.executable_path)
-            pool = cls(playwright, path, headless)
+            pool = cls(playwright, path, headless, max_sessions)
             try:
                 yield pool
             finally:
                 # Shielded: on Ctrl-C the browsers must still be closed, not orphaned.
                 await asyncio.shield(pool.close())
+
+    @asynccontextmanager
+    async def session_slot(self) -> AsyncIterator[None]:
+        """Hold one of the ``max_sessions`` slots: a session opens its context inside one. On
+        a small machine many sessions at once only share the CPU until their steps time out;
+        queued, each runs at full pace and all finish sooner."""
+        async with self._slots:
+            yield
+
+    @property
+    def sessions_waiting(self) -> bool:
+        """True when every slot is taken (the next session waits)."""
+        return self._slots.locked()
 
     def _launch_options(self, extra_args: Sequence[str]) -> dict[str, Any]:
         return {

@@ -140,9 +140,12 @@ async def open_session(
         launch_args = (*launch_args, host_resolver_rules(host_map))
     # The proxy starts before the lease (a bad entry fails before waiting for the profile) and
     # closes after the context.
+    # The lease first, then a session slot: a run waiting for its profile holds no slot, so
+    # slots only ever go to sessions that can start.
     async with (
         egress_cm as egress,
         hold_lease(manager.store, profile, run_id, lease_wait_s),
+        pool.session_slot(),
     ):
         # Re-read under the lease: the previous holder may have saved newer state meanwhile.
         record = await manager.get(profile)

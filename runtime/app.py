@@ -122,6 +122,8 @@ class Runtime:
             from profiles import BrowserPool
 
             self._pool = await self._stack.enter_async_context(
-                BrowserPool.start(self.settings.browser, self.settings.headless)
+                BrowserPool.start(
+                    self.settings.browser, self.settings.headless, self.settings.max_sessions
+                )
             )
         return self._pool

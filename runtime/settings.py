@@ -59,6 +59,17 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _count(env: Mapping[str, str], name: str) -> int | None:
+    """A whole number of 1 or more from ``env[name]`` (None when unset); else a UserError."""
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        shown = text if len(text) <= 12 else text[:12] + "..."
+        raise UserError(f"{name}={shown!r}: expected a whole number, 1 or more")
+    return int(text)
+
+
 def parse_public_url(text: str, source: str) -> str:
     """``text`` as the address people reach a server at (``https://corral.example.com``, maybe
     with a path), without a trailing slash; anything else is a UserError naming ``source``."""
@@ -93,6 +104,12 @@ class Settings(BaseModel):
     browser: str | None = Field(None, description="Chromium executable; else found automatically")
     headless: bool = True
     lease_timeout_s: float = Field(30.0, ge=0, description="how long a run waits for its profile")
+    max_sessions: int | None = Field(
+        None,
+        ge=1,
+        description="browser sessions open at once in this process; more runs wait for a slot "
+        "(CORRAL_MAX_SESSIONS; default: 4 per CPU core, at least 4)",
+    )
     host_map: dict[str, str] = Field(
         default_factory=dict,
         description="host name -> address overrides for the browser and the egress proxy "
@@ -141,6 +158,7 @@ class Settings(BaseModel):
                 browser=env.get(BROWSER_ENV) or None,
                 headless=env.get("CORRAL_HEADLESS", "1").lower() not in ("0", "false", "no"),
                 lease_timeout_s=_seconds(env, "CORRAL_LEASE_TIMEOUT", 30),
+                max_sessions=_count(env, "CORRAL_MAX_SESSIONS"),
                 host_map=_pairs(env.get("CORRAL_HOST_MAP", "")),
                 token=env.get("CORRAL_TOKEN") or None,
                 approval_webhook=env.get("CORRAL_APPROVAL_WEBHOOK") or None,

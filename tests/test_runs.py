@@ -14,7 +14,15 @@ from typing import Any
 import psutil
 import pytest
 
-from profiles import BrowserPool, ProfileSettings, hold_lease, open_session
+from profiles import (
+    SESSIONS_PER_CORE,
+    BrowserPool,
+    ProfileSettings,
+    UserError,
+    default_max_sessions,
+    hold_lease,
+    open_session,
+)
 from runtime import RunEvent, Runtime, Settings, Task, load_task, parse_task, run_many, run_task
 from runtime.cli.demo import DEMO_TASK
 from runtime.demo.portal import USERS
@@ -508,3 +516,54 @@ async def test_a_script_with_more_steps_than_max_steps_stops_there(
     # The start_url navigation and two waits: three steps done, none after.
     assert result.steps_ok == 3
     assert len(await rt.store.runs.list_steps(str(result.run_id))) == 3
+
+
+async def test_sessions_beyond_the_machine_limit_wait_for_a_slot(
+    settings: Settings, portal: str
+) -> None:
+    # Six runs at once on a pool of two slots: never more than two contexts open, the others
+    # wait (not counted against any step's timeout), and every run succeeds.
+    task = parse_task(
+        {
+            "name": "slots",
+            "start_url": portal,
+            "steps": [{"goto": "/login"}, {"wait_for": {"role": "button", "name": "Sign in"}}],
+        },
+        "slots.yaml",
+    )
+    async with (
+        BrowserPool.start(settings.browser, max_sessions=2) as small,
+        Runtime.open(settings, pool=small) as rt,
+    ):
+        names = [f"slot-{i}" for i in range(6)]
+        for name in names:
+            await rt.profiles.create(name, ProfileSettings())
+        browser = await small.browser()
+        peak, waited = 0, False
+
+        async def watch() -> None:
+            nonlocal peak, waited
+            while True:
+                peak = max(peak, len(browser.contexts))
+                waited = waited or small.sessions_waiting
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            results = await run_many(rt, task, names)
+        finally:
+            watcher.cancel()
+    assert [r.status for r in results] == ["succeeded"] * 6, [r.error for r in results]
+    assert small.max_sessions == 2
+    assert 1 <= peak <= 2
+    assert waited
+
+
+def test_max_sessions_comes_from_the_environment_with_clear_errors(tmp_path: Path) -> None:
+    env = {"CORRAL_HOME": str(tmp_path)}
+    assert Settings.from_env(env).max_sessions is None
+    assert Settings.from_env({**env, "CORRAL_MAX_SESSIONS": "12"}).max_sessions == 12
+    for bad in ("0", "-3", "two", "1.5"):
+        with pytest.raises(UserError, match=r"CORRAL_MAX_SESSIONS=.*whole number, 1 or more"):
+            Settings.from_env({**env, "CORRAL_MAX_SESSIONS": bad})
+    assert default_max_sessions() >= SESSIONS_PER_CORE
