@@ -294,11 +294,22 @@ async def raw_runs(pool: BrowserPool, portal: str, size: int) -> dict[str, Any]:
 async def bench_parallel(
     rt: Runtime, pool: BrowserPool, portal: str, size: int, round_no: int
 ) -> dict[str, Any]:
-    """(b) ``size`` sessions at once: corral's runs, then raw Playwright's, each measured."""
+    """(b) ``size`` sessions at once: corral's runs, then raw Playwright's, each measured; and
+    when ``size`` is above the pool's session slots, corral with a slot for every session."""
     names = await _profiles(rt, f"p{round_no}-{size}", size)
     corral = await corral_runs(rt, pool, portal, names)
     raw = await raw_runs(pool, portal, size)
+    unlimited = None
+    if size > pool.max_sessions:
+        async with (
+            BrowserPool.start(pool.executable, max_sessions=size) as wide,
+            Runtime.open(rt.settings, pool=wide) as wide_rt,
+        ):
+            names = await _profiles(wide_rt, f"u{round_no}-{size}", size)
+            unlimited = await corral_runs(wide_rt, wide, portal, names)
     return {
+        "slots": pool.max_sessions,
+        "unlimited": unlimited,
         "sessions": size,
         "corral_wall_s": corral["wall_s"],
         "raw_wall_s": raw["wall_s"],
@@ -395,6 +406,10 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         "### (b) Parallel sessions, each running the same 10-step scripted task",
         "",
+        f"corral runs at most {r['parallel'][0]['slots']} sessions at once on this machine "
+        "(`CORRAL_MAX_SESSIONS`, default 4 per core): the others wait for a slot; raw "
+        "Playwright opens every context at once. *corral without slots*: corral with a slot "
+        "for every session (all at once, like the raw baseline). "
         "*MB each*: the peak PSS of all browser processes over the sessions; *MB/extra*: what "
         "each session beyond the first added; *CPU s each*: CPU seconds of every process "
         "involved (browser, renderers, GPU process, Playwright's driver, this Python process) "
@@ -416,6 +431,22 @@ def to_markdown(r: dict[str, Any]) -> str:
             f"| {sum(p['corral_cpu_s'].values()) / n:.2f} "
             f"| {sum(p['raw_cpu_s'].values()) / n:.2f} |"
         )
+    for p in r["parallel"]:
+        u = p.get("unlimited")
+        if u:
+            n = p["sessions"]
+            lines.append(
+                f"| {n}, corral without slots | {u['wall_s']} | {p['raw_wall_s']} "
+                f"| {u['wall_s'] / p['raw_wall_s']:.2f} | {u['failures']} | {p['raw_failures']} "
+                f"| {u['peak_mb']} | {p['raw_peak_mb']} | {u['peak_mb'] / n:.0f} "
+                f"| {p['raw_peak_mb'] / n:.0f} | | | {sum(u['cpu_s'].values()) / n:.2f} "
+                f"| {sum(p['raw_cpu_s'].values()) / n:.2f} |"
+            )
+            if u["first_failure"]:
+                lines.append(
+                    f"\nFirst failure of {n} corral sessions without slots: "
+                    f"{u['first_failure'][:200]}"
+                )
     failed = [p for p in r["parallel"] if p["first_failure"]]
     for p in failed:
         lines.append(f"\nFirst corral failure at {p['sessions']}: {p['first_failure'][:200]}")
