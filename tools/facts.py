@@ -143,7 +143,8 @@ _PLAINLY_CLICKABLE = """(el, [x, y]) => {
   for (let n = el; n; n = n.parentElement) {
     if (n.getAnimations().some((a) => a.playState === 'running')) return false;
   }
-  const hit = el.ownerDocument.elementFromPoint(x, y);
+  const root = el.getRootNode();  // inside a shadow root, its own hit test sees through
+  const hit = (root.elementFromPoint ? root : el.ownerDocument).elementFromPoint(x, y);
   return !!hit && (hit === el || el.contains(hit));
 }"""
 

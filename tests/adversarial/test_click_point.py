@@ -97,3 +97,18 @@ async def test_a_target_below_the_fold_is_scrolled_to_and_clicked(
     )
     assert result.status == "succeeded", result.error
     assert site.requests("GET", "/clicked")
+
+
+async def test_a_button_inside_a_shadow_root_is_clicked_and_classified(
+    hrt: Runtime, site: HostileSite
+) -> None:
+    url = site.page(
+        "/shadow",
+        "<pay-widget></pay-widget><script>customElements.define('pay-widget', class extends "
+        "HTMLElement { connectedCallback() { this.attachShadow({mode: 'open'}).innerHTML = "
+        '"<form method=post action=/pay><button>Pay $100</button></form>"; } });</script>',
+    )
+    result = await run_steps(
+        hrt, site, [{"goto": url}, {"click": {"role": "button", "name": "Pay $100"}}]
+    )
+    await assert_asked_not_paid(hrt, site, result, "Pay $100")
