@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -126,3 +127,12 @@ def write_section(benchmarks_md: Path, name: str, markdown: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     benchmarks_md.write_text(text)
+
+
+def checkout(root: Path, rev: str, into: Path) -> Path:
+    """The files of commit ``rev`` of the repository at ``root`` (no .git), in ``into``: to
+    import that commit's corral from, beside today's, in the same benchmark run."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev], cwd=root, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into

@@ -1,33 +1,45 @@
 #!/usr/bin/env python3
-"""Agent-loop overhead per step, beside raw Playwright doing the same actions, in one run.
+"""Agent-loop overhead per step, beside raw Playwright doing the same clicks, in one run.
 
 corral: a goal task whose planner is a zero-latency FunctionModel that pages through bob's
 invoices (Next, Next, ..., then Previous, ...), so each turn pays observe (AI snapshot + compact
-text, redaction) + validate + policy + act + record (step row, screenshot). raw: the same clicks
-with page.get_by_role(...).click() and nothing else. Both on one warm browser, interleaved.
+text + the icon probe, redaction) + validate + the gate's check + act + record (step row,
+screenshot). raw: the same clicks with page.get_by_role(...).click() and nothing else. Both on one
+warm browser, interleaved. Each phase is timed by wrapping the loop's phase functions
+(``runtime.agent.loop``'s observe, decide, check, act; ``runtime.agent.phases``' record_step).
 
-Usage: .venv/bin/python scripts/bench_loop.py [--steps 16] [--rounds 5] [--write]
+With ``--before REV`` the same measurement also runs on that commit's code (its files from
+``git archive``, imported instead of this checkout's), round by round in turn with today's, each
+round a fresh process: the ratios of both to raw Playwright come from the same run.
+
+Usage: .venv/bin/python scripts/bench_loop.py [--steps 16] [--rounds 5] [--before REV] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
+import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+CODE = Path(os.environ.get("CORRAL_BENCH_CODE") or ROOT)  # whose corral is measured
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(CODE))
 
-from _bench_common import write_section  # noqa: E402
+from _bench_common import checkout, write_section  # noqa: E402
 
 from profiles import BrowserPool, ProfileSettings  # noqa: E402
 from runtime import Runtime, Settings, parse_task, run_task  # noqa: E402
@@ -36,6 +48,8 @@ from runtime.models import Message, ModelResponse, ToolSpec  # noqa: E402
 from runtime.testing import FunctionModel, call, reply  # noqa: E402
 
 PAGES = 9  # bob has 87 invoices: 9 pages of 10
+PHASES = ("observe", "decide", "check", "act", "record")
+SHOTS = ("on_failure", "always")
 
 
 def pager(steps: int) -> FunctionModel:
@@ -43,18 +57,37 @@ def pager(steps: int) -> FunctionModel:
     state = {"clicks": 0}
 
     def decide(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
-        page = "\n".join(p.text for p in messages[-1].content if p.type == "text")
-        page = page.split("Current page:")[-1]
+        text = "\n".join(p.text for m in messages for p in m.content if p.type == "text")
         if state["clicks"] >= steps:
             return reply(call("done", result={"clicks": state["clicks"]}))
         forward = (state["clicks"] // (PAGES - 1)) % 2 == 0
         name = "Next" if forward else "Previous"
-        m = re.search(rf"^\[(\w+)\] (?:link )?{name}$", page, re.MULTILINE)
-        assert m, page
+        # The last whole page sent (each click loads a new page, so every page is whole).
+        found = re.findall(rf"^\[(\w+)\] (?:link )?{name}$", text, re.MULTILINE)
+        assert found, text[-2000:]
         state["clicks"] += 1
-        return reply(call("click", ref=m.group(1)))
+        return reply(call("click", ref=found[-1]))
 
     return FunctionModel(decide, name="pager")
+
+
+def timing(spans: dict[str, list[float]]) -> Callable[[Any, str, str], None]:
+    """Wraps ``module.name`` so each call's wall time is added to ``spans[label]``."""
+
+    def wrap(module: Any, name: str, label: str) -> None:
+        inner: Callable[..., Awaitable[Any]] = getattr(module, name)
+
+        @functools.wraps(inner)
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return await inner(*args, **kwargs)
+            finally:
+                spans[label].append((time.perf_counter() - start) * 1000)
+
+        setattr(module, name, timed)
+
+    return wrap
 
 
 async def raw_clicks(pool: BrowserPool, portal: str, state: Any, steps: int) -> float:
@@ -74,11 +107,22 @@ async def raw_clicks(pool: BrowserPool, portal: str, state: Any, steps: int) -> 
         await context.close()
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+async def measure(steps: int, rounds: int) -> dict[str, Any]:
+    """``rounds`` rounds in this process: corral's turn (both screenshot settings), raw clicks,
+    and corral's phases (with the default screenshots)."""
+    import runtime.agent.loop as loop
+    import runtime.agent.phases as phases
+
+    spans: dict[str, list[float]] = defaultdict(list)
+    wrap = timing(spans)
+    for phase in PHASES[:-1]:
+        wrap(loop, phase, phase)
+    wrap(phases, "record_step", "record")
     home = Path(tempfile.mkdtemp(prefix="corral-bench-loop-"))
     server = PortalServer(port=0, db_path=home / "portal.db")
     server.start()
-    corral_ms: dict[str, list[float]] = {"always": [], "on_failure": []}
+    turn_ms: dict[str, list[float]] = {shots: [] for shots in SHOTS}
+    phase_ms: dict[str, list[float]] = defaultdict(list)
     raw_ms: list[float] = []
     try:
         async with (
@@ -109,57 +153,122 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                         "name": "pager",
                         "start_url": f"{server.url}/invoices",
                         "goal": "Page through the invoices.",
-                        "budget": {"max_steps": args.steps + 5},
+                        "budget": {"max_steps": steps + 5},
                         "vision": "never",
                         "screenshots": shots,
                     },
                     "pager",
                 )
-                for shots in corral_ms
+                for shots in SHOTS
             }
-            for _ in range(args.rounds):
+            for _ in range(rounds):
                 for shots, task in tasks.items():
-                    model = pager(args.steps)
-                    result = await run_task(rt, task, "bob", models={"planner": [model]})
+                    spans.clear()
+                    result = await run_task(rt, task, "bob", models={"planner": [pager(steps)]})
                     assert result.status == "succeeded", result.error
-                    steps = await rt.store.runs.list_steps(str(result.run_id))
-                    starts = [s.started_at for s in steps if s.kind == "click"]
+                    records = await rt.store.runs.list_steps(str(result.run_id))
+                    starts = [s.started_at for s in records if s.kind == "click"]
                     # One turn = from one click's start to the next: the click, its record
-                    # (and screenshot), observe + compact, the model hop, validate, policy.
+                    # (and screenshot), observe + compact, the model hop, validate, check.
                     gaps = [(b - a).total_seconds() * 1000 for a, b in itertools.pairwise(starts)]
-                    corral_ms[shots].append(statistics.mean(gaps))
-                raw_ms.append(await raw_clicks(pool, server.url, state, args.steps))
+                    turn_ms[shots].append(statistics.mean(gaps))
+                    if shots == "always":
+                        for phase in PHASES:
+                            phase_ms[phase].append(statistics.mean(spans[phase]))
+                raw_ms.append(await raw_clicks(pool, server.url, state, steps))
     finally:
         server.stop()
-    return {
-        "corral_ms": {k: round(statistics.median(v), 1) for k, v in corral_ms.items()},
-        "raw_ms": round(statistics.median(raw_ms), 1),
-        "rounds": args.rounds,
-        "steps": args.steps,
-    }
+    return {"turn_ms": turn_ms, "raw_ms": raw_ms, "phase_ms": dict(phase_ms)}
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 1)
+
+
+def in_process(code: Path, steps: int) -> dict[str, Any]:
+    """One round in a fresh process importing corral from ``code``."""
+    env = {**os.environ, "CORRAL_BENCH_CODE": str(code)}
+    proc = subprocess.run(
+        [sys.executable, __file__, "--one-round", "--steps", str(steps)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=code,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"a round on {code} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    trees = {"now": ROOT}
+    if args.before:
+        trees["before"] = checkout(ROOT, args.before, Path(tempfile.mkdtemp()) / "before")
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    for _ in range(args.rounds):
+        for name, code in trees.items():
+            rounds[name].append(in_process(code, args.steps))
+    out: dict[str, Any] = {"rounds": args.rounds, "steps": args.steps, "rev": args.before}
+    for name, got in rounds.items():
+        out[name] = {
+            "raw_ms": median([x for r in got for x in r["raw_ms"]]),
+            "turn_ms": {s: median([x for r in got for x in r["turn_ms"][s]]) for s in SHOTS},
+            "phase_ms": {p: median([x for r in got for x in r["phase_ms"][p]]) for p in PHASES},
+        }
+    return out
 
 
 def to_markdown(r: dict[str, Any]) -> str:
-    raw = r["raw_ms"]
-    shots, no_shots = r["corral_ms"]["always"], r["corral_ms"]["on_failure"]
+    now = r["now"]
+    raw = now["raw_ms"]
+    rows = [
+        f"| raw Playwright `get_by_role(...).click()` | {raw} | 1.00 |",
+        f"| corral turn, `screenshots: on_failure` | {now['turn_ms']['on_failure']} "
+        f"| {now['turn_ms']['on_failure'] / raw:.2f} |",
+        f"| corral turn, `screenshots: always` (default) | {now['turn_ms']['always']} "
+        f"| {now['turn_ms']['always'] / raw:.2f} |",
+    ]
+    if "before" in r:
+        b = r["before"]
+        rows += [
+            f"| before (`{r['rev']}`): raw click, its own rounds | {b['raw_ms']} | "
+            f"{b['raw_ms'] / raw:.2f} |",
+            f"| before: corral turn, `on_failure` | {b['turn_ms']['on_failure']} "
+            f"| {b['turn_ms']['on_failure'] / b['raw_ms']:.2f} (to its raw) |",
+            f"| before: corral turn, default | {b['turn_ms']['always']} "
+            f"| {b['turn_ms']['always'] / b['raw_ms']:.2f} (to its raw) |",
+        ]
+    phases = " | ".join(PHASES)
+    phase_rows = [f"| now | {' | '.join(str(now['phase_ms'][p]) for p in PHASES)} |"]
+    if "before" in r:
+        b = r["before"]
+        phase_rows.append(f"| before | {' | '.join(str(b['phase_ms'][p]) for p in PHASES)} |")
     return (
         "## Agent loop overhead per step (`scripts/bench_loop.py`)\n\n"
-        f"{r['rounds']} rounds of {r['steps']} clicks paging through bob's invoices on the demo "
-        "portal (each click loads a page); corral's planner is a zero-latency `FunctionModel`; "
-        "medians of per-round averages. A corral turn is one click plus observe (AI snapshot, "
-        "compact text, redaction), the model hop, validation, the risk check (the gate) "
-        "and the step record; with `screenshots: always` (the default) also a JPEG of the "
-        "freshly loaded page, which is taken while the next turn observes and asks the model, "
-        "so with a real model's latency it costs nothing extra. That screenshot makes Chromium "
-        "paint the page "
-        "it just loaded, work the raw baseline never asks for. Since the safety work of issue 9 "
-        "a corral turn also carries the checked click (the node a click would reach, read where "
-        "the page cannot forge it) and the wire guard routing every request of the session "
-        "(before it: 1.40x on_failure, 1.70x default).\n\n"
-        "| | ms per step | ratio |\n|---|---|---|\n"
-        f"| raw Playwright `get_by_role(...).click()` | {raw} | 1.00 |\n"
-        f"| corral turn, `screenshots: on_failure` | {no_shots} | {no_shots / raw:.2f} |\n"
-        f"| corral turn, `screenshots: always` (default) | {shots} | {shots / raw:.2f} |\n"
+        f"{r['rounds']} rounds (each a fresh process) of {r['steps']} clicks paging through bob's "
+        "invoices on the demo portal (each click loads a page); corral's planner is a "
+        "zero-latency `FunctionModel`; medians of per-round averages. A corral turn is one click "
+        "plus observe (AI snapshot, the icon probe, compact text, redaction), the model hop, "
+        "validation, the gate's check (the node a click would reach, read where the page cannot "
+        "forge it), the wire guard routing every request, and the step record; with "
+        "`screenshots: always` (the default) also a JPEG of the freshly loaded page, taken while "
+        "the next turn observes and is checked (so with a real model's latency it costs nothing "
+        "extra; here it competes for the two cores)."
+        + (
+            f" *before*: commit `{r['rev']}` (its files from `git archive`), measured in the "
+            "same run, round by round in turn."
+            if r.get("rev")
+            else ""
+        )
+        + "\n\n| | ms per step | ratio |\n|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n\nWhere a default turn's time goes (ms per turn, each phase timed by wrapping the "
+        "loop's phase functions; *record* is the previous step's screenshot and row, which runs "
+        "beside *observe* and *check*, so the phases add up to more than the turn):\n\n"
+        + f"| | {phases} |\n|---|{'---|' * len(PHASES)}\n"
+        + "\n".join(phase_rows)
+        + "\n"
     )
 
 
@@ -167,9 +276,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--before", default=None, help="a commit to compare with (git rev)")
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--one-round", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    results = asyncio.run(main(args))
+    if args.one_round:
+        print(json.dumps(asyncio.run(measure(args.steps, 1))))
+        raise SystemExit(0)
+    results = main(args)
     markdown = to_markdown(results)
     print(markdown)
     if args.write:
