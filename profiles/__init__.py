@@ -63,7 +63,15 @@ if TYPE_CHECKING:
         process_identity,
     )
     from .manager import ProfileManager, ProfileStore, atomic_write
-    from .pool import BASE_ARGS, BrowserPool, browser_env, find_browser, use_sandbox
+    from .pool import (
+        BASE_ARGS,
+        BrowserPool,
+        PoolStart,
+        browser_env,
+        find_browser,
+        start_in_background,
+        use_sandbox,
+    )
     from .private import (
         PRIVATE_DIR,
         PRIVATE_FILE,
@@ -134,6 +142,7 @@ __all__ = [
     "LeaseHolder",
     "LeaseStore",
     "MasterKey",
+    "PoolStart",
     "ProfileExistsError",
     "ProfileLeasedError",
     "ProfileManager",
@@ -189,6 +198,7 @@ __all__ = [
     "scrub_zip",
     "secret_context",
     "secret_use",
+    "start_in_background",
     "state_context",
     "tighten",
     "url_allowed",

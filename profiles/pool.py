@@ -20,9 +20,16 @@ from playwright.async_api import Browser, BrowserContext, Playwright, async_play
 from playwright.async_api import Error as PlaywrightError
 
 from .errors import BrowserCrashedError, BrowserNotFoundError
-from .settings import BROWSER_ENV
 
-__all__ = ["BASE_ARGS", "BROWSER_ENV", "BrowserPool", "browser_env", "find_browser", "use_sandbox"]
+__all__ = [
+    "BASE_ARGS",
+    "BrowserPool",
+    "PoolStart",
+    "browser_env",
+    "find_browser",
+    "start_in_background",
+    "use_sandbox",
+]
 
 # Without the background-networking flags Chromium keeps dialling Google on a closed network;
 # /dev/shm is small in containers and many tabs exhaust it. WebRTC may send UDP straight past
@@ -95,6 +102,9 @@ def find_browser(explicit: str | None, managed: str | None) -> str:
     if explicit:
         path = shutil.which(explicit) or explicit
         if not os.access(path, os.X_OK):
+            # Imported here: the settings models (pydantic) are not on a cold start's way.
+            from .settings import BROWSER_ENV
+
             raise BrowserNotFoundError(f"{BROWSER_ENV}={explicit}: not an executable file")
         return path
     if managed and os.access(managed, os.X_OK):
@@ -211,3 +221,77 @@ class BrowserPool:
         for browser in browsers:
             with suppress(PlaywrightError):
                 await browser.close()
+
+
+class PoolStart:
+    """A :class:`BrowserPool` on its way up (see :func:`start_in_background`)."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[BrowserPool] = loop.create_future()
+        """The pool, once Playwright is up and it was told how to launch; awaited by its user."""
+        self._options: asyncio.Future[tuple[str | None, bool, tuple[str, ...] | None] | None]
+        self._options = loop.create_future()
+
+    def configure(
+        self, executable: str | None, headless: bool, launch: Sequence[str] | None = None
+    ) -> None:
+        """How to launch (as :meth:`BrowserPool.start`); with ``launch``, the shared browser for
+        those arguments starts as soon as Playwright is up."""
+        if not self._options.done():
+            self._options.set_result((executable, headless, None if launch is None else (*launch,)))
+
+    def _abandon(self) -> None:
+        if not self._options.done():
+            self._options.set_result(None)
+
+
+@asynccontextmanager
+async def start_in_background() -> AsyncIterator[PoolStart]:
+    """Start Playwright's driver now; the pool is ready once configured (``PoolStart.ready``).
+
+    The driver (a Node process) boots while the caller imports, reads its settings and its store;
+    after :meth:`PoolStart.configure` the browser launches too, so a one-step ``corral run`` waits
+    for none of these in turn. One task holds the pool from start to close, and it is closed on
+    exit, also when nobody awaited it or it was never configured. A start that fails raises where
+    ``ready`` is awaited; a failed launch is left to :meth:`BrowserPool.browser`, which reports it
+    when a session asks for that browser.
+    """
+    start = PoolStart()
+    done = asyncio.Event()
+
+    async def hold() -> None:
+        try:
+            async with async_playwright() as playwright:
+                options = await start._options
+                if options is None:
+                    return
+                executable, headless, launch = options
+                path = find_browser(executable, playwright.chromium.executable_path)
+                pool = BrowserPool(playwright, path, headless)
+                try:
+                    if launch is not None:
+                        with suppress(PlaywrightError, BrowserCrashedError):
+                            await pool.browser(launch)
+                    start.ready.set_result(pool)
+                    await done.wait()
+                finally:
+                    await asyncio.shield(pool.close())
+        except Exception as exc:
+            if not start.ready.done():
+                start.ready.set_exception(exc)
+        finally:
+            if not start.ready.done():
+                start.ready.cancel()  # never up: nobody waits for it forever
+
+    holder = asyncio.create_task(hold(), name="browser-pool")
+    try:
+        yield start
+    finally:
+        start._abandon()
+        done.set()
+        try:
+            await holder
+        finally:
+            if start.ready.done() and not start.ready.cancelled():
+                start.ready.exception()  # retrieved: a start nobody waited for is no error

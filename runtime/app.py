@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -45,6 +46,7 @@ class Runtime:
         key: KeyRing,
         stack: AsyncExitStack,
         pool: BrowserPool | None = None,
+        starting: asyncio.Future[BrowserPool] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -64,6 +66,7 @@ class Runtime:
         """Every operation an actor makes, authorized and audited: the Python API."""
         self._stack = stack
         self._pool = pool
+        self._starting = starting
 
     def breaker_for(self, config: BreakerConfig) -> CircuitBreaker:
         """The circuit breaker for runs whose model config has this ``[breaker]`` section.
@@ -97,11 +100,16 @@ class Runtime:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, settings: Settings, pool: BrowserPool | None = None
+        cls,
+        settings: Settings,
+        pool: BrowserPool | None = None,
+        starting: asyncio.Future[BrowserPool] | None = None,
     ) -> AsyncIterator[Runtime]:
         """Open the store (migrating it) and load the master key; close all on exit.
 
-        ``pool`` shares an already started browser pool (owned by the caller), e.g. in tests.
+        ``pool`` shares an already started browser pool (owned by the caller), e.g. in tests;
+        ``starting`` is one the caller is still starting (``profiles.start_in_background``),
+        awaited when a run first needs it.
         """
         settings.prepare_home()
         env = {
@@ -114,10 +122,12 @@ class Runtime:
             stack.push_async_callback(store.close)
             # Runs whose process died without finishing are not "running" any more.
             await store.mark_orphaned_runs(psutil.pid_exists)
-            yield cls(settings, store, key, stack, pool)
+            yield cls(settings, store, key, stack, pool, starting)
 
     async def pool(self) -> BrowserPool:
         """The browser pool, started on first use and closed with the runtime."""
+        if self._pool is None and self._starting is not None:
+            self._pool = await self._starting
         if self._pool is None:
             from profiles import BrowserPool
 
