@@ -65,9 +65,11 @@ if TYPE_CHECKING:
     from .manager import ProfileManager, ProfileStore, atomic_write
     from .pool import (
         BASE_ARGS,
+        NODE_CACHE_ENV,
         BrowserPool,
         PoolStart,
         browser_env,
+        driver_compile_cache,
         find_browser,
         start_in_background,
         use_sandbox,
@@ -114,6 +116,7 @@ __all__ = [
     "DEFAULT_PORTS",
     "LEASE_TTL_S",
     "MASTER_KEY_ENV",
+    "NODE_CACHE_ENV",
     "PREVIOUS_KEY_ENV",
     "PRIVATE_DIR",
     "PRIVATE_FILE",
@@ -174,6 +177,7 @@ __all__ = [
     "atomic_write",
     "browser_env",
     "describe_errors",
+    "driver_compile_cache",
     "field_refusal",
     "find_browser",
     "fsync_dir",

@@ -115,7 +115,7 @@ async def with_runtime(
         from runtime.settings import Settings
 
         return await _with_runtime(Settings.from_env(), body, None)
-    from profiles.pool import start_in_background
+    from profiles import start_in_background
 
     async with start_in_background() as pool:
         settings = await asyncio.to_thread(_settings_and_imports, browser)
