@@ -115,8 +115,10 @@ async def with_runtime(
         from runtime.settings import Settings
 
         return await _with_runtime(Settings.from_env(), body, None)
-    from profiles import start_in_background
+    from profiles import driver_compile_cache, start_in_background
 
+    # A process of its own: the driver it starts may keep its compiled code for the next one.
+    driver_compile_cache(os.environ)
     async with start_in_background() as pool:
         settings = await asyncio.to_thread(_settings_and_imports, browser)
         # Without host overrides every state-mode session launches with the base arguments.
