@@ -164,7 +164,7 @@ async def test_a_pool_nobody_configured_or_awaited_is_closed() -> None:
 async def test_a_pool_that_cannot_start_fails_where_it_is_awaited(tmp_path: Path) -> None:
     async with start_in_background() as start:
         start.configure(str(tmp_path / "no-chromium"), True, ())
-        with pytest.raises(BrowserNotFoundError, match="CORRAL_BROWSER=.*no-chromium"):
+        with pytest.raises(BrowserNotFoundError, match=r"CORRAL_BROWSER=.*no-chromium"):
             await start.ready
 
 
