@@ -282,10 +282,10 @@ async def start_in_background() -> AsyncIterator[PoolStart]:
 
     The driver (a Node process) boots while the caller imports, reads its settings and its
     store; after :meth:`PoolStart.configure` the browser launches too, so a one-step
-    ``corral run`` waits for none of these in turn. One task holds the pool from start to close, and it is closed on
-    exit, also when nobody awaited it or it was never configured. A start that fails raises where
-    ``ready`` is awaited; a failed launch is left to :meth:`BrowserPool.browser`, which reports it
-    when a session asks for that browser.
+    ``corral run`` waits for none of these in turn. One task holds the pool from start to
+    close, and it is closed on exit, also when nobody awaited it or it was never configured. A
+    start that fails raises where ``ready`` is awaited; a failed launch is left to
+    :meth:`BrowserPool.browser`, which reports it when a session asks for that browser.
     """
     start = PoolStart()
     done = asyncio.Event()
