@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from policies import Policy
 from profiles import (
     MASTER_KEY_ENV,
     PREVIOUS_KEY_ENV,
@@ -21,17 +20,18 @@ from profiles import (
     Vault,
 )
 from runtime.approvals import Approvals
-from runtime.models.config import BreakerConfig
-from runtime.models.fallback import CircuitBreaker
-from runtime.policyfile import load_policy
 from runtime.services import Services
 from runtime.settings import Settings
 from runtime.store import Store
-from runtime.webhook import Webhook
 
 if TYPE_CHECKING:
-    # Playwright loads with the first browser, not with the runtime.
+    # Playwright loads with the first browser, not with the runtime; the model config, the
+    # policy file and the webhook with the first run that reads them.
+    from policies import Policy
     from profiles import BrowserPool
+    from runtime.models.config import BreakerConfig
+    from runtime.models.fallback import CircuitBreaker
+    from runtime.webhook import Webhook
 
 __all__ = ["Runtime"]
 
@@ -74,6 +74,8 @@ class Runtime:
         Shared by every such run of this process, so a failing provider is skipped by all of
         them; built on first use with the configured ``failures`` and ``cooldown_s``.
         """
+        from runtime.models.fallback import CircuitBreaker
+
         key = (config.failures, config.cooldown_s)
         breaker = self._breakers.get(key)
         if breaker is None:
@@ -83,7 +85,11 @@ class Runtime:
     def policy(self) -> Policy | None:
         """The global policy (``HOME/policy.yaml``, set by a super admin), else None: defaults."""
         path = self.settings.policy_path
-        return load_policy(path) if path.exists() else None
+        if not path.exists():
+            return None
+        from runtime.policyfile import load_policy
+
+        return load_policy(path)
 
     def webhook(self) -> Webhook | None:
         """Where approval requests are announced, if configured."""
@@ -95,6 +101,8 @@ class Runtime:
                 "CORRAL_APPROVAL_WEBHOOK is set but CORRAL_WEBHOOK_SECRET is not: "
                 "webhooks are always signed; set a shared secret"
             )
+        from runtime.webhook import Webhook
+
         return Webhook(url, self.settings.webhook_secret)
 
     @classmethod

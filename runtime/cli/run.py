@@ -31,7 +31,14 @@ if TYPE_CHECKING:
 __all__ = ["run_command"]
 
 # What a local run imports, loaded while the browser starts (see ``with_runtime``).
-_RUN_MODULES = ("runtime.app", "runtime.task", "runtime.run.runner", "runtime.run.parallel")
+_RUN_MODULES = (
+    "runtime.app",
+    "runtime.services.users",
+    "runtime.services.runs",
+    "runtime.task",
+    "runtime.run.runner",
+    "runtime.run.parallel",
+)
 
 
 @click.command("run")

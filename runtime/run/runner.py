@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,8 +35,6 @@ from profiles import (
 )
 from runtime.app import Runtime
 from runtime.errors import RUN_EXIT_CODES, StepFailedError, TaskFileError, exit_code_for
-from runtime.models.config import ModelsConfig, load_models_config
-from runtime.models.types import Model
 from runtime.records import RunRecord, RunSource, RunStatus
 from runtime.run.context import RunContext
 from runtime.run.gate import ApprovalDeniedError
@@ -59,6 +57,11 @@ from tools import (
     Tabs,
     site_allowlist,
 )
+
+if TYPE_CHECKING:
+    # The model config loads for a goal-driven run only.
+    from runtime.models.config import ModelsConfig
+    from runtime.models.types import Model
 
 __all__ = ["RunEvent", "RunResult", "new_run_id", "run_task"]
 
@@ -332,6 +335,8 @@ async def _plan(
     webhook = rt.webhook()
     config = None
     if task.goal:
+        from runtime.models.config import load_models_config
+
         config = load_models_config(rt.settings.home, rt.settings.models_config).with_roles(
             task.models, f"{task.source or task.name}: models"
         )
