@@ -10,13 +10,16 @@ Cases, interleaved round by round (each a fresh process, timed from spawn to exi
 - a raw Playwright script doing the same: launch the same Chromium, open a page, load the URL.
 
 The portal runs in this process; each ``corral`` gets a fresh ``CORRAL_HOME`` copy with the
-profile made once (so every run starts cold the same way). Re-run:
+profile made once (so every run starts cold the same way). Each tree's packages are compiled to
+bytecode first, as an installed corral is (``PYTHONDONTWRITEBYTECODE`` would otherwise make every
+process compile corral's sources again), and one untimed round warms the OS's file cache. Re-run:
 ``.venv/bin/python scripts/bench_start.py --write`` (``--rounds N``, ``--before REV``).
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import platform
 import shutil
@@ -72,6 +75,16 @@ def import_ms(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return sum(int(us) for us in own if us.strip().isdigit()) / 1000
 
 
+PACKAGES = ("runtime", "profiles", "tools", "policies")
+
+
+def compile_tree(tree: Path) -> None:
+    """Bytecode for the tree's packages, as ``pip install`` leaves it."""
+    for package in PACKAGES:
+        if (tree / package).is_dir():
+            compileall.compile_dir(tree / package, quiet=1)
+
+
 def checkout(rev: str, into: Path) -> Path:
     """The files of ``rev`` (no .git), to import that commit's corral from."""
     into.mkdir(parents=True)
@@ -103,10 +116,15 @@ def main() -> None:
         url = f"{server.url}/login"
         task = work / "start.yaml"
         task.write_text(TASK.format(url=url))
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+        base_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("CORRAL_") and k != "PYTHONDONTWRITEBYTECODE"
+        }
         base_env["CORRAL_BROWSER"] = browser
         homes: dict[str, Path] = {}
         for label, tree in trees.items():
+            compile_tree(tree)
             home = work / f"home-{label}"
             env = {**base_env, "PYTHONPATH": str(tree), "CORRAL_HOME": str(home)}
             subprocess.run(
@@ -120,7 +138,9 @@ def main() -> None:
 
         raw = RAW.format(args=list(BASE_ARGS))
         imports: dict[str, list[float]] = {}
-        for _ in range(args.rounds):
+        for round_ in range(args.rounds + 1):
+            if round_ == 1:
+                cases.clear()  # the first round warmed the caches; it is not counted
             add("python -c pass", timed([python, "-c", "pass"], base_env, ROOT))
             add(
                 "raw Playwright: launch, page, goto",

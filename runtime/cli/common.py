@@ -102,9 +102,10 @@ async def with_runtime(
 ) -> T:
     """Open the runtime from the environment and run ``body`` with it.
 
-    ``browser`` is for a command that drives a browser: Playwright's driver starts first, and
-    the settings and the modules ``browser`` names are read in a thread meanwhile (both take
-    about as long); the browser launches as soon as the driver is up and the settings say how.
+    ``browser`` is for a command that drives a browser: Playwright's driver starts first; the
+    settings, then the modules ``browser`` names, are read in a thread meanwhile (about as long
+    as the driver takes), and the browser launches once the driver is up and the settings say
+    how.
 
     Never with ``CORRAL_SERVER`` set: then the server alone opens the store and the key, and a
     command that needs them here stops with exit 2 (commands that can go through the server use
@@ -112,27 +113,24 @@ async def with_runtime(
     if server_url():
         raise UserError(local_only_message())
     if browser is None:
-        from runtime.settings import Settings
-
-        return await _with_runtime(Settings.from_env(), body, None)
+        return await _with_runtime(_settings_from_env(), body, None)
     from profiles import driver_compile_cache, start_in_background
 
     # A process of its own: the driver it starts may keep its compiled code for the next one.
     driver_compile_cache(os.environ)
     async with start_in_background() as pool:
-        settings = await asyncio.to_thread(_settings_and_imports, browser)
+        # In a thread, so the loop meanwhile talks to the driver as it comes up.
+        settings = await asyncio.to_thread(_settings_from_env)
         # Without host overrides every state-mode session launches with the base arguments.
-        launch = None if settings.host_map else ()
-        pool.configure(settings.browser, settings.headless, launch)
+        pool.configure(settings.browser, settings.headless, None if settings.host_map else ())
+        await asyncio.to_thread(_import_all, browser)
         return await _with_runtime(settings, body, pool.ready)
 
 
-def _settings_and_imports(modules: Iterable[str]) -> Settings:
+def _settings_from_env() -> Settings:
     from runtime.settings import Settings
 
-    settings = Settings.from_env()
-    _import_all(modules)
-    return settings
+    return Settings.from_env()
 
 
 def _import_all(modules: Iterable[str]) -> None:
