@@ -24,9 +24,11 @@ from .private import private_dir
 
 __all__ = [
     "BASE_ARGS",
+    "NODE_CACHE_ENV",
     "BrowserPool",
     "PoolStart",
     "browser_env",
+    "driver_compile_cache",
     "find_browser",
     "start_in_background",
     "use_sandbox",
