@@ -97,7 +97,12 @@ def main() -> None:
     """Measure, print the table, and with ``--write`` replace the section in BENCHMARKS.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--before", default=None, help="a commit to compare with (git rev)")
+    parser.add_argument(
+        "--before",
+        action="append",
+        default=[],
+        help="a commit to compare with (git rev); repeat for several",
+    )
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
 
@@ -108,8 +113,9 @@ def main() -> None:
     python = sys.executable
     work = Path(tempfile.mkdtemp(prefix="bench-start-"))
     trees = {"now": ROOT}
-    if args.before:
-        trees["before"] = checkout(args.before, work / "before")
+    for rev in args.before:
+        label = "before" if len(args.before) == 1 else rev
+        trees[label] = checkout(rev, work / f"before-{rev}")
     server = PortalServer(port=0)
     server.start()
     try:
@@ -189,7 +195,13 @@ def main() -> None:
         f"{platform.python_version()}; browser {browser}; demo portal on 127.0.0.1. "
         f"{args.rounds} rounds, the cases interleaved, each a whole process from spawn to exit "
         "(`corral` as its console script runs it: `from runtime.cli import main; main()`)."
-        + (f" *before*: commit `{args.before}`, from `git archive`." if args.before else "")
+        + (
+            " Earlier commits (*before*, or the commit named) from `git archive`: "
+            + ", ".join(f"`{rev}`" for rev in args.before)
+            + "."
+            if args.before
+            else ""
+        )
         + " The one-step run is `goto` the portal's login page on a saved profile, recorded as "
         "every run is (store rows, a screenshot, the trace); the raw script launches the same "
         "Chromium with the same flags, opens a page and loads the same URL. *imports*: the "
@@ -250,8 +262,8 @@ def main() -> None:
         "Chromium with the driver about 0.77 s against 0.69 s, so on a machine whose two cores "
         "are busy with other work the run loses more of its overlap than the raw script does.",
         "",
-        "Re-run: `.venv/bin/python scripts/bench_start.py --write --before cb67b0c` "
-        "(`--rounds N`).",
+        "Re-run: `.venv/bin/python scripts/bench_start.py --write --before cb67b0c "
+        "--before 9ef1771` (`--rounds N`; `--before` repeats).",
         "",
     ]
     markdown = "\n".join(lines) + "\n"
