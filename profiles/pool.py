@@ -264,6 +264,7 @@ class PoolStart:
         """The pool, once Playwright is up and it was told how to launch; awaited by its user."""
         self._options: asyncio.Future[tuple[str | None, bool, tuple[str, ...] | None] | None]
         self._options = loop.create_future()
+        self._done = asyncio.Event()
 
     def configure(
         self, executable: str | None, headless: bool, launch: Sequence[str] | None = None
@@ -272,6 +273,12 @@ class PoolStart:
         those arguments starts as soon as Playwright is up."""
         if not self._options.done():
             self._options.set_result((executable, headless, None if launch is None else (*launch,)))
+
+    def release(self) -> None:
+        """Nothing will use the pool any more: it closes now, in the background, while the
+        caller finishes (``start_in_background``'s exit still waits until it is closed)."""
+        self._abandon()
+        self._done.set()
 
     def _abandon(self) -> None:
         if not self._options.done():
@@ -290,7 +297,6 @@ async def start_in_background() -> AsyncIterator[PoolStart]:
     :meth:`BrowserPool.browser`, which reports it when a session asks for that browser.
     """
     start = PoolStart()
-    done = asyncio.Event()
 
     async def hold() -> None:
         try:
@@ -306,7 +312,7 @@ async def start_in_background() -> AsyncIterator[PoolStart]:
                         with suppress(PlaywrightError, BrowserCrashedError):
                             await pool.browser(launch)
                     start.ready.set_result(pool)
-                    await done.wait()
+                    await start._done.wait()
                 finally:
                     await asyncio.shield(pool.close())
         except Exception as exc:
@@ -320,8 +326,7 @@ async def start_in_background() -> AsyncIterator[PoolStart]:
     try:
         yield start
     finally:
-        start._abandon()
-        done.set()
+        start.release()
         try:
             await holder
         finally:

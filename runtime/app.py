@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     # Playwright loads with the first browser, not with the runtime; the model config, the
     # policy file and the webhook with the first run that reads them.
     from policies import Policy
-    from profiles import BrowserPool
+    from profiles import BrowserPool, PoolStart
     from runtime.models.config import BreakerConfig
     from runtime.models.fallback import CircuitBreaker
     from runtime.webhook import Webhook
@@ -46,7 +45,7 @@ class Runtime:
         key: KeyRing,
         stack: AsyncExitStack,
         pool: BrowserPool | None = None,
-        starting: asyncio.Future[BrowserPool] | None = None,
+        starting: PoolStart | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -111,7 +110,7 @@ class Runtime:
         cls,
         settings: Settings,
         pool: BrowserPool | None = None,
-        starting: asyncio.Future[BrowserPool] | None = None,
+        starting: PoolStart | None = None,
     ) -> AsyncIterator[Runtime]:
         """Open the store (migrating it) and load the master key; close all on exit.
 
@@ -135,7 +134,7 @@ class Runtime:
     async def pool(self) -> BrowserPool:
         """The browser pool, started on first use and closed with the runtime."""
         if self._pool is None and self._starting is not None:
-            self._pool = await self._starting
+            self._pool = await self._starting.ready
         if self._pool is None:
             from profiles import BrowserPool
 
@@ -143,3 +142,9 @@ class Runtime:
                 BrowserPool.start(self.settings.browser, self.settings.headless)
             )
         return self._pool
+
+    def release_browsers(self) -> None:
+        """The process is done with browsers: a pool started for it in the background
+        (``starting``) closes now, while the caller finishes; other pools close as before."""
+        if self._starting is not None:
+            self._starting.release()

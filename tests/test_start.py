@@ -22,6 +22,7 @@ from profiles import (
 )
 from runtime.cli.main import COMMANDS, cli
 from tests.support.cli import corral_process
+from tests.support.wait import until
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("playwright", "openai", "anthropic", "fastapi", "uvicorn")
@@ -187,3 +188,12 @@ def test_a_one_step_run_process_records_everything(
     shown = corral_process("runs", "show", result["run_id"], "--json")
     assert json.loads(shown.stdout)["steps"][0]["status"] == "ok"
     assert list((tmp_path / "cache" / "corral" / "node-compile-cache").iterdir())
+
+
+async def test_a_released_pool_closes_while_its_owner_goes_on() -> None:
+    async with start_in_background() as start:
+        start.configure(os.environ.get("CORRAL_BROWSER"), True, ())
+        browser = await (await start.ready).browser(())
+        start.release()
+        await until(lambda: not browser.is_connected(), what="the released browser to close")
+        assert start.ready.done() and not start.ready.cancelled()

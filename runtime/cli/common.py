@@ -20,7 +20,7 @@ from runtime.errors import EXIT_BAD_INPUT, exit_code_for
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from profiles import BrowserPool
+    from profiles import PoolStart
     from runtime.app import Runtime
     from runtime.auth import Actor
     from runtime.settings import Settings
@@ -124,7 +124,7 @@ async def with_runtime(
         # Without host overrides every state-mode session launches with the base arguments.
         pool.configure(settings.browser, settings.headless, None if settings.host_map else ())
         await asyncio.to_thread(_import_all, browser)
-        return await _with_runtime(settings, body, pool.ready)
+        return await _with_runtime(settings, body, pool)
 
 
 def _settings_from_env() -> Settings:
@@ -141,7 +141,7 @@ def _import_all(modules: Iterable[str]) -> None:
 async def _with_runtime(
     settings: Settings,
     body: Callable[[Runtime], Awaitable[T]],
-    starting: asyncio.Future[BrowserPool] | None,
+    starting: PoolStart | None,
 ) -> T:
     from runtime.app import Runtime
 

@@ -73,6 +73,13 @@ def run_command(
         raise click.UsageError("--parallel: a profile is listed twice (one run per profile)")
 
     async def body(rt: Runtime) -> list[RunResult]:
+        results = await run_here(rt)
+        # Printed while the browser closes: the runs are over and their state is saved.
+        rt.release_browsers()
+        _report(results, as_json)
+        return results
+
+    async def run_here(rt: Runtime) -> list[RunResult]:
         from runtime.task import load_task
 
         actor = await cli_actor(rt)
@@ -95,6 +102,11 @@ def run_command(
         )
 
     async def remote(client: ApiClient) -> list[RunResult]:
+        results = await run_there(client)
+        _report(results, as_json)
+        return results
+
+    async def run_there(client: ApiClient) -> list[RunResult]:
         from runtime.task import load_task_text, read_task_text
 
         if config_file is not None:
@@ -122,11 +134,14 @@ def run_command(
     results = either(body, remote, browser=_RUN_MODULES)
     from runtime.run.parallel import combined_exit_code
 
+    sys.exit(combined_exit_code(results))
+
+
+def _report(results: list[RunResult], as_json: bool) -> None:
     if as_json:
         print_json([r.model_dump(mode="json") for r in results])
     else:
         _print_results(results)
-    sys.exit(combined_exit_code(results))
 
 
 def _announce_models_config(settings: Settings) -> None:
