@@ -65,11 +65,15 @@ if TYPE_CHECKING:
     from .manager import ProfileManager, ProfileStore, atomic_write
     from .pool import (
         BASE_ARGS,
+        NODE_CACHE_ENV,
         SESSIONS_PER_CORE,
         BrowserPool,
+        PoolStart,
         browser_env,
         default_max_sessions,
+        driver_compile_cache,
         find_browser,
+        start_in_background,
         use_sandbox,
     )
     from .private import (
@@ -114,6 +118,7 @@ __all__ = [
     "DEFAULT_PORTS",
     "LEASE_TTL_S",
     "MASTER_KEY_ENV",
+    "NODE_CACHE_ENV",
     "PREVIOUS_KEY_ENV",
     "PRIVATE_DIR",
     "PRIVATE_FILE",
@@ -143,6 +148,7 @@ __all__ = [
     "LeaseHolder",
     "LeaseStore",
     "MasterKey",
+    "PoolStart",
     "ProfileExistsError",
     "ProfileLeasedError",
     "ProfileManager",
@@ -175,6 +181,7 @@ __all__ = [
     "browser_env",
     "default_max_sessions",
     "describe_errors",
+    "driver_compile_cache",
     "field_refusal",
     "find_browser",
     "fsync_dir",
@@ -199,6 +206,7 @@ __all__ = [
     "scrub_zip",
     "secret_context",
     "secret_use",
+    "start_in_background",
     "state_context",
     "tighten",
     "url_allowed",

@@ -12,11 +12,10 @@ import io
 import json
 import os
 import shutil
-import tarfile
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -39,6 +38,9 @@ from .lease import LeaseStore
 from .private import private_dir
 from .settings import ProfileRecord, ProfileSettings
 from .validation import describe_errors
+
+if TYPE_CHECKING:
+    import tarfile
 
 __all__ = ["EXPORT_FORMAT", "ProfileManager", "ProfileStore", "atomic_write"]
 
@@ -192,12 +194,16 @@ class ProfileManager:
             plain = self.key.open(
                 archive.read_bytes(), user_data_context(name), f"profile '{name}' user data"
             )
+            import tarfile  # persistent profiles only
+
             with tarfile.open(fileobj=io.BytesIO(plain), mode="r:gz") as tar:
                 tar.extractall(live, filter="data")
         return live
 
     def pack_user_data(self, name: str, live: Path) -> None:
         """Seal the user-data dir into the profile's archive and remove the live copy."""
+        import tarfile  # persistent profiles only
+
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=3) as tar:
             for entry in sorted(live.iterdir()):

@@ -11,7 +11,7 @@ import asyncio
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -20,16 +20,19 @@ from playwright.async_api import Browser, BrowserContext, Playwright, async_play
 from playwright.async_api import Error as PlaywrightError
 
 from .errors import BrowserCrashedError, BrowserNotFoundError
-from .settings import BROWSER_ENV
+from .private import private_dir
 
 __all__ = [
     "BASE_ARGS",
-    "BROWSER_ENV",
+    "NODE_CACHE_ENV",
     "SESSIONS_PER_CORE",
     "BrowserPool",
+    "PoolStart",
     "browser_env",
     "default_max_sessions",
+    "driver_compile_cache",
     "find_browser",
+    "start_in_background",
     "use_sandbox",
 ]
 
@@ -114,6 +117,9 @@ def find_browser(explicit: str | None, managed: str | None) -> str:
     if explicit:
         path = shutil.which(explicit) or explicit
         if not os.access(path, os.X_OK):
+            # Imported here: the settings models (pydantic) are not on a cold start's way.
+            from .settings import BROWSER_ENV
+
             raise BrowserNotFoundError(f"{BROWSER_ENV}={explicit}: not an executable file")
         return path
     if managed and os.access(managed, os.X_OK):
@@ -253,3 +259,118 @@ class BrowserPool:
         for browser in browsers:
             with suppress(PlaywrightError):
                 await browser.close()
+
+
+NODE_CACHE_ENV = "NODE_COMPILE_CACHE"
+"""Where Node keeps the code it compiled, for the next process (Node >= 22.1; older ignore it)."""
+
+
+def driver_compile_cache(environ: MutableMapping[str, str]) -> Path | None:
+    """Let Playwright's driver keep its compiled JavaScript between processes.
+
+    Playwright's driver is a Node process that compiles a large bundle at every start; with
+    ``NODE_COMPILE_CACHE`` set it compiles it once and then reads the code back (about a quarter
+    of its boot on a 2-core machine). The cache is the user's own (``corral`` in the platform's
+    cache folder, 0700), holds nothing but compiled code of the installed driver (Node checks it
+    against the source and recompiles on a mismatch) and is never seen by Chromium, whose
+    environment is an allowlist. A cache the user set, or ``NODE_DISABLE_COMPILE_CACHE``, wins.
+    Sets ``environ[NODE_CACHE_ENV]`` (Playwright hands the driver this process's environment);
+    returns the folder, or None when it was left alone or cannot be made.
+    """
+    if NODE_CACHE_ENV in environ or "NODE_DISABLE_COMPILE_CACHE" in environ:
+        return None
+    import platformdirs
+
+    folder = Path(platformdirs.user_cache_dir("corral", appauthor=False)) / "node-compile-cache"
+    try:
+        private_dir(folder)
+    except OSError:
+        return None
+    environ[NODE_CACHE_ENV] = str(folder)
+    return folder
+
+
+class PoolStart:
+    """A :class:`BrowserPool` on its way up (see :func:`start_in_background`)."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[BrowserPool] = loop.create_future()
+        """The pool, once Playwright is up and it was told how to launch; awaited by its user."""
+        self._options: asyncio.Future[
+            tuple[str | None, bool, tuple[str, ...] | None, int | None] | None
+        ]
+        self._options = loop.create_future()
+        self._done = asyncio.Event()
+
+    def configure(
+        self,
+        executable: str | None,
+        headless: bool,
+        launch: Sequence[str] | None = None,
+        max_sessions: int | None = None,
+    ) -> None:
+        """How to launch (as :meth:`BrowserPool.start`); with ``launch``, the shared browser for
+        those arguments starts as soon as Playwright is up."""
+        if not self._options.done():
+            launched = None if launch is None else (*launch,)
+            self._options.set_result((executable, headless, launched, max_sessions))
+
+    def release(self) -> None:
+        """Nothing will use the pool any more: it closes now, in the background, while the
+        caller finishes (``start_in_background``'s exit still waits until it is closed)."""
+        self._abandon()
+        self._done.set()
+
+    def _abandon(self) -> None:
+        if not self._options.done():
+            self._options.set_result(None)
+
+
+@asynccontextmanager
+async def start_in_background() -> AsyncIterator[PoolStart]:
+    """Start Playwright's driver now; the pool is ready once configured (``PoolStart.ready``).
+
+    The driver (a Node process) boots while the caller imports, reads its settings and its
+    store; after :meth:`PoolStart.configure` the browser launches too, so a one-step
+    ``corral run`` waits for none of these in turn. One task holds the pool from start to
+    close, and it is closed on exit, also when nobody awaited it or it was never configured. A
+    start that fails raises where ``ready`` is awaited; a failed launch is left to
+    :meth:`BrowserPool.browser`, which reports it when a session asks for that browser.
+    """
+    start = PoolStart()
+
+    async def hold() -> None:
+        try:
+            async with async_playwright() as playwright:
+                options = await start._options
+                if options is None:
+                    return
+                executable, headless, launch, max_sessions = options
+                path = find_browser(executable, playwright.chromium.executable_path)
+                pool = BrowserPool(playwright, path, headless, max_sessions)
+                try:
+                    if launch is not None:
+                        with suppress(PlaywrightError, BrowserCrashedError):
+                            await pool.browser(launch)
+                    start.ready.set_result(pool)
+                    await start._done.wait()
+                finally:
+                    await asyncio.shield(pool.close())
+        except Exception as exc:
+            if not start.ready.done():
+                start.ready.set_exception(exc)
+        finally:
+            if not start.ready.done():
+                start.ready.cancel()  # never up: nobody waits for it forever
+
+    holder = asyncio.create_task(hold(), name="browser-pool")
+    try:
+        yield start
+    finally:
+        start.release()
+        try:
+            await holder
+        finally:
+            if start.ready.done() and not start.ready.cancelled():
+                start.ready.exception()  # retrieved: a start nobody waited for is no error

@@ -21,14 +21,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from playwright.async_api import BrowserContext
 from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
 
 from .allowlist import host_resolver_rules
-from .egress import PROXY_BYPASS, EgressConflictError, EgressProxy
 from .errors import BrowserCrashedError
 from .lease import hold_lease
 from .manager import ProfileManager
@@ -38,6 +37,10 @@ from .redact import Redactor
 from .settings import ProfileRecord, ProfileSettings, ProxySettings
 from .trace import scrub_trace
 from .wire import WireGuard
+
+if TYPE_CHECKING:
+    # The allowlist proxy (and its HTTP parser) loads for a session that has an allowlist.
+    from .egress import EgressProxy
 
 __all__ = ["Session", "open_session"]
 
@@ -131,10 +134,7 @@ async def open_session(
     ``wire`` installs a :class:`WireGuard` on the context (``session.wire``).
     """
     record = await manager.get(profile)
-    try:
-        egress_cm = _egress(allowed_domains, host_map, record.settings, context_options)
-    except EgressConflictError as exc:
-        raise EgressConflictError(f"profile '{profile}': {exc}") from exc
+    egress_cm = _egress(profile, allowed_domains, host_map, record.settings, context_options)
     if host_map and not allowed_domains and not record.settings.allowed_domains:
         # Without our proxy the browser resolves names itself; the pool keys browsers by args.
         launch_args = (*launch_args, host_resolver_rules(host_map))
@@ -157,6 +157,8 @@ async def open_session(
         if egress is not None:
             # Last, so nothing can switch them off; service workers would bypass page-level
             # hooks, and "<-loopback>" makes Chromium proxy 127.0.0.1/localhost too.
+            from .egress import PROXY_BYPASS
+
             options["proxy"] = {"server": egress.url, "bypass": PROXY_BYPASS}
             options["service_workers"] = "block"
         guard = WireGuard() if wire else None
@@ -209,6 +211,7 @@ async def open_session(
 
 
 def _egress(
+    profile: str,
     allowed_domains: Sequence[str],
     host_map: Mapping[str, str] | None,
     settings: ProfileSettings,
@@ -218,9 +221,16 @@ def _egress(
     lists = [list(d) for d in (allowed_domains, settings.allowed_domains) if d]
     if not lists:
         return contextlib.nullcontext()
-    upstream = _own_proxy(settings, context_options)
-    # The task's list and the profile's: a host must be on every list given.
-    return EgressProxy.start(lists[0], host_map, upstream, also=lists[1] if len(lists) > 1 else ())
+    from .egress import EgressConflictError, EgressProxy
+
+    try:
+        upstream = _own_proxy(settings, context_options)
+        # The task's list and the profile's: a host must be on every list given.
+        return EgressProxy.start(
+            lists[0], host_map, upstream, also=lists[1] if len(lists) > 1 else ()
+        )
+    except EgressConflictError as exc:
+        raise EgressConflictError(f"profile '{profile}': {exc}") from exc
 
 
 def _own_proxy(
@@ -234,6 +244,8 @@ def _own_proxy(
         return ProxySettings.model_validate(own)
     except ValidationError:
         pass
+    from .egress import EgressConflictError
+
     # Raised out here, so it neither quotes nor carries the ValidationError: that has the password.
     raise EgressConflictError(
         "context_options['proxy'] must be a mapping with 'server' and optionally 'bypass', "

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from policies import Policy
 from profiles import (
     MASTER_KEY_ENV,
     PREVIOUS_KEY_ENV,
@@ -20,17 +19,18 @@ from profiles import (
     Vault,
 )
 from runtime.approvals import Approvals
-from runtime.models.config import BreakerConfig
-from runtime.models.fallback import CircuitBreaker
-from runtime.policyfile import load_policy
 from runtime.services import Services
 from runtime.settings import Settings
 from runtime.store import Store
-from runtime.webhook import Webhook
 
 if TYPE_CHECKING:
-    # Playwright loads with the first browser, not with the runtime.
-    from profiles import BrowserPool
+    # Playwright loads with the first browser, not with the runtime; the model config, the
+    # policy file and the webhook with the first run that reads them.
+    from policies import Policy
+    from profiles import BrowserPool, PoolStart
+    from runtime.models.config import BreakerConfig
+    from runtime.models.fallback import CircuitBreaker
+    from runtime.webhook import Webhook
 
 __all__ = ["Runtime"]
 
@@ -45,6 +45,7 @@ class Runtime:
         key: KeyRing,
         stack: AsyncExitStack,
         pool: BrowserPool | None = None,
+        starting: PoolStart | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -64,6 +65,7 @@ class Runtime:
         """Every operation an actor makes, authorized and audited: the Python API."""
         self._stack = stack
         self._pool = pool
+        self._starting = starting
 
     def breaker_for(self, config: BreakerConfig) -> CircuitBreaker:
         """The circuit breaker for runs whose model config has this ``[breaker]`` section.
@@ -71,6 +73,8 @@ class Runtime:
         Shared by every such run of this process, so a failing provider is skipped by all of
         them; built on first use with the configured ``failures`` and ``cooldown_s``.
         """
+        from runtime.models.fallback import CircuitBreaker
+
         key = (config.failures, config.cooldown_s)
         breaker = self._breakers.get(key)
         if breaker is None:
@@ -80,7 +84,11 @@ class Runtime:
     def policy(self) -> Policy | None:
         """The global policy (``HOME/policy.yaml``, set by a super admin), else None: defaults."""
         path = self.settings.policy_path
-        return load_policy(path) if path.exists() else None
+        if not path.exists():
+            return None
+        from runtime.policyfile import load_policy
+
+        return load_policy(path)
 
     def webhook(self) -> Webhook | None:
         """Where approval requests are announced, if configured."""
@@ -92,16 +100,23 @@ class Runtime:
                 "CORRAL_APPROVAL_WEBHOOK is set but CORRAL_WEBHOOK_SECRET is not: "
                 "webhooks are always signed; set a shared secret"
             )
+        from runtime.webhook import Webhook
+
         return Webhook(url, self.settings.webhook_secret)
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, settings: Settings, pool: BrowserPool | None = None
+        cls,
+        settings: Settings,
+        pool: BrowserPool | None = None,
+        starting: PoolStart | None = None,
     ) -> AsyncIterator[Runtime]:
         """Open the store (migrating it) and load the master key; close all on exit.
 
-        ``pool`` shares an already started browser pool (owned by the caller), e.g. in tests.
+        ``pool`` shares an already started browser pool (owned by the caller), e.g. in tests;
+        ``starting`` is one the caller is still starting (``profiles.start_in_background``),
+        awaited when a run first needs it.
         """
         settings.prepare_home()
         env = {
@@ -114,10 +129,12 @@ class Runtime:
             stack.push_async_callback(store.close)
             # Runs whose process died without finishing are not "running" any more.
             await store.mark_orphaned_runs(psutil.pid_exists)
-            yield cls(settings, store, key, stack, pool)
+            yield cls(settings, store, key, stack, pool, starting)
 
     async def pool(self) -> BrowserPool:
         """The browser pool, started on first use and closed with the runtime."""
+        if self._pool is None and self._starting is not None:
+            self._pool = await self._starting.ready
         if self._pool is None:
             from profiles import BrowserPool
 
@@ -127,3 +144,9 @@ class Runtime:
                 )
             )
         return self._pool
+
+    def release_browsers(self) -> None:
+        """The process is done with browsers: a pool started for it in the background
+        (``starting``) closes now, while the caller finishes; other pools close as before."""
+        if self._starting is not None:
+            self._starting.release()

@@ -48,9 +48,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from profiles import CorralError, RunError, UserError
-from runtime.records import RunStatus
+
+if TYPE_CHECKING:
+    from runtime.records import RunStatus
 
 __all__ = [
     "EXIT_BAD_INPUT",

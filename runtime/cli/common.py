@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 
 from profiles import CorralError, RedactingFilter, UserError
 from runtime.errors import EXIT_BAD_INPUT, exit_code_for
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from profiles import PoolStart
     from runtime.app import Runtime
     from runtime.auth import Actor
+    from runtime.settings import Settings
 
 __all__ = [
     "SERVER_ENV",
@@ -36,12 +41,21 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-err_console = Console(stderr=True)
+
+
+@functools.cache
+def err_console() -> Console:
+    """The console for progress and notes on stderr (rich loads when it is first asked for)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def out_console() -> Console:
     """The console for command output: the terminal's width, or 160 columns when piped, so
     tables in files and pipes keep their content instead of ellipses."""
+    from rich.console import Console
+
     console = Console()
     return console if console.is_terminal else Console(width=160)
 
@@ -60,7 +74,7 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
     except CorralError as exc:
         fail(str(exc), exit_code_for(exc))
     except KeyboardInterrupt as exc:
-        err_console.print("interrupted")
+        err_console().print("interrupted")
         sys.exit(exit_code_for(exc))
 
 
@@ -83,18 +97,60 @@ def local_only_message() -> str:
     )
 
 
-async def with_runtime(body: Callable[[Runtime], Awaitable[T]]) -> T:
+async def with_runtime(
+    body: Callable[[Runtime], Awaitable[T]], *, browser: Sequence[str] | None = None
+) -> T:
     """Open the runtime from the environment and run ``body`` with it.
+
+    ``browser`` is for a command that drives a browser: Playwright's driver starts first; the
+    settings, then the modules ``browser`` names, are read in a thread meanwhile (about as long
+    as the driver takes), and the browser launches once the driver is up and the settings say
+    how.
 
     Never with ``CORRAL_SERVER`` set: then the server alone opens the store and the key, and a
     command that needs them here stops with exit 2 (commands that can go through the server use
     :func:`runtime.cli.remote.either`)."""
     if server_url():
         raise UserError(local_only_message())
-    from runtime.app import Runtime
+    if browser is None:
+        return await _with_runtime(_settings_from_env(), body, None)
+    from profiles import driver_compile_cache, start_in_background
+
+    # A process of its own: the driver it starts may keep its compiled code for the next one.
+    driver_compile_cache(os.environ)
+    async with start_in_background() as pool:
+        # In a thread, so the loop meanwhile talks to the driver as it comes up.
+        settings = await asyncio.to_thread(_settings_from_env)
+        # Without host overrides every state-mode session launches with the base arguments.
+        pool.configure(
+            settings.browser,
+            settings.headless,
+            None if settings.host_map else (),
+            settings.max_sessions,
+        )
+        await asyncio.to_thread(_import_all, browser)
+        return await _with_runtime(settings, body, pool)
+
+
+def _settings_from_env() -> Settings:
     from runtime.settings import Settings
 
-    async with Runtime.open(Settings.from_env()) as rt:
+    return Settings.from_env()
+
+
+def _import_all(modules: Iterable[str]) -> None:
+    for module in modules:
+        importlib.import_module(module)
+
+
+async def _with_runtime(
+    settings: Settings,
+    body: Callable[[Runtime], Awaitable[T]],
+    starting: PoolStart | None,
+) -> T:
+    from runtime.app import Runtime
+
+    async with Runtime.open(settings, starting=starting) as rt:
         # Log lines pass through the runtime's redactor: no secret value reaches stderr.
         handler = logging.StreamHandler()
         handler.addFilter(RedactingFilter(rt.redactor))

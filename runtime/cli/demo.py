@@ -58,7 +58,7 @@ def _start_portal(home: Path, port: int) -> PortalServer:
         except OSError:
             if candidate == 0:
                 raise
-            err_console.print(f"port {port} is busy; using a free port instead")
+            err_console().print(f"port {port} is busy; using a free port instead")
     raise AssertionError("unreachable")
 
 
@@ -136,7 +136,7 @@ async def run_demo(rt: Runtime, port: int, fresh: bool, actor: Actor) -> int:
             )
         task = load_task(DEMO_TASK)
         results = await rt.services.runs.run_many(
-            actor, task, list(DEMO_PROFILES), {"portal": server.url}, console=err_console
+            actor, task, list(DEMO_PROFILES), {"portal": server.url}, console=err_console()
         )
         console.print(results_table(results))
         _report(console, results)

@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Write a run's replay: one HTML file, screenshots embedded, that works offline.",
     ),
     "run": (
-        "runtime.cli.runs:run_command",
+        "runtime.cli.run:run_command",
         "Run a task file on one profile, or on several with --parallel.",
     ),
     "runs": ("runtime.cli.runs:runs_group", "Recorded runs."),

@@ -8,12 +8,11 @@ do. A command that needs the files themselves says so and stops (:func:`local_on
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from profiles import UserError
-from runtime.auth import ROLES
 from runtime.cli.common import (
     SERVER_ENV,
     fail,
@@ -66,13 +65,16 @@ async def with_client(body: Callable[[ApiClient], Awaitable[T]]) -> T:
 
 
 def either(
-    local: Callable[[Runtime], Awaitable[T]], remote: Callable[[ApiClient], Awaitable[T]]
+    local: Callable[[Runtime], Awaitable[T]],
+    remote: Callable[[ApiClient], Awaitable[T]],
+    *,
+    browser: Sequence[str] | None = None,
 ) -> T:
     """Run a command's body here (the store and key in ``CORRAL_HOME``) or through the server;
-    errors become exit codes the same way in both."""
+    errors become exit codes the same way in both. ``browser``: see :func:`with_runtime`."""
     if server_url():
         return run_async(lambda: with_client(remote))
-    return run_async(lambda: with_runtime(local))
+    return run_async(lambda: with_runtime(local, browser=browser))
 
 
 def local_only() -> None:
@@ -85,6 +87,8 @@ def local_only() -> None:
 async def require_admin(client: ApiClient, doing: str) -> None:
     """Refuse a token whose user is below admin before anyone is asked for anything (a value,
     a confirmation), as the service does locally; the server still decides the call itself."""
+    from runtime.auth import ROLES
+
     me = await client.whoami()
     if ROLES[me.role] < ROLES["admin"]:
         raise PermissionDeniedError(f"{me.name} ({me.role}) cannot {doing}: needs admin")

@@ -14,11 +14,11 @@ import asyncio
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,8 +35,6 @@ from profiles import (
 )
 from runtime.app import Runtime
 from runtime.errors import RUN_EXIT_CODES, StepFailedError, TaskFileError, exit_code_for
-from runtime.models.config import ModelsConfig, load_models_config
-from runtime.models.types import Model
 from runtime.records import RunRecord, RunSource, RunStatus
 from runtime.run.context import RunContext
 from runtime.run.gate import ApprovalDeniedError
@@ -59,6 +57,11 @@ from tools import (
     Tabs,
     site_allowlist,
 )
+
+if TYPE_CHECKING:
+    # The model config loads for a goal-driven run only.
+    from runtime.models.config import ModelsConfig
+    from runtime.models.types import Model
 
 __all__ = ["RunEvent", "RunResult", "new_run_id", "run_task"]
 
@@ -332,6 +335,8 @@ async def _plan(
     webhook = rt.webhook()
     config = None
     if task.goal:
+        from runtime.models.config import load_models_config
+
         config = load_models_config(rt.settings.home, rt.settings.models_config).with_roles(
             task.models, f"{task.source or task.name}: models"
         )
@@ -405,15 +410,24 @@ async def _run_steps(ctx: RunContext, session: Session) -> None:
     start_url = ctx.actions.base_url
     if task.trace != "off":
         await session.start_trace()
+    # The record (screenshot, step row) of the step that ends the script, written while the
+    # trace stops: both only read the page, and the trace holds no screenshot.
+    last: Coroutine[Any, Any, None] | None = None
     try:
         steps = list(task.steps)
         first = steps[0].typed if steps else None
         if start_url and not isinstance(first, Navigate):
             steps.insert(0, Step(action=Navigate(url=start_url), name="start_url"))
-        for step in steps:
+        for number, step in enumerate(steps, 1):
             if ctx.state.idx >= task.budget.max_steps:
                 raise StepFailedError(f"stopped: budget max_steps={task.budget.max_steps} reached")
-            await _one_step(ctx, step, len(steps))
+            recording, stop = await _one_step(ctx, step, len(steps))
+            if stop is None and (number < len(steps) or ctx.router is not None):
+                await recording
+                continue
+            last = recording
+            if stop is not None:
+                raise stop
         if ctx.router is not None:
             from runtime.agent.loop import run_goal
 
@@ -421,22 +435,44 @@ async def _run_steps(ctx: RunContext, session: Session) -> None:
     finally:
         trace = recorder.run_dir / "trace.zip"
         # Scrubbed before it gets its name: typed values, cookies, credential headers.
-        if task.trace != "off" and await session.stop_trace(
-            trace, recorder.redactor, bodies=task.trace == "on"
-        ):
+        stopping = (
+            session.stop_trace(trace, recorder.redactor, bodies=task.trace == "on")
+            if task.trace != "off"
+            else _no_trace()
+        )
+        recorded, saved = await asyncio.gather(
+            last if last is not None else _nothing(), stopping, return_exceptions=True
+        )
+        # The step's record is written by now, so its rows come before the trace's.
+        if saved is True:
             await recorder.artifact("trace", trace)
+        for outcome in (recorded, saved):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
 
-async def _one_step(ctx: RunContext, step: Step, total: int) -> None:
+async def _nothing() -> None:
+    return None
+
+
+async def _no_trace() -> bool:
+    return False
+
+
+async def _one_step(
+    ctx: RunContext, step: Step, total: int
+) -> tuple[Coroutine[Any, Any, None], CorralError | None]:
+    """Do one step: its record, for the caller to write, and the error that stops the run."""
     action = substitute(step, ctx.values)
     text = step.name or describe(action)
     if not await guard_holds(step.when, ctx.tabs):
         await perform_and_record(ctx, action, text, total, skip=True)
-        return
+        return _nothing(), None
     gated = await ctx.gate.carry_out(action, text, total)
-    await record(ctx, gated.step)
     if gated.outcome != "done":
         # A denial goes back to the script: the run stops (exit 3).
-        raise ApprovalDeniedError(f"step {gated.step.idx + 1} ({text}): {gated.message}")
+        denied = ApprovalDeniedError(f"step {gated.step.idx + 1} ({text}): {gated.message}")
+        return record(ctx, gated.step), denied
     if gated.failure is not None and not step.optional:
-        raise gated.failure
+        return record(ctx, gated.step), gated.failure
+    return record(ctx, gated.step), None

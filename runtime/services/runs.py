@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, NamedTuple
 from runtime.auth import ROLES, Actor
 from runtime.errors import RunNotFoundError
 from runtime.records import ArtifactRecord, ModelCallRecord, RunRecord, StepRecord, UsageRow
-from runtime.review import RunReview, build_review
 from runtime.services.base import Service
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from runtime.models import Model
+    from runtime.review import RunReview
     from runtime.run import RunEvent, RunResult
     from runtime.task import Task
 
@@ -137,6 +137,8 @@ class RunService(Service):
         detail = await self.show(actor, run_id)
         requests = await self._rt.approvals.repo.list(None, detail.run.id, _MAX_REQUESTS)
         redactor = await self._rt.vault.redactor()
+        from runtime.review import build_review  # the replay's models: not for starting runs
+
         return build_review(
             detail.run,
             detail.steps,
