@@ -14,6 +14,12 @@ the node above. :func:`parse_snapshot` turns it into :class:`SnapshotNode` trees
 text for a planner (:mod:`tools.compact`), the marks on screenshots (:mod:`tools.marks`), the
 runtime's element counts and the policy dry run all read the snapshot through it.
 
+Refs of the main frame are written short: Playwright prefixes every ref with its frame's number
+(``f4e7``; the number changes when a navigation swaps the main frame), which costs a planner two
+tokens per ref. :func:`short_refs` writes the main frame's refs without it (``e7``) and remembers
+the prefix for the page, so :func:`full_ref` maps a short ref back for ``aria-ref=`` locators; the
+refs of iframes keep theirs (``f5e3``).
+
 Strings are returned as the page wrote them (names JSON-decoded, values unquoted): escaping page
 text for a model is the reader's job. The parser never raises: a line that is not something
 Playwright writes becomes a ``text`` node with ``parsed=False`` holding the line as it was.
@@ -25,11 +31,15 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
+from weakref import WeakKeyDictionary
 
 __all__ = [
     "ACTIONABLE_ROLES",
     "SnapshotNode",
+    "full_ref",
     "parse_snapshot",
+    "short_refs",
     "snapshot_elements",
     "walk_snapshot",
 ]
@@ -207,3 +217,40 @@ def walk_snapshot(nodes: Iterable[SnapshotNode]) -> Iterator[SnapshotNode]:
 def snapshot_elements(snapshot: str) -> list[SnapshotNode]:
     """The nodes of ``snapshot`` that have a ref, in document order."""
     return [node for node in walk_snapshot(parse_snapshot(snapshot)) if node.ref is not None]
+
+
+_SHORT_REF = re.compile(r"^e\d+$")
+_main_prefixes: WeakKeyDictionary[Any, str] = WeakKeyDictionary()
+"""Per page (a Playwright ``Page``), the main frame's ref prefix at its last :func:`short_refs`."""
+
+
+def _main_prefix(nodes: list[SnapshotNode]) -> str | None:
+    """The frame prefix of the first ref outside any iframe (``f4`` of ``f4e1``; '' for none);
+    None if no such node has a ref. Only refs Playwright wrote count, never page text."""
+    for node in nodes:
+        if node.ref is not None:
+            match = re.match(r"(f\d+)?e\d+$", node.ref)
+            return (match.group(1) or "") if match else None
+        if node.role != "iframe":
+            found = _main_prefix(node.children)
+            if found is not None:
+                return found
+    return None
+
+
+def short_refs(page: Any, snapshot: str) -> str:
+    """``snapshot`` (the AI snapshot of ``page``) with its main frame's refs written without
+    their frame prefix, which :func:`full_ref` puts back for ``page`` until the next call."""
+    prefix = _main_prefix(parse_snapshot(snapshot)) or ""
+    _main_prefixes[page] = prefix
+    if not prefix:
+        return snapshot
+    return re.sub(rf"\[ref={prefix}(e\d+)\]", r"[ref=\1]", snapshot)
+
+
+def full_ref(page: Any, ref: str) -> str:
+    """The ref Playwright knows for ``ref`` as :func:`short_refs` wrote it for ``page`` (an iframe's
+    ref, or a page never shortened, as it is)."""
+    if _SHORT_REF.match(ref) is None:
+        return ref
+    return _main_prefixes.get(page, "") + ref
