@@ -79,11 +79,11 @@ EXTRACT = {"name": "unpaid", "instruction": "The unpaid invoices: number and amo
 TABLE: list[Step] = [
     ("extract_data", None, None, EXTRACT),
     ("scroll", None, None, {"direction": "down"}),
-    ("hover", "link", "INV-", {}),
+    ("hover", "row", "", {}),
     ("click", "link", "Unpaid", {}),
     ("extract_data", None, None, EXTRACT),
     ("scroll", None, None, {"direction": "down"}),
-    ("click", "link", "INV-", {}),
+    ("click", "row", "", {}),
     ("back", None, None, {}),
     ("scroll", None, None, {"direction": "down"}),
     ("click", "link", "All", {}),
@@ -125,9 +125,13 @@ def _texts(messages: list[Message]) -> list[tuple[str, str]]:
 
 
 def find_ref(messages: list[Message], role: str, name: str) -> str:
-    """The ref of the newest line naming ``role name`` the planner was sent."""
-    # Compact tables leave out a cell's link role: "| [e41] INV-1001 |".
-    pattern = re.compile(rf"\[(\w+)\] (?:{role} )?\"?{name}")
+    """The ref of the newest line naming ``role name`` the planner was sent; role "row": the
+    ref that starts a table row ("[e41]87|2026-10-31|...", its invoice number's link)."""
+    # Compact tables leave out a cell's link role.
+    if role == "row":
+        pattern = re.compile(r"^(?:[+~=] )?\[(\w+)\] ?\d+\|")
+    else:
+        pattern = re.compile(rf"\[(\w+)\] (?:{role} )?\"?{name}")
     for _, text in reversed(_texts(messages)):
         for line in reversed(text.splitlines()):
             found = pattern.search(line)

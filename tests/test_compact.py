@@ -645,22 +645,37 @@ def test_the_main_frames_refs_are_short_and_map_back() -> None:
     page, other = Page(), Page()
     snapshot = """- generic [ref=f4e1]:
   - text: "[ref=f9e1] is page text"
-  - button "Go" [ref=f4e12]
+  - 'button "Go [ref=f4e12]" [ref=f4e12] [cursor=pointer]'
+  - heading "Title" [level=1] [ref=f4e15]
   - iframe [ref=f4e13]:
     - button "Inside" [ref=f5e2]
-- button "Last" [ref=f4e140]"""
+- button "Last" [ref=f4e140]: x [ref=f4e140]"""
     short = short_refs(page, snapshot)
-    assert "[ref=e12]" in short and "[ref=e140]" in short and "[ref=f5e2]" in short
-    assert "f4e" not in short
-    assert compact_snapshot(short).splitlines()[1:] == [
-        "[e12] button Go",
-        "[e13] iframe [f5e2] button Inside",
-        "[e140] button Last",
+    # Short refs in document order for what can be acted on; the other refs left out; page
+    # text (a name, a value) as it was; an iframe's elements keep Playwright's refs.
+    assert short.splitlines() == [
+        "- generic:",
+        '  - text: "[ref=f9e1] is page text"',
+        "  - 'button \"Go [ref=f4e12]\" [ref=e1] [cursor=pointer]'",
+        '  - heading "Title" [level=1]',
+        "  - iframe [ref=e2]:",
+        '    - button "Inside" [ref=f5e2]',
+        '- button "Last" [ref=e3]: x [ref=f4e140]',
     ]
-    assert full_ref(page, "e12") == "f4e12"
+    assert compact_snapshot(short).splitlines()[3:] == [
+        "[e2] iframe [f5e2] button Inside",
+        '[e3] button "Last": x \\[ref=f4e140]',
+    ]
+    assert full_ref(page, "e1") == "f4e12"
+    assert full_ref(page, "e3") == "f4e140"
     assert full_ref(page, "f5e2") == "f5e2"  # an iframe's ref, as it is
     assert full_ref(page, "p3") == "p3"
-    assert full_ref(other, "e12") == "e12"  # a page never shortened
-    # A page whose main frame has no prefix (its first document) keeps its refs.
-    assert short_refs(other, '- button "Go" [ref=e2]') == '- button "Go" [ref=e2]'
-    assert full_ref(other, "e2") == "e2"
+    assert full_ref(other, "e12") == "e12"  # a page never observed
+
+    # The next document numbers its elements from e1 again. The same ref, role and name keep
+    # their short ref; another element never gets one the planner was given for something else.
+    again = short_refs(page, '- button "Pay" [ref=f6e12]\n- button "Last" [ref=f4e140]')
+    assert again.splitlines() == ['- button "Pay" [ref=e4]', '- button "Last" [ref=e3]']
+    assert full_ref(page, "e4") == "f6e12"
+    # The planner's old e1 ("Go") does not reach Pay: it names no frame, so the action fails.
+    assert full_ref(page, "e1") == "f999999999e1"

@@ -588,9 +588,7 @@ def _factor_columns(rows: list[_Row], header: _Row | None) -> None:
             header.cells = cells
         else:
             # Only the columns whose header changes, for the rows from here on.
-            changed = [
-                c for i, c in enumerate(cells) if c != shown[i] and i not in header.dropped
-            ]
+            changed = [c for i, c in enumerate(cells) if c != shown[i] and i not in header.dropped]
             if changed:
                 run.rows[0].before.append("(from here) " + " | ".join(changed))
         shown = cells

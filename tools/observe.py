@@ -79,7 +79,7 @@ async def observe(
     clean = redact or (lambda text: text)
     # The main frame's refs without their frame prefix (e7, not f4e7): what the planner sees,
     # and what tools.execute.locate maps back.
-    snapshot = clean(short_refs(page, await page.aria_snapshot(mode="ai")))
+    snapshot = short_refs(page, clean(await page.aria_snapshot(mode="ai")))
     icons = probe_lines(await probe_clickables(page, Isolated(await tabs.cdp(page))))
     compact = "\n".join([compact_snapshot(snapshot), *(clean(line) for line in icons)])
     infos = [
