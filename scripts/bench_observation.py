@@ -303,7 +303,9 @@ async def observe_corral(
                 refs = actionable_refs(obs.snapshot)
                 out[page["name"]] = {
                     "html": html,
-                    "aria": obs.snapshot,
+                    # Playwright's own snapshot (obs.snapshot has corral's short refs and
+                    # leaves out the refs of nodes nothing acts on).
+                    "aria": await active.aria_snapshot(mode="ai"),
                     # As a planner reads a page of a task on this page's site: its URL a path.
                     "corral": page_text(obs.url, obs.title, obs.compact, site=site),
                     "whole_url": page_text(obs.url, obs.title, obs.compact),

@@ -651,13 +651,13 @@ def test_the_main_frames_refs_are_short_and_map_back() -> None:
     - button "Inside" [ref=f5e2]
 - button "Last" [ref=f4e140]: x [ref=f4e140]"""
     short = short_refs(page, snapshot)
-    # Short refs in document order for what can be acted on; the other refs left out; page
-    # text (a name, a value) as it was; an iframe's elements keep Playwright's refs.
+    # Short refs in document order for what can be acted on; the other refs marked as not
+    # Playwright's; page text (a name, a value) as it was; an iframe's elements keep theirs.
     assert short.splitlines() == [
-        "- generic:",
+        "- generic [ref=_f4e1]:",
         '  - text: "[ref=f9e1] is page text"',
         "  - 'button \"Go [ref=f4e12]\" [ref=e1] [cursor=pointer]'",
-        '  - heading "Title" [level=1]',
+        '  - heading "Title" [level=1] [ref=_f4e15]',
         "  - iframe [ref=e2]:",
         '    - button "Inside" [ref=f5e2]',
         '- button "Last" [ref=e3]: x [ref=f4e140]',

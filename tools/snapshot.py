@@ -265,19 +265,20 @@ def short_refs(page: Any, snapshot: str) -> str:
     same element on the same page does; so does the same link at the same place on the next
     page), any other gets a new one. So a short ref the planner kept from a page it left either
     stands for an element of the same role and name, or resolves to nothing (the action fails
-    as with a stale ref), never silently to another element. The refs of other nodes (nothing
-    acts on them) are left out; an iframe's elements keep Playwright's refs (``f5e2``).
+    as with a stale ref), never silently to another element. Other nodes (nothing acts on them)
+    keep Playwright's ref behind a ``_`` (``_f4e3``), which no action resolves; an iframe's
+    elements keep Playwright's refs (``f5e2``).
     """
     roots = parse_snapshot(snapshot)
     refs = _pages.setdefault(page, _PageRefs())
     refs.last = {}
-    rename: dict[str, str | None] = {}
+    rename: dict[str, str] = {}
     for node in _main_frame_nodes(roots):
         ref = node.ref
         if ref is None:
             continue
         if not node.actionable:
-            rename[ref] = None
+            rename[ref] = f"_{ref}"  # not a ref to act on, never read as a short one
             continue
         key = (ref, node.role, node.name)
         short = refs.given.setdefault(key, f"e{len(refs.given) + 1}")
@@ -290,8 +291,7 @@ def short_refs(page: Any, snapshot: str) -> str:
         # A line's own ref is the last one before its value (a name may quote one).
         found = [None, *_REF_ATTR.finditer(line, 0, _key_end(line))][-1]
         if found is not None and found.group(1) in rename:
-            given = rename[found.group(1)]
-            new = "" if given is None else f" [ref={given}]"
+            new = f" [ref={rename[found.group(1)]}]"
             lines[i] = line[: found.start()] + new + line[found.end() :]
     return "\n".join(lines)
 
