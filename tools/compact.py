@@ -12,12 +12,12 @@ what it can act on. The compact text has one line per thing and no indentation::
     [e22] textbox "Display name": Bob     a value (redacted upstream) after a quoted name
     [e1] checkbox Gift wrap [checked]     states as Playwright writes them ([active] = [focused])
     [e5] combobox "Plan": Basic, Pro*     a native select's options, the selected one starred
-    Username [e6] textbox                 a nameless field and the short label beside it
+    [e6] textbox Username                 a nameless field, then the short label beside it
     Status: Unpaid                        a term and its definition
     table "Invoices"                      a table: its name, its header in pipes, then one
     | Number (INV-…) | Date | Amount ($…) | line per row, cells joined by "|" (a "|" in a cell
     (every row) Status: Unpaid            is escaped), the refs of the row's elements inline
-    [e31] 0023|2026-10-31|160.25
+    [e31]0023|2026-10-31|160.25           (no space between a ref and a digit: a token)
 
 Every element an action may target keeps its ref verbatim (``e7``; ``f1e3`` inside an iframe, the
 iframe itself keeps its own): the roles in ``ACTIONABLE_ROLES`` and any node with a pointer
@@ -40,9 +40,11 @@ column whose cells differ only by their refs (the same "Edit" and "Delete" in ev
 only the refs, its header shows the rest once (``Actions ([…] Edit […] button Delete)``). In a row,
 an element whose name says another cell of its row (a checkbox "Select - Invoice INV-1079") is
 written without its name, which its column's header shows once with the row's text as "…".
-A long table (24 rows or more) is cut into runs of at least 12 rows that share their prefixes
-and suffixes, each under a header of its own (``Date (2025-…)`` after ``Date (2026-…)``). Refs are
-never factored: every row keeps the ref of each of its elements.
+A zero-padded number's leading zeros may go with its column's prefix (``INV-1002-00…``). A long
+table (16 rows or more) is cut into runs of at least 8 rows that share their prefixes and
+suffixes, where the cuts save the most; a ``(from here) Date (2025-…) | Due`` line names the
+columns whose header changes for the rows after it. Refs are never factored: every row keeps the
+ref of each of its elements.
 
 Page text cannot pass for layout. Every string that comes from the page (text, names, values,
 options, placeholders, link paths, the title) has its ``[`` escaped as ``\[``, so the only bare
@@ -615,42 +617,42 @@ def _affixes(rows: list[_Row], cols: list[int]) -> dict[int, tuple[str, str]]:
 def _runs(rows: list[_Row], cols: list[int], header_chars: int) -> list[_Run]:
     """The rows cut into runs (of ``_MIN_RUN`` rows at least) that share their prefixes and
     suffixes, where the cuts save the most: what a run's affixes take out of its rows, less
-    the header line each run after the first costs (``header_chars``). A short table is one
-    run."""
+    the header line each run after the first costs (``header_chars``). A run may start only
+    where what ``_MIN_RUN`` rows in a row share changes (a year in a date column), which keeps
+    the search short. A short table is one run."""
     n = len(rows)
     if n < 2 * _MIN_RUN or not cols:
         return [_Run(rows, _affixes(rows, cols))]
     bodies = [[_split_lead(r.cells[col])[1] for r in rows] for col in cols]
-    backs = [[b[::-1] for b in column] for column in bodies]
-    best: list[float] = [0.0] + [float("inf")] * n
-    start = [0] * (n + 1)
-    for i in range(n - _MIN_RUN + 1):
-        if best[i] == float("inf"):
-            continue
-        lo, hi = [c[i] for c in bodies], [c[i] for c in bodies]
-        rlo, rhi = [c[i] for c in backs], [c[i] for c in backs]
-        shortest = [len(c[i]) for c in bodies]
-        for j in range(i + 1, n + 1):
-            for k in range(len(cols)):
-                body, back = bodies[k][j - 1], backs[k][j - 1]
-                lo[k], hi[k] = min(lo[k], body), max(hi[k], body)
-                rlo[k], rhi[k] = min(rlo[k], back), max(rhi[k], back)
-                shortest[k] = min(shortest[k], len(body))
-            left = n - j
-            if j - i < _MIN_RUN or 0 < left < _MIN_RUN:
+
+    def cut(a: int, b: int) -> list[str]:
+        """Per column, the prefix and suffix rows ``a`` to ``b`` share, as "prefix…suffix"."""
+        out = []
+        for texts in bodies:
+            part = texts[a:b]
+            prefix = _boundary_prefix(part)
+            out.append(f"{prefix}…{_boundary_suffix(part, prefix)}")
+        return out
+
+    windows = [cut(k, k + _MIN_RUN) for k in range(n - _MIN_RUN + 1)]
+    starts = {0}
+    for k in range(1, len(windows)):
+        if windows[k] != windows[k - 1]:
+            starts.update({k, k + _MIN_RUN - 1})
+    places = [*sorted(k for k in starts if k == 0 or _MIN_RUN <= k <= n - _MIN_RUN), n]
+    best: dict[int, tuple[float, int]] = {0: (0.0, 0)}
+    for j in places[1:]:
+        for i in places:
+            if i >= j or j - i < _MIN_RUN or i not in best:
                 continue
-            saved = 0
-            for k in range(len(cols)):
-                cut = len(_cut(lo[k], hi[k], shortest[k], zeros=True))
-                cut += len(_cut(rlo[k], rhi[k], shortest[k] - cut, zeros=False))
-                if cut:
-                    saved += cut * (j - i) - cut - 4  # the header's " (…)"
-            cost = best[i] - saved + (header_chars if i else 0)
-            if cost < best[j]:
-                best[j], start[j] = cost, i
+            lengths = [len(c) - 1 for c in cut(i, j)]
+            saved = sum(c * (j - i) - c - 4 for c in lengths if c)  # the header's " (…)"
+            cost = best[i][0] - saved + (header_chars if i else 0)
+            if j not in best or cost < best[j][0]:
+                best[j] = (cost, i)
     cuts = [n]
     while cuts[-1]:
-        cuts.append(start[cuts[-1]])
+        cuts.append(best[cuts[-1]][1])
     cuts.reverse()
     return [_Run(rows[a:b], _affixes(rows[a:b], cols)) for a, b in itertools.pairwise(cuts)]
 
