@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from _bench_common import write_section  # noqa: E402
 
-from profiles import BrowserPool, ProfileSettings, open_session  # noqa: E402
+from profiles import BrowserPool, ProfileSettings, open_session, origin_of  # noqa: E402
 from runtime import Runtime, Settings  # noqa: E402
 from runtime.agent.prompt import render_observation  # noqa: E402
 from runtime.demo.portal import USERS, PortalServer  # noqa: E402
@@ -296,16 +296,21 @@ async def observe_corral(
                 if page["group"] == "miniwob":
                     await asyncio.sleep(SETTLE_S)
                 obs = await observe(tabs)
+                site = origin_of(obs.url)
                 active = await tabs.active()
                 html = await active.content()
                 timings = await _time_observation(tabs, active)
                 refs = actionable_refs(obs.snapshot)
                 out[page["name"]] = {
                     "html": html,
-                    "aria": obs.snapshot,
-                    "corral": page_text(obs.url, obs.title, obs.compact),
+                    # Playwright's own snapshot (obs.snapshot has corral's short refs and
+                    # leaves out the refs of nodes nothing acts on).
+                    "aria": await active.aria_snapshot(mode="ai"),
+                    # As a planner reads a page of a task on this page's site: its URL a path.
+                    "corral": page_text(obs.url, obs.title, obs.compact, site=site),
+                    "whole_url": page_text(obs.url, obs.title, obs.compact),
                     "compact": obs.compact,
-                    "prompt": render_observation(obs, []),
+                    "prompt": render_observation(obs, [], site=site),
                     "refs": len(refs),
                     "missing_refs": [r for r in refs if f"[{r}]" not in obs.compact],
                     "icon_refs": len(_ICON_REF.findall(obs.compact)),
@@ -405,7 +410,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         portal.stop()
         shutil.rmtree(home, ignore_errors=True)  # holds bob's session cookies
     bu_pages = browser_use.get("pages", {})
-    kinds = ("html", "aria", "corral", "compact", "prompt")
+    kinds = ("html", "aria", "corral", "whole_url", "compact", "prompt")
     texts: list[str] = []
     for page in pages:
         texts += [corral[page["name"]][k] for k in kinds]
@@ -439,6 +444,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "aria",
         "before",
         "corral",
+        "whole_url",
         "compact",
         "prompt",
         "browser_use",
@@ -476,8 +482,12 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         "### (a) Tokens per observation of one page",
         "",
-        "*corral*: url + title + compact text (`tools.compact.page_text`; the title is left out "
-        "when the text already says all of it), the figure compared with browser-use's. "
+        "*corral*: url + title + compact text (`tools.compact.page_text`: a first line of the "
+        "URL and the title, the title left out when the text already says all of it), the "
+        "figure compared with browser-use's; the URL is a path, as the planner gets it on the "
+        "site of a task's first page (`runtime.agent.prompt.Conversation`: the first page "
+        "shows the origin once). *whole URL*: the same with the URL whole (a task's first "
+        "page, and `corral observe`). "
         "*compact*: the compact text alone. *loop page*: the whole page block the agent loop "
         "sends (`runtime.agent.prompt.render_observation`: `page_text`, plus the tab list when "
         "several tabs are open and the usable secret names when there are any). *browser-use*: "
@@ -494,17 +504,17 @@ def to_markdown(r: dict[str, Any]) -> str:
         "the DOM probe gives icon-only controls the AI snapshot leaves out "
         "(`tools.clickables`), part of *corral* and *compact*.",
         "",
-        f"| page | raw HTML | AI snapshot | corral before | corral | compact | loop page | {bu} "
-        "| bu state | refs kept | icon refs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| page | raw HTML | AI snapshot | corral before | corral | whole URL | compact "
+        f"| loop page | {bu} | bu state | refs kept | icon refs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["rows"]:
         kept = row["refs"] - len(row["missing_refs"])
         missing = ", ".join(row["missing_refs"])
         lines.append(
             f"| {row['group']}: {row['page']} | {_fmt(row['html'])} | {_fmt(row['aria'])} "
-            f"| {_fmt(row['before'])} | {_fmt(row['corral'])} | {_fmt(row['compact'])} "
-            f"| {_fmt(row['prompt'])} "
+            f"| {_fmt(row['before'])} | {_fmt(row['corral'])} | {_fmt(row['whole_url'])} "
+            f"| {_fmt(row['compact'])} | {_fmt(row['prompt'])} "
             f"| {_fmt(row['browser_use'])} | {_fmt(row['browser_use_state'])} "
             f"| {kept}/{row['refs']}{f' (missing: {missing})' if missing else ''} "
             f"| {row['icon_refs']} |"
@@ -512,8 +522,8 @@ def to_markdown(r: dict[str, Any]) -> str:
     for group, m in r["medians"].items():
         lines.append(
             f"| **median, {group}** | {_fmt(m['html'])} | {_fmt(m['aria'])} "
-            f"| {_fmt(m['before'])} | **{_fmt(m['corral'])}** | {_fmt(m['compact'])} "
-            f"| {_fmt(m['prompt'])} "
+            f"| {_fmt(m['before'])} | **{_fmt(m['corral'])}** | {_fmt(m['whole_url'])} "
+            f"| {_fmt(m['compact'])} | {_fmt(m['prompt'])} "
             f"| **{_fmt(m['browser_use'])}** | {_fmt(m['browser_use_state'])} | | |"
         )
     six = r["medians"]["miniwob, the issue's six"]
@@ -539,7 +549,11 @@ def to_markdown(r: dict[str, Any]) -> str:
         else:
             ratio = m["corral"] / m["browser_use"]
             met = "met" if ratio <= TARGET_RATIO else "NOT met"
-            verdict = f"{ratio:.2f}x browser-use's (target <= {TARGET_RATIO}x: {met})"
+            whole = m["whole_url"] / m["browser_use"]
+            verdict = (
+                f"{ratio:.2f}x browser-use's (target <= {TARGET_RATIO}x: {met}; with the whole "
+                f"URL {_fmt(m['whole_url'])}, {whole:.2f}x)"
+            )
         lines.append(
             f"- Median, {group}: corral {_fmt(m['corral'])} (before {_fmt(m['before'])}) vs {bu} "
             f"{_fmt(m['browser_use'])} tokens, {verdict}; loop page {_fmt(m['prompt'])} vs bu "

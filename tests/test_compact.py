@@ -29,6 +29,7 @@ from tools import (
     walk_snapshot,
 )
 from tools.compact import compact_snapshot, page_text
+from tools.snapshot import full_ref, short_refs
 
 # The roles whose refs must survive compaction (an action may target any of them).
 ACTIONABLE = (
@@ -115,17 +116,21 @@ async def test_refs_read_from_the_compact_text_sign_in_and_open_an_invoice(
 
         dashboard = (await observe(tabs)).compact
         assert "# Welcome, Bob Brown" in dashboard
+        # The main frame's refs are short whatever frame number Playwright gave it.
+        assert not re.search(r"\[f\d+e\d+\]", dashboard), dashboard
         result = await execute(tabs, Click(ref=ref_in(dashboard, "View unpaid invoices")), ctx)
         assert result.url_after.endswith("/invoices?status=unpaid")
 
         # A table row carries the ref of its invoice link inline; what every row repeats (the
         # number's prefix, the amount's unit, the status of this filtered list) is said once.
         table = (await observe(tabs)).compact
-        assert "| Number (INV-1002-…) | Date | Due | Description | Amount ($…) |" in table
+        # (A zero-padded number's leading zeros go with its prefix; a ref before a digit has no
+        # space after it.)
+        assert "| Number (INV-1002-00…) | Date | Due | Description | Amount ($…) |" in table
         assert "(every row) Status: Unpaid" in table
-        row = re.search(r"^\[(\w+)\] (\d{4})\|[-\d]+\|[-\d]+\|[^|]+\|[\d,.]+$", table, re.M)
+        row = re.search(r"^\[(\w+)\](\d{2})\|[-\d]+\|[-\d]+\|[^|]+\|[\d,.]+$", table, re.M)
         assert row, table
-        number = f"INV-1002-{row.group(2)}"
+        number = f"INV-1002-00{row.group(2)}"
         result = await execute(tabs, Click(ref=row.group(1)), ctx)
         assert result.url_after == f"{portal}/invoices/{number}"
         invoice = await observe(tabs)
@@ -135,16 +140,29 @@ async def test_refs_read_from_the_compact_text_sign_in_and_open_an_invoice(
 
 def expand_table(compact: str) -> list[list[str]]:
     """The rows of the (one) table of ``compact`` with every cell written out again: what its
-    run's header factored out put back, the row's leading ref left out."""
-    rows, affixes = [], {}
+    run's header factored out put back (a "(from here)" line changes it for the rows after it),
+    the row's leading ref left out."""
+    rows: list[list[str]] = []
+    titles: list[str] = []
+    affixes: dict[int, tuple[str, ...]] = {}
+
+    def head(title: str) -> tuple[str, tuple[str, ...] | None]:
+        found = re.search(r"^(.*) \((.*)…(.*)\)$", title)
+        return (found.group(1), found.groups()[1:]) if found else (title, None)
+
     for line in compact.splitlines():
         if line.startswith("| "):
-            heads = line[2:-2].split(" | ")
-            affixes = {
-                i: m.groups() for i, h in enumerate(heads) if (m := re.search(r"\((.*)…(.*)\)$", h))
-            }
-        elif affixes and re.match(r"\[\w+\] ", line):
-            cells = re.sub(r"^\[\w+\] ", "", line).split("|")
+            heads = [head(h) for h in line[2:-2].split(" | ")]
+            titles = [t for t, _ in heads]
+            affixes = {i: a for i, (_, a) in enumerate(heads) if a is not None}
+        elif line.startswith("(from here) "):
+            for title, affix in map(head, line.removeprefix("(from here) ").split(" | ")):
+                col = titles.index(title)
+                affixes.pop(col, None)
+                if affix is not None:
+                    affixes[col] = affix
+        elif affixes and re.match(r"\[\w+\]", line):
+            cells = re.sub(r"^\[\w+\] ?", "", line).split("|")
             rows.append(
                 [
                     affixes[i][0] + c + affixes[i][1] if i in affixes else c
@@ -160,18 +178,21 @@ async def test_bobs_87_invoices_are_87_row_lines(rt: Runtime, portal: str, tmp_p
         await execute(tabs, Navigate(url="/invoices?per_page=100"), ctx)
         obs = await observe(tabs)
     lines = obs.compact.splitlines()
-    rows = [line for line in lines if re.match(r"\[\w+\] \d{4}\|", line)]
+    rows = [line for line in lines if re.match(r"\[\w+\]\d+\|", line)]
     assert len(rows) == len(invoices_for("bob")) == 87
     # Each row has all six cells on its line, and no cell is a line (or a node) of its own.
     assert all(row.count("|") == 5 for row in rows), rows[:3]
     assert not any(line.startswith(("cell", "row", "- ")) for line in lines)
-    # Runs of rows share a header that says what they repeat: the number's prefix, the year.
+    # Runs of rows share a header that says what they repeat: the number's prefix, the year;
+    # a "(from here)" line says which columns change for the next run.
     headers = [line for line in lines if line.startswith("| Number")]
-    assert headers[0] == (
-        "| Number (INV-1002-…) | Date (2026-…) | Due (2026-…) | Description (… 2026) "
+    assert headers == [
+        "| Number (INV-1002-00…) | Date (2026-…) | Due (2026-…) | Description (… 2026) "
         "| Amount ($…) | Status |"
-    ), headers
-    assert 2 <= len(headers) <= 87 // 12
+    ], headers
+    runs = [line for line in lines if line.startswith("(from here) ")]
+    assert "(from here) Date (2025-…) | Due | Description (… 2025)" in runs
+    assert 1 <= len(runs) <= 87 // 8
     assert len(lines) < 87 + 25
     assert len(obs.compact) < len(obs.snapshot) / 3
     # Every cell of every invoice can be read back whole, each row under its own run's header.
@@ -257,7 +278,7 @@ async def test_table_heavy_pages_say_each_row_once_and_keep_every_ref(
         refs = actionable_refs(admin.snapshot)
         assert len(refs) >= 80 + 15, admin.snapshot
         assert not [r for r in refs if f"[{r}]" not in admin.compact], admin.compact
-        rows = re.findall(r"^\[(\w+)\]\|\[\w+\] (\d{4})\|", admin.compact, re.M)
+        rows = re.findall(r"^\[(\w+)\]\|\[\w+\](\d{4})\|", admin.compact, re.M)
         assert len(rows) == 40, admin.compact
         assert "Select this object for an action - Order …" in admin.compact
         assert admin.compact.count("Select this object") == 1
@@ -389,12 +410,22 @@ def test_a_long_table_is_cut_into_runs_under_headers_of_their_own() -> None:
     rows += [[f"2025-{m:02d}-{m + 10}", f"{m} kg"] for m in range(12, 0, -1)]
     rows += [["2024-12-01", "5 kg"], ["2024-11-01", "6 kg"]]  # a short tail joins its run
     lines = compact_snapshot(_table(["Date", "Weight"], rows)).splitlines()
-    assert [line for line in lines if line.startswith("|")] == [
-        "| Date (2026-…) | Weight (… kg) |",
-        "| Date | Weight (… kg) |",
-    ]
+    assert [line for line in lines if line.startswith("|")] == ["| Date (2026-…) | Weight (… kg) |"]
     assert lines[1:3] == ["12-22|12", "11-21|11"]
-    assert lines[lines.index("| Date | Weight (… kg) |") + 1] == "2025-12-22|12"
+    # The next run's header says only what changes: its dates are written whole.
+    assert lines[13:15] == ["(from here) Date", "2025-12-22|12"]
+    assert lines[-1] == "2024-11-01|6"
+    assert len(lines) == 2 + len(rows)
+
+
+def test_runs_are_cut_where_they_save_the_most() -> None:
+    # Ten rows of 2026, then twelve of 2025: the cut falls where the year changes (not after a
+    # fixed number of rows), and the second run's header says only what changes.
+    rows = [[f"2026-{m:02d}-{m + 3}", f"{m}.5 kg", "a"] for m in range(12, 2, -1)]
+    rows += [[f"2025-{m:02d}-{m + 3}", f"{m}.5 kg", "b"] for m in range(12, 0, -1)]
+    lines = compact_snapshot(_table(["Issued", "Weight", "Note"], rows)).splitlines()
+    assert lines[0] == "| Issued (2026-…) | Weight (… kg) | Note |"
+    assert lines[11:13] == ["(from here) Issued (2025-…)", "12-15|12.5|b"]
     assert len(lines) == 2 + len(rows)
 
 
@@ -408,6 +439,11 @@ def test_columns_are_not_factored_in_short_tables_nor_inside_numbers() -> None:
         "1,250",
         "1.75",
     ]
+    # A zero-padded number's leading zeros go with the prefix, the zeros of a date part do not.
+    ids = compact_snapshot(
+        _table(["Id", "Day"], [["A-007", "05-01"], ["A-012", "06-02"], ["A-010", "07-01"]])
+    )
+    assert ids.splitlines() == ["| Id (A-0…) | Day |", "07|05-01", "12|06-02", "10|07-01"]
     # A prefix that would leave a cell empty is not factored.
     ids = compact_snapshot(_table(["Id"], [["A-"], ["A-1"], ["A-2"]]))
     assert ids.splitlines() == ["| Id |", "A-", "A-1", "A-2"]
@@ -524,7 +560,7 @@ def test_inline_text_joins_but_blocks_stay_apart() -> None:
     assert compact_snapshot(snapshot).splitlines() == [
         "Price: $5 only today",
         "Barker @annis · 9h ago",
-        "Username [e6] textbox",
+        "[e6] textbox Username",
         "First",
         "Second",
     ]
@@ -562,10 +598,16 @@ def test_never_raises_and_is_deterministic() -> None:
     ],
 )
 def test_page_text_leaves_out_a_title_the_page_already_says(title: str, shown: bool) -> None:
-    text = page_text("http://127.0.0.1:8765/invoices/INV-1", title, "Acme Billing\n# Invoice INV-1")
-    assert text.startswith("http://127.0.0.1:8765/invoices/INV-1\n")
-    assert (f"title: {title}" in text) is shown
+    url = "http://127.0.0.1:8765/invoices/INV-1"
+    text = page_text(url, title, "Acme Billing\n# Invoice INV-1")
+    assert text.splitlines()[0] == (f"{url} · {title}" if shown else url)
     assert text.endswith("Acme Billing\n# Invoice INV-1")
+    # On the site the planner was told of, the URL is a path; elsewhere it stays whole.
+    site = "http://127.0.0.1:8765"
+    assert page_text(url, "", "x", site=site) == "/invoices/INV-1\nx"
+    assert page_text(f"{site}?q=1", "", "x", site=site) == "/?q=1\nx"
+    assert page_text(f"{site}.evil.example/a", "", "x", site=site).startswith(f"{site}.evil")
+    assert page_text("https://other.example/a", "", "x", site=site).startswith("https://")
 
 
 SNAPSHOT = """\
@@ -594,3 +636,46 @@ def test_the_snapshot_parser_reads_nesting_names_refs_and_attributes() -> None:
     assert [n.role for n in walk_snapshot(roots)][:3] == ["navigation", "link", "textbox"]
     # Only visible boxes of interactive elements get a mark.
     assert parse_boxes(SNAPSHOT) == [("e9", 10, 20, 200, 24)]
+
+
+def test_the_main_frames_refs_are_short_and_map_back() -> None:
+    class Page:  # only its identity matters
+        pass
+
+    page, other = Page(), Page()
+    snapshot = """- generic [ref=f4e1]:
+  - text: "[ref=f9e1] is page text"
+  - 'button "Go [ref=f4e12]" [ref=f4e12] [cursor=pointer]'
+  - heading "Title" [level=1] [ref=f4e15]
+  - iframe [ref=f4e13]:
+    - button "Inside" [ref=f5e2]
+- button "Last" [ref=f4e140]: x [ref=f4e140]"""
+    short = short_refs(page, snapshot)
+    # Short refs in document order for what can be acted on; the other refs marked as not
+    # Playwright's; page text (a name, a value) as it was; an iframe's elements keep theirs.
+    assert short.splitlines() == [
+        "- generic [ref=_f4e1]:",
+        '  - text: "[ref=f9e1] is page text"',
+        "  - 'button \"Go [ref=f4e12]\" [ref=e1] [cursor=pointer]'",
+        '  - heading "Title" [level=1] [ref=_f4e15]',
+        "  - iframe [ref=e2]:",
+        '    - button "Inside" [ref=f5e2]',
+        '- button "Last" [ref=e3]: x [ref=f4e140]',
+    ]
+    assert compact_snapshot(short).splitlines()[3:] == [
+        "[e2] iframe [f5e2] button Inside",
+        '[e3] button "Last": x \\[ref=f4e140]',
+    ]
+    assert full_ref(page, "e1") == "f4e12"
+    assert full_ref(page, "e3") == "f4e140"
+    assert full_ref(page, "f5e2") == "f5e2"  # an iframe's ref, as it is
+    assert full_ref(page, "p3") == "p3"
+    assert full_ref(other, "e12") == "e12"  # a page never observed
+
+    # The next document numbers its elements from e1 again. The same ref, role and name keep
+    # their short ref; another element never gets one the planner was given for something else.
+    again = short_refs(page, '- button "Pay" [ref=f6e12]\n- button "Last" [ref=f4e140]')
+    assert again.splitlines() == ['- button "Pay" [ref=e4]', '- button "Last" [ref=e3]']
+    assert full_ref(page, "e4") == "f6e12"
+    # The planner's old e1 ("Go") does not reach Pay: it names no frame, so the action fails.
+    assert full_ref(page, "e1") == "f999999999e1"

@@ -131,7 +131,7 @@ async def test_the_whole_page_on_request_and_every_full_page_every_pages(
     plan: list[Callable[[str], ToolCall]] = [
         lambda page: call("observe"),  # the page is already whole: rejected
         lambda page: call("fill", ref=ref_of(page, "textbox", "Username"), value="a"),
-        lambda page: call("observe", full=True),
+        lambda page: call("observe"),
         lambda page: call("fill", ref=ref_of(page, "textbox", "Username"), value="ab"),
         lambda page: call("fill", ref=delta_ref(page, "textbox", "Username"), value="abc"),
         lambda page: call("fill", ref=delta_ref(page, "textbox", "Username"), value="abcd"),

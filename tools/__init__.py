@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         WaitFor,
         action_target,
     )
-    from .compact import compact_snapshot, page_string, page_text
+    from .compact import compact_snapshot, page_string, page_text, site_path
     from .errors import (
         ActionError,
         ActionTimeoutError,
@@ -115,6 +115,7 @@ __all__ = [
     "refused_scheme",
     "screenshot",
     "site_allowlist",
+    "site_path",
     "snapshot_elements",
     "walk_snapshot",
 ]

@@ -12,12 +12,12 @@ what it can act on. The compact text has one line per thing and no indentation::
     [e22] textbox "Display name": Bob     a value (redacted upstream) after a quoted name
     [e1] checkbox Gift wrap [checked]     states as Playwright writes them ([active] = [focused])
     [e5] combobox "Plan": Basic, Pro*     a native select's options, the selected one starred
-    Username [e6] textbox                 a nameless field and the short label beside it
+    [e6] textbox Username                 a nameless field, then the short label beside it
     Status: Unpaid                        a term and its definition
     table "Invoices"                      a table: its name, its header in pipes, then one
     | Number (INV-…) | Date | Amount ($…) | line per row, cells joined by "|" (a "|" in a cell
     (every row) Status: Unpaid            is escaped), the refs of the row's elements inline
-    [e31] 0023|2026-10-31|160.25
+    [e31]0023|2026-10-31|160.25           (no space between a ref and a digit: a token)
 
 Every element an action may target keeps its ref verbatim (``e7``; ``f1e3`` inside an iframe, the
 iframe itself keeps its own): the roles in ``ACTIONABLE_ROLES`` and any node with a pointer
@@ -40,9 +40,11 @@ column whose cells differ only by their refs (the same "Edit" and "Delete" in ev
 only the refs, its header shows the rest once (``Actions ([…] Edit […] button Delete)``). In a row,
 an element whose name says another cell of its row (a checkbox "Select - Invoice INV-1079") is
 written without its name, which its column's header shows once with the row's text as "…".
-A long table (24 rows or more) is cut into runs of at least 12 rows that share their prefixes
-and suffixes, each under a header of its own (``Date (2025-…)`` after ``Date (2026-…)``). Refs are
-never factored: every row keeps the ref of each of its elements.
+A zero-padded number's leading zeros may go with its column's prefix (``INV-1002-00…``). A long
+table (16 rows or more) is cut into runs of at least 8 rows that share their prefixes and
+suffixes, where the cuts save the most; a ``(from here) Date (2025-…) | Due`` line names the
+columns whose header changes for the rows after it. Refs are never factored: every row keeps the
+ref of each of its elements.
 
 Page text cannot pass for layout. Every string that comes from the page (text, names, values,
 options, placeholders, link paths, the title) has its ``[`` escaped as ``\[``, so the only bare
@@ -58,13 +60,15 @@ The function is pure and deterministic and never raises: a line it cannot read i
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .snapshot import ACTIONABLE_ROLES, SnapshotNode, parse_snapshot, walk_snapshot
 
-__all__ = ["compact_snapshot", "page_string", "page_text"]
+__all__ = ["compact_snapshot", "page_string", "page_text", "site_path"]
 
 _TABLES = frozenset({"table", "grid", "treegrid"})
 _CELLS = frozenset({"cell", "gridcell", "columnheader", "rowheader"})
@@ -102,7 +106,7 @@ _SPACES = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # A line of page text that could be read as corral's layout or a heading of the planner prompt
 # (runtime.agent.prompt) is quoted. The words are those headings and labels.
 _LAYOUT = re.compile(
-    r"(?:\\\[|[#|\"]|\(every row\)|(?:table|dialog|alertdialog|img|title|clickable)\b"
+    r"(?:\\\[|[#|\"]|\((?:every row|from here)\)|(?:table|dialog|alertdialog|img|title|clickable)\b"
     r"|(?:task|history|current page|secrets usable|tabs|notes?|a vision model|the result given"
     r"|icons)\b)",
     re.IGNORECASE,
@@ -368,10 +372,14 @@ class _Renderer:
         label = sum(len(p) for p in parts) - len(_element(element))
         if label > _MAX_LABEL or not (pieces or heading):
             return None
-        line = " ".join(parts)
-        if not heading and _LAYOUT.match(line):
+        if heading:
+            return " ".join(parts)
+        if _LAYOUT.match(" ".join(parts)):
             return None  # a label that reads as layout: on a line of its own, quoted
-        return line
+        if parts[-1] == _element(element):
+            # Only a label before the field: the field first ("[e6] textbox Username").
+            parts = [parts[-1], *parts[:-1]]
+        return " ".join(parts)
 
     def cell(self, node: SnapshotNode, said: tuple[str, ...] = ()) -> str:
         """Any subtree on one line: its text, its elements in their one-line form. An element
@@ -450,11 +458,12 @@ class _Renderer:
         return made
 
 
+_REF_DIGIT = re.compile(r"(?<!\\)(\[(?:f\d+)?e\d+\]) (?=\d)")
 _LEAD_REF = re.compile(r"^(\[[^\]\s]+\] ?)")
 _REF = re.compile(r"\[(?:f\d+)?e\d+\]")
 _MIN_ROWS = 3  # a column is factored only in a table with this many rows
 _MIN_SAID = 4  # a cell's text an element's name must say to be left out
-_MIN_RUN = 12  # rows of a long table that share a header of their own, at least
+_MIN_RUN = 8  # rows of a long table that share a header of their own, at least
 
 
 def _template(name: str, said: tuple[str, ...]) -> str:
@@ -496,23 +505,43 @@ def _split_lead(cell: str) -> tuple[str, str]:
     return (match.group(1), cell[match.end() :]) if match else ("", cell)
 
 
-def _boundary_prefix(texts: list[str]) -> str:
-    """The longest prefix all ``texts`` share that ends at a separator (``INV-1002-``, ``$``;
-    not inside a number) and leaves each of them a non-empty rest; '' if none."""
-    prefix = texts[0]
-    for text in texts[1:]:
-        while not text.startswith(prefix):
-            prefix = prefix[:-1]
-    while prefix and (prefix[-1].isalnum() or prefix[-1] in ",."):
-        prefix = prefix[:-1]
-    if prefix.strip() in ("", "-") or any(len(t) <= len(prefix) for t in texts):
+def _cut(lo: str, hi: str, shortest: int, zeros: bool, texts: Iterable[str] = ()) -> str:
+    """The prefix texts share, from the least (``lo``) and greatest (``hi``) of them, cut at a
+    separator (``INV-1002-``, ``$``: not inside a number) and leaving each of them (the shortest
+    is ``shortest`` long) a non-empty rest; '' if none. With ``zeros``, the cut may take the
+    leading zeros of a number that ends every text (``INV-1002-00`` of ``INV-1002-0087``), in
+    ``lo``, ``hi`` and ``texts`` (all of them, for an exact answer)."""
+    common = 0
+    most = min(len(lo), len(hi))
+    while common < most and lo[common] == hi[common]:
+        common += 1
+    end = common
+    while end and (lo[end - 1].isalnum() or lo[end - 1] in ",."):
+        end -= 1
+    if zeros:
+        padded = end
+        while padded < common and lo[padded] == "0":
+            padded += 1
+        if padded > end and all(t[padded:].isdigit() for t in itertools.chain((lo, hi), texts)):
+            end = padded
+    prefix = lo[:end]
+    if prefix.strip() in ("", "-") or shortest <= len(prefix):
         return ""
     return prefix
 
 
-def _boundary_suffix(texts: list[str]) -> str:
-    """The mirror of :func:`_boundary_prefix`: `` kg``, ``%``."""
-    return _boundary_prefix([t[::-1] for t in texts])[::-1]
+def _boundary_prefix(texts: list[str]) -> str:
+    """The longest prefix all ``texts`` share that ends at a separator (``INV-1002-``, ``$``;
+    not inside a number, but maybe after a number's leading zeros) and leaves each of them a
+    non-empty rest; '' if none."""
+    return _cut(min(texts), max(texts), min(map(len, texts)), zeros=True, texts=texts)
+
+
+def _boundary_suffix(texts: list[str], prefix: str = "") -> str:
+    """The mirror of :func:`_boundary_prefix` (`` kg``, ``%``; never inside a number), leaving a
+    rest beside ``prefix``."""
+    rev = [t[::-1] for t in texts]
+    return _cut(min(rev), max(rev), min(map(len, texts)) - len(prefix), zeros=False)[::-1]
 
 
 def _factor_columns(rows: list[_Row], header: _Row | None) -> None:
@@ -549,21 +578,22 @@ def _factor_columns(rows: list[_Row], header: _Row | None) -> None:
             continue
         plain.append(col)
     titles = list(header.cells)
-    first = True
-    for run in _runs(rows, plain):
+    shown: list[str] | None = None
+    for run in _runs(rows, plain, len(header.line()) // 2):
         cells = list(titles)
         for col, (prefix, suffix) in run.affixes.items():
             cells[col] = f"{titles[col]} ({prefix}…{suffix})"
             for r in run.rows:
                 lead, body = _split_lead(r.cells[col])
                 r.cells[col] = lead + body[len(prefix) : len(body) - len(suffix)]
-        if first:
+        if shown is None:
             header.cells = cells
-            first = False
         else:
-            again = _Row(None, True, cells, [])
-            again.dropped = set(header.dropped)
-            run.rows[0].before.append(again.line())
+            # Only the columns whose header changes, for the rows from here on.
+            changed = [c for i, c in enumerate(cells) if c != shown[i] and i not in header.dropped]
+            if changed:
+                run.rows[0].before.append("(from here) " + " | ".join(changed))
+        shown = cells
 
 
 @dataclass
@@ -577,43 +607,54 @@ def _affixes(rows: list[_Row], cols: list[int]) -> dict[int, tuple[str, str]]:
     out = {}
     for col in cols:
         bodies = [_split_lead(r.cells[col])[1] for r in rows]
-        prefix, suffix = _boundary_prefix(bodies), _boundary_suffix(bodies)
+        prefix = _boundary_prefix(bodies)
+        suffix = _boundary_suffix(bodies, prefix)
         if prefix or suffix:
             out[col] = (prefix, suffix)
     return out
 
 
-def _fits(row: _Row, affixes: dict[int, tuple[str, str]]) -> bool:
-    """True if ``row`` shares the prefixes and suffixes (so they stay those of its run)."""
-    for col, (prefix, suffix) in affixes.items():
-        body = _split_lead(row.cells[col])[1]
-        if not (body.startswith(prefix) and body.endswith(suffix)):
-            return False
-        if len(body) <= len(prefix) + len(suffix):
-            return False
-    return True
-
-
-def _runs(rows: list[_Row], cols: list[int]) -> list[_Run]:
-    """The rows cut into runs that share their prefixes and suffixes: from each run's first
-    ``_MIN_RUN`` rows on, as long as the next row shares them (a short table is one run)."""
-    if len(rows) < 2 * _MIN_RUN:
+def _runs(rows: list[_Row], cols: list[int], header_chars: int) -> list[_Run]:
+    """The rows cut into runs (of ``_MIN_RUN`` rows at least) that share their prefixes and
+    suffixes, where the cuts save the most: what a run's affixes take out of its rows, less
+    the header line each run after the first costs (``header_chars``). A run may start only
+    where what ``_MIN_RUN`` rows in a row share changes (a year in a date column), which keeps
+    the search short. A short table is one run."""
+    n = len(rows)
+    if n < 2 * _MIN_RUN or not cols:
         return [_Run(rows, _affixes(rows, cols))]
-    runs: list[_Run] = []
-    i = 0
-    while i < len(rows):
-        j = min(i + _MIN_RUN, len(rows))
-        if len(rows) - j < _MIN_RUN:
-            j = len(rows)  # a short tail joins its run
-        affixes = _affixes(rows[i:j], cols)
-        while j < len(rows) and _fits(rows[j], affixes):
-            j += 1
-        if runs and runs[-1].affixes == affixes:
-            runs[-1].rows += rows[i:j]
-        else:
-            runs.append(_Run(rows[i:j], affixes))
-        i = j
-    return runs
+    bodies = [[_split_lead(r.cells[col])[1] for r in rows] for col in cols]
+
+    def cut(a: int, b: int) -> list[str]:
+        """Per column, the prefix and suffix rows ``a`` to ``b`` share, as "prefix…suffix"."""
+        out = []
+        for texts in bodies:
+            part = texts[a:b]
+            prefix = _boundary_prefix(part)
+            out.append(f"{prefix}…{_boundary_suffix(part, prefix)}")
+        return out
+
+    windows = [cut(k, k + _MIN_RUN) for k in range(n - _MIN_RUN + 1)]
+    starts = {0}
+    for k in range(1, len(windows)):
+        if windows[k] != windows[k - 1]:
+            starts.update({k, k + _MIN_RUN - 1})
+    places = [*sorted(k for k in starts if k == 0 or _MIN_RUN <= k <= n - _MIN_RUN), n]
+    best: dict[int, tuple[float, int]] = {0: (0.0, 0)}
+    for j in places[1:]:
+        for i in places:
+            if i >= j or j - i < _MIN_RUN or i not in best:
+                continue
+            lengths = [len(c) - 1 for c in cut(i, j)]
+            saved = sum(c * (j - i) - c - 4 for c in lengths if c)  # the header's " (…)"
+            cost = best[i][0] - saved + (header_chars if i else 0)
+            if j not in best or cost < best[j][0]:
+                best[j] = (cost, i)
+    cuts = [n]
+    while cuts[-1]:
+        cuts.append(best[cuts[-1]][1])
+    cuts.reverse()
+    return [_Run(rows[a:b], _affixes(rows[a:b], cols)) for a, b in itertools.pairwise(cuts)]
 
 
 def compact_snapshot(ai_snapshot: str) -> str:
@@ -625,17 +666,28 @@ def compact_snapshot(ai_snapshot: str) -> str:
         # A text repeated right away (a caption under its heading) is said once.
         if not (out and out[-1] == line and not line.startswith("[")):
             out.append(line)
-    return "\n".join(out)
+    # "[e31]0087", not "[e31] 0087": a space before a digit is a token of its own.
+    return _REF_DIGIT.sub(r"\1", "\n".join(out))
 
 
-def page_text(url: str, title: str, compact: str) -> str:
-    """What a planner reads of a page: its url, its title unless the text already says all of
-    it (the usual "Page - Site" title repeats the page's heading and the site's name), the text.
-    The title is page text: one line, brackets escaped."""
+def page_text(url: str, title: str, compact: str, site: str | None = None) -> str:
+    """What a planner reads of a page: a first line of its URL (as a path on ``site``, an
+    origin said once elsewhere) and its title after a " · ", unless the text already says all of
+    the title (the usual "Page - Site" title repeats the page's heading and the site's name);
+    then the text. The title is page text: one line, brackets escaped."""
     title = page_string(title)
     parts = [p.strip() for p in _TITLE_SEPARATORS.split(title) if p.strip()]
     said = compact.casefold()
-    head = url  # a URL needs no label
+    head = site_path(url, site)  # a URL needs no label
     if not all(re.search(rf"(?<!\w){re.escape(p.casefold())}(?!\w)", said) for p in parts):
-        head += f"\ntitle: {title.strip()}"
+        head += f" · {title.strip()}"
     return f"{head}\n{compact}"
+
+
+def site_path(url: str, site: str | None) -> str:
+    """``url`` as a path (``/invoices?page=2``) when it is on ``site`` (an origin such as
+    ``https://example.com``), else whole."""
+    rest = url[len(site) :] if site and url.startswith(site) else None
+    if rest is None or rest[:1] not in ("/", "?", "#", ""):
+        return url  # another origin (or "https://example.com.evil.net")
+    return rest if rest.startswith("/") else "/" + rest

@@ -57,6 +57,7 @@ from .errors import (
 from .extract import extract_value
 from .fields import field_facts
 from .navigation import refused_scheme
+from .snapshot import full_ref
 from .tabs import Tabs
 
 __all__ = ["ActionContext", "ActionResult", "execute", "is_visible", "locate"]
@@ -104,7 +105,8 @@ def locate(page: Page, spec: Locate) -> Locator:
     if spec.ref is not None and is_probe_ref(spec.ref):
         loc = probe_locator(page, spec.ref)
     elif spec.ref is not None:
-        loc = page.locator(f"aria-ref={spec.ref}")
+        # The main frame's refs are shown without their frame prefix (tools.snapshot).
+        loc = page.locator(f"aria-ref={full_ref(page, spec.ref)}")
     elif spec.role is not None:
         loc = page.get_by_role(spec.role, name=spec.name, exact=exact)  # type: ignore[arg-type]
     elif spec.label is not None:

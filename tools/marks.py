@@ -12,7 +12,7 @@ from collections.abc import Callable
 from PIL import Image, ImageDraw
 
 from .observe import mask_locators, page_shows_secret
-from .snapshot import snapshot_elements
+from .snapshot import short_refs, snapshot_elements
 from .tabs import Tabs
 
 __all__ = ["INTERACTIVE_ROLES", "marked_screenshot", "parse_boxes"]
@@ -58,7 +58,8 @@ async def marked_screenshot(
     page = await tabs.active()
     if shows_secret is not None and await page_shows_secret(tabs, shows_secret):
         return None, []
-    snapshot = await page.aria_snapshot(mode="ai", boxes=True)
+    # Labelled with the refs the planner reads (tools.snapshot.short_refs).
+    snapshot = short_refs(page, await page.aria_snapshot(mode="ai", boxes=True))
     masks = await mask_locators(page)
     image = Image.open(io.BytesIO(await page.screenshot(type="png", mask=masks)))
     draw = ImageDraw.Draw(image)

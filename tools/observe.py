@@ -14,6 +14,7 @@ from .clickables import probe_clickables, probe_lines
 from .compact import compact_snapshot
 from .execute import SECRET_MARK
 from .isolated import Isolated, IsolatedError
+from .snapshot import short_refs
 from .tabs import Tabs
 
 MASK_SELECTOR = _MASK = f"input[type=password], [{SECRET_MARK}]"
@@ -54,7 +55,10 @@ class Observation(BaseModel):
     url: str
     title: str
     tabs: list[TabInfo]
-    snapshot: str = Field(description="Playwright's AI aria snapshot; refs like [ref=e7]")
+    snapshot: str = Field(
+        description="Playwright's AI aria snapshot; refs like [ref=e7] (the main frame's "
+        "without their frame prefix: tools.snapshot.short_refs)"
+    )
     compact: str = Field(
         description="the snapshot as compact text for a model, refs like [e7], then the icon-only "
         "controls the snapshot leaves out (tools.clickables), refs like [p1]"
@@ -75,7 +79,9 @@ async def observe(
     """Observe the active page; ``redact`` scrubs text before it leaves this function."""
     page = await tabs.active()
     clean = redact or (lambda text: text)
-    snapshot = clean(await page.aria_snapshot(mode="ai"))
+    # The main frame's refs without their frame prefix (e7, not f4e7): what the planner sees,
+    # and what tools.execute.locate maps back.
+    snapshot = short_refs(page, clean(await page.aria_snapshot(mode="ai")))
     icons = probe_lines(await probe_clickables(page, Isolated(await tabs.cdp(page))))
     compact = "\n".join([compact_snapshot(snapshot), *(clean(line) for line in icons)])
     infos = [

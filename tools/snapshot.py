@@ -14,6 +14,12 @@ the node above. :func:`parse_snapshot` turns it into :class:`SnapshotNode` trees
 text for a planner (:mod:`tools.compact`), the marks on screenshots (:mod:`tools.marks`), the
 runtime's element counts and the policy dry run all read the snapshot through it.
 
+Refs of the main frame are written short: Playwright prefixes every ref with its frame's number
+(``f4e7``; the number changes when a navigation swaps the main frame), which costs a planner two
+tokens per ref. :func:`short_refs` gives the main frame's elements short refs of corral's own
+(``e7``) and :func:`full_ref` maps them back for ``aria-ref=`` locators; the refs of iframes stay
+Playwright's (``f5e3``).
+
 Strings are returned as the page wrote them (names JSON-decoded, values unquoted): escaping page
 text for a model is the reader's job. The parser never raises: a line that is not something
 Playwright writes becomes a ``text`` node with ``parsed=False`` holding the line as it was.
@@ -25,11 +31,15 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
+from weakref import WeakKeyDictionary
 
 __all__ = [
     "ACTIONABLE_ROLES",
     "SnapshotNode",
+    "full_ref",
     "parse_snapshot",
+    "short_refs",
     "snapshot_elements",
     "walk_snapshot",
 ]
@@ -207,3 +217,93 @@ def walk_snapshot(nodes: Iterable[SnapshotNode]) -> Iterator[SnapshotNode]:
 def snapshot_elements(snapshot: str) -> list[SnapshotNode]:
     """The nodes of ``snapshot`` that have a ref, in document order."""
     return [node for node in walk_snapshot(parse_snapshot(snapshot)) if node.ref is not None]
+
+
+_SHORT_REF = re.compile(r"^e\d+$")
+# A frame number no page has: an aria-ref under it fails at once ("Invalid frame in aria-ref
+# selector"), which tools.execute reports as a ref from an older snapshot.
+_NO_FRAME = "f999999999"
+
+
+@dataclass
+class _PageRefs:
+    """The short refs :func:`short_refs` gave on one page."""
+
+    given: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """(Playwright's ref, role, name) -> the short ref it was given, for the page's life."""
+    last: dict[str, str] = field(default_factory=dict)
+    """Short ref -> Playwright's ref, in the page's last snapshot."""
+
+
+_pages: WeakKeyDictionary[Any, _PageRefs] = WeakKeyDictionary()
+
+
+def _main_frame_nodes(nodes: list[SnapshotNode]) -> Iterator[SnapshotNode]:
+    """The nodes of the main frame (not inside an iframe), in document order."""
+    for node in nodes:
+        yield node
+        if node.role != "iframe":
+            yield from _main_frame_nodes(node.children)
+
+
+def _key_end(line: str) -> int:
+    """Where the key of a snapshot line ends (its value, page text, is never rewritten)."""
+    body = line.lstrip(" ")
+    body = body[2:] if body.startswith("- ") else body
+    _, raw_value = _split_entry(body)
+    return len(line) - (len(raw_value) + 2 if raw_value is not None else 0)
+
+
+def short_refs(page: Any, snapshot: str) -> str:
+    """``snapshot`` (the AI snapshot of ``page``) with short refs for its main frame's elements
+    to act on, which :func:`full_ref` maps back for ``page`` until the next call.
+
+    Playwright's refs carry the frame's number (``f4e31``), which changes when a navigation
+    swaps the main frame, and each new document numbers its elements from ``e1`` again. The
+    short refs are given in document order (``e1``, ``e2`` ...) and never given twice on a
+    page: an element keeps its short ref while its Playwright ref, role and name stay (as the
+    same element on the same page does; so does the same link at the same place on the next
+    page), any other gets a new one. So a short ref the planner kept from a page it left either
+    stands for an element of the same role and name, or resolves to nothing (the action fails
+    as with a stale ref), never silently to another element. Other nodes (nothing acts on them)
+    keep Playwright's ref behind a ``_`` (``_f4e3``), which no action resolves; an iframe's
+    elements keep Playwright's refs (``f5e2``).
+    """
+    roots = parse_snapshot(snapshot)
+    refs = _pages.setdefault(page, _PageRefs())
+    refs.last = {}
+    rename: dict[str, str] = {}
+    for node in _main_frame_nodes(roots):
+        ref = node.ref
+        if ref is None:
+            continue
+        if not node.actionable:
+            rename[ref] = f"_{ref}"  # not a ref to act on, never read as a short one
+            continue
+        key = (ref, node.role, node.name)
+        short = refs.given.setdefault(key, f"e{len(refs.given) + 1}")
+        refs.last[short] = ref
+        rename[ref] = short
+    lines = snapshot.split("\n")
+    for i, line in enumerate(lines):
+        if "[ref=" not in line:
+            continue
+        # A line's own ref is the last one before its value (a name may quote one).
+        found = [None, *_REF_ATTR.finditer(line, 0, _key_end(line))][-1]
+        if found is not None and found.group(1) in rename:
+            new = f" [ref={rename[found.group(1)]}]"
+            lines[i] = line[: found.start()] + new + line[found.end() :]
+    return "\n".join(lines)
+
+
+_REF_ATTR = re.compile(r" \[ref=([^\]\s]+)\]")
+
+
+def full_ref(page: Any, ref: str) -> str:
+    """The ref Playwright knows for ``ref`` as :func:`short_refs` last wrote it for ``page``; a
+    short ref it did not write there names no frame (the action fails: a stale ref). Other refs
+    (an iframe's, any on a page never observed) are returned as they are."""
+    refs = _pages.get(page)
+    if _SHORT_REF.match(ref) is None or refs is None:
+        return ref
+    return refs.last.get(ref, _NO_FRAME + ref)

@@ -21,11 +21,9 @@ from typing import Any
 
 __all__ = ["DELTA_HEADING", "UNCHANGED", "DocumentWatch", "page_delta"]
 
-DELTA_HEADING = (
-    "Current page, changes since the last one (same document; lines not shown are unchanged "
-    "and their refs still hold; + added, - removed, ~ changed, = the line an addition follows):"
-)
-UNCHANGED = "Current page, unchanged since the last one (same document)."
+# The markers are explained once, in the system prompt (runtime.agent.prompt).
+DELTA_HEADING = "Changes to the page:"
+UNCHANGED = "The page is unchanged."
 # A context line is there to place an addition: its start is enough.
 _CONTEXT_CHARS = 80
 

@@ -50,11 +50,13 @@ class _Args(BaseModel):
 
 
 class RefArgs(_Args):
-    ref: str = Field(description="the element's ref from the page snapshot, e.g. e12")
+    ref: str
+    """The element's ref from the page (``e12``)."""
 
 
 class FillArgs(RefArgs):
-    value: str = Field(description="text to type; a secret is written {{secret:NAME}}")
+    value: str
+    """Text to type; a secret is written ``{{secret:NAME}}`` (the system prompt says so)."""
 
 
 class SelectArgs(RefArgs):
@@ -62,13 +64,13 @@ class SelectArgs(RefArgs):
 
 
 class PressArgs(_Args):
-    key: str = Field(description="e.g. Enter, Tab, Escape, Control+A")
+    key: str = Field(description="e.g. Enter, Tab, Control+A")
     ref: str | None = None
 
 
 class ScrollArgs(_Args):
     direction: Literal["down", "up", "left", "right"] = "down"
-    ref: str | None = Field(None, description="scroll this element into view instead")
+    ref: str | None = Field(None, description="an element to scroll into view instead")
 
 
 class NavigateArgs(_Args):
@@ -84,11 +86,11 @@ class SwitchTabArgs(_Args):
 
 
 class UploadArgs(RefArgs):
-    files: list[str] = Field(min_length=1, description="file names in the allowed upload folder")
+    files: list[str] = Field(min_length=1, description="names in the upload folder")
 
 
 class WaitArgs(_Args):
-    text: str = Field(description="wait until this text is visible")
+    text: str
 
 
 class Look(_Args):
@@ -100,80 +102,70 @@ class Look(_Args):
 class ExtractData(_Args):
     """Ask the extractor model to read data from the page into JSON."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="what to call the result")
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     instruction: str = Field(min_length=1)
     json_schema: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "object"}, description="JSON schema of the result"
+        default_factory=lambda: {"type": "object"}, description="the result's JSON schema"
     )
 
 
 class Observe(_Args):
     """Show the whole current page next turn instead of what changed."""
 
-    full: bool = Field(True, description="the whole page (the only kind this call gives)")
-
 
 class Done(_Args):
     """Finish the task."""
 
-    result: Any = Field(description="the task's result (must match the task's output schema)")
+    result: Any
+    """The task's result (it must match the task's output schema, when it has one)."""
 
 
 _BROWSER: dict[str, tuple[str, type[_Args], Any]] = {
     "click": ("Click an element.", RefArgs, lambda a: Click(ref=a.ref)),
     "fill": (
-        "Type text into a field (replaces its content).",
+        "Type into a field (replaces its text).",
         FillArgs,
         lambda a: Fill(ref=a.ref, value=a.value),
     ),
     "select": (
-        "Choose an option of a select element.",
+        "Choose an option of a select.",
         SelectArgs,
         lambda a: Select(ref=a.ref, option=a.option),
     ),
     "press": (
-        "Press a key, on an element or the focused one.",
+        "Press a key (on the element, or the focused one).",
         PressArgs,
         lambda a: Press(ref=a.ref, key=a.key),
     ),
     "scroll": (
-        "Scroll the page, or an element into view.",
+        "Scroll the page.",
         ScrollArgs,
         lambda a: Scroll(ref=a.ref, direction=a.direction),
     ),
-    "hover": ("Move the mouse over an element.", RefArgs, lambda a: Hover(ref=a.ref)),
+    "hover": ("Hover over an element.", RefArgs, lambda a: Hover(ref=a.ref)),
     "navigate": ("Open a URL.", NavigateArgs, lambda a: Navigate(url=a.url)),
-    "back": ("Go back to the previous page.", NoArgs, lambda a: Back()),
+    "back": ("Go back.", NoArgs, lambda a: Back()),
     "switch_tab": (
-        "Make another tab active (index from the tab list).",
+        "Switch to a tab (its index in the tab list).",
         SwitchTabArgs,
         lambda a: SwitchTab(index=a.index),
     ),
-    "download": ("Click an element that downloads a file.", RefArgs, lambda a: Download(ref=a.ref)),
+    "download": ("Click to download a file.", RefArgs, lambda a: Download(ref=a.ref)),
     "upload": (
         "Attach files to a file input.",
         UploadArgs,
         lambda a: Upload(ref=a.ref, files=a.files),
     ),
-    "wait_for": ("Wait until a text is visible.", WaitArgs, lambda a: WaitFor(text=a.text)),
+    "wait_for": ("Wait until a text shows.", WaitArgs, lambda a: WaitFor(text=a.text)),
 }
 _SPECIAL: dict[str, tuple[str, type[_Args]]] = {
-    "look": (
-        "Ask a vision model a question about a screenshot of the page, with every "
-        "interactive element boxed and labelled by its ref.",
-        Look,
-    ),
+    "look": ("Ask a vision model about a screenshot (elements labelled by ref).", Look),
     "extract_data": (
-        "Read structured data from the current page (tables, details) with an "
-        "extraction model; the result is kept under `name`.",
+        "Read data from the page (tables, details) into JSON, kept under `name`.",
         ExtractData,
     ),
-    "observe": (
-        "Show the whole current page again (after an action that leaves the page in place you "
-        "are shown only the lines that changed).",
-        Observe,
-    ),
-    "done": ("Finish: give the task's result.", Done),
+    "observe": ("Show the whole page again.", Observe),
+    "done": ("Finish with the task's result.", Done),
 }
 TOOLS = sorted([*_BROWSER, *_SPECIAL])
 
@@ -189,11 +181,28 @@ def tool_specs() -> list[ToolSpec]:
         **{k: (v[0], v[1]) for k, v in _BROWSER.items()},
         **_SPECIAL,
     }.items():
-        schema = args.model_json_schema()
-        schema.pop("title", None)
-        schema.pop("description", None)
-        specs.append(ToolSpec(name=name, description=description, parameters=schema))
+        specs.append(ToolSpec(name=name, description=description, parameters=_schema(args)))
     return specs
+
+
+def _schema(args: type[_Args]) -> dict[str, Any]:
+    """The JSON schema of ``args`` as the model gets it, short: no titles, an optional value as
+    its plain type, no ``additionalProperties`` on the arguments (corral validates them and
+    tells the model what is wrong)."""
+    schema = args.model_json_schema()
+    for key in ("title", "description", "additionalProperties"):
+        schema.pop(key, None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+        if prop.get("additionalProperties") is True:
+            del prop["additionalProperties"]  # the default
+        types = prop.pop("anyOf", None)
+        if types is not None:
+            kept = [t for t in types if t != {"type": "null"}]
+            prop.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+            if prop.get("default", 0) is None:
+                del prop["default"]
+    return schema
 
 
 def parse_call(call: ToolCall) -> AnyAction | Look | ExtractData | Observe | Done:
