@@ -18,14 +18,38 @@ from .snapshot import short_refs
 from .tabs import Tabs
 
 MASK_SELECTOR = _MASK = f"input[type=password], [{SECRET_MARK}]"
+# The text a screenshot would show that no mask covers: the page's text, the values of fields
+# that are neither password fields nor marked as holding a secret, and the same inside every
+# open shadow root (a web component's text and fields).
 _UNMASKED_TEXT_JS = f"""() => {{
-  const fields = Array.from(document.querySelectorAll("input, textarea, select"))
-    .filter((el) => !el.matches({_MASK!r}))
-    .map((el) => el.value);
-  return [document.body ? document.body.innerText : "", ...fields].join("\\n");
+  const out = [document.body ? document.body.innerText : ""];
+  const walk = (root) => {{
+    for (const el of root.querySelectorAll("input, textarea, select")) {{
+      if (!el.matches({_MASK!r})) out.push(el.value);
+    }}
+    for (const el of root.querySelectorAll("*")) {{
+      if (el.shadowRoot) {{
+        out.push(el.shadowRoot.textContent);
+        walk(el.shadowRoot);
+      }}
+    }}
+  }};
+  walk(document);
+  return out.join("\\n");
 }}"""
 
-_HAS_MASK = f"document.querySelector({_MASK!r}) !== null"
+# Anything to paint over, in the document or any open shadow root in it (Playwright's mask
+# locators pierce those too; a closed one is out of everyone's reach).
+_HAS_MASK = f"""(() => {{
+  const has = (root) => {{
+    if (root.querySelector({_MASK!r})) return true;
+    for (const el of root.querySelectorAll("*")) {{
+      if (el.shadowRoot && has(el.shadowRoot)) return true;
+    }}
+    return false;
+  }};
+  return has(document);
+}})()"""
 
 __all__ = [
     "MASK_SELECTOR",
