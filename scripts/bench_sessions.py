@@ -93,7 +93,7 @@ def _kind(proc: psutil.Process) -> str | None:
     if "chrom" in name:
         kind = next((a[7:] for a in proc.cmdline() if a.startswith("--type=")), "browser")
         return {"zygote": "browser", "utility": "browser"}.get(kind, kind)
-    if name == "node":
+    if name.startswith("node"):  # "node-MainThread" on Linux
         return "driver"
     return None
 

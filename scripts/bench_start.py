@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts._bench_common import write_section  # noqa: E402
+from scripts._bench_common import checkout, write_section  # noqa: E402
 
 CORRAL = "import sys; from runtime.cli import main; sys.argv[0] = 'corral'; main()"
 RAW = """
@@ -85,14 +85,6 @@ def compile_tree(tree: Path) -> None:
             compileall.compile_dir(tree / package, quiet=1)
 
 
-def checkout(rev: str, into: Path) -> Path:
-    """The files of ``rev`` (no .git), to import that commit's corral from."""
-    into.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into
-
-
 def main() -> None:
     """Measure, print the table, and with ``--write`` replace the section in BENCHMARKS.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -115,7 +107,7 @@ def main() -> None:
     trees = {"now": ROOT}
     for rev in args.before:
         label = "before" if len(args.before) == 1 else rev
-        trees[label] = checkout(rev, work / f"before-{rev}")
+        trees[label] = checkout(ROOT, rev, work / f"before-{rev}")
     server = PortalServer(port=0)
     server.start()
     try:
