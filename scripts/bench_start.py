@@ -259,7 +259,7 @@ def main() -> None:
         "than the raw script does.",
         "",
         "On this shared 2-core machine the run's ratio moved by about 0.05 between runs "
-        "made minutes apart (1.26-1.34 on the median), with other work's load.",
+        "made minutes apart (1.26-1.35 on the median), with other work's load.",
         "",
         "Re-run: `.venv/bin/python scripts/bench_start.py --write --before cb67b0c "
         "--before 9ef1771` (`--rounds N`; `--before` repeats).",
