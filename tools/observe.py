@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import io
+import math
 from collections.abc import Callable
 
 from playwright.async_api import Error as PlaywrightError
@@ -38,18 +41,29 @@ _UNMASKED_TEXT_JS = f"""() => {{
   return out.join("\\n");
 }}"""
 
-# Anything to paint over, in the document or any open shadow root in it (Playwright's mask
-# locators pierce those too; a closed one is out of everyone's reach).
-_HAS_MASK = f"""(() => {{
-  const has = (root) => {{
-    if (root.querySelector({_MASK!r})) return true;
-    for (const el of root.querySelectorAll("*")) {{
-      if (el.shadowRoot && has(el.shadowRoot)) return true;
+# What to paint over, in the document and every open shadow root in it (Playwright's mask
+# locators pierce those too; a closed one is out of everyone's reach): the viewport boxes of what
+# is drawn (CSS px), and the viewport's width. Run in corral's isolated world, where the page's
+# own scripts cannot change what querySelectorAll or getBoundingClientRect answer.
+_MASK_BOXES = f"""(() => {{
+  const boxes = [];
+  const walk = (root) => {{
+    for (const el of root.querySelectorAll({_MASK!r})) {{
+      const r = el.getBoundingClientRect();
+      if (r.width > 0 && r.height > 0) boxes.push([r.left, r.top, r.right, r.bottom]);
     }}
-    return false;
+    for (const el of root.querySelectorAll("*")) {{
+      if (el.shadowRoot) walk(el.shadowRoot);
+    }}
   }};
-  return has(document);
+  walk(document);
+  return {{width: window.innerWidth, boxes}};
 }})()"""
+# JPEG codes the picture in blocks of 16 px (colour at half resolution): a painted box is grown
+# to whole blocks, so no block that held a masked pixel survives in the picture that is kept.
+_BLOCK = 16
+_MASK_COLOUR = (255, 0, 255)  # Playwright's default mask colour, as on its masked screenshots
+
 
 __all__ = [
     "MASK_SELECTOR",
@@ -143,25 +157,52 @@ async def mask_locators(page: Page) -> list[Locator]:
     return masks
 
 
-async def _nothing_to_mask(tabs: Tabs, page: Page) -> bool:
-    """True if ``page`` is one document (no frames) with nothing to paint over, asked in
-    corral's isolated world (the page cannot make it say so): one cheap round trip where
-    :func:`mask_locators` costs a locator query per frame."""
+async def _mask_boxes(tabs: Tabs, page: Page) -> tuple[float, list[list[float]]] | None:
+    """The viewport's width and the boxes to paint over on ``page``, asked in corral's isolated
+    world in one round trip; None for a page with frames (Playwright's mask covers those)."""
     if len(page.frames) != 1:
-        return False
+        return None
     iso = Isolated(await tabs.cdp(page))
     try:
         result = await iso.send(
             "Runtime.evaluate",
             {
-                "expression": _HAS_MASK,
+                "expression": _MASK_BOXES,
                 "contextId": await iso.world(await iso.main_frame()),
                 "returnByValue": True,
             },
         )
     except IsolatedError:
-        return False
-    return result.get("result", {}).get("value") is False
+        return None
+    value = result.get("result", {}).get("value")
+    if "exceptionDetails" in result or not isinstance(value, dict):
+        return None
+    return float(value["width"]), [[float(v) for v in box] for box in value["boxes"]]
+
+
+def _painted(jpeg: bytes, width: float, boxes: list[list[float]]) -> bytes:
+    """``jpeg`` with ``boxes`` (CSS px, viewport ``width`` wide) painted over, whole blocks."""
+    from PIL import Image, ImageDraw  # only a masked screenshot needs it
+
+    image = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    scale = image.width / width if width > 0 else 1.0
+    draw = ImageDraw.Draw(image)
+    for left, top, right, bottom in boxes:
+        x0 = max(0, math.floor(left * scale / _BLOCK) * _BLOCK)
+        y0 = max(0, math.floor(top * scale / _BLOCK) * _BLOCK)
+        x1 = min(image.width, math.ceil(right * scale / _BLOCK) * _BLOCK)
+        y1 = min(image.height, math.ceil(bottom * scale / _BLOCK) * _BLOCK)
+        if x1 > x0 and y1 > y0:
+            draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=_MASK_COLOUR)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=70)
+    return out.getvalue()
+
+
+async def _capture(tabs: Tabs, page: Page, quality: int) -> bytes:
+    cdp = await tabs.cdp(page)
+    shot = await cdp.send("Page.captureScreenshot", {"format": "jpeg", "quality": quality})
+    return base64.b64decode(shot["data"])
 
 
 async def page_shows_secret(tabs: Tabs, shows_secret: Callable[[str], bool]) -> bool:
@@ -186,14 +227,20 @@ async def screenshot(tabs: Tabs, shows_secret: Callable[[str], bool] | None = No
         page = await tabs.active()
         if shows_secret is not None and await page_shows_secret(tabs, shows_secret):
             return None
-        if not await _nothing_to_mask(tabs, page):
-            masks = await mask_locators(page)
-            if masks:
-                return await page.screenshot(type="jpeg", quality=70, timeout=5000, mask=masks)
-        # Nothing to paint over: Chromium's own capture skips Playwright's screenshot
-        # preparation (fonts, caret, mask overlays), about 40% faster right after a page load.
-        cdp = await tabs.cdp(page)
-        shot = await cdp.send("Page.captureScreenshot", {"format": "jpeg", "quality": 70})
-        return base64.b64decode(shot["data"])
+        # Chromium's own capture skips Playwright's screenshot preparation (fonts, caret, mask
+        # overlays), about 40% faster right after a page load.
+        found = await _mask_boxes(tabs, page)
+        if found is not None and not found[1]:
+            return await _capture(tabs, page, 70)  # nothing to paint over
+        if found is not None:
+            # Painted over here, where the page cannot move or remove an overlay: only if what
+            # is to be masked stood still around the capture (else Playwright's mask does it).
+            shot = await _capture(tabs, page, 90)
+            if await _mask_boxes(tabs, page) == found:
+                return await asyncio.to_thread(_painted, shot, *found)
+        masks = await mask_locators(page)
+        if masks:
+            return await page.screenshot(type="jpeg", quality=70, timeout=5000, mask=masks)
+        return await _capture(tabs, page, 70)
     except PlaywrightError:
         return None
