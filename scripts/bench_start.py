@@ -256,10 +256,13 @@ def main() -> None:
         "have. In CPU, a run costs the Python process about 0.35 s (imports about 0.2 s of it) "
         "against 0.09 s, and Chromium with the driver about 0.77 s against 0.69 s, so on a "
         "machine whose two cores are busy with other work the run loses more of its overlap "
-        "than the raw script does.",
+        "than the raw script does. (That breakdown was taken while the masked screenshot was "
+        "still Playwright's mask; it is now Chromium's own capture with the boxes painted by "
+        "corral, `tools.observe`, about 30 ms less per masked screenshot measured apart.)",
         "",
         "On this shared 2-core machine the run's ratio moved by about 0.05 between runs "
-        "made minutes apart (1.26-1.35 on the median), with other work's load.",
+        "made minutes apart (1.26-1.35 on the median over four runs today), with other work's "
+        "load.",
         "",
         "Re-run: `.venv/bin/python scripts/bench_start.py --write --before cb67b0c "
         "--before 9ef1771` (`--rounds N`; `--before` repeats).",
