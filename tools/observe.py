@@ -199,6 +199,19 @@ def _painted(jpeg: bytes, width: float, boxes: list[list[float]]) -> bytes:
     return out.getvalue()
 
 
+async def _stands_still(
+    tabs: Tabs, page: Page, found: tuple[float, list[list[float]]], capture: asyncio.Task[bytes]
+) -> bool:
+    """True if the boxes to mask read ``found`` every time they are read while ``capture``
+    runs (a read every few milliseconds, and at least one)."""
+    while True:
+        if await _mask_boxes(tabs, page) != found:
+            return False
+        if capture.done():
+            return True
+        await asyncio.sleep(0.002)
+
+
 async def _capture(tabs: Tabs, page: Page, quality: int) -> bytes:
     cdp = await tabs.cdp(page)
     shot = await cdp.send("Page.captureScreenshot", {"format": "jpeg", "quality": quality})
@@ -233,11 +246,16 @@ async def screenshot(tabs: Tabs, shows_secret: Callable[[str], bool] | None = No
         if found is not None and not found[1]:
             return await _capture(tabs, page, 70)  # nothing to paint over
         if found is not None:
-            # Painted over here, where the page cannot move or remove an overlay: only if what
-            # is to be masked stood still around the capture (else Playwright's mask does it).
-            shot = await _capture(tabs, page, 90)
-            if await _mask_boxes(tabs, page) == found:
+            # Painted over here, where the page cannot move or remove an overlay, and only if
+            # what is to be masked stood still before, during and after the capture: a page
+            # that moves a secret's field meanwhile gets no screenshot (an overlay placed
+            # before the capture would miss the field too).
+            capture = asyncio.create_task(_capture(tabs, page, 90))
+            still = await _stands_still(tabs, page, found, capture)
+            shot = await capture
+            if still and await _mask_boxes(tabs, page) == found:
                 return await asyncio.to_thread(_painted, shot, *found)
+            return None
         masks = await mask_locators(page)
         if masks:
             return await page.screenshot(type="jpeg", quality=70, timeout=5000, mask=masks)

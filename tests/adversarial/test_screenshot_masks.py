@@ -95,3 +95,42 @@ async def test_a_secret_a_page_copies_into_a_shadow_field_withholds_the_screensh
     [goto, fill] = [s for s in steps if s.kind in ("navigate", "fill")]
     assert goto.screenshot, "the page before the secret was typed is shown"
     assert fill.screenshot is None, "a screenshot showing the copied secret was kept"
+
+
+def dark_share(path: Path, box: tuple[int, int, int, int]) -> float:
+    """The share of pixels in ``box`` dark enough to be the field's text."""
+    raw = Image.open(path).convert("RGB").crop(box).tobytes()
+    pixels = [raw[i : i + 3] for i in range(0, len(raw), 3)]
+    return sum(max(p) < 90 for p in pixels) / len(pixels)
+
+
+async def test_a_field_that_keeps_moving_is_never_captured_unmasked(
+    hrt: Runtime, site: HostileSite
+) -> None:
+    # The secret's field jumps between two places every frame, so a mask placed where it was
+    # read would miss it where it is drawn: the screenshot is withheld, or (if the field happened
+    # to stand still) painted over; its text never shows in either place.
+    url = site.page(
+        "/jiggle",
+        "<label>Token <input name=token style='position:fixed;left:40px;top:40px;width:480px;"
+        "height:80px;font:40px monospace;border:0;color:#000;background:#fff'></label><script>"
+        "const f = document.querySelector('[name=token]'); let n = 0;"
+        "const hop = () => { f.style.top = (n++ % 2 ? 400 : 40) + 'px';"
+        " requestAnimationFrame(hop); };"
+        "f.addEventListener('input', () => requestAnimationFrame(hop));</script>",
+    )
+    await hrt.profiles.create("victim", ProfileSettings())
+    await hrt.vault.set("api.token", SECRET, [site.url], ["victim"], fields=["token"])
+    result = await run_steps(
+        hrt,
+        site,
+        [{"goto": url}, {"fill": {"label": "Token", "value": "{{secret:api.token}}"}}],
+        secrets=["api.token"],
+    )
+    assert result.status == "succeeded", result.error
+    steps = await hrt.store.runs.list_steps(str(result.run_id))
+    fill = next(s for s in steps if s.kind == "fill")
+    if fill.screenshot is not None:
+        shot = hrt.settings.runs_dir / str(result.run_id) / fill.screenshot
+        for top in (40, 400):
+            assert dark_share(shot, (44, top + 4, 516, top + 76)) < 0.005, top
