@@ -11,6 +11,7 @@ from PIL import Image
 
 from profiles import ProfileSettings
 from runtime import Runtime
+from runtime.records import StepRecord
 from tests.support.hostile import HostileSite, run_steps
 
 SECRET = "tok-7c1d-secret-value"
@@ -34,38 +35,47 @@ def masked_share(path: Path) -> float:
     return sum(p[0] > 200 and p[1] < 80 and p[2] > 200 for p in pixels) / len(pixels)
 
 
+TYPED = "{{secret:api.token}}"
+
+
+async def type_token(
+    hrt: Runtime, site: HostileSite, url: str, value: str = TYPED
+) -> tuple[dict[str, StepRecord], Path]:
+    """Load ``url`` and type ``value`` into its Token field (by default the secret, bound to
+    fields named "token": a text field, where a password would go only into a password
+    input); the run's steps by kind, and its folder."""
+    secrets = []
+    if value == TYPED:
+        await hrt.profiles.create("victim", ProfileSettings())
+        await hrt.vault.set("api.token", SECRET, [site.url], ["victim"], fields=["token"])
+        secrets = ["api.token"]
+    result = await run_steps(
+        hrt,
+        site,
+        [{"goto": url}, {"fill": {"label": "Token", "value": value}}],
+        secrets=secrets,
+    )
+    assert result.status == "succeeded", result.error
+    steps = await hrt.store.runs.list_steps(str(result.run_id))
+    return {s.kind: s for s in steps}, hrt.settings.runs_dir / str(result.run_id)
+
+
 @pytest.mark.parametrize("where", ["document", "shadow root"])
 async def test_a_field_holding_a_secret_is_painted_over_in_step_screenshots(
     hrt: Runtime, site: HostileSite, where: str
 ) -> None:
     url = site.page("/token", LIGHT if where == "document" else SHADOW)
-    await hrt.profiles.create("victim", ProfileSettings())
-    # Bound to the field named "token": a text field (a password would go only into one).
-    await hrt.vault.set("api.token", SECRET, [site.url], ["victim"], fields=["token"])
-    result = await run_steps(
-        hrt,
-        site,
-        [{"goto": url}, {"fill": {"label": "Token", "value": "{{secret:api.token}}"}}],
-        secrets=["api.token"],
-    )
-    assert result.status == "succeeded", result.error
-    steps = await hrt.store.runs.list_steps(str(result.run_id))
-    fill = next(s for s in steps if s.kind == "fill")
-    assert fill.screenshot, "the fill step has no screenshot"
-    assert masked_share(hrt.settings.runs_dir / str(result.run_id) / fill.screenshot) > 0.99
+    steps, folder = await type_token(hrt, site, url)
+    assert steps["fill"].screenshot, "the fill step has no screenshot"
+    assert masked_share(folder / steps["fill"].screenshot) > 0.99
 
 
 async def test_a_field_without_a_secret_is_drawn_as_it_is(hrt: Runtime, site: HostileSite) -> None:
     # The control: the same shadow field typed into with a plain value is not painted over.
     url = site.page("/plain", SHADOW)
-    result = await run_steps(
-        hrt, site, [{"goto": url}, {"fill": {"label": "Token", "value": "just text"}}]
-    )
-    assert result.status == "succeeded", result.error
-    steps = await hrt.store.runs.list_steps(str(result.run_id))
-    fill = next(s for s in steps if s.kind == "fill")
-    assert fill.screenshot
-    assert masked_share(hrt.settings.runs_dir / str(result.run_id) / fill.screenshot) < 0.01
+    steps, folder = await type_token(hrt, site, url, "just text")
+    assert steps["fill"].screenshot
+    assert masked_share(folder / steps["fill"].screenshot) < 0.01
 
 
 async def test_a_secret_a_page_copies_into_a_shadow_field_withholds_the_screenshot(
@@ -82,19 +92,9 @@ async def test_a_secret_a_page_copies_into_a_shadow_field_withholds_the_screensh
         " document.querySelector('mirror-box').shadowRoot.getElementById('m').value ="
         " e.target.value; });</script>",
     )
-    await hrt.profiles.create("victim", ProfileSettings())
-    await hrt.vault.set("api.token", SECRET, [site.url], ["victim"], fields=["token"])
-    result = await run_steps(
-        hrt,
-        site,
-        [{"goto": url}, {"fill": {"label": "Token", "value": "{{secret:api.token}}"}}],
-        secrets=["api.token"],
-    )
-    assert result.status == "succeeded", result.error
-    steps = await hrt.store.runs.list_steps(str(result.run_id))
-    [goto, fill] = [s for s in steps if s.kind in ("navigate", "fill")]
-    assert goto.screenshot, "the page before the secret was typed is shown"
-    assert fill.screenshot is None, "a screenshot showing the copied secret was kept"
+    steps, _ = await type_token(hrt, site, url)
+    assert steps["navigate"].screenshot, "the page before the secret was typed is shown"
+    assert steps["fill"].screenshot is None, "a screenshot showing the copied secret was kept"
 
 
 def dark_share(path: Path, box: tuple[int, int, int, int]) -> float:
@@ -119,18 +119,8 @@ async def test_a_field_that_keeps_moving_is_never_captured_unmasked(
         " requestAnimationFrame(hop); };"
         "f.addEventListener('input', () => requestAnimationFrame(hop));</script>",
     )
-    await hrt.profiles.create("victim", ProfileSettings())
-    await hrt.vault.set("api.token", SECRET, [site.url], ["victim"], fields=["token"])
-    result = await run_steps(
-        hrt,
-        site,
-        [{"goto": url}, {"fill": {"label": "Token", "value": "{{secret:api.token}}"}}],
-        secrets=["api.token"],
-    )
-    assert result.status == "succeeded", result.error
-    steps = await hrt.store.runs.list_steps(str(result.run_id))
-    fill = next(s for s in steps if s.kind == "fill")
-    if fill.screenshot is not None:
-        shot = hrt.settings.runs_dir / str(result.run_id) / fill.screenshot
+    steps, folder = await type_token(hrt, site, url)
+    if steps["fill"].screenshot is not None:
+        shot = folder / steps["fill"].screenshot
         for top in (40, 400):
             assert dark_share(shot, (44, top + 4, 516, top + 76)) < 0.005, top
