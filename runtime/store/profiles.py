@@ -49,7 +49,7 @@ class ProfileRepository:
 
     async def insert_profile(self, record: ProfileRecord) -> bool:
         """Insert a profile; False if the name is taken."""
-        sql, row = PROFILES.insert(record, "INSERT OR IGNORE")
+        sql, row = PROFILES.insert(record, ignore=True)
         async with self.db.tx() as conn:
             cur = await conn.execute(sql, row)
             return cur.rowcount == 1
@@ -104,7 +104,7 @@ class ProfileRepository:
                 if current.run_id != holder.run_id and not holder_is_gone(current, ttl_s):
                     return current
             values = _lease_row(profile, holder)
-            await conn.execute(insert_sql("leases", values, "INSERT OR REPLACE"), values)
+            await conn.execute(insert_sql("leases", values, replace_on=("profile",)), values)
             return None
 
     async def renew_lease(self, profile: str, run_id: str, at: float) -> None:

@@ -9,7 +9,7 @@ columns the record knows. Stored forms: datetimes as ISO text, booleans as 0/1, 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, get_args
@@ -27,16 +27,30 @@ def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def insert_sql(table: str, columns: Iterable[str], verb: str = "INSERT") -> str:
-    """``INSERT INTO table (a, b) VALUES (:a, :b)`` for named parameters.
+def insert_sql(
+    table: str,
+    columns: Iterable[str],
+    *,
+    ignore: bool = False,
+    replace_on: Sequence[str] = (),
+) -> str:
+    """``INSERT INTO table (a, b) VALUES (:a, :b)`` for named parameters, in SQL that SQLite and
+    PostgreSQL both run.
 
-    ``verb`` may be ``INSERT OR IGNORE`` or ``INSERT OR REPLACE``.
+    ``ignore``: a row that conflicts with an existing one is skipped (``rowcount`` 0).
+    ``replace_on``: a row whose key (these columns) exists replaces that row's other columns.
     """
     names = list(columns)
-    return (
-        f"{verb} INTO {table} ({', '.join(names)}) "
+    sql = (
+        f"INSERT INTO {table} ({', '.join(names)}) "
         f"VALUES ({', '.join(':' + name for name in names)})"
     )
+    if ignore:
+        return sql + " ON CONFLICT DO NOTHING"
+    if replace_on:
+        update = ", ".join(f"{n} = excluded.{n}" for n in names if n not in replace_on)
+        return sql + f" ON CONFLICT ({', '.join(replace_on)}) DO UPDATE SET {update}"
+    return sql
 
 
 def _stored(value: Any, as_json: bool) -> Any:
@@ -93,8 +107,14 @@ class Table(Generic[R]):
         return self.model.model_validate(data)
 
     def insert(
-        self, record: R, verb: str = "INSERT", exclude: Iterable[str] = ()
+        self,
+        record: R,
+        *,
+        ignore: bool = False,
+        replace_on: Sequence[str] = (),
+        exclude: Iterable[str] = (),
     ) -> tuple[str, dict[str, Any]]:
-        """The named-column insert statement for ``record`` and its parameters."""
+        """The named-column insert statement for ``record`` and its parameters (``ignore`` and
+        ``replace_on`` as in :func:`insert_sql`)."""
         row = self.row(record, exclude)
-        return insert_sql(self.name, row, verb), row
+        return insert_sql(self.name, row, ignore=ignore, replace_on=replace_on), row

@@ -43,7 +43,7 @@ class ScheduleRepository:
 
     async def add(self, schedule: Schedule) -> bool:
         """Insert a schedule; False if one of that name exists."""
-        sql, row = SCHEDULES.insert(schedule, "INSERT OR IGNORE")
+        sql, row = SCHEDULES.insert(schedule, ignore=True)
         async with self.db.tx() as conn:
             cursor = await conn.execute(sql, row)
             return cursor.rowcount == 1
@@ -116,7 +116,7 @@ class ScheduleRepository:
         added = []
         async with self.db.tx() as conn:
             for fire in fires:
-                sql, row = FIRES.insert(fire, "INSERT OR IGNORE")
+                sql, row = FIRES.insert(fire, ignore=True)
                 cursor = await conn.execute(sql, row)
                 if cursor.rowcount == 1:
                     added.append(fire)

@@ -164,8 +164,8 @@ class UserRepository:
         """Grant ``profile`` to ``user``; False if it already was."""
         async with self._store.tx() as db:
             cur = await db.execute(
-                "INSERT OR IGNORE INTO grants (user_name, profile, granted_at, granted_by) "
-                "VALUES (:user, :profile, :at, :by)",
+                "INSERT INTO grants (user_name, profile, granted_at, granted_by) "
+                "VALUES (:user, :profile, :at, :by) ON CONFLICT DO NOTHING",
                 {"user": user, "profile": profile, "at": _iso(at), "by": by},
             )
             return cur.rowcount == 1

@@ -62,7 +62,7 @@ class VaultRepository:
 
     async def grant_credential_lease(self, lease: CredentialLeaseRecord) -> None:
         """Record a run's credential lease (replacing an earlier one of the same run)."""
-        sql, row = CREDENTIAL_LEASES.insert(lease, "INSERT OR REPLACE", exclude=("revoked_at",))
+        sql, row = CREDENTIAL_LEASES.insert(lease, replace_on=("run_id",))
         async with self.db.tx() as conn:
             await conn.execute(sql, row)
 
