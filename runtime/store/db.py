@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
@@ -176,6 +177,12 @@ class Database:
     async def execute_script(self, script: str) -> None:
         """Run a multi-statement script as it is (it commits implicitly; for migrations)."""
         await self._conn.executescript(script)
+
+    async def clock(self) -> float:
+        """The store's time, in seconds since the epoch: what leases and heartbeats are measured
+        by, so hosts sharing a store never decide who owns what by their own clocks. (SQLite is
+        on this host: its time is this host's.)"""
+        return time.time()
 
     async def schema_version(self) -> int:
         """The number of migrations applied."""
