@@ -125,7 +125,7 @@ class Runtime:
         }
         key = KeyRing.load(settings.home, env)
         async with AsyncExitStack() as stack:
-            store = await Store.open(settings.db_path, settings.busy_timeout_s)
+            store = await Store.open(settings.store_location, settings.busy_timeout_s)
             stack.push_async_callback(store.close)
             # Runs whose process died without finishing are not "running" any more.
             await store.mark_orphaned_runs(psutil.pid_exists)

@@ -23,7 +23,15 @@ from profiles import (
     tighten,
 )
 
-__all__ = ["CONFIG_ENV", "HOME_ENV", "PUBLIC_URL_ENV", "Settings", "parse_public_url"]
+__all__ = [
+    "CONFIG_ENV",
+    "DATABASE_URL_ENV",
+    "HOME_ENV",
+    "PUBLIC_URL_ENV",
+    "Settings",
+    "parse_database_url",
+    "parse_public_url",
+]
 
 HOME_ENV = "CORRAL_HOME"
 CONFIG_ENV = "CORRAL_CONFIG"
@@ -84,6 +92,22 @@ def parse_public_url(text: str, source: str) -> str:
     return url
 
 
+DATABASE_URL_ENV = "CORRAL_DATABASE_URL"
+
+
+def parse_database_url(text: str, source: str) -> str:
+    """``text`` as a PostgreSQL URL for the shared store; anything else is a UserError naming
+    ``source`` (the value is not echoed: it may hold a password)."""
+    url = text.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not (parts.hostname or parts.query):
+        raise UserError(
+            f"{source}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (unset: the "
+            "embedded SQLite file in CORRAL_HOME)"
+        )
+    return url
+
+
 # Settings fields read from a number variable, for messages about values out of range.
 _NUMBER_ENV = {
     "lease_timeout_s": "CORRAL_LEASE_TIMEOUT",
@@ -139,6 +163,12 @@ class Settings(BaseModel):
         "(CORRAL_PUBLIC_URL; `corral serve` defaults to its own address): approval webhooks link "
         "to the request's page in the console there",
     )
+    database_url: str | None = Field(
+        None,
+        repr=False,
+        description="the shared PostgreSQL store for many hosts (CORRAL_DATABASE_URL="
+        "postgresql://...); unset: the SQLite file HOME/corral.db",
+    )
     models_config: Path | None = Field(
         None,
         description="the model config file (CORRAL_CONFIG, `corral run --config`); else "
@@ -166,6 +196,11 @@ class Settings(BaseModel):
                 approval_ttl_s=_seconds(env, "CORRAL_APPROVAL_TTL", 900),
                 busy_timeout_s=_seconds(env, "CORRAL_BUSY_TIMEOUT", 10),
                 models_config=Path(env[CONFIG_ENV]).expanduser() if env.get(CONFIG_ENV) else None,
+                database_url=(
+                    parse_database_url(env[DATABASE_URL_ENV], DATABASE_URL_ENV)
+                    if env.get(DATABASE_URL_ENV, "").strip()
+                    else None
+                ),
                 public_url=(
                     parse_public_url(env[PUBLIC_URL_ENV], PUBLIC_URL_ENV)
                     if env.get(PUBLIC_URL_ENV, "").strip()
@@ -200,6 +235,11 @@ class Settings(BaseModel):
     def db_path(self) -> Path:
         """The SQLite store."""
         return self.home / "corral.db"
+
+    @property
+    def store_location(self) -> Path | str:
+        """Where the store is: the PostgreSQL URL if set, else the SQLite file."""
+        return self.database_url or self.db_path
 
     @property
     def policy_path(self) -> Path:
