@@ -168,7 +168,7 @@ async def open_session(
         live: Path | None = None
         try:
             if record.settings.mode == "persistent":
-                live = manager.unpack_user_data(profile)
+                live = await manager.unpack_user_data(profile)
                 restored = any(live.iterdir())
                 context = await pool.persistent_context(live, options, launch_args)
                 state = manager.open_state(record)
@@ -272,6 +272,6 @@ async def _close(
         await session.context.close()
     if live is not None:
         if save_state and not session.closed_unexpectedly:
-            manager.pack_user_data(name, live)
+            await manager.pack_user_data(name, live)
         else:
             shutil.rmtree(live, ignore_errors=True)

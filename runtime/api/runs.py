@@ -21,7 +21,7 @@ from runtime.api.schemas import (
 )
 from runtime.records import RunRecord
 from runtime.review import RunReview
-from runtime.review.replay import render_replay, replay_filename
+from runtime.review.replay import fetch_review_images, render_replay, replay_filename
 from runtime.run.runner import RunResult
 from runtime.task import load_task_text
 
@@ -80,7 +80,8 @@ async def review_run(run_id: str, call: Authenticated) -> RunReview:
 async def replay_run(run_id: str, call: Authenticated) -> HTMLResponse:
     """The run's replay: one self-contained HTML file (``corral replay``)."""
     review = await call.rt.services.runs.review(call.actor, run_id)
-    html = await asyncio.to_thread(render_replay, review, Path(review.run.run_dir))
+    fetched = await fetch_review_images(call.rt.objects, review)
+    html = await asyncio.to_thread(render_replay, review, Path(review.run.run_dir), fetched)
     disposition = f'attachment; filename="{replay_filename(review.run.id)}"'
     return HTMLResponse(
         html, headers={"Content-Disposition": disposition, "X-Content-Type-Options": "nosniff"}
