@@ -36,7 +36,7 @@ from runtime.objects import (
 from runtime.review.replay import fetch_review_images, render_replay
 from tests.support.cli import corral
 from tests.support.demo import make_demo_profiles
-from tests.support.s3 import SECRET_KEY, S3, aws_env, s3_server
+from tests.support.s3 import S3, SECRET_KEY, aws_env, s3_server
 
 HOSTILE_KEYS = [
     "../outside",
@@ -240,9 +240,10 @@ async def test_a_recorded_run_is_in_the_bucket_and_replays_from_it_without_its_f
     assert registered == s3.keys(f"corral/runs/{run_id}/")  # all there when the run ended
     assert {a.kind for a in artifacts} == {"screenshot", "trace", "result"}
     for artifact in artifacts:
-        assert s3.read(f"corral/runs/{run_id}/{artifact.path}") == (
-            run_dir / artifact.path
-        ).read_bytes()
+        assert (
+            s3.read(f"corral/runs/{run_id}/{artifact.path}")
+            == (run_dir / artifact.path).read_bytes()
+        )
     shots = {a.path: s3.read(f"corral/runs/{run_id}/{a.path}") for a in artifacts}
     shots = {p: data for p, data in shots.items() if p.endswith(".jpg")}
     assert len(shots) >= 3

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ACCESS_KEY", "SECRET_KEY", "S3", "aws_env", "s3_server"]
+__all__ = ["ACCESS_KEY", "S3", "SECRET_KEY", "aws_env", "s3_server"]
 
 ACCESS_KEY = "AKIACORRALTEST0001"
 SECRET_KEY = "corral-test-secret-" + secrets.token_hex(12)
