@@ -14,11 +14,13 @@ import base64
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from profiles import BrowserPool, ProfileSettings, UserError
@@ -35,6 +37,7 @@ from runtime.objects import (
 )
 from runtime.review.replay import fetch_review_images, render_replay
 from tests.support.cli import corral
+from tests.support.console import served_console, sign_in
 from tests.support.demo import make_demo_profiles
 from tests.support.s3 import S3, SECRET_KEY, aws_env, s3_server
 
@@ -265,6 +268,38 @@ async def test_a_recorded_run_is_in_the_bucket_and_replays_from_it_without_its_f
         fetched = await fetch_review_images(local.objects, review)
         assert fetched == {}
         assert "data:image/" not in render_replay(review, run_dir, fetched)
+
+
+async def test_the_console_and_the_api_serve_a_run_from_the_bucket(
+    s3: S3, home: Path, pool: BrowserPool, portal: str
+) -> None:
+    settings = Settings(home=home, lease_timeout_s=5, artifacts_url=s3.url())
+    async with Runtime.open(settings, pool=pool) as rt, served_console(rt) as console:
+        await make_demo_profiles(rt, portal, "alice")
+        task, variables = demo_task_for(portal)
+        result = await run_task(rt, task, "alice", variables)
+        assert result.status == "succeeded", result.error
+        run_id, run_dir = str(result.run_id), Path(str(result.run_dir))
+        shutil.rmtree(run_dir)
+        async with sign_in(console.url, console.tokens["root"]) as root:
+            page = await root.get(f"/console/runs/{run_id}")
+            assert page.status_code == 200
+            sources = re.findall(r'<img id="[^"]+" src="([^"]+)"', page.text)
+            assert len(sources) >= 3
+            for src in sources:
+                got = await root.get(src)
+                assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg"
+                assert got.content == s3.read(f"runs/{run_id}/{src.split('/files/', 1)[1]}")
+            # Only images, only inside the run: the bucket's other files are not served.
+            s3.client().put_object(Bucket=s3.bucket, Key="runs/elsewhere.jpg", Body=got.content)
+            for path in ("result.json", "trace.zip", "../elsewhere.jpg", "%2E%2E/elsewhere.jpg"):
+                answer = await root.get(f"/console/runs/{run_id}/files/{path}")
+                assert answer.status_code == 404, path
+        headers = {"Authorization": f"Bearer {console.tokens['root']}"}
+        async with httpx.AsyncClient(base_url=console.url, headers=headers) as api:
+            replay = await api.get(f"/api/runs/{run_id}/replay")
+        assert replay.status_code == 200
+        assert base64.b64encode(got.content).decode() in replay.text
 
 
 async def test_the_default_store_is_the_run_folder_itself(rt: Runtime, portal: str) -> None:
