@@ -298,8 +298,18 @@ async def test_the_console_and_the_api_serve_a_run_from_the_bucket(
         headers = {"Authorization": f"Bearer {console.tokens['root']}"}
         async with httpx.AsyncClient(base_url=console.url, headers=headers) as api:
             replay = await api.get(f"/api/runs/{run_id}/replay")
-        assert replay.status_code == 200
-        assert base64.b64encode(got.content).decode() in replay.text
+            assert replay.status_code == 200
+            assert base64.b64encode(got.content).decode() in replay.text
+            # Any registered file (the trace, the result) downloads, from the bucket.
+            for name in ("trace.zip", "result.json"):
+                file = await api.get(f"/api/runs/{run_id}/files/{name}")
+                assert file.status_code == 200, file.text
+                assert file.content == s3.read(f"runs/{run_id}/{name}")
+                assert file.headers["content-disposition"] == f'attachment; filename="{name}"'
+            # Nothing else: a file the run did not register, or one outside it.
+            for path in ("steps.jsonl", "%2E%2E/elsewhere.jpg", "steps/..%2F..%2Felsewhere.jpg"):
+                answer = await api.get(f"/api/runs/{run_id}/files/{path}")
+                assert answer.status_code == 404, path
 
 
 async def test_the_default_store_is_the_run_folder_itself(rt: Runtime, portal: str) -> None:

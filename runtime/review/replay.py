@@ -49,6 +49,7 @@ __all__ = [
     "fetch_images",
     "fetch_review_images",
     "image_file",
+    "read_run_file",
     "render_replay",
     "replay_context",
     "replay_filename",
@@ -154,6 +155,22 @@ def image_file(
     if not isinstance(found, tuple):
         return None
     return _image(*found)
+
+
+async def read_run_file(
+    objects: ObjectStore, run_id: str, run_dir: Path, recorded: str
+) -> bytes | None:
+    """The bytes of the file ``recorded`` names in the run's folder (any kind: trace, download,
+    result), from this host's copy when it has one, else from the object store; None when it
+    is outside the folder (``..``, a link out) or nowhere."""
+    found = _local(run_dir, recorded)
+    if isinstance(found, tuple):
+        data: bytes = found[1]
+        return data
+    if found is not _MISSING:
+        return None
+    relative = run_relative(run_dir, recorded)
+    return await objects.get(run_key(run_id, relative)) if relative is not None else None
 
 
 def review_images(review: RunReview) -> list[str]:
