@@ -28,7 +28,7 @@ from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
 
 from .allowlist import host_resolver_rules
-from .errors import BrowserCrashedError
+from .errors import BrowserCrashedError, CorralError
 from .lease import hold_lease
 from .manager import ProfileManager
 from .pool import BrowserPool
@@ -272,6 +272,11 @@ async def _close(
         await session.context.close()
     if live is not None:
         if save_state and not session.closed_unexpectedly:
-            await manager.pack_user_data(name, live)
+            try:
+                await manager.pack_user_data(name, live)
+            except CorralError as exc:
+                # As with the state: the previous sealed archive stays where it is.
+                log.warning("profile %s: user data not saved (%s); the previous is kept", name, exc)
+                shutil.rmtree(live, ignore_errors=True)
         else:
             shutil.rmtree(live, ignore_errors=True)

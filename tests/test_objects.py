@@ -18,12 +18,13 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from profiles import BrowserPool, ProfileSettings, UserError
+from profiles import BrowserPool, ProfileSettings, Redactor, UserError
 from runtime import Runtime, Settings, Task, load_task, run_task
 from runtime.auth import LOCAL_ACTOR
 from runtime.demo import DEMO_TASK
@@ -35,7 +36,10 @@ from runtime.objects import (
     S3Objects,
     open_objects,
 )
+from runtime.records import RunRecord
 from runtime.review.replay import fetch_review_images, render_replay
+from runtime.rotate import rotate_key
+from runtime.run.recorder import Recorder
 from tests.support.cli import corral
 from tests.support.console import served_console, sign_in
 from tests.support.demo import make_demo_profiles
@@ -327,6 +331,64 @@ async def test_the_default_store_is_the_run_folder_itself(rt: Runtime, portal: s
     )
     assert keys == files  # nothing copied anywhere: the folder's files are the objects
     assert not [p for p in run_dir.rglob(".tmp-*")]
+
+
+class CountingObjects(LocalObjects):
+    """The local store, noting each key put into it."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.puts: list[str] = []
+
+    async def put(self, key: str, data: bytes) -> None:
+        self.puts.append(key)
+        await super().put(key, data)
+
+
+async def test_the_recorder_copies_a_file_only_to_a_store_that_is_not_its_folder(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    run_dir = rt.settings.runs_dir / "r-copy"
+    await rt.store.runs.create_run(
+        RunRecord(
+            id="r-copy",
+            task_name="t",
+            task_path=None,
+            profile="p",
+            status="running",
+            started_at=datetime.now(UTC),
+            run_dir=str(run_dir),
+            pid=os.getpid(),
+        )
+    )
+    home_store, shared = CountingObjects(rt.settings.home), CountingObjects(tmp_path / "shared")
+    for objects in (home_store, shared):
+        recorder = Recorder(rt.store, "r-copy", run_dir, Redactor(), objects)
+        await recorder.result({"status": "succeeded"})
+        await recorder.flush()
+        assert recorder.warnings == []
+    assert home_store.puts == []  # the run folder is that store: nothing to copy
+    assert shared.puts == ["runs/r-copy/result.json"]
+    copied = tmp_path / "shared" / "runs" / "r-copy" / "result.json"
+    assert copied.read_bytes() == (run_dir / "result.json").read_bytes()
+    assert copied.stat().st_mode & 0o777 == 0o600
+
+
+async def test_key_rotation_reseals_the_archives_in_the_bucket(s3: S3, home: Path) -> None:
+    async with Runtime.open(Settings(home=home, artifacts_url=s3.url())) as rt:
+        await rt.profiles.create("pe", ProfileSettings(mode="persistent"))
+        live = await rt.profiles.unpack_user_data("pe")
+        (live / "Preferences").write_text('{"marker": "in the archive"}')
+        await rt.profiles.pack_user_data("pe", live)
+        before = s3.read("profiles/pe/user-data.tar.enc")
+        assert rt.key.sealed_by(before) == rt.key.key_id
+        report = await rotate_key(rt)
+        after = s3.read("profiles/pe/user-data.tar.enc")
+        assert report.archives_resealed == 1
+        assert rt.key.sealed_by(after) == rt.key.key_id != rt.key.sealed_by(before)
+        live = await rt.profiles.unpack_user_data("pe")
+        assert (live / "Preferences").read_text() == '{"marker": "in the archive"}'
+    assert not (home / "profiles" / "pe" / "user-data.tar.enc").exists()
 
 
 async def test_an_upload_that_fails_leaves_the_local_copy_and_the_run_status(
