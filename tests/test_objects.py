@@ -231,6 +231,7 @@ async def test_a_refusing_endpoint_or_missing_bucket_is_one_clear_error_without_
 # --- runs ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_recorded_run_is_in_the_bucket_and_replays_from_it_without_its_folder(
     s3: S3, home: Path, pool: BrowserPool, portal: str, tmp_path: Path
 ) -> None:
@@ -274,6 +275,7 @@ async def test_a_recorded_run_is_in_the_bucket_and_replays_from_it_without_its_f
         assert "data:image/" not in render_replay(review, run_dir, fetched)
 
 
+@pytest.mark.slow
 async def test_the_console_and_the_api_serve_a_run_from_the_bucket(
     s3: S3, home: Path, pool: BrowserPool, portal: str
 ) -> None:
@@ -420,6 +422,7 @@ async def test_an_upload_that_fails_leaves_the_local_copy_and_the_run_status(
 # --- persistent profiles ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_persistent_profile_packed_on_one_host_restores_on_another_through_s3(
     s3: S3, tmp_path: Path, pool: BrowserPool, portal: str
 ) -> None:
