@@ -30,6 +30,7 @@ import re
 import shutil
 import stat
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -254,31 +255,33 @@ class S3Objects(ObjectStore):
             f" (endpoint {_without_userinfo(shown)})" if shown else ""
         )
         self._client: Any = None  # a botocore S3 client (thread-safe)
+        self._lock = threading.Lock()
 
     def _s3(self) -> Any:
-        if self._client is None:
-            try:
-                import boto3  # type: ignore[import-untyped]  # only S3 deployments need it
-                from botocore.config import Config  # type: ignore[import-untyped]
-            except ImportError as exc:
-                raise ObjectStoreError(
-                    f"{self.url}: boto3 is not installed (pip install 'corral[s3]')"
-                ) from exc
+        with self._lock:  # calls come from worker threads; one client serves them all
+            if self._client is None:
+                self._client = self._new_client()
+            return self._client
 
-            config = Config(
-                retries={"mode": "standard", "max_attempts": self.attempts},
-                connect_timeout=5,
-                read_timeout=60,
-            )
-            try:
-                self._client = boto3.session.Session().client(
-                    "s3", endpoint_url=self.endpoint, config=config
-                )
-            except Exception as exc:  # botocore's config errors have many types
-                raise ObjectStoreError(
-                    f"{self.url}: cannot set up the S3 client: {type(exc).__name__}"
-                ) from exc
-        return self._client
+    def _new_client(self) -> Any:
+        try:
+            import boto3  # type: ignore[import-untyped]  # only S3 deployments need it
+            from botocore.config import Config  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise ObjectStoreError(
+                f"{self.url}: boto3 is not installed (pip install 'corral[s3]')"
+            ) from exc
+        config = Config(
+            retries={"mode": "standard", "max_attempts": self.attempts},
+            connect_timeout=5,
+            read_timeout=60,
+        )
+        try:
+            return boto3.session.Session().client("s3", endpoint_url=self.endpoint, config=config)
+        except Exception as exc:  # botocore's config errors have many types
+            raise ObjectStoreError(
+                f"{self.url}: cannot set up the S3 client: {type(exc).__name__}"
+            ) from exc
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
@@ -313,10 +316,8 @@ class S3Objects(ObjectStore):
         return ObjectStoreError(f"{self.url}: {doing} {key}: {why}")
 
     async def _call(self, doing: str, key: str, fn: Any) -> Any:
-        from botocore.exceptions import (
-            BotoCoreError,
-            ClientError,
-        )
+        await asyncio.to_thread(self._s3)  # first: without boto3, its own clear error
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return await asyncio.to_thread(fn)
