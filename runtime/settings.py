@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from profiles import (
     BROWSER_ENV,
@@ -22,6 +22,7 @@ from profiles import (
     private_dir,
     tighten,
 )
+from runtime.objects import ARTIFACTS_URL_ENV, parse_artifacts_url
 
 __all__ = [
     "CONFIG_ENV",
@@ -106,6 +107,10 @@ def parse_database_url(text: str, source: str) -> str:
             "embedded SQLite file in CORRAL_HOME)"
         )
     return url
+def _artifacts_url(env: Mapping[str, str]) -> str | None:
+    """``CORRAL_ARTIFACTS_URL``, checked (a bad value is a UserError naming the variable)."""
+    text = env.get(ARTIFACTS_URL_ENV, "").strip()
+    return parse_artifacts_url(text, ARTIFACTS_URL_ENV) if text else None
 
 
 # Settings fields read from a number variable, for messages about values out of range.
@@ -174,6 +179,19 @@ class Settings(BaseModel):
         description="the model config file (CORRAL_CONFIG, `corral run --config`); else "
         "HOME/corral.toml, else the built-in defaults. ./corral.toml is never read implicitly",
     )
+    artifacts_url: str | None = Field(
+        None,
+        description="where run artifacts and sealed profile archives are kept "
+        "(CORRAL_ARTIFACTS_URL): s3://BUCKET[/PREFIX][?endpoint=URL] or file:///PATH; "
+        "unset: the run and profile folders under HOME",
+    )
+
+    @field_validator("artifacts_url")
+    @classmethod
+    def _artifacts_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return parse_artifacts_url(value, "artifacts_url")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -201,6 +219,7 @@ class Settings(BaseModel):
                     if env.get(DATABASE_URL_ENV, "").strip()
                     else None
                 ),
+                artifacts_url=_artifacts_url(env),
                 public_url=(
                     parse_public_url(env[PUBLIC_URL_ENV], PUBLIC_URL_ENV)
                     if env.get(PUBLIC_URL_ENV, "").strip()
