@@ -107,6 +107,8 @@ def parse_database_url(text: str, source: str) -> str:
             "embedded SQLite file in CORRAL_HOME)"
         )
     return url
+
+
 def _artifacts_url(env: Mapping[str, str]) -> str | None:
     """``CORRAL_ARTIFACTS_URL``, checked (a bad value is a UserError naming the variable)."""
     text = env.get(ARTIFACTS_URL_ENV, "").strip()
