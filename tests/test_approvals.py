@@ -32,6 +32,8 @@ from tests.support.cli import CORRAL, corral_process
 from tests.support.demo import first_unpaid, make_demo_profiles, pay_task, signed_in, usd
 from tests.support.wait import until
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[PortalServer]:

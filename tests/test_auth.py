@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,9 @@ from runtime.services import Services, UserService
 from runtime.store.audit import write_audit
 from tests.support.cli import Outcome
 from tests.support.cli import corral as run_corral
+from tests.support.postgres import DATABASE_ERRORS, raw_connect
+
+pytestmark = pytest.mark.both_backends
 
 ROOT = Actor("root", "super_admin")
 ADA = Actor("ada", "admin")
@@ -365,19 +367,20 @@ async def test_audit_log_refuses_update_and_delete(
 ) -> None:
     await append_audit(rt, ROOT, "policy.set", "global", {"sha256": "x"})
     for sql in ("UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"):
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        with pytest.raises(DATABASE_ERRORS, match="append-only"):
             async with rt.store.tx() as db:
                 await db.execute(sql)
     [entry] = await svc.audit.list(ROOT)
     assert entry.actor == "root"
 
 
-def _tamper(db_path: Path, *statements: str) -> None:
+def _tamper(where: Path | str, *statements: str) -> None:
     """Edit the log behind corral's back: drop the triggers in a raw connection first."""
-    conn = sqlite3.connect(db_path)
+    conn = raw_connect(where)
     try:
-        conn.execute("DROP TRIGGER audit_log_no_update")
-        conn.execute("DROP TRIGGER audit_log_no_delete")
+        on = "" if isinstance(where, Path) else " ON audit_log"
+        conn.execute(f"DROP TRIGGER audit_log_no_update{on}")
+        conn.execute(f"DROP TRIGGER audit_log_no_delete{on}")
         for sql in statements:
             conn.execute(sql)
         conn.commit()
@@ -402,7 +405,7 @@ async def test_verify_audit_detects_tampering(
     await team(auth)
     count = await svc.audit.verify(ROOT)
     assert count == 6  # three users, three tokens
-    _tamper(rt.store.path, statement)
+    _tamper(rt.settings.store_location, statement)
     with pytest.raises(AuditTamperedError, match=expected):
         await svc.audit.verify(ROOT)
 

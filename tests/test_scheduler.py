@@ -24,6 +24,8 @@ from runtime.services import ScheduleChanges, ScheduleInput, Services
 from runtime.webhook import Webhook, verify_headers
 from tests.support.wait import until
 
+pytestmark = pytest.mark.both_backends
+
 T0 = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 TASK = """
 name: check

@@ -19,6 +19,8 @@ from runtime.cli.main import cli
 from runtime.errors import ApprovalNotFoundError, exit_code_for
 from runtime.services import Services, bundle_needs_passphrase
 
+pytestmark = pytest.mark.both_backends
+
 ROOT = Actor("root", "super_admin")
 ADA = Actor("ada", "admin")
 BOB = Actor("bob", "user")
@@ -77,7 +79,9 @@ async def snapshot(rt: Runtime) -> dict[str, Any]:
         "policy": policy.read_bytes() if policy.exists() else None,
         "key": rt.key.current.fingerprint,
         "home": sorted(
-            p.name for p in rt.settings.home.iterdir() if not p.name.startswith(rt.store.path.name)
+            p.name
+            for p in rt.settings.home.iterdir()
+            if not p.name.startswith(rt.settings.db_path.name)
         ),
     }
 

@@ -38,8 +38,11 @@ from runtime.demo.portal import USERS
 from runtime.rotate import rotate_key
 from tests.support.cli import corral_process
 from tests.support.leaks import leak_forms
+from tests.support.postgres import raw_connect
 from tools import Navigate, Tabs, observe
 from tools.execute import ActionContext, execute
+
+pytestmark = pytest.mark.both_backends
 
 # Every character an encoding treats specially, a space and non-ASCII: each leak form differs.
 API_KEY = "sk-live-7Hq2~Zp!X9'w(L)m*4%R&t<8>V\"b\\3+N c6Yd1-é€"
@@ -214,7 +217,7 @@ def observe_settings_page(home: Path, portal: str) -> str:
 async def test_tampered_swapped_or_rescoped_ciphertexts_fail_clearly(rt: Runtime) -> None:
     await rt.vault.set("a.key", "value-of-a", ["https://a.example"])
     await rt.vault.set("b.key", "value-of-b", ["https://b.example"])
-    db = sqlite3.connect(rt.settings.db_path)
+    db = raw_connect(rt.settings.store_location)
 
     async def leased(name: str) -> str:
         lease = await rt.vault.lease("r", "p", [name], Redactor())
@@ -258,7 +261,7 @@ async def test_fields_are_bound_into_the_ciphertext(rt: Runtime) -> None:
     """Widening a secret's fields, or dropping them (making it a password), fails to open."""
     await rt.vault.set("f.key", "value-of-f", ["https://a.example"], fields=["API key"])
     await rt.vault.set("pw", "value-of-pw", ["https://a.example"])
-    db = sqlite3.connect(rt.settings.db_path)
+    db = raw_connect(rt.settings.store_location)
 
     async def leased(name: str) -> str:
         lease = await rt.vault.lease("r", "p", [name], Redactor())
@@ -277,9 +280,14 @@ async def test_fields_are_bound_into_the_ciphertext(rt: Runtime) -> None:
         await leased("pw")
 
 
-async def test_secrets_stored_before_fields_existed_still_open(settings: Settings) -> None:
+async def test_secrets_stored_before_fields_existed_still_open(
+    settings: Settings, backend: str
+) -> None:
     """A store at the schema before the fields column: its secrets open as password secrets."""
     from runtime.store import MIGRATIONS, Store
+
+    if backend == "postgresql":
+        pytest.skip("PostgreSQL stores were first made with the fields column")
 
     async with Runtime.open(settings) as rt:
         await rt.vault.set("old", "value-of-old", ["https://a.example"])

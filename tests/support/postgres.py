@@ -24,10 +24,24 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import psycopg.errors
 
-__all__ = ["INTEGRITY_ERRORS", "PgServer", "find_pg_bin", "pg_server"]
+from runtime.store.postgres import pg_sql
+
+__all__ = [
+    "DATABASE_ERRORS",
+    "INTEGRITY_ERRORS",
+    "PgServer",
+    "find_pg_bin",
+    "pg_server",
+    "raw_connect",
+]
+
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, psycopg.Error)
+"""What the database refusing a statement raises, on either backend."""
 
 INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
     sqlite3.IntegrityError,
@@ -43,6 +57,38 @@ _SETTINGS = {
     "max_connections": "300",
     "shared_buffers": "64MB",
 }
+
+
+class _RawPg:
+    """A psycopg connection with sqlite3's calls and ``?`` parameters (for tests that edit the
+    store behind corral's back, as someone holding the database's credentials could)."""
+
+    def __init__(self, url: str) -> None:
+        self._conn = psycopg.connect(url)
+
+    def execute(self, sql: str, args: Any = ()) -> Any:
+        return self._conn.execute(pg_sql(sql), args or None)
+
+    def executescript(self, script: str) -> None:
+        self._conn.execute(script)
+
+    def commit(self) -> None:
+        self._conn.commit()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __del__(self) -> None:
+        # Like sqlite3's, a connection a test drops is closed with it.
+        self._conn.close()
+
+
+def raw_connect(where: Path | str) -> Any:
+    """A plain connection to a store (sqlite3's for a file, psycopg's for a URL), outside
+    corral; ``execute(sql, args)``, ``commit()`` and ``close()`` work the same on both."""
+    if isinstance(where, str) and where.startswith("postgresql://"):
+        return _RawPg(where)
+    return sqlite3.connect(where)
 
 
 def find_pg_bin() -> Path | None:
