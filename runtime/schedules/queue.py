@@ -10,8 +10,9 @@ and the scheduler does not change.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runtime.schedules.records import Fire, FireStatus
 
@@ -23,6 +24,10 @@ __all__ = ["FireQueue"]
 
 class FireQueue(Protocol):
     """Where fires wait to run, and the one-winner moves between their states."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        """A transaction the calls below join (a claim and what must happen with it)."""
+        ...
 
     async def add_fires(self, fires: Sequence[Fire]) -> list[Fire]:
         """Add fires not known yet (unique by id: schedule, scheduled time, profile); returns

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from runtime.errors import ScheduleError
 from runtime.schedules.queue import FireQueue
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from runtime.store.schedules import ScheduleRepository
 
 __all__ = [
+    "Enqueuer",
     "Launcher",
     "Notifier",
     "Outcome",
@@ -75,6 +76,22 @@ class Launcher(Protocol):
 
     def cancel(self, fire_id: str, reason: str) -> bool:
         """Cancel a fire's run if this launcher runs it."""
+        ...
+
+
+@runtime_checkable
+class Enqueuer(Launcher, Protocol):
+    """A launcher that hands claimed fires to a job queue that workers on any host take from.
+
+    Its :meth:`enqueue` runs inside the transaction that claims the fire, so a fire is claimed
+    if and only if its job exists; the claim records :attr:`claimant`, not this process, as the
+    owner (the worker that takes the job writes its own identity over it).
+    """
+
+    claimant: str
+
+    async def enqueue(self, conn: Any, fire: Fire, schedule: Schedule) -> None:
+        """Add the job for ``fire``'s current attempt on ``conn`` (the claim's transaction)."""
         ...
 
 
@@ -268,14 +285,36 @@ class Scheduler:
             if launcher.free_slots() <= 0:
                 break
             limits = ClaimLimits(schedule.policy.concurrency, schedule.policy.origin_limit)
-            if not await self.queue.claim(fire.id, self.owner, now, limits):
+            claimed = await self._claim(fire, schedule, launcher, now, limits)
+            if claimed is None:
                 continue  # another server took it, or a limit is full: it stays queued
-            claimed = await self.queue.get_fire(fire.id)
-            assert claimed is not None
             busy[pair] = claimed
-            launcher.launch(claimed, schedule)
             report.started.append(claimed)
         return report
+
+    async def _claim(
+        self,
+        fire: Fire,
+        schedule: Schedule,
+        launcher: Launcher,
+        now: datetime,
+        limits: ClaimLimits,
+    ) -> Fire | None:
+        """Claim ``fire`` and start it (or enqueue its job in the claim's transaction)."""
+        if not isinstance(launcher, Enqueuer):
+            if not await self.queue.claim(fire.id, self.owner, now, limits):
+                return None
+            claimed = await self.queue.get_fire(fire.id)
+            assert claimed is not None
+            launcher.launch(claimed, schedule)
+            return claimed
+        async with self.queue.transaction() as conn:
+            if not await self.queue.claim(fire.id, launcher.claimant, now, limits):
+                return None
+            claimed = await self.queue.get_fire(fire.id)
+            assert claimed is not None
+            await launcher.enqueue(conn, claimed, schedule)
+        return claimed
 
     async def _overlap(
         self,

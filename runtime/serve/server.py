@@ -32,14 +32,13 @@ import uvicorn
 from profiles import CorralError, UserError, identity_is_gone, process_identity
 from runtime.api import create_app
 from runtime.app import Runtime
-from runtime.auth import Actor, utcnow
-from runtime.records import RunSource
-from runtime.run.runner import RunEvent, RunResult, new_run_id, run_task
+from runtime.auth import utcnow
+from runtime.run.runner import new_run_id
 from runtime.schedules.records import Fire, Schedule
-from runtime.schedules.scheduler import Outcome, Scheduler
+from runtime.schedules.scheduler import Scheduler
+from runtime.serve.fires import FireRunner
 from runtime.serve.pool import WorkerPool
 from runtime.settings import Settings, parse_public_url
-from runtime.task import load_task_text
 from runtime.webhook import Webhook
 
 __all__ = ["FireLauncher", "QuietServer", "ServeOptions", "ServeReport", "listen", "serve"]
@@ -80,13 +79,11 @@ class QuietServer(uvicorn.Server):
 
 
 class FireLauncher:
-    """Runs claimed fires in the worker pool as their schedule's owner; see ``Launcher``."""
+    """Runs claimed fires in this server's worker pool; see ``Launcher``."""
 
     def __init__(self, rt: Runtime, pool: WorkerPool, scheduler: Scheduler) -> None:
-        self.rt = rt
         self.pool = pool
-        self.scheduler = scheduler
-        self._notices: set[asyncio.Task[None]] = set()
+        self.runner = FireRunner(rt, scheduler)
 
     def free_slots(self) -> int:
         return self.pool.free_slots()
@@ -97,61 +94,8 @@ class FireLauncher:
     def launch(self, fire: Fire, schedule: Schedule) -> None:
         run_id = new_run_id()
         self.pool.start(
-            lambda: self._run(fire, schedule, run_id), run_id, fire.profile, key=fire.id
+            lambda: self.runner.run(fire, schedule, run_id), run_id, fire.profile, key=fire.id
         )
-
-    async def _run(self, fire: Fire, schedule: Schedule, run_id: str) -> RunResult:
-        scheduler = self.scheduler
-        try:
-            actor = await self._owner(schedule)
-            task = load_task_text(
-                schedule.task_yaml, f"schedule {schedule.name} (task {schedule.task_source})"
-            )
-            await self.rt.services.runs.authorize(actor, [fire.profile])
-        except UserError as exc:
-            await self._settle(fire, Outcome("failed", 2, str(exc)))
-            raise
-        await scheduler.started(fire, run_id)
-
-        def on_event(event: RunEvent) -> None:
-            if event.kind == "approval":
-                notice = asyncio.get_running_loop().create_task(
-                    scheduler.announce(schedule, "fire.waiting_approval", fire, approval=event.text)
-                )
-                self._notices.add(notice)
-                notice.add_done_callback(self._notices.discard)
-
-        try:
-            result = await run_task(
-                self.rt,
-                task,
-                fire.profile,
-                schedule.vars,
-                run_id=run_id,
-                source=RunSource(schedule=schedule.name, fire_id=fire.id, attempt=fire.attempt),
-                on_event=on_event,
-            )
-        except asyncio.CancelledError as exc:
-            why = exc.args[0] if exc.args and isinstance(exc.args[0], str) else "cancelled"
-            await asyncio.shield(self._settle(fire, Outcome("cancelled", 130, why)))
-            raise
-        except Exception as exc:
-            await asyncio.shield(
-                self._settle(fire, Outcome("failed", 1, f"internal error: {exc!r}"))
-            )
-            raise
-        await self._settle(fire, Outcome.of(result))
-        return result
-
-    async def _settle(self, fire: Fire, outcome: Outcome) -> None:
-        settled = await self.scheduler.finished(fire, outcome)
-        if settled.status != "queued":
-            # No later attempt will take over what this fire's attempts left waiting.
-            await self.rt.approvals.close_held(fire.id, f"the fire ended: {settled.status}")
-
-    async def _owner(self, schedule: Schedule) -> Actor:
-        """The actor a schedule's runs act as: its owner, as the owner is now."""
-        return await self.rt.services.users.actor_named(schedule.owner)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -8,6 +8,7 @@ the same fire, it exists once; a queued fire becomes ``running`` in one conditio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +39,10 @@ class ScheduleRepository:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        """The store's write transaction (see :meth:`Database.tx`)."""
+        return self.db.tx()
 
     # --- schedules -------------------------------------------------------------------------
 
