@@ -120,6 +120,7 @@ _NUMBER_ENV = {
     "lease_timeout_s": "CORRAL_LEASE_TIMEOUT",
     "approval_ttl_s": "CORRAL_APPROVAL_TTL",
     "busy_timeout_s": "CORRAL_BUSY_TIMEOUT",
+    "heartbeat_timeout_s": "CORRAL_HEARTBEAT_TIMEOUT",
 }
 
 
@@ -170,6 +171,13 @@ class Settings(BaseModel):
         "(CORRAL_PUBLIC_URL; `corral serve` defaults to its own address): approval webhooks link "
         "to the request's page in the console there",
     )
+    heartbeat_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="how long a run's profile lease, or a worker, may go without a heartbeat "
+        "before its host counts as gone: the lease can be taken over and the fire retried "
+        "elsewhere (CORRAL_HEARTBEAT_TIMEOUT)",
+    )
     database_url: str | None = Field(
         None,
         repr=False,
@@ -215,6 +223,7 @@ class Settings(BaseModel):
                 webhook_secret=env.get("CORRAL_WEBHOOK_SECRET") or None,
                 approval_ttl_s=_seconds(env, "CORRAL_APPROVAL_TTL", 900),
                 busy_timeout_s=_seconds(env, "CORRAL_BUSY_TIMEOUT", 10),
+                heartbeat_timeout_s=_seconds(env, "CORRAL_HEARTBEAT_TIMEOUT", 60),
                 models_config=Path(env[CONFIG_ENV]).expanduser() if env.get(CONFIG_ENV) else None,
                 database_url=(
                     parse_database_url(env[DATABASE_URL_ENV], DATABASE_URL_ENV)

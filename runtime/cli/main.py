@@ -61,6 +61,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Users, their roles and the profiles granted to them.",
     ),
     "vault": ("runtime.cli.secrets:vault_group", "The master key."),
+    "worker": (
+        "runtime.cli.worker:worker_command",
+        "Run fires that `corral serve` queued, until SIGTERM (needs CORRAL_DATABASE_URL).",
+    ),
 }
 """Each command: where it is defined (``module:attribute``) and its one-line summary, which
 ``corral --help`` prints without importing the module (a test checks it is the command's own)."""

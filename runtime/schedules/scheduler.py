@@ -441,10 +441,15 @@ class Scheduler:
         for fire in await self.queue.active_fires():
             if fire.status != "running" or fire.claimed_by is None or not is_gone(fire.claimed_by):
                 continue
-            schedule = await self.schedules.get(fire.schedule)
             why = f"interrupted: the server running it ({fire.claimed_by}) ended"
-            settled.append(await self._failed(fire, schedule, why, self.now(), retry=True))
+            settled.append(await self.interrupted(fire, why))
         return settled
+
+    async def interrupted(self, fire: Fire, why: str) -> Fire:
+        """Settle a running fire whose attempt was cut off (its process or host died): retried
+        under its policy, or failed; a settle that another server made first wins."""
+        schedule = await self.schedules.get(fire.schedule)
+        return await self._failed(fire, schedule, why, self.now(), retry=True)
 
     async def announce(self, schedule: Schedule, event: str, fire: Fire, **extra: Any) -> None:
         """Send ``event`` about ``fire`` if the schedule asks for that kind of notice."""

@@ -24,7 +24,7 @@ import socket
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import uvicorn
@@ -38,6 +38,9 @@ from runtime.schedules.records import Fire, Schedule
 from runtime.schedules.scheduler import Scheduler
 from runtime.serve.fires import FireRunner
 from runtime.serve.pool import WorkerPool
+
+if TYPE_CHECKING:
+    from runtime.serve.queue import JobLauncher
 from runtime.settings import Settings, parse_public_url
 from runtime.webhook import Webhook
 
@@ -127,7 +130,7 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     public = parse_public_url(options.public_url, "--public-url") if options.public_url else None
-    async with Runtime.open(settings) as rt:
+    async with Runtime.open(settings) as rt, contextlib.AsyncExitStack() as stack:
         if not await rt.store.users.any_user():
             announce(
                 "corral serve: no users yet, so the API refuses every request (it answers only "
@@ -144,7 +147,15 @@ async def serve(
             notify=functools.partial(_send, webhook) if webhook else None,
         )
         await scheduler.recover(identity_is_gone)
-        launcher = FireLauncher(rt, pool, scheduler)
+        launcher: FireLauncher | JobLauncher = FireLauncher(rt, pool, scheduler)
+        if settings.database_url:
+            # Many hosts: fires become jobs that `corral worker` processes take.
+            from runtime.serve.queue import JobLauncher, ensure_queue_schema, queue_app
+
+            jobs = queue_app(settings.database_url)
+            await stack.enter_async_context(jobs.open_async())
+            await ensure_queue_schema(jobs, rt.store)
+            launcher = JobLauncher(jobs, rt.store)
         sock = listen(options.host, options.port)
         port = sock.getsockname()[1]
         report.url = f"http://{options.host}:{port}"
@@ -156,9 +167,14 @@ async def serve(
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         server = QuietServer(config)
         api = asyncio.create_task(server.serve(sockets=[sock]))
+        runs_where = (
+            "fires go to the job queue for `corral worker` processes"
+            if settings.database_url
+            else f"{options.workers} workers"
+        )
         announce(
             f"corral serve: listening on {report.url} (console: {report.url}/console/, "
-            f"API: {report.url}/api/docs), {options.workers} workers"
+            f"API: {report.url}/api/docs), {runs_where}"
         )
         recovered_at = loop.time()
         try:
@@ -169,8 +185,7 @@ async def serve(
                     await scheduler.tick(launcher)
                     if loop.time() - recovered_at > RECOVER_EVERY_S:
                         recovered_at = loop.time()
-                        await rt.store.mark_orphaned_runs(psutil.pid_exists)
-                        await scheduler.recover(identity_is_gone)
+                        await _recover(rt, scheduler, launcher)
                 except CorralError as exc:
                     # A busy store, a failed notice: this tick's work waits for the next one.
                     log.warning("scheduler tick: %s", rt.redactor.text(str(exc)))
@@ -190,6 +205,17 @@ async def serve(
             announce(f"  {line}")
         announce(f"corral serve: stopped; {len(report.runs)} run(s) were going at the drain")
     return report
+
+
+async def _recover(rt: Runtime, scheduler: Scheduler, launcher: FireLauncher | JobLauncher) -> None:
+    """Settle what dead processes and hosts left running."""
+    if rt.store.dialect == "sqlite":
+        # One host: a run whose process is gone is over. (On a shared store another host's
+        # pids mean nothing here; heartbeats decide there.)
+        await rt.store.mark_orphaned_runs(psutil.pid_exists)
+    await scheduler.recover(identity_is_gone)
+    if not isinstance(launcher, FireLauncher):
+        await launcher.recover(scheduler, rt.settings.heartbeat_timeout_s)
 
 
 def _own_address(host: str, port: int) -> str:

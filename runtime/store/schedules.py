@@ -194,6 +194,19 @@ class ScheduleRepository:
             )
             return cursor.rowcount == 1
 
+    async def take_over(self, fire_id: str, attempt: int, claimant: str, owner: str) -> Fire | None:
+        """The worker ``owner`` takes a fire's attempt that ``claimant`` (the job queue) holds:
+        the fire, or None when that attempt is no longer waiting (settled, retried, or taken)."""
+        async with self.db.tx() as conn:
+            cursor = await conn.execute(
+                "UPDATE fires SET claimed_by = ? WHERE id = ? AND attempt = ? "
+                "AND status = 'running' AND claimed_by = ?",
+                (owner, fire_id, attempt, claimant),
+            )
+            if cursor.rowcount != 1:
+                return None
+            return await self.get_fire(fire_id)
+
     async def set_run(self, fire_id: str, run_id: str) -> None:
         """Record the run an attempt of a fire started."""
         async with self.db.tx() as conn:

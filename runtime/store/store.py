@@ -59,13 +59,19 @@ class Store(Database):
         leases are revoked.
         """
         dead = await self.runs.orphaned(is_alive)
-        if dead:
-            async with self.tx() as conn:
-                await self.approvals.close_for_runs(conn, dead)
-                # A credential lease is dead once its run is.
-                await self.vault.revoke_credential_leases(dead)
-                await self.runs.interrupt(dead)
+        await self.interrupt_runs(dead)
         return len(dead)
+
+    async def interrupt_runs(self, run_ids: list[str]) -> None:
+        """Mark runs whose process or host is gone as ``interrupted``, in one transaction with
+        closing their approval requests and revoking their credential leases."""
+        if not run_ids:
+            return
+        async with self.tx() as conn:
+            await self.approvals.close_for_runs(conn, run_ids)
+            # A credential lease is dead once its run is.
+            await self.vault.revoke_credential_leases(run_ids)
+            await self.runs.interrupt(run_ids)
 
     async def reseal_all(self, reseal: Reseal) -> int:
         """Re-encrypt every sealed row in ONE transaction: ``reseal(blob, context, what)``.
