@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from .allowlist import host_resolver_rules
 from .errors import BrowserCrashedError
-from .lease import hold_lease
+from .lease import LeaseHolder, hold_lease
 from .manager import ProfileManager
 from .pool import BrowserPool
 from .private import PRIVATE_FILE
@@ -63,6 +63,8 @@ class Session:
     """The allowlisting proxy this session's traffic goes through; None without an allowlist."""
     wire: WireGuard | None = field(default=None)
     """The guard on state-changing requests; None unless the session was opened with it."""
+    lease: LeaseHolder | None = field(default=None)
+    """The profile lease this session runs under (its ``generation`` is the fencing token)."""
     _closing: bool = field(default=False, repr=False)
 
     def _on_close(self, _: object) -> None:
@@ -144,7 +146,7 @@ async def open_session(
     # slots only ever go to sessions that can start.
     async with (
         egress_cm as egress,
-        hold_lease(manager.store, profile, run_id, lease_wait_s),
+        hold_lease(manager.store, profile, run_id, lease_wait_s) as held,
         pool.session_slot(),
     ):
         # Re-read under the lease: the previous holder may have saved newer state meanwhile.
@@ -202,6 +204,7 @@ async def open_session(
             restored=restored,
             egress=egress,
             wire=guard,
+            lease=held,
         )
         context.on("close", session._on_close)
         try:

@@ -26,6 +26,7 @@ from policies import Policy
 from profiles import (
     CorralError,
     CredentialLease,
+    LeaseLostError,
     Redactor,
     Session,
     UnknownSecretError,
@@ -246,6 +247,10 @@ async def run_task(
         status, error = "denied", str(exc)
     except TimeoutError:
         error = f"the run took longer than its budget timeout_s={task.budget.timeout_s:g}"
+    except LeaseLostError as exc:
+        # Another worker may hold the profile now: this run stopped acting (retried under a
+        # schedule's policy).
+        status, error = "interrupted", str(exc)
     except CorralError as exc:
         error = str(exc)
     except asyncio.CancelledError as exc:

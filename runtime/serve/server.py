@@ -145,7 +145,7 @@ class FireLauncher:
 
     async def _settle(self, fire: Fire, outcome: Outcome) -> None:
         settled = await self.scheduler.finished(fire, outcome)
-        if settled.status != "queued":
+        if settled.status not in ("queued", "running"):  # running: a later attempt has it
             # No later attempt will take over what this fire's attempts left waiting.
             await self.rt.approvals.close_held(fire.id, f"the fire ended: {settled.status}")
 
@@ -226,7 +226,10 @@ async def serve(
                     if loop.time() - recovered_at > RECOVER_EVERY_S:
                         recovered_at = loop.time()
                         await rt.store.mark_orphaned_runs(psutil.pid_exists)
-                        await scheduler.recover(identity_is_gone)
+                        # Runs of hosts that died or were cut off: by their lease heartbeats.
+                        await rt.store.interrupt_stale_runs()
+                        gone = await rt.store.interrupted_fire_runs()
+                        await scheduler.recover(identity_is_gone, gone.__contains__)
                 except CorralError as exc:
                     # A busy store, a failed notice: this tick's work waits for the next one.
                     log.warning("scheduler tick: %s", rt.redactor.text(str(exc)))
