@@ -1,0 +1,361 @@
+"""Leases across hosts: the store's clock decides, a lost lease stops its run, and the claim of an
+approved action is fenced by the lease (real store files, real processes where it matters)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from profiles import (
+    CredentialLeaseRecord,
+    LeaseHolder,
+    LeaseLostError,
+    hold_lease,
+)
+from runtime import Store
+from runtime.approvals import Approvals
+from runtime.records import RunRecord, RunStatus
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+# A store whose clock is the database's own (SQLite's 'now', read in C from the OS), as a
+# PostgreSQL store's is its server's: a process's time.time() does not move it.
+_SQLITE_CLOCK = '''
+class DbClockStore(Store):
+    async def clock(self) -> float:
+        row = await self.fetch_one("SELECT (julianday('now') - 2440587.5) * 86400.0")
+        assert row is not None
+        return float(row[0])
+'''
+
+# A process that waits for ``go``, tries once for the lease on "p", prints what it got, and
+# keeps running (its pid stays alive) until ``done`` exists. ``skew`` moves its host clock.
+_TAKER = (
+    """
+import asyncio, json, sys, time
+from pathlib import Path
+from profiles import LeaseHolder
+from runtime import Store
+"""
+    + _SQLITE_CLOCK
+    + """
+db, run_id, go, done, skew = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), float(sys.argv[5])
+if skew:
+    real = time.time
+    time.time = lambda: real() + skew
+
+async def main() -> None:
+    store = await DbClockStore.open(Path(db))
+    while not go.exists():
+        await asyncio.sleep(0.005)
+    won, lease = await store.profiles.acquire_lease("p", LeaseHolder.current(run_id, 60), 60)
+    print(json.dumps({"won": won, "run_id": lease.run_id, "generation": lease.generation}), flush=True)
+    while not done.exists():
+        await asyncio.sleep(0.02)
+    await store.close()
+
+asyncio.run(main())
+"""
+)
+
+# A process that holds the lease on "p" for ``run_id`` as a host named ``host`` (so its pid means
+# nothing to this test's process: only the heartbeat can free the lease), and never lets go.
+_HOLDER = """
+import asyncio, socket, sys
+from pathlib import Path
+from profiles import hold_lease
+from runtime import Store
+
+db, run_id, host, ttl = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+socket.gethostname = lambda: host
+
+async def main() -> None:
+    store = await Store.open(Path(db))
+    async with hold_lease(store.profiles, "p", run_id, 0, ttl) as lease:
+        print("held", lease.generation, flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def run(run_id: str, status: RunStatus = "running") -> RunRecord:
+    return RunRecord(
+        id=run_id,
+        task_name="t",
+        task_path="tasks/t.yaml",
+        profile="p",
+        status=status,
+        started_at=T0,
+        run_dir=f"/runs/{run_id}",
+        pid=os.getpid(),
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with await Store.open(tmp_path / "corral.db") as opened:
+        yield opened
+
+
+async def _spawn(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", *args, stdout=asyncio.subprocess.PIPE, env=os.environ.copy()
+    )
+
+
+async def _line(proc: asyncio.subprocess.Process) -> str:
+    assert proc.stdout is not None
+    line = await proc.stdout.readline()
+    assert line, f"the process ended early (exit {await proc.wait()})"
+    return line.decode().strip()
+
+
+async def _waiting_run(store: Store, run_id: str, status: RunStatus = "running") -> Approvals:
+    """A run row with a credential lease and an approval request waiting for a person."""
+    await store.runs.create_run(run(run_id, status))
+    await store.vault.grant_credential_lease(
+        CredentialLeaseRecord(
+            run_id=run_id, profile="p", secrets=[], origins=[], pid=1, granted_at=T0
+        )
+    )
+    approvals = Approvals(store)
+    await approvals.create(
+        request_id=f"ap-{run_id}",
+        run_id=run_id,
+        step_idx=0,
+        task_name="t",
+        profile="p",
+        action={"click": "Pay"},
+        summary="Click 'Pay'",
+        reasons=["a payment"],
+        fingerprint="f",
+        idempotency_key=f"k-{run_id}",
+        page_url=None,
+        ttl_s=3600,
+    )
+    return approvals
+
+
+async def _approve(approvals: Approvals, request_id: str) -> None:
+    assert await approvals.repo.move(request_id, "pending", "approved", decided_by="alice")
+
+
+async def test_two_processes_race_one_wins_and_a_fast_host_clock_takes_nothing(
+    tmp_path: Path, store: Store
+) -> None:
+    go, done = tmp_path / "go", tmp_path / "done"
+    db = str(store.path)
+    racers = [await _spawn(_TAKER, db, f"run-{i}", str(go), str(done), "0") for i in (1, 2)]
+    try:
+        go.touch()
+        results = [json.loads(await _line(p)) for p in racers]
+        assert sorted(r["won"] for r in results) == [False, True]
+        winner = next(f"run-{i}" for i, r in zip((1, 2), results, strict=True) if r["won"])
+        # The loser saw the winner's row, token and all.
+        assert {r["run_id"] for r in results} == {winner}
+        lease = await store.profiles.get_lease("p")
+        assert lease is not None and (lease.run_id, lease.generation) == (winner, 1)
+
+        # A taker whose host clock is an hour ahead: by its clock the winner's heartbeat is an
+        # hour old, by the store's it is fresh, and the winner's process lives. It takes nothing.
+        skewed = await _spawn(_TAKER, db, "run-skewed", str(go), str(done), "3600")
+        result = json.loads(await _line(skewed))
+        assert result == {"won": False, "run_id": winner, "generation": 1}
+        racers.append(skewed)
+        lease = await store.profiles.get_lease("p")
+        assert lease is not None and (lease.run_id, lease.generation) == (winner, 1)
+    finally:
+        done.touch()
+        for proc in racers:
+            assert await proc.wait() == 0
+
+
+async def test_a_killed_holder_loses_its_lease_after_the_ttl_and_its_run_is_interrupted(
+    store: Store,
+) -> None:
+    approvals = await _waiting_run(store, "run-dead")
+    holder = await _spawn(_HOLDER, str(store.path), "run-dead", "worker-b", "2")
+    try:
+        assert (await _line(holder)).startswith("held ")
+        # Alive (heartbeating) on another host: neither taken over nor swept.
+        won, current = await store.profiles.acquire_lease("p", LeaseHolder.current("run-2"), 2)
+        assert not won and current.run_id == "run-dead" and current.host == "worker-b"
+        assert await store.interrupt_stale_runs() == []
+        # The pid check is for this host only: the run holds a lease on another, so its pid
+        # (dead here or not) is not judged.
+        assert await store.mark_orphaned_runs(lambda _pid: False) == 0
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        await holder.wait()
+
+    # Nobody renews it now; once its heartbeat is older than its TTL by the store's clock, the
+    # sweep marks the run interrupted and closes what it left.
+    while not (swept := await store.interrupt_stale_runs()):
+        await asyncio.sleep(0.1)
+    assert swept == ["run-dead"]
+    dead = await store.runs.get_run("run-dead")
+    assert dead is not None and dead.status == "interrupted"
+    assert "stopped renewing the profile lease" in (dead.error or "")
+    assert (await approvals.get("ap-run-dead")).status == "cancelled"
+    credential = await store.vault.get_credential_lease("run-dead")
+    assert credential is not None and credential.revoked_at is not None
+
+    # And another process takes the profile over, with a higher token.
+    won, lease = await store.profiles.acquire_lease("p", LeaseHolder.current("run-2"), 2)
+    assert won and (lease.run_id, lease.generation) == ("run-2", 2)
+
+
+async def test_a_take_over_interrupts_the_displaced_run_in_the_same_transaction(
+    store: Store,
+) -> None:
+    approvals = await _waiting_run(store, "run-old")
+    await _approve(approvals, "ap-run-old")
+    # The holder was on another host and stopped renewing long ago (by the store's clock).
+    gone = LeaseHolder("run-old", "worker-b", 4242, 1.0, 0.0, 0.0)
+    assert await store.profiles.take_lease("p", gone, 1) is None
+    async with store.tx() as conn:
+        await conn.execute("UPDATE leases SET heartbeat_at = heartbeat_at - 5 WHERE profile = 'p'")
+
+    won, lease = await store.profiles.acquire_lease("p", LeaseHolder.current("run-new"), 1)
+    assert won and lease.generation == 2
+    old = await store.runs.get_run("run-old")
+    assert old is not None and old.status == "interrupted"
+    assert "taken over by run run-new" in (old.error or "")
+    # Approved but never claimed: closed, so nothing acts on it.
+    assert (await approvals.get("ap-run-old")).status == "cancelled"
+
+
+class _Partition:
+    """The holder's view of the store: renewals fail (``raise``) or never answer (``hang``)
+    once cut; everything else goes through."""
+
+    def __init__(self, store: Store, mode: str) -> None:
+        self.store, self.mode = store.profiles, mode
+        self.cut = asyncio.Event()
+
+    async def acquire_lease(
+        self, profile: str, holder: LeaseHolder, ttl_s: float
+    ) -> tuple[bool, LeaseHolder]:
+        return await self.store.acquire_lease(profile, holder, ttl_s)
+
+    async def renew_lease(self, profile: str, run_id: str, generation: int | None = None) -> bool:
+        if self.cut.is_set():
+            if self.mode == "hang":
+                await asyncio.Event().wait()
+            raise ConnectionError("the database is unreachable")
+        return await self.store.renew_lease(profile, run_id, generation)
+
+    async def release_lease(
+        self, profile: str, run_id: str, generation: int | None = None
+    ) -> None:
+        if self.cut.is_set():
+            raise ConnectionError("the database is unreachable")
+        await self.store.release_lease(profile, run_id, generation)
+
+
+@pytest.mark.parametrize("mode", ["raise", "hang"])
+async def test_a_holder_cut_off_from_the_store_stops_before_anyone_may_take_over(
+    store: Store, mode: str
+) -> None:
+    partition = _Partition(store, mode)
+    acted: list[int] = []
+    at_stop: dict[str, Any] = {}
+
+    async def session() -> None:
+        async with hold_lease(partition, "p", "run-cut", 0, ttl_s=2) as lease:
+            assert lease.generation == 1
+            try:
+                while True:
+                    acted.append(len(acted))
+                    if len(acted) == 3:
+                        partition.cut.set()
+                    await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                # The moment it stops: by the store's clock the lease is still live, so no
+                # other worker could have taken it over yet (the margin, see profiles.lease).
+                at_stop["acted"] = len(acted)
+                at_stop["taker"] = await store.profiles.acquire_lease(
+                    "p", LeaseHolder.current("run-taker"), 2
+                )
+                raise
+
+    with pytest.raises(LeaseLostError) as info:
+        await asyncio.create_task(session())
+    assert "lease on profile 'p' lost: no renewal reached the store" in str(info.value)
+    won, current = at_stop["taker"]
+    assert not won and current.run_id == "run-cut"
+    # Nothing acted after the stop.
+    assert len(acted) == at_stop["acted"] >= 3
+
+
+async def test_a_holder_whose_lease_was_taken_over_stops_and_cannot_claim(store: Store) -> None:
+    approvals = await _waiting_run(store, "run-a")
+    await _approve(approvals, "ap-run-a")
+    rewritten = asyncio.Event()
+
+    async def session() -> int:
+        async with hold_lease(store.profiles, "p", "run-a", 0, ttl_s=2) as lease:
+            # Another run took the profile over (its host decided after this one was cut off),
+            # with a higher token.
+            async with store.tx() as conn:
+                await conn.execute(
+                    "UPDATE leases SET run_id = 'run-b', generation = generation + 1 "
+                    "WHERE profile = 'p'"
+                )
+            rewritten.set()
+            await asyncio.Event().wait()
+        return lease.generation
+
+    task = asyncio.create_task(session())
+    await rewritten.wait()
+    # Its claim of the approved action is refused in the store, and nothing changes.
+    with pytest.raises(LeaseLostError, match="run run-a no longer holds it"):
+        await approvals.claim("ap-run-a", token=1)
+    with pytest.raises(LeaseLostError):
+        await approvals.claim("ap-run-a")
+    assert (await approvals.get("ap-run-a")).status == "approved"
+    # Its next heartbeat finds the row rewritten: the session stops.
+    with pytest.raises(LeaseLostError, match="run run-a .* no longer holds it"):
+        await task
+    # Leaving, it did not release the other run's lease.
+    lease = await store.profiles.get_lease("p")
+    assert lease is not None and (lease.run_id, lease.generation) == ("run-b", 2)
+
+
+async def test_the_claim_of_a_run_holding_its_lease_goes_through_once(store: Store) -> None:
+    approvals = await _waiting_run(store, "run-a")
+    await _approve(approvals, "ap-run-a")
+    async with hold_lease(store.profiles, "p", "run-a", 0, ttl_s=2) as lease:
+        with pytest.raises(LeaseLostError):
+            await approvals.claim("ap-run-a", token=lease.generation + 1)  # not its token
+        assert await approvals.claim("ap-run-a", token=lease.generation)
+        assert not await approvals.claim("ap-run-a", token=lease.generation)
+    assert (await approvals.get("ap-run-a")).status == "executing"
+
+
+async def test_a_run_waiting_for_approval_with_a_live_heartbeat_is_not_swept(
+    store: Store,
+) -> None:
+    await _waiting_run(store, "run-w", status="running")
+    waiting = await store.runs.get_run("run-w")
+    assert waiting is not None and waiting.status == "waiting_approval"
+    async with hold_lease(store.profiles, "p", "run-w", 0, ttl_s=1) as lease:
+        # Wait until more than a TTL has passed since it took the lease (by the store's
+        # clock), with its heartbeat renewed meanwhile.
+        while (current := await store.profiles.get_lease("p")) is None or (
+            current.heartbeat_at <= lease.acquired_at + lease.ttl_s
+        ):
+            await asyncio.sleep(0.1)
+        assert await store.interrupt_stale_runs() == []
+    after = await store.runs.get_run("run-w")
+    assert after is not None and after.status == "waiting_approval"
