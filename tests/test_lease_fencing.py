@@ -24,18 +24,19 @@ from profiles import (
 from runtime import Store
 from runtime.approvals import Approvals
 from runtime.records import RunRecord, RunStatus
+from tests.support.wait import until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 # A store whose clock is the database's own (SQLite's 'now', read in C from the OS), as a
 # PostgreSQL store's is its server's: a process's time.time() does not move it.
-_SQLITE_CLOCK = '''
+_SQLITE_CLOCK = """
 class DbClockStore(Store):
     async def clock(self) -> float:
         row = await self.fetch_one("SELECT (julianday('now') - 2440587.5) * 86400.0")
         assert row is not None
         return float(row[0])
-'''
+"""
 
 # A process that waits for ``go``, tries once for the lease on "p", prints what it got, and
 # keeps running (its pid stays alive) until ``done`` exists. ``skew`` moves its host clock.
@@ -48,7 +49,8 @@ from runtime import Store
 """
     + _SQLITE_CLOCK
     + """
-db, run_id, go, done, skew = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), float(sys.argv[5])
+db, run_id, skew = sys.argv[1], sys.argv[2], float(sys.argv[5])
+go, done = Path(sys.argv[3]), Path(sys.argv[4])
 if skew:
     real = time.time
     time.time = lambda: real() + skew
@@ -58,7 +60,8 @@ async def main() -> None:
     while not go.exists():
         await asyncio.sleep(0.005)
     won, lease = await store.profiles.acquire_lease("p", LeaseHolder.current(run_id, 60), 60)
-    print(json.dumps({"won": won, "run_id": lease.run_id, "generation": lease.generation}), flush=True)
+    got = {"won": won, "run_id": lease.run_id, "generation": lease.generation}
+    print(json.dumps(got), flush=True)
     while not done.exists():
         await asyncio.sleep(0.02)
     await store.close()
@@ -200,8 +203,7 @@ async def test_a_killed_holder_loses_its_lease_after_the_ttl_and_its_run_is_inte
 
     # Nobody renews it now; once its heartbeat is older than its TTL by the store's clock, the
     # sweep marks the run interrupted and closes what it left.
-    while not (swept := await store.interrupt_stale_runs()):
-        await asyncio.sleep(0.1)
+    swept = await until(store.interrupt_stale_runs, what="the sweep to find the dead run")
     assert swept == ["run-dead"]
     dead = await store.runs.get_run("run-dead")
     assert dead is not None and dead.status == "interrupted"
@@ -255,9 +257,7 @@ class _Partition:
             raise ConnectionError("the database is unreachable")
         return await self.store.renew_lease(profile, run_id, generation)
 
-    async def release_lease(
-        self, profile: str, run_id: str, generation: int | None = None
-    ) -> None:
+    async def release_lease(self, profile: str, run_id: str, generation: int | None = None) -> None:
         if self.cut.is_set():
             raise ConnectionError("the database is unreachable")
         await self.store.release_lease(profile, run_id, generation)
@@ -325,7 +325,7 @@ async def test_a_holder_whose_lease_was_taken_over_stops_and_cannot_claim(store:
         await approvals.claim("ap-run-a")
     assert (await approvals.get("ap-run-a")).status == "approved"
     # Its next heartbeat finds the row rewritten: the session stops.
-    with pytest.raises(LeaseLostError, match="run run-a .* no longer holds it"):
+    with pytest.raises(LeaseLostError, match=r"run run-a \(token 1\) no longer holds it"):
         await task
     # Leaving, it did not release the other run's lease.
     lease = await store.profiles.get_lease("p")
@@ -352,10 +352,11 @@ async def test_a_run_waiting_for_approval_with_a_live_heartbeat_is_not_swept(
     async with hold_lease(store.profiles, "p", "run-w", 0, ttl_s=1) as lease:
         # Wait until more than a TTL has passed since it took the lease (by the store's
         # clock), with its heartbeat renewed meanwhile.
-        while (current := await store.profiles.get_lease("p")) is None or (
-            current.heartbeat_at <= lease.acquired_at + lease.ttl_s
-        ):
-            await asyncio.sleep(0.1)
+        async def renewed_past_a_ttl() -> bool:
+            current = await store.profiles.get_lease("p")
+            return current is not None and current.heartbeat_at > lease.acquired_at + lease.ttl_s
+
+        await until(renewed_past_a_ttl, what="heartbeats past one TTL")
         assert await store.interrupt_stale_runs() == []
     after = await store.runs.get_run("run-w")
     assert after is not None and after.status == "waiting_approval"
