@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,15 @@ from profiles import (
     LeaseHolder,
     LeaseLostError,
     hold_lease,
+    identity_is_gone,
 )
-from runtime import Store
+from runtime import Runtime, Settings, Store
 from runtime.approvals import Approvals
+from runtime.auth import LOCAL_ACTOR
 from runtime.records import RunRecord, RunStatus
+from runtime.schedules import Fire, Schedule, SchedulePolicy, Timing
+from runtime.schedules.scheduler import Outcome, Scheduler
+from runtime.services import ScheduleInput, Services
 from tests.support.wait import until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -360,3 +365,68 @@ async def test_a_run_waiting_for_approval_with_a_live_heartbeat_is_not_swept(
         assert await store.interrupt_stale_runs() == []
     after = await store.runs.get_run("run-w")
     assert after is not None and after.status == "waiting_approval"
+
+
+class _Launcher:
+    """The launcher side as the scheduler sees it: every fire starts (nothing runs here)."""
+
+    def __init__(self) -> None:
+        self.launched: list[Fire] = []
+
+    def free_slots(self) -> int:
+        return 10
+
+    def launch(self, fire: Fire, schedule: Schedule) -> None:
+        self.launched.append(fire)
+
+    def cancel(self, fire_id: str, reason: str) -> bool:
+        return False
+
+
+async def test_a_fire_whose_run_died_on_another_host_is_retried_once(settings: Settings) -> None:
+    now = [T0]
+    async with Runtime.open(settings) as rt:
+        svc = Services(rt, now=lambda: now[0])
+        await svc.profiles.create(LOCAL_ACTOR, "p")
+        await svc.schedules.add(
+            LOCAL_ACTOR,
+            ScheduleInput(
+                name="s",
+                task_yaml="name: check\nsteps:\n  - goto: http://portal.test/\n",
+                task_source="check.yaml",
+                profiles=["p"],
+                timing=Timing(every_s=60),
+                policy=SchedulePolicy(retries=1, backoff_s=10),
+            ),
+        )
+        # A server on another host (its identity cannot be judged from here) runs the fire.
+        there = Scheduler(rt.store.schedules, rt.store.schedules, "worker-b:7:1.0", lambda: now[0])
+        here = Scheduler(rt.store.schedules, rt.store.schedules, "worker-a:8:1.0", lambda: now[0])
+        now[0] += timedelta(seconds=60)
+        [fire] = (await there.tick(_Launcher())).started
+        await there.started(fire, "run-b")
+        await rt.store.runs.create_run(run("run-b"))
+        gone = LeaseHolder("run-b", "worker-b", 7, 1.0, 0.0, 0.0)
+        assert await rt.store.profiles.take_lease("p", gone, 1) is None
+
+        # While its heartbeat is live, nothing is recovered.
+        assert await rt.store.interrupt_stale_runs() == []
+        lost = await rt.store.interrupted_fire_runs()
+        assert await here.recover(identity_is_gone, lost.__contains__) == []
+
+        # Then worker-b's host dies: its heartbeat goes stale by the store's clock.
+        async with rt.store.tx() as conn:
+            await conn.execute("UPDATE leases SET heartbeat_at = heartbeat_at - 5")
+        assert await rt.store.interrupt_stale_runs() == ["run-b"]
+        lost = await rt.store.interrupted_fire_runs()
+        [recovered] = await here.recover(identity_is_gone, lost.__contains__)
+        assert recovered.status == "queued" and "run run-b was interrupted" in (
+            recovered.note or ""
+        )
+        now[0] += timedelta(seconds=10)
+        [again] = (await here.tick(_Launcher())).started
+        assert again.id == fire.id and again.attempt == 2
+
+        # worker-b was only cut off: its late report of attempt 1 settles nothing now.
+        late = await there.finished(fire, Outcome("interrupted", 1, "lease on profile 'p' lost"))
+        assert (late.status, late.attempt, late.claimed_by) == ("running", 2, "worker-a:8:1.0")
