@@ -22,13 +22,17 @@ from profiles import (
     hold_lease,
     identity_is_gone,
 )
-from runtime import Runtime, Settings, Store
+from runtime import Runtime, Settings, Store, parse_task, run_task
 from runtime.approvals import Approvals
 from runtime.auth import LOCAL_ACTOR
+from runtime.demo.portal import PortalServer
+from runtime.demo.portal.store import Store as PortalStore
 from runtime.records import RunRecord, RunStatus
 from runtime.schedules import Fire, Schedule, SchedulePolicy, Timing
 from runtime.schedules.scheduler import Outcome, Scheduler
 from runtime.services import ScheduleInput, Services
+from tests.support.approvals import next_request
+from tests.support.demo import first_unpaid, make_demo_profiles, pay_task
 from tests.support.wait import until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -430,3 +434,32 @@ async def test_a_fire_whose_run_died_on_another_host_is_retried_once(settings: S
         # worker-b was only cut off: its late report of attempt 1 settles nothing now.
         late = await there.finished(fire, Outcome("interrupted", 1, "lease on profile 'p' lost"))
         assert (late.status, late.attempt, late.claimed_by) == ("running", 2, "worker-a:8:1.0")
+
+
+async def test_a_real_run_whose_lease_is_taken_over_ends_interrupted_and_pays_nothing(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    with PortalServer(port=0, db_path=tmp_path / "portal.db") as shop:
+        await make_demo_profiles(rt, shop.url, "alice")
+        task = parse_task(pay_task(shop.url, first_unpaid()), "pay.yaml")
+        run_ = asyncio.create_task(run_task(rt, task, "alice"))
+        pay = await next_request(rt)
+        # While it waits, another worker takes the profile over (its host judged this one
+        # gone), and a person approves, in one transaction: whichever the run meets first (its
+        # claim of the approved payment, or its next heartbeat), it must not pay.
+        async with rt.store.tx() as conn:
+            await conn.execute(
+                "UPDATE leases SET run_id = 'run-b', generation = generation + 1 "
+                "WHERE profile = 'alice'"
+            )
+            assert await rt.approvals.repo.move(pay.id, "pending", "approved", decided_by="ada")
+        result = await run_
+        assert result.status == "interrupted", result.error
+        assert "lease on profile 'alice' lost" in (result.error or "")
+        assert (await rt.approvals.get(pay.id)).status in ("approved", "cancelled")
+        assert not PortalStore(shop.db_path).paid_numbers("alice")
+        record = await rt.store.runs.get_run(result.run_id)
+        assert record is not None and record.status == "interrupted"
+        # The other worker's lease is left as it is.
+        lease = await rt.store.profiles.get_lease("alice")
+        assert lease is not None and lease.run_id == "run-b"
