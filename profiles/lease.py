@@ -249,7 +249,8 @@ async def _heartbeat(
                 renewal = asyncio.create_task(
                     store.renew_lease(profile, lease.run_id, lease.generation)
                 )
-            done, _ = await asyncio.wait({renewal}, timeout=last_ok + margin - time.monotonic())
+            left = max(0.0, last_ok + margin - time.monotonic())
+            done, _ = await asyncio.wait({renewal}, timeout=left)
             if not done:
                 failure = "the store did not answer"
                 continue

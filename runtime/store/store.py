@@ -65,15 +65,18 @@ class Store(Database):
         """Mark live runs whose process is gone (``is_alive(pid)`` False) as ``interrupted``;
         returns how many. Only runs of this ``host`` can be judged by pid: a run holding a lease
         on another host is left to :meth:`interrupt_stale_runs`."""
-        async with self.tx():
-            dead = await self.runs.orphaned(is_alive, host or socket.gethostname())
-            return len(await self._interrupt(dead, "the process running it ended unexpectedly"))
+        # Read first: a write transaction only when there is something to mark.
+        dead = await self.runs.orphaned(is_alive, host or socket.gethostname())
+        return len(await self._interrupt(dead, "the process running it ended unexpectedly"))
 
     async def interrupt_stale_runs(self) -> list[str]:
         """Mark running and waiting runs whose profile lease's heartbeat is older than its TTL
         by the store's clock as ``interrupted`` (their worker died or was cut off, on any host);
         returns their ids. A run waiting for a person keeps its heartbeat, so it stays."""
+        if not await self.runs.stale(await self.clock()):
+            return []  # the usual answer, without taking the write lock
         async with self.tx():
+            # Again inside the transaction: a heartbeat may have come in meanwhile.
             stale = await self.runs.stale(await self.clock())
             return await self._interrupt(
                 stale,
@@ -82,8 +85,9 @@ class Store(Database):
             )
 
     async def interrupted_fire_runs(self) -> set[str]:
-        """Runs marked interrupted while their fire is still running: nothing will report their
-        end, so :meth:`runtime.schedules.Scheduler.recover` settles those fires (on any host)."""
+        """Runs marked interrupted while their fire is still running: their worker may be gone
+        for good, so :meth:`runtime.schedules.Scheduler.recover` settles those fires (on any
+        host); a late report from a worker that was only cut off then settles nothing."""
         rows = await self.fetch_all(
             "SELECT r.id FROM fires f JOIN runs r ON r.id = f.run_id "
             "WHERE f.status = 'running' AND r.status = 'interrupted'"
@@ -94,6 +98,8 @@ class Store(Database):
         """The one home of "this run died": those of ``run_ids`` still live become interrupted,
         and in the same transaction their approval requests close and their credential leases
         are revoked. Returns the ids marked."""
+        if not run_ids:
+            return []
         async with self.tx() as conn:
             live = await self.runs.live(run_ids)
             if live:
