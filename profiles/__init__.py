@@ -63,7 +63,7 @@ if TYPE_CHECKING:
         identity_is_gone,
         process_identity,
     )
-    from .manager import ProfileManager, ProfileStore, atomic_write
+    from .manager import ArchiveStore, ProfileManager, ProfileStore, archive_key, atomic_write
     from .pool import (
         BASE_ARGS,
         NODE_CACHE_ENV,
@@ -129,6 +129,7 @@ __all__ = [
     "SECRET_RE",
     "SESSIONS_PER_CORE",
     "TRACE_MODES",
+    "ArchiveStore",
     "BlockedRequest",
     "BrowserCrashedError",
     "BrowserNotFoundError",
@@ -179,6 +180,7 @@ __all__ = [
     "WireRequest",
     "allow_all",
     "append_private",
+    "archive_key",
     "atomic_write",
     "browser_env",
     "default_max_sessions",

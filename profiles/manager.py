@@ -2,11 +2,15 @@
 
 A profile's storage state (cookies, local storage, IndexedDB) is sealed with the master key and
 kept in the store. A ``persistent`` profile also keeps its whole Chromium user-data dir, packed and
-sealed in ``HOME/profiles/NAME/user-data.tar.enc`` between runs.
+sealed, as the object ``profiles/NAME/user-data.tar.enc`` of an :class:`ArchiveStore` between runs
+(by default the file of that name under HOME; with ``CORRAL_ARTIFACTS_URL`` an S3 bucket, so any
+host can restore it). The archive is sealed before it leaves the process: the object store never
+sees plain text. While a run uses it, the dir is unpacked in ``HOME/profiles/NAME/live``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -42,7 +46,14 @@ from .validation import describe_errors
 if TYPE_CHECKING:
     import tarfile
 
-__all__ = ["EXPORT_FORMAT", "ProfileManager", "ProfileStore", "atomic_write"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "ArchiveStore",
+    "ProfileManager",
+    "ProfileStore",
+    "archive_key",
+    "atomic_write",
+]
 
 EXPORT_FORMAT = "corral-profile/1"
 # Caches and lock files are rebuilt by Chromium; packing them only costs time and space.
@@ -73,6 +84,20 @@ class ProfileStore(LeaseStore, Protocol):
     async def delete_profile(self, name: str) -> bool: ...
 
 
+class ArchiveStore(Protocol):
+    """Where sealed user-data archives are kept, by key; ``runtime.ObjectStore`` implements it."""
+
+    async def put(self, key: str, data: bytes) -> None: ...
+    async def get(self, key: str) -> bytes | None: ...
+    async def delete(self, key: str) -> None: ...
+    async def delete_prefix(self, prefix: str) -> int: ...
+
+
+def archive_key(name: str) -> str:
+    """The object key of a profile's sealed user-data archive."""
+    return f"profiles/{name}/user-data.tar.enc"
+
+
 def _validation_message(exc: ValidationError, source: str) -> str:
     return "; ".join(f"{source}: {line}" for line in describe_errors(exc))
 
@@ -80,10 +105,13 @@ def _validation_message(exc: ValidationError, source: str) -> str:
 class ProfileManager:
     """The Python API for profiles."""
 
-    def __init__(self, store: ProfileStore, key: KeyRing, home: Path) -> None:
+    def __init__(
+        self, store: ProfileStore, key: KeyRing, home: Path, archives: ArchiveStore
+    ) -> None:
         self.store = store
         self.key = key
         self.home = home
+        self.archives = archives
 
     def _dir(self, name: str) -> Path:
         return self.home / "profiles" / name
@@ -153,6 +181,7 @@ class ProfileManager:
         """Delete a profile, its saved state and its user-data archive."""
         if not await self.store.delete_profile(name):
             await self.get(name)
+        await self.archives.delete_prefix(f"profiles/{name}/")
         shutil.rmtree(self._dir(name), ignore_errors=True)
 
     # --- saved state ------------------------------------------------------------------------
@@ -179,37 +208,30 @@ class ProfileManager:
         """Forget a profile's saved state (log it out everywhere)."""
         await self.get(name)
         await self.store.save_profile_state(name, None)
-        (self._dir(name) / "user-data.tar.enc").unlink(missing_ok=True)
+        await self.archives.delete(archive_key(name))
 
     # --- persistent mode: the user-data dir -----------------------------------------------
 
-    def unpack_user_data(self, name: str) -> Path:
+    async def unpack_user_data(self, name: str) -> Path:
         """A fresh private dir holding the profile's Chromium user data (empty the first time)."""
         live = self._dir(name) / "live"
         # A live dir left by a crashed run may be half-written; the sealed archive is the truth.
         shutil.rmtree(live, ignore_errors=True)
         private_dir(live)
-        archive = self._dir(name) / "user-data.tar.enc"
-        if archive.exists():
-            plain = self.key.open(
-                archive.read_bytes(), user_data_context(name), f"profile '{name}' user data"
-            )
-            import tarfile  # persistent profiles only
-
-            with tarfile.open(fileobj=io.BytesIO(plain), mode="r:gz") as tar:
-                tar.extractall(live, filter="data")
+        sealed = await self.archives.get(archive_key(name))
+        if sealed is not None:
+            plain = self.key.open(sealed, user_data_context(name), f"profile '{name}' user data")
+            await asyncio.to_thread(_extract, plain, live)
         return live
 
-    def pack_user_data(self, name: str, live: Path) -> None:
-        """Seal the user-data dir into the profile's archive and remove the live copy."""
-        import tarfile  # persistent profiles only
+    async def pack_user_data(self, name: str, live: Path) -> None:
+        """Seal the user-data dir into the profile's archive and remove the live copy.
 
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=3) as tar:
-            for entry in sorted(live.iterdir()):
-                tar.add(entry, arcname=entry.name, filter=_skip_caches)
-        sealed = self.key.seal(buf.getvalue(), user_data_context(name))
-        atomic_write(self._dir(name) / "user-data.tar.enc", sealed)
+        The archive is replaced whole (or not at all): a failed upload leaves the previous one.
+        """
+        plain = await asyncio.to_thread(_pack, live)
+        sealed = self.key.seal(plain, user_data_context(name))
+        await self.archives.put(archive_key(name), sealed)
         shutil.rmtree(live, ignore_errors=True)
 
     # --- export / import ----------------------------------------------------------------------
@@ -279,6 +301,23 @@ class ProfileManager:
 
 def _skip_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     return None if Path(info.name).name in _SKIP_USER_DATA else info
+
+
+def _pack(live: Path) -> bytes:
+    import tarfile  # persistent profiles only
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=3) as tar:
+        for entry in sorted(live.iterdir()):
+            tar.add(entry, arcname=entry.name, filter=_skip_caches)
+    return buf.getvalue()
+
+
+def _extract(plain: bytes, live: Path) -> None:
+    import tarfile  # persistent profiles only
+
+    with tarfile.open(fileobj=io.BytesIO(plain), mode="r:gz") as tar:
+        tar.extractall(live, filter="data")
 
 
 def atomic_write(path: Path, data: bytes) -> None:

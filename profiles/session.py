@@ -28,7 +28,7 @@ from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
 
 from .allowlist import host_resolver_rules
-from .errors import BrowserCrashedError
+from .errors import BrowserCrashedError, CorralError
 from .lease import LeaseHolder, hold_lease
 from .manager import ProfileManager
 from .pool import BrowserPool
@@ -170,7 +170,7 @@ async def open_session(
         live: Path | None = None
         try:
             if record.settings.mode == "persistent":
-                live = manager.unpack_user_data(profile)
+                live = await manager.unpack_user_data(profile)
                 restored = any(live.iterdir())
                 context = await pool.persistent_context(live, options, launch_args)
                 state = manager.open_state(record)
@@ -275,6 +275,11 @@ async def _close(
         await session.context.close()
     if live is not None:
         if save_state and not session.closed_unexpectedly:
-            manager.pack_user_data(name, live)
+            try:
+                await manager.pack_user_data(name, live)
+            except CorralError as exc:
+                # As with the state: the previous sealed archive stays where it is.
+                log.warning("profile %s: user data not saved (%s); the previous is kept", name, exc)
+                shutil.rmtree(live, ignore_errors=True)
         else:
             shutil.rmtree(live, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""The Runtime: one store, one master key, the profile manager and a lazily started browser pool."""
+"""The Runtime: one store, one master key, the object store, the profile manager and a lazily
+started browser pool."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from profiles import (
     Vault,
 )
 from runtime.approvals import Approvals
+from runtime.objects import ObjectStore, open_objects
 from runtime.services import Services
 from runtime.settings import Settings
 from runtime.store import Store
@@ -46,11 +48,15 @@ class Runtime:
         stack: AsyncExitStack,
         pool: BrowserPool | None = None,
         starting: PoolStart | None = None,
+        objects: ObjectStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.key = key
-        self.profiles = ProfileManager(store.profiles, key, settings.home)
+        self.objects = objects or open_objects(settings.artifacts_url, settings.home)
+        """Where run artifacts and sealed profile archives are kept (CORRAL_ARTIFACTS_URL;
+        default: the folders under HOME themselves)."""
+        self.profiles = ProfileManager(store.profiles, key, settings.home, self.objects)
         self.vault = Vault(store.vault, key)
         self.redactor = RedactorGroup()
         """The redactors of this process's live runs, for log lines (the CLI's log filter).
@@ -125,11 +131,13 @@ class Runtime:
         }
         key = KeyRing.load(settings.home, env)
         async with AsyncExitStack() as stack:
-            store = await Store.open(settings.db_path, settings.busy_timeout_s)
+            store = await Store.open(settings.store_location, settings.busy_timeout_s)
             stack.push_async_callback(store.close)
             # Runs whose process died without finishing are not "running" any more.
             await store.mark_orphaned_runs(psutil.pid_exists)
-            yield cls(settings, store, key, stack, pool, starting)
+            objects = open_objects(settings.artifacts_url, settings.home)
+            stack.push_async_callback(objects.aclose)
+            yield cls(settings, store, key, stack, pool, starting, objects)
 
     async def pool(self) -> BrowserPool:
         """The browser pool, started on first use and closed with the runtime."""

@@ -30,6 +30,8 @@ kept apart from run failures. The exit code of an error is decided here only
         │              ActionTimeoutError, NavigationError
         ├── StoreError                the SQLite store cannot be opened or is too new
         │   └── StoreBusyError        another process held the write lock past the busy timeout
+        ├── ObjectStoreError          the artifact store (runtime.objects: disk or S3) failed
+        │   └── ObjectKeyError        a key that could leave the store (``..``, absolute, link)
         ├── StepFailedError           a step failed
         │   └── (agent) LoopStop      a stop rule ended the goal loop (max steps, repeats, ...)
         ├── BudgetExceededError       the run's spend or token cap

@@ -5,7 +5,8 @@ loaded from disk holds both keys (``master.key`` and ``master.key.next``):
 
 1. the new key is written to ``master.key.next`` (0600, atomic);
 2. every sealed row of the store (secrets, profile states) is resealed in ONE transaction;
-3. each persistent profile's user-data archive is resealed and atomically replaced;
+3. each persistent profile's user-data archive (in the object store) is resealed and replaced
+   whole;
 4. ``master.key.next`` atomically replaces ``master.key``.
 
 Interrupted anywhere, every blob is under the old or the new key and both are on disk; running the
@@ -42,11 +43,12 @@ from profiles import (
     LeaseHolder,
     MasterKey,
     UserError,
-    atomic_write,
+    archive_key,
     fsync_dir,
     write_key_file,
 )
 from runtime.errors import RotationBlockedError
+from runtime.objects import ObjectStore
 
 if TYPE_CHECKING:
     from runtime.app import Runtime
@@ -70,11 +72,14 @@ class RotationReport:
     key_file: Path | None
 
 
-def _archives(home: Path) -> list[tuple[str, Path]]:
-    root = home / "profiles"
-    if not root.is_dir():
-        return []
-    return sorted((p.parent.name, p) for p in root.glob("*/user-data.tar.enc") if p.is_file())
+async def _archives(objects: ObjectStore) -> list[tuple[str, str]]:
+    """Each persistent profile's archive in the object store: (profile, key)."""
+    found = []
+    for key in await objects.list("profiles/"):
+        parts = key.split("/")
+        if len(parts) == 3 and key == archive_key(parts[1]):
+            found.append((parts[1], key))
+    return found
 
 
 @contextlib.contextmanager
@@ -178,11 +183,13 @@ async def _rotate(
             await on_resealed(db, rows, new_key.fingerprint)
     checkpoint("store-resealed")
     archives = 0
-    for name, path in _archives(home):
-        blob = path.read_bytes()
+    for name, key in await _archives(rt.objects):
+        blob = await rt.objects.get(key)
+        if blob is None:
+            continue
         sealed = ring.reseal(blob, f"profile-userdata:{name}", f"profile '{name}' user data")
         if sealed is not blob:
-            atomic_write(path, sealed)
+            await rt.objects.put(key, sealed)
             archives += 1
             await renew()
             checkpoint(f"archive-resealed:{name}")

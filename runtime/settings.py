@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from profiles import (
     BROWSER_ENV,
@@ -22,8 +22,17 @@ from profiles import (
     private_dir,
     tighten,
 )
+from runtime.objects import ARTIFACTS_URL_ENV, parse_artifacts_url
 
-__all__ = ["CONFIG_ENV", "HOME_ENV", "PUBLIC_URL_ENV", "Settings", "parse_public_url"]
+__all__ = [
+    "CONFIG_ENV",
+    "DATABASE_URL_ENV",
+    "HOME_ENV",
+    "PUBLIC_URL_ENV",
+    "Settings",
+    "parse_database_url",
+    "parse_public_url",
+]
 
 HOME_ENV = "CORRAL_HOME"
 CONFIG_ENV = "CORRAL_CONFIG"
@@ -84,6 +93,28 @@ def parse_public_url(text: str, source: str) -> str:
     return url
 
 
+DATABASE_URL_ENV = "CORRAL_DATABASE_URL"
+
+
+def parse_database_url(text: str, source: str) -> str:
+    """``text`` as a PostgreSQL URL for the shared store; anything else is a UserError naming
+    ``source`` (the value is not echoed: it may hold a password)."""
+    url = text.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not (parts.hostname or parts.query):
+        raise UserError(
+            f"{source}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (unset: the "
+            "embedded SQLite file in CORRAL_HOME)"
+        )
+    return url
+
+
+def _artifacts_url(env: Mapping[str, str]) -> str | None:
+    """``CORRAL_ARTIFACTS_URL``, checked (a bad value is a UserError naming the variable)."""
+    text = env.get(ARTIFACTS_URL_ENV, "").strip()
+    return parse_artifacts_url(text, ARTIFACTS_URL_ENV) if text else None
+
+
 # Settings fields read from a number variable, for messages about values out of range.
 _NUMBER_ENV = {
     "lease_timeout_s": "CORRAL_LEASE_TIMEOUT",
@@ -139,11 +170,30 @@ class Settings(BaseModel):
         "(CORRAL_PUBLIC_URL; `corral serve` defaults to its own address): approval webhooks link "
         "to the request's page in the console there",
     )
+    database_url: str | None = Field(
+        None,
+        repr=False,
+        description="the shared PostgreSQL store for many hosts (CORRAL_DATABASE_URL="
+        "postgresql://...); unset: the SQLite file HOME/corral.db",
+    )
     models_config: Path | None = Field(
         None,
         description="the model config file (CORRAL_CONFIG, `corral run --config`); else "
         "HOME/corral.toml, else the built-in defaults. ./corral.toml is never read implicitly",
     )
+    artifacts_url: str | None = Field(
+        None,
+        description="where run artifacts and sealed profile archives are kept "
+        "(CORRAL_ARTIFACTS_URL): s3://BUCKET[/PREFIX][?endpoint=URL] or file:///PATH; "
+        "unset: the run and profile folders under HOME",
+    )
+
+    @field_validator("artifacts_url")
+    @classmethod
+    def _artifacts_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return parse_artifacts_url(value, "artifacts_url")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -166,6 +216,12 @@ class Settings(BaseModel):
                 approval_ttl_s=_seconds(env, "CORRAL_APPROVAL_TTL", 900),
                 busy_timeout_s=_seconds(env, "CORRAL_BUSY_TIMEOUT", 10),
                 models_config=Path(env[CONFIG_ENV]).expanduser() if env.get(CONFIG_ENV) else None,
+                database_url=(
+                    parse_database_url(env[DATABASE_URL_ENV], DATABASE_URL_ENV)
+                    if env.get(DATABASE_URL_ENV, "").strip()
+                    else None
+                ),
+                artifacts_url=_artifacts_url(env),
                 public_url=(
                     parse_public_url(env[PUBLIC_URL_ENV], PUBLIC_URL_ENV)
                     if env.get(PUBLIC_URL_ENV, "").strip()
@@ -200,6 +256,11 @@ class Settings(BaseModel):
     def db_path(self) -> Path:
         """The SQLite store."""
         return self.home / "corral.db"
+
+    @property
+    def store_location(self) -> Path | str:
+        """Where the store is: the PostgreSQL URL if set, else the SQLite file."""
+        return self.database_url or self.db_path
 
     @property
     def policy_path(self) -> Path:

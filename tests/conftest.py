@@ -1,8 +1,10 @@
 """Shared fixtures: the demo portal, a browser pool for the whole session, a fresh CORRAL_HOME,
-and the guard that keeps every test off the network.
+the store's backend, and the guard that keeps every test off the network.
 
-Everything is real: Chromium (Debian's or Playwright's), the portal on 127.0.0.1, SQLite files.
-Helpers live in ``tests.support``; this file holds fixtures only.
+Everything is real: Chromium (Debian's or Playwright's), the portal on 127.0.0.1, SQLite files,
+and a PostgreSQL server the run starts itself. A module marked ``both_backends`` runs each of its
+tests that use a store (``store_where``, ``settings``, ``rt``) once on SQLite and once on a fresh
+PostgreSQL database. Helpers live in ``tests.support``; this file holds fixtures only.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from profiles import BrowserPool
 from runtime import Runtime, Settings
 from runtime.demo.portal import PortalServer
 from tests.support.net import PROVIDER_KEYS, NetworkGuard
+from tests.support.postgres import PgServer, pg_server
 from tests.support.processes import chromium_pids
 
 
@@ -51,6 +54,35 @@ async def pool() -> AsyncIterator[BrowserPool]:
         yield shared
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_backends"
+    ):
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """A PostgreSQL server for the whole session (started on first use)."""
+    with pg_server() as server:
+        yield server
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` (the default) or ``postgresql`` in modules marked ``both_backends``."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def store_where(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | str:
+    """Where a test's store is: a SQLite file, or a fresh PostgreSQL database's URL."""
+    if backend == "postgresql":
+        server: PgServer = request.getfixturevalue("pg")
+        return server.fresh_database()
+    return tmp_path / "c.db"
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh CORRAL_HOME, also exported for CLI subprocesses."""
@@ -61,9 +93,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def settings(home: Path) -> Settings:
-    """Settings pointing at the fresh home."""
-    return Settings(home=home, lease_timeout_s=5)
+def settings(
+    home: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """Settings pointing at the fresh home (and, on PostgreSQL, a fresh database, also exported
+    for CLI subprocesses)."""
+    url = None
+    if backend == "postgresql":
+        url = str(request.getfixturevalue("store_where"))
+        monkeypatch.setenv("CORRAL_DATABASE_URL", url)
+    else:
+        monkeypatch.delenv("CORRAL_DATABASE_URL", raising=False)
+    return Settings(home=home, lease_timeout_s=5, database_url=url)
 
 
 @pytest.fixture

@@ -35,16 +35,24 @@ from tests.support.approvals import next_request
 from tests.support.demo import first_unpaid, make_demo_profiles, pay_task
 from tests.support.wait import until
 
+pytestmark = pytest.mark.both_backends
+
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
-# A store whose clock is the database's own (SQLite's 'now', read in C from the OS), as a
-# PostgreSQL store's is its server's: a process's time.time() does not move it.
-_SQLITE_CLOCK = """
+# The store a test process opens. PostgreSQL's clock is its server's; on SQLite the store's clock
+# is read from SQLite itself (its 'now', read in C from the OS) so that, as on PostgreSQL, a
+# process's time.time() does not move it.
+_OPEN = """
 class DbClockStore(Store):
     async def clock(self) -> float:
         row = await self.fetch_one("SELECT (julianday('now') - 2440587.5) * 86400.0")
         assert row is not None
         return float(row[0])
+
+async def open_store(where: str) -> Store:
+    if "://" in where:
+        return await Store.open(where)
+    return await DbClockStore.open(Path(where))
 """
 
 # A process that waits for ``go``, tries once for the lease on "p", prints what it got, and
@@ -56,7 +64,7 @@ from pathlib import Path
 from profiles import LeaseHolder
 from runtime import Store
 """
-    + _SQLITE_CLOCK
+    + _OPEN
     + """
 db, run_id, skew = sys.argv[1], sys.argv[2], float(sys.argv[5])
 go, done = Path(sys.argv[3]), Path(sys.argv[4])
@@ -65,7 +73,7 @@ if skew:
     time.time = lambda: real() + skew
 
 async def main() -> None:
-    store = await DbClockStore.open(Path(db))
+    store = await open_store(db)
     while not go.exists():
         await asyncio.sleep(0.005)
     won, lease = await store.profiles.acquire_lease("p", LeaseHolder.current(run_id, 60), 60)
@@ -81,23 +89,27 @@ asyncio.run(main())
 
 # A process that holds the lease on "p" for ``run_id`` as a host named ``host`` (so its pid means
 # nothing to this test's process: only the heartbeat can free the lease), and never lets go.
-_HOLDER = """
+_HOLDER = (
+    """
 import asyncio, socket, sys
 from pathlib import Path
 from profiles import hold_lease
 from runtime import Store
-
+"""
+    + _OPEN
+    + """
 db, run_id, host, ttl = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 socket.gethostname = lambda: host
 
 async def main() -> None:
-    store = await Store.open(Path(db))
+    store = await open_store(db)
     async with hold_lease(store.profiles, "p", run_id, 0, ttl) as lease:
         print("held", lease.generation, flush=True)
         await asyncio.Event().wait()
 
 asyncio.run(main())
 """
+)
 
 
 def run(run_id: str, status: RunStatus = "running") -> RunRecord:
@@ -114,9 +126,15 @@ def run(run_id: str, status: RunStatus = "running") -> RunRecord:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(tmp_path / "corral.db") as opened:
+async def store(store_where: Path | str) -> AsyncIterator[Store]:
+    async with await Store.open(store_where) as opened:
         yield opened
+
+
+@pytest.fixture
+def where(store_where: Path | str) -> str:
+    """The store's place as a test process is given it."""
+    return str(store_where)
 
 
 async def _spawn(*args: str) -> asyncio.subprocess.Process:
@@ -163,10 +181,10 @@ async def _approve(approvals: Approvals, request_id: str) -> None:
 
 
 async def test_two_processes_race_one_wins_and_a_fast_host_clock_takes_nothing(
-    tmp_path: Path, store: Store
+    tmp_path: Path, store: Store, where: str
 ) -> None:
     go, done = tmp_path / "go", tmp_path / "done"
-    db = str(store.path)
+    db = where
     racers = [await _spawn(_TAKER, db, f"run-{i}", str(go), str(done), "0") for i in (1, 2)]
     try:
         go.touch()
@@ -193,10 +211,10 @@ async def test_two_processes_race_one_wins_and_a_fast_host_clock_takes_nothing(
 
 
 async def test_a_killed_holder_loses_its_lease_after_the_ttl_and_its_run_is_interrupted(
-    store: Store,
+    store: Store, where: str
 ) -> None:
     approvals = await _waiting_run(store, "run-dead")
-    holder = await _spawn(_HOLDER, str(store.path), "run-dead", "worker-b", "2")
+    holder = await _spawn(_HOLDER, where, "run-dead", "worker-b", "2")
     try:
         assert (await _line(holder)).startswith("held ")
         # Alive (heartbeating) on another host: neither taken over nor swept.

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import hashlib
 import os
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +28,9 @@ from profiles import (
 from runtime import ArtifactRecord, RunRecord, StepRecord, Store
 from runtime.records import ModelCallRecord
 from runtime.store import MIGRATIONS
+from tests.support.postgres import INTEGRITY_ERRORS
+
+pytestmark = pytest.mark.both_backends
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -61,9 +63,9 @@ def run(run_id: str = "r1") -> RunRecord:
 
 
 async def test_a_column_added_by_a_later_migration_breaks_no_insert_or_read(
-    tmp_path: Path,
+    store_where: Path | str,
 ) -> None:
-    async with await Store.open(tmp_path / "c.db", migrations=[*MIGRATIONS, _NEW_COLUMN]) as store:
+    async with await Store.open(store_where, migrations=[*MIGRATIONS, _NEW_COLUMN]) as store:
         assert await store.schema_version() == len(MIGRATIONS) + 1
 
         profile = ProfileRecord(
@@ -188,9 +190,11 @@ async def test_a_column_added_by_a_later_migration_breaks_no_insert_or_read(
             assert rows and all(r["later_note"] is None for r in rows), table
 
 
-async def test_a_change_and_a_second_write_in_one_tx_roll_back_together(tmp_path: Path) -> None:
+async def test_a_change_and_a_second_write_in_one_tx_roll_back_together(
+    store_where: Path | str,
+) -> None:
     profile = ProfileRecord(name="p", settings=ProfileSettings(), created_at=T0, updated_at=T0)
-    async with await Store.open(tmp_path / "c.db") as store:
+    async with await Store.open(store_where) as store:
         with pytest.raises(RuntimeError, match="after both writes"):
             async with store.tx():
                 assert await store.profiles.insert_profile(profile)
@@ -204,7 +208,7 @@ async def test_a_change_and_a_second_write_in_one_tx_roll_back_together(tmp_path
 
         # A failing second write takes the first change with it too.
         await store.runs.create_run(run("taken"))
-        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        with pytest.raises(INTEGRITY_ERRORS, match=r"(?i)unique"):
             async with store.tx():
                 assert await store.profiles.insert_profile(profile)
                 await store.runs.create_run(run("taken"))
@@ -219,12 +223,12 @@ async def test_a_change_and_a_second_write_in_one_tx_roll_back_together(tmp_path
 
 
 async def test_another_tasks_tx_waits_for_the_open_one_instead_of_joining(
-    tmp_path: Path,
+    store_where: Path | str,
 ) -> None:
     events: list[str] = []
     other_trying = asyncio.Event()
 
-    async with await Store.open(tmp_path / "c.db") as store:
+    async with await Store.open(store_where) as store:
 
         async def other() -> None:
             other_trying.set()
@@ -252,9 +256,9 @@ async def test_another_tasks_tx_waits_for_the_open_one_instead_of_joining(
 
 
 async def test_runs_of_a_dead_process_are_interrupted_with_their_leases_and_approvals(
-    tmp_path: Path,
+    store_where: Path | str,
 ) -> None:
-    async with await Store.open(tmp_path / "c.db") as store:
+    async with await Store.open(store_where) as store:
         for run_id in ("dead", "alive"):
             await store.runs.create_run(run(run_id))
             await store.vault.grant_credential_lease(

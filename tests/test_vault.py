@@ -418,9 +418,9 @@ def fill_everything(home: Path) -> None:
             await rt.profiles.create("st")
             await rt.profiles.save_state("st", {"cookies": [], "origins": []})
             await rt.profiles.create("pe", ProfileSettings(mode="persistent"))
-            live = rt.profiles.unpack_user_data("pe")
+            live = await rt.profiles.unpack_user_data("pe")
             (live / "Preferences").write_text("{}")
-            rt.profiles.pack_user_data("pe", live)
+            await rt.profiles.pack_user_data("pe", live)
 
     asyncio.run(go())
 
@@ -437,7 +437,7 @@ def everything_opens(home: Path, env_key: str | None = None) -> str:
                 "cookies": [],
                 "origins": [],
             }
-            live = rt.profiles.unpack_user_data("pe")
+            live = await rt.profiles.unpack_user_data("pe")
             assert (live / "Preferences").read_text() == "{}"
             return rt.key.fingerprint
 
@@ -496,9 +496,9 @@ def test_rotation_with_an_environment_key(tmp_path: Path) -> None:
             await rt.profiles.create("st")
             await rt.profiles.save_state("st", {"cookies": [], "origins": []})
             await rt.profiles.create("pe", ProfileSettings(mode="persistent"))
-            live = rt.profiles.unpack_user_data("pe")
+            live = await rt.profiles.unpack_user_data("pe")
             (live / "Preferences").write_text("{}")
-            rt.profiles.pack_user_data("pe", live)
+            await rt.profiles.pack_user_data("pe", live)
             await rotate_key(rt, new)
 
     asyncio.run(setup())

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from runtime.api.auth import Authenticated
 from runtime.api.schemas import (
@@ -19,9 +20,15 @@ from runtime.api.schemas import (
     RunRequest,
     SubmittedRun,
 )
+from runtime.errors import RunNotFoundError
 from runtime.records import RunRecord
 from runtime.review import RunReview
-from runtime.review.replay import render_replay, replay_filename
+from runtime.review.replay import (
+    fetch_review_images,
+    read_run_file,
+    render_replay,
+    replay_filename,
+)
 from runtime.run.runner import RunResult
 from runtime.task import load_task_text
 
@@ -80,10 +87,38 @@ async def review_run(run_id: str, call: Authenticated) -> RunReview:
 async def replay_run(run_id: str, call: Authenticated) -> HTMLResponse:
     """The run's replay: one self-contained HTML file (``corral replay``)."""
     review = await call.rt.services.runs.review(call.actor, run_id)
-    html = await asyncio.to_thread(render_replay, review, Path(review.run.run_dir))
+    fetched = await fetch_review_images(call.rt.objects, review)
+    html = await asyncio.to_thread(render_replay, review, Path(review.run.run_dir), fetched)
     disposition = f'attachment; filename="{replay_filename(review.run.id)}"'
     return HTMLResponse(
         html, headers={"Content-Disposition": disposition, "X-Content-Type-Options": "nosniff"}
+    )
+
+
+@router.get(
+    "/{run_id}/files/{path:path}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "the file"}},
+)
+async def run_file(run_id: str, path: str, call: Authenticated) -> Response:
+    """A file the run registered as an artifact (``path`` as in its artifact row: a screenshot,
+    ``trace.zip``, a download, ``result.json``), from this host's run folder or, for a run
+    recorded on another host, the object store; as a download."""
+    detail = await call.rt.services.runs.show(call.actor, run_id)
+    run = detail.run
+    data = None
+    if path in {a.path for a in detail.artifacts}:
+        data = await read_run_file(call.rt.objects, run.id, Path(run.run_dir), path)
+    if data is None:
+        raise RunNotFoundError(f"no file '{path}' in run '{run.id}'")
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", PurePosixPath(path).name) or "file"
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 

@@ -16,7 +16,7 @@ from profiles import write_private
 from runtime.app import Runtime
 from runtime.cli.common import cli_actor, fail
 from runtime.cli.remote import either
-from runtime.review.replay import render_replay, replay_filename
+from runtime.review.replay import fetch_review_images, render_replay, replay_filename
 
 if TYPE_CHECKING:
     # The HTTP client loads only when the command goes to a server.
@@ -51,7 +51,10 @@ def replay_command(run_id: str, output: Path | None, open_it: bool) -> None:
 
     async def local(rt: Runtime) -> tuple[str, str]:
         review = await rt.services.runs.review(await cli_actor(rt), run_id)
-        return replay_filename(review.run.id), render_replay(review, Path(review.run.run_dir))
+        # A run recorded on another host: its screenshots come from the object store.
+        fetched = await fetch_review_images(rt.objects, review)
+        html = render_replay(review, Path(review.run.run_dir), fetched)
+        return replay_filename(review.run.id), html
 
     async def remote(client: ApiClient) -> tuple[str, str]:
         return await client.replay(run_id)

@@ -9,27 +9,35 @@ body with image URLs instead of embedded images.
 
 A screenshot is shown only if the path its record names resolves (links followed) to a JPEG or
 PNG inside the run's folder (:func:`image_file`): a record can never make a replay read or serve
-another file.
+another file. A host without the run's folder (the run was recorded on another one) reads the
+screenshots from the object store instead (:func:`fetch_images`, before rendering), by the same
+path taken as words alone: one that would leave the folder (``..``, another absolute path, NUL)
+names no object, and what comes back is shown only if it is a JPEG or PNG.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import io
 import json
+import logging
+import os
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
 from markupsafe import Markup
 from PIL import Image
 
+from runtime.objects import ObjectKeyError, ObjectStore, ObjectStoreError, check_key, run_key
 from runtime.review.model import ApprovalView, Box, RunReview, StepView
 
 __all__ = [
@@ -38,10 +46,15 @@ __all__ = [
     "ImageFile",
     "ImageSource",
     "StepShow",
+    "fetch_images",
+    "fetch_review_images",
     "image_file",
+    "read_run_file",
     "render_replay",
     "replay_context",
     "replay_filename",
+    "review_images",
+    "run_relative",
     "seconds_text",
     "usd",
     "when",
@@ -55,45 +68,152 @@ _MIMES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
 @dataclass(frozen=True)
 class ImageFile:
-    """A screenshot inside a run folder: where it is, its path relative to the folder, its
-    type and its size in pixels."""
+    """A screenshot of a run: its path relative to the run folder, its type, its size in
+    pixels and its bytes."""
 
-    path: Path
     relative: str
     mime: str
     width: int
     height: int
+    data: bytes = b""
 
 
 ImageSource = Callable[[ImageFile], str]
 """Where a page loads an image from: a ``data:`` URI (the file) or a URL (the console)."""
 
+log = logging.getLogger(__name__)
+_MISSING = object()
+_FETCHES_AT_ONCE = 8
 
-def image_file(run_dir: Path, recorded: str | None) -> ImageFile | None:
-    """The JPEG or PNG that ``recorded`` (relative to ``run_dir``, or absolute) names, if it
-    resolves inside ``run_dir``; None for anything else (outside, a link out, not an image)."""
-    if not recorded:
+
+def run_relative(run_dir: Path, recorded: str) -> str | None:
+    """``recorded`` (relative to ``run_dir``, or absolute) as a plain path inside the folder,
+    judged by its words alone (no file is read); None if it would leave the folder."""
+    if "\x00" in recorded:
         return None
+    path = PurePosixPath(recorded)
+    if path.is_absolute():
+        try:
+            path = path.relative_to(PurePosixPath(run_dir.as_posix()))
+        except ValueError:
+            return None
+    try:
+        return check_key(path.as_posix())
+    except ObjectKeyError:
+        return None
+
+
+def _local(run_dir: Path, recorded: str) -> tuple[str, bytes] | object | None:
+    """The file ``recorded`` names in this host's run folder: (relative path, bytes); None if
+    it is not to be read (outside the folder, a link out, not a file); _MISSING if absent."""
     try:
         root = run_dir.resolve(strict=True)
+        os.lstat(root / recorded)
+    except FileNotFoundError:
+        return _MISSING
+    except (OSError, RuntimeError, ValueError):
+        return None
+    try:
         path = (root / recorded).resolve(strict=True)
     except (OSError, RuntimeError, ValueError):
         return None
     if not path.is_relative_to(root) or not path.is_file():
         return None
     try:
-        with Image.open(path) as image:
+        return path.relative_to(root).as_posix(), path.read_bytes()
+    except OSError:
+        return None
+
+
+def _image(relative: str, data: bytes) -> ImageFile | None:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
             kind, (width, height) = image.format, image.size
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
     mime = _MIMES.get(kind or "")
     if mime is None or width <= 0 or height <= 0:
         return None
-    return ImageFile(path, path.relative_to(root).as_posix(), mime, width, height)
+    return ImageFile(relative, mime, width, height, data)
+
+
+def image_file(
+    run_dir: Path, recorded: str | None, fetched: Mapping[str, bytes] | None = None
+) -> ImageFile | None:
+    """The JPEG or PNG that ``recorded`` (relative to ``run_dir``, or absolute) names, if it
+    resolves inside ``run_dir``; None for anything else (outside, a link out, not an image).
+
+    A file this host's run folder does not have is taken from ``fetched`` (what
+    :func:`fetch_images` got from the object store), by its path inside the folder."""
+    if not recorded:
+        return None
+    found = _local(run_dir, recorded)
+    if found is _MISSING:
+        relative = run_relative(run_dir, recorded)
+        data = (fetched or {}).get(relative) if relative is not None else None
+        return _image(relative, data) if relative is not None and data is not None else None
+    if not isinstance(found, tuple):
+        return None
+    return _image(*found)
+
+
+async def read_run_file(
+    objects: ObjectStore, run_id: str, run_dir: Path, recorded: str
+) -> bytes | None:
+    """The bytes of the file ``recorded`` names in the run's folder (any kind: trace, download,
+    result), from this host's copy when it has one, else from the object store; None when it
+    is outside the folder (``..``, a link out) or nowhere."""
+    found = _local(run_dir, recorded)
+    if isinstance(found, tuple):
+        data: bytes = found[1]
+        return data
+    if found is not _MISSING:
+        return None
+    relative = run_relative(run_dir, recorded)
+    return await objects.get(run_key(run_id, relative)) if relative is not None else None
+
+
+def review_images(review: RunReview) -> list[str]:
+    """Every screenshot path the review's records name (steps and approvals)."""
+    named = [s.screenshot for s in review.steps]
+    named += [s.approval.screenshot for s in review.steps if s.approval is not None]
+    return [n for n in named if n]
+
+
+async def fetch_images(
+    objects: ObjectStore, run_id: str, run_dir: Path, recorded: Iterable[str | None]
+) -> dict[str, bytes]:
+    """From the object store, the files ``recorded`` names that this host's copy of the run
+    folder lacks (a run recorded on another host), by path inside the folder. A path that would
+    leave the folder is never asked for; an object store that fails shows no picture (logged)."""
+    wanted: set[str] = set()
+    for name in recorded:
+        if name and _local(run_dir, name) is _MISSING:
+            relative = run_relative(run_dir, name)
+            if relative is not None:
+                wanted.add(relative)
+    slots = asyncio.Semaphore(_FETCHES_AT_ONCE)
+
+    async def one(relative: str) -> tuple[str, bytes | None]:
+        async with slots:
+            try:
+                return relative, await objects.get(run_key(run_id, relative))
+            except ObjectStoreError as exc:
+                log.warning("run %s: %s not shown: %s", run_id, relative, exc)
+                return relative, None
+
+    got = await asyncio.gather(*(one(r) for r in sorted(wanted)))
+    return {relative: data for relative, data in got if data is not None}
+
+
+async def fetch_review_images(objects: ObjectStore, review: RunReview) -> dict[str, bytes]:
+    """:func:`fetch_images` for every screenshot of ``review``."""
+    run = review.run
+    return await fetch_images(objects, run.id, Path(run.run_dir), review_images(review))
 
 
 def _data_uri(image: ImageFile) -> str:
-    return f"data:{image.mime};base64,{base64.b64encode(image.path.read_bytes()).decode()}"
+    return f"data:{image.mime};base64,{base64.b64encode(image.data).decode()}"
 
 
 def replay_filename(run_id: str) -> str:
@@ -199,17 +319,20 @@ class _Figures:
     """Makes figures; with ``share``, each picture's data goes into the page once (screenshots
     of a page that did not change between steps are the same bytes)."""
 
-    def __init__(self, run_dir: Path, source: ImageSource, share: bool) -> None:
+    def __init__(
+        self, run_dir: Path, source: ImageSource, share: bool, fetched: Mapping[str, bytes]
+    ) -> None:
         self.run_dir = run_dir
         self.source = source
         self.share = share
-        self.first: dict[Path | bytes, str] = {}
+        self.fetched = fetched
+        self.first: dict[str | bytes, str] = {}
 
     def image(self, recorded: str | None) -> ImageFile | None:
-        return image_file(self.run_dir, recorded)
+        return image_file(self.run_dir, recorded, self.fetched)
 
     def make(self, image: ImageFile, fig_id: str, caption: str, box: Box | None = None) -> Figure:
-        key = hashlib.sha256(image.path.read_bytes()).digest() if self.share else image.path
+        key = hashlib.sha256(image.data).digest() if self.share else image.relative
         earlier = self.first.setdefault(key, fig_id)
         shared = self.share and earlier != fig_id
         return Figure(
@@ -257,11 +380,13 @@ def replay_context(
     *,
     share_images: bool = False,
     live_refresh: bool = False,
+    fetched: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """What ``replay_body.html.j2`` renders: the review, its steps with their screenshots (each
     image's ``src`` from ``image_src``; with ``share_images`` an image is given once), and text
-    helpers. ``live_refresh``: the summary refreshes on ``runs`` events while the run is live."""
-    make = _Figures(run_dir, image_src, share_images)
+    helpers. ``live_refresh``: the summary refreshes on ``runs`` events while the run is live.
+    ``fetched``: screenshots from the object store that the run folder here lacks."""
+    make = _Figures(run_dir, image_src, share_images, fetched or {})
     steps: list[StepShow] = []
     previous: tuple[ImageFile | None, str | None] = (None, None)
     for view in review.steps:
@@ -328,10 +453,13 @@ def _policy(css: str, js: str) -> str:
     )
 
 
-def render_replay(review: RunReview, run_dir: Path) -> str:
-    """The replay of ``review`` as one self-contained HTML file (images from ``run_dir``)."""
+def render_replay(
+    review: RunReview, run_dir: Path, fetched: Mapping[str, bytes] | None = None
+) -> str:
+    """The replay of ``review`` as one self-contained HTML file (images from ``run_dir``, else
+    from ``fetched``: see :func:`fetch_images`)."""
     css, js = _static("replay.css"), _static("replay.js")
-    context = replay_context(review, run_dir, _data_uri, share_images=True)
+    context = replay_context(review, run_dir, _data_uri, share_images=True, fetched=fetched)
     return _ENV.get_template("replay.html.j2").render(
         csp=_policy(css, js), css=Markup(css), js=Markup(js), **context
     )

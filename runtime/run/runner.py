@@ -95,6 +95,10 @@ class RunResult(BaseModel):
     egress: str | None = Field(
         None, description="how far the run could reach when that is not the task's own list"
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what went wrong without failing the run, e.g. an artifact upload",
+    )
 
     @classmethod
     def from_record(cls, record: RunRecord) -> RunResult:
@@ -184,7 +188,7 @@ async def run_task(
     # This run's own: what it redacts (its secrets, the TOTP codes it typed) stays its business.
     redactor = Redactor()
     rt.redactor.attach(redactor)
-    recorder = Recorder(rt.store, run_id, run_dir, redactor)
+    recorder = Recorder(rt.store, run_id, run_dir, redactor, rt.objects)
     # The run goes by its effective allowlist (the gate's rules read it from the task too).
     scoped = task.model_copy(update={"allowed_domains": domains})
     state = RunState()
@@ -391,8 +395,18 @@ def _egress_scope(
 
 
 async def _finish(rt: Runtime, recorder: Recorder, result: RunResult) -> None:
+    """Register the downloads, write ``result.json``, wait for every upload, end the run row."""
     assert result.run_id is not None
+    downloads = recorder.run_dir / "downloads"
+    if downloads.is_dir():
+        for path in sorted(downloads.iterdir()):
+            if path.is_file() and not path.is_symlink():
+                await recorder.artifact("download", path)
+    # Uploads that failed by now are in result.json; one of result.json itself only in the log.
+    await recorder.flush()
+    result.warnings.extend(recorder.warnings)
     await recorder.result(result.model_dump(mode="json"))
+    await recorder.flush()
     await rt.store.runs.finish_run(result.run_id, result.status, result.error, result.output)
 
 

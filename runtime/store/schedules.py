@@ -79,7 +79,7 @@ class ScheduleRepository:
         async with self.db.tx() as conn:
             cursor = await conn.execute(
                 "UPDATE schedules SET paused = ?, paused_reason = ?, updated_at = ?, "
-                "consecutive_failures = CASE WHEN ? THEN consecutive_failures ELSE 0 END "
+                "consecutive_failures = CASE WHEN ? = 1 THEN consecutive_failures ELSE 0 END "
                 "WHERE name = ? AND paused = ?",
                 (int(paused), reason, _at(at), int(paused), name, int(not paused)),
             )
@@ -99,7 +99,7 @@ class ScheduleRepository:
         async with self.db.tx() as conn:
             await conn.execute(
                 "UPDATE schedules SET consecutive_failures = "
-                "CASE WHEN ? THEN consecutive_failures + 1 ELSE 0 END WHERE name = ?",
+                "CASE WHEN ? = 1 THEN consecutive_failures + 1 ELSE 0 END WHERE name = ?",
                 (int(failed), name),
             )
             row = await (
@@ -212,9 +212,9 @@ class ScheduleRepository:
         async with self.db.tx() as conn:
             cursor = await conn.execute(
                 "UPDATE fires SET status = ?, note = ?, interruptions = interruptions + ?, "
-                "finished_at = CASE WHEN ? THEN ? ELSE finished_at END, "
+                "finished_at = CASE WHEN ? = 1 THEN ? ELSE finished_at END, "
                 "due_at = COALESCE(?, due_at), "
-                "claimed_by = CASE WHEN ? THEN claimed_by ELSE NULL END "
+                "claimed_by = CASE WHEN ? = 1 THEN claimed_by ELSE NULL END "
                 "WHERE id = ? AND status = ?",
                 (
                     status,

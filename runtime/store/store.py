@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import aiosqlite
-
 from runtime.store.audit import AuditRepository
-from runtime.store.db import DEFAULT_BUSY_TIMEOUT_S, Database, Reseal
+from runtime.store.db import DEFAULT_BUSY_TIMEOUT_S, Database, Driver, Reseal
 from runtime.store.profiles import ProfileRepository
 from runtime.store.runs import RunRepository
 from runtime.store.schedules import ScheduleRepository
@@ -33,12 +30,10 @@ __all__ = ["Store"]
 
 
 class Store(Database):
-    """Async access to corral's SQLite file, with its repositories."""
+    """Async access to corral's store (SQLite or PostgreSQL), with its repositories."""
 
-    def __init__(
-        self, conn: aiosqlite.Connection, path: Path, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
-    ) -> None:
-        super().__init__(conn, path, busy_timeout_s)
+    def __init__(self, driver: Driver, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
+        super().__init__(driver, busy_timeout_s)
         self.profiles = ProfileRepository(self, on_displaced=self._interrupt)
         """Profiles and their leases (a :class:`profiles.ProfileStore`)."""
         self.runs = RunRepository(self)

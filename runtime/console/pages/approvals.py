@@ -13,12 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from profiles import UserError, redact_strings
 from runtime.approvals import ApprovalRequest
 from runtime.console.web import PREFIX, SECURITY_HEADERS, Posting, Viewer, Viewing, page
 from runtime.errors import ApprovalNotFoundError
+from runtime.review.replay import fetch_images, image_file
 
 __all__ = ["router"]
 
@@ -42,18 +43,18 @@ async def _redacted(viewer: Viewer, requests: list[ApprovalRequest]) -> list[App
     ]
 
 
-async def _screenshot(viewer: Viewer, request: ApprovalRequest) -> Path | None:
-    """The request's JPEG, only if it lies inside its run's folder."""
+async def _screenshot(viewer: Viewer, request: ApprovalRequest) -> bytes | None:
+    """The request's JPEG, only if it lies inside its run's folder (on this host, else the object
+    store's copy: the run may be going on another host)."""
     if not request.screenshot:
         return None
     run = await viewer.rt.store.runs.get_run(request.run_id)
     if run is None:
         return None
-    folder = Path(run.run_dir).resolve()
-    path = Path(request.screenshot).resolve()
-    if not path.is_relative_to(folder) or path.suffix.lower() not in (".jpg", ".jpeg"):
-        return None
-    return path if path.is_file() else None
+    run_dir = Path(run.run_dir)
+    fetched = await fetch_images(viewer.rt.objects, run.id, run_dir, [request.screenshot])
+    image = image_file(run_dir, request.screenshot, fetched)
+    return image.data if image is not None and image.mime == "image/jpeg" else None
 
 
 @router.get("/approvals", response_class=HTMLResponse)
@@ -99,10 +100,10 @@ async def request_page(ref: str, viewer: Viewing) -> HTMLResponse:
 async def screenshot(ref: str, viewer: Viewing) -> Response:
     """The page as the run saw it when it asked, the target outlined (JPEG)."""
     request = await viewer.rt.services.approvals.get(viewer.actor, ref)
-    path = await _screenshot(viewer, request)
-    if path is None:
+    data = await _screenshot(viewer, request)
+    if data is None:
         raise ApprovalNotFoundError(f"approval request {request.id} has no screenshot")
-    return FileResponse(path, media_type="image/jpeg", headers=SECURITY_HEADERS)
+    return Response(data, media_type="image/jpeg", headers=SECURITY_HEADERS)
 
 
 @router.post("/approvals/{ref}/decide")

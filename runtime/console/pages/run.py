@@ -1,5 +1,6 @@
 """The console's run page: the run's replay (the same body as ``corral replay``'s file, its
-screenshots served from the run's folder), refreshed while the run is live, and the replay file
+screenshots served from the run's folder, or from the object store for a run recorded on another
+host), refreshed while the run is live, and the replay file
 to download."""
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from runtime.records import RunRecord
 from runtime.review.replay import (
     ImageFile,
     ImageSource,
+    fetch_images,
+    fetch_review_images,
     image_file,
     render_replay,
     replay_context,
@@ -45,27 +48,36 @@ async def _visible_run(viewer: Viewer, run_id: str) -> RunRecord:
 async def run_page(run_id: str, viewer: Viewing) -> HTMLResponse:
     """A run's replay: summary, timeline, each step explained, output, trace."""
     review = await viewer.rt.services.runs.review(viewer.actor, run_id)
+    fetched = await fetch_review_images(viewer.rt.objects, review)
     context = replay_context(
-        review, Path(review.run.run_dir), _image_url(review.run.id), live_refresh=True
+        review,
+        Path(review.run.run_dir),
+        _image_url(review.run.id),
+        live_refresh=True,
+        fetched=fetched,
     )
     return page(viewer, "run.html.j2", section="runs", **context)
 
 
 @router.get("/runs/{run_id}/files/{path:path}")
 async def run_file(run_id: str, path: str, viewer: Viewing) -> Response:
-    """A screenshot of the run (a JPEG or PNG inside its folder; anything else: not found)."""
+    """A screenshot of the run (a JPEG or PNG inside its folder, or the object store's copy
+    when this host has no such file; anything else: not found)."""
     run = await _visible_run(viewer, run_id)
-    image: ImageFile | None = image_file(Path(run.run_dir), path)
+    run_dir = Path(run.run_dir)
+    fetched = await fetch_images(viewer.rt.objects, run.id, run_dir, [path])
+    image: ImageFile | None = image_file(run_dir, path, fetched)
     if image is None:
         raise RunNotFoundError(f"no screenshot '{path}' in run '{run.id}'")
-    return Response(image.path.read_bytes(), media_type=image.mime, headers=SECURITY_HEADERS)
+    return Response(image.data, media_type=image.mime, headers=SECURITY_HEADERS)
 
 
 @router.get("/runs/{run_id}/replay.html")
 async def run_replay_file(run_id: str, viewer: Viewing) -> Response:
     """The run's replay file (``corral replay``), as a download."""
     review = await viewer.rt.services.runs.review(viewer.actor, run_id)
-    html = await asyncio.to_thread(render_replay, review, Path(review.run.run_dir))
+    fetched = await fetch_review_images(viewer.rt.objects, review)
+    html = await asyncio.to_thread(render_replay, review, Path(review.run.run_dir), fetched)
     name = replay_filename(review.run.id)
     headers = {**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
     return Response(html, media_type="text/html; charset=utf-8", headers=headers)

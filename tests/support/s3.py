@@ -1,0 +1,81 @@
+"""A real S3-compatible server on 127.0.0.1 for tests: moto's server mode (from PyPI).
+
+:func:`s3_server` starts one (a pytest fixture wraps it, module-scoped); :class:`S3` is what a
+test gets: the endpoint, a fresh bucket of its own, a boto3 client to look inside it, and the
+credentials put in the environment (a secret key unique to the test run, to search leaks for).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ACCESS_KEY", "S3", "SECRET_KEY", "aws_env", "s3_server"]
+
+ACCESS_KEY = "AKIACORRALTEST0001"
+SECRET_KEY = "corral-test-secret-" + secrets.token_hex(12)
+"""The secret access key the tests sign with: it must never appear in a message or a log."""
+
+
+def aws_env() -> dict[str, str]:
+    """The standard AWS variables a test sets (and what else must not leak in from outside)."""
+    return {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        # No shared config or IMDS look-ups from the machine running the tests.
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on a free port of 127.0.0.1; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@dataclass
+class S3:
+    """One test's bucket on the server."""
+
+    endpoint: str
+    bucket: str
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.session.Session(
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
+        ).client("s3", endpoint_url=self.endpoint)
+
+    def url(self, prefix: str = "") -> str:
+        """``CORRAL_ARTIFACTS_URL`` for this bucket (and ``prefix``)."""
+        path = f"/{prefix}" if prefix else ""
+        return f"s3://{self.bucket}{path}?endpoint={self.endpoint}"
+
+    def create(self) -> S3:
+        self.client().create_bucket(Bucket=self.bucket)
+        return self
+
+    def keys(self, prefix: str = "") -> list[str]:
+        reply = self.client().list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return sorted(item["Key"] for item in reply.get("Contents", []))
+
+    def read(self, key: str) -> bytes:
+        body: bytes = self.client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return body
