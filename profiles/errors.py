@@ -36,6 +36,10 @@ class ProfileLeasedError(RunError):
     """Another run still holds the profile after the wait time."""
 
 
+class LeaseLostError(RunError):
+    """A run's profile lease was taken over or could not be renewed: the run stops acting."""
+
+
 class StateDecryptError(RunError):
     """Encrypted data that cannot be opened: corrupted, truncated or under another key."""
 

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from .allowlist import host_resolver_rules
 from .errors import BrowserCrashedError, CorralError
-from .lease import hold_lease
+from .lease import LEASE_TTL_S, LeaseHolder, hold_lease
 from .manager import ProfileManager
 from .pool import BrowserPool
 from .private import PRIVATE_FILE
@@ -63,6 +63,8 @@ class Session:
     """The allowlisting proxy this session's traffic goes through; None without an allowlist."""
     wire: WireGuard | None = field(default=None)
     """The guard on state-changing requests; None unless the session was opened with it."""
+    lease: LeaseHolder | None = field(default=None)
+    """The profile lease this session runs under (its ``generation`` is the fencing token)."""
     _closing: bool = field(default=False, repr=False)
 
     def _on_close(self, _: object) -> None:
@@ -121,8 +123,11 @@ async def open_session(
     allowed_domains: Sequence[str] = (),
     host_map: Mapping[str, str] | None = None,
     wire: bool = False,
+    lease_ttl_s: float = LEASE_TTL_S,
 ) -> AsyncIterator[Session]:
     """Lease ``profile`` and yield a Session; saves state and releases everything on exit.
+
+    ``lease_ttl_s``: how long the lease outlives its last heartbeat (see :mod:`profiles.lease`).
 
     ``allowed_domains`` (see :mod:`profiles.egress`) limits which hosts the session may contact,
     and so does the profile's own ``allowed_domains`` setting (with both, a host must be on both);
@@ -144,7 +149,7 @@ async def open_session(
     # slots only ever go to sessions that can start.
     async with (
         egress_cm as egress,
-        hold_lease(manager.store, profile, run_id, lease_wait_s),
+        hold_lease(manager.store, profile, run_id, lease_wait_s, lease_ttl_s) as held,
         pool.session_slot(),
     ):
         # Re-read under the lease: the previous holder may have saved newer state meanwhile.
@@ -202,6 +207,7 @@ async def open_session(
             restored=restored,
             egress=egress,
             wire=guard,
+            lease=held,
         )
         context.on("close", session._on_close)
         try:

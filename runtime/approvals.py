@@ -253,10 +253,11 @@ class Approvals:
         """An approved request whose page or target changed: not acted on, asked again."""
         return await self.repo.move(request_id, "approved", "superseded", outcome=why)
 
-    async def claim(self, request_id: str) -> bool:
-        """approved -> executing; True for exactly one caller, ever."""
+    async def claim(self, request_id: str, token: int | None = None) -> bool:
+        """approved -> executing; True for exactly one caller, ever. Fenced: LeaseLostError if
+        the run no longer holds its profile's lease (with fencing ``token``, if given)."""
         return await self.repo.move(
-            request_id, "approved", "executing", executed_at=self.now().isoformat()
+            request_id, "approved", "executing", token=token, executed_at=self.now().isoformat()
         )
 
     async def confirm(self, request_id: str, outcome: str) -> None:

@@ -24,8 +24,8 @@ kept apart from run failures. The exit code of an error is decided here only
     │   └── PermissionDeniedError     role too low, or profile not granted
     │       └── TokenOutlivesError    a token may not create one that expires after it does
     └── RunError                      exit 1: the run (or command) failed
-        ├── (profiles) ProfileLeasedError, StateDecryptError, BrowserNotFoundError,
-        │              BrowserCrashedError, SecretNotAvailableError
+        ├── (profiles) ProfileLeasedError, LeaseLostError, StateDecryptError,
+        │              BrowserNotFoundError, BrowserCrashedError, SecretNotAvailableError
         ├── (tools)    ActionError: ElementNotFoundError, AmbiguousTargetError,
         │              ActionTimeoutError, NavigationError
         ├── StoreError                the SQLite store cannot be opened or is too new

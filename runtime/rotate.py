@@ -29,7 +29,6 @@ import contextlib
 import fcntl
 import os
 import secrets
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,7 +123,7 @@ async def _all_leases(rt: Runtime) -> AsyncIterator[Callable[[], Awaitable[None]
 
         async def renew() -> None:
             for name in taken:
-                await rt.store.profiles.renew_lease(name, holder.run_id, time.time())
+                await rt.store.profiles.renew_lease(name, holder.run_id)
 
         yield renew
     finally:

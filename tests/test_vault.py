@@ -293,7 +293,8 @@ async def test_secrets_stored_before_fields_existed_still_open(
         await rt.vault.set("old", "value-of-old", ["https://a.example"])
     db = sqlite3.connect(settings.db_path)
     # Back to the schema before the fields column, as an older corral left it: undo the later
-    # migrations too (the console's sessions and columns, schedules and fires, the runs' columns).
+    # migrations too (the console's sessions and columns, schedules and fires, the runs' columns,
+    # the leases' token and TTL).
     before = next(i for i, script in enumerate(MIGRATIONS) if "ADD COLUMN fields" in script)
     db.executescript(
         "DROP TABLE console_sessions; DROP INDEX runs_task; DROP INDEX runs_profile;"
@@ -302,8 +303,9 @@ async def test_secrets_stored_before_fields_existed_still_open(
         "DROP TABLE fires; DROP TABLE schedules; DROP INDEX runs_fire;"
         "ALTER TABLE runs DROP COLUMN schedule; ALTER TABLE runs DROP COLUMN fire_id;"
         "ALTER TABLE runs DROP COLUMN attempt; ALTER TABLE secrets DROP COLUMN fields;"
+        "ALTER TABLE leases DROP COLUMN generation; ALTER TABLE leases DROP COLUMN ttl_s;"
     )
-    assert before == len(MIGRATIONS) - 3, "a newer migration: undo it here too"
+    assert before == len(MIGRATIONS) - 4, "a newer migration: undo it here too"
     db.execute(f"PRAGMA user_version = {before}")
     db.commit()
     db.close()

@@ -310,7 +310,8 @@ class Gate:
                 if verdict.decision == "deny":
                     return await refuse("refused", "; ".join(verdict.reasons))
                 continue
-            if not await ctx.approvals.claim(request.id):
+            held = ctx.tabs.session.lease
+            if not await ctx.approvals.claim(request.id, held.generation if held else None):
                 # Closed meanwhile (the run was cancelled from elsewhere): never act on it.
                 return await refuse("denied", f"approval {request.id} was closed")
             step, failure = await perform(ctx, action, text, total, actions=bound(now), extra=note)

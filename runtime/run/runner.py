@@ -26,6 +26,7 @@ from policies import Policy
 from profiles import (
     CorralError,
     CredentialLease,
+    LeaseLostError,
     Redactor,
     Session,
     UnknownSecretError,
@@ -219,6 +220,7 @@ async def run_task(
                 allowed_domains=domains,
                 host_map=rt.settings.host_map,
                 wire=True,
+                lease_ttl_s=rt.settings.heartbeat_timeout_s,
             ) as session:
                 state.restored = session.restored
                 ctx = RunContext(
@@ -250,6 +252,10 @@ async def run_task(
         status, error = "denied", str(exc)
     except TimeoutError:
         error = f"the run took longer than its budget timeout_s={task.budget.timeout_s:g}"
+    except LeaseLostError as exc:
+        # Another worker may hold the profile now: this run stopped acting (retried under a
+        # schedule's policy).
+        status, error = "interrupted", str(exc)
     except CorralError as exc:
         error = str(exc)
     except asyncio.CancelledError as exc:

@@ -362,6 +362,14 @@ class Scheduler:
         """Settle a fire from how its attempt ended: success, denial, retry, or failure
         (which may pause the schedule). Bad input (exit 2) and denials (3) are not retried."""
         now = self.now()
+        current = await self.queue.get_fire(fire.id)
+        if current is not None and (current.attempt, current.claimed_by) != (
+            fire.attempt,
+            fire.claimed_by,
+        ):
+            # Recovered meanwhile (this attempt's run was marked interrupted, e.g. while this
+            # host was cut off) and maybe running again: that attempt is not this one's to settle.
+            return current
         schedule = await self.schedules.get(fire.schedule)
         why = outcome.error or outcome.status
         if outcome.status == "cancelled" and not self.draining:
@@ -434,14 +442,25 @@ class Scheduler:
         settled = await self.queue.get_fire(fire.id)
         return settled or fire
 
-    async def recover(self, is_gone: Callable[[str], bool]) -> list[Fire]:
-        """Settle running fires whose server is gone (``is_gone(claimed_by)``): their run was
-        interrupted, so each is retried under its policy or failed; never simply restarted."""
+    async def recover(
+        self,
+        is_gone: Callable[[str], bool],
+        run_is_gone: Callable[[str], bool] = lambda _run_id: False,
+    ) -> list[Fire]:
+        """Settle running fires whose server is gone (``is_gone(claimed_by)``) or whose run is
+        (``run_is_gone(run_id)``: marked interrupted, e.g. its host stopped renewing the profile
+        lease): their run was interrupted, so each is retried under its policy or failed;
+        never simply restarted."""
         settled = []
         for fire in await self.queue.active_fires():
-            if fire.status != "running" or fire.claimed_by is None or not is_gone(fire.claimed_by):
+            if fire.status != "running" or fire.claimed_by is None:
                 continue
-            why = f"interrupted: the server running it ({fire.claimed_by}) ended"
+            if is_gone(fire.claimed_by):
+                why = f"interrupted: the server running it ({fire.claimed_by}) ended"
+            elif fire.run_id is not None and run_is_gone(fire.run_id):
+                why = f"interrupted: its run {fire.run_id} was interrupted on {fire.claimed_by}"
+            else:
+                continue
             settled.append(await self.interrupted(fire, why))
         return settled
 

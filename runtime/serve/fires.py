@@ -73,7 +73,7 @@ class FireRunner:
 
     async def _settle(self, fire: Fire, outcome: Outcome) -> None:
         settled = await self.scheduler.finished(fire, outcome)
-        if settled.status != "queued":
+        if settled.status not in ("queued", "running"):  # running: a later attempt has it
             # No later attempt will take over what this fire's attempts left waiting.
             await self.rt.approvals.close_held(fire.id, f"the fire ended: {settled.status}")
 

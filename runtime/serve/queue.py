@@ -158,11 +158,11 @@ class JobLauncher:
             fire = await self.store.schedules.get_fire(args[0])
             if fire is None or fire.status != "running" or fire.attempt != args[1]:
                 continue
-            if fire.run_id:
-                await self.store.interrupt_runs([fire.run_id])
             why = (
                 f"interrupted: the worker running it ({fire.claimed_by}) stopped sending heartbeats"
             )
+            if fire.run_id:
+                await self.store.interrupt_runs([fire.run_id], why)
             settled.append(await scheduler.interrupted(fire, why))
         return settled
 

@@ -213,7 +213,10 @@ async def _recover(rt: Runtime, scheduler: Scheduler, launcher: FireLauncher | J
         # One host: a run whose process is gone is over. (On a shared store another host's
         # pids mean nothing here; heartbeats decide there.)
         await rt.store.mark_orphaned_runs(psutil.pid_exists)
-    await scheduler.recover(identity_is_gone)
+    # Runs of hosts that died or were cut off: by their lease heartbeats.
+    await rt.store.interrupt_stale_runs()
+    gone = await rt.store.interrupted_fire_runs()
+    await scheduler.recover(identity_is_gone, gone.__contains__)
     if not isinstance(launcher, FireLauncher):
         await launcher.recover(scheduler, rt.settings.heartbeat_timeout_s)
 

@@ -1,7 +1,9 @@
 """Approval requests: the SQL (their states and the gate's API are :mod:`runtime.approvals`).
 
 Every transition is one conditional ``UPDATE ... WHERE status = <expected>`` inside
-``BEGIN IMMEDIATE``, so two approvers racing (in any processes) get exactly one winner.
+``BEGIN IMMEDIATE``, so two approvers racing (in any processes) get exactly one winner. The
+claim (approved -> executing) is also fenced by the run's profile lease (see
+:meth:`ApprovalRepository.move`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from profiles import LeaseLostError
 from runtime.approvals import ApprovalRequest, ApprovalStatus
 from runtime.store.rows import Table
 
@@ -26,6 +29,14 @@ _NOT_ACTED: tuple[ApprovalStatus, ...] = ("pending", "approved")
 _CANCELLED: ApprovalStatus = "cancelled"
 _ACTING: ApprovalStatus = "executing"
 _UNCONFIRMED: ApprovalStatus = "unconfirmed"
+
+# The fence of approved -> executing: the request's run holds its profile's lease, live by the
+# store's clock (and with the caller's token, unless any_token). Reads :clock, :token, :any_token.
+_HOLDS_LEASE = (
+    "SELECT 1 FROM leases l WHERE l.profile = approvals.profile "
+    "AND l.run_id = approvals.run_id AND l.heartbeat_at + l.ttl_s >= :clock "
+    "AND (l.generation = :token OR :any_token = 1)"
+)
 
 
 # The one mapping between a request and its row (JSON and time columns both ways); ``prior`` is
@@ -92,16 +103,50 @@ class ApprovalRepository:
         return [dict(r) for r in rows]
 
     async def move(
-        self, request_id: str, frm: ApprovalStatus, to: ApprovalStatus, **fields: str | None
+        self,
+        request_id: str,
+        frm: ApprovalStatus,
+        to: ApprovalStatus,
+        *,
+        token: int | None = None,
+        **fields: str | None,
     ) -> bool:
-        """``frm`` -> ``to`` with ``fields`` set, only if the request is still ``frm``."""
+        """``frm`` -> ``to`` with ``fields`` set, only if the request is still ``frm``.
+
+        Moving to ``executing`` is the point of no return, so it is fenced: in the same
+        transaction (in the same statement), the request's run must still hold its profile's
+        lease, live by the store's clock (and with fencing token ``token``, if given). If it does
+        not, nothing changes and :class:`~profiles.LeaseLostError` is raised: the run must stop.
+        """
         sets = ", ".join(["status = :to", *(f"{k} = :{k}" for k in fields)])
+        params: dict[str, Any] = {**fields, "to": to, "id": request_id, "frm": frm}
+        fence = ""
         async with self._store.tx() as db:
+            if to == _ACTING:
+                fence = f" AND EXISTS ({_HOLDS_LEASE})"
+                params |= {
+                    "clock": await self._store.clock(),
+                    "token": token or 0,
+                    "any_token": int(token is None),
+                }
             cursor = await db.execute(
-                f"UPDATE approvals SET {sets} WHERE id = :id AND status = :frm",
-                {**fields, "to": to, "id": request_id, "frm": frm},
+                f"UPDATE approvals SET {sets} WHERE id = :id AND status = :frm{fence}", params
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount == 1 or not fence:
+                return cursor.rowcount == 1
+            held = await (
+                await db.execute(
+                    f"SELECT approvals.run_id, approvals.profile FROM approvals "
+                    f"WHERE id = :id AND NOT EXISTS ({_HOLDS_LEASE})",
+                    {k: params[k] for k in ("id", "clock", "token", "any_token")},
+                )
+            ).fetchone()
+            if held is not None:
+                raise LeaseLostError(
+                    f"lease on profile '{held[1]}' lost: run {held[0]} no longer holds it, so "
+                    f"approval {request_id} was not acted on"
+                )
+            return False
 
     async def expire_due(self, now: str) -> int:
         """Expire every pending request past its expiry (a write only when one is due: lists

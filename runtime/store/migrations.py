@@ -267,6 +267,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_schedule ON runs (schedule, started_at);
     CREATE INDEX model_calls_at ON model_calls (at);
     """,
+    # Leases across hosts: a fencing token that grows on every take-over, and the holder's TTL
+    # (who may take over, and when a run counts as gone, go by the holder's own TTL).
+    """
+    ALTER TABLE leases ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE leases ADD COLUMN ttl_s REAL NOT NULL DEFAULT 60;
+    """,
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiosqlite
@@ -27,13 +28,17 @@ from profiles import (
 from runtime.store.db import Database, Reseal
 from runtime.store.rows import Table, insert_sql, now
 
-__all__ = ["ProfileRepository"]
+__all__ = ["OnDisplaced", "ProfileRepository"]
+
+OnDisplaced = Callable[[list[str], str], Awaitable[object]]
+"""Called inside a take-over's transaction with the displaced run ids and why (the store marks
+those runs interrupted)."""
 
 PROFILES = Table("profiles", ProfileRecord, frozenset({"settings"}))
 _HOLDER_FIELDS = [f.name for f in dataclasses.fields(LeaseHolder)]
 
 
-def _holder(row: aiosqlite.Row) -> LeaseHolder:
+def _holder(row: aiosqlite.Row | dict[str, Any]) -> LeaseHolder:
     return LeaseHolder(**{name: row[name] for name in _HOLDER_FIELDS})
 
 
@@ -44,8 +49,9 @@ def _lease_row(profile: str, holder: LeaseHolder) -> dict[str, Any]:
 class ProfileRepository:
     """Profiles and their leases, in the ``profiles`` and ``leases`` tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, on_displaced: OnDisplaced | None = None) -> None:
         self.db = db
+        self._on_displaced = on_displaced
 
     async def insert_profile(self, record: ProfileRecord) -> bool:
         """Insert a profile; False if the name is taken."""
@@ -91,39 +97,82 @@ class ProfileRepository:
             return cur.rowcount == 1
 
     # --- leases (profiles.LeaseStore) -------------------------------------------------------
+    #
+    # Every decision reads the store's clock inside its transaction, and every write is a
+    # compare-and-set on the row it read (its token), so two takers in any processes on any
+    # hosts get one winner even where the database does not serialize the whole transaction.
+
+    async def acquire_lease(
+        self, profile: str, holder: LeaseHolder, ttl_s: float
+    ) -> tuple[bool, LeaseHolder]:
+        """Take the lease unless a live holder has it: ``(True, our row with its token)``, or
+        ``(False, the live holder)``. A holder gone by the store's clock (or by its dead pid on
+        this host) is displaced, and its run is marked interrupted in the same transaction."""
+        async with self.db.tx() as conn:
+            while True:
+                clock = await self.db.clock()
+                values = {
+                    **_lease_row(profile, holder),
+                    "acquired_at": clock,
+                    "heartbeat_at": clock,
+                    "ttl_s": ttl_s,
+                }
+                current = await self._current(profile)
+                if current is None:
+                    values["generation"] = 1
+                    cur = await conn.execute(insert_sql("leases", values, ignore=True), values)
+                    if cur.rowcount == 1:
+                        return True, _holder(values)
+                    continue  # inserted by another taker meanwhile: decide again
+                if current.run_id != holder.run_id and not holder_is_gone(current, clock):
+                    return False, current
+                values["generation"] = current.generation + 1
+                sets = ", ".join(f"{k} = :{k}" for k in values if k != "profile")
+                cur = await conn.execute(
+                    f"UPDATE leases SET {sets} WHERE profile = :profile AND generation = :seen",
+                    {**values, "seen": current.generation},
+                )
+                if cur.rowcount != 1:
+                    continue  # taken over or released by another meanwhile: decide again
+                if current.run_id != holder.run_id and self._on_displaced is not None:
+                    await self._on_displaced(
+                        [current.run_id],
+                        f"its profile lease was taken over by run {holder.run_id}: the holder "
+                        "stopped renewing it (or its process ended)",
+                    )
+                return True, _holder(values)
 
     async def take_lease(
         self, profile: str, holder: LeaseHolder, ttl_s: float
     ) -> LeaseHolder | None:
-        """Take the lease unless a live holder has it; return that holder if so."""
-        async with self.db.tx() as conn:
-            async with conn.execute("SELECT * FROM leases WHERE profile = ?", (profile,)) as cur:
-                row = await cur.fetchone()
-            if row is not None:
-                current = _holder(row)
-                if current.run_id != holder.run_id and not holder_is_gone(current, ttl_s):
-                    return current
-            values = _lease_row(profile, holder)
-            await conn.execute(insert_sql("leases", values, replace_on=("profile",)), values)
-            return None
+        """:meth:`acquire_lease`, answering None when taken, or the live holder."""
+        won, current = await self.acquire_lease(profile, holder, ttl_s)
+        return None if won else current
 
-    async def renew_lease(self, profile: str, run_id: str, at: float) -> None:
-        """Refresh a held lease's heartbeat."""
+    async def renew_lease(self, profile: str, run_id: str, generation: int | None = None) -> bool:
+        """Refresh a held lease's heartbeat to the store's clock; True only if the row still
+        names ``run_id`` (and its token ``generation``, if given)."""
         async with self.db.tx() as conn:
-            await conn.execute(
-                "UPDATE leases SET heartbeat_at = ? WHERE profile = ? AND run_id = ?",
-                (at, profile, run_id),
+            cur = await conn.execute(
+                "UPDATE leases SET heartbeat_at = ? WHERE profile = ? AND run_id = ? "
+                "AND (generation = ? OR ? = 1)",
+                (await self.db.clock(), profile, run_id, generation or 0, int(generation is None)),
             )
+            return cur.rowcount == 1
 
-    async def release_lease(self, profile: str, run_id: str) -> None:
-        """Drop the lease if ``run_id`` still holds it."""
+    async def release_lease(self, profile: str, run_id: str, generation: int | None = None) -> None:
+        """Drop the lease if ``run_id`` (with token ``generation``, if given) still holds it."""
         async with self.db.tx() as conn:
             await conn.execute(
-                "DELETE FROM leases WHERE profile = ? AND run_id = ?", (profile, run_id)
+                "DELETE FROM leases WHERE profile = ? AND run_id = ? AND (generation = ? OR ? = 1)",
+                (profile, run_id, generation or 0, int(generation is None)),
             )
 
     async def get_lease(self, profile: str) -> LeaseHolder | None:
         """The current lease row for a profile, live or not."""
+        return await self._current(profile)
+
+    async def _current(self, profile: str) -> LeaseHolder | None:
         row = await self.db.fetch_one("SELECT * FROM leases WHERE profile = ?", (profile,))
         return _holder(row) if row else None
 

@@ -30,6 +30,7 @@ ARTIFACTS = Table("artifacts", ArtifactRecord)
 MODEL_CALLS = Table("model_calls", ModelCallRecord)
 
 _LIVE: tuple[RunStatus, ...] = ("queued", "running", "waiting_approval")
+_HOLDING: tuple[RunStatus, ...] = ("running", "waiting_approval")
 _INTERRUPTED: RunStatus = "interrupted"
 
 
@@ -65,20 +66,50 @@ class RunRepository:
         async with self.db.tx() as conn:
             await conn.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
 
-    async def orphaned(self, is_alive: Callable[[int], bool]) -> list[str]:
-        """The ids of live (queued, running, waiting) runs whose process is gone."""
+    async def orphaned(self, is_alive: Callable[[int], bool], host: str) -> list[str]:
+        """The ids of live (queued, running, waiting) runs whose process is gone, judged by pid:
+        only runs that hold no lease on another host (whose pids mean nothing here; their
+        heartbeat judges them, see :meth:`stale`)."""
         marks = ", ".join("?" for _ in _LIVE)
-        rows = await self.db.fetch_all(f"SELECT id, pid FROM runs WHERE status IN ({marks})", _LIVE)
+        rows = await self.db.fetch_all(
+            f"SELECT id, pid FROM runs WHERE status IN ({marks}) AND NOT EXISTS "
+            "(SELECT 1 FROM leases l WHERE l.run_id = runs.id AND l.host != ?)",
+            (*_LIVE, host),
+        )
         return [r["id"] for r in rows if not is_alive(r["pid"])]
 
-    async def interrupt(self, run_ids: Sequence[str]) -> None:
-        """Mark runs whose process ended unexpectedly as interrupted."""
+    async def stale(self, clock: float) -> list[str]:
+        """The ids of running or waiting runs whose profile lease they hold has a heartbeat
+        older than its TTL at ``clock`` (the store's time): their worker stopped renewing it.
+        A run waiting for a person keeps renewing, so only a dead or cut-off worker counts."""
+        marks = ", ".join("?" for _ in _HOLDING)
+        rows = await self.db.fetch_all(
+            f"SELECT r.id FROM runs r JOIN leases l ON l.run_id = r.id AND l.profile = r.profile "
+            f"WHERE r.status IN ({marks}) AND l.heartbeat_at + l.ttl_s < ?",
+            (*_HOLDING, clock),
+        )
+        return [r["id"] for r in rows]
+
+    async def live(self, run_ids: Sequence[str]) -> list[str]:
+        """Those of ``run_ids`` that are still live (queued, running or waiting)."""
+        if not run_ids:
+            return []
+        rows = await self.db.fetch_all(
+            f"SELECT id FROM runs WHERE {_one_of('id', run_ids)} AND {_one_of('status', _LIVE)}",
+            (*run_ids, *_LIVE),
+        )
+        return [r["id"] for r in rows]
+
+    async def interrupt(
+        self, run_ids: Sequence[str], why: str = "the process running it ended unexpectedly"
+    ) -> None:
+        """Mark runs that ended unexpectedly (and are still live) as interrupted, with ``why``."""
+        marks = ", ".join("?" for _ in _LIVE)
         async with self.db.tx() as conn:
             await conn.executemany(
-                "UPDATE runs SET status = ?, finished_at = ?, "
-                "error = COALESCE(error, 'the process running it ended unexpectedly') "
-                "WHERE id = ?",
-                [(_INTERRUPTED, now(), run_id) for run_id in run_ids],
+                "UPDATE runs SET status = ?, finished_at = ?, error = COALESCE(error, ?) "
+                f"WHERE id = ? AND status IN ({marks})",
+                [(_INTERRUPTED, now(), why, run_id, *_LIVE) for run_id in run_ids],
             )
 
     async def get_run(self, run_id: str) -> RunRecord | None:

@@ -4,12 +4,14 @@
 ``store.vault`` (secrets, credential leases, secret uses), ``store.users`` (users, tokens, grants),
 ``store.audit`` (the hash-chained audit log) and ``store.approvals`` (approval requests) share
 the store's connection and its ``tx()``; the operations that span several of them (key
-rotation's :meth:`Store.reseal_all`, :meth:`Store.mark_orphaned_runs` at start-up) live here and
-run in one transaction.
+rotation's :meth:`Store.reseal_all`, :meth:`Store.mark_orphaned_runs` at start-up,
+:meth:`Store.interrupt_stale_runs` for runs of dead or cut-off hosts) live here and run in one
+transaction.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -32,7 +34,7 @@ class Store(Database):
 
     def __init__(self, driver: Driver, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
         super().__init__(driver, busy_timeout_s)
-        self.profiles = ProfileRepository(self)
+        self.profiles = ProfileRepository(self, on_displaced=self.interrupt_runs)
         """Profiles and their leases (a :class:`profiles.ProfileStore`)."""
         self.runs = RunRepository(self)
         """Runs, steps, artifacts and model calls."""
@@ -52,26 +54,56 @@ class Store(Database):
         self.schedules = ScheduleRepository(self)
         """Schedules and their fires (the embedded fire queue)."""
 
-    async def mark_orphaned_runs(self, is_alive: Callable[[int], bool]) -> int:
-        """Mark live runs whose process is gone as ``interrupted``; returns how many.
+    async def mark_orphaned_runs(
+        self, is_alive: Callable[[int], bool], host: str | None = None
+    ) -> int:
+        """Mark live runs whose process is gone (``is_alive(pid)`` False) as ``interrupted``;
+        returns how many. Only runs of this ``host`` can be judged by pid: a run holding a lease
+        on another host is left to :meth:`interrupt_stale_runs`."""
+        # Read first: a write transaction only when there is something to mark.
+        dead = await self.runs.orphaned(is_alive, host or socket.gethostname())
+        return len(await self.interrupt_runs(dead, "the process running it ended unexpectedly"))
 
-        In one transaction with them, their approval requests close and their credential
-        leases are revoked.
-        """
-        dead = await self.runs.orphaned(is_alive)
-        await self.interrupt_runs(dead)
-        return len(dead)
+    async def interrupt_stale_runs(self) -> list[str]:
+        """Mark running and waiting runs whose profile lease's heartbeat is older than its TTL
+        by the store's clock as ``interrupted`` (their worker died or was cut off, on any host);
+        returns their ids. A run waiting for a person keeps its heartbeat, so it stays."""
+        if not await self.runs.stale(await self.clock()):
+            return []  # the usual answer, without taking the write lock
+        async with self.tx():
+            # Again inside the transaction: a heartbeat may have come in meanwhile.
+            stale = await self.runs.stale(await self.clock())
+            return await self.interrupt_runs(
+                stale,
+                "its worker stopped renewing the profile lease (the process or its host ended, "
+                "or it was cut off from the store)",
+            )
 
-    async def interrupt_runs(self, run_ids: list[str]) -> None:
-        """Mark runs whose process or host is gone as ``interrupted``, in one transaction with
-        closing their approval requests and revoking their credential leases."""
+    async def interrupted_fire_runs(self) -> set[str]:
+        """Runs marked interrupted while their fire is still running: their worker may be gone
+        for good, so :meth:`runtime.schedules.Scheduler.recover` settles those fires (on any
+        host); a late report from a worker that was only cut off then settles nothing."""
+        rows = await self.fetch_all(
+            "SELECT r.id FROM fires f JOIN runs r ON r.id = f.run_id "
+            "WHERE f.status = 'running' AND r.status = 'interrupted'"
+        )
+        return {r["id"] for r in rows}
+
+    async def interrupt_runs(self, run_ids: list[str], why: str) -> list[str]:
+        """The one home of "this run died": those of ``run_ids`` still live become interrupted,
+        and in the same transaction their approval requests close and their credential leases
+        are revoked. Returns the ids marked."""
         if not run_ids:
-            return
+            return []
         async with self.tx() as conn:
-            await self.approvals.close_for_runs(conn, run_ids)
-            # A credential lease is dead once its run is.
-            await self.vault.revoke_credential_leases(run_ids)
-            await self.runs.interrupt(run_ids)
+            live = await self.runs.live(run_ids)
+            if live:
+                await self.approvals.close_for_runs(conn, live)
+                # A credential lease is dead once its run is.
+                await self.vault.revoke_credential_leases(live)
+                await self.runs.interrupt(live, why)
+        return live
+
 
     async def reseal_all(self, reseal: Reseal) -> int:
         """Re-encrypt every sealed row in ONE transaction: ``reseal(blob, context, what)``.
