@@ -188,8 +188,9 @@ class ScheduleRepository:
                 if count is not None and count[0] >= limit:
                     return False
             cursor = await conn.execute(
-                "UPDATE fires SET status = 'running', attempt = attempt + 1, claimed_by = ?, "
-                "claimed_at = ?, note = NULL WHERE id = ? AND status = 'queued'",
+                # A new attempt: no run yet (the last attempt's run is on record in runs).
+                "UPDATE fires SET status = 'running', attempt = attempt + 1, run_id = NULL, "
+                "claimed_by = ?, claimed_at = ?, note = NULL WHERE id = ? AND status = 'queued'",
                 (owner, _at(at), fire_id),
             )
             return cursor.rowcount == 1
