@@ -19,8 +19,8 @@ import pytest
 from profiles import BrowserPool
 from runtime import Runtime, Settings
 from runtime.demo.portal import PortalServer
+from runtime.demo.postgres import PgServer, pg_server
 from tests.support.net import PROVIDER_KEYS, NetworkGuard
-from tests.support.postgres import PgServer, pg_server
 from tests.support.processes import chromium_pids
 
 

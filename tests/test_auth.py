@@ -25,7 +25,7 @@ from runtime.services import Services, UserService
 from runtime.store.audit import write_audit
 from tests.support.cli import Outcome
 from tests.support.cli import corral as run_corral
-from tests.support.postgres import DATABASE_ERRORS, raw_connect
+from tests.support.stores import DATABASE_ERRORS, raw_connect
 
 pytestmark = pytest.mark.both_backends
 

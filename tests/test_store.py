@@ -28,7 +28,7 @@ from profiles import (
 from runtime import ArtifactRecord, RunRecord, StepRecord, Store
 from runtime.records import ModelCallRecord
 from runtime.store import MIGRATIONS
-from tests.support.postgres import INTEGRITY_ERRORS
+from tests.support.stores import INTEGRITY_ERRORS
 
 pytestmark = pytest.mark.both_backends
 

@@ -38,7 +38,7 @@ from runtime.demo.portal import USERS
 from runtime.rotate import rotate_key
 from tests.support.cli import corral_process
 from tests.support.leaks import leak_forms
-from tests.support.postgres import raw_connect
+from tests.support.stores import raw_connect
 from tools import Navigate, Tabs, observe
 from tools.execute import ActionContext, execute
 

@@ -1,12 +1,14 @@
-"""A throwaway PostgreSQL server for the tests, started by the test run itself.
+"""A throwaway PostgreSQL server on this machine: for the tests, ``scripts/cluster`` and the
+scale benchmark (never for production, see docs/scale.md).
 
-The server's binaries come from ``CORRAL_PG_BIN`` (``scripts/test`` finds Debian's and installs the
-``postgresql`` package when none is there), else ``pg_ctl`` on PATH or under /usr/lib/postgresql.
-PostgreSQL refuses to run as root: as root the cluster belongs to the ``postgres`` user (created by
-Debian's package) and its files live in a folder of its own under /tmp.
+The server's binaries come from ``CORRAL_PG_BIN`` (``scripts/test`` and ``scripts/cluster`` find
+Debian's, installing the ``postgresql`` package when none is there), else ``pg_ctl`` on PATH or
+under /usr/lib/postgresql. PostgreSQL refuses to run as root: as root the cluster belongs to the
+``postgres`` user (created by Debian's package) and its files live in a folder of its own under
+/tmp. Durability is switched off (``fsync=off``): it is for trying things out.
 
-One server per test session (:class:`PgServer`); every test gets a database of its own
-(:meth:`PgServer.fresh_database`), so tests never see each other's rows.
+:func:`pg_server` runs one for a block; :meth:`PgServer.fresh_database` gives each user (a test)
+a database of its own.
 """
 
 from __future__ import annotations
@@ -17,78 +19,24 @@ import os
 import pwd
 import shutil
 import socket
-import sqlite3
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import psycopg
-import psycopg.errors
+__all__ = ["PgServer", "find_pg_bin", "pg_server"]
 
-from runtime.store.postgres import pg_sql
-
-__all__ = [
-    "DATABASE_ERRORS",
-    "INTEGRITY_ERRORS",
-    "PgServer",
-    "find_pg_bin",
-    "pg_server",
-    "raw_connect",
-]
-
-DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, psycopg.Error)
-"""What the database refusing a statement raises, on either backend."""
-
-INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
-    sqlite3.IntegrityError,
-    psycopg.errors.IntegrityError,
-)
-"""What a write that breaks a constraint raises, on either backend."""
 
 _SETTINGS = {
-    # A test cluster: durability is not what is tested here, speed is welcome.
+    # A throwaway cluster: durability is not the point, speed is welcome.
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
     "max_connections": "300",
     "shared_buffers": "64MB",
 }
-
-
-class _RawPg:
-    """A psycopg connection with sqlite3's calls and ``?`` parameters (for tests that edit the
-    store behind corral's back, as someone holding the database's credentials could)."""
-
-    def __init__(self, url: str) -> None:
-        self._conn = psycopg.connect(url)
-
-    def execute(self, sql: str, args: Any = ()) -> Any:
-        return self._conn.execute(pg_sql(sql), args or None)
-
-    def executescript(self, script: str) -> None:
-        self._conn.execute(script)
-
-    def commit(self) -> None:
-        self._conn.commit()
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def __del__(self) -> None:
-        # Like sqlite3's, a connection a test drops is closed with it.
-        self._conn.close()
-
-
-def raw_connect(where: Path | str) -> Any:
-    """A plain connection to a store (sqlite3's for a file, psycopg's for a URL), outside
-    corral; ``execute(sql, args)``, ``commit()`` and ``close()`` work the same on both."""
-    if isinstance(where, str) and where.startswith("postgresql://"):
-        return _RawPg(where)
-    return sqlite3.connect(where)
 
 
 def find_pg_bin() -> Path | None:
