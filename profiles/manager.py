@@ -38,7 +38,7 @@ from .errors import (
     StateDecryptError,
 )
 from .keys import KeyRing
-from .lease import LeaseStore
+from .lease import LeaseHolder, LeaseStore
 from .private import private_dir
 from .settings import ProfileRecord, ProfileSettings
 from .validation import describe_errors
@@ -80,7 +80,9 @@ class ProfileStore(LeaseStore, Protocol):
     async def get_profile(self, name: str) -> ProfileRecord | None: ...
     async def list_profiles(self) -> list[ProfileRecord]: ...
     async def update_profile_settings(self, name: str, settings: ProfileSettings) -> bool: ...
-    async def save_profile_state(self, name: str, sealed: bytes | None) -> None: ...
+    async def save_profile_state(
+        self, name: str, sealed: bytes | None, held: LeaseHolder | None = None
+    ) -> bool: ...
     async def delete_profile(self, name: str) -> bool: ...
 
 
@@ -199,10 +201,13 @@ class ProfileManager:
             raise StateDecryptError(f"profile '{record.name}': saved state is not JSON") from exc
         return state
 
-    async def save_state(self, name: str, state: dict[str, Any]) -> None:
-        """Seal and store a profile's storage state (atomically replaces the previous one)."""
+    async def save_state(
+        self, name: str, state: dict[str, Any], held: LeaseHolder | None = None
+    ) -> bool:
+        """Seal and store a profile's storage state (atomically replaces the previous one);
+        with ``held``, only while that lease is still the profile's (False otherwise)."""
         sealed = self.key.seal(json.dumps(state).encode(), state_context(name))
-        await self.store.save_profile_state(name, sealed)
+        return await self.store.save_profile_state(name, sealed, held)
 
     async def clear_state(self, name: str) -> None:
         """Forget a profile's saved state (log it out everywhere)."""

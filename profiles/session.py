@@ -269,7 +269,13 @@ async def _close(
             state = await asyncio.wait_for(
                 session.context.storage_state(indexed_db=True), _SAVE_TIMEOUT_S
             )
-            await manager.save_state(name, dict(state))
+            if not await manager.save_state(name, dict(state), session.lease):
+                log.warning(
+                    "profile %s: state not saved: run %s no longer holds the profile's lease "
+                    "(another run took it over); the newer holder's state is kept",
+                    name,
+                    session.run_id,
+                )
         except (PlaywrightError, TimeoutError) as exc:
             # The previous sealed state stays in place; losing one run's cookies is recoverable.
             log.warning("profile %s: state not saved (%s); the previous state is kept", name, exc)

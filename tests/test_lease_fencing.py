@@ -481,3 +481,29 @@ async def test_a_real_run_whose_lease_is_taken_over_ends_interrupted_and_pays_no
         # The other worker's lease is left as it is.
         lease = await rt.store.profiles.get_lease("alice")
         assert lease is not None and lease.run_id == "run-b"
+
+
+async def test_a_run_that_lost_its_lease_never_overwrites_the_new_holders_saved_state(
+    store: Store,
+) -> None:
+    from profiles import ProfileRecord, ProfileSettings
+
+    await store.profiles.insert_profile(
+        ProfileRecord(name="p", settings=ProfileSettings(), created_at=T0, updated_at=T0)
+    )
+    won, old = await store.profiles.acquire_lease("p", LeaseHolder.current("run-a", 60), 60)
+    assert won
+    assert await store.profiles.save_profile_state("p", b"state of a", old)
+    # run-a's host is judged gone and run-b takes the profile over, then saves its state.
+    async with store.tx() as conn:
+        await conn.execute("UPDATE leases SET heartbeat_at = heartbeat_at - 120")
+    won, new = await store.profiles.acquire_lease("p", LeaseHolder.current("run-b", 60), 60)
+    assert won and new.generation > old.generation
+    assert await store.profiles.save_profile_state("p", b"state of b", new)
+    # run-a comes back (it was only cut off) and saves what its browser had: refused.
+    assert not await store.profiles.save_profile_state("p", b"stale state of a", old)
+    # Its token is the fence, not its run id: the same run with an older token is refused too.
+    stale_token = LeaseHolder(**{**new.__dict__, "generation": old.generation})
+    assert not await store.profiles.save_profile_state("p", b"stale", stale_token)
+    record = await store.profiles.get_profile("p")
+    assert record is not None and record.state == b"state of b"

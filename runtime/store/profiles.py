@@ -79,13 +79,27 @@ class ProfileRepository:
             )
             return cur.rowcount == 1
 
-    async def save_profile_state(self, name: str, sealed: bytes | None) -> None:
-        """Replace a profile's sealed state in one transaction (the old one stays on failure)."""
-        async with self.db.tx() as conn:
-            await conn.execute(
-                "UPDATE profiles SET state = ?, state_saved_at = ?, updated_at = ? WHERE name = ?",
-                (sealed, now() if sealed else None, now(), name),
+    async def save_profile_state(
+        self, name: str, sealed: bytes | None, held: LeaseHolder | None = None
+    ) -> bool:
+        """Replace a profile's sealed state in one transaction (the old one stays on failure).
+
+        ``held``: the lease a session saves under; the state is written only while that lease
+        (run and token) is still the profile's, so a run that lost its lease (its host was cut
+        off, and another run has taken over since) never overwrites the newer holder's state.
+        False when nothing was written for that reason (or the profile is gone).
+        """
+        sql = "UPDATE profiles SET state = ?, state_saved_at = ?, updated_at = ? WHERE name = ?"
+        args: tuple[object, ...] = (sealed, now() if sealed else None, now(), name)
+        if held is not None:
+            sql += (
+                " AND EXISTS (SELECT 1 FROM leases WHERE profile = ? AND run_id = ? "
+                "AND generation = ?)"
             )
+            args += (name, held.run_id, held.generation)
+        async with self.db.tx() as conn:
+            cur = await conn.execute(sql, args)
+            return cur.rowcount == 1
 
     async def delete_profile(self, name: str) -> bool:
         """Delete a profile, its lease and the grants on it; False if it did not exist."""
