@@ -264,26 +264,33 @@ async def _close(
 ) -> None:
     name = session.profile.name
     # Persistent profiles also save their storage state, so they can be exported like any other.
+    state: dict[str, Any] | None = None
     if save_state and not session.closed_unexpectedly:
         try:
-            state = await asyncio.wait_for(
+            taken = await asyncio.wait_for(
                 session.context.storage_state(indexed_db=True), _SAVE_TIMEOUT_S
             )
-            if not await manager.save_state(name, dict(state), session.lease):
-                log.warning(
-                    "profile %s: state not saved: run %s no longer holds the profile's lease "
-                    "(another run took it over); the newer holder's state is kept",
-                    name,
-                    session.run_id,
-                )
+            state = dict(taken)
         except (PlaywrightError, TimeoutError) as exc:
             # The previous sealed state stays in place; losing one run's cookies is recoverable.
             log.warning("profile %s: state not saved (%s); the previous state is kept", name, exc)
+    # The browser closes before anything is written to the store: a run cut off from the store
+    # (its lease lost) stops acting now, not when the store answers again.
     session._closing = True
     with contextlib.suppress(PlaywrightError):
         await session.context.close()
+    still_ours = True
+    if state is not None and not await manager.save_state(name, state, session.lease):
+        still_ours = False
+        log.warning(
+            "profile %s: state not saved: run %s no longer holds the profile's lease "
+            "(another run took it over); the newer holder's state is kept",
+            name,
+            session.run_id,
+        )
     if live is not None:
-        if save_state and not session.closed_unexpectedly:
+        # Nor its user data: the archive is the new holder's to write.
+        if save_state and not session.closed_unexpectedly and still_ours:
             try:
                 await manager.pack_user_data(name, live)
             except CorralError as exc:

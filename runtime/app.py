@@ -133,10 +133,9 @@ class Runtime:
         async with AsyncExitStack() as stack:
             store = await Store.open(settings.store_location, settings.busy_timeout_s)
             stack.push_async_callback(store.close)
-            if store.dialect == "sqlite":
-                # Runs whose process died without finishing are not "running" any more. (On a
-                # store shared by many hosts, pids of other hosts mean nothing here.)
-                await store.mark_orphaned_runs(psutil.pid_exists)
+            # Runs whose process died without finishing are not "running" any more (runs of
+            # this host only: on a store shared by many hosts, other hosts' pids mean nothing).
+            await store.mark_orphaned_runs(psutil.pid_exists)
             objects = open_objects(settings.artifacts_url, settings.home)
             stack.push_async_callback(objects.aclose)
             yield cls(settings, store, key, stack, pool, starting, objects)

@@ -55,6 +55,8 @@ class RunRecord(BaseModel):
     result: Any = None
     run_dir: str
     pid: int
+    host: str | None = None
+    """The host the run's process is on: its pid is judged there only (None: an older run)."""
     schedule: str | None = None
     """The schedule whose fire made this run (None: started by hand)."""
     fire_id: str | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -20,7 +21,7 @@ from runtime.records import RunRecord
 from runtime.schedules import Fire, SchedulePolicy, Timing
 from runtime.services import ScheduleInput
 from tests.support.approvals import next_request
-from tests.support.cluster import Host, hosts
+from tests.support.cluster import Cable, Host, hosts
 from tests.support.demo import first_unpaid, make_demo_profiles
 from tests.support.processes import wait_gone
 from tests.support.wait import until
@@ -241,3 +242,84 @@ async def test_kill_9_of_a_worker_mid_action_retries_the_fire_elsewhere_and_neve
     )
     assert acted == []
     assert PortalStore(shop.db_path).paid_numbers("alice") == {inv.number}
+
+
+async def test_a_worker_cut_off_from_the_database_stops_and_never_acts_on_the_lease_it_lost(
+    rt: Runtime, cluster: tuple[list[Host], dict[str, str]], tmp_path: Path
+) -> None:
+    started, env = cluster
+    url = urlsplit(env["CORRAL_DATABASE_URL"])
+    cable = Cable(int(url.port or 5432))
+    port = await cable.start()
+    # Worker A reaches the database only through the cable.
+    through = urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}"))
+    try:
+        with PortalServer(port=0, db_path=tmp_path / "portal.db") as shop:
+            await make_demo_profiles(rt, shop.url, "alice")
+            inv = first_unpaid()
+            await rt.services.schedules.add(
+                LOCAL_ACTOR,
+                ScheduleInput(
+                    name="s",
+                    task_yaml=PAY_TASK.read_text(),
+                    task_source="pay.yaml",
+                    profiles=["alice"],
+                    vars={"portal": shop.url, "invoice": inv.number},
+                    timing=Timing(every_s=3600),
+                    policy=SchedulePolicy(retries=1, backoff_s=1),
+                ),
+            )
+            cut_off = Host(tmp_path, "worker-a", {**env, "CORRAL_DATABASE_URL": through}, "worker")
+            started.append(cut_off)
+            await cut_off.ready("takes fires from")
+            await serve(cluster, tmp_path, "serve-0")
+            [fire] = await rt.services.schedules.run_now(LOCAL_ACTOR, "s")
+            pay = await next_request(rt, timeout_s=90)
+            [first_run] = [r for r in await runs(rt) if r.fire_id == fire.id]
+
+            # The network splits; a person approves what worker A asked, which A cannot see.
+            cable.cut()
+            await rt.services.approvals.decide(LOCAL_ACTOR, pay.id, True)
+            # A stops its own run once no heartbeat got through for most of the timeout.
+            await until(
+                lambda: "lost" in cut_off.text() and first_run.id in cut_off.text(),
+                60,
+                "worker A to stop the run whose lease it could not renew",
+            )
+            # The fire goes to worker B: the run A left is interrupted by its stale heartbeat.
+            second = await worker(cluster, tmp_path, "worker-b")
+
+            async def settled() -> Fire | None:
+                for request in await rt.approvals.list_requests("pending"):
+                    await rt.services.approvals.decide(LOCAL_ACTOR, request.id, True)
+                now = await rt.store.schedules.get_fire(fire.id)
+                return now if now and now.status not in ("queued", "running") else None
+
+            done = await until(settled, 120, "the fire to settle on worker B")
+            assert done.status == "succeeded" and done.attempt == 2, done.note
+            saved = await rt.store.profiles.get_profile("alice")
+            assert saved is not None
+
+            # A comes back: it acts on nothing it lost, and overwrites nothing B saved.
+            cable.mend()
+            await until(
+                lambda: "state not saved" in cut_off.text(),
+                150,
+                "worker A to finish closing the stopped run",
+            )
+            assert await cut_off.stopped() == 0, cut_off.text()
+            assert await second.stopped() == 0, second.text()
+            after = await rt.store.profiles.get_profile("alice")
+            assert after is not None and after.state_saved_at == saved.state_saved_at
+            assert PortalStore(shop.db_path).paid_numbers("alice") == {inv.number}
+    finally:
+        await cable.close()
+    runs_a = await rt.store.runs.get_run(first_run.id)
+    assert runs_a is not None and runs_a.status == "interrupted"
+    # What A was approved to do while cut off was never claimed; B's own requests were.
+    approved_a = await rt.approvals.get(pay.id)
+    assert approved_a.status == "cancelled"
+    acted = await rt.store.fetch_all(
+        "SELECT run_id FROM approvals WHERE status IN ('executing', 'executed', 'unconfirmed')"
+    )
+    assert acted and {r["run_id"] for r in acted} == {done.run_id}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -180,6 +181,7 @@ async def run_task(
         started_at=datetime.now(UTC),
         run_dir=str(run_dir),
         pid=os.getpid(),
+        host=socket.gethostname(),
         schedule=source.schedule if source else None,
         fire_id=source.fire_id if source else None,
         attempt=source.attempt if source else None,

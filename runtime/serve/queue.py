@@ -242,3 +242,4 @@ async def work(
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
             announce("corral worker: stopped")
+

@@ -209,10 +209,8 @@ async def serve(
 
 async def _recover(rt: Runtime, scheduler: Scheduler, launcher: FireLauncher | JobLauncher) -> None:
     """Settle what dead processes and hosts left running."""
-    if rt.store.dialect == "sqlite":
-        # One host: a run whose process is gone is over. (On a shared store another host's
-        # pids mean nothing here; heartbeats decide there.)
-        await rt.store.mark_orphaned_runs(psutil.pid_exists)
+    # This host's runs whose process is gone are over (other hosts' by their heartbeats).
+    await rt.store.mark_orphaned_runs(psutil.pid_exists)
     # Runs of hosts that died or were cut off: by their lease heartbeats.
     await rt.store.interrupt_stale_runs()
     gone = await rt.store.interrupted_fire_runs()

@@ -174,12 +174,19 @@ class PostgresDriver:
 
     @classmethod
     async def connect(cls, url: str, busy_timeout_s: float) -> PostgresDriver:
+        idle_ms = int(max(5.0, 2 * busy_timeout_s) * 1000)
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             url,
             min_size=1,
             max_size=POOL_MAX,
             open=False,
-            kwargs={"autocommit": True, "row_factory": _rows},
+            kwargs={
+                "autocommit": True,
+                "row_factory": _rows,
+                # A client cut off inside a write transaction holds the write lock: the server
+                # ends such a transaction after this long, so the other hosts can go on.
+                "options": f"-c idle_in_transaction_session_timeout={idle_ms}",
+            },
             name="corral-store",
         )
         try:

@@ -68,13 +68,14 @@ class RunRepository:
 
     async def orphaned(self, is_alive: Callable[[int], bool], host: str) -> list[str]:
         """The ids of live (queued, running, waiting) runs whose process is gone, judged by pid:
-        only runs that hold no lease on another host (whose pids mean nothing here; their
-        heartbeat judges them, see :meth:`stale`)."""
+        only runs of this ``host`` (or older runs, from before runs named their host) that hold
+        no lease on another host. Pids of other hosts mean nothing here; their heartbeat judges
+        them, see :meth:`stale`."""
         marks = ", ".join("?" for _ in _LIVE)
         rows = await self.db.fetch_all(
-            f"SELECT id, pid FROM runs WHERE status IN ({marks}) AND NOT EXISTS "
-            "(SELECT 1 FROM leases l WHERE l.run_id = runs.id AND l.host != ?)",
-            (*_LIVE, host),
+            f"SELECT id, pid FROM runs WHERE status IN ({marks}) AND (host IS NULL OR host = ?) "
+            "AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.run_id = runs.id AND l.host != ?)",
+            (*_LIVE, host, host),
         )
         return [r["id"] for r in rows if not is_alive(r["pid"])]
 
