@@ -29,10 +29,9 @@ def listening(port: int) -> bool:
 
 
 def test_cluster_demo_runs_fires_on_both_workers_once_each_and_cleans_up() -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    # This checkout's code, in the demo and in every host it starts.
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     env.pop("CORRAL_HOME", None)
     done = subprocess.run(
         [sys.executable, "-m", "runtime.demo.cluster", "--for", "40"],
