@@ -267,12 +267,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_schedule ON runs (schedule, started_at);
     CREATE INDEX model_calls_at ON model_calls (at);
     """,
-    # Many hosts: a lease's fencing token, which grows on every take-over, and the holder's TTL
-    # (who may take over, and when a run counts as gone, go by the holder's own TTL); the host
-    # each run's process is on (its pid means something there only).
+    # Leases across hosts: a fencing token that grows on every take-over, and the holder's TTL
+    # (who may take over, and when a run counts as gone, go by the holder's own TTL).
     """
     ALTER TABLE leases ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE leases ADD COLUMN ttl_s REAL NOT NULL DEFAULT 60;
+    """,
+    # The host each run's process is on (its pid means something there only).
+    """
     ALTER TABLE runs ADD COLUMN host TEXT;
     """,
 ]
