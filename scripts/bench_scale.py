@@ -14,7 +14,8 @@ measured) launches each process's browser first. Then two phases:
   after another). Wall = the backfill's due time to the last fire settled; runs/s; lateness (run
   start - due time) there is mostly the wait for a free slot (the drain order);
 - **paced** (lateness): ``--paced-fires`` fires of an interval schedule over the same profiles,
-  spread by jitter at ``--rate`` fires/s (below what every mode sustains), so a fire finds a free
+  spread by jitter at ``--rate`` fires/s (default: half the embedded mode's burst throughput, so
+  below what the modes sustain; every mode gets the same rate), so a fire usually finds a free
   slot: lateness = run start (``runs.started_at``) - the fire's due time (scheduled + jitter) is
   the dispatch path itself: scheduler tick, claim, (job queue, worker pick-up), run set-up.
 
@@ -27,8 +28,8 @@ deleted by the worker). CPU seconds of the processes involved (corral processes,
 PostgreSQL) are sampled per mode.
 
 Usage: PYTHONPATH=. .venv/bin/python scripts/bench_scale.py [--fires 500] [--profiles 100]
-[--paced-fires 200] [--rate 2] [--concurrency 6] [--workers 1,2,3] [--timeout 900] [--write]
-Quick try: --fires 60 --profiles 12 --paced-fires 24 --rate 1
+[--paced-fires 100] [--rate R] [--concurrency 6] [--workers 1,2,3] [--timeout 900] [--write]
+Quick try: --fires 60 --profiles 12 --paced-fires 12
 """
 
 from __future__ import annotations
@@ -281,6 +282,10 @@ class ModeResult:
     checks: dict[str, Any] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    rate: float | None = None
+    """The paced phase's fires per second."""
+    load: list[float] = field(default_factory=list)
+    """The machine's 1-minute load average at the mode's start and end (shared machine)."""
 
 
 def _ts(value: Any) -> datetime:
@@ -334,11 +339,16 @@ async def add_schedule(rt: Runtime, name: str, task: str, profiles: list[str], t
 
 
 async def run_mode(
-    mode: Mode, pg: PgServer | None, portal: str, args: argparse.Namespace, root: Path
+    mode: Mode,
+    pg: PgServer | None,
+    portal: str,
+    args: argparse.Namespace,
+    root: Path,
+    rate: float | None,
 ) -> ModeResult:
-    result = ModeResult(mode)
+    result = ModeResult(mode, load=[os.getloadavg()[0]])
     home = root / mode.key
-    url = pg.fresh_database() if pg is not None else None
+    url = pg.fresh_database() if pg is not None and mode.workers else None
     settings = Settings(home=home / "bench", database_url=url)
     names = [f"p{i:03d}" for i in range(args.profiles)]
     warm = [f"w{i:02d}" for i in range(mode.concurrency)]
@@ -391,7 +401,7 @@ async def run_mode(
             for host in started:
                 worker = host.name.startswith("worker")
                 await host.ready("takes fires from" if worker else "listening on")
-            pg_pid = _postmaster_pid(pg) if pg is not None else None
+            pg_pid = _postmaster_pid(pg) if pg is not None and url is not None else None
             sampler = stack.enter_context(CpuSampler(started, pg_pid))
             try:
                 # Warm-up: a fire per slot, so each process has launched its browser.
@@ -405,8 +415,13 @@ async def run_mode(
                 )
                 await wait_settled(rt, burst, args.timeout, started)
                 print(f"  burst: {burst.elapsed_s:.1f}s", flush=True)
+                if rate is None:
+                    # Half this mode's burst throughput: a rate it sustains.
+                    done = (await measure(rt, burst, mode, None)).get("runs_per_s") or 2.0
+                    rate = max(0.05, round(done / 2, 2))
+                result.rate = rate
 
-                every = args.profiles / args.rate
+                every = args.profiles / rate
                 start_at = datetime.now(UTC) + timedelta(seconds=2)
                 await add_schedule(
                     rt,
@@ -427,12 +442,13 @@ async def run_mode(
                 for host in started:
                     host.terminate()
                 codes = {h.name: h.stop(90) for h in started}
-            result.cpu = sampler.cpu
             result.checks["exit_codes"] = codes
             if any(c != 0 for c in codes.values()):
                 result.error = "a host did not stop cleanly: " + ", ".join(
                     f"{n} {c}" for n, c in codes.items() if c != 0
                 )
+        result.cpu = sampler.cpu
+        result.load.append(os.getloadavg()[0])
         jobs = await job_log(rt) if url is not None else None
         for phase in (burst, paced):
             result.phases[phase.name] = await measure(rt, phase, mode, jobs)
@@ -572,13 +588,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     with PortalServer(port=0, db_path=root / "portal.db") as portal, contextlib.ExitStack() as es:
         pg = es.enter_context(pg_server()) if any(m.workers for m in modes) else None
+        rate = args.rate
         for mode in modes:
             print(f"{mode.label} ...", flush=True)
             try:
-                results.append(await run_mode(mode, pg, portal.url, args, root))
+                results.append(await run_mode(mode, pg, portal.url, args, root, rate))
             except Exception as exc:  # a mode that breaks is reported, the others still run
                 results.append(ModeResult(mode, error=f"{type(exc).__name__}: {exc}"[:400]))
                 print(f"  failed: {results[-1].error}", flush=True)
+            # Every mode is paced at the rate the first (embedded) mode chose.
+            rate = rate or results[-1].rate
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
@@ -600,6 +619,8 @@ def to_markdown(r: dict[str, Any]) -> str:
     a = r["args"]
     results: list[ModeResult] = r["results"]
     base = results[0] if results and not results[0].mode.workers else None
+    rate = a["rate"] or next((res.rate for res in results if res.rate), 1.0)
+    how = "" if a["rate"] else ", half the embedded mode's burst throughput"
     lines = [
         "## Scale: workers on PostgreSQL beside the embedded mode (`scripts/bench_scale.py`)",
         "",
@@ -640,8 +661,8 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines += [
         "",
         f"**Paced** (lateness): {a['paced_fires']} fires of an interval schedule (every "
-        f"{a['profiles'] / a['rate']:g} s over the {a['profiles']} profiles, jitter 80% of it: "
-        f"about {a['rate']:g} fires/s, below what every mode sustains), so a fire finds a free "
+        f"{a['profiles'] / rate:g} s over the {a['profiles']} profiles, jitter 80% of it: "
+        f"about {rate:g} fires/s{how}), so a fire usually finds a free "
         "slot and lateness is the dispatch path: due -> claim (the scheduler's 0.5 s tick, "
         "both modes), claim -> run start (embedded: the server's own pool; PostgreSQL: the job "
         "through Procrastinate to a worker, which takes the fire over and sets the run up). "
@@ -684,16 +705,15 @@ def to_markdown(r: dict[str, Any]) -> str:
         "process kind, per succeeded run.",
         "",
         "| mode | succeeded once / expected | lost | duplicate runs | duplicate fires | retried "
-        "| jobs / attempts (max per attempt) | jobs left | hosts' exit codes | "
-        + " | ".join(f"{k} CPU s/run" for k in kinds)
-        + " |",
-        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(kinds),
+        "| jobs / attempts (max per attempt) | jobs left | hosts' exit codes "
+        "| load avg start, end | " + " | ".join(f"{k} CPU s/run" for k in kinds) + " |",
+        "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(kinds),
     ]
     for res in results:
         c = res.checks
         if "expected" not in c:
             lines.append(
-                f"| {res.mode.label} | not checked: {res.error} |" + " |" * (8 + len(kinds))
+                f"| {res.mode.label} | not checked: {res.error} |" + " |" * (9 + len(kinds))
             )
             continue
         jobs = "-"
@@ -706,7 +726,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         lines.append(
             f"| {res.mode.label} | {c['succeeded_once']} / {c['expected']} | {c['lost']} "
             f"| {c['duplicate_runs']} | {c['duplicate_fires']} | {c['retried']} | {jobs} "
-            f"| {left if res.mode.workers else '-'} | {codes} | {cpu} |"
+            f"| {left if res.mode.workers else '-'} | {codes} "
+            f"| {', '.join(f'{x:.1f}' for x in res.load)} | {cpu} |"
         )
     notes = [res for res in results if res.error or res.checks.get("not_succeeded")]
     for res in notes:
@@ -723,8 +744,13 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fires", type=int, default=500, help="burst fires (times x profiles)")
     parser.add_argument("--profiles", type=int, default=100)
-    parser.add_argument("--paced-fires", type=int, default=200, help="paced fires")
-    parser.add_argument("--rate", type=float, default=2.0, help="paced fires per second")
+    parser.add_argument("--paced-fires", type=int, default=100, help="paced fires")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="paced fires per second (default: half the embedded mode's burst runs/s)",
+    )
     parser.add_argument("--concurrency", type=int, default=6, help="runs at once in every mode")
     parser.add_argument(
         "--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3]
