@@ -37,6 +37,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import json
 import os
 import platform
 import signal
@@ -139,6 +141,7 @@ class Host:
                 start_new_session=True,
             )
         self.seen: dict[int, psutil.Process] = {}
+        self._terminated = False
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -163,8 +166,10 @@ class Host:
         return found
 
     def terminate(self) -> None:
+        """SIGTERM, once (a second one while it shuts down would kill it outright)."""
         self.tree()
-        if self.proc.poll() is None:
+        if self.proc.poll() is None and not self._terminated:
+            self._terminated = True
             self.proc.send_signal(signal.SIGTERM)
 
     def stop(self, timeout_s: float) -> int | None:
@@ -632,6 +637,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"`corral worker --concurrency {a['concurrency']}/N`. Each mode a fresh store, separate "
         "processes, a warm-up fire per slot first (not counted).",
         "",
+        *summary(results, base),
+        "",
         f"**Burst** (throughput): {a['fires']} fires backfilled at once (all due at the same "
         "moment, overlap buffer_all: a profile's fires one after another). Wall = due time to "
         "the last fire settled. Lateness = run start (`runs.started_at`) - due time: in a burst "
@@ -736,6 +743,51 @@ def to_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ratio(value: float | None, baseline: float | None) -> str:
+    if value is None or not baseline:
+        return "-"
+    return f"{value / baseline:.2f}x"
+
+
+def _overhead_cpu(res: ModeResult) -> float | None:
+    """CPU ms per succeeded run of corral's own processes and PostgreSQL (not the browsers)."""
+    n = int(res.checks.get("succeeded_once") or 0)
+    if not n:
+        return None
+    return (res.cpu.get("corral", 0.0) + res.cpu.get("postgres", 0.0)) * 1000 / n
+
+
+def summary(results: list[ModeResult], base: ModeResult | None) -> list[str]:
+    """The headline table: each mode beside the embedded one."""
+    lines = [
+        "| mode | burst runs/s | ratio | paced lateness p50 ms | ratio | queue overhead per run "
+        "(claim -> start p50, extra ms) | corral + PostgreSQL CPU ms/run | ratio "
+        "| duplicate runs | lost |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    b_burst = base.phases.get(BURST, {}) if base else {}
+    b_paced = base.phases.get(PACED, {}) if base else {}
+    b_cpu = _overhead_cpu(base) if base else None
+    for res in results:
+        burst, paced = res.phases.get(BURST, {}), res.phases.get(PACED, {})
+        late = paced.get("lateness", {}).get("p50_ms")
+        start = paced.get("claim_to_start", {}).get("p50_ms")
+        b_start = b_paced.get("claim_to_start", {}).get("p50_ms")
+        extra = "baseline" if res is base else "-"
+        if res is not base and start is not None and b_start is not None:
+            extra = f"{start - b_start:+.0f}"
+        cpu = _overhead_cpu(res)
+        c = res.checks
+        lines.append(
+            f"| {res.mode.label} | {_f(burst.get('runs_per_s'), 2)} "
+            f"| {_ratio(burst.get('runs_per_s'), b_burst.get('runs_per_s'))} | {_f(late)} "
+            f"| {_ratio(late, b_paced.get('lateness', {}).get('p50_ms'))} | {extra} "
+            f"| {_f(cpu)} | {_ratio(cpu, b_cpu)} | {c.get('duplicate_runs', '-')} "
+            f"| {c.get('lost', '-')} |"
+        )
+    return lines
+
+
 def _s(ms: float | None) -> float | None:
     return None if ms is None else ms / 1000
 
@@ -757,6 +809,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--timeout", type=float, default=900, help="per phase, seconds")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    parser.add_argument("--render", type=Path, help="print a saved results.json instead of running")
     args = parser.parse_args()
     if args.fires % args.profiles or args.paced_fires % args.profiles:
         parser.error("--fires and --paced-fires must be whole multiples of --profiles")
@@ -767,12 +820,30 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # so the hosts and the PostgreSQL server are stopped on the way out
 
 
+def save(outcome: dict[str, Any], path: Path) -> None:
+    data = outcome | {"results": [dataclasses.asdict(r) for r in outcome["results"]]}
+    path.write_text(json.dumps(data, indent=1, default=str))
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A saved run's results, to print (or --write) its section again without running it."""
+    data: dict[str, Any] = json.loads(path.read_text())
+    results = []
+    for r in data["results"]:
+        results.append(ModeResult(**(r | {"mode": Mode(**r["mode"])})))
+    return data | {"results": results}
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _interrupt)
     arguments = parse_args()
-    outcome = asyncio.run(main(arguments))
+    if arguments.render:
+        outcome = load(arguments.render)
+    else:
+        outcome = asyncio.run(main(arguments))
+        save(outcome, Path(outcome["root"]) / "results.json")
     markdown = to_markdown(outcome)
     print(markdown)
-    print(f"(logs and stores in {outcome['root']})")
+    print(f"(logs, stores and results.json in {outcome['root']})")
     if arguments.write:
         write_section(ROOT / "BENCHMARKS.md", "scale", markdown)
