@@ -743,7 +743,9 @@ def to_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _ratio(value: float | None, baseline: float | None) -> str:
+def _ratio(value: float | None, baseline: float | None, same: bool = False) -> str:
+    if same:
+        return "baseline"
     if value is None or not baseline:
         return "-"
     return f"{value / baseline:.2f}x"
@@ -778,11 +780,13 @@ def summary(results: list[ModeResult], base: ModeResult | None) -> list[str]:
             extra = f"{start - b_start:+.0f}"
         cpu = _overhead_cpu(res)
         c = res.checks
+        same = res is base
         lines.append(
             f"| {res.mode.label} | {_f(burst.get('runs_per_s'), 2)} "
-            f"| {_ratio(burst.get('runs_per_s'), b_burst.get('runs_per_s'))} | {_f(late)} "
-            f"| {_ratio(late, b_paced.get('lateness', {}).get('p50_ms'))} | {extra} "
-            f"| {_f(cpu)} | {_ratio(cpu, b_cpu)} | {c.get('duplicate_runs', '-')} "
+            f"| {_ratio(burst.get('runs_per_s'), b_burst.get('runs_per_s'), same)} "
+            f"| {_f(late)} | {_ratio(late, b_paced.get('lateness', {}).get('p50_ms'), same)} "
+            f"| {extra} | {_f(cpu)} | {_ratio(cpu, b_cpu, same)} "
+            f"| {c.get('duplicate_runs', '-')} "
             f"| {c.get('lost', '-')} |"
         )
     return lines
