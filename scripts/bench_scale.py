@@ -217,14 +217,15 @@ def host_env() -> dict[str, str]:
 
 class CpuSampler:
     """CPU seconds used by the hosts' process trees and the PostgreSQL server, by kind
-    (corral, chromium, postgres), sampled on a thread every 0.5 s (a process that ends
-    between samples loses at most that much)."""
+    (corral, chromium, Playwright's driver, postgres), sampled on a thread every 0.5 s (a
+    process that ends between samples loses at most that much)."""
 
     def __init__(self, started: list[Host], pg_pid: int | None) -> None:
         self.started = started
         self.pg_pid = pg_pid
         self._first: dict[int, float] = {}
         self._last: dict[int, tuple[str, float]] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.cpu: dict[str, float] = {}
@@ -237,24 +238,32 @@ class CpuSampler:
                 procs += [root, *root.children(recursive=True)]
         return procs
 
-    def sample(self, baseline: bool = False) -> None:
-        for proc in self._procs():
-            try:
-                name = proc.name()
-                used = sum(proc.cpu_times()[:2])
-            except psutil.Error:
-                continue
-            kind = "chromium" if "chrom" in name else "postgres" if "postgres" in name else None
-            kind = kind or ("driver" if name.startswith("node") else "corral")
-            self._first.setdefault(proc.pid, used if baseline else 0.0)
-            self._last[proc.pid] = (kind, used)
+    def sample(self) -> None:
+        with self._lock:
+            for proc in self._procs():
+                try:
+                    name = proc.name()
+                    used = sum(proc.cpu_times()[:2])
+                except psutil.Error:
+                    continue
+                kind = "chromium" if "chrom" in name else None
+                kind = kind or ("postgres" if "postgres" in name else None)
+                kind = kind or ("driver" if name.startswith("node") else "corral")
+                self._first.setdefault(proc.pid, 0.0)  # a process new since: all of it counts
+                self._last[proc.pid] = (kind, used)
+
+    def rebase(self) -> None:
+        """Count only the CPU time used from now on."""
+        self.sample()
+        with self._lock:
+            self._first = {pid: used for pid, (_kind, used) in self._last.items()}
 
     def _loop(self) -> None:
         while not self._stop.wait(0.5):
             self.sample()
 
     def __enter__(self) -> CpuSampler:
-        self.sample(baseline=True)
+        self.rebase()
         self._thread.start()
         return self
 
@@ -343,6 +352,10 @@ async def add_schedule(rt: Runtime, name: str, task: str, profiles: list[str], t
     )
 
 
+class _Unfinished(Exception):
+    """A phase did not finish in time: the next one is not started."""
+
+
 async def run_mode(
     mode: Mode,
     pg: PgServer | None,
@@ -390,6 +403,7 @@ async def run_mode(
         await add_schedule(
             rt, WARM, task, warm, Timing(every_s=3600, start_at=now + timedelta(days=300))
         )
+        ran: list[Phase] = []
         with hosts() as started, contextlib.ExitStack() as stack:
             if url is None:
                 # Embedded: the server works in the benchmark's home (its SQLite store).
@@ -412,14 +426,18 @@ async def run_mode(
                 # Warm-up: a fire per slot, so each process has launched its browser.
                 await rt.services.schedules.run_now(LOCAL_ACTOR, WARM)
                 await wait_settled(rt, Phase(WARM, len(warm), time.monotonic()), 180, started)
-                sampler.sample(baseline=False)
+                sampler.rebase()  # the warm-up (browser launches) is not counted
 
                 burst = Phase(BURST, times * len(names), time.monotonic())
+                ran.append(burst)
                 await rt.services.schedules.backfill(
                     LOCAL_ACTOR, BURST, base - timedelta(seconds=1), last
                 )
                 await wait_settled(rt, burst, args.timeout, started)
                 print(f"  burst: {burst.elapsed_s:.1f}s", flush=True)
+                paced = Phase(PACED, paced_times * len(names))
+                if not burst.finished:
+                    raise _Unfinished
                 if rate is None:
                     # Half this mode's burst throughput: a rate it sustains.
                     done = (await measure(rt, burst, mode, None)).get("runs_per_s") or 2.0
@@ -440,24 +458,26 @@ async def run_mode(
                         end_at=start_at + timedelta(seconds=every * (paced_times - 1) + 0.5),
                     ),
                 )
-                paced = Phase(PACED, paced_times * len(names), time.monotonic())
+                paced.started = time.monotonic()
+                ran.append(paced)
                 await wait_settled(rt, paced, every * paced_times + args.timeout, started)
                 print(f"  paced: {paced.elapsed_s:.1f}s", flush=True)
+            except _Unfinished:
+                result.error = "the burst did not finish: the paced phase was not run"
             finally:
                 for host in started:
                     host.terminate()
                 codes = {h.name: h.stop(90) for h in started}
             result.checks["exit_codes"] = codes
             if any(c != 0 for c in codes.values()):
-                result.error = "a host did not stop cleanly: " + ", ".join(
-                    f"{n} {c}" for n, c in codes.items() if c != 0
-                )
+                stopped = ", ".join(f"{n} {c}" for n, c in codes.items() if c != 0)
+                result.error = f"{result.error or ''} a host did not stop cleanly: {stopped}"
         result.cpu = sampler.cpu
         result.load.append(os.getloadavg()[0])
         jobs = await job_log(rt) if url is not None else None
-        for phase in (burst, paced):
+        for phase in ran:
             result.phases[phase.name] = await measure(rt, phase, mode, jobs)
-        result.checks |= await verify(rt, [burst, paced], jobs)
+        result.checks |= await verify(rt, ran, jobs)
     return result
 
 
@@ -731,7 +751,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         n = max(c["succeeded_once"], 1)
         cpu = " | ".join(f"{res.cpu.get(k, 0) / n:.3f}" for k in kinds)
         lines.append(
-            f"| {res.mode.label} | {c['succeeded_once']} / {c['expected']} | {c['lost']} "
+            f"| {res.mode.label} | {c['succeeded_once']} / {c['expected']} | {_lost(res)} "
             f"| {c['duplicate_runs']} | {c['duplicate_fires']} | {c['retried']} | {jobs} "
             f"| {left if res.mode.workers else '-'} | {codes} "
             f"| {', '.join(f'{x:.1f}' for x in res.load)} | {cpu} |"
@@ -741,6 +761,16 @@ def to_markdown(r: dict[str, Any]) -> str:
         odd = res.checks.get("not_succeeded") or ""
         lines.append(f"\n{res.mode.label}: {res.error or ''} {odd}".rstrip())
     return "\n".join(lines) + "\n"
+
+
+def _lost(res: ModeResult) -> str:
+    """Fires without their one succeeded run; in a mode that ran out of time, not lost but
+    not run yet (still queued when the benchmark stopped it)."""
+    if "lost" not in res.checks:
+        return "-"
+    if all(p.get("finished") for p in res.phases.values()):
+        return str(res.checks["lost"])
+    return f"{res.checks['lost']} not run in time"
 
 
 def _ratio(value: float | None, baseline: float | None, same: bool = False) -> str:
@@ -787,7 +817,7 @@ def summary(results: list[ModeResult], base: ModeResult | None) -> list[str]:
             f"| {_f(late)} | {_ratio(late, b_paced.get('lateness', {}).get('p50_ms'), same)} "
             f"| {extra} | {_f(cpu)} | {_ratio(cpu, b_cpu, same)} "
             f"| {c.get('duplicate_runs', '-')} "
-            f"| {c.get('lost', '-')} |"
+            f"| {_lost(res)} |"
         )
     return lines
 
