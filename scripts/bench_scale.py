@@ -659,6 +659,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         *summary(results, base),
         "",
+        targets(results),
+        "",
         f"**Burst** (throughput): {a['fires']} fires backfilled at once (all due at the same "
         "moment, overlap buffer_all: a profile's fires one after another). Wall = due time to "
         "the last fire settled. Lateness = run start (`runs.started_at`) - due time: in a burst "
@@ -761,6 +763,25 @@ def to_markdown(r: dict[str, Any]) -> str:
         odd = res.checks.get("not_succeeded") or ""
         lines.append(f"\n{res.mode.label}: {res.error or ''} {odd}".rstrip())
     return "\n".join(lines) + "\n"
+
+
+def targets(results: list[ModeResult]) -> str:
+    """Whether the issue's target holds: zero duplicates and zero lost runs, in every mode."""
+    misses = []
+    for res in results:
+        c = res.checks
+        if "lost" not in c:
+            misses.append(f"{res.mode.label}: not checked ({res.error})")
+        elif c["lost"] or c["duplicate_runs"] or c["duplicate_fires"]:
+            misses.append(
+                f"{res.mode.label}: {c['lost']} lost, {c['duplicate_runs']} duplicate runs, "
+                f"{c['duplicate_fires']} duplicate fires"
+            )
+        elif c.get("jobs_per_attempt_max", 1) > 1 or c.get("attempts_without_job"):
+            misses.append(f"{res.mode.label}: not one job per attempt")
+    if not misses:
+        return "Target *zero duplicates and zero lost runs*: **met** in every mode."
+    return "Target *zero duplicates and zero lost runs*: **not met**: " + "; ".join(misses) + "."
 
 
 def _lost(res: ModeResult) -> str:
