@@ -774,7 +774,7 @@ def targets(results: list[ModeResult]) -> str:
             misses.append(f"{res.mode.label}: not checked ({res.error})")
         elif c["lost"] or c["duplicate_runs"] or c["duplicate_fires"]:
             misses.append(
-                f"{res.mode.label}: {c['lost']} lost, {c['duplicate_runs']} duplicate runs, "
+                f"{res.mode.label}: lost {_lost(res)}, {c['duplicate_runs']} duplicate runs, "
                 f"{c['duplicate_fires']} duplicate fires"
             )
         elif c.get("jobs_per_attempt_max", 1) > 1 or c.get("attempts_without_job"):
