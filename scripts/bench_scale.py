@@ -29,7 +29,8 @@ PostgreSQL) are sampled per mode.
 
 Usage: PYTHONPATH=. .venv/bin/python scripts/bench_scale.py [--fires 500] [--profiles 100]
 [--paced-fires 100] [--rate R] [--concurrency 6] [--workers 1,2,3] [--timeout 900] [--write]
-Quick try: --fires 60 --profiles 12 --paced-fires 12
+Quick try: --fires 60 --profiles 12 --paced-fires 12. `--render DIR/results.json [--write]` prints
+(or writes) a finished run's section again from its saved figures.
 """
 
 from __future__ import annotations
