@@ -1,7 +1,7 @@
 """Many hosts on one PostgreSQL store: ``corral serve`` queues fires as jobs, ``corral worker``
 processes take them. Three workers never run a fire twice; two servers never fire twice; a worker
-killed with ``kill -9`` mid-run has its fire retried on another worker, and an action approved
-before the kill happens exactly once."""
+killed with ``kill -9`` mid-action has its fire retried on another worker and the action is never
+repeated; a worker cut off from the database stops, and acts on nothing when it comes back."""
 
 from __future__ import annotations
 
