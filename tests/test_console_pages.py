@@ -571,7 +571,7 @@ async def test_the_audit_log_is_for_admins_with_its_chain_verified(console: Cons
         assert "&#34;reason&#34;: &#34;why not&#34;" in only.text
         assert (await ada.get("/console/audit?limit=7")).status_code == 400
 
-        _tamper(rt.store.path, "UPDATE audit_log SET subject = 'mallory' WHERE id = 2")
+        _tamper(rt.settings.store_location, "UPDATE audit_log SET subject = 'mallory' WHERE id = 2")
         broken = await ada.get("/console/audit")
     assert broken.status_code == 200
     alert = broken.text.split('class="error card chain"')[1].split("</p>")[0]

@@ -59,6 +59,24 @@ _MASK_BOXES = f"""(() => {{
   walk(document);
   return {{width: window.innerWidth, boxes}};
 }})()"""
+# The same boxes read now and in each of the next two animation frames (the page's own frame
+# callbacks run between them): ``still`` is false if any read differs, or if no two frames came
+# within the time limit (then nothing says what the next painted frame will show). A page that
+# moves a secret's field on every frame is seen moving here even when the page is too slow for
+# reads made between frames to catch it (the painted frame can lag the DOM those reads see).
+_MASK_BOXES_OVER_FRAMES = f"""new Promise((resolve) => {{
+  const read = () => JSON.stringify({_MASK_BOXES});
+  const first = read();
+  let done = false;
+  const finish = (still) => {{
+    if (!done) {{ done = true; resolve({{boxes: JSON.parse(first), still}}); }}
+  }};
+  requestAnimationFrame(() => {{
+    if (read() !== first) return finish(false);
+    requestAnimationFrame(() => finish(read() === first));
+  }});
+  setTimeout(() => finish(false), 500);
+}})"""
 # JPEG codes the picture in blocks of 16 px (colour at half resolution): a painted box is grown
 # to whole blocks, so no block that held a masked pixel survives in the picture that is kept.
 _BLOCK = 16
@@ -199,6 +217,31 @@ def _painted(jpeg: bytes, width: float, boxes: list[list[float]]) -> bytes:
     return out.getvalue()
 
 
+async def _still_over_frames(
+    tabs: Tabs, page: Page, found: tuple[float, list[list[float]]]
+) -> bool:
+    """True if the boxes to mask are ``found`` now and in the next two animation frames."""
+    iso = Isolated(await tabs.cdp(page))
+    try:
+        result = await iso.send(
+            "Runtime.evaluate",
+            {
+                "expression": _MASK_BOXES_OVER_FRAMES,
+                "contextId": await iso.world(await iso.main_frame()),
+                "returnByValue": True,
+                "awaitPromise": True,
+            },
+        )
+    except IsolatedError:
+        return False
+    value = result.get("result", {}).get("value")
+    if "exceptionDetails" in result or not isinstance(value, dict) or not value.get("still"):
+        return False
+    boxes = value["boxes"]
+    seen = float(boxes["width"]), [[float(v) for v in box] for box in boxes["boxes"]]
+    return seen == found
+
+
 async def _stands_still(
     tabs: Tabs, page: Page, found: tuple[float, list[list[float]]], capture: asyncio.Task[bytes]
 ) -> bool:
@@ -250,10 +293,14 @@ async def screenshot(tabs: Tabs, shows_secret: Callable[[str], bool] | None = No
             # what is to be masked stood still before, during and after the capture: a page
             # that moves a secret's field meanwhile gets no screenshot (an overlay placed
             # before the capture would miss the field too).
+            # Over whole animation frames too, before and after: the frame Chromium captures may
+            # lag the DOM that reads between frames see.
+            if not await _still_over_frames(tabs, page, found):
+                return None
             capture = asyncio.create_task(_capture(tabs, page, 90))
             still = await _stands_still(tabs, page, found, capture)
             shot = await capture
-            if still and await _mask_boxes(tabs, page) == found:
+            if still and await _still_over_frames(tabs, page, found):
                 return await asyncio.to_thread(_painted, shot, *found)
             return None
         masks = await mask_locators(page)
