@@ -29,14 +29,13 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from profiles import PRIVATE_FILE, RunError, UserError, private_dir
+from profiles import RunError, UserError, atomic_write, private_dir
 
 __all__ = [
     "ARTIFACTS_URL_ENV",
@@ -159,17 +158,8 @@ class LocalObjects(ObjectStore):
     def _put(self, key: str, data: bytes) -> None:
         path = self._walk(key)
         private_dir(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), PRIVATE_FILE)
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # mkstemp's file is 0600 already: replaced whole, never half-written.
+        atomic_write(path, data)
 
     def _get(self, key: str) -> bytes | None:
         path = self._walk(key)

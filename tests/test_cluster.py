@@ -16,6 +16,7 @@ from runtime import Runtime, Settings
 from runtime.auth import LOCAL_ACTOR
 from runtime.demo import PAY_TASK
 from runtime.demo.portal import PortalServer
+from runtime.demo.portal.data import Invoice
 from runtime.demo.portal.store import Store as PortalStore
 from runtime.records import RunRecord
 from runtime.schedules import Fire, SchedulePolicy, Timing
@@ -89,6 +90,26 @@ async def schedule(
             policy=SchedulePolicy.model_validate(policy),
         ),
     )
+
+
+async def pay_on_alice(rt: Runtime, shop: PortalServer) -> Invoice:
+    """Alice's profile on ``shop`` and an hourly schedule paying her first unpaid invoice
+    (each click approved by a person; one retry); returns the invoice."""
+    await make_demo_profiles(rt, shop.url, "alice")
+    inv = first_unpaid()
+    await rt.services.schedules.add(
+        LOCAL_ACTOR,
+        ScheduleInput(
+            name="s",
+            task_yaml=PAY_TASK.read_text(),
+            task_source="pay.yaml",
+            profiles=["alice"],
+            vars={"portal": shop.url, "invoice": inv.number},
+            timing=Timing(every_s=3600),
+            policy=SchedulePolicy(retries=1, backoff_s=1),
+        ),
+    )
+    return inv
 
 
 def quick_task(portal: str) -> str:
@@ -180,20 +201,7 @@ async def test_kill_9_of_a_worker_mid_action_retries_the_fire_elsewhere_and_neve
 ) -> None:
     # The portal records a payment, then takes 4 s to answer: the worker dies in between.
     with PortalServer(port=0, db_path=tmp_path / "portal.db", pay_delay_s=4) as shop:
-        await make_demo_profiles(rt, shop.url, "alice")
-        inv = first_unpaid()
-        await rt.services.schedules.add(
-            LOCAL_ACTOR,
-            ScheduleInput(
-                name="s",
-                task_yaml=PAY_TASK.read_text(),
-                task_source="pay.yaml",
-                profiles=["alice"],
-                vars={"portal": shop.url, "invoice": inv.number},
-                timing=Timing(every_s=3600),
-                policy=SchedulePolicy(retries=1, backoff_s=1),
-            ),
-        )
+        inv = await pay_on_alice(rt, shop)
         first = await worker(cluster, tmp_path, "worker-0")
         await serve(cluster, tmp_path, "serve-0")
         [fire] = await rt.services.schedules.run_now(LOCAL_ACTOR, "s")
@@ -255,20 +263,7 @@ async def test_a_worker_cut_off_from_the_database_stops_and_never_acts_on_the_le
     through = urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}"))
     try:
         with PortalServer(port=0, db_path=tmp_path / "portal.db") as shop:
-            await make_demo_profiles(rt, shop.url, "alice")
-            inv = first_unpaid()
-            await rt.services.schedules.add(
-                LOCAL_ACTOR,
-                ScheduleInput(
-                    name="s",
-                    task_yaml=PAY_TASK.read_text(),
-                    task_source="pay.yaml",
-                    profiles=["alice"],
-                    vars={"portal": shop.url, "invoice": inv.number},
-                    timing=Timing(every_s=3600),
-                    policy=SchedulePolicy(retries=1, backoff_s=1),
-                ),
-            )
+            inv = await pay_on_alice(rt, shop)
             cut_off = Host(tmp_path, "worker-a", {**env, "CORRAL_DATABASE_URL": through}, "worker")
             started.append(cut_off)
             await cut_off.ready("takes fires from")

@@ -8,12 +8,13 @@ credentials put in the environment (a secret key unique to the test run, to sear
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.demo.cluster import s3_server
+
 __all__ = ["ACCESS_KEY", "S3", "SECRET_KEY", "aws_env", "s3_server"]
+
 
 ACCESS_KEY = "AKIACORRALTEST0001"
 SECRET_KEY = "corral-test-secret-" + secrets.token_hex(12)
@@ -31,20 +32,6 @@ def aws_env() -> dict[str, str]:
         "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-
-
-@contextmanager
-def s3_server() -> Iterator[str]:
-    """moto's S3 server on a free port of 127.0.0.1; yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @dataclass
