@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from PIL import Image, ImageDraw
 
-from .observe import mask_locators, page_shows_secret
+from .observe import screenshot
 from .snapshot import short_refs, snapshot_elements
 from .tabs import Tabs
 
@@ -56,15 +56,18 @@ async def marked_screenshot(
     Secrets are masked as in step screenshots; None if the page shows a secret as text.
     """
     page = await tabs.active()
-    if shows_secret is not None and await page_shows_secret(tabs, shows_secret):
-        return None, []
     # Labelled with the refs the planner reads (tools.snapshot.short_refs).
     snapshot = short_refs(page, await page.aria_snapshot(mode="ai", boxes=True))
-    masks = await mask_locators(page)
-    image = Image.open(io.BytesIO(await page.screenshot(type="png", mask=masks)))
+    shot = await screenshot(tabs, shows_secret)
+    if shot is None:
+        return None, []
+    image = Image.open(io.BytesIO(shot)).convert("RGB")
+    # The boxes are CSS px; the picture is device px.
+    scale = image.width / (page.viewport_size or {"width": image.width})["width"]
     draw = ImageDraw.Draw(image)
     refs = []
-    for ref, x, y, w, h in parse_boxes(snapshot):
+    for ref, *css in parse_boxes(snapshot):
+        x, y, w, h = (round(v * scale) for v in css)
         if x > image.width or y > image.height:
             continue
         refs.append(ref)
@@ -73,5 +76,5 @@ async def marked_screenshot(
         draw.rectangle((x, max(y - 12, 0), x + label_w, max(y - 12, 0) + 12), fill=(255, 0, 64))
         draw.text((x + 2, max(y - 12, 0)), ref, fill=(255, 255, 255))
     out = io.BytesIO()
-    image.convert("RGB").save(out, format="JPEG", quality=70)
+    image.save(out, format="JPEG", quality=70)
     return out.getvalue(), refs

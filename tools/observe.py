@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import io
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Locator, Page
+from playwright.async_api import Page
 from pydantic import BaseModel, ConfigDict, Field
 
 from .clickables import probe_clickables, probe_lines
@@ -41,14 +41,17 @@ _UNMASKED_TEXT_JS = f"""() => {{
   return out.join("\\n");
 }}"""
 
-# What to paint over, in the document and every open shadow root in it (Playwright's mask
-# locators pierce those too; a closed one is out of everyone's reach): the viewport boxes of what
-# is drawn (CSS px), and the viewport's width. Run in corral's isolated world, where the page's
-# own scripts cannot change what querySelectorAll or getBoundingClientRect answer.
-_MASK_BOXES = f"""(() => {{
+# What to paint over, in the document and every open shadow root in it (a closed one is out of
+# everyone's reach): the viewport boxes of what is drawn (CSS px), and the viewport's width. With
+# ``frames``, also every frame the page embeds (whole: a frame's content is drawn inside its box,
+# wherever in it a field moves, and in whichever of the page's frames it is moved). Run in corral's
+# isolated world, where the page's own scripts cannot change what querySelectorAll or
+# getBoundingClientRect answer.
+_READ_BOXES = f"""(frames) => {{
   const boxes = [];
+  const selector = frames ? {_MASK + ", iframe, frame, object, embed"!r} : {_MASK!r};
   const walk = (root) => {{
-    for (const el of root.querySelectorAll({_MASK!r})) {{
+    for (const el of root.querySelectorAll(selector)) {{
       const r = el.getBoundingClientRect();
       if (r.width > 0 && r.height > 0) boxes.push([r.left, r.top, r.right, r.bottom]);
     }}
@@ -58,14 +61,15 @@ _MASK_BOXES = f"""(() => {{
   }};
   walk(document);
   return {{width: window.innerWidth, boxes}};
-}})()"""
+}}"""
+_MASK_BOXES = f"function (frames) {{ return ({_READ_BOXES})(frames); }}"
 # The same boxes read now and in each of the next two animation frames (the page's own frame
 # callbacks run between them): ``still`` is false if any read differs, or if no two frames came
 # within the time limit (then nothing says what the next painted frame will show). A page that
 # moves a secret's field on every frame is seen moving here even when the page is too slow for
 # reads made between frames to catch it (the painted frame can lag the DOM those reads see).
-_MASK_BOXES_OVER_FRAMES = f"""new Promise((resolve) => {{
-  const read = () => JSON.stringify({_MASK_BOXES});
+_MASK_BOXES_OVER_FRAMES = f"""function (frames) {{ return new Promise((resolve) => {{
+  const read = () => JSON.stringify(({_READ_BOXES})(frames));
   const first = read();
   let done = false;
   const finish = (still) => {{
@@ -76,7 +80,7 @@ _MASK_BOXES_OVER_FRAMES = f"""new Promise((resolve) => {{
     requestAnimationFrame(() => finish(read() === first));
   }});
   setTimeout(() => finish(false), 500);
-}})"""
+}}); }}"""
 # JPEG codes the picture in blocks of 16 px (colour at half resolution): a painted box is grown
 # to whole blocks, so no block that held a masked pixel survives in the picture that is kept.
 _BLOCK = 16
@@ -87,7 +91,6 @@ __all__ = [
     "MASK_SELECTOR",
     "Observation",
     "TabInfo",
-    "mask_locators",
     "observe",
     "page_shows_secret",
     "screenshot",
@@ -160,42 +163,96 @@ async def observe(
     )
 
 
-async def mask_locators(page: Page) -> list[Locator]:
-    """Password fields and anything a secret was typed into, in every frame, to paint over.
-
-    Only frames that have such an element get a mask: a mask costs Playwright ~50 ms per
-    screenshot even when it matches nothing.
-    """
-    masks = []
+async def _frames_hold_masks(page: Page) -> bool:
+    """True if a frame other than the main one has a password field or a field a secret was
+    typed into (asked where Playwright's selector engine runs, out of the page's reach), or
+    cannot be asked."""
     for frame in page.frames:
-        locator = frame.locator(_MASK)
-        with contextlib.suppress(PlaywrightError):
-            if await locator.count():
-                masks.append(locator)
-    return masks
+        if frame is page.main_frame:
+            continue
+        try:
+            if await frame.locator(_MASK).count():
+                return True
+        except PlaywrightError:
+            return True
+    return False
 
 
-async def _mask_boxes(tabs: Tabs, page: Page) -> tuple[float, list[list[float]]] | None:
-    """The viewport's width and the boxes to paint over on ``page``, asked in corral's isolated
-    world in one round trip; None for a page with frames (Playwright's mask covers those)."""
-    if len(page.frames) != 1:
-        return None
-    iso = Isolated(await tabs.cdp(page))
-    try:
-        result = await iso.send(
-            "Runtime.evaluate",
+Boxes = tuple[float, list[list[float]]]
+"""The viewport's width and the boxes to paint over (CSS px)."""
+
+
+@dataclass(frozen=True)
+class _Masks:
+    """What to paint over on one page, read in corral's isolated world of its main frame.
+
+    ``frames``: every frame the page embeds is painted over whole, because one of them holds
+    something to mask (a field inside a frame is then covered wherever it moves, between frames
+    too; only the top document's boxes are read, and they cannot be forged from inside).
+    """
+
+    iso: Isolated
+    context: int
+    frames: bool
+
+    async def _call(self, function: str, wait: bool) -> object:
+        result = await self.iso.send(
+            "Runtime.callFunctionOn",
             {
-                "expression": _MASK_BOXES,
-                "contextId": await iso.world(await iso.main_frame()),
+                "functionDeclaration": function,
+                "executionContextId": self.context,
+                "arguments": [{"value": self.frames}],
                 "returnByValue": True,
+                "awaitPromise": wait,
             },
         )
-    except IsolatedError:
-        return None
-    value = result.get("result", {}).get("value")
-    if "exceptionDetails" in result or not isinstance(value, dict):
+        if "exceptionDetails" in result:
+            return None
+        return result.get("result", {}).get("value")
+
+    async def read(self) -> Boxes | None:
+        """The boxes now; None if they cannot be read."""
+        try:
+            return _boxes(await self._call(_MASK_BOXES, wait=False))
+        except IsolatedError:
+            return None
+
+    async def still_over_frames(self, found: Boxes) -> bool:
+        """True if the boxes are ``found`` now and in the next two animation frames."""
+        try:
+            value = await self._call(_MASK_BOXES_OVER_FRAMES, wait=True)
+        except IsolatedError:
+            return False
+        if not isinstance(value, dict) or not value.get("still"):
+            return False
+        return _boxes(value.get("boxes")) == found
+
+    async def stand_still(self, found: Boxes, capture: asyncio.Task[bytes]) -> bool:
+        """True if the boxes read ``found`` every time they are read while ``capture`` runs
+        (a read every few milliseconds, and at least one)."""
+        while True:
+            if await self.read() != found:
+                return False
+            if capture.done():
+                return True
+            await asyncio.sleep(0.002)
+
+
+def _boxes(value: object) -> Boxes | None:
+    if not isinstance(value, dict):
         return None
     return float(value["width"]), [[float(v) for v in box] for box in value["boxes"]]
+
+
+async def _masks(tabs: Tabs, page: Page) -> _Masks | None:
+    """The page's masks; None if its isolated world cannot be reached."""
+    iso = Isolated(await tabs.cdp(page))
+    try:
+        context = await iso.world(await iso.main_frame())
+    except IsolatedError:
+        return None
+    frames = len(page.frames) > 1 and await _frames_hold_masks(page)
+    return _Masks(iso, context, frames)
 
 
 def _painted(jpeg: bytes, width: float, boxes: list[list[float]]) -> bytes:
@@ -215,44 +272,6 @@ def _painted(jpeg: bytes, width: float, boxes: list[list[float]]) -> bytes:
     out = io.BytesIO()
     image.save(out, "JPEG", quality=70)
     return out.getvalue()
-
-
-async def _still_over_frames(
-    tabs: Tabs, page: Page, found: tuple[float, list[list[float]]]
-) -> bool:
-    """True if the boxes to mask are ``found`` now and in the next two animation frames."""
-    iso = Isolated(await tabs.cdp(page))
-    try:
-        result = await iso.send(
-            "Runtime.evaluate",
-            {
-                "expression": _MASK_BOXES_OVER_FRAMES,
-                "contextId": await iso.world(await iso.main_frame()),
-                "returnByValue": True,
-                "awaitPromise": True,
-            },
-        )
-    except IsolatedError:
-        return False
-    value = result.get("result", {}).get("value")
-    if "exceptionDetails" in result or not isinstance(value, dict) or not value.get("still"):
-        return False
-    boxes = value["boxes"]
-    seen = float(boxes["width"]), [[float(v) for v in box] for box in boxes["boxes"]]
-    return seen == found
-
-
-async def _stands_still(
-    tabs: Tabs, page: Page, found: tuple[float, list[list[float]]], capture: asyncio.Task[bytes]
-) -> bool:
-    """True if the boxes to mask read ``found`` every time they are read while ``capture``
-    runs (a read every few milliseconds, and at least one)."""
-    while True:
-        if await _mask_boxes(tabs, page) != found:
-            return False
-        if capture.done():
-            return True
-        await asyncio.sleep(0.002)
 
 
 async def _capture(tabs: Tabs, page: Page, quality: int) -> bytes:
@@ -285,27 +304,24 @@ async def screenshot(tabs: Tabs, shows_secret: Callable[[str], bool] | None = No
             return None
         # Chromium's own capture skips Playwright's screenshot preparation (fonts, caret, mask
         # overlays), about 40% faster right after a page load.
-        found = await _mask_boxes(tabs, page)
-        if found is not None and not found[1]:
+        masks = await _masks(tabs, page)
+        found = await masks.read() if masks is not None else None
+        if masks is None or found is None:
+            return None  # what to mask is unknown
+        if not found[1]:
             return await _capture(tabs, page, 70)  # nothing to paint over
-        if found is not None:
-            # Painted over here, where the page cannot move or remove an overlay, and only if
-            # what is to be masked stood still before, during and after the capture: a page
-            # that moves a secret's field meanwhile gets no screenshot (an overlay placed
-            # before the capture would miss the field too).
-            # Over whole animation frames too, before and after: the frame Chromium captures may
-            # lag the DOM that reads between frames see.
-            if not await _still_over_frames(tabs, page, found):
-                return None
-            capture = asyncio.create_task(_capture(tabs, page, 90))
-            still = await _stands_still(tabs, page, found, capture)
-            shot = await capture
-            if still and await _still_over_frames(tabs, page, found):
-                return await asyncio.to_thread(_painted, shot, *found)
+        # Painted over here, where the page cannot move or remove an overlay, and only if what
+        # is to be masked stood still before, during and after the capture: a page that moves a
+        # secret's field meanwhile gets no screenshot (an overlay placed before the capture
+        # would miss the field too). Over whole animation frames too, before and after: the
+        # frame Chromium captures may lag the DOM that reads between frames see.
+        if not await masks.still_over_frames(found):
             return None
-        masks = await mask_locators(page)
-        if masks:
-            return await page.screenshot(type="jpeg", quality=70, timeout=5000, mask=masks)
-        return await _capture(tabs, page, 70)
+        capture = asyncio.create_task(_capture(tabs, page, 90))
+        still = await masks.stand_still(found, capture)
+        shot = await capture
+        if still and await masks.still_over_frames(found):
+            return await asyncio.to_thread(_painted, shot, *found)
+        return None
     except PlaywrightError:
         return None
