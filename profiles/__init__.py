@@ -110,7 +110,15 @@ if TYPE_CHECKING:
         VaultStore,
         secret_use,
     )
-    from .wire import SAFE_METHODS, HeldRequest, WireCheck, WireGuard, WireRequest, allow_all
+    from .wire import (
+        SAFE_METHODS,
+        HeldRequest,
+        SendHook,
+        WireCheck,
+        WireGuard,
+        WireRequest,
+        allow_all,
+    )
 
 __all__ = [
     "BASE_ARGS",
@@ -167,6 +175,7 @@ __all__ = [
     "SecretNotAvailableError",
     "SecretRecord",
     "SecretUseRecord",
+    "SendHook",
     "Session",
     "StateDecryptError",
     "TraceMode",

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "SAFE_METHODS",
     "HeldRequest",
+    "SendHook",
     "WireCheck",
     "WireGuard",
     "WireRequest",
@@ -68,6 +69,8 @@ class WireRequest:
 
 WireCheck = Callable[[WireRequest], str | None]
 """``request -> None`` lets it through; a text holds it and says why."""
+SendHook = Callable[[WireRequest], Awaitable[bool]]
+"""Told of a request the check let through, before it is sent; False (or an error) holds it."""
 
 
 def allow_all(_: WireRequest) -> str | None:
@@ -90,6 +93,7 @@ class _Window:
     check: WireCheck
     closes_at: float | None = None
     """``time.monotonic()`` after which the window is shut; None while the action runs."""
+    on_send: SendHook | None = None
 
 
 class WireGuard:
@@ -110,9 +114,12 @@ class WireGuard:
         await context.route("**/*", self._route)
 
     @contextlib.asynccontextmanager
-    async def window(self, check: WireCheck) -> AsyncIterator[None]:
-        """Let through what ``check`` allows while the body runs, and for the grace after it."""
-        window = _Window(check)
+    async def window(
+        self, check: WireCheck, on_send: SendHook | None = None
+    ) -> AsyncIterator[None]:
+        """Let through what ``check`` allows while the body runs, and for the grace after it;
+        ``on_send`` is awaited before each such request is sent, and can still hold it."""
+        window = _Window(check, on_send=on_send)
         self._window = window
         try:
             yield
@@ -146,6 +153,15 @@ class WireGuard:
             log.exception("wire check failed; the request is held")
             return "the check of this request failed"
 
+    async def _announce(self, on_send: SendHook, wire: WireRequest) -> str | None:
+        try:
+            if await on_send(wire):
+                return None
+        except Exception:
+            # Fail closed: what cannot be recorded as sent is not sent.
+            log.exception("wire: recording a request before it is sent failed; it is held")
+        return "it could not be recorded as sent (a retry would not know it was)"
+
     async def _route(self, route: Route) -> None:
         request = route.request
         method = request.method.upper()
@@ -158,7 +174,10 @@ class WireGuard:
         except PlaywrightError:
             page_url = None  # a worker's request has no frame
         wire = WireRequest(method, request.url, page_url, request.resource_type)
+        window = self._open_window()
         reason = self.decide(wire)
+        if reason is None and window is not None and window.on_send is not None:
+            reason = await self._announce(window.on_send, wire)
         with contextlib.suppress(PlaywrightError):
             if reason is None:
                 self.passed_total += 1

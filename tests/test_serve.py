@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -30,6 +31,7 @@ from runtime.services import ScheduleInput
 from tests.support.approvals import next_request
 from tests.support.cli import CORRAL, corral_process
 from tests.support.demo import first_unpaid, make_demo_profiles, usd
+from tests.support.hostile import serve_site
 from tests.support.processes import running_chromium, wait_gone
 from tests.support.wait import until
 
@@ -155,6 +157,16 @@ async def runs(rt: Runtime) -> list[RunRecord]:
     return await rt.store.runs.list_runs(limit=1000)
 
 
+async def settled(rt: Runtime, fire: Fire) -> Fire:
+    """The fire once it succeeded or failed (after a restart, say)."""
+
+    async def ended() -> Fire | None:
+        now = await rt.store.schedules.get_fire(fire.id)
+        return now if now and now.status in ("succeeded", "failed") else None
+
+    return await until(ended, 90, "the fire to settle")
+
+
 async def profiles(rt: Runtime, *names: str) -> None:
     for name in names:
         await rt.profiles.create(name)
@@ -247,11 +259,7 @@ async def test_kill_9_mid_run_then_restart_retries_the_fire_and_never_repeats_it
     second = serve(servers, tmp_path)
     await second.ready()
 
-    async def settled() -> Fire | None:
-        now = await rt.store.schedules.get_fire(fire.id)
-        return now if now and now.status in ("succeeded", "failed") else None
-
-    done = await until(settled, 90, "the fire to settle after the restart")
+    done = await settled(rt, fire)
     assert second.stop() == 0
     assert done.status == "succeeded" and done.attempt == 2
     attempts = sorted(
@@ -455,3 +463,50 @@ async def test_a_waiting_approval_outlives_a_restart_and_a_decision_made_meanwhi
         assert taken.decided_by == "root"
         pays = [r for r in await rt.approvals.list_requests(None) if r.summary == pay.summary]
         assert [r.id for r in pays] == [pay.id]  # asked once, done once
+
+
+async def test_kill_9_with_a_submission_on_the_wire_and_the_retry_does_not_send_it_again(
+    rt: Runtime, servers: list[Served], tmp_path: Path
+) -> None:
+    # Attempt 1 sends the form and its server dies (kill -9) before the answer comes: the
+    # retry after the restart finds the submission recorded as sent, skips it, and goes on.
+    with serve_site() as site:
+        site.held["/items"] = answer = threading.Event()
+        form = (
+            "<!doctype html><title>Shop</title><form method=post action=/items>"
+            "<label>Item <input name=item></label><button>Add item</button></form>"
+        )
+        site.page("/shop", form)
+        await profiles(rt, "alice")
+        task = (
+            f"name: shop\nstart_url: {site.url}/shop\nallowed_domains: ['127.0.0.1']\n"
+            "allow_targets: [{name: Add item}]\nstep_timeout_s: 60\nsteps:\n"
+            "  - fill: {label: Item, value: widget}\n"
+            "  - click: {role: button, name: Add item}\n"
+            "  - click: {text: Continue}\n"
+        )
+        await schedule(rt, task, ["alice"], Timing(every_s=3600), retries=1, backoff_s=1)
+        [fire] = await rt.services.schedules.run_now(LOCAL_ACTOR, "s")
+        first = serve(servers, tmp_path)
+        await first.ready()
+        try:
+            await until(lambda: len(site.posts("/items")) == 1, 90, "the form's POST")
+            first.kill()
+        finally:
+            answer.set()
+        site.page("/shop", form + "<a href=/done>Continue</a>")
+        second = serve(servers, tmp_path)
+        await second.ready()
+
+        done = await settled(rt, fire)
+        assert second.stop() == 0
+        assert done.status == "succeeded" and done.attempt == 2, second.text()
+        assert len(site.posts("/items")) == 1, "the retry sent the form again"
+    attempts = sorted(
+        (r for r in await runs(rt) if r.fire_id == fire.id), key=lambda r: r.attempt or 0
+    )
+    assert [(r.attempt, r.status) for r in attempts] == [(1, "interrupted"), (2, "succeeded")]
+    steps = await rt.store.runs.list_steps(attempts[1].id)
+    [add] = [s for s in steps if s.target and "Add item" in s.target]
+    assert add.status == "skipped"
+    assert (add.detail or {})["idempotency"]["run"] == attempts[0].id

@@ -336,3 +336,24 @@ def test_the_sealing_contexts_stay_what_existing_stores_were_sealed_with() -> No
             ).hexdigest()[:32]
         )
     )
+
+
+async def test_a_submission_sent_by_one_attempt_is_never_taken_by_another(
+    store_where: Path | str,
+) -> None:
+    async with await Store.open(store_where) as store:
+        effects = store.effects
+        take = {"attempt": 1, "step": 2, "target": "button Pay"}
+        assert await effects.begin("f1", "k", 1, run_id="a1", **take) is None
+        # Attempt 1 died before anything left: attempt 2 takes the row over.
+        assert await effects.begin("f1", "k", 1, run_id="a2", **{**take, "attempt": 2}) is None
+        assert not await effects.sent("f1", "k", 1, "a1"), "a run that lost the row sent it"
+        assert await effects.sent("f1", "k", 1, "a2")
+        await effects.unsent("f1", "k", 1, "a2")  # too late: it was sent
+        found = await effects.begin("f1", "k", 1, run_id="a3", **{**take, "attempt": 3})
+        assert found is not None and (found.run_id, found.state, found.attempt) == ("a2", "sent", 2)
+        # Another occurrence, another key or another fire is another submission.
+        assert await effects.begin("f1", "k", 2, run_id="a3", **take) is None
+        assert await effects.begin("f1", "other", 1, run_id="a3", **take) is None
+        assert await effects.begin("f2", "k", 1, run_id="a3", **take) is None
+        assert [e.state for e in await effects.of_fire("f1")] == ["sent", "started", "started"]

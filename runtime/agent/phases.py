@@ -292,6 +292,12 @@ def record(agent: Agent, action: AnyAction, gated: Gated) -> None:
         # Not done, but recorded with its verdict; the model is told why and may go on.
         conversation.add_result(f"{text}: not done: {gated.message}")
         return
+    if "idempotency" in detail:
+        conversation.add_result(
+            f"{text}: not done again: an earlier attempt of this scheduled run already sent "
+            "it; go on as if it was done"
+        )
+        return
     blocked = [
         b for b in detail.get("blocked_requests", []) if b["host"] not in BROWSER_SERVICE_HOSTS
     ]

@@ -17,6 +17,7 @@ from policies import Policy
 from profiles import CredentialLease, Redactor, WireCheck
 from runtime.approvals import Approvals
 from runtime.records import RunSource
+from runtime.run.effects import Submissions
 from runtime.run.gate import Gate
 from runtime.run.recorder import Recorder
 from runtime.run.state import RunEvent, RunState
@@ -71,6 +72,8 @@ class RunContext:
     """Where people reach this server's console (links in approval webhooks); None: unknown."""
     gate: Gate = field(init=False, repr=False)
     """The check phase of every step (built from this context)."""
+    submissions: Submissions = field(default_factory=Submissions, repr=False)
+    """A fire's submissions by idempotency key (:mod:`runtime.run.effects`)."""
 
     def __post_init__(self) -> None:
         self.gate = Gate(self)

@@ -31,9 +31,11 @@ from profiles import CorralError, origin_of
 from runtime.errors import ApprovalDeniedError, StepFailedError
 from runtime.records import StepRecord
 from runtime.run.ask import ApprovalAsker, target_of
+from runtime.run.effects import skipped_note
 from runtime.run.scripted import substitute_text
 from runtime.run.steps import perform
 from runtime.run.summary import denial_keys, fingerprint, sanitize_summary
+from runtime.store.effects import EffectRow
 from tools import (
     PROBED_KINDS,
     ActionContext,
@@ -260,9 +262,19 @@ class Gate:
             note["target"] = target
         if checked.box:
             note["box"] = checked.box
+        submission = None
+        if verdict.decision != "deny":
+            # A schedule fire's submission: not again if an earlier attempt sent it (and nobody
+            # is asked about it); see runtime.run.effects.
+            begun = await ctx.submissions.begin(ctx, action, checked, ctx.state.idx)
+            if isinstance(begun, EffectRow):
+                note["idempotency"] = skipped_note(begun)
+                step, _ = await perform(ctx, action, text, total, skip=True, extra=note)
+                return Gated(step, None, "done")
+            submission = begun
         if verdict.decision == "allow":
             step, failure = await perform(
-                ctx, action, text, total, actions=bound(checked), extra=note
+                ctx, action, text, total, actions=bound(checked), extra=note, submission=submission
             )
             return Gated(step, failure, "done")
         if verdict.decision == "deny":
@@ -314,7 +326,9 @@ class Gate:
             if not await ctx.approvals.claim(request.id, held.generation if held else None):
                 # Closed meanwhile (the run was cancelled from elsewhere): never act on it.
                 return await refuse("denied", f"approval {request.id} was closed")
-            step, failure = await perform(ctx, action, text, total, actions=bound(now), extra=note)
+            step, failure = await perform(
+                ctx, action, text, total, actions=bound(now), extra=note, submission=submission
+            )
             outcome = "ok" if failure is None else f"failed: {step.error}"
             await asyncio.shield(ctx.approvals.confirm(request.id, ctx.recorder.redact(outcome)))
             return Gated(step, failure, "done")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from profiles import CorralError, SecretNotAvailableError, allow_all
 from runtime.records import StepRecord, StepStatus
+from runtime.run.effects import Submission
 from runtime.run.state import RunEvent
 from tools import (
     ActionContext,
@@ -44,12 +45,17 @@ def _size(value: Any) -> int:
 
 
 def _wire_window(
-    ctx: RunContext, action: AnyAction, extra: dict[str, Any] | None
+    ctx: RunContext,
+    action: AnyAction,
+    extra: dict[str, Any] | None,
+    submission: Submission | None = None,
 ) -> AbstractAsyncContextManager[None]:
-    """The window in which ``action`` may send state-changing requests (none for a read)."""
+    """The window in which ``action`` may send state-changing requests (none for a read); a
+    fire's ``submission`` is recorded as sent before its first one leaves."""
     guard = ctx.tabs.session.wire
     if guard is None:
         return contextlib.nullcontext()
+    on_send = submission.on_send if submission is not None else None
     pages_on = isinstance(action, Extract) and action.next is not None  # it clicks "next"
     if type(action).side_effect == SideEffect.READ and not pages_on:
         # A wait or a scroll submits nothing: what the page sends meanwhile is its own. The
@@ -57,8 +63,10 @@ def _wire_window(
         return guard.window(lambda _: f"sent during {action.kind}, which submits nothing")
     approval = (extra or {}).get("approval") or {}
     if approval.get("status") == "approved":
-        return guard.window(allow_all)  # a person saw this action; what it sends is its own
-    return guard.window(ctx.request_check or (lambda _: "no request check for this run"))
+        # A person saw this action; what it sends is its own.
+        return guard.window(allow_all, on_send)
+    check = ctx.request_check or (lambda _: "no request check for this run")
+    return guard.window(check, on_send)
 
 
 async def perform(
@@ -70,9 +78,11 @@ async def perform(
     actions: ActionContext | None = None,
     skip: bool = False,
     extra: dict[str, Any] | None = None,
+    submission: Submission | None = None,
 ) -> tuple[StepRecord, CorralError | None]:
     """Do one action (unless ``skip``) with ``actions`` (default: the run's): its record
-    (without screenshot) and its failure."""
+    (without screenshot) and its failure. A fire's ``submission`` is recorded as sent before
+    its first state-changing request leaves, and as unsent after if none did."""
     state, tabs = ctx.state, ctx.tabs
     idx = state.idx
     state.idx += 1
@@ -91,7 +101,7 @@ async def perform(
         status = "skipped"
     else:
         try:
-            async with _wire_window(ctx, action, extra):
+            async with _wire_window(ctx, action, extra, submission):
                 result = await execute(tabs, action, actions or ctx.actions)
             if result.opened_tabs:
                 detail["opened_tabs"] = result.opened_tabs
@@ -106,6 +116,9 @@ async def perform(
             failure = type(exc)(f"step {idx + 1} ({text}): {exc}")
             if isinstance(exc, SecretNotAvailableError):
                 detail.update({"policy_violation": exc.violation, "reason": str(exc)})
+        finally:
+            if submission is not None:
+                await submission.end()
     refused = await tabs.take_refused()
     if refused:
         # Frames the page sent to a URL that may not load (file:, blob:, data:, ...): undone.

@@ -80,5 +80,3 @@ class FireRunner:
     async def _owner(self, schedule: Schedule) -> Actor:
         """The actor a schedule's runs act as: its owner, as the owner is now."""
         return await self.rt.services.users.actor_named(schedule.owner)
-
-

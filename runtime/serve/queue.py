@@ -242,4 +242,3 @@ async def work(
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
             announce("corral worker: stopped")
-

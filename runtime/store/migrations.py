@@ -277,6 +277,23 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN host TEXT;
     """,
+    # Submissions of schedule fires, by idempotency key: a retry of the fire does not repeat
+    # one that reached the server (runtime.run.effects).
+    """
+    CREATE TABLE effects (
+        fire_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        run_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        target TEXT,
+        state TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        sent_at TEXT,
+        PRIMARY KEY (fire_id, key, n)
+    );
+    """,
 ]
 
 

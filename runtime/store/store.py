@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from runtime.store.audit import AuditRepository
 from runtime.store.db import DEFAULT_BUSY_TIMEOUT_S, Database, Driver, Reseal
+from runtime.store.effects import EffectRepository
 from runtime.store.profiles import ProfileRepository
 from runtime.store.runs import RunRepository
 from runtime.store.schedules import ScheduleRepository
@@ -53,6 +54,8 @@ class Store(Database):
         """Approval requests and their one-winner transitions."""
         self.schedules = ScheduleRepository(self)
         """Schedules and their fires (the embedded fire queue)."""
+        self.effects = EffectRepository(self)
+        """Submissions of schedule fires by idempotency key (:mod:`runtime.run.effects`)."""
 
     async def mark_orphaned_runs(
         self, is_alive: Callable[[int], bool], host: str | None = None
@@ -103,7 +106,6 @@ class Store(Database):
                 await self.vault.revoke_credential_leases(live)
                 await self.runs.interrupt(live, why)
         return live
-
 
     async def reseal_all(self, reseal: Reseal) -> int:
         """Re-encrypt every sealed row in ONE transaction: ``reseal(blob, context, what)``.

@@ -16,6 +16,7 @@ from typing import Any
 from profiles import ProfileSettings
 from runtime import RunResult, Runtime, parse_task, run_task
 from runtime.approvals import ApprovalRequest
+from runtime.records import RunSource
 from tests.support.approvals import requests_of
 
 __all__ = [
@@ -47,6 +48,8 @@ class HostileSite:
     url: str = ""
     pages: dict[str, Any] = field(default_factory=dict)
     hits: list[Hit] = field(default_factory=list)
+    held: dict[str, threading.Event] = field(default_factory=dict)
+    """Paths whose answer waits until the event is set (the request is recorded at once)."""
 
     def page(self, path: str, html: str) -> str:
         """Serve ``html`` at ``path``; returns its absolute URL."""
@@ -79,6 +82,9 @@ def _handler(site: HostileSite) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
             site.hits.append(Hit(self.command, self.path, body))
+            gate = site.held.get(self.path.split("?")[0])
+            if gate is not None:
+                gate.wait(30)
             entry = site.pages.get(self.path.split("?")[0])
             if entry is None:
                 entry = "<!doctype html><title>ok</title><p>done</p>"
@@ -123,6 +129,7 @@ async def run_steps(
     *,
     profile: str = "victim",
     allowed_domains: list[str] | None = None,
+    source: RunSource | None = None,
     **task: Any,
 ) -> RunResult:
     """Run a scripted task of ``steps`` on ``profile`` (created if missing), with the site as
@@ -137,7 +144,7 @@ async def run_steps(
         "steps": steps,
         **task,
     }
-    return await run_task(rt, parse_task(data, "attack.yaml"))
+    return await run_task(rt, parse_task(data, "attack.yaml"), source=source)
 
 
 async def assert_asked_not_paid(

@@ -24,6 +24,7 @@ INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
 )
 """What a write that breaks a constraint raises, on either backend."""
 
+
 class _RawPg:
     """A psycopg connection with sqlite3's calls and ``?`` parameters (for tests that edit the
     store behind corral's back, as someone holding the database's credentials could)."""
