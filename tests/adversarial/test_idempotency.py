@@ -18,6 +18,7 @@ import pytest
 from profiles import ProfileSettings
 from runtime import RunResult, Runtime, parse_task, run_task
 from runtime.auth import LOCAL_ACTOR
+from runtime.errors import StoreBusyError
 from runtime.models.types import Message, ModelResponse, ToolSpec
 from runtime.records import RunSource, StepRecord
 from runtime.store.effects import EffectRow
@@ -247,3 +248,23 @@ async def test_a_model_retrying_the_fire_is_told_it_was_sent_and_cannot_send_it(
     assert len(site.posts("/items")) == 1
     told = page_of(planners[1].requests[-1].messages)
     assert "not done again: an earlier attempt of this scheduled run already sent it" in told
+
+
+async def test_a_submission_that_cannot_be_recorded_as_sent_is_not_sent(
+    hrt: Runtime, site: HostileSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store fails at the moment the request would leave: the request is held (a retry
+    # could not know it was sent), and the step says so.
+    async def unreachable(*_: object) -> bool:
+        raise StoreBusyError("the store is busy")
+
+    monkeypatch.setattr(hrt.store.effects, "sent", unreachable)
+    url = site.page("/shop", item_form("fetch"))
+    result = await attempt(hrt, site, url, 1)
+    assert result.status == "failed"
+    assert site.posts("/items") == []
+    [step] = await submit_steps(hrt, result)
+    [held] = (step.detail or {})["held_requests"]
+    assert "could not be recorded as sent" in held["reason"]
+    [effect] = await items(hrt, "fire-1")
+    assert effect.state == "unsent"
