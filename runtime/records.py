@@ -62,6 +62,8 @@ class RunRecord(BaseModel):
     fire_id: str | None = None
     attempt: int | None = None
     """Which attempt of its fire this run is (1 first; retries count up)."""
+    evidence: list[dict[str, Any]] | None = None
+    """Where each field of a goal's result came from: field, excerpt, url, step, ref."""
 
 
 class StepRecord(BaseModel):

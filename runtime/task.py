@@ -24,6 +24,7 @@ __all__ = [
     "VAR_RE",
     "AllowTarget",
     "Budget",
+    "OutputPolicy",
     "Step",
     "Task",
     "When",
@@ -106,6 +107,26 @@ class Budget(BaseModel):
     max_failures: int = Field(3, ge=1, le=100, description="consecutive failed actions")
 
 
+class OutputPolicy(BaseModel):
+    """What a goal's result must satisfy before the run accepts it (runtime.agent.evidence)."""
+
+    model_config = ConfigDict(extra="forbid")
+    evidence: Literal["required", "optional"] = Field(
+        "optional",
+        description="required: every field of done()'s result cites the page text it came from; "
+        "optional: cited evidence is checked when given",
+    )
+    secret_like: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="refuse a result holding a secret-like string (a key, a token, a private "
+        "key, a password field) or a value of the run's own secrets",
+    )
+    deny_fields: list[str] = Field(
+        default_factory=list,
+        description="field names a result may not contain, at any depth (e.g. card_number)",
+    )
+
+
 class Task(BaseModel):
     """A task file."""
 
@@ -129,6 +150,7 @@ class Task(BaseModel):
     goal: str | None = None
     output: str | None = Field(None, description="the extracted value that is the run's result")
     output_schema: dict[str, Any] | None = None
+    output_policy: OutputPolicy = Field(default_factory=OutputPolicy)
     budget: Budget = Field(default_factory=Budget)
     step_timeout_s: float = Field(10.0, gt=0, le=3600)
     upload_dir: str | None = Field(None, description="the only folder uploads may come from")

@@ -152,7 +152,7 @@ async def test_done_result_must_match_the_output_schema(rt: Runtime, portal: str
     planner = FunctionModel(login_then(lambda page: reply(call("done", result=next(answers)))))
     result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
     assert result.status == "succeeded" and result.output == {"unpaid": UNPAID_ALICE}
-    assert "result rejected, it does not match the output schema" in page_of(
+    assert "result rejected: it does not match the output schema" in page_of(
         planner.requests[-1].messages
     )
 

@@ -18,6 +18,7 @@ from policies import Verdict
 from profiles import BROWSER_SERVICE_HOSTS, origin_of
 from runtime.agent.consult import extract, look
 from runtime.agent.delta import DELTA_HEADING, UNCHANGED, page_delta
+from runtime.agent.evidence import check_result
 from runtime.agent.prompt import quote_page, render_observation
 from runtime.agent.toolset import Done, ExtractData, Look, Observe, ToolArgsError, parse_call
 from runtime.agent.turn import (
@@ -121,6 +122,9 @@ async def observe(agent: Agent) -> Turn:
     agent.shown, agent.want_full = page, False
     agent.deltas = 0 if full else agent.deltas + 1
     messages = agent.conversation.ask(shown, notes, full=full)
+    # What done()'s evidence may cite (runtime.agent.evidence).
+    idx = ctx.state.idx
+    agent.pages.add(idx - 1 if idx else None, obs.url, page)
     return Turn(obs, messages, page=page, full=full)
 
 
@@ -198,20 +202,8 @@ def validate(agent: Agent, turn: Turn) -> Call | None:
             ) from exc
         return None
     agent.invalid_calls = 0
-    schema = agent.ctx.task.output_schema
-    if isinstance(parsed, Done) and schema is not None:
-        try:
-            jsonschema.validate(parsed.result, schema)
-        except jsonschema.ValidationError as exc:
-            agent.invalid_results += 1
-            agent.conversation.add_result(
-                "done: result rejected, it does not match the output schema: " + exc.message
-            )
-            if agent.invalid_results > MAX_INVALID_RESULTS:
-                raise LoopStop(
-                    "stopped: done() results kept failing the output schema: " + exc.message
-                ) from exc
-            return None
+    if isinstance(parsed, Done) and not _result_accepted(agent, parsed):
+        return None
     if isinstance(parsed, Observe) and turn.full:
         if _invalid_call(agent, "observe: the last page you were sent is already the whole page"):
             raise LoopStop("stopped: the planner kept asking for the page it was sent")
@@ -230,6 +222,33 @@ def validate(agent: Agent, turn: Turn) -> Call | None:
             f"{LOOP_REPEATS} times"
         )
     return parsed
+
+
+def _result_accepted(agent: Agent, done: Done) -> bool:
+    """True if ``done``'s result matches the output schema, cites its evidence and keeps the
+    output policy (:mod:`runtime.agent.evidence`); the evidence is then the run's. Otherwise the
+    reasons go back to the model, and after ``MAX_INVALID_RESULTS`` such results the run stops."""
+    ctx = agent.ctx
+    task = ctx.task
+    problems = []
+    if task.output_schema is not None:
+        try:
+            jsonschema.validate(done.result, task.output_schema)
+        except jsonschema.ValidationError as exc:
+            problems.append("it does not match the output schema: " + exc.message)
+    cited, more = check_result(
+        done.result, done.evidence, task.output_policy, agent.pages, ctx.shows_secret
+    )
+    problems.extend(more)
+    if not problems:
+        ctx.state.evidence = [c.record() for c in cited]
+        return True
+    agent.invalid_results += 1
+    why = "; ".join(problems)
+    agent.conversation.add_result("done: result rejected: " + why)
+    if agent.invalid_results > MAX_INVALID_RESULTS:
+        raise LoopStop("stopped: done() results kept being rejected: " + why)
+    return False
 
 
 async def consult(agent: Agent, turn: Turn, call: Look | ExtractData | Observe) -> None:

@@ -118,6 +118,9 @@ class Done(_Args):
 
     result: Any
     """The task's result (it must match the task's output schema, when it has one)."""
+    evidence: dict[str, str] | None = Field(
+        None, description="per field of result: the page text it came from, copied as shown"
+    )
 
 
 _BROWSER: dict[str, tuple[str, type[_Args], Any]] = {

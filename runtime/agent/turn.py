@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.agent.delta import DocumentWatch
+from runtime.agent.evidence import Pages
 from runtime.agent.prompt import Conversation
 from runtime.agent.router import ModelRouter
 from runtime.agent.toolset import Done, ExtractData, Look, Observe, tool_specs
@@ -67,6 +68,8 @@ class Agent:
     specs: list[ToolSpec] = field(default_factory=tool_specs)
     seen: Counter[str] = field(default_factory=Counter)
     """How often each action was chosen on each page state (loop detection)."""
+    pages: Pages = field(default_factory=Pages)
+    """The pages the planner was shown (what done()'s evidence may cite)."""
     invalid_calls: int = 0
     invalid_results: int = 0
     failures: int = 0

@@ -100,6 +100,9 @@ class RunResult(BaseModel):
         default_factory=list,
         description="what went wrong without failing the run, e.g. an artifact upload",
     )
+    evidence: list[dict[str, Any]] | None = Field(
+        None, description="where each field of a goal's result came from (its page excerpt)"
+    )
 
     @classmethod
     def from_record(cls, record: RunRecord) -> RunResult:
@@ -111,6 +114,7 @@ class RunResult(BaseModel):
             profile=record.profile,
             status=record.status,
             output=record.result,
+            evidence=record.evidence,
             error=record.error,
             exit_code=RUN_EXIT_CODES[record.status],
             run_dir=record.run_dir,
@@ -289,6 +293,7 @@ async def run_task(
             profile=name,
             status=status,
             output=output,
+            evidence=recorder.scrub(state.evidence) if status == "succeeded" else None,
             error=error,
             exit_code=RUN_EXIT_CODES[status],
             steps_ok=state.counts["ok"],
@@ -410,7 +415,9 @@ async def _finish(rt: Runtime, recorder: Recorder, result: RunResult) -> None:
     result.warnings.extend(recorder.warnings)
     await recorder.result(result.model_dump(mode="json"))
     await recorder.flush()
-    await rt.store.runs.finish_run(result.run_id, result.status, result.error, result.output)
+    await rt.store.runs.finish_run(
+        result.run_id, result.status, result.error, result.output, result.evidence
+    )
 
 
 def _action_context(

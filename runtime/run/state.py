@@ -39,6 +39,8 @@ class RunState:
     extracted: dict[str, Any] = field(default_factory=dict)
     result: Any = None
     has_result: bool = False
+    evidence: list[dict[str, Any]] | None = None
+    """Where each field of done()'s result came from (runtime.agent.evidence)."""
     restored: bool = False
     """The session started from the profile's saved state."""
     shadow_agreed: int = 0

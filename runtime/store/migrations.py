@@ -294,6 +294,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (fire_id, key, n)
     );
     """,
+    # Where each field of a goal's result came from (runtime.agent.evidence).
+    """
+    ALTER TABLE runs ADD COLUMN evidence TEXT;
+    """,
 ]
 
 

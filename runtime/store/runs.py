@@ -24,7 +24,7 @@ from runtime.store.rows import Table, now
 
 __all__ = ["RunRepository"]
 
-RUNS = Table("runs", RunRecord, frozenset({"result"}))
+RUNS = Table("runs", RunRecord, frozenset({"result", "evidence"}))
 STEPS = Table("steps", StepRecord, frozenset({"action", "detail"}))
 ARTIFACTS = Table("artifacts", ArtifactRecord)
 MODEL_CALLS = Table("model_calls", ModelCallRecord)
@@ -52,13 +52,26 @@ class RunRepository:
             await conn.execute(sql, row)
 
     async def finish_run(
-        self, run_id: str, status: RunStatus, error: str | None, result: Any = None
+        self,
+        run_id: str,
+        status: RunStatus,
+        error: str | None,
+        result: Any = None,
+        evidence: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Record a run's final status, error and result."""
+        """Record a run's final status, error, result and the result's evidence."""
         async with self.db.tx() as conn:
             await conn.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ? WHERE id = ?",
-                (status, now(), error, RUNS.stored("result", result), run_id),
+                "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ?, evidence = ?"
+                " WHERE id = ?",
+                (
+                    status,
+                    now(),
+                    error,
+                    RUNS.stored("result", result),
+                    RUNS.stored("evidence", evidence),
+                    run_id,
+                ),
             )
 
     async def set_run_status(self, run_id: str, status: RunStatus) -> None:
