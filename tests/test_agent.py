@@ -24,7 +24,7 @@ UNPAID_ALICE = 6
 
 
 def unpaid_count(page: str) -> ModelResponse:
-    m = re.search(r"Unpaid invoices: (\d+)", page)
+    m = re.search(r"Unpaid invoices: ?(\d+)", page)
     assert m, page
     return reply(call("done", result={"unpaid": int(m.group(1))}))
 
@@ -391,7 +391,7 @@ async def test_a_model_cannot_pay_without_a_person_a_denial_is_explained(
     def pay_it(page: str) -> ModelResponse:
         if "Pay $" in page and not tried:
             tried.append("pay")
-            ref = re.search(r"\[(\w+)\] button Pay \$", page)
+            ref = re.search(r"\[(\w+)\] Pay \$", page)
             assert ref, page
             return reply(call("click", ref=ref.group(1)))
         return reply(call("done", result={"unpaid": UNPAID_ALICE}))

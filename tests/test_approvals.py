@@ -201,7 +201,7 @@ async def test_a_model_run_asks_and_an_approved_payment_happens_once(
 
     def pay(page: str) -> Any:
         for name in (f"Pay {usd(inv)}", "Confirm payment"):
-            if f"button {name}" in page and name not in clicked:
+            if f"] {name}" in page and name not in clicked:
                 clicked.append(name)
                 return reply(call("click", ref=ref_of(page, "button", name)))
         return reply(call("done", result={"unpaid": 0}))
@@ -517,7 +517,7 @@ async def test_deleting_the_account_is_gated_in_scripted_and_model_runs(
     tried: list[str] = []
 
     def delete(page: str) -> Any:
-        if "button Delete account" in page and not tried:
+        if "] Delete account" in page and not tried:
             tried.append(page)
             return reply(call("click", ref=ref_of(page, "button", "Delete account")))
         return reply(call("done", result={"unpaid": 0}))

@@ -111,7 +111,7 @@ async def test_refs_read_from_the_compact_text_sign_in_and_open_an_invoice(
         await execute(tabs, Fill(ref=ref_in(login, "textbox Username"), value="bob"), ctx)
         password = USERS["bob"].password
         await execute(tabs, Fill(ref=ref_in(login, "textbox Password"), value=password), ctx)
-        result = await execute(tabs, Click(ref=ref_in(login, "button Sign in")), ctx)
+        result = await execute(tabs, Click(ref=ref_in(login, "Sign in")), ctx)
         assert result.url_after == f"{portal}/dashboard"
 
         dashboard = (await observe(tabs)).compact
@@ -135,7 +135,7 @@ async def test_refs_read_from_the_compact_text_sign_in_and_open_an_invoice(
         assert result.url_after == f"{portal}/invoices/{number}"
         invoice = await observe(tabs)
         assert f"# Invoice {number}" in invoice.compact
-        assert re.search(r"^\[\w+\] button Pay \$[\d,]+\.\d\d$", invoice.compact, re.MULTILINE)
+        assert re.search(r"^\[\w+\] Pay \$[\d,]+\.\d\d$", invoice.compact, re.MULTILINE)
 
 
 def expand_table(compact: str) -> list[list[str]]:
@@ -217,7 +217,7 @@ async def test_observation_compact_is_made_after_redaction(
         assert "hunter2-secret" in plain.compact  # Playwright prints a password's value
         scrubbed = await observe(tabs, redact=lambda t: t.replace("hunter2-secret", "{{secret}}"))
     assert "hunter2-secret" not in scrubbed.compact
-    line = r'^\[\w+\] textbox "Password"( \[focused\])?: \{\{secret\}\}$'
+    line = r"^\[\w+\] textbox Password( \[focused\])?: \{\{secret\}\}$"
     assert re.search(line, scrubbed.compact, re.M), scrubbed.compact
 
 
@@ -251,9 +251,9 @@ async def test_every_role_and_iframe_ref_is_kept_and_clickable(
         refs = actionable_refs(obs.snapshot)
         assert len(refs) >= 13, obs.snapshot
         assert not [r for r in refs if f"[{r}]" not in obs.compact], obs.compact
-        assert re.search(r'^\[\w+\] combobox "Plan": Basic, Pro\*$', obs.compact, re.M)
+        assert re.search(r"^\[\w+\] combobox Plan: Basic, Pro\*$", obs.compact, re.M)
         assert re.search(r"^\[\w+\] checkbox Gift wrap \[checked\]$", obs.compact, re.M)
-        framed = ref_in(obs.compact, "button In frame")
+        framed = ref_in(obs.compact, "In frame")
         main = ref_in(obs.compact, "combobox")
         # A ref inside the iframe carries that frame's prefix (f1e3 beside e4).
         assert framed.rsplit("e", 1)[0] != main.rsplit("e", 1)[0], obs.compact
@@ -319,8 +319,8 @@ def test_wrappers_are_flattened_and_labels_not_repeated() -> None:
         "Acme Billing\n"
         "# Sign in\n"
         "[e8] textbox Username\n"
-        '[e10] textbox "Password": S3cr3t\n'
-        "[e12] button Sign in"
+        "[e10] textbox Password: S3cr3t\n"
+        "[e12] Sign in"
     )
 
 
@@ -397,7 +397,7 @@ def test_what_every_row_repeats_is_said_once_in_the_header() -> None:
     text = compact_snapshot(_table(["", "Order", "Weight", "State", "Actions"], rows))
     assert text.splitlines() == [
         "| (Select this object for an action - Order …) | Order (ORD-7-…) | Weight (… kg) "
-        "| Actions ([…] Edit […] button Delete) |",
+        "| Actions ([…] Edit […] Delete) |",
         "(every row) State: Open",
         "[e510] checkbox|1|1.5|[e610] [e611]",
         "[e520] checkbox [checked]|2|2.5|[e620] [e621]",
@@ -466,7 +466,7 @@ def test_yaml_quoting_and_escapes_are_read() -> None:
 - text: "Time left: 3600 / 3600sec"
 """
     assert compact_snapshot(snapshot) == (
-        '[f4e7] Tab #1\nLast reward: "-" A\n-\nTime left: 3600 / 3600sec'
+        '[f4e7] Tab #1\nLast reward: "-" A\n-\nTime left:3600 / 3600sec'
     )
 
 
@@ -488,17 +488,45 @@ def test_states_values_options_and_placeholders() -> None:
 - link [ref=e27] [cursor=pointer]:
   - /url: https://example.com/a/b?c=1"""
     assert compact_snapshot(snapshot).splitlines() == [
-        '[e12] combobox "Plan": Basic, Pro*',
+        "[e12] combobox Plan: Basic, Pro*",
         "[e14] listbox Tags",
         "[e15] option a",
         "[e16] option b [selected]",
-        '[e18] textbox "Email" (placeholder "you@example.com")',
+        '[e18] textbox Email (placeholder "you@example.com")',
         "[e19] textbox Search",
-        "[e21] checkbox Remember me [checked] [disabled]",
-        "[e23] button Menu [expanded]",
-        '[e25] slider "Volume": 30',
+        "[e21] checkbox Remember me [checked disabled]",
+        "[e23] Menu [expanded]",
+        "[e25] slider Volume:30",
         "[e26] textbox [focused]",
         "[e27] /a/b?c=1",
+    ]
+
+
+def test_buttons_read_like_links_and_names_are_quoted_only_when_they_could_run_on() -> None:
+    snapshot = """- button "Save" [ref=e1] [cursor=pointer]
+- button [ref=e2]
+- button "Send" [disabled] [ref=e3]
+- textbox "Display name" [ref=e4]: Bob Brown
+- textbox "From:" [ref=e5]: ADQ
+- textbox "Note (optional)" [ref=e6]:
+  - /placeholder: Short
+- textbox "To:" [ref=e7]
+- text: "Due: 2026-11-30 Chapter 3: 4 ways"
+- spinbutton "Qty" [ref=e8]: "2"
+- link "Pay" [ref=e9] [cursor=pointer]:
+  - /url: /pay"""
+    assert compact_snapshot(snapshot).splitlines() == [
+        "[e1] Save",  # no role, as a link: something to click
+        "[e2] button",  # nameless: the role is all its line says
+        "[e3] Send [disabled]",
+        "[e4] textbox Display name: Bob Brown",
+        '[e5] textbox "From:": ADQ',  # the name's colon is not the value's
+        '[e6] textbox "Note (optional)" (placeholder "Short")',
+        "[e7] textbox To:",  # nothing follows: nothing to run into
+        # A space between a word's colon and a digit is a token: left out ("3: 4" stays).
+        "Due:2026-11-30 Chapter 3: 4 ways",
+        "[e8] spinbutton Qty:2",
+        "[e9] Pay",
     ]
 
 
@@ -529,16 +557,16 @@ def test_clickables_tabs_iframes_terms_and_headings() -> None:
   - button "Yes" [ref=e19]"""
     assert compact_snapshot(snapshot).splitlines() == [
         "## Widgets [e2] help",
-        "[e4] tab [expanded] [selected] [e5] Tab #2",
+        "[e4] tab [expanded selected] [e5] Tab #2",
         "[e7] [e8] menuitem Copy",
         "[e9] Livia Lunch?",
         "[e12] clickable",
         "Status: Unpaid",
         "[e16] iframe",
-        "[f1e2] button Inside",
+        "[f1e2] Inside",
         'dialog "Confirm":',
         "Sure?",
-        "[e19] button Yes",
+        "[e19] Yes",
     ]
 
 
@@ -663,8 +691,8 @@ def test_the_main_frames_refs_are_short_and_map_back() -> None:
         '- button "Last" [ref=e3]: x [ref=f4e140]',
     ]
     assert compact_snapshot(short).splitlines()[3:] == [
-        "[e2] iframe [f5e2] button Inside",
-        '[e3] button "Last": x \\[ref=f4e140]',
+        "[e2] iframe [f5e2] Inside",
+        "[e3] Last: x \\[ref=f4e140]",
     ]
     assert full_ref(page, "e1") == "f4e12"
     assert full_ref(page, "e3") == "f4e140"

@@ -78,7 +78,7 @@ async def test_an_obedient_model_is_stopped_by_the_gate_secret_scope_and_egress(
                     link = re.search(r"\[(\w+)\] Open invoice", page)
                     assert link, page
                     return reply(call("click", ref=link.group(1)))
-                if f"button Pay {usd(inv)}" in page and "pay" not in done:
+                if f"] Pay {usd(inv)}" in page and "pay" not in done:
                     done.append("pay")
                     return reply(call("click", ref=ref_of(page, "button", f"Pay {usd(inv)}")))
                 if "Messages" not in page.split("Current page:")[-1][:300] and "fill" not in done:

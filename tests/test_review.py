@@ -52,7 +52,7 @@ async def test_a_goal_runs_steps_explain_themselves(rt: Runtime, portal: str) ->
     assert click.fallbacks == ["fake:down: ModelUnavailableError: 503 from upstream"]
     assert (click.input_tokens, click.output_tokens) == (1000, 50)
     assert click.cost_usd == pytest.approx((1000 * 1.0 + 50 * 2.0) / 1e6)
-    assert click.excerpt and f"[{click.target.ref}] button Sign in" in click.excerpt
+    assert click.excerpt and f"[{click.target.ref}] Sign in" in click.excerpt
     assert click.box is not None and click.box.width > 0
     assert click.navigated and click.url_after and click.url_after.endswith("/dashboard")
     # The first model step is where the planner that is down failed over to its fallback.

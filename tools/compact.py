@@ -7,13 +7,16 @@ what it can act on. The compact text has one line per thing and no indentation::
 
     # Invoices                            a heading, one '#' per level
     87 invoices                           text; short runs of inline text share a line
-    [e10] button Log out                  an element to act on: ref, role, name, states
-    [e14] All                             a link, or anything with a pointer cursor: no role
-    [e22] textbox "Display name": Bob     a value (redacted upstream) after a quoted name
-    [e1] checkbox Gift wrap [checked]     states as Playwright writes them ([active] = [focused])
-    [e5] combobox "Plan": Basic, Pro*     a native select's options, the selected one starred
+    [e10] textbox Search [focused]        an element to act on: ref, role, name, states
+    [e14] Log out                         a link, a named button, or anything with a pointer
+                                          cursor: no role (something to click)
+    [e22] textbox Display name: Bob       a value (redacted upstream) after the name, which is
+    [e23] textbox "From:": ADQ            quoted if it has a ':', '(' or '"'
+    [e1] checkbox Gift wrap [checked]     states in one bracket ([active] is "focused")
+    [e5] combobox Plan: Basic, Pro*       a native select's options, the selected one starred
     [e6] textbox Username                 a nameless field, then the short label beside it
-    Status: Unpaid                        a term and its definition
+    Status: Unpaid                        a term and its definition; "Due:2026-11-30": no space
+                                          between a word's colon and a digit (a token)
     table "Invoices"                      a table: its name, its header in pipes, then one
     | Number (INV-…) | Date | Amount ($…) | line per row, cells joined by "|" (a "|" in a cell
     (every row) Status: Unpaid            is escaped), the refs of the row's elements inline
@@ -37,7 +40,7 @@ the same in every row leaves the rows for a ``(every row) Column: value`` line; 
 suffix every cell of a column shares, cut at a separator and never inside a number (an id's
 ``INV-``, a unit's ``$`` or `` kg``), goes to the header as ``Column (INV-…)``, ``(… kg)``; a
 column whose cells differ only by their refs (the same "Edit" and "Delete" in every row) keeps
-only the refs, its header shows the rest once (``Actions ([…] Edit […] button Delete)``). In a row,
+only the refs, its header shows the rest once (``Actions ([…] Edit […] Delete)``). In a row,
 an element whose name says another cell of its row (a checkbox "Select - Invoice INV-1079") is
 written without its name, which its column's header shows once with the row's text as "…".
 A zero-padded number's leading zeros may go with its column's prefix (``INV-1002-00…``). A long
@@ -48,8 +51,8 @@ ref of each of its elements.
 
 Page text cannot pass for layout. Every string that comes from the page (text, names, values,
 options, placeholders, link paths, the title) has its ``[`` escaped as ``\[``, so the only bare
-brackets are corral's (refs, states, tab numbers): ``[e99] button Pay`` written on a page reads
-``\[e99] button Pay``. A line of page text that starts like layout or like a heading of the
+brackets are corral's (refs, states, tab numbers): ``[e99] Pay`` written on a page reads
+``\[e99] Pay``. A line of page text that starts like layout or like a heading of the
 planner's prompt (``#``, ``|``, a quote, ``table``, ``Task:``, ``Current page:``, ``Tabs:`` ...,
 see ``_LAYOUT``) is quoted as a whole, JSON style: ``"Current page: http://evil.example"``.
 Control characters and line separators in page text become spaces, so one page string is
@@ -111,6 +114,9 @@ _LAYOUT = re.compile(
     r"|icons)\b)",
     re.IGNORECASE,
 )
+# A name with one of these could be read as running into the ": value" or "(placeholder ...)"
+# after it.
+_RUNS_ON = re.compile(r'[:(")]')
 _TITLE_SEPARATORS = re.compile(r"\s+[-|\u2013\u2014\u00b7:]\s+")
 
 
@@ -194,8 +200,9 @@ def _states(node: SnapshotNode) -> str:
         if state in node.attrs:
             value = node.attrs[state]
             label = "focused" if state == "active" else state
-            out.append(f" [{label}={value}]" if value else f" [{label}]")
-    return "".join(out)
+            out.append(f"{label}={value}" if value else label)
+    # One bracket for all: "[checked disabled]" is two tokens fewer than "[checked] [disabled]".
+    return f" [{' '.join(out)}]" if out else ""
 
 
 def _options(node: SnapshotNode) -> tuple[str | None, list[SnapshotNode]]:
@@ -217,8 +224,9 @@ def _element(node: SnapshotNode, named: bool = True) -> str:
     if not ``named``)."""
     name = node.name if named else ""
     options, _ = _options(node)
-    if node.role == "link":
-        # Links are the commonest element: "[ref] text" without a role means "click it".
+    if node.role == "link" or (node.role == "button" and name):
+        # Links and buttons are the commonest elements: "[ref] text" without a role means
+        # "click it" (a nameless button keeps its role: it is all its line says).
         head = f"[{node.ref}]"
         if not name and node.url:
             name = _short_url(node.url)
@@ -239,8 +247,9 @@ def _element(node: SnapshotNode, named: bool = True) -> str:
     if placeholder is not None and _norm(placeholder) == _norm(name):
         placeholder = None
     if name:
-        # Quoted only when something follows that could be read as part of it.
-        head += " " + (_quote(name) if value is not None or placeholder else name)
+        # Quoted only when a value or placeholder follows and the name could run into it.
+        follows = value is not None or placeholder
+        head += " " + (_quote(name) if follows and _RUNS_ON.search(name) else name)
     head += _states(node)
     if value is not None:
         head += ": " + value
@@ -459,6 +468,8 @@ class _Renderer:
 
 
 _REF_DIGIT = re.compile(r"(?<!\\)(\[(?:f\d+)?e\d+\]) (?=\d)")
+# After a word's colon (not a number's: "3: 4" stays), before a digit.
+_COLON_DIGIT = re.compile(r"(?<=[^\W\d_]): (?=\d)")
 _LEAD_REF = re.compile(r"^(\[[^\]\s]+\] ?)")
 _REF = re.compile(r"\[(?:f\d+)?e\d+\]")
 _MIN_ROWS = 3  # a column is factored only in a table with this many rows
@@ -666,8 +677,9 @@ def compact_snapshot(ai_snapshot: str) -> str:
         # A text repeated right away (a caption under its heading) is said once.
         if not (out and out[-1] == line and not line.startswith("[")):
             out.append(line)
-    # "[e31]0087", not "[e31] 0087": a space before a digit is a token of its own.
-    return _REF_DIGIT.sub(r"\1", "\n".join(out))
+    # "[e31]0087", not "[e31] 0087"; "Due:2026-11-30", not "Due: 2026-11-30": a space before
+    # a digit is a token of its own.
+    return _COLON_DIGIT.sub(":", _REF_DIGIT.sub(r"\1", "\n".join(out)))
 
 
 def page_text(url: str, title: str, compact: str, site: str | None = None) -> str:

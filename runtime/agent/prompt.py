@@ -32,7 +32,7 @@ __all__ = [
 SYSTEM_PROMPT = """You operate a web browser to complete a user's task: call one tool per turn.
 A page is its URL (a path on the site of the first page) and title after "·", then a line per
 thing: text, "#" headings, and elements you can act on, each with a ref like [e12], a role
-(none for a link or other clickable), name, states, ": value". Address elements by ref.
+(none for a link, button or other clickable), name, states, ": value". Address elements by ref.
 After each call you get its result and the page: whole after a navigation, otherwise often only
 what changed: "+" added, "-" removed, "~" changed (as it is now), "=" the line an addition
 follows; lines not shown are unchanged. observe() shows the whole page.
@@ -40,7 +40,7 @@ Refs change with the page: use those of the latest page or changes. A removed li
 of a page you navigated away from, no longer exists.
 Tables: a header, then a line per row, cells joined by "|". "Number (INV-…)", "Amount ($…)" in
 the header: each cell of the column starts or ends so ("…" is the cell); "(every row) Status:
-Paid": a value of every row; "Actions ([…] Edit […] button Delete)": each row lists those
+Paid": a value of every row; "Actions ([…] Edit […] Delete)": each row lists those
 elements' refs in order; "(from here) Date (2025-…)": those columns' headers change for the
 rows below.
 Icon-only controls follow the page: icons in "CONTAINER": [p3] like [p4] share. Use their refs.

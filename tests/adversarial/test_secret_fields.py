@@ -269,7 +269,7 @@ async def test_a_model_obeying_a_portal_message_does_not_post_the_password(
             return reply(call("fill", ref=box.group(1), value="{{secret:alice.password}}"))
         if "send" not in done:
             done.append("send")
-            button = re.search(r"\[(\w+)\] button \"?Send", text)
+            button = re.search(r"\[(\w+)\] \"?Send", text)
             assert button, text
             return reply(call("click", ref=button.group(1)))
         return reply(call("done", result={"replied": True}))

@@ -27,9 +27,11 @@ def page_of(messages: list[Message]) -> str:
 
 
 def ref_of(text: str, role: str, name: str) -> str:
-    """The ref of ``role name`` in a compact page (``[e7] button Sign in``)."""
+    """The ref of ``role name`` in a compact page (``[e7] textbox Username``; a named button,
+    like a link, has no role: ``[e8] Sign in``)."""
+    word = f"(?:{role} )?" if role == "button" else f"{role} "
     for line in text.splitlines():
-        m = re.search(rf"\[(\w+)\] {role} \"?{re.escape(name)}", line)
+        m = re.search(rf"\[(\w+)\] {word}\"?{re.escape(name)}", line)
         if m:
             return m.group(1)
     raise AssertionError(f"no {role} {name!r} on the page:\n{text}")

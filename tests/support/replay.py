@@ -61,7 +61,7 @@ def _signing_in(finish: Any) -> Any:
 
 
 def _count_unpaid(page: str) -> ModelResponse:
-    found = re.search(r"Unpaid invoices: (\d+)", page)
+    found = re.search(r"Unpaid invoices: ?(\d+)", page)
     assert found, page
     return reply(call("done", result={"unpaid": int(found.group(1))}))
 
