@@ -85,7 +85,7 @@ if TYPE_CHECKING:
         tighten,
         write_private,
     )
-    from .redact import RedactingFilter, Redactor, RedactorGroup, redact_strings
+    from .redact import RedactingFilter, Redactor, RedactorGroup, looks_secret, redact_strings
     from .secret_fields import FieldFacts, field_refusal
     from .session import Session, open_session
     from .settings import (
@@ -204,6 +204,7 @@ __all__ = [
     "host_resolver_rules",
     "identity_is_gone",
     "is_ip",
+    "looks_secret",
     "normal_host",
     "off_allowlist",
     "open_session",

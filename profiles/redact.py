@@ -25,7 +25,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MIN_SECRET_LENGTH", "RedactingFilter", "Redactor", "RedactorGroup", "redact_strings"]
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "RedactingFilter",
+    "Redactor",
+    "RedactorGroup",
+    "looks_secret",
+    "redact_strings",
+]
 
 MIN_SECRET_LENGTH = 4
 
@@ -276,3 +283,21 @@ class RedactingFilter(logging.Filter):
                 )
                 record.exc_info = None
         return True
+
+
+_SECRET_SHAPES = (
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"),
+    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
+    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
+)
+
+
+def looks_secret(text: str) -> bool:
+    """True if ``text`` holds a string shaped like a credential (a private key, an API key or
+    token of a known shape, a JWT), whatever secrets corral holds: for what must never carry
+    one (a run's result, a note)."""
+    return any(shape.search(text) for shape in _SECRET_SHAPES)

@@ -222,10 +222,26 @@ class ApiClient:
         return [SubmittedRun.model_validate(r) for r in answer["runs"]]
 
     async def list_runs(
-        self, limit: int = 20, profile: str | None = None, schedule: str | None = None
+        self,
+        limit: int = 20,
+        profile: str | None = None,
+        schedule: str | None = None,
+        *,
+        task: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[RunRecord]:
-        """The latest runs, newest first."""
-        params = {"limit": limit, "profile": profile, "schedule": schedule}
+        """The latest runs, newest first (of a task, with a status, started in a span)."""
+        params = {
+            "limit": limit,
+            "profile": profile,
+            "schedule": schedule,
+            "task": task,
+            "status": status,
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+        }
         return _RUNS.validate_python((await self._call("GET", "/runs", params=params)).json())
 
     async def show_run(self, run_id: str) -> RunDetailOut:

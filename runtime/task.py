@@ -105,6 +105,13 @@ class Budget(BaseModel):
     max_tokens: int | None = Field(None, ge=1, description="token cap over all model calls")
     timeout_s: float = Field(300, gt=0, le=86_400)
     max_failures: int = Field(3, ge=1, le=100, description="consecutive failed actions")
+    max_prompt_chars: int = Field(
+        60_000,
+        ge=4_000,
+        le=2_000_000,
+        description="the planner's conversation restarts past this many characters, from a "
+        "summary of the earlier turns (short-term memory stays bounded)",
+    )
 
 
 class OutputPolicy(BaseModel):

@@ -23,7 +23,9 @@ from runtime.models.types import (
 )
 from tools import Observation, marked_screenshot
 
-__all__ = ["extract", "look"]
+__all__ = ["extract", "look", "summarize"]
+
+_SUMMARY_WORDS = 150
 
 
 async def look(agent: Agent, question: str) -> str | None:
@@ -78,3 +80,29 @@ async def extract(agent: Agent, request: ExtractData, obs: Observation) -> Any:
     except CorralError as exc:
         raise StepFailedError(f"extract_data({request.name}): {exc}") from exc
     return json.loads(response.text)
+
+
+async def summarize(agent: Agent) -> str | None:
+    """The extractor role's summary of the conversation's turns so far (what was done and found,
+    what is left), for a restarted conversation; None without an extractor, or if it fails
+    (the restart then keeps the latest result lines alone)."""
+    router = agent.router
+    lines = agent.conversation.results_so_far()
+    if not router.has("extractor") or not lines:
+        return None
+    messages = [
+        Message.text(
+            "system",
+            f"Summarize a browser agent's progress in at most {_SUMMARY_WORDS} words: what it "
+            "did, what it found (values it will need), what is left. Plain text.",
+        ),
+        Message.text(
+            "user", f"Task: {agent.conversation.goal}\n\nCalls so far:\n" + "\n".join(lines)
+        ),
+    ]
+    try:
+        response = await router.ask("extractor", messages, [], ModelSettings(max_tokens=400))
+    except CorralError:
+        return None
+    words = response.text.split()
+    return agent.ctx.redactor.text(" ".join(words[: _SUMMARY_WORDS * 2])) or None

@@ -6,7 +6,8 @@ result; ``result`` for any other), a short excerpt of the page text it came from
 planner saw it. The run checks, before it accepts the result:
 
 - the output schema (:mod:`runtime.agent.phases`);
-- every cited excerpt is on a page this run showed the planner (refs, spacing and case aside); with ``output_policy.evidence: required`` every field must cite one;
+- every cited excerpt is on a page this run showed the planner (refs, spacing and case aside);
+  with ``output_policy.evidence: required`` every field must cite one;
 - the output policy: no value of the run's own secrets, no secret-like string (a private key, an
   API key or token of a known shape, a JWT, or a non-empty value of a field named like a password
   or key) unless ``secret_like: allow``, and none of ``deny_fields`` at any depth.
@@ -25,21 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from profiles import looks_secret
 from runtime.task import OutputPolicy
 
 __all__ = ["Cited", "Pages", "check_result", "result_fields"]
 
 _REF = re.compile(r"\[(?:[a-z]\d*)?[ep]\d+\]")
 _SPACE = re.compile(r"\s+")
-_SECRET_SHAPES = (
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-    re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"),
-    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
-    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
-    re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
-    re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
-)
 _SECRET_NAMES = re.compile(
     r"^(pass(word|wd|phrase)?|secret|client_secret|api[_-]?key|private[_-]?key|access[_-]?token"
     r"|refresh[_-]?token|otp|totp|pin|cvv|cvc)$",
@@ -141,7 +134,7 @@ def _policy_problems(
     if policy.secret_like == "refuse":
         for key, value in _walk(result):
             text = str(value) if value is not None else ""
-            if any(shape.search(text) for shape in _SECRET_SHAPES):
+            if looks_secret(text):
                 problems.append(
                     f"the field {key or 'result'} holds a secret-like string (a key or token); "
                     "results may not carry credentials"

@@ -8,7 +8,8 @@ arguments (pydantic; an invalid call goes back to the model, bounded) -> *check*
 (``runtime.run.gate``: risk verdict; a person's approval where needed) -> *act* (tools.execute)
 -> *record* (step row, screenshot, model calls with tokens and cost). The phases are
 :mod:`runtime.agent.phases`; ``look`` and ``extract_data`` consult a model without acting
-(:mod:`runtime.agent.consult`), ``observe`` asks for the whole page next turn.
+(:mod:`runtime.agent.consult`), ``observe`` asks for the whole page next turn, ``remember``
+proposes a note for later runs (kept if the run succeeds: :mod:`runtime.memory`).
 
 Stop rules: ``done(result)`` validated against ``output_schema`` (an invalid result goes back to the
 model, bounded); ``budget.max_steps``; the spend and token caps (checked before every model call
@@ -21,8 +22,9 @@ from __future__ import annotations
 
 from runtime.agent.phases import act, check, consult, decide, observe, record, validate
 from runtime.agent.prompt import Conversation
-from runtime.agent.toolset import Done, ExtractData, Look, Observe
+from runtime.agent.toolset import Done, ExtractData, Look, Observe, Remember
 from runtime.agent.turn import LOOP_REPEATS, Agent, LoopStop
+from runtime.memory import PROMPT_NOTES, notes_text
 from runtime.run.context import RunContext
 
 __all__ = ["LOOP_REPEATS", "run_goal"]
@@ -31,7 +33,15 @@ __all__ = ["LOOP_REPEATS", "run_goal"]
 async def run_goal(ctx: RunContext) -> None:
     """Pursue ``ctx.task.goal`` until done() or a stop rule; raises StepFailedError on a stop."""
     assert ctx.task.goal is not None and ctx.router is not None
-    agent = Agent(ctx, ctx.router, Conversation(ctx.task.goal, ctx.task.output_schema))
+    # Long-term memory: the newest notes of the task and of the profile (runtime.memory).
+    notes = await ctx.store.notes.for_run(ctx.task.name, ctx.profile, PROMPT_NOTES)
+    conversation = Conversation(
+        ctx.task.goal,
+        ctx.task.output_schema,
+        max_chars=ctx.task.budget.max_prompt_chars,
+        notes=notes_text(notes),
+    )
+    agent = Agent(ctx, ctx.router, conversation)
     if ctx.task.full_page_every is not None:
         agent.full_every = ctx.task.full_page_every
     state, budget = ctx.state, ctx.task.budget
@@ -48,7 +58,7 @@ async def run_goal(ctx: RunContext) -> None:
             if isinstance(call, Done):
                 state.result, state.has_result = call.result, True
                 return
-            if isinstance(call, Look | ExtractData | Observe):
+            if isinstance(call, Look | ExtractData | Observe | Remember):
                 await consult(agent, turn, call)
                 continue
             verdict = await check(agent, turn, call)

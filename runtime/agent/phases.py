@@ -16,11 +16,19 @@ import jsonschema
 
 from policies import Verdict
 from profiles import BROWSER_SERVICE_HOSTS, origin_of
-from runtime.agent.consult import extract, look
+from runtime.agent.consult import extract, look, summarize
 from runtime.agent.delta import DELTA_HEADING, UNCHANGED, page_delta
 from runtime.agent.evidence import check_result
 from runtime.agent.prompt import quote_page, render_observation
-from runtime.agent.toolset import Done, ExtractData, Look, Observe, ToolArgsError, parse_call
+from runtime.agent.toolset import (
+    Done,
+    ExtractData,
+    Look,
+    Observe,
+    Remember,
+    ToolArgsError,
+    parse_call,
+)
 from runtime.agent.turn import (
     LOOP_REPEATS,
     MAX_INVALID_CALLS,
@@ -30,6 +38,7 @@ from runtime.agent.turn import (
     LoopStop,
     Turn,
 )
+from runtime.memory import note_problem
 from runtime.models.types import ModelResponse, ModelSettings
 from runtime.run.gate import Gated
 from runtime.run.steps import describe
@@ -110,8 +119,14 @@ async def observe(agent: Agent) -> Turn:
             notes.append(f"A vision model describes the screen: {description}")
     page = render_observation(obs, secrets)
     restarted = agent.conversation.too_long()
+    note: dict[str, object] = {}
     if restarted:
-        agent.conversation.restart()
+        # Short-term memory stays bounded: the earlier turns as a model's summary (recorded
+        # on the next step), then the latest result lines.
+        summary = await summarize(agent)
+        if summary is not None:
+            note["history_summary"] = summary
+        agent.conversation.restart(summary)
     shown = page
     full = restarted or not _in_place(agent, same_document)
     if not full:
@@ -125,7 +140,7 @@ async def observe(agent: Agent) -> Turn:
     # What done()'s evidence may cite (runtime.agent.evidence).
     idx = ctx.state.idx
     agent.pages.add(idx - 1 if idx else None, obs.url, page)
-    return Turn(obs, messages, page=page, full=full)
+    return Turn(obs, messages, page=page, full=full, note=note)
 
 
 def _in_place(agent: Agent, same_document: bool) -> bool:
@@ -208,7 +223,7 @@ def validate(agent: Agent, turn: Turn) -> Call | None:
         if _invalid_call(agent, "observe: the last page you were sent is already the whole page"):
             raise LoopStop("stopped: the planner kept asking for the page it was sent")
         return None
-    if isinstance(parsed, Done | Look | ExtractData | Observe):
+    if isinstance(parsed, Done | Look | ExtractData | Observe | Remember):
         return parsed
     # loop detection: the same action on the same page state
     obs = turn.obs
@@ -251,10 +266,25 @@ def _result_accepted(agent: Agent, done: Done) -> bool:
     return False
 
 
-async def consult(agent: Agent, turn: Turn, call: Look | ExtractData | Observe) -> None:
-    """Answer ``look``, ``extract_data`` or ``observe`` into the conversation; nothing is done
-    on the page."""
+async def consult(agent: Agent, turn: Turn, call: Look | ExtractData | Observe | Remember) -> None:
+    """Answer ``look``, ``extract_data``, ``observe`` or ``remember`` into the conversation;
+    nothing is done on the page."""
     conversation = agent.conversation
+    if isinstance(call, Remember):
+        ctx = agent.ctx
+        problem = note_problem(call.note, ctx.shows_secret)
+        if problem is not None:
+            conversation.add_result(f"remember: refused: {problem}")
+            return
+        ctx.state.notes.append(
+            {
+                "scope": call.about,
+                "text": ctx.redactor.text(call.note.strip()),
+                "step": ctx.state.idx,
+            }
+        )
+        conversation.add_result("remember: noted; kept for later runs if this run succeeds")
+        return
     if isinstance(call, Observe):
         agent.want_full = True
         conversation.add_result("observe: the whole page follows")

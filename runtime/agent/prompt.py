@@ -100,14 +100,17 @@ MAX_CONVERSATION_CHARS = 60_000
 """A conversation longer than this (its text, about 15k tokens) restarts at the next turn."""
 _SUMMARY_LINES = 40
 _EARLIER = "History (restarted to stay short; one line per call, oldest first):"
+_SUMMARY = "Summary of the earlier turns (restarted to stay short; by a model):"
 
 
-def _task_text(goal: str, output_schema: dict[str, Any] | None) -> str:
+def _task_text(goal: str, output_schema: dict[str, Any] | None, notes: str) -> str:
     parts = [f"Task: {goal}"]
     if output_schema is not None:
         parts.append(
             f"The result given to done() must match this JSON schema: {json.dumps(output_schema)}"
         )
+    if notes:
+        parts.append(notes)
     return "\n\n".join(parts)
 
 
@@ -121,7 +124,11 @@ class Conversation:
     messages: list[Message] = field(default_factory=list)
     results: list[str] = field(default_factory=list)
     """Every result line so far (the summary a restart starts with)."""
+    notes: str = ""
+    """Long-term memory's notes for the task and profile, as the task message shows them."""
     restarts: int = 0
+    summary: str | None = None
+    """The latest summary of the turns before a restart (by the extractor role)."""
     site: str | None = None
     """The origin of the first page shown whole (since the last restart): later pages on it
     show their URL as a path."""
@@ -139,9 +146,12 @@ class Conversation:
     def _start(self) -> None:
         self.messages, self._chars = [], 0
         self._append(Message(role="system", content=[TextPart(text=SYSTEM_PROMPT)], cache=True))
-        task = _task_text(self.goal, self.output_schema)
+        task = _task_text(self.goal, self.output_schema, self.notes)
+        if self.summary:
+            task += f"\n\n{_SUMMARY}\n{_one_line(self.summary)}"
         if self.results:
-            task += "\n\n" + "\n".join([_EARLIER, *self.results[-_SUMMARY_LINES:]])
+            kept = self.results[-(_SUMMARY_LINES // 4 if self.summary else _SUMMARY_LINES) :]
+            task += "\n\n" + "\n".join([_EARLIER, *kept])
         self._append(Message.text("user", task))
 
     @property
@@ -153,10 +163,15 @@ class Conversation:
         """True when the conversation should restart before the next page."""
         return self._chars > self.max_chars
 
-    def restart(self) -> None:
-        """Start again from the system prompt, the task and a line per earlier result; the
-        next page must be shown in full."""
+    def results_so_far(self) -> list[str]:
+        """Every result line so far, the last call's too."""
+        return [*self.results, *self._pending]
+
+    def restart(self, summary: str | None = None) -> None:
+        """Start again from the system prompt, the task, the ``summary`` of the earlier turns
+        (if any) and a line per latest result; the next page must be shown in full."""
         self.restarts += 1
+        self.summary = summary
         self._pending_to_results()
         self.site = None  # the next page, the first, shows its URL whole
         self._start()

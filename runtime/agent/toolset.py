@@ -39,6 +39,7 @@ __all__ = [
     "ExtractData",
     "Look",
     "Observe",
+    "Remember",
     "ToolArgsError",
     "parse_call",
     "tool_specs",
@@ -113,6 +114,15 @@ class Observe(_Args):
     """Show the whole current page next turn instead of what changed."""
 
 
+class Remember(_Args):
+    """Propose a note for later runs (kept only if this run succeeds)."""
+
+    note: str = Field(min_length=1, max_length=500)
+    about: Literal["task", "profile"] = Field(
+        "task", description="task: every later run of it; profile: this account"
+    )
+
+
 class Done(_Args):
     """Finish the task."""
 
@@ -168,6 +178,10 @@ _SPECIAL: dict[str, tuple[str, type[_Args]]] = {
         ExtractData,
     ),
     "observe": ("Show the whole page again.", Observe),
+    "remember": (
+        "Keep a fact for later runs (a portal quirk, a rule); kept if this run succeeds.",
+        Remember,
+    ),
     "done": ("Finish with the task's result.", Done),
 }
 TOOLS = sorted([*_BROWSER, *_SPECIAL])
@@ -208,7 +222,7 @@ def _schema(args: type[_Args]) -> dict[str, Any]:
     return schema
 
 
-def parse_call(call: ToolCall) -> AnyAction | Look | ExtractData | Observe | Done:
+def parse_call(call: ToolCall) -> AnyAction | Look | ExtractData | Observe | Remember | Done:
     """A tool call as a typed action (or a special tool), or ToolArgsError saying what is wrong."""
     entry = _BROWSER.get(call.name)
     special = _SPECIAL.get(call.name)

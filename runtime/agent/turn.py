@@ -12,7 +12,7 @@ from runtime.agent.delta import DocumentWatch
 from runtime.agent.evidence import Pages
 from runtime.agent.prompt import Conversation
 from runtime.agent.router import ModelRouter
-from runtime.agent.toolset import Done, ExtractData, Look, Observe, tool_specs
+from runtime.agent.toolset import Done, ExtractData, Look, Observe, Remember, tool_specs
 from runtime.errors import StepFailedError
 from runtime.models.types import Message, ModelResponse, ToolSpec
 from runtime.run.context import RunContext
@@ -40,7 +40,7 @@ FULL_PAGE_EVERY = 8
 """Pages shown as changes in a row before the whole page is shown again (0: none, every page is
 shown whole)."""
 
-Call = AnyAction | Look | ExtractData | Observe | Done
+Call = AnyAction | Look | ExtractData | Observe | Remember | Done
 """A planner's tool call, parsed and validated."""
 
 

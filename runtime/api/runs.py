@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated
 
@@ -55,9 +56,17 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     profile: str | None = None,
     schedule: str | None = None,
+    task: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[RunRecord]:
-    """The latest runs, newest first (a ``user`` sees runs on profiles granted to it)."""
-    return await call.rt.services.runs.list(call.actor, limit, profile, schedule)
+    """The latest runs, newest first (a ``user`` sees runs on profiles granted to it): of a
+    profile, a schedule, a task, with a status, started at or after ``since`` and before
+    ``until``."""
+    return await call.rt.services.runs.list(
+        call.actor, limit, profile, schedule, task=task, status=status, since=since, until=until
+    )
 
 
 @router.get("/{run_id}", response_model=RunDetailOut)

@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "runtime.cli.demo:demo_command",
         "Start the demo portal and run two isolated sessions on it in parallel.",
     ),
+    "memory": (
+        "runtime.cli.memory:memory_group",
+        "Notes the planner reads: per task and per profile (a portal's quirks, a rule).",
+    ),
     "observe": (
         "runtime.cli.observe:observe_command",
         "Print a page as the planner would get it, and its size in tokens.",

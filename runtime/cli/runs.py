@@ -6,6 +6,7 @@ With ``CORRAL_SERVER`` set, ``runs list`` and ``runs show`` read the server's re
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from profiles import CorralError
 from runtime.cli.common import cli_actor, out_console, print_json
 from runtime.cli.remote import either
 
@@ -32,19 +34,69 @@ def runs_group() -> None:
     """Recorded runs."""
 
 
+def _when(text: str | None, flag: str) -> datetime | None:
+    """``7d``, ``12h`` (that long ago) or an ISO date or time (UTC unless it says)."""
+    if text is None:
+        return None
+    from runtime.schedules.timing import parse_duration
+
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return datetime.now(UTC) - timedelta(seconds=parse_duration(text, flag))
+        except CorralError:
+            raise click.BadParameter(
+                f"{text!r}: expected a duration ago (7d, 12h, 30m) or an ISO date (2026-11-30)",
+                param_hint=flag,
+            ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 @runs_group.command("list")
 @click.option("--limit", default=20, show_default=True)
 @click.option("--profile")
 @click.option("--schedule", help="only runs this schedule's fires started")
+@click.option("--task", help="only runs of this task (its name)")
+@click.option(
+    "--status",
+    type=click.Choice(
+        ["succeeded", "failed", "denied", "cancelled", "interrupted", "running", "queued"]
+    ),
+    help="only runs that ended (or are) so",
+)
+@click.option("--since", help="started at or after: 7d, 12h (ago) or a date, 2026-11-30")
+@click.option("--until", help="started before: the same forms")
 @click.option("--json", "as_json", is_flag=True)
-def runs_list(limit: int, profile: str | None, schedule: str | None, as_json: bool) -> None:
-    """The latest runs."""
+def runs_list(
+    limit: int,
+    profile: str | None,
+    schedule: str | None,
+    task: str | None,
+    status: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+) -> None:
+    """The latest runs, newest first; search them by task, profile, outcome and date."""
+    after, before = _when(since, "--since"), _when(until, "--until")
 
     async def local(rt: Runtime) -> list[RunRecord]:
-        return await rt.services.runs.list(await cli_actor(rt), limit, profile, schedule)
+        return await rt.services.runs.list(
+            await cli_actor(rt),
+            limit,
+            profile,
+            schedule,
+            task=task,
+            status=status,
+            since=after,
+            until=before,
+        )
 
     async def remote(client: ApiClient) -> list[RunRecord]:
-        return await client.list_runs(limit, profile, schedule)
+        return await client.list_runs(
+            limit, profile, schedule, task=task, status=status, since=after, until=before
+        )
 
     def body(runs: list[RunRecord]) -> None:
         if as_json:

@@ -37,6 +37,7 @@ from profiles import (
 )
 from runtime.app import Runtime
 from runtime.errors import RUN_EXIT_CODES, StepFailedError, TaskFileError, exit_code_for
+from runtime.memory import Note, new_note_id
 from runtime.records import RunRecord, RunSource, RunStatus
 from runtime.run.context import RunContext
 from runtime.run.gate import ApprovalDeniedError
@@ -102,6 +103,9 @@ class RunResult(BaseModel):
     )
     evidence: list[dict[str, Any]] | None = Field(
         None, description="where each field of a goal's result came from (its page excerpt)"
+    )
+    notes_kept: int = Field(
+        0, description="notes the planner proposed with remember(), kept as the run succeeded"
     )
 
     @classmethod
@@ -310,8 +314,9 @@ async def run_task(
             models_config=config.source if config is not None else None,
             egress=egress_note,
         )
+        notes = recorder.scrub(state.notes) if status == "succeeded" else []
         try:
-            await asyncio.shield(_finish(rt, recorder, result))
+            await asyncio.shield(_finish(rt, recorder, result, notes))
         finally:
             rt.redactor.detach(redactor)
         emit(RunEvent(run_id, name, "finished", status=status, text=error or ""))
@@ -402,9 +407,33 @@ def _egress_scope(
     )
 
 
-async def _finish(rt: Runtime, recorder: Recorder, result: RunResult) -> None:
-    """Register the downloads, write ``result.json``, wait for every upload, end the run row."""
+async def _keep_notes(rt: Runtime, result: RunResult, notes: list[dict[str, Any]]) -> None:
+    """Keep what the planner proposed with ``remember`` (the run succeeded)."""
+    for proposed in notes:
+        scope = proposed["scope"]
+        await rt.store.notes.add(
+            Note(
+                id=new_note_id(),
+                scope=scope,
+                name=result.task if scope == "task" else result.profile,
+                text=proposed["text"],
+                source="run",
+                run_id=result.run_id,
+                step=proposed["step"] or None,
+                created_at=datetime.now(UTC),
+            )
+        )
+    result.notes_kept = len(notes)
+
+
+async def _finish(
+    rt: Runtime, recorder: Recorder, result: RunResult, notes: list[dict[str, Any]]
+) -> None:
+    """Register the downloads, keep the run's notes, write ``result.json``, wait for every
+    upload, end the run row."""
     assert result.run_id is not None
+    if notes:
+        await _keep_notes(rt, result, notes)
     downloads = recorder.run_dir / "downloads"
     if downloads.is_dir():
         for path in sorted(downloads.iterdir()):

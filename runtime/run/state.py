@@ -41,6 +41,8 @@ class RunState:
     has_result: bool = False
     evidence: list[dict[str, Any]] | None = None
     """Where each field of done()'s result came from (runtime.agent.evidence)."""
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    """Notes the planner proposed (scope, text, step): kept if the run succeeds."""
     restored: bool = False
     """The session started from the profile's saved state."""
     shadow_agreed: int = 0

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from runtime.services.audit import AuditService
     from runtime.services.base import Service, Supplier
     from runtime.services.keys import KeyService
+    from runtime.services.memory import MemoryService
     from runtime.services.policy import PolicyService, PolicyText
     from runtime.services.profiles import ProfileEntry, ProfileService, bundle_needs_passphrase
     from runtime.services.runs import RunDetail, RunService
@@ -41,6 +42,7 @@ __all__ = [
     "ApprovalService",
     "AuditService",
     "KeyService",
+    "MemoryService",
     "NewUser",
     "PolicyService",
     "PolicyText",
@@ -123,6 +125,13 @@ class Services:
         from runtime.services.runs import RunService
 
         return RunService(*self._parts)
+
+    @functools.cached_property
+    def memory(self) -> MemoryService:
+        """Notes of long-term memory."""
+        from runtime.services.memory import MemoryService
+
+        return MemoryService(*self._parts)
 
     @functools.cached_property
     def schedules(self) -> ScheduleService:

@@ -298,6 +298,21 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN evidence TEXT;
     """,
+    # Long-term memory: notes the planner reads, per task and per profile (runtime.memory).
+    """
+    CREATE TABLE notes (
+        id TEXT PRIMARY KEY,
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        text TEXT NOT NULL,
+        source TEXT NOT NULL,
+        author TEXT,
+        run_id TEXT,
+        step INTEGER,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX notes_scope ON notes (scope, name, created_at);
+    """,
 ]
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from runtime.store.audit import AuditRepository
 from runtime.store.db import DEFAULT_BUSY_TIMEOUT_S, Database, Driver, Reseal
 from runtime.store.effects import EffectRepository
+from runtime.store.notes import NoteRepository
 from runtime.store.profiles import ProfileRepository
 from runtime.store.runs import RunRepository
 from runtime.store.schedules import ScheduleRepository
@@ -56,6 +57,8 @@ class Store(Database):
         """Schedules and their fires (the embedded fire queue)."""
         self.effects = EffectRepository(self)
         """Submissions of schedule fires by idempotency key (:mod:`runtime.run.effects`)."""
+        self.notes = NoteRepository(self)
+        """Notes of long-term memory (:mod:`runtime.memory`)."""
 
     async def mark_orphaned_runs(
         self, is_alive: Callable[[int], bool], host: str | None = None

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from runtime.console.pages import approvals, audit, profiles, run, runs, schedules, usage
+from runtime.console.pages import (
+    approvals,
+    audit,
+    memory,
+    profiles,
+    run,
+    runs,
+    schedules,
+    usage,
+)
 
 __all__ = ["ROUTERS"]
 
@@ -14,6 +23,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     approvals.router,
     schedules.router,
     profiles.router,
+    memory.router,
     usage.router,
     audit.router,
 )
