@@ -25,11 +25,12 @@ from profiles import BrowserPool, ProfileSettings
 from runtime import Runtime
 from runtime.auth import Actor
 from runtime.console.pages.schedules import timing_words
-from runtime.records import ModelCallRecord, RunRecord, RunStatus
+from runtime.records import ModelCallRecord
 from runtime.schedules import Schedule, Timing
 from runtime.serve.server import listen
 from runtime.services import ScheduleInput
 from tests.support.console import ROOT, Console, csrf_of, served_console, sign_in
+from tests.support.stores import add_run
 
 ADA = Actor("ada", "admin")
 BOB = Actor("bob", "user")
@@ -55,38 +56,6 @@ def assert_inert(html: str) -> None:
     assert "<img src=x" not in html
     assert "<svg onload" not in html
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in html
-
-
-async def add_run(
-    rt: Runtime,
-    run_id: str,
-    profile: str,
-    *,
-    task: str = "check",
-    status: RunStatus = "succeeded",
-    started: datetime | None = None,
-    seconds: float | None = 12.5,
-    error: str | None = None,
-    result: Any = None,
-    schedule: str | None = None,
-) -> RunRecord:
-    at = started or NOW - timedelta(minutes=5)
-    run = RunRecord(
-        id=run_id,
-        task_name=task,
-        task_path=None,
-        profile=profile,
-        status=status,
-        started_at=at,
-        finished_at=at + timedelta(seconds=seconds) if seconds is not None else None,
-        error=error,
-        result=result,
-        run_dir=f"/tmp/{run_id}",
-        pid=1,
-        schedule=schedule,
-    )
-    await rt.store.runs.create_run(run)
-    return run
 
 
 async def add_call(
@@ -168,6 +137,7 @@ async def test_every_page_renders_for_an_admin(console: Console) -> None:
             "/console/schedules",
             "/console/schedules/nightly",
             "/console/profiles",
+            "/console/memory",
             "/console/usage",
             "/console/usage?days=7",
             "/console/usage?days=90",

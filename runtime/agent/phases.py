@@ -181,14 +181,20 @@ async def decide(agent: Agent, turn: Turn) -> None:
     turn.response = response
     agent.conversation.answered(response)
     if response.tool_calls:
-        turn.note = {
-            "model": f"{response.provider}:{response.model}",
-            "tool": response.tool_calls[0].name,
-            # What the model asked for and why, in its words (the recorder redacts both).
-            "call": _call_summary(response),
-            **({"reason": response.text.strip()[:_MAX_REASON]} if response.text.strip() else {}),
-            **shadow_note,
-        }
+        turn.note.update(
+            {
+                "model": f"{response.provider}:{response.model}",
+                "tool": response.tool_calls[0].name,
+                # What the model asked for and why, in its words (the recorder redacts both).
+                "call": _call_summary(response),
+                **(
+                    {"reason": response.text.strip()[:_MAX_REASON]}
+                    if response.text.strip()
+                    else {}
+                ),
+                **shadow_note,
+            }
+        )
 
 
 def _invalid_call(agent: Agent, line: str) -> bool:

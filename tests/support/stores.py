@@ -1,19 +1,22 @@
 """The store behind corral's back, on either backend: what a write that breaks a constraint or
 the database's own refusal raises, and a plain connection for tests that edit rows as someone
-holding the database's credentials could."""
+holding the database's credentials could; a run row as a finished run leaves it."""
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import psycopg.errors
 
+from runtime import Runtime
+from runtime.records import RunRecord, RunStatus
 from runtime.store.postgres import pg_sql
 
-__all__ = ["DATABASE_ERRORS", "INTEGRITY_ERRORS", "raw_connect"]
+__all__ = ["DATABASE_ERRORS", "INTEGRITY_ERRORS", "add_run", "raw_connect"]
 
 DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, psycopg.Error)
 """What the database refusing a statement raises, on either backend."""
@@ -55,3 +58,35 @@ def raw_connect(where: Path | str) -> Any:
     if isinstance(where, str) and where.startswith("postgresql://"):
         return _RawPg(where)
     return sqlite3.connect(where)
+
+
+async def add_run(
+    rt: Runtime,
+    run_id: str,
+    profile: str,
+    *,
+    task: str = "check",
+    status: RunStatus = "succeeded",
+    started: datetime | None = None,
+    seconds: float | None = 12.5,
+    error: str | None = None,
+    result: Any = None,
+    schedule: str | None = None,
+) -> RunRecord:
+    at = started or datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    run = RunRecord(
+        id=run_id,
+        task_name=task,
+        task_path=None,
+        profile=profile,
+        status=status,
+        started_at=at,
+        finished_at=at + timedelta(seconds=seconds) if seconds is not None else None,
+        error=error,
+        result=result,
+        run_dir=f"/tmp/{run_id}",
+        pid=1,
+        schedule=schedule,
+    )
+    await rt.store.runs.create_run(run)
+    return run
