@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from profiles import TraceMode, describe_errors
+from runtime.alerts import AlertPolicy
 from runtime.errors import TaskFileError
 from tools import ACTION_TYPES, Action, AnyAction, Locate, refused_scheme
 
@@ -158,6 +159,10 @@ class Task(BaseModel):
     output: str | None = Field(None, description="the extracted value that is the run's result")
     output_schema: dict[str, Any] | None = None
     output_policy: OutputPolicy = Field(default_factory=OutputPolicy)
+    alerts: AlertPolicy = Field(
+        default_factory=AlertPolicy,
+        description="token burn, provider errors, spend near the cap: when, and what follows",
+    )
     budget: Budget = Field(default_factory=Budget)
     step_timeout_s: float = Field(10.0, gt=0, le=3600)
     upload_dir: str | None = Field(None, description="the only folder uploads may come from")

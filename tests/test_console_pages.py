@@ -138,6 +138,7 @@ async def test_every_page_renders_for_an_admin(console: Console) -> None:
             "/console/schedules/nightly",
             "/console/profiles",
             "/console/memory",
+            "/console/alerts",
             "/console/usage",
             "/console/usage?days=7",
             "/console/usage?days=90",

@@ -180,6 +180,8 @@ async def decide(agent: Agent, turn: Turn) -> None:
             shadow_note = {"shadow": _call_summary(shadow), "shadow_agrees": agrees}
     turn.response = response
     agent.conversation.answered(response)
+    # Token burn, provider errors, spend: alerts and what follows them (runtime.run.runbook).
+    await agent.alarms.after_planner(response, router)
     if response.tool_calls:
         turn.note.update(
             {
@@ -188,9 +190,7 @@ async def decide(agent: Agent, turn: Turn) -> None:
                 # What the model asked for and why, in its words (the recorder redacts both).
                 "call": _call_summary(response),
                 **(
-                    {"reason": response.text.strip()[:_MAX_REASON]}
-                    if response.text.strip()
-                    else {}
+                    {"reason": response.text.strip()[:_MAX_REASON]} if response.text.strip() else {}
                 ),
                 **shadow_note,
             }

@@ -8,6 +8,7 @@ The router owns the model adapters it builds from the config and its redacting H
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -110,6 +111,8 @@ class ModelRouter:
         self.run_id = run_id
         self.meter = meter
         self.step_idx: int | None = None
+        self.errors: Counter[str] = Counter()
+        """Failed calls by provider in this run (for the upstream-errors alert)."""
         self.prices = config.all_prices()
         breaker = breaker or CircuitBreaker(config.breaker.failures, config.breaker.cooldown_s)
         self._built: list[Model] = []
@@ -180,6 +183,8 @@ class ModelRouter:
         cost = cost_usd(usage, self._price(attempt.label)) if attempt.response else 0.0
         if attempt.response is not None:
             self.meter.add(cost, usage.input_tokens + usage.output_tokens)
+        if attempt.outcome == "error":
+            self.errors[provider] += 1
         await self.store.runs.add_model_call(
             ModelCallRecord(
                 run_id=self.run_id,

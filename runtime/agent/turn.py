@@ -16,6 +16,7 @@ from runtime.agent.toolset import Done, ExtractData, Look, Observe, Remember, to
 from runtime.errors import StepFailedError
 from runtime.models.types import Message, ModelResponse, ToolSpec
 from runtime.run.context import RunContext
+from runtime.run.runbook import Alarms
 from tools import AnyAction, Observation
 
 __all__ = [
@@ -70,6 +71,8 @@ class Agent:
     """How often each action was chosen on each page state (loop detection)."""
     pages: Pages = field(default_factory=Pages)
     """The pages the planner was shown (what done()'s evidence may cite)."""
+    alarms: Alarms = field(init=False)
+    """The run's alerts (token burn, provider errors, spend) and their runbook."""
     invalid_calls: int = 0
     invalid_results: int = 0
     failures: int = 0
@@ -77,6 +80,9 @@ class Agent:
     pending: asyncio.Task[None] | None = None
     """The screenshot and record of the last action, taken while the next turn observes and asks
     the model (both only read the page); always awaited before the next action and on exit."""
+
+    def __post_init__(self) -> None:
+        self.alarms = Alarms(self.ctx)
 
     async def settle(self) -> None:
         """Wait for the last action's record."""

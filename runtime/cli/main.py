@@ -13,6 +13,10 @@ import click
 __all__ = ["COMMANDS", "cli", "main"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "alerts": (
+        "runtime.cli.alerts:alerts_group",
+        "Alerts runs raised, and their runbook: acknowledge, lift, resume, stop.",
+    ),
     "approvals": (
         "runtime.cli.approvals:approvals_group",
         "Gated actions waiting for a person: list, show, approve, deny.",

@@ -32,6 +32,7 @@ from runtime.errors import ApprovalDeniedError, StepFailedError
 from runtime.records import StepRecord
 from runtime.run.ask import ApprovalAsker, target_of
 from runtime.run.effects import skipped_note
+from runtime.run.runbook import frozen_verdict
 from runtime.run.scripted import substitute_text
 from runtime.run.steps import perform
 from runtime.run.summary import denial_keys, fingerprint, sanitize_summary
@@ -196,7 +197,11 @@ class Gate:
         if not checked.ok:
             # Not readable: the action is not done; it fails with the reason (see act()).
             return Verdict(decision="allow", reasons=[str(checked.error)])
-        return self._decide(checked.facts)
+        return await self._decide_now(checked.facts)
+
+    async def _decide_now(self, facts: dict[str, Any]) -> Verdict:
+        """The verdict, with the task's risky tools frozen while an alert says so."""
+        return await frozen_verdict(self.ctx, self._decide(facts), facts)
 
     async def _vet_next(self, page: Page, spec: Locate) -> Checked:
         """Each click of ``extract``'s pagination, classified like any click; only an allowed
@@ -205,7 +210,7 @@ class Gate:
         checked = await self._probe(click, page)
         if checked.error is not None:
             raise checked.error
-        verdict = self._decide(checked.facts)
+        verdict = await self._decide_now(checked.facts)
         if verdict.decision != "allow":
             if verdict.decision == "deny":
                 self._remember_denial(checked.facts)
@@ -316,7 +321,7 @@ class Gate:
                 if not now.ok:
                     return await refuse("refused", f"not done: {now.error}")
                 checked = now
-                verdict = self._decide(now.facts)
+                verdict = await self._decide_now(now.facts)
                 if verdict.decision == "allow":
                     continue  # asked again all the same: a person approved something else
                 if verdict.decision == "deny":

@@ -20,7 +20,7 @@ class RunEvent:
 
     run_id: str
     profile: str
-    kind: str  # started | step | approval | finished
+    kind: str  # started | step | approval | alert | finished
     step: int = 0
     total: int = 0
     text: str = ""

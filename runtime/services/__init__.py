@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     # Each service's module loads when the service is first used (a one-step `corral run` needs
     # two of them), and so do the names exported here.
     from runtime.app import Runtime
+    from runtime.services.alerts import AlertService
     from runtime.services.approvals import ApprovalService
     from runtime.services.audit import AuditService
     from runtime.services.base import Service, Supplier
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from runtime.services.users import NewUser, UserService
 
 __all__ = [
+    "AlertService",
     "ApprovalService",
     "AuditService",
     "KeyService",
@@ -125,6 +127,13 @@ class Services:
         from runtime.services.runs import RunService
 
         return RunService(*self._parts)
+
+    @functools.cached_property
+    def alerts(self) -> AlertService:
+        """Alerts raised by runs: acknowledge, lift a freeze, resume a paused run."""
+        from runtime.services.alerts import AlertService
+
+        return AlertService(*self._parts)
 
     @functools.cached_property
     def memory(self) -> MemoryService:

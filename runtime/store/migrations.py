@@ -313,6 +313,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX notes_scope ON notes (scope, name, created_at);
     """,
+    # Alerts and their runbook (runtime.alerts); the model calls' provider errors by time.
+    """
+    CREATE TABLE alerts (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        task TEXT NOT NULL,
+        profile TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL,
+        detail TEXT,
+        then_do TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        resolved_by TEXT,
+        resolved_at TEXT,
+        approval_id TEXT
+    );
+    CREATE INDEX alerts_state ON alerts (state, then_do, task);
+    CREATE INDEX alerts_at ON alerts (created_at);
+    CREATE INDEX model_calls_provider ON model_calls (provider, outcome, at);
+    """,
 ]
 
 

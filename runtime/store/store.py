@@ -15,6 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from runtime.store.alerts import AlertRepository
 from runtime.store.audit import AuditRepository
 from runtime.store.db import DEFAULT_BUSY_TIMEOUT_S, Database, Driver, Reseal
 from runtime.store.effects import EffectRepository
@@ -59,6 +60,8 @@ class Store(Database):
         """Submissions of schedule fires by idempotency key (:mod:`runtime.run.effects`)."""
         self.notes = NoteRepository(self)
         """Notes of long-term memory (:mod:`runtime.memory`)."""
+        self.alerts = AlertRepository(self)
+        """Alerts raised by runs, and their runbook's state (:mod:`runtime.alerts`)."""
 
     async def mark_orphaned_runs(
         self, is_alive: Callable[[int], bool], host: str | None = None

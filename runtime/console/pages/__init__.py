@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from runtime.console.pages import (
+    alerts,
     approvals,
     audit,
     memory,
@@ -21,6 +22,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     runs.router,
     run.router,
     approvals.router,
+    alerts.router,
     schedules.router,
     profiles.router,
     memory.router,
