@@ -59,10 +59,10 @@ def parse_duration(text: str) -> timedelta | None:
         return None
     m = _DURATION.fullmatch(value)
     if not m or int(m[1]) == 0:
-        raise ValueError(f"{text!r}: expected {_EXPECTED}")
+        raise ValueError(f"expected {_EXPECTED}")
     seconds = int(m[1]) * _UNITS[m[2]]
     if seconds > _MAX_DAYS * 86_400:
-        raise ValueError(f"{text!r}: at most {_MAX_DAYS}d; use 'forever' to keep for good")
+        raise ValueError(f"at most {_MAX_DAYS}d; use 'forever' to keep for good")
     return timedelta(seconds=seconds)
 
 
@@ -71,7 +71,7 @@ def _normal(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"expected {_EXPECTED}, got {type(value).__name__}")
+        raise ValueError(f"expected {_EXPECTED}")
     text = str(value)
     return FOREVER if parse_duration(text) is None else text.strip().lower().replace(" ", "")
 

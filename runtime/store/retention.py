@@ -190,9 +190,7 @@ class RetentionRepository:
         """In the caller's transaction: delete the store's copy of ``kinds`` of the run's data
         and mark them expired at ``at``; returns the kinds this call expired (a kind another gc
         expired first, or a run that is live again, is left alone: idempotent)."""
-        row = await self.db.fetch_one(
-            "SELECT status, expired FROM runs WHERE id = ?", (run_id,)
-        )
+        row = await self.db.fetch_one("SELECT status, expired FROM runs WHERE id = ?", (run_id,))
         if row is None or row["status"] in _LIVE:
             return []
         expired: dict[str, str] = json.loads(row["expired"]) if row["expired"] else {}
@@ -230,4 +228,3 @@ class RetentionRepository:
             )
         elif kind == "results":
             await db.execute("UPDATE runs SET result = NULL WHERE id = ?", (run_id,))
-
