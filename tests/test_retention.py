@@ -44,6 +44,7 @@ from tests.support.cli import corral
 from tests.support.console import served_console, sign_in
 from tests.support.demo import make_demo_profiles
 from tests.support.s3 import S3, aws_env, s3_server
+from tests.support.wait import until
 
 ADA = Actor("ada", "admin")
 BOB = Actor("bob", "user")
@@ -277,7 +278,7 @@ async def test_gc_deletes_a_runs_expired_data_and_nothing_else(
             assert (await api.get(f"/api/runs/{gone_id}/review")).status_code == 200
             assert (await api.get(f"/api/runs/{gone_id}/replay")).status_code == 200
             trace = await api.get(f"/api/runs/{gone_id}/files/trace.zip")
-            assert trace.status_code == 404
+            assert trace.status_code == 404 and "expired: " in trace.text
 
 
 @pytest.fixture(scope="module")
@@ -505,3 +506,56 @@ async def test_the_cli_gc_and_retention_commands(rt_nobrowser: Runtime) -> None:
     assert rules["applied"]["traces"] == {"kind": "traces", "rule": "forever", "source": "profile"}
     cleared = await asyncio.to_thread(corral, "retention", "clear", "--profile", "p")
     assert cleared.returncode == 0 and "rule removed" in cleared.stdout
+
+
+@pytest.mark.both_backends
+async def test_a_hosts_leftover_copy_of_expired_data_is_swept_without_a_new_audit_row(
+    ruled: Runtime,
+) -> None:
+    # Another host's pass deleted and marked r-uq's trace; this host still has its copy of the
+    # run folder (the run was recorded here).
+    rt, later = ruled, datetime.now(UTC) + 2 * DAY
+    assert pairs(await rt.services.retention.gc(ADA, now=later)) == {("r-uq", "traces")}
+    leftover = rt.settings.runs_dir / "r-uq" / "trace.zip"
+    leftover.write_bytes(b"PK the copy this host kept")
+    dry = await rt.services.retention.gc(ADA, dry_run=True, now=later)
+    assert dry.deletions == [] and dry.swept == 1 and leftover.exists()
+    swept = await rt.services.retention.gc(ADA, now=later)
+    assert swept.deletions == [] and swept.swept == 1
+    assert not leftover.exists()
+    assert (await rt.services.retention.gc(ADA, now=later)).swept == 0
+    assert len(await deletions_in_audit(rt)) == 1
+
+
+async def test_serve_runs_the_same_gc_as_its_own_actor(settings: Settings) -> None:
+    from runtime.serve.server import ServeOptions, serve
+
+    async with Runtime.open(settings) as rt:
+        await rt.profiles.create("p", ProfileSettings())
+        await synthetic_run(rt, "r-old", "u", "p")
+        await synthetic_run(rt, "r-new", "u", "p")
+        async with rt.store.tx() as db:
+            await db.execute(
+                "UPDATE runs SET finished_at = ? WHERE id = ?",
+                ((datetime.now(UTC) - 2 * DAY).isoformat(), "r-old"),
+            )
+    old = settings.runs_dir / "r-old" / "trace.zip"
+    stop = asyncio.Event()
+    configured = settings.model_copy(
+        update={"retention": Retention(traces="1d"), "gc_interval_s": 3600}
+    )
+    server = asyncio.create_task(
+        serve(configured, ServeOptions(port=0, tick_s=0.05), announce=lambda _line: None, stop=stop)
+    )
+    try:
+        await until(lambda: not old.exists() or server.done(), 30, "the server's gc pass")
+        assert not server.done()
+    finally:
+        stop.set()
+        await server
+    assert (settings.runs_dir / "r-new" / "trace.zip").exists()
+    async with Runtime.open(settings) as rt:
+        audited = await deletions_in_audit(rt)
+    assert [(a["subject"], a["kind"], a["actor"]) for a in audited] == [
+        ("r-old", "traces", "retention")
+    ]

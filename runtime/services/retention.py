@@ -90,6 +90,11 @@ class GcReport(BaseModel):
     failed: list[str] = Field(
         default_factory=list, description="runs left for the next pass, and why"
     )
+    swept: int = Field(
+        0,
+        description="files of data that had already expired (deleted and marked by a pass on "
+        "another host) removed from this host's copy of the run folders",
+    )
 
     @property
     def files(self) -> int:
@@ -201,6 +206,8 @@ class RetentionService(Service):
                 and run.finished_at + keep <= at
             ]
             if not due:
+                if run.expired:
+                    report.swept += await _sweep(run, dry_run)
                 continue
             try:
                 report.deletions.extend(await self._gc_run(actor, run, due, at, dry_run))
@@ -285,19 +292,63 @@ class RetentionService(Service):
             await _strip_steps_file(folder)
 
 
+async def _sweep(run: EndedRun, dry_run: bool) -> int:
+    """Remove this host's leftover copy of ``run``'s already expired data (a run recorded here
+    whose data a pass on another host deleted); how many files (a dry run only counts them)."""
+    root = Path(run.run_dir)
+    if not root.is_dir():
+        return 0
+    folder = LocalObjects(root)
+    count = 0
+    for kind in KINDS:
+        if kind not in run.expired:
+            continue
+        names = [n for n in _FIXED[kind] if (root / n).is_file()]
+        for prefix in _FOLDERS[kind]:
+            names += await folder.list(prefix)
+        count += len(names)
+        if kind == "excerpts":
+            data = await folder.get(_STEPS_FILE)
+            if data is not None and _has_excerpts(data):
+                count += 1
+                if not dry_run:
+                    await _strip_steps_file(folder)
+        if dry_run:
+            continue
+        for name in names:
+            await folder.delete(name)
+    return count
+
+
+def _step_lines(data: bytes) -> list[Any]:
+    """The records of a ``steps.jsonl`` (a torn last line is dropped, with its text)."""
+    records = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def _has_excerpts(data: bytes) -> bool:
+    if not any(f'"{k}":'.encode() in data for k in EXCERPT_KEYS):
+        return False  # the usual answer, without parsing
+    return any(
+        isinstance(r, dict)
+        and isinstance(r.get("detail"), Mapping)
+        and any(k in r["detail"] for k in EXCERPT_KEYS)
+        for r in _step_lines(data)
+    )
+
+
 async def _strip_steps_file(folder: LocalObjects) -> None:
     """Rewrite the run folder's ``steps.jsonl`` (a copy of the step rows) without page text."""
     data = await folder.get(_STEPS_FILE)
     if data is None:
         return
     lines = []
-    for line in data.decode("utf-8", "replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            record: Any = json.loads(line)
-        except ValueError:
-            continue  # a torn last line: dropped with its text
+    for record in _step_lines(data):
         if isinstance(record, dict) and isinstance(record.get("detail"), Mapping):
             detail = {k: v for k, v in record["detail"].items() if k not in EXCERPT_KEYS}
             record["detail"] = detail or None
