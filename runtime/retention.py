@@ -5,8 +5,9 @@ Four kinds of data a run leaves behind (see ``docs/retention.md`` for exactly wh
 - ``screenshots``: the step and approval screenshots;
 - ``traces``: the Playwright ``trace.zip``;
 - ``excerpts``: page text kept in step records (the planner's page excerpt, values an action
-  read off the page, the model's stated reason) and the run folder's ``steps.jsonl`` copy;
-- ``results``: the run's result value, ``result.json`` and the run's downloads.
+  read off the page, the model's stated reason, the summary of earlier turns), the run folder's
+  ``steps.jsonl`` copy, and the page text the result's evidence cites;
+- ``results``: the run's result value and its evidence, ``result.json`` and the downloads.
 
 A rule is a duration (``30d``, ``12h``, ``2w``, ``90m``, ``3600s``) counted from the run's end,
 or ``forever`` (also ``never``: never expires). Rules come from three levels, the first that sets

@@ -262,9 +262,11 @@ class RetentionService(Service):
         records, size = 0, sum(a.bytes for a in artifacts)
         if kind == "excerpts":
             stripped = await repo.excerpts(run.id)
-            records, size = len(stripped), sum(n for _kept, n in stripped.values())
+            _evidence, cited, cited_size = await repo.cited(run.id)
+            records = len(stripped) + cited
+            size = sum(n for _kept, n in stripped.values()) + cited_size
         elif kind == "results":
-            records = int(await repo.has_result(run.id))
+            records = await repo.results(run.id)
         deletion = Deletion(
             run_id=run.id,
             task=run.task_name,

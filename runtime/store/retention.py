@@ -4,7 +4,8 @@ store (the files are the service's: :mod:`runtime.services.retention`).
 ``retention_rules`` holds one row per (scope, name): scope ``task`` (the rule of the task's last
 run, by task name) or ``profile`` (set by an admin). ``runs.expired`` says which kinds of a run's
 data were deleted, and when (JSON: kind -> time); the run's row, status, error, costs, model
-calls and the step skeleton (kind, action, target, status, URLs, timing) stay.
+calls and the step skeleton (kind, action, target, status, URLs, timing) stay. Page text is in
+the steps' details (see :data:`EXCERPT_KEYS`) and in the excerpts the result's evidence cites.
 """
 
 from __future__ import annotations
@@ -43,10 +44,10 @@ ARTIFACT_KINDS: dict[Kind, tuple[str, ...]] = {
 }
 """Which registered files (artifact kinds) each kind of run data covers."""
 
-EXCERPT_KEYS = ("excerpt", "value", "reason")
+EXCERPT_KEYS = ("excerpt", "value", "reason", "history_summary")
 """The keys of a step's detail that hold page text: the planner's page excerpt, a value an action
-read off the page (a vision model's look, a read value), and the model's reason (its words about
-the page)."""
+read off the page (a vision model's look, a read value), the model's reason (its words about the
+page) and the summary of the run's earlier turns."""
 
 
 def strip_excerpts(detail: Any) -> tuple[Any, int]:
@@ -173,12 +174,29 @@ class RetentionRepository:
                 out[int(r["idx"])] = (kept, size)
         return out
 
-    async def has_result(self, run_id: str) -> bool:
-        """Whether the run's row still holds a result value."""
+    async def results(self, run_id: str) -> int:
+        """How many of the result value and its evidence the run's row still holds."""
         row = await self.db.fetch_one(
-            "SELECT 1 FROM runs WHERE id = ? AND result IS NOT NULL", (run_id,)
+            "SELECT result IS NOT NULL AS r, evidence IS NOT NULL AS e FROM runs WHERE id = ?",
+            (run_id,),
         )
-        return row is not None
+        return int(bool(row["r"])) + int(bool(row["e"])) if row else 0
+
+    async def cited(self, run_id: str) -> tuple[list[Any] | None, int, int]:
+        """The run's result evidence without its page text (each field's excerpt), how many
+        entries had some, and the characters removed."""
+        row = await self.db.fetch_one("SELECT evidence FROM runs WHERE id = ?", (run_id,))
+        entries = json.loads(row["evidence"]) if row and row["evidence"] else None
+        if not isinstance(entries, list):
+            return entries, 0, 0
+        kept, count, size = [], 0, 0
+        for entry in entries:
+            if isinstance(entry, dict) and "excerpt" in entry:
+                count += 1
+                size += len(json.dumps(entry["excerpt"], ensure_ascii=False, default=str))
+                entry = {k: v for k, v in entry.items() if k != "excerpt"}
+            kept.append(entry)
+        return kept, count, size
 
     async def expire(
         self,
@@ -216,6 +234,11 @@ class RetentionRepository:
             await db.execute("UPDATE steps SET screenshot = NULL WHERE run_id = ?", (run_id,))
             await db.execute("UPDATE approvals SET screenshot = NULL WHERE run_id = ?", (run_id,))
         elif kind == "excerpts":
+            evidence, count, _size = await self.cited(run_id)
+            if count:
+                await db.execute(
+                    "UPDATE runs SET evidence = ? WHERE id = ?", (json.dumps(evidence), run_id)
+                )
             stripped = await self.excerpts(run_id)
             if not stripped:
                 return
@@ -227,4 +250,6 @@ class RetentionRepository:
                 ],
             )
         elif kind == "results":
-            await db.execute("UPDATE runs SET result = NULL WHERE id = ?", (run_id,))
+            await db.execute(
+                "UPDATE runs SET result = NULL, evidence = NULL WHERE id = ?", (run_id,)
+            )
