@@ -56,7 +56,7 @@ DAY = timedelta(days=1)
 
 
 def _count(page: str) -> ModelResponse:
-    found = re.search(r"Unpaid invoices: (\d+)", page)
+    found = re.search(r"Unpaid invoices:\s*(\d+)", page)
     assert found, page
     return reply(call("done", result={"unpaid": int(found.group(1))}))
 
@@ -559,3 +559,29 @@ async def test_serve_runs_the_same_gc_as_its_own_actor(settings: Settings) -> No
     assert [(a["subject"], a["kind"], a["actor"]) for a in audited] == [
         ("r-old", "traces", "retention")
     ]
+
+
+@pytest.mark.both_backends
+async def test_the_results_evidence_loses_its_page_text_then_goes_with_the_result(
+    rt_nobrowser: Runtime,
+) -> None:
+    rt, start = rt_nobrowser, datetime.now(UTC)
+    await rt.profiles.create("p", ProfileSettings())
+    await synthetic_run(rt, "r-cited", "u", "p", ended=False)
+    cited = [{"field": "account", "excerpt": "Account ACME-7731", "url": "http://x/", "step": 2}]
+    await rt.store.runs.finish_run("r-cited", "succeeded", None, {"account": "ACME-7731"}, cited)
+    rules = Retention(excerpts="1d", results="3d")
+    rt.settings = rt.settings.model_copy(update={"retention": rules})
+
+    first = await rt.services.retention.gc(ADA, now=start + 2 * DAY)
+    assert [(d.kind, d.records) for d in first.deletions] == [("excerpts", 1)]
+    run = await rt.store.runs.get_run("r-cited")
+    assert run is not None and run.result == {"account": "ACME-7731"}
+    assert run.evidence == [{"field": "account", "url": "http://x/", "step": 2}]
+    assert "ACME-7731" not in json.dumps(await deletions_in_audit(rt))
+
+    second = await rt.services.retention.gc(ADA, now=start + 4 * DAY)
+    assert [(d.kind, d.records) for d in second.deletions] == [("results", 2)]
+    run = await rt.store.runs.get_run("r-cited")
+    assert run is not None and run.result is None and run.evidence is None
+    assert set(run.expired or {}) == {"excerpts", "results"}
