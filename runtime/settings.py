@@ -23,6 +23,7 @@ from profiles import (
     tighten,
 )
 from runtime.objects import ARTIFACTS_URL_ENV, parse_artifacts_url
+from runtime.retention import Retention
 
 __all__ = [
     "CONFIG_ENV",
@@ -121,6 +122,7 @@ _NUMBER_ENV = {
     "approval_ttl_s": "CORRAL_APPROVAL_TTL",
     "busy_timeout_s": "CORRAL_BUSY_TIMEOUT",
     "heartbeat_timeout_s": "CORRAL_HEARTBEAT_TIMEOUT",
+    "gc_interval_s": "CORRAL_GC_INTERVAL",
 }
 
 
@@ -196,6 +198,19 @@ class Settings(BaseModel):
         "unset: the run and profile folders under HOME",
     )
 
+    retention: Retention = Field(
+        default_factory=Retention,
+        description="the global default of how long run data is kept, per kind "
+        "(CORRAL_RETENTION_SCREENSHOTS, _TRACES, _EXCERPTS, _RESULTS: 30d, 12h, forever); a "
+        "profile's or a task's rule beats it; unset: kept forever",
+    )
+    gc_interval_s: float = Field(
+        3600.0,
+        ge=0,
+        description="how often `corral serve` deletes run data past its retention "
+        "(CORRAL_GC_INTERVAL, seconds; 0: never, only `corral gc`)",
+    )
+
     @field_validator("artifacts_url")
     @classmethod
     def _artifacts_url(cls, value: str | None) -> str | None:
@@ -231,6 +246,8 @@ class Settings(BaseModel):
                     else None
                 ),
                 artifacts_url=_artifacts_url(env),
+                retention=Retention.from_env(env),
+                gc_interval_s=_seconds(env, "CORRAL_GC_INTERVAL", 3600),
                 public_url=(
                     parse_public_url(env[PUBLIC_URL_ENV], PUBLIC_URL_ENV)
                     if env.get(PUBLIC_URL_ENV, "").strip()

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from profiles import TraceMode, describe_errors
 from runtime.alerts import AlertPolicy
 from runtime.errors import TaskFileError
+from runtime.retention import Retention
 from tools import ACTION_TYPES, Action, AnyAction, Locate, refused_scheme
 
 __all__ = [
@@ -186,6 +187,11 @@ class Task(BaseModel):
         "on",
         description="on: a scrubbed Playwright trace.zip; no_bodies: without request or response "
         "bodies; off: no trace at all",
+    )
+    retention: Retention | None = Field(
+        None,
+        description="how long this task's run data is kept, per kind (screenshots, traces, "
+        "excerpts, results): 30d, 12h, forever; beats the profile's rule and the global default",
     )
     source: str | None = Field(None, exclude=True, description="the file it was read from")
 

@@ -119,7 +119,9 @@ async def run_file(run_id: str, path: str, call: Authenticated) -> Response:
     if path in {a.path for a in detail.artifacts}:
         data = await read_run_file(call.rt.objects, run.id, Path(run.run_dir), path)
     if data is None:
-        raise RunNotFoundError(f"no file '{path}' in run '{run.id}'")
+        # A file deleted under the retention rules is not found either; the run says which.
+        gone = f" (expired: {', '.join(sorted(run.expired))})" if run.expired else ""
+        raise RunNotFoundError(f"no file '{path}' in run '{run.id}'{gone}")
     name = re.sub(r"[^A-Za-z0-9._-]", "_", PurePosixPath(path).name) or "file"
     return Response(
         data,

@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "runtime.cli.memory:memory_group",
         "Notes the planner reads: per task and per profile (a portal's quirks, a rule).",
     ),
+    "gc": (
+        "runtime.cli.gc:gc_command",
+        "Delete run data past its retention: screenshots, traces, page excerpts, results (admin).",
+    ),
     "observe": (
         "runtime.cli.observe:observe_command",
         "Print a page as the planner would get it, and its size in tokens.",
@@ -42,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": (
         "runtime.cli.replay:replay_command",
         "Write a run's replay: one HTML file, screenshots embedded, that works offline.",
+    ),
+    "retention": (
+        "runtime.cli.gc:retention_group",
+        "How long run data is kept: per task (its file's retention:), per profile, global.",
     ),
     "run": (
         "runtime.cli.run:run_command",

@@ -414,6 +414,7 @@ def replay_context(
         "trace_path": trace,
         "trace_command": f"playwright show-trace {shlex.quote(trace)}" if trace else None,
         "output_json": _json(review.output) if review.output is not None else None,
+        "expired": review.run.expired or {},
         "usd": usd,
         "seconds": seconds_text,
         "ms": lambda value: seconds_text((value or 0.0) / 1000),

@@ -7,6 +7,8 @@ service: people hold API tokens, the service account owns ``CORRAL_HOME``. The l
   interrupted, the fire retried under its schedule's policy, never simply restarted);
 - every ``tick_s`` the scheduler queues due fires and claims what may start; the worker pool runs
   them on one shared browser pool (at most ``workers`` at once);
+- every ``CORRAL_GC_INTERVAL`` seconds (default an hour) run data past its retention is deleted
+  (``corral gc``);
 - SIGTERM (or SIGINT) drains: no new fire or run starts, running ones get ``grace_s`` to finish,
   then are cancelled cleanly (state saved, browser closed, lease released; their fires wait to be
   retried after a restart), the API stops last (so a person can still approve during the grace),
@@ -177,6 +179,13 @@ async def serve(
             f"API: {report.url}/api/docs), {runs_where}"
         )
         recovered_at = loop.time()
+        # Run data past its retention, deleted on the serving host (each pass is idempotent, so
+        # servers sharing a store may overlap); owned here and cancelled at the drain.
+        gc = (
+            asyncio.create_task(_gc_every(rt, settings.gc_interval_s), name="retention gc")
+            if settings.gc_interval_s > 0
+            else None
+        )
         try:
             while not stop.is_set():
                 if api.done():
@@ -192,6 +201,10 @@ async def serve(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), options.tick_s)
         finally:
+            if gc is not None:
+                gc.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await gc
             scheduler.draining = True
             announce(f"corral serve: draining (grace {options.grace_s:g}s)")
             outcomes = await pool.drain(options.grace_s)
@@ -217,6 +230,25 @@ async def _recover(rt: Runtime, scheduler: Scheduler, launcher: FireLauncher | J
     await scheduler.recover(identity_is_gone, gone.__contains__)
     if not isinstance(launcher, FireLauncher):
         await launcher.recover(scheduler, rt.settings.heartbeat_timeout_s)
+
+
+async def _gc_every(rt: Runtime, interval_s: float) -> None:
+    """Delete expired run data now, then every ``interval_s`` (see ``corral gc``)."""
+    from runtime.services.retention import GC_ACTOR
+
+    while True:
+        try:
+            report = await rt.services.retention.gc(GC_ACTOR)
+            if report.deletions:
+                log.info(
+                    "retention gc: deleted %d kind(s) of data of %d run(s), %d file(s)",
+                    len(report.deletions),
+                    len({d.run_id for d in report.deletions}),
+                    report.files,
+                )
+        except CorralError as exc:
+            log.warning("retention gc: %s", rt.redactor.text(str(exc)))
+        await asyncio.sleep(interval_s)
 
 
 def _own_address(host: str, port: int) -> str:

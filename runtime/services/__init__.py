@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from runtime.services.memory import MemoryService
     from runtime.services.policy import PolicyService, PolicyText
     from runtime.services.profiles import ProfileEntry, ProfileService, bundle_needs_passphrase
+    from runtime.services.retention import GcReport, RetentionService
     from runtime.services.runs import RunDetail, RunService
     from runtime.services.schedules import ScheduleChanges, ScheduleInput, ScheduleService
     from runtime.services.secrets import SecretService
@@ -43,6 +44,7 @@ __all__ = [
     "AlertService",
     "ApprovalService",
     "AuditService",
+    "GcReport",
     "KeyService",
     "MemoryService",
     "NewUser",
@@ -50,6 +52,7 @@ __all__ = [
     "PolicyText",
     "ProfileEntry",
     "ProfileService",
+    "RetentionService",
     "RunDetail",
     "RunService",
     "ScheduleChanges",
@@ -148,6 +151,13 @@ class Services:
         from runtime.services.schedules import ScheduleService
 
         return ScheduleService(*self._parts)
+
+    @functools.cached_property
+    def retention(self) -> RetentionService:
+        """Retention rules, and gc: deleting run data past them."""
+        from runtime.services.retention import RetentionService
+
+        return RetentionService(*self._parts)
 
     async def actor(self, token: str | None) -> Actor:
         """Who ``token`` stands for (None: the local actor while no users exist)."""

@@ -313,6 +313,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX notes_scope ON notes (scope, name, created_at);
     """,
+    # Retention: the rules set per task (as its last run had them) and per profile, and which
+    # kinds of each run's data were deleted when (JSON: kind -> time).
+    """
+    CREATE TABLE retention_rules (
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        rules TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (scope, name)
+    );
+    ALTER TABLE runs ADD COLUMN expired TEXT;
+    CREATE INDEX runs_finished ON runs (finished_at);
+    """,
     # Alerts and their runbook (runtime.alerts); the model calls' provider errors by time.
     """
     CREATE TABLE alerts (

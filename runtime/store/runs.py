@@ -24,7 +24,7 @@ from runtime.store.rows import Table, now
 
 __all__ = ["RunRepository"]
 
-RUNS = Table("runs", RunRecord, frozenset({"result", "evidence"}))
+RUNS = Table("runs", RunRecord, frozenset({"result", "evidence", "expired"}))
 STEPS = Table("steps", StepRecord, frozenset({"action", "detail"}))
 ARTIFACTS = Table("artifacts", ArtifactRecord)
 MODEL_CALLS = Table("model_calls", ModelCallRecord)
