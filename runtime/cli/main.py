@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "runtime.cli.demo:demo_command",
         "Start the demo portal and run two isolated sessions on it in parallel.",
     ),
+    "eval": (
+        "runtime.cli.eval:eval_command",
+        "Run a suite under model configs and report success, cost, latency, validity, overrides.",
+    ),
     "observe": (
         "runtime.cli.observe:observe_command",
         "Print a page as the planner would get it, and its size in tokens.",

@@ -1,7 +1,7 @@
 """The eval's errors::
 
-    UserError (profiles)
-    └── SuiteError        a suite file, a --models config or a flag is wrong (exit 2)
+UserError (profiles)
+└── SuiteError        a suite file, a --models config or a flag is wrong (exit 2)
 """
 
 from __future__ import annotations

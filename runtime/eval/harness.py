@@ -82,7 +82,11 @@ def _same(expected: Any, actual: Any) -> bool:
     if expected == actual:
         return True
     # A number written in YAML as text (or filled from a variable) equals the number.
-    if isinstance(expected, str) and isinstance(actual, int | float) and not isinstance(actual, bool):
+    if (
+        isinstance(expected, str)
+        and isinstance(actual, int | float)
+        and not isinstance(actual, bool)
+    ):
         return expected.strip() == str(actual)
     if isinstance(actual, str) and isinstance(expected, int | float):
         return actual.strip() == str(expected)
@@ -114,7 +118,7 @@ def _subset(expected: Any, actual: Any) -> bool:
 
 
 def _get_json(url: str, timeout_s: float) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http(s) only)
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
         return json.loads(response.read())
 
 
@@ -212,7 +216,11 @@ async def _one(
 
 
 async def _checks(
-    rt: Runtime, suite: Suite, entry: SuiteTask, result: RunResult, values: dict[str, str],
+    rt: Runtime,
+    suite: Suite,
+    entry: SuiteTask,
+    result: RunResult,
+    values: dict[str, str],
     source: RunSource,
 ) -> dict[str, bool]:
     checks: dict[str, bool] = {}

@@ -23,9 +23,7 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def newcombe_diff(
-    s1: int, n1: int, s2: int, n2: int, z: float = Z95
-) -> tuple[float, float, float]:
+def newcombe_diff(s1: int, n1: int, s2: int, n2: int, z: float = Z95) -> tuple[float, float, float]:
     """The difference p2 - p1 and its 95% interval (Newcombe's hybrid score method, from the
     two Wilson intervals)."""
     p1 = s1 / n1 if n1 else 0.0
