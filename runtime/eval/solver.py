@@ -69,6 +69,13 @@ def _pick(episode: str, variant: str, what: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def _episode(line: str) -> str:
+    """What identifies an episode across evals: the first page's URL without its origin (a
+    port of the eval's own) and its run id (``episode=``), i.e. the task and its seed."""
+    line = re.sub(r"^https?://[^/\s]+", "", line)
+    return re.sub(r"([?&])episode=[^&\s]*", r"\1", line)
+
+
 def _call(name: str, **args: Any) -> dict[str, Any]:
     return {"name": name, "arguments": json.dumps(args)}
 
@@ -82,7 +89,7 @@ def decide(variant: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
     results = [_text(m) for m in messages if m.get("role") == "tool"]
     asked = sum(1 for m in messages if m.get("role") == "assistant" and m.get("tool_calls"))
     done = sum(1 for r in results if ": rejected:" not in r)
-    episode = first.splitlines()[0] if first else goal
+    episode = _episode(first.splitlines()[0] if first else goal)
     hasty = variant == "hasty"
     if hasty and asked == 0 and _pick(episode, variant, "invalid") < _HASTY_INVALID:
         return _call("clik", ref="e1")
