@@ -132,7 +132,8 @@ def _configs(models: tuple[str, ...], stack: contextlib.ExitStack) -> list[Confi
             continue
         path = Path(name)
         try:
-            load_models_config(Path("."), path)
+            # Checked before any run: a missing key would fail every run of the suite.
+            load_models_config(Path("."), path).require("planner", os.environ)
         except ModelConfigError as exc:
             fail(f"--models {name}: {exc}")
         specs.append(ConfigSpec(str(path), path.resolve()))

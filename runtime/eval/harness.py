@@ -23,8 +23,9 @@ from typing import Any
 
 import jsonschema
 
-from profiles import CorralError
 from runtime.app import Runtime
+from runtime.auth import ROLES, Actor
+from runtime.errors import ApprovalError
 from runtime.eval.canary import with_models_config
 from runtime.eval.errors import SuiteError
 from runtime.eval.services import ensure_profiles, services
@@ -146,12 +147,14 @@ async def check_url(check: CheckUrl, values: Mapping[str, str]) -> bool:
 class _Decider:
     """Answers the approval requests of one run by the suite's rules, as the eval's actor."""
 
-    def __init__(self, rt: Runtime, rules: Approvals, values: Mapping[str, str]) -> None:
+    def __init__(self, rt: Runtime, actor: Actor, rules: Approvals, values: Mapping[str, str]):
         self.rt = rt
+        self.actor = actor
         self.rules = rules
         self.values = values
 
     def decision(self, summary: str, url: str | None) -> tuple[bool, str]:
+        """The first matching rule's decision (else the default) and the comment it leaves."""
         text = f"{summary}\n{url or ''}"
         for rule in self.rules.rules:
             if re.search(fill_vars(rule.match, self.values), text):
@@ -159,12 +162,15 @@ class _Decider:
         return self.rules.default == "approve", f"eval default: {self.rules.default}"
 
     async def watch(self, run_id: str) -> None:
-        actor = await self.rt.services.actor(self.rt.settings.token)
+        """Decide each request of ``run_id`` as it comes (until cancelled)."""
         while True:
             for request in await self.rt.approvals.list_requests("pending", run_id):
                 approve, comment = self.decision(request.summary, request.page_url)
-                with contextlib.suppress(CorralError):
-                    await self.rt.services.approvals.decide(actor, request.id, approve, comment)
+                # Decided or expired meanwhile: nothing left to answer.
+                with contextlib.suppress(ApprovalError):
+                    await self.rt.services.approvals.decide(
+                        self.actor, request.id, approve, comment
+                    )
             await asyncio.sleep(0.05)
 
 
@@ -184,6 +190,7 @@ async def _one(
     values: dict[str, str],
     source: RunSource,
     faulted: bool,
+    actor: Actor,
 ) -> tuple[RunResult, int]:
     client = transport = None
     if faulted:
@@ -195,9 +202,9 @@ async def _one(
     goal = fill_vars(task.goal, values) if task.goal else None
     task = task.model_copy(update={"goal": goal})
     run_id = new_run_id()
-    decider = asyncio.create_task(_Decider(rt, suite.approvals, values).watch(run_id))
-    try:
-        result = await run_task(
+    decider = _Decider(rt, actor, suite.approvals, values)
+    running = asyncio.create_task(
+        run_task(
             rt,
             task,
             entry.profile or suite.profile,
@@ -206,10 +213,19 @@ async def _one(
             source=source,
             http_client=client,
         )
+    )
+    watching = asyncio.create_task(decider.watch(run_id))
+    try:
+        await asyncio.wait({running, watching}, return_when=asyncio.FIRST_COMPLETED)
+        if watching.done():
+            # The eval cannot decide (e.g. its actor may not): the run would wait for nobody.
+            running.cancel()
+            watching.result()
+        result = await running
     finally:
-        decider.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await decider
+        for job in (running, watching):
+            job.cancel()
+        await asyncio.gather(running, watching, return_exceptions=True)
         if client is not None:
             await client.aclose()
     return result, transport.injected if transport is not None else 0
@@ -261,6 +277,13 @@ async def run_suite(
     if None in profiles:
         raise SuiteError(f"{suite.source}: profile: a task has no profile (set profile:)")
     runs: list[EvalRun] = []
+    # Approvals are decided as the CLI's actor, who must be allowed to: checked before any run.
+    actor = await rt.services.actor(rt.settings.token)
+    if actor.level < ROLES["admin"]:
+        raise SuiteError(
+            f"{suite.source}: approvals: {actor.name} ({actor.role}) cannot decide approval "
+            "requests: run the eval as an admin (CORRAL_TOKEN)"
+        )
     async with services(rt, suite.serve) as current:
         await ensure_profiles(rt, [p for p in profiles if p])
         number = 0
@@ -286,7 +309,7 @@ async def run_suite(
                         schedule=eval_source(suite.name), fire_id=f"{eval_id}:{number}"
                     )
                     result, injected = await _one(
-                        crt, suite, entry, task, spec, values, source, faulted
+                        crt, suite, entry, task, spec, values, source, faulted, actor
                     )
                     checks = (
                         await _checks(crt, suite, entry, result, values, source)
