@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from runtime import Runtime, Settings
+from runtime.demo.portal import USERS
 from runtime.eval.faults import FAULT_MESSAGE
 from runtime.eval.solver import decide
 from runtime.eval.stats import newcombe_diff, wilson
@@ -27,6 +28,9 @@ CAREFUL, HASTY = "scripted:careful", "scripted:hasty"
 def run_eval(*args: str) -> dict[str, Any]:
     done = corral_process("eval", *args, "--json", timeout=240)
     assert done.returncode == 0, done.stderr
+    # The demo users' passwords were typed by the runs; nothing the eval prints holds one.
+    for user in USERS.values():
+        assert user.password not in done.stdout + done.stderr
     report: dict[str, Any] = json.loads(done.stdout)
     return report
 
@@ -74,6 +78,7 @@ async def test_demo_suite_reports_every_figure_for_two_scripted_configs(
     pays = [r for r in report["runs"] if r["task"] == "eval-pay-invoice"]
     assert {r["config"]: r["checks"]["check_task"] for r in pays} == {CAREFUL: True, HASTY: False}
     text = out.read_text()
+    assert not any(user.password in text for user in USERS.values())
     assert "| success (95% Wilson) |" in text and "human override rate" in text
     # Every run of the eval is tagged as the eval's in the run list.
     listed = json.loads(

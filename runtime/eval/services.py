@@ -47,8 +47,9 @@ async def services(rt: Runtime, names: Iterable[str]) -> AsyncIterator[VarsFn]:
 
 
 async def _portal(rt: Runtime, stack: AsyncExitStack) -> VarsFn:
-    """A fresh demo portal (its own database) and its users as profiles, signed in by the
-    vault's passwords scoped to it."""
+    """A fresh demo portal (its own database) and its users as profiles ``eval-USER``, signed
+    in by the vault's passwords ``eval-USER.password`` scoped to it (names of the eval's own:
+    a home's other profiles and secrets are left alone)."""
     from runtime.demo.portal import USERS, PortalServer
     from runtime.demo.portal.data import invoices_for
     from runtime.demo.portal.store import Store as PortalStore
@@ -60,8 +61,8 @@ async def _portal(rt: Runtime, stack: AsyncExitStack) -> VarsFn:
     stack.callback(server.stop)
     url = server.url
     for name, user in USERS.items():
-        await _profile(rt, name, {"user": user.username})
-        await rt.vault.set(f"{name}.password", user.password, [url], [name])
+        await _profile(rt, f"eval-{name}", {"user": user.username})
+        await rt.vault.set(f"eval-{name}.password", user.password, [url], [f"eval-{name}"])
     store = PortalStore(db)
     stack.callback(store.close)
 
