@@ -59,6 +59,12 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] ||
     echo "$WANT" > "$STAMP"
 fi
 
+# The MiniWoB++ eval suite (corral eval miniwob) uses the package's HTML only: no dependencies.
+if ! "$PY" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("miniwob") is None)'; then
+    say "installing miniwob 1.1.0 (its HTML, for the MiniWoB++ eval suite)"
+    "$PY" -m pip install -q --disable-pip-version-check --no-deps miniwob==1.1.0 >&2
+fi
+
 # --- A Chromium: CORRAL_BROWSER, else Playwright's own, else the system's, else apt ----------
 find_browser() {
     if [ -n "${CORRAL_BROWSER:-}" ]; then

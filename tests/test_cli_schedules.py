@@ -122,6 +122,7 @@ def test_add_list_show_and_next_in_the_schedules_zone(task: Path) -> None:
         "origin_limit": 2,
         "concurrency": 4,
         "notify": ["failure", "pause"],
+        "canary": None,
     }
 
     [listed] = as_json("schedules", "list")

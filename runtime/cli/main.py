@@ -29,13 +29,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "runtime.cli.demo:demo_command",
         "Start the demo portal and run two isolated sessions on it in parallel.",
     ),
-    "memory": (
-        "runtime.cli.memory:memory_group",
-        "Notes the planner reads: per task and per profile (a portal's quirks, a rule).",
+    "eval": (
+        "runtime.cli.eval:eval_command",
+        "Run a suite under model configs and report success, cost, latency, validity, overrides.",
     ),
     "gc": (
         "runtime.cli.gc:gc_command",
         "Delete run data past its retention: screenshots, traces, page excerpts, results (admin).",
+    ),
+    "memory": (
+        "runtime.cli.memory:memory_group",
+        "Notes the planner reads: per task and per profile (a portal's quirks, a rule).",
     ),
     "observe": (
         "runtime.cli.observe:observe_command",

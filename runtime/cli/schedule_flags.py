@@ -52,6 +52,8 @@ class ScheduleFlags:
     end: str | None
     exclude_dates: tuple[str, ...]
     notify: str | None
+    canary: str | None = None
+    canary_models: str | None = None
 
 
 def schedule_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -76,6 +78,15 @@ def schedule_options(command: Callable[..., None]) -> Callable[..., None]:
             "--exclude-date", "exclude_dates", multiple=True, help="YYYY-MM-DD with no fire"
         ),
         click.option("--notify", help="webhook notices: failure,approval,pause or 'none'"),
+        click.option(
+            "--canary",
+            help="run this share of the fires (0-100%, e.g. 10%) with --canary-models; "
+            "'none' stops it",
+        ),
+        click.option(
+            "--canary-models",
+            help="the candidate model config file (corral.toml format) canary fires use",
+        ),
         click.option("--json", "as_json", is_flag=True, help="machine output on stdout"),
     ]
     for option in reversed(options):
@@ -136,6 +147,56 @@ def _notices(text: str) -> list[str]:
             f"--notify {text!r}: expected some of {','.join(_NOTICES)}, or 'none'", field="notify"
         )
     return list(dict.fromkeys(wanted))
+
+
+def _share(text: str) -> float:
+    """``10%`` (or ``10``) as 0.1; 0 to 100%."""
+    cleaned = text.strip().removesuffix("%").strip()
+    try:
+        value = float(cleaned)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:
+        raise ScheduleError(
+            f"--canary {text!r}: expected a share from 0% to 100%, e.g. 10%", field="canary"
+        )
+    return value / 100
+
+
+def _models_file(text: str) -> str:
+    """The candidate config's absolute path; it must exist and be a valid model config."""
+    from runtime.models.config import load_models_config
+    from runtime.models.types import ModelConfigError
+
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ScheduleError(
+            f"--canary-models {text!r}: no such file (a model config, corral.toml format)",
+            field="canary_models",
+        )
+    try:
+        load_models_config(path.parent, path)
+    except ModelConfigError as exc:
+        raise ScheduleError(f"--canary-models: {exc}", field="canary_models") from exc
+    return str(path.resolve())
+
+
+def _canary(flags: ScheduleFlags, current: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The canary policy the flags ask for on top of ``current`` (None: no canary)."""
+    if flags.canary is not None and flags.canary.strip().lower() == "none":
+        if flags.canary_models is not None:
+            raise ScheduleError("--canary none: give no --canary-models with it", field="canary")
+        return None
+    share = _share(flags.canary) if flags.canary is not None else None
+    models = _models_file(flags.canary_models) if flags.canary_models is not None else None
+    if current is None and (share is None or models is None):
+        missing = "--canary-models FILE" if models is None else "--canary SHARE"
+        raise ScheduleError(f"a canary needs both --canary and --canary-models: give {missing}")
+    base = current or {}
+    return {
+        "share": share if share is not None else base["share"],
+        "models": models if models is not None else base["models"],
+    }
 
 
 def _date(text: str) -> date:
@@ -204,6 +265,8 @@ def policy_from(flags: ScheduleFlags, base: SchedulePolicy) -> SchedulePolicy | 
         data["concurrency"] = _count(flags.concurrency, "--concurrency", "none")
     if flags.notify is not None:
         data["notify"] = _notices(flags.notify)
+    if flags.canary is not None or flags.canary_models is not None:
+        data["canary"] = _canary(flags, data.get("canary"))
     return None if data == base.model_dump() else _validated(SchedulePolicy, data)
 
 

@@ -246,6 +246,8 @@ def show(name: str, with_task: bool, as_json: bool) -> None:
         + f" ({schedule.consecutive_failures} failed in a row now)",
         f"  limits:     origin {p.origin_limit or '-'}, concurrency {p.concurrency or '-'}",
         f"  notify:     {','.join(p.notify) or 'none'}",
+        "  canary:     "
+        + (f"{p.canary.share:.0%} of fires on {p.canary.models}" if p.canary else "-"),
         f"  paused:     {_paused(schedule)}",
     ]
     click.echo("\n".join(lines))

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "Canary",
     "Fire",
     "FireKind",
     "FireStatus",
@@ -59,6 +60,19 @@ class Timing(BaseModel):
     )
 
 
+class Canary(BaseModel):
+    """A deterministic share of a schedule's fires (by a hash of the fire id) runs with a
+    candidate model config; ``corral eval --schedule NAME`` compares the two."""
+
+    model_config = ConfigDict(extra="forbid")
+    share: float = Field(ge=0, le=1, description="the share of fires, 0 to 1 (0.1: 10%)")
+    models: str = Field(
+        min_length=1,
+        description="the candidate model config file (corral.toml format), an absolute path "
+        "on the hosts that run the fires",
+    )
+
+
 class SchedulePolicy(BaseModel):
     """How a schedule's fires run: overlap, catch-up, retries, pausing, limits, notices."""
 
@@ -86,6 +100,9 @@ class SchedulePolicy(BaseModel):
     notify: list[Notify] = Field(
         default_factory=lambda: list[Notify](["failure", "approval", "pause"]),
         description="what the signed webhook announces (when one is configured)",
+    )
+    canary: Canary | None = Field(
+        None, description="run a share of the fires with a candidate model config"
     )
 
 

@@ -6,10 +6,12 @@ and settling it by how the run ended. Shared by ``corral serve``'s own worker po
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from profiles import UserError
 from runtime.app import Runtime
 from runtime.auth import Actor
+from runtime.eval.canary import is_canary, with_models_config
 from runtime.records import RunSource
 from runtime.run.runner import RunEvent, RunResult, run_task
 from runtime.schedules.records import Fire, Schedule
@@ -50,9 +52,14 @@ class FireRunner:
                 self._notices.add(notice)
                 notice.add_done_callback(self._notices.discard)
 
+        rt = self.rt
+        canary = schedule.policy.canary
+        if canary is not None and is_canary(fire.id, canary.share):
+            # The run reads its model config from the settings: this fire's say the candidate.
+            rt = await with_models_config(rt, Path(canary.models))
         try:
             result = await run_task(
-                self.rt,
+                rt,
                 task,
                 fire.profile,
                 schedule.vars,
