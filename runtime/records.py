@@ -64,6 +64,8 @@ class RunRecord(BaseModel):
     """Which attempt of its fire this run is (1 first; retries count up)."""
     evidence: list[dict[str, Any]] | None = None
     """Where each field of a goal's result came from: field, excerpt, url, step, ref."""
+    models_config: str | None = None
+    """The model config a goal run used (a file, or "built-in defaults"; None: no goal)."""
     expired: dict[str, datetime] | None = None
     """The kinds of its data deleted under the retention rules, and when (None: nothing)."""
 

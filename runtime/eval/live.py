@@ -1,5 +1,6 @@
 """The live comparison of a canary schedule: its recent runs, grouped by the model config each
-one used (its ``result.json`` says), as :class:`~runtime.eval.harness.EvalRun` records."""
+one used (its run row says; ``result.json`` for runs recorded before the row did), as
+:class:`~runtime.eval.harness.EvalRun` records."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ async def live_runs(
     for record in reversed(records):
         if record.status in _LIVE:
             continue
-        used = _config_of(record.run_dir) or BUILT_IN
+        used = record.models_config or _config_of(record.run_dir) or BUILT_IN
         if canary is not None:
             is_canary = (
                 Path(used).resolve() == Path(canary).resolve() if used != BUILT_IN else False

@@ -54,13 +54,39 @@ def _text(message: dict[str, Any]) -> str:
     return ""
 
 
+# Role words the compact page spells out; a link or a named button has none (``[e3] Pay``).
+_ROLES = frozenset(
+    {
+        "button",
+        "checkbox",
+        "combobox",
+        "heading",
+        "listbox",
+        "menuitem",
+        "option",
+        "radio",
+        "searchbox",
+        "slider",
+        "spinbutton",
+        "switch",
+        "tab",
+        "textbox",
+    }
+)
+
+
 def _elements(page: str) -> list[_Element]:
     found = []
     for line in page.splitlines():
         for chunk in re.split(r"(?=\[e\d+\])", line):
             m = _REF_LINE.match(chunk.strip())
-            if m:
-                found.append(_Element(m.group(1), m.group(2), m.group(3).strip()))
+            if not m:
+                continue
+            role, rest = m.group(2), m.group(3).strip()
+            if role not in _ROLES:
+                # Something to click, named by the whole rest of its line.
+                role, rest = "button", f"{role} {rest}".strip() if rest else role
+            found.append(_Element(m.group(1), role, rest.strip('"')))
     return found
 
 

@@ -119,6 +119,7 @@ class RunResult(BaseModel):
             status=record.status,
             output=record.result,
             evidence=record.evidence,
+            models_config=record.models_config,
             error=record.error,
             exit_code=RUN_EXIT_CODES[record.status],
             run_dir=record.run_dir,
@@ -445,7 +446,12 @@ async def _finish(
     await recorder.result(result.model_dump(mode="json"))
     await recorder.flush()
     await rt.store.runs.finish_run(
-        result.run_id, result.status, result.error, result.output, result.evidence
+        result.run_id,
+        result.status,
+        result.error,
+        result.output,
+        result.evidence,
+        result.models_config,
     )
 
 

@@ -347,6 +347,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX alerts_at ON alerts (created_at);
     CREATE INDEX model_calls_provider ON model_calls (provider, outcome, at);
     """,
+    # The model config each goal run used (a canary's live comparison reads it).
+    """
+    ALTER TABLE runs ADD COLUMN models_config TEXT;
+    """,
 ]
 
 

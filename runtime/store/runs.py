@@ -58,18 +58,21 @@ class RunRepository:
         error: str | None,
         result: Any = None,
         evidence: list[dict[str, Any]] | None = None,
+        models_config: str | None = None,
     ) -> None:
-        """Record a run's final status, error, result and the result's evidence."""
+        """Record a run's final status, error, result, the result's evidence and the model
+        config it used."""
         async with self.db.tx() as conn:
             await conn.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ?, evidence = ?"
-                " WHERE id = ?",
+                "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ?, evidence = ?,"
+                " models_config = ? WHERE id = ?",
                 (
                     status,
                     now(),
                     error,
                     RUNS.stored("result", result),
                     RUNS.stored("evidence", evidence),
+                    models_config,
                     run_id,
                 ),
             )
