@@ -162,9 +162,7 @@ async def test_spend_near_the_cap_is_announced_on_the_signed_webhook(
             update={"approval_webhook": url, "webhook_secret": "s3cret-for-hooks"}
         )
         async with Runtime.open(hooked, pool=pool) as rt:
-            task = shop_task(
-                site, budget={"max_tokens": 100_000}, alerts={"spend": {"share": 0.5}}
-            )
+            task = shop_task(site, budget={"max_tokens": 100_000}, alerts={"spend": {"share": 0.5}})
             result = await run(rt, task, burner(60_000))
             assert result.status == "succeeded", result.error
             await until(lambda: received, what="the webhook")
