@@ -195,6 +195,8 @@ async def run_task(
         fire_id=source.fire_id if source else None,
         attempt=source.attempt if source else None,
     )
+    # How long this run's data is kept: the task's rule, as its latest run had it (retention).
+    await rt.services.retention.note_task(task)
     await rt.store.runs.create_run(run)
     # This run's own: what it redacts (its secrets, the TOTP codes it typed) stays its business.
     redactor = Redactor()

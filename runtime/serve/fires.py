@@ -38,7 +38,6 @@ class FireRunner:
                 schedule.task_yaml, f"schedule {schedule.name} (task {schedule.task_source})"
             )
             await self.rt.services.runs.authorize(actor, [fire.profile])
-            await self.rt.services.retention.note_task(task)
         except UserError as exc:
             await self._settle(fire, Outcome("failed", 2, str(exc)))
             raise

@@ -149,7 +149,6 @@ class WorkerPool:
                 "task or pass profiles)"
             )
         await self._rt.services.runs.authorize(actor, names)
-        await self._rt.services.retention.note_task(task)
         for name in names:
             await self._rt.profiles.get(name)  # an unknown profile: ProfileNotFoundError
         self._accepting()  # the checks above awaited: a drain may have begun meanwhile

@@ -61,7 +61,6 @@ class RunService(Service):
         from runtime.run import run_task
 
         await self.authorize(actor, [p for p in (profile or task.profile,) if p])
-        await self._rt.services.retention.note_task(task)
         return await run_task(
             self._rt,
             task,
@@ -86,7 +85,6 @@ class RunService(Service):
         from runtime.run import run_many
 
         await self.authorize(actor, profiles)
-        await self._rt.services.retention.note_task(task)
         return await run_many(
             self._rt, task, profiles, variables, console=console, lease_timeout_s=lease_timeout_s
         )
