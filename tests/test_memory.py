@@ -224,3 +224,19 @@ async def test_runs_are_searchable_by_task_profile_outcome_and_date(
     assert await ids("--since", "2000-01-01", "--until", "2000-01-02") == []
     bad = await cli("runs", "list", "--since", "yesterday")
     assert bad.returncode == 2 and "expected a duration ago" in bad.stderr
+
+
+async def test_a_note_holding_another_profiles_secret_is_not_kept(
+    rt: Runtime, portal: str
+) -> None:
+    # The page shows a value the run does not hold (another account's token, stored in the
+    # vault): the run cannot recognise it as its own secret, so the check at keeping time does.
+    await make_demo_profiles(rt, portal, "alice")
+    await rt.profiles.create("bob")
+    await rt.vault.set("bob.token", "zx-bob-token-4471", [portal], ["bob"])
+    planner = FunctionModel(remembering("the support code is zx-bob-token-4471"))
+    result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
+    assert result.status == "succeeded", result.error
+    assert result.notes_kept == 0
+    assert any("held a secret" in w for w in result.warnings)
+    assert await rt.services.memory.list(LOCAL_ACTOR) == []

@@ -37,7 +37,7 @@ from profiles import (
 )
 from runtime.app import Runtime
 from runtime.errors import RUN_EXIT_CODES, StepFailedError, TaskFileError, exit_code_for
-from runtime.memory import Note, new_note_id
+from runtime.memory import Note, new_note_id, note_problem
 from runtime.records import RunRecord, RunSource, RunStatus
 from runtime.run.context import RunContext
 from runtime.run.gate import ApprovalDeniedError
@@ -411,8 +411,15 @@ def _egress_scope(
 
 
 async def _keep_notes(rt: Runtime, result: RunResult, notes: list[dict[str, Any]]) -> None:
-    """Keep what the planner proposed with ``remember`` (the run succeeded)."""
+    """Keep what the planner proposed with ``remember`` (the run succeeded), but a note holding
+    the value of any stored secret (not only the run's own: checked when proposed)."""
+    vault = await rt.vault.redactor()
+    kept = 0
     for proposed in notes:
+        if note_problem(proposed["text"], vault.found_in_text) is not None:
+            result.warnings.append("a note the planner proposed was not kept: it held a secret")
+            continue
+        kept += 1
         scope = proposed["scope"]
         await rt.store.notes.add(
             Note(
@@ -426,7 +433,7 @@ async def _keep_notes(rt: Runtime, result: RunResult, notes: list[dict[str, Any]
                 created_at=datetime.now(UTC),
             )
         )
-    result.notes_kept = len(notes)
+    result.notes_kept = kept
 
 
 async def _finish(
