@@ -226,9 +226,7 @@ async def test_runs_are_searchable_by_task_profile_outcome_and_date(
     assert bad.returncode == 2 and "expected a duration ago" in bad.stderr
 
 
-async def test_a_note_holding_another_profiles_secret_is_not_kept(
-    rt: Runtime, portal: str
-) -> None:
+async def test_a_note_holding_another_profiles_secret_is_not_kept(rt: Runtime, portal: str) -> None:
     # The page shows a value the run does not hold (another account's token, stored in the
     # vault): the run cannot recognise it as its own secret, so the check at keeping time does.
     await make_demo_profiles(rt, portal, "alice")
