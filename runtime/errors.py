@@ -20,6 +20,8 @@ kept apart from run failures. The exit code of an error is decided here only
     │   │   └── ApprovalNotFoundError
     │   ├── ScheduleError             a schedule's input: cron, zone, duration, task, profiles
     │   │   └── ScheduleNotFoundError no schedule of that name
+    │   ├── (services) NoteNotFoundError, AlertNotFoundError   no note / alert with that id
+    │   ├── (eval)     SuiteError                  an eval suite, --models config or flag is wrong
     │   ├── AuthError                 no, unknown, expired or revoked token; disabled user
     │   └── PermissionDeniedError     role too low, or profile not granted
     │       └── TokenOutlivesError    a token may not create one that expires after it does

@@ -12,7 +12,7 @@ import re
 import socket
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,10 @@ from runtime.schedules import Schedule, Timing
 from runtime.serve.server import listen
 from runtime.services import ScheduleInput
 from tests.support.console import ROOT, Console, csrf_of, served_console, sign_in
-from tests.support.stores import add_run
+from tests.support.stores import NOW, add_run
 
 ADA = Actor("ada", "admin")
 BOB = Actor("bob", "user")
-NOW = datetime.now(UTC).replace(microsecond=0)
 XSS = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"><svg onload=alert(3)>'
 TASK = """
 name: check

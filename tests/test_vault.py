@@ -294,7 +294,7 @@ async def test_secrets_stored_before_fields_existed_still_open(
     db = sqlite3.connect(settings.db_path)
     # Back to the schema before the fields column, as an older corral left it: undo the later
     # migrations too (the console's sessions and columns, schedules and fires, the runs' columns,
-    # the leases' token and TTL).
+    # the leases' token and TTL, submissions' keys, notes, retention, alerts).
     before = next(i for i, script in enumerate(MIGRATIONS) if "ADD COLUMN fields" in script)
     db.executescript(
         "DROP TABLE console_sessions; DROP INDEX runs_task; DROP INDEX runs_profile;"
@@ -304,9 +304,12 @@ async def test_secrets_stored_before_fields_existed_still_open(
         "ALTER TABLE runs DROP COLUMN schedule; ALTER TABLE runs DROP COLUMN fire_id;"
         "ALTER TABLE runs DROP COLUMN attempt; ALTER TABLE secrets DROP COLUMN fields;"
         "ALTER TABLE leases DROP COLUMN generation; ALTER TABLE leases DROP COLUMN ttl_s;"
-        "ALTER TABLE runs DROP COLUMN host;"
+        "ALTER TABLE runs DROP COLUMN host; DROP TABLE effects;"
+        "ALTER TABLE runs DROP COLUMN evidence; DROP TABLE notes; DROP TABLE retention_rules;"
+        "DROP INDEX runs_finished; ALTER TABLE runs DROP COLUMN expired; DROP TABLE alerts;"
+        "DROP INDEX model_calls_provider; ALTER TABLE runs DROP COLUMN models_config;"
     )
-    assert before == len(MIGRATIONS) - 5, "a newer migration: undo it here too"
+    assert before == len(MIGRATIONS) - 11, "a newer migration: undo it here too"
     db.execute(f"PRAGMA user_version = {before}")
     db.commit()
     db.close()

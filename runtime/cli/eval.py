@@ -106,9 +106,8 @@ def eval_command(
 
 def _configs(models: tuple[str, ...], stack: contextlib.ExitStack) -> list[ConfigSpec]:
     """The configs to run, scripted ones served for the eval (stopped with ``stack``)."""
-    from runtime.eval.harness import ConfigSpec
+    from runtime.eval.harness import ConfigSpec, check_config
     from runtime.eval.solver import SOLVER_KEY_ENV, VARIANTS, SolverServer, write_scripted_config
-    from runtime.models.config import load_models_config
     from runtime.models.types import ModelConfigError
 
     if not models:
@@ -132,8 +131,7 @@ def _configs(models: tuple[str, ...], stack: contextlib.ExitStack) -> list[Confi
             continue
         path = Path(name)
         try:
-            # Checked before any run: a missing key would fail every run of the suite.
-            load_models_config(Path("."), path).require("planner", os.environ)
+            check_config(path)
         except ModelConfigError as exc:
             fail(f"--models {name}: {exc}")
         specs.append(ConfigSpec(str(path), path.resolve()))

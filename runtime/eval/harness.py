@@ -34,7 +34,25 @@ from runtime.records import RunSource
 from runtime.run.runner import RunResult, new_run_id, run_task
 from runtime.task import VAR_RE, Task, load_task, parse_task
 
-__all__ = ["ConfigSpec", "EvalRun", "check_value", "eval_source", "fill_vars", "run_suite"]
+__all__ = [
+    "ConfigSpec",
+    "EvalRun",
+    "check_config",
+    "check_value",
+    "eval_source",
+    "fill_vars",
+    "run_suite",
+]
+
+
+def check_config(path: Path) -> None:
+    """A ``--models`` config a suite can run on: it loads, and its planner has its key (checked
+    before any run: a missing key would fail every run of the suite); ModelConfigError if not."""
+    import os
+
+    from runtime.models.config import load_models_config
+
+    load_models_config(Path("."), path).require("planner", os.environ)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ from runtime import Runtime
 from runtime.records import RunRecord, RunStatus
 from runtime.store.postgres import pg_sql
 
-__all__ = ["DATABASE_ERRORS", "INTEGRITY_ERRORS", "add_run", "raw_connect"]
+__all__ = ["DATABASE_ERRORS", "INTEGRITY_ERRORS", "NOW", "add_run", "raw_connect"]
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+"""When the test session started: runs added without a start time began five minutes before."""
 
 DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, psycopg.Error)
 """What the database refusing a statement raises, on either backend."""
@@ -73,7 +76,7 @@ async def add_run(
     result: Any = None,
     schedule: str | None = None,
 ) -> RunRecord:
-    at = started or datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    at = started or NOW - timedelta(minutes=5)
     run = RunRecord(
         id=run_id,
         task_name=task,
