@@ -22,7 +22,9 @@ with the earlier run, attempt and time, and the run goes on. A ``started`` or ``
 earlier attempt stopped before anything state-changing left, or the action sent nothing) is taken
 over and the action runs.
 
-Runs started by hand have no fire and no retries: their submissions get no key.
+Not keyed: a sign-in (a form holding one of the run's own secrets, posting where that secret may
+go: the gate's ``secret_login`` fact), which a retry must repeat to get a session and which changes
+nothing; and runs started by hand, which have no fire and no retries.
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ class Submissions:
         :class:`Submission`."""
         source = ctx.source
         if source is None or not checked.ok or checked.facts.get("side_effect") != "submit":
+            return None
+        if checked.facts.get("secret_login"):
+            # Signing in changes nothing, and a retry must do it again (its session is new).
             return None
         redact = ctx.redactor.text if ctx.redactor else (lambda text: text)
         key = effect_key(

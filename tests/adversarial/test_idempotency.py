@@ -268,3 +268,44 @@ async def test_a_submission_that_cannot_be_recorded_as_sent_is_not_sent(
     assert "could not be recorded as sent" in held["reason"]
     [effect] = await items(hrt, "fire-1")
     assert effect.state == "unsent"
+
+
+async def test_a_retry_signs_in_again_but_does_not_send_the_item_again(
+    hrt: Runtime, site: HostileSite
+) -> None:
+    # Signing in is a submission too, but a retry needs its own session: it signs in again,
+    # and still does not repeat what the first attempt sent.
+    login = site.page(
+        "/login",
+        "<!doctype html><title>Sign in</title><form method=post action=/session>"
+        "<label>Password <input type=password name=pw></label><button>Sign in</button></form>",
+    )
+    site.page("/session", "<!doctype html><title>Welcome</title><p>Signed in</p>")
+    shop = site.page("/shop", item_form("form"))
+    await hrt.profiles.create("victim", ProfileSettings())
+    await hrt.vault.set("shop.pw", "s3cret-shop-pw", [site.url], ["victim"])
+    flow = [
+        {"goto": login},
+        {"fill": {"label": "Password", "value": "{{secret:shop.pw}}"}},
+        {"click": {"role": "button", "name": "Sign in"}},
+        *steps(shop),
+    ]
+
+    async def attempt_n(n: int) -> RunResult:
+        return await run_steps(
+            hrt,
+            site,
+            flow,
+            name="shop",
+            secrets=["shop.pw"],
+            allow_targets=[{"name": "Add item"}],
+            step_timeout_s=1.5,
+            source=RunSource(schedule="nightly", fire_id="fire-7", attempt=n),
+        )
+
+    assert (await attempt_n(1)).status == "failed"
+    site.page("/shop", item_form("form", CONTINUE))
+    second = await attempt_n(2)
+    assert second.status == "succeeded", second.error
+    assert len(site.posts("/session")) == 2, "the retry did not sign in again"
+    assert len(site.posts("/items")) == 1
