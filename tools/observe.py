@@ -138,24 +138,29 @@ async def observe(
     """Observe the active page; ``redact`` scrubs text before it leaves this function."""
     page = await tabs.active()
     clean = redact or (lambda text: text)
+    cdp = await tabs.cdp(page)
+    pages = list(tabs.pages)
+    # Three reads of the page at once (each only reads): the AI snapshot, the icon probe and the
+    # tabs' titles.
+    raw, probed, titles = await asyncio.gather(
+        page.aria_snapshot(mode="ai"),
+        probe_clickables(page, Isolated(cdp)),
+        asyncio.gather(*(_title(p) for p in pages)),
+    )
     # The main frame's refs without their frame prefix (e7, not f4e7): what the planner sees,
     # and what tools.execute.locate maps back.
-    snapshot = short_refs(page, clean(await page.aria_snapshot(mode="ai")))
-    icons = probe_lines(await probe_clickables(page, Isolated(await tabs.cdp(page))))
+    snapshot = short_refs(page, clean(raw))
+    icons = probe_lines(probed)
     compact = "\n".join([compact_snapshot(snapshot), *(clean(line) for line in icons)])
     infos = [
-        TabInfo(
-            index=i,
-            url=clean(p.url),
-            title=clean(await _title(p)),
-            active=i == tabs.active_index,
-        )
-        for i, p in enumerate(tabs.pages)
+        TabInfo(index=i, url=clean(p.url), title=clean(title), active=i == tabs.active_index)
+        for i, (p, title) in enumerate(zip(pages, titles, strict=True))
     ]
+    title = titles[pages.index(page)] if page in pages else await _title(page)
     shot = await page.screenshot(type="jpeg", quality=70) if screenshot else None
     return Observation(
         url=clean(page.url),
-        title=clean(await _title(page)),
+        title=clean(title),
         tabs=infos,
         snapshot=snapshot,
         compact=compact.strip("\n"),
