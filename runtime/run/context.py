@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from policies import Policy
 from profiles import CredentialLease, Redactor, WireCheck
+from runtime.alerts import Alert
 from runtime.approvals import Approvals
 from runtime.records import RunSource
 from runtime.run.effects import Submissions
@@ -74,6 +75,8 @@ class RunContext:
     """The check phase of every step (built from this context)."""
     submissions: Submissions = field(default_factory=Submissions, repr=False)
     """A fire's submissions by idempotency key (:mod:`runtime.run.effects`)."""
+    freeze_seen: tuple[float, Alert | None] | None = field(default=None, repr=False)
+    """When the task's freeze was last read (monotonic), and what it was (runtime.run.runbook)."""
 
     def __post_init__(self) -> None:
         self.gate = Gate(self)

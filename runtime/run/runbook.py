@@ -17,6 +17,7 @@ run's events) and then its rule's ``then`` is carried out:
 from __future__ import annotations
 
 import statistics
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,10 +33,13 @@ if TYPE_CHECKING:
     from runtime.models.types import ModelResponse
     from runtime.run.context import RunContext
 
-__all__ = ["ALERT_PAUSE_RULE", "FREEZE_RULE", "Alarms", "frozen_verdict"]
+__all__ = ["ALERT_PAUSE_RULE", "FREEZE_RECHECK_S", "FREEZE_RULE", "Alarms", "frozen_verdict"]
 
 ALERT_PAUSE_RULE = "alert-pause"
 FREEZE_RULE = "alert-freeze"
+FREEZE_RECHECK_S = 1.0
+"""How long a run goes by the freeze it last read: one raised elsewhere, or a lift, is seen
+within this (one raised by the run itself, at once)."""
 _MEDIAN_AFTER = 3
 
 
@@ -132,6 +136,7 @@ class Alarms:
         )
         self.raised[kind] = alert
         await ctx.store.alerts.add(alert)
+        ctx.freeze_seen = None  # a freeze holds from the next action on
         ctx.emit(RunEvent(ctx.run_id, ctx.profile, "alert", ctx.state.idx, text=message))
         await self._announce(alert)
         if alert.then == "pause":
@@ -197,7 +202,11 @@ async def frozen_verdict(ctx: RunContext, verdict: Verdict, facts: dict[str, Any
     a denial stays one)."""
     if verdict.decision == "deny" or facts.get("side_effect", "read") == "read":
         return verdict
-    freeze = await ctx.store.alerts.freeze_of(ctx.task.name)
+    now = time.monotonic()
+    seen = ctx.freeze_seen
+    if seen is None or now - seen[0] >= FREEZE_RECHECK_S:
+        seen = ctx.freeze_seen = (now, await ctx.store.alerts.freeze_of(ctx.task.name))
+    freeze = seen[1]
     if freeze is None:
         return verdict
     return Verdict(
