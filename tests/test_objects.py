@@ -43,7 +43,7 @@ from runtime.run.recorder import Recorder
 from tests.support.cli import corral
 from tests.support.console import served_console, sign_in
 from tests.support.demo import make_demo_profiles
-from tests.support.s3 import S3, SECRET_KEY, aws_env, s3_server
+from tests.support.s3 import S3, SECRET_KEY, fresh_bucket, s3_server
 
 HOSTILE_KEYS = [
     "../outside",
@@ -66,11 +66,7 @@ def endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3:
     """A fresh bucket; the standard AWS variables set for the code under test."""
-    for name, value in aws_env().items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    return S3(endpoint, f"corral-{uuid.uuid4().hex[:12]}").create()
+    return fresh_bucket(endpoint, monkeypatch)
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +42,7 @@ from tests.support.agent import login_then
 from tests.support.cli import corral
 from tests.support.console import served_console, sign_in
 from tests.support.demo import make_demo_profiles
-from tests.support.s3 import S3, aws_env, s3_server
+from tests.support.s3 import S3, fresh_bucket, s3_server
 from tests.support.wait import until
 
 ADA = Actor("ada", "admin")
@@ -290,11 +289,7 @@ def endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3:
     """A fresh bucket; the standard AWS variables set for the code under test."""
-    for name, value in aws_env().items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    return S3(endpoint, f"corral-{uuid.uuid4().hex[:12]}").create()
+    return fresh_bucket(endpoint, monkeypatch)
 
 
 @pytest.mark.slow

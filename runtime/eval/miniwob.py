@@ -17,12 +17,12 @@ import importlib.util
 import io
 import json
 import re
-import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from runtime.eval.errors import SuiteError
+from runtime.eval.loopback import LoopbackServer
 
 __all__ = ["MiniWobServer", "miniwob_html"]
 
@@ -102,36 +102,16 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         return io.BytesIO(body)
 
 
-class MiniWobServer:
+class MiniWobServer(LoopbackServer):
     """MiniWoB++'s files on 127.0.0.1 (a free port); ``url`` is the base of the task pages."""
 
     def __init__(self, html: Path | None = None) -> None:
         self.html = html or miniwob_html()
         self.rewards: dict[str, dict[str, Any]] = {}
         handler = type("Handler", (_Handler,), {"rewards": self.rewards})
-        self._server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(handler, directory=str(self.html))
-        )
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="miniwob-server", daemon=True
-        )
-
-    @property
-    def origin(self) -> str:
-        """The server's origin, e.g. ``http://127.0.0.1:41234``."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().__init__(functools.partial(handler, directory=str(self.html)), "miniwob-server")
 
     @property
     def url(self) -> str:
         """The base URL of the task pages, e.g. ``http://127.0.0.1:41234/miniwob/``."""
         return f"{self.origin}/miniwob/"
-
-    def __enter__(self) -> MiniWobServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)

@@ -19,11 +19,13 @@ import hashlib
 import http.server
 import json
 import re
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from runtime.eval.loopback import LoopbackServer
+from tools import ACTIONABLE_ROLES
 
 __all__ = ["SOLVER_KEY_ENV", "VARIANTS", "SolverServer", "decide", "write_scripted_config"]
 
@@ -54,25 +56,9 @@ def _text(message: dict[str, Any]) -> str:
     return ""
 
 
-# Role words the compact page spells out; a link or a named button has none (``[e3] Pay``).
-_ROLES = frozenset(
-    {
-        "button",
-        "checkbox",
-        "combobox",
-        "heading",
-        "listbox",
-        "menuitem",
-        "option",
-        "radio",
-        "searchbox",
-        "slider",
-        "spinbutton",
-        "switch",
-        "tab",
-        "textbox",
-    }
-)
+# Role words the compact page spells out (tools.compact): a link or a named button has none
+# (``[e3] Pay``).
+_ROLES = ACTIONABLE_ROLES - {"link"}
 
 
 def _elements(page: str) -> list[_Element]:
@@ -298,31 +284,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class SolverServer:
+class SolverServer(LoopbackServer):
     """The scripted models on 127.0.0.1 (a free port), for ``with`` blocks."""
 
     def __init__(self) -> None:
         self.calls: list[int] = []
-        handler = type("Handler", (_Handler,), {"calls": self.calls})
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="solver-server", daemon=True
-        )
+        super().__init__(type("Handler", (_Handler,), {"calls": self.calls}), "solver-server")
 
     @property
     def url(self) -> str:
         """The server's base URL."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> SolverServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        return self.origin
 
 
 def write_scripted_config(folder: Path, variant: str, base_url: str) -> Path:

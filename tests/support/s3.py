@@ -8,12 +8,15 @@ credentials put in the environment (a secret key unique to the test run, to sear
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from runtime.demo.cluster import s3_server
 
-__all__ = ["ACCESS_KEY", "S3", "SECRET_KEY", "aws_env", "s3_server"]
+__all__ = ["ACCESS_KEY", "S3", "SECRET_KEY", "aws_env", "fresh_bucket", "s3_server"]
 
 
 ACCESS_KEY = "AKIACORRALTEST0001"
@@ -66,3 +69,13 @@ class S3:
     def read(self, key: str) -> bytes:
         body: bytes = self.client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
         return body
+
+
+def fresh_bucket(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3:
+    """A fresh bucket on ``endpoint``; the standard AWS variables set for the code under test
+    (and those that could point it elsewhere removed)."""
+    for name, value in aws_env().items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return S3(endpoint, f"corral-{uuid.uuid4().hex[:12]}").create()
