@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from pydantic import ValidationError
 
 from profiles import open_session
@@ -18,6 +20,7 @@ from runtime import Runtime
 from runtime.demo.portal import USERS, PortalServer
 from runtime.demo.portal.data import invoices_for
 from tests.support.demo import make_demo_profiles
+from tests.support.hostile import serve_site
 from tests.support.pages import FORM, LATE, PAGER, PLACEHOLDERS, THREE_BUTTONS, TWO_TABLES
 from tools import (
     ACTION_TYPES,
@@ -32,6 +35,7 @@ from tools import (
     Extract,
     Fill,
     Hover,
+    Isolated,
     Locate,
     Navigate,
     NavigationError,
@@ -47,6 +51,7 @@ from tools import (
     execute,
     observe,
     probe,
+    screenshot,
 )
 
 
@@ -488,6 +493,88 @@ async def test_icon_refs_come_from_corral_not_the_page(
         with pytest.raises(ElementNotFoundError, match="p1"):
             await execute(tabs, Click(ref="p1"), short)
         assert await page.evaluate("window.paid === undefined")
+
+
+class CountingCdp:
+    """A CDP session that counts the commands sent through it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.sent: list[str] = []
+
+    async def send(self, method: str, params: Any = None) -> Any:
+        self.sent.append(method)
+        return await self.inner.send(method, params)
+
+
+_TWO_FORMS = {
+    "/a": "<title>A</title><label>Pass <input type=password value=hunter2-a></label>"
+    "<button onclick=\"location.href='/b'\">Next</button>",
+    "/b": "<title>B</title><p>spacer</p><p>spacer</p><label>Pass "
+    "<input type=password value=hunter2-b style='position:fixed;left:300px;top:300px;"
+    "width:300px;height:60px'></label><button>Done</button>",
+}
+
+
+@asynccontextmanager
+async def on_two_forms(
+    rt: Runtime, site: str, tmp_path: Path
+) -> AsyncIterator[tuple[Tabs, ActionContext, Any, Isolated]]:
+    """Tabs on page /a of a site of two pages with a password field each (its Next leads to
+    /b), with the page and its isolated worlds."""
+    with serve_site() as hostile:
+        for path, html in _TWO_FORMS.items():
+            hostile.page(path, html)
+        async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
+            await execute(tabs, Navigate(url=f"{hostile.url}/a"), ctx)
+            page = await tabs.active()
+            yield tabs, ctx, page, await tabs.isolated(page)
+
+
+async def test_one_isolated_world_per_document(rt: Runtime, site: str, tmp_path: Path) -> None:
+    async with on_two_forms(rt, site, tmp_path) as (tabs, ctx, _, iso):
+        counting = CountingCdp(iso.cdp)
+        iso.cdp = counting  # type: ignore[assignment]
+        for _ in range(3):
+            await observe(tabs)
+            assert (await probe(tabs, Click(role="button", name="Next"), 2.0)).ok
+            assert await screenshot(tabs) is not None
+        assert counting.sent.count("Page.createIsolatedWorld") == 1, counting.sent
+        await execute(tabs, Click(role="button", name="Next"), ctx)
+        await observe(tabs)
+        assert (await probe(tabs, Click(role="button", name="Done"), 2.0)).ok
+        # A new document, a new world: the old one went with its document.
+        assert counting.sent.count("Page.createIsolatedWorld") == 2, counting.sent
+
+
+async def test_a_world_of_a_gone_document_is_made_again(
+    rt: Runtime, site: str, tmp_path: Path
+) -> None:
+    """As if the navigation's event had not reached corral yet: the world kept is the old
+    document's. Facts, focus and the screenshot's masks are still read in the new document."""
+    async with on_two_forms(rt, site, tmp_path) as (tabs, ctx, page, iso):
+        old = await iso.main_world()
+        await execute(tabs, Click(role="button", name="Next"), ctx)
+        assert await page.title() == "B"
+        main = await iso.main_frame()
+        for check in ("probe", "focus", "screenshot"):
+            iso._worlds[main] = old  # the gone document's world
+            if check == "probe":
+                checked = await probe(tabs, Click(role="button", name="Done"), 2.0)
+                assert checked.ok and checked.facts["name"] == "Done", checked.error
+            elif check == "focus":
+                await page.focus("input")
+                role, name = await iso.ax(await iso.focused())
+                assert (role, name) == ("textbox", "Pass"), (role, name)
+            else:
+                shot = await screenshot(tabs)
+                assert shot is not None
+                image = Image.open(io.BytesIO(shot)).convert("RGB")
+                field = image.crop((310, 310, 590, 350)).tobytes()
+                pixels = [field[i : i + 3] for i in range(0, len(field), 3)]
+                painted = sum(p[0] > 200 and p[1] < 80 and p[2] > 200 for p in pixels)
+                assert painted / len(pixels) > 0.9, "B's field is not painted over"
+            assert iso._worlds[main] != old
 
 
 # 10. Side-effect classes and 11. validation

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from .execute import ActionContext, ActionResult, execute, is_visible, locate
     from .facts import PROBED_KINDS, Checked, action_facts, allowlist_facts, probe
     from .highlight import highlighted_screenshot
+    from .isolated import Isolated
     from .marks import marked_screenshot, parse_boxes
     from .navigation import ALLOWED_SCHEMES, BLANK, refused_scheme, site_allowlist
     from .observe import Observation, TabInfo, observe, screenshot
@@ -81,6 +82,7 @@ __all__ = [
     "Extract",
     "Fill",
     "Hover",
+    "Isolated",
     "Locate",
     "Navigate",
     "NavigationError",

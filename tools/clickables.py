@@ -183,10 +183,11 @@ async def probe_clickables(page: Page, iso: Isolated) -> list[Clickable]:
         page.on("framenavigated", lambda frame: _forget(page, frame))
     _refs[page] = {}
     try:
-        context = await iso.world(await iso.main_frame())
-        doc = await iso.send(
+        doc = await iso.in_world(
+            None,
             "Runtime.evaluate",
-            {"expression": "document", "contextId": context, "objectGroup": _GROUP},
+            {"expression": "document", "objectGroup": _GROUP},
+            key="contextId",
         )
         document = str(doc["result"]["objectId"])
         args = await _listened(iso, document)

@@ -22,14 +22,16 @@ mapping (the fields of ``policies.ActionFacts``), so ``tools`` does not depend o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urljoin
 
+from playwright.async_api import ElementHandle, FloatRect, Locator, Page
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import FloatRect, Locator, Page
 
 from profiles import off_allowlist
 
@@ -133,20 +135,25 @@ def _cannot(action: AnyAction, why: str) -> ActionError:
     )
 
 
-# In the page's world, so only a hint: whether the element is plainly clickable now (enabled,
-# not moving, and the topmost element at the point, or holding it). A page that lies here only
-# sends the probe down the waiting path, or has the element it put at the point classified and
-# clicked as what it is: what the click reaches is read by the browser either way.
-_PLAINLY_CLICKABLE = """(el, [x, y]) => {
-  if (window !== window.top) return false;  // a frame's point is not the page's
-  if (el.matches(':disabled') || el.closest('[aria-disabled=true]')) return false;
+# In the page's world, so only a hint: whether the element is plainly clickable now at the centre
+# of its box (enabled, not moving, and the topmost element there, or holding it), and that centre.
+# A page that lies here only sends the probe down the waiting path, or has the element it put at
+# the point classified and clicked as what it is: what the click reaches is read by the browser
+# either way, at the centre of the box the browser gives (the page's centre must agree with it).
+_PLAINLY_CLICKABLE = """(el) => {
+  if (window !== window.top) return null;  // a frame's point is not the page's
+  if (el.matches(':disabled') || el.closest('[aria-disabled=true]')) return null;
   for (let n = el; n; n = n.parentElement) {
-    if (n.getAnimations().some((a) => a.playState === 'running')) return false;
+    if (n.getAnimations().some((a) => a.playState === 'running')) return null;
   }
+  const r = el.getBoundingClientRect();
+  const x = r.left + r.width / 2, y = r.top + r.height / 2;
   const root = el.getRootNode();  // inside a shadow root, its own hit test sees through
   const hit = (root.elementFromPoint ? root : el.ownerDocument).elementFromPoint(x, y);
-  return !!hit && (hit === el || el.contains(hit));
+  return !!hit && (hit === el || el.contains(hit)) ? [x, y] : null;
 }"""
+_AGREE_PX = 0.5
+_disposing: set[asyncio.Task[None]] = set()
 
 
 def _numbers(box: FloatRect) -> dict[str, float]:
@@ -157,29 +164,53 @@ def _finite(box: FloatRect | None) -> bool:
     return box is not None and all(math.isfinite(float(v)) for v in _numbers(box).values())
 
 
+def _let_go(handle: ElementHandle) -> None:
+    """Dispose of ``handle`` without waiting for it (its answer is not needed)."""
+
+    async def dispose() -> None:
+        with contextlib.suppress(PlaywrightError):
+            await handle.dispose()
+
+    task = asyncio.get_running_loop().create_task(dispose())
+    _disposing.add(task)
+    task.add_done_callback(_disposing.discard)
+
+
 async def _point_now(page: Page, loc: Locator, ms: float) -> FloatRect | None:
     """The target's box when a click at its centre would reach it right now, without
     Playwright's waits (scrolling, two animation frames of stability, the hit check): the
     common case. None when it is not plainly so (off screen, in a frame, disabled, moving,
     covered): then the waiting path decides. Raises what locating it raises (not found,
-    ambiguous), having waited for it to be attached."""
+    ambiguous), having waited for it to be attached. The element is found once, then the
+    browser's box and the page's hint are read at once."""
     viewport = page.viewport_size
-    box = await loc.bounding_box(timeout=ms)  # the browser's box, not the page's say
-    if viewport is None or box is None or not _finite(box):
+    handle = await loc.element_handle(timeout=ms)
+    try:
+        box, hint = await asyncio.gather(
+            handle.bounding_box(),  # the browser's box, not the page's say
+            handle.evaluate(_PLAINLY_CLICKABLE),
+        )
+    finally:
+        _let_go(handle)
+    if viewport is None or box is None or not _finite(box) or not isinstance(hint, list):
         return None
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     if not (box["width"] > 0 and box["height"] > 0):
         return None
     if not (0 <= x < viewport["width"] and 0 <= y < viewport["height"]):
         return None
-    return box if await loc.evaluate(_PLAINLY_CLICKABLE, [x, y], timeout=ms) else None
+    agree = len(hint) == 2 and all(
+        isinstance(v, int | float) and abs(float(v) - c) <= _AGREE_PX
+        for v, c in zip(hint, (x, y), strict=True)
+    )
+    return box if agree else None
 
 
 async def _probe_click(
     tabs: Tabs, page: Page, action: AnyAction, target: Locate, base: dict[str, Any], ms: float
 ) -> Checked:
     """Wait for ``target`` to be clickable, then classify what a click at its centre reaches."""
-    iso = Isolated(await tabs.cdp(page))
+    iso = await tabs.isolated(page)
     loc = locate(page, target)
     try:
         box: FloatRect | None = await _point_now(page, loc, ms)
@@ -204,7 +235,7 @@ async def _probe_click(
 async def _probe_focus(
     tabs: Tabs, page: Page, action: Press | Select, base: dict[str, Any], ms: float
 ) -> Checked:
-    iso = Isolated(await tabs.cdp(page))
+    iso = await tabs.isolated(page)
     if action.has_target:
         try:
             handle = await locate(page, action.locator_spec()).element_handle(timeout=ms)

@@ -5,6 +5,12 @@ an ``<input name=action>`` shadows ``form.action`` in every world. So facts are 
 (hit testing, focus, the accessibility tree, event listeners, all over CDP) or by a function run
 in an isolated world (``Page.createIsolatedWorld``: pristine prototypes) that reads through
 prototype getters, never through properties a form's named elements can shadow.
+
+One :class:`Isolated` is kept per page (:meth:`tools.tabs.Tabs.isolated`), so a world is made once
+per document, not once per question: the worlds are forgotten when a frame of the page navigates,
+and a world whose document went away (its context is destroyed with it: the browser runs without
+the back-forward cache, so only a frame's current document has live contexts) is made again
+(:class:`StaleWorld`).
 """
 
 from __future__ import annotations
@@ -14,13 +20,25 @@ from typing import Any
 
 from playwright.async_api import CDPSession
 
-__all__ = ["Isolated", "IsolatedError", "NodeRef"]
+__all__ = ["Isolated", "IsolatedError", "NodeRef", "StaleWorld"]
 
 _WORLD = "corral-facts"
+_FOCUSED = "document.activeElement || document.body || document.documentElement"
+# What the browser says when a world's context (or its frame) is gone: its document was replaced
+# (a node of the new document resolved in the old document's world: the last one).
+_STALE = (
+    "Cannot find context with specified id",
+    "No frame for given id",
+    "does not belong to the document",
+)
 
 
 class IsolatedError(Exception):
     """The browser could not answer a question about a node (it went away, or is out of reach)."""
+
+
+class StaleWorld(IsolatedError):
+    """A world of a document that is gone was used: the worlds are forgotten, ask again."""
 
 
 @dataclass(frozen=True)
@@ -37,21 +55,34 @@ class Isolated:
     def __init__(self, cdp: CDPSession) -> None:
         self.cdp = cdp
         self._worlds: dict[str, int] = {}
+        self._main: str | None = None
+
+    def forget(self) -> None:
+        """Forget the worlds (a frame navigated: its document, and their contexts, are gone)."""
+        self._worlds.clear()
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One CDP command; protocol errors become :class:`IsolatedError`."""
+        """One CDP command; protocol errors become :class:`IsolatedError` (:class:`StaleWorld`
+        when a world or frame is gone, having forgotten the worlds)."""
         try:
             return await self.cdp.send(method, params or {})
         except Exception as exc:  # Playwright raises its generic Error for protocol errors
-            raise IsolatedError(f"{method}: {str(exc).splitlines()[0]}") from exc
+            message = f"{method}: {str(exc).splitlines()[0]}"
+            if any(stale in message for stale in _STALE):
+                self.forget()
+                self._main = None
+                raise StaleWorld(message) from exc
+            raise IsolatedError(message) from exc
 
     async def main_frame(self) -> str:
         """The main frame's id."""
-        tree = await self.send("Page.getFrameTree")
-        return str(tree["frameTree"]["frame"]["id"])
+        if self._main is None:
+            tree = await self.send("Page.getFrameTree")
+            self._main = str(tree["frameTree"]["frame"]["id"])
+        return self._main
 
     async def world(self, frame_id: str) -> int:
-        """An execution context of the isolated world in ``frame_id``."""
+        """An execution context of the isolated world in ``frame_id`` (made once per document)."""
         if frame_id not in self._worlds:
             made = await self.send(
                 "Page.createIsolatedWorld", {"frameId": frame_id, "worldName": _WORLD}
@@ -59,11 +90,36 @@ class Isolated:
             self._worlds[frame_id] = int(made["executionContextId"])
         return self._worlds[frame_id]
 
+    async def main_world(self) -> int:
+        """An execution context of the isolated world in the main frame."""
+        try:
+            return await self.world(await self.main_frame())
+        except StaleWorld:
+            return await self.world(await self.main_frame())
+
+    async def in_world(
+        self,
+        frame_id: str | None,
+        method: str,
+        params: dict[str, Any],
+        key: str = "executionContextId",
+    ) -> Any:
+        """``method`` with ``params`` plus the isolated world's context in ``frame_id`` (the main
+        frame's if None) as ``key``; once more in a fresh world if that one's document is gone."""
+        for attempt in (1, 2):
+            frame = frame_id if frame_id is not None else await self.main_frame()
+            context = await self.world(frame)
+            try:
+                return await self.send(method, {**params, key: context})
+            except StaleWorld:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     async def resolve(self, node: NodeRef) -> str:
         """The node as an object of the isolated world of its frame."""
-        context = await self.world(node.frame_id)
-        found = await self.send(
-            "DOM.resolveNode", {"backendNodeId": node.backend_id, "executionContextId": context}
+        found = await self.in_world(
+            node.frame_id, "DOM.resolveNode", {"backendNodeId": node.backend_id}
         )
         return str(found["object"]["objectId"])
 
@@ -111,14 +167,11 @@ class Isolated:
         """The element that has focus (into same-process frames), or the body."""
         frame = await self.main_frame()
         for _ in range(8):
-            context = await self.world(frame)
-            result = await self.send(
+            result = await self.in_world(
+                frame,
                 "Runtime.evaluate",
-                {
-                    "expression": "document.activeElement || document.body "
-                    "|| document.documentElement",
-                    "contextId": context,
-                },
+                {"expression": _FOCUSED},
+                key="contextId",
             )
             object_id = result["result"].get("objectId")
             if object_id is None:
@@ -132,11 +185,11 @@ class Isolated:
             return await self.node_of(object_id, frame)
         raise IsolatedError("focus is nested too deep in frames")
 
-    async def ax(self, node: NodeRef) -> tuple[str | None, str | None]:
-        """Role and accessible name as the browser computes them."""
+    async def ax(self, node: NodeRef | str) -> tuple[str | None, str | None]:
+        """Role and accessible name as the browser computes them (of a node, or a node object)."""
+        target = {"objectId": node} if isinstance(node, str) else {"backendNodeId": node.backend_id}
         tree = await self.send(
-            "Accessibility.getPartialAXTree",
-            {"backendNodeId": node.backend_id, "fetchRelatives": False},
+            "Accessibility.getPartialAXTree", {**target, "fetchRelatives": False}
         )
         for entry in tree.get("nodes", []):
             if entry.get("ignored"):

@@ -10,6 +10,7 @@ submit), including whether a generic element or a select listens for clicks or c
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from .isolated import Isolated, IsolatedError, NodeRef
@@ -178,9 +179,10 @@ async def node_facts(
     picked = await iso.call(object_id, _PICK, mode, by_value=False)
     if picked is None:
         raise IsolatedError("the node has no element")
-    element = await iso.node_of(picked, node.frame_id)
-    seen = await iso.call(picked, _DESCRIBE)
-    role, name = await iso.ax(element)
+    # Three questions about the picked element, sent together (one round trip, not three).
+    element, seen, (role, name) = await asyncio.gather(
+        iso.node_of(picked, node.frame_id), iso.call(picked, _DESCRIBE), iso.ax(picked)
+    )
     activation = seen["activation"]
     key = mode[4:] if mode.startswith("key:") else None
     side_effect = "submit"

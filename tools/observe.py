@@ -138,13 +138,13 @@ async def observe(
     """Observe the active page; ``redact`` scrubs text before it leaves this function."""
     page = await tabs.active()
     clean = redact or (lambda text: text)
-    cdp = await tabs.cdp(page)
+    iso = await tabs.isolated(page)
     pages = list(tabs.pages)
     # Three reads of the page at once (each only reads): the AI snapshot, the icon probe and the
     # tabs' titles.
     raw, probed, titles = await asyncio.gather(
         page.aria_snapshot(mode="ai"),
-        probe_clickables(page, Isolated(cdp)),
+        probe_clickables(page, iso),
         asyncio.gather(*(_title(p) for p in pages)),
     )
     # The main frame's refs without their frame prefix (e7, not f4e7): what the planner sees,
@@ -197,15 +197,14 @@ class _Masks:
     """
 
     iso: Isolated
-    context: int
     frames: bool
 
     async def _call(self, function: str, wait: bool) -> object:
-        result = await self.iso.send(
+        result = await self.iso.in_world(
+            None,
             "Runtime.callFunctionOn",
             {
                 "functionDeclaration": function,
-                "executionContextId": self.context,
                 "arguments": [{"value": self.frames}],
                 "returnByValue": True,
                 "awaitPromise": wait,
@@ -251,13 +250,13 @@ def _boxes(value: object) -> Boxes | None:
 
 async def _masks(tabs: Tabs, page: Page) -> _Masks | None:
     """The page's masks; None if its isolated world cannot be reached."""
-    iso = Isolated(await tabs.cdp(page))
+    iso = await tabs.isolated(page)
     try:
-        context = await iso.world(await iso.main_frame())
+        await iso.main_world()
     except IsolatedError:
         return None
     frames = len(page.frames) > 1 and await _frames_hold_masks(page)
-    return _Masks(iso, context, frames)
+    return _Masks(iso, frames)
 
 
 def _painted(jpeg: bytes, width: float, boxes: list[list[float]]) -> bytes:

@@ -18,6 +18,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from profiles import Session
 
+from .isolated import Isolated
 from .navigation import BLANK, refused_scheme
 
 __all__ = ["Tabs"]
@@ -36,6 +37,7 @@ class Tabs:
         self._active = 0
         self._opened: list[Page] = []
         self._cdp: dict[Page, CDPSession] = {}
+        self._isolated: dict[Page, Isolated] = {}
         self._popups: set[Page] = set()
         self._refused: list[dict[str, Any]] = []
         self._undoing: set[asyncio.Task[None]] = set()
@@ -56,6 +58,9 @@ class Tabs:
         page.on("framenavigated", self._check)
 
     def _check(self, frame: Frame) -> None:
+        iso = self._isolated.get(frame.page)
+        if iso is not None:
+            iso.forget()  # a new document: its worlds are new too
         url = frame.url
         if not url or url.startswith(_ERROR_PAGE):
             return
@@ -100,8 +105,17 @@ class Tabs:
             session = self._cdp[page] = await self.session.context.new_cdp_session(page)
         return session
 
+    async def isolated(self, page: Page) -> Isolated:
+        """corral's isolated worlds in ``page`` (kept for the page's life; forgotten whenever a
+        frame of it navigates, see :mod:`tools.isolated`)."""
+        iso = self._isolated.get(page)
+        if iso is None:
+            iso = self._isolated[page] = Isolated(await self.cdp(page))
+        return iso
+
     def _on_close(self, page: Page) -> None:
         self._cdp.pop(page, None)
+        self._isolated.pop(page, None)
         self._popups.discard(page)
         if page in self.pages:
             index = self.pages.index(page)

@@ -61,6 +61,33 @@ async def test_a_page_lying_about_what_is_on_top_gets_its_cover_classified(
     await assert_asked_not_paid(hrt, site, result, "Pay $100")
 
 
+async def test_a_page_lying_about_where_its_target_is_gains_nothing(
+    hrt: Runtime, site: HostileSite
+) -> None:
+    # The page says every element sits where its Pay button is (and that the target is on top
+    # there): were its word taken, the click meant for Next would land on Pay. The browser's box
+    # is what the click aims at, so Next is clicked where it is, and Pay is never touched.
+    pay = (
+        "<form method=post action=/pay><button id=pay style='position:fixed;left:0;top:0;"
+        "width:200px;height:60px'>Pay $100</button></form>"
+    )
+    lies = (
+        "<script>const real = Element.prototype.getBoundingClientRect;"
+        "Element.prototype.getBoundingClientRect = function () {"
+        "  return real.call(document.getElementById('pay')); };"
+        "Document.prototype.elementFromPoint = function () {"
+        "  return document.getElementById('b'); };"
+        "</script>"
+    )
+    url = site.page(
+        "/where",
+        "<div style='height:300px'></div>"
+        "<button id=b onclick=\"location.href='/clicked'\">Next</button>" + pay + lies,
+    )
+    await click_next(hrt, site, url)
+    assert site.posts("/pay") == []
+
+
 async def test_a_disabled_target_is_clicked_once_it_is_enabled(
     hrt: Runtime, site: HostileSite
 ) -> None:
