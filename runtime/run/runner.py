@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -484,8 +484,9 @@ async def _run_steps(ctx: RunContext, session: Session) -> None:
     if task.trace != "off":
         await session.start_trace()
     # The record (screenshot, step row) of the step that ends the script, written while the
-    # trace stops: both only read the page, and the trace holds no screenshot.
-    last: Coroutine[Any, Any, None] | None = None
+    # trace stops: both only read the page, and the trace holds no screenshot. Every other
+    # step's record is written while the next step is checked (see _one_step).
+    last: Awaitable[None] | None = None
     try:
         steps = list(task.steps)
         first = steps[0].typed if steps else None
@@ -494,14 +495,18 @@ async def _run_steps(ctx: RunContext, session: Session) -> None:
         for number, step in enumerate(steps, 1):
             if ctx.state.idx >= task.budget.max_steps:
                 raise StepFailedError(f"stopped: budget max_steps={task.budget.max_steps} reached")
-            recording, stop = await _one_step(ctx, step, len(steps))
-            if stop is None and (number < len(steps) or ctx.router is not None):
-                await recording
-                continue
+            previous, last = last, None
+            recording, stop = await _one_step(ctx, step, len(steps), previous)
             last = recording
+            if stop is None and (number < len(steps) or ctx.router is not None):
+                last = asyncio.ensure_future(recording)
+                continue
             if stop is not None:
                 raise stop
         if ctx.router is not None:
+            if last is not None:
+                await last
+                last = None
             from runtime.agent.loop import run_goal
 
             await run_goal(ctx)
@@ -533,15 +538,25 @@ async def _no_trace() -> bool:
 
 
 async def _one_step(
-    ctx: RunContext, step: Step, total: int
+    ctx: RunContext, step: Step, total: int, previous: Awaitable[None] | None
 ) -> tuple[Coroutine[Any, Any, None], CorralError | None]:
-    """Do one step: its record, for the caller to write, and the error that stops the run."""
+    """Do one step: its record, for the caller to write, and the error that stops the run.
+
+    ``previous`` is the previous step's record (its screenshot and row), still being written:
+    this step's guard and the gate's check only read the page, so they run beside it; the
+    step acts once it is written."""
     action = substitute(step, ctx.values)
     text = step.name or describe(action)
-    if not await guard_holds(step.when, ctx.tabs):
+    try:
+        holds = await guard_holds(step.when, ctx.tabs)
+        verdict = await ctx.gate.verdict(action) if holds else None
+    finally:
+        if previous is not None:
+            await previous
+    if verdict is None:
         await perform_and_record(ctx, action, text, total, skip=True)
         return _nothing(), None
-    gated = await ctx.gate.carry_out(action, text, total)
+    gated = await ctx.gate.carry_out(action, text, total, verdict=verdict)
     if gated.outcome != "done":
         # A denial goes back to the script: the run stops (exit 3).
         denied = ApprovalDeniedError(f"step {gated.step.idx + 1} ({text}): {gated.message}")
