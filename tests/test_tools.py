@@ -569,12 +569,44 @@ async def test_a_world_of_a_gone_document_is_made_again(
             else:
                 shot = await screenshot(tabs)
                 assert shot is not None
-                image = Image.open(io.BytesIO(shot)).convert("RGB")
-                field = image.crop((310, 310, 590, 350)).tobytes()
-                pixels = [field[i : i + 3] for i in range(0, len(field), 3)]
-                painted = sum(p[0] > 200 and p[1] < 80 and p[2] > 200 for p in pixels)
-                assert painted / len(pixels) > 0.9, "B's field is not painted over"
+                assert painted_share(shot, (306, 306, 594, 354)) > 0.9, "B's field is bare"
             assert iso._worlds[main] != old
+
+
+def painted_share(shot: bytes, box: tuple[int, int, int, int]) -> float:
+    """The share of ``box``'s pixels (inset by 4) in the mask's colour (#FF00FF)."""
+    left, top, right, bottom = box
+    image = Image.open(io.BytesIO(shot)).convert("RGB")
+    raw = image.crop((left + 4, top + 4, right - 4, bottom - 4)).tobytes()
+    pixels = [raw[i : i + 3] for i in range(0, len(raw), 3)]
+    return sum(p[0] > 200 and p[1] < 80 and p[2] > 200 for p in pixels) / len(pixels)
+
+
+_AT = "position:fixed;left:{x}px;top:40px;width:240px;height:60px;font:30px monospace"
+# Two password fields; the page fills the second itself, and tells its own scripts that every
+# field is empty (a lie corral's isolated world does not hear).
+_PASSWORDS = (
+    f"<input type=password id=a style='{_AT.format(x=40)}'>"
+    f"<input type=password id=b style='{_AT.format(x=400)}'>"
+    "<script>document.getElementById('b').value = 'page-filled';"
+    "Object.defineProperty(HTMLInputElement.prototype, 'value', {get() { return ''; }});"
+    "</script>"
+)
+
+
+async def test_an_empty_password_field_is_not_painted_over_a_filled_one_is(
+    rt: Runtime, site: str, tmp_path: Path
+) -> None:
+    async with browse(rt, site, tmp_path, user=None) as (tabs, _):
+        page = await tabs.active()
+        await page.set_content(_PASSWORDS)
+        shot = await screenshot(tabs)
+        assert shot is not None
+        assert painted_share(shot, (40, 40, 280, 100)) == 0  # empty: nothing to hide
+        assert painted_share(shot, (400, 40, 640, 100)) > 0.9
+        await page.locator("#a").press_sequentially("typed")
+        shot = await screenshot(tabs)
+        assert shot is not None and painted_share(shot, (40, 40, 280, 100)) > 0.9
 
 
 # 10. Side-effect classes and 11. validation

@@ -21,6 +21,7 @@ from .snapshot import short_refs
 from .tabs import Tabs
 
 MASK_SELECTOR = _MASK = f"input[type=password], [{SECRET_MARK}]"
+_EMPTY_UNLESS = f"input[type=password]:not([{SECRET_MARK}])"
 # The text a screenshot would show that no mask covers: the page's text, the values of fields
 # that are neither password fields nor marked as holding a secret, and the same inside every
 # open shadow root (a web component's text and fields).
@@ -46,12 +47,17 @@ _UNMASKED_TEXT_JS = f"""() => {{
 # ``frames``, also every frame the page embeds (whole: a frame's content is drawn inside its box,
 # wherever in it a field moves, and in whichever of the page's frames it is moved). Run in corral's
 # isolated world, where the page's own scripts cannot change what querySelectorAll or
-# getBoundingClientRect answer.
+# getBoundingClientRect answer. An empty password field corral typed nothing into shows nothing:
+# it is left out (its value read through the prototype's getter), so a sign-in page's screenshot
+# before the password is typed takes the quick path.
 _READ_BOXES = f"""(frames) => {{
   const boxes = [];
   const selector = frames ? {_MASK + ", iframe, frame, object, embed"!r} : {_MASK!r};
+  const value = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').get;
+  const empty = (el) => el.matches({_EMPTY_UNLESS!r}) && value.call(el) === '';
   const walk = (root) => {{
     for (const el of root.querySelectorAll(selector)) {{
+      if (empty(el)) continue;
       const r = el.getBoundingClientRect();
       if (r.width > 0 && r.height > 0) boxes.push([r.left, r.top, r.right, r.bottom]);
     }}
