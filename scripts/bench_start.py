@@ -257,15 +257,17 @@ def main() -> None:
         "against 0.09 s, and Chromium with the driver about 0.77 s against 0.69 s, so on a "
         "machine whose two cores are busy with other work the run loses more of its overlap "
         "than the raw script does. (That breakdown was taken while the masked screenshot was "
-        "still Playwright's mask; it is now Chromium's own capture with the boxes painted by "
-        "corral, `tools.observe`, about 30 ms less per masked screenshot measured apart.)",
+        "still Playwright's mask. Since then the capture is Chromium's own with the boxes "
+        "painted by corral, `tools.observe`, about 30 ms less per masked screenshot measured "
+        "apart; and the login page's empty password field is no longer masked at all, so its "
+        "screenshot is a plain capture: the masked path waits two animation frames before and "
+        "after the capture.)",
         "",
         "On this shared 2-core machine the run's ratio moved by about 0.05 between runs "
-        "made minutes apart (1.26-1.35 on the median over four runs today), with other work's "
-        "load.",
+        "made minutes apart, with other work's load.",
         "",
-        "Re-run: `.venv/bin/python scripts/bench_start.py --write --before cb67b0c "
-        "--before 9ef1771` (`--rounds N`; `--before` repeats).",
+        "Re-run: `.venv/bin/python scripts/bench_start.py --write --before 829c813` "
+        "(`--rounds N`; `--before` repeats).",
         "",
     ]
     markdown = "\n".join(lines) + "\n"
