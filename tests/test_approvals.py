@@ -581,6 +581,35 @@ async def test_a_persons_time_does_not_count_against_the_runs_time_limit(
     assert run.result().status == "succeeded", run.result().error
 
 
+async def test_a_run_cancelled_while_its_request_is_announced_closes_it(
+    settings: Settings, pool: BrowserPool, shop: PortalServer
+) -> None:
+    # The webhook receiver holds its answer: the run is cancelled in the middle of announcing
+    # the request, before it waits for anyone. The request must not stay pending.
+    answer = threading.Event()
+    with webhook_receiver(hold=answer) as (url, received):
+        hooked = settings.model_copy(
+            update={"approval_webhook": url, "webhook_secret": "hook-signing-key"}
+        )
+        async with Runtime.open(hooked, pool=pool) as rt:
+            await make_demo_profiles(rt, shop.url, "alice")
+            run = asyncio.create_task(
+                run_task(rt, parse_task(pay_task(shop.url, first_unpaid()), "pay.yaml"), "alice")
+            )
+            request = await next_request(rt)
+            await until(
+                lambda: any(b"approval.requested" in body for _, body in received),
+                30,
+                "the announcement",
+            )
+            run.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await run
+            answer.set()
+            assert (await rt.approvals.get(request.id)).status == "cancelled"
+    assert not paid(shop)
+
+
 async def test_cancelling_a_waiting_run_closes_its_request(rt: Runtime, shop: PortalServer) -> None:
     await make_demo_profiles(rt, shop.url, "alice")
     run = asyncio.create_task(

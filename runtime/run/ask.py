@@ -185,19 +185,22 @@ class ApprovalAsker:
         self.last_webhook = None
         if request.status != "pending":
             return request  # taken over from an earlier attempt, decided meanwhile
-        if await self._auto(request, verdict):
-            await ctx.store.runs.set_run_status(ctx.run_id, "running")
-            return await approvals.get(request.id)
-        await self._announce(request)
-        started = time.monotonic()
         decided: ApprovalRequest | None = None
-        # A person's time is not the run's: the run's own time limit stops while it waits.
         timer = ctx.timer
         deadline = timer.when() if timer is not None else None
-        if timer is not None and deadline is not None:
-            timer.reschedule(None)
+        paused: float | None = None
         held = False
+        # From here on the request is closed whatever stops the run, even a cancel that comes
+        # while it is announced (before anyone could decide).
         try:
+            if await self._auto(request, verdict):
+                decided = await approvals.get(request.id)
+                return decided
+            await self._announce(request)
+            # A person's time is not the run's: the run's own time limit stops while it waits.
+            if timer is not None and deadline is not None:
+                timer.reschedule(None)
+                paused = time.monotonic()
             while decided is None:
                 current = await approvals.get(request.id, with_prior=False)
                 if current.status != "pending":
@@ -228,6 +231,6 @@ class ApprovalAsker:
                 await asyncio.shield(approvals.cancel(request.id, "the run ended while waiting"))
             else:
                 await asyncio.shield(ctx.store.runs.set_run_status(ctx.run_id, "running"))
-            if timer is not None and deadline is not None:
-                timer.reschedule(deadline + (time.monotonic() - started))
+            if timer is not None and deadline is not None and paused is not None:
+                timer.reschedule(deadline + (time.monotonic() - paused))
         return decided

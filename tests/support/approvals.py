@@ -40,15 +40,20 @@ async def requests_of(rt: Runtime, result: RunResult) -> list[ApprovalRequest]:
 
 
 @contextmanager
-def webhook_receiver() -> Iterator[tuple[str, Received]]:
+def webhook_receiver(
+    hold: threading.Event | None = None,
+) -> Iterator[tuple[str, Received]]:
     """A webhook receiver on 127.0.0.1 that answers 204, for the block: its URL and what it
-    received."""
+    received. With ``hold``, the answer to each approval request's announcement waits until it
+    is set (what was received is recorded at once)."""
     received: Received = []
 
     class Hook(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            if hold is not None and b'"approval.requested"' in body:
+                hold.wait(30)
             self.send_response(204)
             self.end_headers()
 
