@@ -22,6 +22,7 @@ from runtime.demo.portal import PortalServer
 from runtime.demo.postgres import PgServer, pg_server
 from tests.support.net import PROVIDER_KEYS, NetworkGuard
 from tests.support.processes import chromium_pids
+from tests.support.s3 import S3, fresh_bucket, s3_server
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -45,6 +46,19 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    """A local S3-compatible server (one per test module)."""
+    with s3_server() as url:
+        yield url
+
+
+@pytest.fixture
+def s3(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3:
+    """A fresh bucket; the standard AWS variables set for the code under test."""
+    return fresh_bucket(endpoint, monkeypatch)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from runtime.run.recorder import Recorder
 from tests.support.cli import corral
 from tests.support.console import served_console, sign_in
 from tests.support.demo import make_demo_profiles
-from tests.support.s3 import S3, SECRET_KEY, fresh_bucket, s3_server
+from tests.support.s3 import S3, SECRET_KEY
 
 HOSTILE_KEYS = [
     "../outside",
@@ -55,18 +54,6 @@ HOSTILE_KEYS = [
     "runs\\..\\outside",
     "",
 ]
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with s3_server() as url:
-        yield url
-
-
-@pytest.fixture
-def s3(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3:
-    """A fresh bucket; the standard AWS variables set for the code under test."""
-    return fresh_bucket(endpoint, monkeypatch)
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from tests.support.agent import login_then
 from tests.support.cli import corral
 from tests.support.console import served_console, sign_in
 from tests.support.demo import make_demo_profiles
-from tests.support.s3 import S3, fresh_bucket, s3_server
+from tests.support.s3 import S3
 from tests.support.wait import until
 
 ADA = Actor("ada", "admin")
@@ -278,18 +277,6 @@ async def test_gc_deletes_a_runs_expired_data_and_nothing_else(
             assert (await api.get(f"/api/runs/{gone_id}/replay")).status_code == 200
             trace = await api.get(f"/api/runs/{gone_id}/files/trace.zip")
             assert trace.status_code == 404 and "expired: " in trace.text
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with s3_server() as url:
-        yield url
-
-
-@pytest.fixture
-def s3(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3:
-    """A fresh bucket; the standard AWS variables set for the code under test."""
-    return fresh_bucket(endpoint, monkeypatch)
 
 
 @pytest.mark.slow

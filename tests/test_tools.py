@@ -553,7 +553,7 @@ async def test_a_world_of_a_gone_document_is_made_again(
     """As if the navigation's event had not reached corral yet: the world kept is the old
     document's. Facts, focus and the screenshot's masks are still read in the new document."""
     async with on_two_forms(rt, site, tmp_path) as (tabs, ctx, page, iso):
-        old = await iso.main_world()
+        old = await iso.world(await iso.main_frame())
         await execute(tabs, Click(role="button", name="Next"), ctx)
         assert await page.title() == "B"
         main = await iso.main_frame()

@@ -90,13 +90,6 @@ class Isolated:
             self._worlds[frame_id] = int(made["executionContextId"])
         return self._worlds[frame_id]
 
-    async def main_world(self) -> int:
-        """An execution context of the isolated world in the main frame."""
-        try:
-            return await self.world(await self.main_frame())
-        except StaleWorld:
-            return await self.world(await self.main_frame())
-
     async def in_world(
         self,
         frame_id: str | None,
@@ -106,15 +99,15 @@ class Isolated:
     ) -> Any:
         """``method`` with ``params`` plus the isolated world's context in ``frame_id`` (the main
         frame's if None) as ``key``; once more in a fresh world if that one's document is gone."""
-        for attempt in (1, 2):
+
+        async def once() -> Any:
             frame = frame_id if frame_id is not None else await self.main_frame()
-            context = await self.world(frame)
-            try:
-                return await self.send(method, {**params, key: context})
-            except StaleWorld:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+            return await self.send(method, {**params, key: await self.world(frame)})
+
+        try:
+            return await once()
+        except StaleWorld:  # the worlds are forgotten by now: the next one is made anew
+            return await once()
 
     async def resolve(self, node: NodeRef) -> str:
         """The node as an object of the isolated world of its frame."""

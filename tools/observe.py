@@ -254,15 +254,10 @@ def _boxes(value: object) -> Boxes | None:
     return float(value["width"]), [[float(v) for v in box] for box in value["boxes"]]
 
 
-async def _masks(tabs: Tabs, page: Page) -> _Masks | None:
-    """The page's masks; None if its isolated world cannot be reached."""
-    iso = await tabs.isolated(page)
-    try:
-        await iso.main_world()
-    except IsolatedError:
-        return None
+async def _masks(tabs: Tabs, page: Page) -> _Masks:
+    """The page's masks (whose reads say None if its isolated world cannot be reached)."""
     frames = len(page.frames) > 1 and await _frames_hold_masks(page)
-    return _Masks(iso, frames)
+    return _Masks(await tabs.isolated(page), frames)
 
 
 def _painted(jpeg: bytes, width: float, boxes: list[list[float]]) -> bytes:
@@ -315,8 +310,8 @@ async def screenshot(tabs: Tabs, shows_secret: Callable[[str], bool] | None = No
         # Chromium's own capture skips Playwright's screenshot preparation (fonts, caret, mask
         # overlays), about 40% faster right after a page load.
         masks = await _masks(tabs, page)
-        found = await masks.read() if masks is not None else None
-        if masks is None or found is None:
+        found = await masks.read()
+        if found is None:
             return None  # what to mask is unknown
         if not found[1]:
             return await _capture(tabs, page, 70)  # nothing to paint over

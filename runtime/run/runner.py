@@ -497,10 +497,10 @@ async def _run_steps(ctx: RunContext, session: Session) -> None:
                 raise StepFailedError(f"stopped: budget max_steps={task.budget.max_steps} reached")
             previous, last = last, None
             recording, stop = await _one_step(ctx, step, len(steps), previous)
-            last = recording
             if stop is None and (number < len(steps) or ctx.router is not None):
                 last = asyncio.ensure_future(recording)
                 continue
+            last = recording
             if stop is not None:
                 raise stop
         if ctx.router is not None:
