@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import itertools
 import json
@@ -28,9 +29,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,16 @@ from runtime.models import Message, ModelResponse, ToolSpec  # noqa: E402
 from runtime.testing import FunctionModel, call, reply  # noqa: E402
 
 PAGES = 9  # bob has 87 invoices: 9 pages of 10
+# A page whose controls change it in place (a tab widget): a click leaves the document.
+TABS_PAGE = b"""<!doctype html><title>Tabs</title><main><h1>Account</h1>
+<div role=tablist><button role=tab id=one>First tab</button>
+<button role=tab id=two>Second tab</button></div>
+<section id=panel><p>Overview of the account.</p></section></main><script>
+const panel = document.getElementById('panel');
+for (const [id, text] of [['one', 'Overview of the account.'], ['two', 'Recent activity.']])
+  document.getElementById(id).onclick = () => { panel.innerHTML = '<p>' + text + '</p>'; };
+</script>"""
+TAB_NAMES = ("Second tab", "First tab")
 PHASES = ("observe", "decide", "check", "act", "record")
 SHOTS = ("on_failure", "always")
 
@@ -69,6 +82,48 @@ def pager(steps: int) -> FunctionModel:
         return reply(call("click", ref=found[-1]))
 
     return FunctionModel(decide, name="pager")
+
+
+def toggler(steps: int) -> FunctionModel:
+    """Click the tab widget's two buttons in turn; done after ``steps`` clicks."""
+    state = {"clicks": 0}
+
+    def decide(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        if state["clicks"] >= steps:
+            return reply(call("done", result={"clicks": state["clicks"]}))
+        name = TAB_NAMES[state["clicks"] % 2]
+        text = "\n".join(p.text for m in messages for p in m.content if p.type == "text")
+        # The page stays: the ref is in the first whole page or a later delta.
+        found = re.findall(rf"^\[(\w+)\] (?:tab )?{name}\b", text, re.MULTILINE)
+        assert found, text[-2000:]
+        state["clicks"] += 1
+        return reply(call("click", ref=found[-1]))
+
+    return FunctionModel(decide, name="toggler")
+
+
+@contextlib.contextmanager
+def tabs_site() -> Iterator[str]:
+    """The tab widget page on 127.0.0.1, for the ``with`` block."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(TABS_PAGE)))
+            self.end_headers()
+            self.wfile.write(TABS_PAGE)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/tabs"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def timing(spans: dict[str, list[float]]) -> Callable[[Any, str, str], None]:
@@ -107,6 +162,28 @@ async def raw_clicks(pool: BrowserPool, portal: str, state: Any, steps: int) -> 
         await context.close()
 
 
+async def raw_toggles(pool: BrowserPool, url: str, steps: int) -> float:
+    browser = await pool.browser()
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        await page.goto(url)
+        start = time.perf_counter()
+        for i in range(steps):
+            await page.get_by_role("tab", name=TAB_NAMES[i % 2], exact=True).click()
+        return (time.perf_counter() - start) * 1000 / steps
+    finally:
+        await context.close()
+
+
+def turn_gaps(records: list[Any]) -> float:
+    """The mean time from one click's start to the next's: one turn (the click, its record and
+    screenshot, observe + compact, the model hop, validate, check)."""
+    starts = [s.started_at for s in records if s.kind == "click"]
+    gaps = [(b - a).total_seconds() * 1000 for a, b in itertools.pairwise(starts)]
+    return statistics.mean(gaps)
+
+
 async def measure(steps: int, rounds: int) -> dict[str, Any]:
     """``rounds`` rounds in this process: corral's turn (both screenshot settings), raw clicks,
     and corral's phases (with the default screenshots)."""
@@ -124,6 +201,10 @@ async def measure(steps: int, rounds: int) -> dict[str, Any]:
     turn_ms: dict[str, list[float]] = {shots: [] for shots in SHOTS}
     phase_ms: dict[str, list[float]] = defaultdict(list)
     raw_ms: list[float] = []
+    inplace_ms: list[float] = []
+    raw_inplace_ms: list[float] = []
+    site = contextlib.ExitStack()
+    tabs_url = site.enter_context(tabs_site())
     try:
         async with (
             BrowserPool.start(os.environ.get("CORRAL_BROWSER")) as pool,
@@ -161,24 +242,41 @@ async def measure(steps: int, rounds: int) -> dict[str, Any]:
                 )
                 for shots in SHOTS
             }
+            toggles = parse_task(
+                {
+                    "name": "toggler",
+                    "start_url": tabs_url,
+                    "goal": "Switch between the tabs.",
+                    "budget": {"max_steps": steps + 5},
+                    "vision": "never",
+                },
+                "toggler",
+            )
             for _ in range(rounds):
                 for shots, task in tasks.items():
                     spans.clear()
                     result = await run_task(rt, task, "bob", models={"planner": [pager(steps)]})
                     assert result.status == "succeeded", result.error
                     records = await rt.store.runs.list_steps(str(result.run_id))
-                    starts = [s.started_at for s in records if s.kind == "click"]
-                    # One turn = from one click's start to the next: the click, its record
-                    # (and screenshot), observe + compact, the model hop, validate, check.
-                    gaps = [(b - a).total_seconds() * 1000 for a, b in itertools.pairwise(starts)]
-                    turn_ms[shots].append(statistics.mean(gaps))
+                    turn_ms[shots].append(turn_gaps(records))
                     if shots == "always":
                         for phase in PHASES:
                             phase_ms[phase].append(statistics.mean(spans[phase]))
                 raw_ms.append(await raw_clicks(pool, server.url, state, steps))
+                result = await run_task(rt, toggles, "bob", models={"planner": [toggler(steps)]})
+                assert result.status == "succeeded", result.error
+                inplace_ms.append(turn_gaps(await rt.store.runs.list_steps(str(result.run_id))))
+                raw_inplace_ms.append(await raw_toggles(pool, tabs_url, steps))
     finally:
         server.stop()
-    return {"turn_ms": turn_ms, "raw_ms": raw_ms, "phase_ms": dict(phase_ms)}
+        site.close()
+    return {
+        "turn_ms": turn_ms,
+        "raw_ms": raw_ms,
+        "phase_ms": dict(phase_ms),
+        "inplace_ms": inplace_ms,
+        "raw_inplace_ms": raw_inplace_ms,
+    }
 
 
 def median(values: list[float]) -> float:
@@ -215,6 +313,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "raw_ms": median([x for r in got for x in r["raw_ms"]]),
             "turn_ms": {s: median([x for r in got for x in r["turn_ms"][s]]) for s in SHOTS},
             "phase_ms": {p: median([x for r in got for x in r["phase_ms"][p]]) for p in PHASES},
+            **{k: median([x for r in got for x in r[k]]) for k in ("inplace_ms", "raw_inplace_ms")},
         }
     return out
 
@@ -240,6 +339,16 @@ def to_markdown(r: dict[str, Any]) -> str:
             f"| {b['turn_ms']['always'] / b['raw_ms']:.2f} (to its raw) |",
         ]
     phases = " | ".join(PHASES)
+    inplace = [
+        f"| now | {now['raw_inplace_ms']} | {now['inplace_ms']} "
+        f"| {now['inplace_ms'] / now['raw_inplace_ms']:.2f} |"
+    ]
+    if "before" in r:
+        b = r["before"]
+        inplace.append(
+            f"| before (`{r['rev']}`) | {b['raw_inplace_ms']} | {b['inplace_ms']} "
+            f"| {b['inplace_ms'] / b['raw_inplace_ms']:.2f} |"
+        )
     phase_rows = [f"| now | {' | '.join(str(now['phase_ms'][p]) for p in PHASES)} |"]
     if "before" in r:
         b = r["before"]
@@ -268,6 +377,12 @@ def to_markdown(r: dict[str, Any]) -> str:
         "beside *observe* and *check*, so the phases add up to more than the turn):\n\n"
         + f"| | {phases} |\n|---|{'---|' * len(PHASES)}\n"
         + "\n".join(phase_rows)
+        + "\n\nA click that leaves the page in place (a tab widget on a page of its own: two "
+        "tabs that swap a panel's text; no document is loaded), the same number of clicks, "
+        "default screenshots; raw Playwright clicks the same buttons with "
+        "`get_by_role(...).click()`:\n\n"
+        "| | raw ms per click | corral ms per turn | ratio |\n|---|---|---|---|\n"
+        + "\n".join(inplace)
         + "\n"
     )
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import re
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -240,6 +242,58 @@ async def test_window_open_popup_becomes_active(rt: Runtime, site: str, tmp_path
         obs = await observe(tabs)
         assert [(t.url, t.active) for t in obs.tabs] == [(f"{site}/popup-test", True)]
         assert obs.url == f"{site}/popup-test"
+
+
+_SETTLE = (
+    "<title>start</title><script>window.mark = 'first'</script>"
+    "<a href=/held>Held page</a> <a href=/empty>No content</a> "
+    "<a href='javascript:void(0)'>Script link</a> <a href='#end'>Fragment</a> "
+    "<button onclick=\"history.pushState({}, '', '/pushed')\">Push</button> "
+    "<button onclick=\"setTimeout(() => location.href = '/later', 3000)\">Later</button> "
+    "<form method=post action=/held><button>Send</button></form><p id=end>end</p>"
+)
+
+
+async def test_an_action_waits_for_the_navigation_it_asked_for_and_no_other(
+    rt: Runtime, site: str, tmp_path: Path
+) -> None:
+    """A click that asks for a new document returns once it has loaded, however long its answer
+    takes; a click that asks for none, or for one that never comes, returns with the page in
+    place (what the browser reports while the click runs: no grace period guessed after it)."""
+    with serve_site() as web:
+        start = web.page("/start", _SETTLE)
+        web.raw("/empty", 204, {})
+        async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
+            page = await tabs.active()
+
+            async def click_held(**target: Any) -> None:
+                await execute(tabs, Navigate(url=start), ctx)
+                web.held["/held"] = released = threading.Event()
+                async with page.expect_request(f"{web.url}/held"):
+                    clicking = asyncio.ensure_future(execute(tabs, Click(**target), ctx))
+                await asyncio.sleep(0.3)
+                assert not clicking.done()  # still waiting for the page it asked for
+                released.set()
+                result = await asyncio.wait_for(clicking, 15)
+                assert result.url_after == f"{web.url}/held"
+                assert await page.evaluate("document.readyState") == "complete"
+
+            await click_held(role="link", name="Held page")
+            await click_held(role="button", name="Send")
+            # Asked for nothing that leaves the document, or for a navigation without one.
+            for target, url in [
+                ({"role": "link", "name": "No content"}, start),
+                ({"role": "link", "name": "Script link"}, start),
+                ({"role": "link", "name": "Fragment"}, f"{start}#end"),
+                ({"role": "button", "name": "Push"}, f"{web.url}/pushed"),
+                ({"role": "button", "name": "Later"}, start),
+            ]:
+                await execute(tabs, Navigate(url=start), ctx)
+                result = await asyncio.wait_for(execute(tabs, Click(**target), ctx), 15)
+                assert result.url_after == url, target
+                assert await page.evaluate("window.mark") == "first", target
+            # The timer's navigation is the page's own, later: found by the next look.
+            await page.wait_for_url(f"{web.url}/later")
 
 
 # 6. Download and 7. Upload

@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import os
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Frame, Locator, Page, Request
+from playwright.async_api import Locator, Page
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from pydantic import BaseModel, ConfigDict
 
@@ -57,6 +57,7 @@ from .errors import (
 from .extract import extract_value
 from .fields import field_facts
 from .navigation import refused_scheme
+from .settle import settle
 from .snapshot import full_ref
 from .tabs import Tabs
 
@@ -67,8 +68,6 @@ ValueResolver = Callable[[str, str, FieldFacts], Awaitable[str]]
 field (``CredentialLease.resolve``), or raises before anything is typed."""
 # Marks an element that received a secret, so screenshots mask it even after a re-render.
 SECRET_MARK = "data-corral-secret"
-# How long after a click to look for a navigation it started before calling the page settled.
-_NAV_GRACE_S = 0.1
 
 
 @dataclass
@@ -131,61 +130,6 @@ async def is_visible(tabs: Tabs, spec: Locate) -> bool:
         return await locate(page, spec).first.is_visible()
     except PlaywrightError:
         return False
-
-
-async def _settle(page: Page, action: Coroutine[Any, Any, Any], timeout_ms: float = 30_000) -> Any:
-    """Run ``action``; if it starts a navigation of the page, or opens a popup, wait until the
-    new page has loaded."""
-    started, ended = asyncio.Event(), asyncio.Event()
-    committed = False
-    popups: list[Page] = []
-
-    def on_popup(popup: Page) -> None:
-        popups.append(popup)
-        started.set()
-        ended.set()
-
-    def on_request(request: Request) -> None:
-        if request.is_navigation_request() and request.frame == page.main_frame:
-            started.set()
-
-    def on_navigated(frame: Frame) -> None:
-        nonlocal committed
-        if frame == page.main_frame:
-            committed = True
-            ended.set()
-
-    def on_abandoned(_: object) -> None:
-        # A failed navigation or one that became a download never commits.
-        ended.set()
-
-    handlers: list[tuple[str, Callable[[Any], None]]] = [
-        ("request", on_request),
-        ("framenavigated", on_navigated),
-        ("requestfailed", on_abandoned),
-        ("download", on_abandoned),
-        ("popup", on_popup),
-    ]
-    for event, handler in handlers:
-        page.on(event, handler)  # type: ignore[call-overload]
-    try:
-        result = await action
-        try:
-            await asyncio.wait_for(started.wait(), _NAV_GRACE_S)
-            await asyncio.wait_for(ended.wait(), timeout_ms / 1000)
-        except TimeoutError:
-            return result
-        if committed:
-            with contextlib.suppress(PlaywrightError):
-                await page.wait_for_load_state("load", timeout=timeout_ms)
-        for popup in popups:
-            # A popup's first load is its target URL, not the about:blank it starts as.
-            with contextlib.suppress(PlaywrightError):
-                await popup.wait_for_load_state("load", timeout=timeout_ms)
-        return result
-    finally:
-        for event, handler in handlers:
-            page.remove_listener(event, handler)
 
 
 def _browser_gone(tabs: Tabs) -> bool:
@@ -317,6 +261,7 @@ async def _save_download(
 
 
 async def _act_checked(
+    tabs: Tabs,
     page: Page,
     action: Click | Press | Select | Download,
     checked: Any,
@@ -338,10 +283,10 @@ async def _act_checked(
         chosen = await checked.select(action.option)
         if chosen is None:
             raise ActionError(f"select: no option '{action.option}' in {action.describe()}")
-        await _settle(page, asyncio.sleep(0), ms)
+        await settle(tabs, page, asyncio.sleep(0), ms)
         return None
     if isinstance(action, Press):
-        await _settle(page, page.keyboard.press(action.key), ms)
+        await settle(tabs, page, page.keyboard.press(action.key), ms)
         return None
     x, y = checked.point
 
@@ -350,22 +295,24 @@ async def _act_checked(
 
     if isinstance(action, Download):
         return await _save_download(page, click, ctx, ms)
-    await _settle(page, click(), ms)
+    await settle(tabs, page, click(), ms)
     return None
 
 
-def _next_clicker(ctx: ActionContext, ms: float) -> Callable[[Page, Locate], Awaitable[None]]:
+def _next_clicker(
+    tabs: Tabs, ctx: ActionContext, ms: float
+) -> Callable[[Page, Locate], Awaitable[None]]:
     """How ``extract`` follows ``next``: through the gate's check when there is one."""
 
     async def click(page: Page, spec: Locate) -> None:
         if ctx.vet_next is None:
-            await _settle(page, locate(page, spec).first.click(timeout=ms), ms)
+            await settle(tabs, page, locate(page, spec).first.click(timeout=ms), ms)
             return
         checked = await ctx.vet_next(page, spec)
         if not await checked.still_there():
             raise ActionError("extract: not done: the 'next' control changed after it was checked")
         x, y = checked.point
-        await _settle(page, page.mouse.click(x, y), ms)
+        await settle(tabs, page, page.mouse.click(x, y), ms)
 
     return click
 
@@ -400,7 +347,7 @@ async def _dispatch(
         await new.bring_to_front()
         return None
     if isinstance(action, Extract):
-        return await extract_value(page, action, locate, ms, _next_clicker(ctx, ms))
+        return await extract_value(page, action, locate, ms, _next_clicker(tabs, ctx, ms))
     if isinstance(action, WaitFor):
         if action.has_target:
             await locate(page, action.locator_spec()).wait_for(state=action.state, timeout=ms)
@@ -419,19 +366,19 @@ async def _dispatch(
         return None
     checked = ctx.checked
     if checked is not None and isinstance(action, Click | Press | Select | Download):
-        return await _act_checked(page, action, checked, ctx, ms)
+        return await _act_checked(tabs, page, action, checked, ctx, ms)
     if isinstance(action, Press) and not action.has_target:
-        await _settle(page, page.keyboard.press(action.key), ms)
+        await settle(tabs, page, page.keyboard.press(action.key), ms)
         return None
     target = locate(page, action.locator_spec())
     if isinstance(action, Click):
-        await _settle(page, target.click(timeout=ms), ms)
+        await settle(tabs, page, target.click(timeout=ms), ms)
     elif isinstance(action, Fill):
         await _fill(target, action.value, ctx, ms)
     elif isinstance(action, Select):
         await target.select_option(action.option, timeout=ms)
     elif isinstance(action, Press):
-        await _settle(page, target.press(action.key, timeout=ms), ms)
+        await settle(tabs, page, target.press(action.key, timeout=ms), ms)
     elif isinstance(action, Scroll):
         await target.scroll_into_view_if_needed(timeout=ms)
     elif isinstance(action, Hover):

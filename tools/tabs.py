@@ -38,6 +38,7 @@ class Tabs:
         self._opened: list[Page] = []
         self._cdp: dict[Page, CDPSession] = {}
         self._isolated: dict[Page, Isolated] = {}
+        self._page_events: set[Page] = set()
         self._popups: set[Page] = set()
         self._refused: list[dict[str, Any]] = []
         self._undoing: set[asyncio.Task[None]] = set()
@@ -105,6 +106,14 @@ class Tabs:
             session = self._cdp[page] = await self.session.context.new_cdp_session(page)
         return session
 
+    async def page_events(self, page: Page) -> CDPSession:
+        """``page``'s CDP session with the Page domain's events on (:mod:`tools.settle`)."""
+        session = await self.cdp(page)
+        if page not in self._page_events:
+            await session.send("Page.enable")
+            self._page_events.add(page)
+        return session
+
     async def isolated(self, page: Page) -> Isolated:
         """corral's isolated worlds in ``page`` (kept for the page's life; forgotten whenever a
         frame of it navigates, see :mod:`tools.isolated`)."""
@@ -116,6 +125,7 @@ class Tabs:
     def _on_close(self, page: Page) -> None:
         self._cdp.pop(page, None)
         self._isolated.pop(page, None)
+        self._page_events.discard(page)
         self._popups.discard(page)
         if page in self.pages:
             index = self.pages.index(page)
