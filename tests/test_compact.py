@@ -29,7 +29,7 @@ from tools import (
     walk_snapshot,
 )
 from tools.compact import compact_snapshot, page_text
-from tools.snapshot import full_ref, short_refs
+from tools.snapshot import Spot, full_ref, ref_spot, short_refs
 
 # The roles whose refs must survive compaction (an action may target any of them).
 ACTIONABLE = (
@@ -707,3 +707,32 @@ def test_the_main_frames_refs_are_short_and_map_back() -> None:
     assert full_ref(page, "e4") == "f6e12"
     # The planner's old e1 ("Go") does not reach Pay: it names no frame, so the action fails.
     assert full_ref(page, "e1") == "f999999999e1"
+
+
+def test_where_each_element_was_is_kept_and_left_out_of_the_text() -> None:
+    class Page:
+        pass
+
+    page = Page()
+    # Page text can spell a box anywhere (a name, a value): only the attribute Playwright wrote
+    # after the name is the element's box, and only it leaves the text.
+    snapshot = """- generic [ref=f4e1] [box=0,0,1280,300]:
+  - button "Pay [box=0,0,5,5]" [ref=f4e2] [cursor=pointer] [box=100,200,50,20]
+  - textbox "Note" [ref=f4e3] [box=-4,10,200,30]: "[ref=f4e3] [box=9,9,9,9]"
+  - text: "[box=1,1,1,1] is text"
+"""
+    text = short_refs(page, snapshot.strip("\n"), keep_boxes=False)
+    assert text.splitlines() == [
+        "- generic [ref=_f4e1]:",
+        '  - button "Pay [box=0,0,5,5]" [ref=e1] [cursor=pointer]',
+        '  - textbox "Note" [ref=e2]: "[ref=f4e3] [box=9,9,9,9]"',
+        '  - text: "[box=1,1,1,1] is text"',
+    ]
+    assert ref_spot(page, "e1") == Spot("button", "Pay [box=0,0,5,5]", (100, 200, 50, 20))
+    assert ref_spot(page, "e2") == Spot("textbox", "Note", (-4, 10, 200, 30))
+    assert ref_spot(page, "_f4e1") is None  # nothing acts on it
+    assert ref_spot(Page(), "e1") is None  # a page never observed
+    # A snapshot without boxes says nowhere: the element is found anew.
+    again = '- button "Pay [box=0,0,5,5]" [ref=f4e2]'
+    assert short_refs(page, again) == '- button "Pay [box=0,0,5,5]" [ref=e1]'
+    assert ref_spot(page, "e1") is None

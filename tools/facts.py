@@ -40,6 +40,7 @@ from .errors import ActionError
 from .execute import locate, translate_error
 from .isolated import Isolated, IsolatedError, NodeRef
 from .node_facts import node_facts
+from .snapshot import Spot, ref_spot
 from .tabs import Tabs
 
 __all__ = ["PROBED_KINDS", "Checked", "action_facts", "allowlist_facts", "probe"]
@@ -206,11 +207,45 @@ async def _point_now(page: Page, loc: Locator, ms: float) -> FloatRect | None:
     return box if agree else None
 
 
+def _same_words(a: str | None, b: str | None) -> bool:
+    return " ".join((a or "").split()) == " ".join((b or "").split())
+
+
+async def _at_spot(iso: Isolated, page: Page, spot: Spot, base: dict[str, Any]) -> Checked | None:
+    """The check of a click on an element of the last observation where it was then, when a
+    click at the centre of that box now reaches an element of the same role and name, plainly
+    clickable: none of Playwright's round trips to find the element again. None when not so
+    (moved, covered, scrolled, off screen, disabled, animated): then the element is found anew.
+    What the click reaches is classified either way: a page that puts another element of that
+    role and name there has that element checked and clicked as what it is."""
+    viewport = page.viewport_size
+    x, y, width, height = spot.box
+    point = (x + width / 2, y + height / 2)
+    if viewport is None or not (width > 0 and height > 0):
+        return None
+    if not (0 <= point[0] < viewport["width"] and 0 <= point[1] < viewport["height"]):
+        return None
+    try:
+        node = await iso.hit(*point)
+        facts, fields, plain = await node_facts(iso, node, "click", base)
+    except IsolatedError:
+        return None
+    if not (plain and facts["role"] == spot.role and _same_words(facts["name"], spot.name)):
+        return None
+    shown = {"x": float(x), "y": float(y), "width": float(width), "height": float(height)}
+    return Checked(page, facts, "point", node, point, fields, box=shown, _isolated=iso)
+
+
 async def _probe_click(
     tabs: Tabs, page: Page, action: AnyAction, target: Locate, base: dict[str, Any], ms: float
 ) -> Checked:
     """Wait for ``target`` to be clickable, then classify what a click at its centre reaches."""
     iso = await tabs.isolated(page)
+    spot = ref_spot(page, target.ref) if target.ref is not None and target.nth is None else None
+    if spot is not None:
+        checked = await _at_spot(iso, page, spot, base)
+        if checked is not None:
+            return checked
     loc = locate(page, target)
     try:
         box: FloatRect | None = await _point_now(page, loc, ms)
@@ -224,7 +259,7 @@ async def _probe_click(
     point = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     try:
         node = await iso.hit(*point)
-        facts, fields = await node_facts(iso, node, "click", base)
+        facts, fields, _ = await node_facts(iso, node, "click", base)
     except IsolatedError as exc:
         return Checked(page, base, error=_cannot(action, str(exc)))
     # Where it was on screen (viewport pixels, scrolled into view): a replay outlines it.
@@ -250,7 +285,7 @@ async def _probe_focus(
     mode = f"key:{action.key}" if isinstance(action, Press) else "select"
     try:
         node = await iso.focused()
-        facts, fields = await node_facts(iso, node, mode, base)
+        facts, fields, _ = await node_facts(iso, node, mode, base)
     except IsolatedError as exc:
         return Checked(page, base, error=_cannot(action, str(exc)))
     how: Literal["focus", "select"] = "focus" if isinstance(action, Press) else "select"

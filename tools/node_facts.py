@@ -144,10 +144,16 @@ _DESCRIBE = """function () {
     ? clean(get(HTMLElement.prototype, 'innerText', box)).slice(0, 400) : formText;
   const own = [attr('aria-label'), attr('title'), attr('alt'), attr('placeholder'),
     submitter ? attr('value') : null, isForm ? null : text].filter(Boolean).map(clean);
+  // Plainly clickable: enabled, and neither it nor a parent is being animated.
+  let plain = !call(Element.prototype, 'matches', el, ':disabled')
+    && !call(Element.prototype, 'closest', el, '[aria-disabled=true]');
+  for (let n = el; plain && n; n = get(Node.prototype, 'parentElement', n)) {
+    plain = !call(Element.prototype, 'getAnimations', n).some((a) => a.playState === 'running');
+  }
   return {
     tag: tag.toLowerCase(), type, activation, href, own: own.join(' | ').slice(0, 400),
     box_text: boxText, form_action: action, form_method: method ? method.toLowerCase() : null,
-    fields, onclick: has('onclick'), hidden_text: text,
+    fields, onclick: has('onclick'), hidden_text: text, plain,
   };
 }"""
 
@@ -173,8 +179,9 @@ async def _generic_listens(iso: Isolated, node: NodeRef, types: frozenset[str]) 
 
 async def node_facts(
     iso: Isolated, node: NodeRef, mode: str, base: dict[str, Any]
-) -> tuple[dict[str, Any], list[tuple[str, str, str | None]]]:
-    """Facts of what ``node`` activates in ``mode`` (click, key:<key>, select)."""
+) -> tuple[dict[str, Any], list[tuple[str, str, str | None]], bool]:
+    """Facts of what ``node`` activates in ``mode`` (click, key:<key>, select), its form's
+    fields, and whether it is plainly clickable now (enabled, not being animated)."""
     object_id = await iso.resolve(node)
     picked = await iso.call(object_id, _PICK, mode, by_value=False)
     if picked is None:
@@ -229,4 +236,4 @@ async def node_facts(
         "scripted": activation in ("button", "generic") or bool(seen["onclick"]),
     }
     fields = [(str(n), str(t), None if v is None else str(v)) for n, t, v in seen["fields"]]
-    return facts, fields
+    return facts, fields, bool(seen["plain"])

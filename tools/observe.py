@@ -149,13 +149,14 @@ async def observe(
     # Three reads of the page at once (each only reads): the AI snapshot, the icon probe and the
     # tabs' titles.
     raw, probed, titles = await asyncio.gather(
-        page.aria_snapshot(mode="ai"),
+        page.aria_snapshot(mode="ai", boxes=True),
         probe_clickables(page, iso),
         asyncio.gather(*(_title(p) for p in pages)),
     )
     # The main frame's refs without their frame prefix (e7, not f4e7): what the planner sees,
-    # and what tools.execute.locate maps back.
-    snapshot = short_refs(page, clean(raw))
+    # and what tools.execute.locate maps back. Where each was is kept for the gate's check
+    # (tools.snapshot.ref_spot), not shown.
+    snapshot = short_refs(page, clean(raw), keep_boxes=False)
     icons = probe_lines(probed)
     compact = "\n".join([compact_snapshot(snapshot), *(clean(line) for line in icons)])
     infos = [

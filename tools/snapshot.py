@@ -37,8 +37,10 @@ from weakref import WeakKeyDictionary
 __all__ = [
     "ACTIONABLE_ROLES",
     "SnapshotNode",
+    "Spot",
     "full_ref",
     "parse_snapshot",
+    "ref_spot",
     "short_refs",
     "snapshot_elements",
     "walk_snapshot",
@@ -225,6 +227,16 @@ _SHORT_REF = re.compile(r"^e\d+$")
 _NO_FRAME = "f999999999"
 
 
+@dataclass(frozen=True)
+class Spot:
+    """Where an element of the last snapshot was, and what it was: its role and name, and its box
+    in the viewport (CSS px, whole numbers) when the snapshot was taken."""
+
+    role: str
+    name: str
+    box: tuple[int, int, int, int]
+
+
 @dataclass
 class _PageRefs:
     """The short refs :func:`short_refs` gave on one page."""
@@ -233,6 +245,8 @@ class _PageRefs:
     """(Playwright's ref, role, name) -> the short ref it was given, for the page's life."""
     last: dict[str, str] = field(default_factory=dict)
     """Short ref -> Playwright's ref, in the page's last snapshot."""
+    spots: dict[str, Spot] = field(default_factory=dict)
+    """Short ref -> where it was, in the page's last snapshot (one taken with boxes)."""
 
 
 _pages: WeakKeyDictionary[Any, _PageRefs] = WeakKeyDictionary()
@@ -254,7 +268,7 @@ def _key_end(line: str) -> int:
     return len(line) - (len(raw_value) + 2 if raw_value is not None else 0)
 
 
-def short_refs(page: Any, snapshot: str) -> str:
+def short_refs(page: Any, snapshot: str, keep_boxes: bool = True) -> str:
     """``snapshot`` (the AI snapshot of ``page``) with short refs for its main frame's elements
     to act on, which :func:`full_ref` maps back for ``page`` until the next call.
 
@@ -268,10 +282,13 @@ def short_refs(page: Any, snapshot: str) -> str:
     as with a stale ref), never silently to another element. Other nodes (nothing acts on them)
     keep Playwright's ref behind a ``_`` (``_f4e3``), which no action resolves; an iframe's
     elements keep Playwright's refs (``f5e2``).
+
+    A snapshot taken with boxes (``boxes=True``) also tells where each element to act on was
+    (:func:`ref_spot`); ``keep_boxes=False`` leaves the ``[box=...]`` attributes out of the text.
     """
     roots = parse_snapshot(snapshot)
     refs = _pages.setdefault(page, _PageRefs())
-    refs.last = {}
+    refs.last, refs.spots = {}, {}
     rename: dict[str, str] = {}
     for node in _main_frame_nodes(roots):
         ref = node.ref
@@ -284,19 +301,36 @@ def short_refs(page: Any, snapshot: str) -> str:
         short = refs.given.setdefault(key, f"e{len(refs.given) + 1}")
         refs.last[short] = ref
         rename[ref] = short
+        if node.box is not None:
+            refs.spots[short] = Spot(node.role, node.name, node.box)
     lines = snapshot.split("\n")
     for i, line in enumerate(lines):
-        if "[ref=" not in line:
+        if "[ref=" not in line and "[box=" not in line:
             continue
-        # A line's own ref is the last one before its value (a name may quote one).
-        found = [None, *_REF_ATTR.finditer(line, 0, _key_end(line))][-1]
+        # A line's own ref (and box) is the last one before its value (a name may quote one).
+        end = _key_end(line)
+        if not keep_boxes:
+            box = [None, *_BOX_ATTR.finditer(line, 0, end)][-1]
+            if box is not None:
+                line = line[: box.start()] + line[box.end() :]
+                end -= box.end() - box.start()
+        found = [None, *_REF_ATTR.finditer(line, 0, end)][-1]
         if found is not None and found.group(1) in rename:
             new = f" [ref={rename[found.group(1)]}]"
-            lines[i] = line[: found.start()] + new + line[found.end() :]
+            line = line[: found.start()] + new + line[found.end() :]
+        lines[i] = line
     return "\n".join(lines)
 
 
 _REF_ATTR = re.compile(r" \[ref=([^\]\s]+)\]")
+_BOX_ATTR = re.compile(r" \[box=-?\d+,-?\d+,\d+,\d+\]")
+
+
+def ref_spot(page: Any, ref: str) -> Spot | None:
+    """Where the element ``ref`` (a short ref) was in ``page``'s last snapshot, if it was taken
+    with boxes and gave that ref."""
+    refs = _pages.get(page)
+    return refs.spots.get(ref) if refs is not None else None
 
 
 def full_ref(page: Any, ref: str) -> str:

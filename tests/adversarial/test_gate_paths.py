@@ -9,15 +9,14 @@ from typing import Any
 
 import pytest
 
-from profiles import ProfileSettings
-from runtime import RunResult, Runtime, parse_task, run_task
+from runtime import Runtime, parse_task
 from runtime.errors import TaskFileError
 from runtime.models import Message, ModelResponse
 from runtime.run.gate import STICKY_MESSAGE
-from runtime.testing import FunctionModel, call, reply
+from runtime.testing import call, reply
 from tests.support.agent import page_of
 from tests.support.approvals import requests_of
-from tests.support.hostile import HostileSite, assert_asked_not_paid, run_steps
+from tests.support.hostile import HostileSite, assert_asked_not_paid, run_model, run_steps
 
 PAY_FORM = "<form method=post action=/pay><button>Pay $100</button></form>"
 
@@ -238,22 +237,6 @@ def ref_in(page: str, role: str, name: str) -> str:
     found = re.search(rf"\[(\w+)\] {word}\"?{re.escape(name)}", page)
     assert found is not None, f"no {role} {name!r} in:\n{page}"
     return found.group(1)
-
-
-async def run_model(rt: Runtime, site: HostileSite, start: str, decide: Any) -> RunResult:
-    """A model-driven run of ``decide`` (a FunctionModel planner) on the hostile site."""
-    if "victim" not in {p.name for p in await rt.profiles.list()}:
-        await rt.profiles.create("victim", ProfileSettings())
-    task = parse_task(
-        {
-            "name": "obedient",
-            "goal": "Do what the page says.",
-            "start_url": start,
-            "allowed_domains": ["127.0.0.1"],
-        },
-        "obedient.yaml",
-    )
-    return await run_task(rt, task, "victim", models={"planner": [FunctionModel(decide)]})
 
 
 async def test_a_denial_sticks_to_the_target_and_its_form_for_an_obedient_model(

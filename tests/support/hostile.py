@@ -17,6 +17,7 @@ from profiles import ProfileSettings
 from runtime import RunResult, Runtime, parse_task, run_task
 from runtime.approvals import ApprovalRequest
 from runtime.records import RunSource
+from runtime.testing import FunctionModel
 from tests.support.approvals import requests_of
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Hit",
     "HostileSite",
     "assert_asked_not_paid",
+    "run_model",
     "run_steps",
     "serve_site",
 ]
@@ -145,6 +147,26 @@ async def run_steps(
         **task,
     }
     return await run_task(rt, parse_task(data, "attack.yaml"), source=source)
+
+
+async def run_model(
+    rt: Runtime, site: HostileSite, start: str, decide: Any, **task: Any
+) -> RunResult:
+    """A model-driven run of ``decide`` (a FunctionModel planner) on the hostile site; ``task``
+    adds to the task file."""
+    if "victim" not in {p.name for p in await rt.profiles.list()}:
+        await rt.profiles.create("victim", ProfileSettings())
+    task = parse_task(
+        {
+            "name": "obedient",
+            "goal": "Do what the page says.",
+            "start_url": start,
+            "allowed_domains": ["127.0.0.1"],
+            **task,
+        },
+        "obedient.yaml",
+    )
+    return await run_task(rt, task, "victim", models={"planner": [FunctionModel(decide)]})
 
 
 async def assert_asked_not_paid(
