@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ __all__ = ["Clickable", "is_probe_ref", "probe_clickables", "probe_lines", "prob
 _PROBE_REF = re.compile(r"^p\d+$")
 _CLICK_TYPES = frozenset({"click", "mousedown", "mouseup", "pointerdown", "pointerup"})
 _GROUP = "corral-clickables"  # the probe's remote objects, released after each probe
+_probes = itertools.count(1)
+_releasing: set[asyncio.Task[None]] = set()
 _MAX_LISTENED = 400  # click-listening elements looked at, at most
 _refs: WeakKeyDictionary[Page, dict[str, str]] = WeakKeyDictionary()
 
@@ -146,12 +149,12 @@ def probe_locator(page: Page, ref: str) -> Locator:
     return page.locator(f"css={path}" if path is not None else "css=:not(*)")
 
 
-async def _listened(iso: Isolated, document: str) -> list[dict[str, str]]:
+async def _listened(iso: Isolated, document: str, group: str) -> list[dict[str, str]]:
     """The elements with a click-like listener, as arguments for a call in the isolated world."""
     # The browser lists a subtree's listeners only for the page's own world's object; no script
     # runs there, the object is only passed to the browser.
     node = (await iso.send("DOM.describeNode", {"objectId": document}))["node"]["backendNodeId"]
-    own = await iso.send("DOM.resolveNode", {"backendNodeId": node, "objectGroup": _GROUP})
+    own = await iso.send("DOM.resolveNode", {"backendNodeId": node, "objectGroup": group})
     found = await iso.send(
         "DOMDebugger.getEventListeners",
         {"objectId": own["object"]["objectId"], "depth": -1, "pierce": False},
@@ -167,7 +170,7 @@ async def _listened(iso: Isolated, document: str) -> list[dict[str, str]]:
         *(
             iso.send(
                 "DOM.resolveNode",
-                {"backendNodeId": node, "executionContextId": context, "objectGroup": _GROUP},
+                {"backendNodeId": node, "executionContextId": context, "objectGroup": group},
             )
             for node in nodes[:_MAX_LISTENED]
         )
@@ -182,15 +185,16 @@ async def probe_clickables(page: Page, iso: Isolated) -> list[Clickable]:
     if page not in _refs:
         page.on("framenavigated", lambda frame: _forget(page, frame))
     _refs[page] = {}
+    group = f"{_GROUP}-{next(_probes)}"
     try:
         doc = await iso.in_world(
             None,
             "Runtime.evaluate",
-            {"expression": "document", "objectGroup": _GROUP},
+            {"expression": "document", "objectGroup": group},
             key="contextId",
         )
         document = str(doc["result"]["objectId"])
-        args = await _listened(iso, document)
+        args = await _listened(iso, document, group)
         result = await iso.send(
             "Runtime.callFunctionOn",
             {
@@ -203,9 +207,7 @@ async def probe_clickables(page: Page, iso: Isolated) -> list[Clickable]:
     except (IsolatedError, KeyError):
         return []
     finally:
-        # The objects made for this probe, in both worlds, are let go at once.
-        with contextlib.suppress(IsolatedError):
-            await iso.send("Runtime.releaseObjectGroup", {"objectGroup": _GROUP})
+        _release(iso, group)
     found: Any = result.get("result", {}).get("value")
     if "exceptionDetails" in result or not isinstance(found, list):
         return []
@@ -217,6 +219,18 @@ async def probe_clickables(page: Page, iso: Isolated) -> list[Clickable]:
         out.append(Clickable(ref, str(item.get("hint") or ""), str(item.get("context") or "")))
     _refs[page] = refs
     return out
+
+
+def _release(iso: Isolated, group: str) -> None:
+    """Let the objects made for one probe go, in both worlds, without waiting for the answer."""
+
+    async def release() -> None:
+        with contextlib.suppress(IsolatedError):
+            await iso.send("Runtime.releaseObjectGroup", {"objectGroup": group})
+
+    task = asyncio.get_running_loop().create_task(release())
+    _releasing.add(task)
+    task.add_done_callback(_releasing.discard)
 
 
 def _forget(page: Page, frame: Frame) -> None:

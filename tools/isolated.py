@@ -15,6 +15,7 @@ the back-forward cache, so only a frame's current document has live contexts) is
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,11 +56,19 @@ class Isolated:
     def __init__(self, cdp: CDPSession) -> None:
         self.cdp = cdp
         self._worlds: dict[str, int] = {}
+        self._making: dict[str, asyncio.Future[int]] = {}
+        self._generation = 0  # of the worlds: one more each time they are forgotten
         self._main: str | None = None
 
-    def forget(self) -> None:
-        """Forget the worlds (a frame navigated: its document, and their contexts, are gone)."""
+    def forget(self, main_navigated: bool = False) -> None:
+        """Forget the worlds (a frame navigated: its document, and their contexts, are gone).
+        When the main frame navigated, its new document's world is made at once, while the
+        page loads, so the first question after the load does not wait for it."""
         self._worlds.clear()
+        self._making.clear()
+        self._generation += 1
+        if main_navigated and self._main is not None:
+            self._start(self._main)
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """One CDP command; protocol errors become :class:`IsolatedError` (:class:`StaleWorld`
@@ -83,12 +92,36 @@ class Isolated:
 
     async def world(self, frame_id: str) -> int:
         """An execution context of the isolated world in ``frame_id`` (made once per document)."""
-        if frame_id not in self._worlds:
-            made = await self.send(
-                "Page.createIsolatedWorld", {"frameId": frame_id, "worldName": _WORLD}
-            )
-            self._worlds[frame_id] = int(made["executionContextId"])
-        return self._worlds[frame_id]
+        known = self._worlds.get(frame_id)
+        if known is not None:
+            return known
+        return await self._start(frame_id)
+
+    def _start(self, frame_id: str) -> asyncio.Future[int]:
+        """The making of ``frame_id``'s world: one at a time, kept only if no navigation came
+        first (otherwise its first use finds it stale, and a new one is made)."""
+        making = self._making.get(frame_id)
+        if making is None:
+            generation = self._generation
+
+            async def make() -> int:
+                made = await self.send(
+                    "Page.createIsolatedWorld", {"frameId": frame_id, "worldName": _WORLD}
+                )
+                context = int(made["executionContextId"])
+                if generation == self._generation:
+                    self._worlds[frame_id] = context
+                return context
+
+            def done(task: asyncio.Future[int]) -> None:
+                if self._making.get(frame_id) is task:
+                    del self._making[frame_id]
+                if not task.cancelled():
+                    task.exception()  # retrieved: whoever awaits it sees it too
+
+            making = self._making[frame_id] = asyncio.ensure_future(make())
+            making.add_done_callback(done)
+        return making
 
     async def in_world(
         self,

@@ -61,7 +61,8 @@ class Tabs:
     def _check(self, frame: Frame) -> None:
         iso = self._isolated.get(frame.page)
         if iso is not None:
-            iso.forget()  # a new document: its worlds are new too
+            # A new document: its worlds are new too (the main frame's is made at once).
+            iso.forget(main_navigated=frame == frame.page.main_frame)
         url = frame.url
         if not url or url.startswith(_ERROR_PAGE):
             return
