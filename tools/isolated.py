@@ -7,8 +7,9 @@ in an isolated world (``Page.createIsolatedWorld``: pristine prototypes) that re
 prototype getters, never through properties a form's named elements can shadow.
 
 One :class:`Isolated` is kept per page (:meth:`tools.tabs.Tabs.isolated`), so a world is made once
-per document, not once per question: the worlds are forgotten when a frame of the page navigates,
-and a world whose document went away (its context is destroyed with it: the browser runs without
+per document, not once per question: the worlds are forgotten when a frame of the page navigates
+(the main frame's new world is made right then, while the page loads), and a world whose document
+went away (its context is destroyed with it: the browser runs without
 the back-forward cache, so only a frame's current document has live contexts) is made again
 (:class:`StaleWorld`).
 """
