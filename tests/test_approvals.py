@@ -610,6 +610,35 @@ async def test_a_run_cancelled_while_its_request_is_announced_closes_it(
     assert not paid(shop)
 
 
+async def test_a_run_cancelled_right_after_its_request_is_stored_closes_it(
+    rt: Runtime, shop: PortalServer
+) -> None:
+    # The request's row is written, and the run is cancelled before it begins to wait (here:
+    # while the request's earlier attempts are read). The request must not stay pending.
+    await make_demo_profiles(rt, shop.url, "alice")
+    stored = asyncio.Event()
+    real_prior = rt.approvals.prior
+
+    async def prior_then_stall(key: str, exclude: str | None = None) -> Any:
+        stored.set()
+        await asyncio.sleep(3600)
+
+    rt.approvals.prior = prior_then_stall  # type: ignore[method-assign]
+    try:
+        run = asyncio.create_task(
+            run_task(rt, parse_task(pay_task(shop.url, first_unpaid()), "pay.yaml"), "alice")
+        )
+        await asyncio.wait_for(stored.wait(), 60)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+    finally:
+        rt.approvals.prior = real_prior  # type: ignore[method-assign]
+    [request] = await rt.approvals.list_requests(status=None)
+    assert request.status == "cancelled", request
+    assert not paid(shop)
+
+
 async def test_cancelling_a_waiting_run_closes_its_request(rt: Runtime, shop: PortalServer) -> None:
     await make_demo_profiles(rt, shop.url, "alice")
     run = asyncio.create_task(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from policies import Policy, Verdict
@@ -115,7 +115,7 @@ class ApprovalAsker:
             path = recorder.run_dir / "approvals" / f"{request_id}.jpg"
             recorder.write_file(path, shot)
             await recorder.artifact("approval", path, ctx.state.idx)
-        return await ctx.approvals.create(
+        return await self.create(
             request_id=request_id,
             screenshot=str(path) if path else None,
             run_id=ctx.run_id,
@@ -132,6 +132,41 @@ class ApprovalAsker:
             target=recorder.scrub(target_of(action, facts)),
             fields=shown_fields(checked.fields, redact),
         )
+
+    async def create(
+        self,
+        request_id: str | None = None,
+        after: Callable[[str], Awaitable[Any]] | None = None,
+        **fields: Any,
+    ) -> ApprovalRequest:
+        """Persist a pending request (``fields`` as for :meth:`Approvals.create`), then run
+        ``after(request_id)``; if the run is stopped meanwhile, before :meth:`wait` takes over,
+        the request is closed as :meth:`wait` would close it (not left pending)."""
+        request_id = request_id or new_approval_id()
+        try:
+            request = await self.ctx.approvals.create(request_id=request_id, **fields)
+            if after is not None:
+                await after(request_id)
+        except asyncio.CancelledError as exc:
+            await self._unanswered(request_id, exc)
+            raise
+        return request
+
+    async def _unanswered(self, request_id: str, exc: asyncio.CancelledError) -> None:
+        """Close a request the run stopped waiting for: held for the fire's next attempt when a
+        server's drain stopped it (a decision made meanwhile counts), else cancelled."""
+        approvals = self.ctx.approvals
+        why = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+        if self.ctx.source is not None and why.startswith(SERVER_STOPPED):
+            await asyncio.shield(
+                approvals.hold(
+                    request_id,
+                    "held: the server stopped while waiting; the fire's next attempt "
+                    "takes this request over",
+                )
+            )
+        else:
+            await asyncio.shield(approvals.cancel(request_id, "the run ended while waiting"))
 
     async def _auto(self, request: ApprovalRequest, verdict: Verdict) -> bool:
         ctx = self.ctx
@@ -189,7 +224,6 @@ class ApprovalAsker:
         timer = ctx.timer
         deadline = timer.when() if timer is not None else None
         paused: float | None = None
-        held = False
         # From here on the request is closed whatever stops the run, even a cancel that comes
         # while it is announced (before anyone could decide).
         try:
@@ -212,24 +246,15 @@ class ApprovalAsker:
                     # the wait at once; one taken elsewhere is read on the next poll.
                     await approvals.changed(request.id, self.poll_s)
         except asyncio.CancelledError as exc:
-            why = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
-            # A server's drain stops a scheduled run: its fire runs again after the restart,
-            # and that attempt takes this request over (a decision made meanwhile counts).
-            held = ctx.source is not None and why.startswith(SERVER_STOPPED)
+            # Cancelled, timed out, or a server's drain (the fire runs again after the restart,
+            # and that attempt takes the request over): nothing here will act on it.
+            await self._unanswered(request.id, exc)
+            raise
+        except BaseException:
+            await asyncio.shield(approvals.cancel(request.id, "the run ended while waiting"))
             raise
         finally:
-            if decided is None and held:
-                await asyncio.shield(
-                    approvals.hold(
-                        request.id,
-                        "held: the server stopped while waiting; the fire's next attempt "
-                        "takes this request over",
-                    )
-                )
-            elif decided is None:
-                # Cancelled or timed out while waiting: nothing will act on this request.
-                await asyncio.shield(approvals.cancel(request.id, "the run ended while waiting"))
-            else:
+            if decided is not None:
                 await asyncio.shield(ctx.store.runs.set_run_status(ctx.run_id, "running"))
             if timer is not None and deadline is not None and paused is not None:
                 timer.reschedule(deadline + (time.monotonic() - paused))

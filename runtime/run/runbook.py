@@ -161,7 +161,8 @@ class Alarms:
         ctx = self.ctx
         asker = ctx.gate.asker
         why = f"alert {alert.id}: {alert.message}"
-        request = await ctx.approvals.create(
+        request = await asker.create(
+            after=lambda request_id: ctx.store.alerts.set_approval(alert.id, request_id),
             run_id=ctx.run_id,
             step_idx=ctx.state.idx,
             task_name=ctx.task.name,
@@ -174,7 +175,6 @@ class Alarms:
             page_url=None,
             ttl_s=asker.ttl_s,
         )
-        await ctx.store.alerts.set_approval(alert.id, request.id)
         verdict = Verdict(
             decision="require_approval",
             reasons=[why],
