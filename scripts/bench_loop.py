@@ -381,7 +381,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         + "\n".join(phase_rows)
         + "\n\nA click that leaves the page in place (a tab widget on a page of its own: two "
         "tabs that swap a panel's text; no document is loaded), the same number of clicks, "
-        "default screenshots; raw Playwright clicks the same buttons with "
+        "default screenshots; raw Playwright clicks the same tabs with "
         "`get_by_role(...).click()`:\n\n"
         "| | raw ms per click | corral ms per turn | ratio |\n|---|---|---|---|\n"
         + "\n".join(inplace)
