@@ -25,7 +25,6 @@ given by the last probe of that page matches nothing. Only the main frame is pro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import re
@@ -36,7 +35,7 @@ from weakref import WeakKeyDictionary
 from playwright.async_api import Frame, Locator, Page
 
 from .compact import page_string
-from .isolated import Isolated, IsolatedError
+from .isolated import Isolated, IsolatedError, unawaited
 
 __all__ = ["Clickable", "is_probe_ref", "probe_clickables", "probe_lines", "probe_locator"]
 
@@ -44,7 +43,6 @@ _PROBE_REF = re.compile(r"^p\d+$")
 _CLICK_TYPES = frozenset({"click", "mousedown", "mouseup", "pointerdown", "pointerup"})
 _GROUP = "corral-clickables"  # the probe's remote objects, released after each probe
 _probes = itertools.count(1)
-_releasing: set[asyncio.Task[None]] = set()
 _MAX_LISTENED = 400  # click-listening elements looked at, at most
 _refs: WeakKeyDictionary[Page, dict[str, str]] = WeakKeyDictionary()
 
@@ -207,7 +205,8 @@ async def probe_clickables(page: Page, iso: Isolated) -> list[Clickable]:
     except (IsolatedError, KeyError):
         return []
     finally:
-        _release(iso, group)
+        # The objects made for this probe, in both worlds, are let go (no need to wait).
+        unawaited(iso.send("Runtime.releaseObjectGroup", {"objectGroup": group}), IsolatedError)
     found: Any = result.get("result", {}).get("value")
     if "exceptionDetails" in result or not isinstance(found, list):
         return []
@@ -219,18 +218,6 @@ async def probe_clickables(page: Page, iso: Isolated) -> list[Clickable]:
         out.append(Clickable(ref, str(item.get("hint") or ""), str(item.get("context") or "")))
     _refs[page] = refs
     return out
-
-
-def _release(iso: Isolated, group: str) -> None:
-    """Let the objects made for one probe go, in both worlds, without waiting for the answer."""
-
-    async def release() -> None:
-        with contextlib.suppress(IsolatedError):
-            await iso.send("Runtime.releaseObjectGroup", {"objectGroup": group})
-
-    task = asyncio.get_running_loop().create_task(release())
-    _releasing.add(task)
-    task.add_done_callback(_releasing.discard)
 
 
 def _forget(page: Page, frame: Frame) -> None:

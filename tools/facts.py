@@ -23,22 +23,21 @@ mapping (the fields of ``policies.ActionFacts``), so ``tools`` does not depend o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urljoin
 
-from playwright.async_api import ElementHandle, FloatRect, Locator, Page
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import FloatRect, Locator, Page
 
 from profiles import off_allowlist
 
 from .actions import AnyAction, Click, Download, Extract, Locate, Navigate, Press, Select
 from .errors import ActionError
 from .execute import locate, translate_error
-from .isolated import Isolated, IsolatedError, NodeRef
+from .isolated import Isolated, IsolatedError, NodeRef, unawaited
 from .node_facts import node_facts
 from .snapshot import Spot, ref_spot
 from .tabs import Tabs
@@ -154,7 +153,6 @@ _PLAINLY_CLICKABLE = """(el) => {
   return !!hit && (hit === el || el.contains(hit)) ? [x, y] : null;
 }"""
 _AGREE_PX = 0.5
-_disposing: set[asyncio.Task[None]] = set()
 
 
 def _numbers(box: FloatRect) -> dict[str, float]:
@@ -163,18 +161,6 @@ def _numbers(box: FloatRect) -> dict[str, float]:
 
 def _finite(box: FloatRect | None) -> bool:
     return box is not None and all(math.isfinite(float(v)) for v in _numbers(box).values())
-
-
-def _let_go(handle: ElementHandle) -> None:
-    """Dispose of ``handle`` without waiting for it (its answer is not needed)."""
-
-    async def dispose() -> None:
-        with contextlib.suppress(PlaywrightError):
-            await handle.dispose()
-
-    task = asyncio.get_running_loop().create_task(dispose())
-    _disposing.add(task)
-    task.add_done_callback(_disposing.discard)
 
 
 async def _point_now(page: Page, loc: Locator, ms: float) -> FloatRect | None:
@@ -192,7 +178,7 @@ async def _point_now(page: Page, loc: Locator, ms: float) -> FloatRect | None:
             handle.evaluate(_PLAINLY_CLICKABLE),
         )
     finally:
-        _let_go(handle)
+        unawaited(handle.dispose(), PlaywrightError)  # its answer is not needed
     if viewport is None or box is None or not _finite(box) or not isinstance(hint, list):
         return None
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2

@@ -17,12 +17,14 @@ the back-forward cache, so only a frame's current document has live contexts) is
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from playwright.async_api import CDPSession
 
-__all__ = ["Isolated", "IsolatedError", "NodeRef", "StaleWorld"]
+__all__ = ["Isolated", "IsolatedError", "NodeRef", "StaleWorld", "unawaited"]
 
 _WORLD = "corral-facts"
 _FOCUSED = "document.activeElement || document.body || document.documentElement"
@@ -33,6 +35,22 @@ _STALE = (
     "No frame for given id",
     "does not belong to the document",
 )
+
+
+_unawaited: set[asyncio.Task[None]] = set()
+
+
+def unawaited(work: Awaitable[Any], *ignored: type[BaseException]) -> None:
+    """Run ``work`` whose answer nobody needs (letting remote objects go) without waiting for
+    it; the errors ``ignored`` (the page went away meanwhile) are dropped."""
+
+    async def run() -> None:
+        with contextlib.suppress(*ignored):
+            await work
+
+    task = asyncio.get_running_loop().create_task(run())
+    _unawaited.add(task)
+    task.add_done_callback(_unawaited.discard)
 
 
 class IsolatedError(Exception):

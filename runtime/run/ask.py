@@ -147,16 +147,17 @@ class ApprovalAsker:
             request = await self.ctx.approvals.create(request_id=request_id, **fields)
             if after is not None:
                 await after(request_id)
-        except asyncio.CancelledError as exc:
+        except BaseException as exc:
             await self._unanswered(request_id, exc)
             raise
         return request
 
-    async def _unanswered(self, request_id: str, exc: asyncio.CancelledError) -> None:
+    async def _unanswered(self, request_id: str, exc: BaseException) -> None:
         """Close a request the run stopped waiting for: held for the fire's next attempt when a
         server's drain stopped it (a decision made meanwhile counts), else cancelled."""
         approvals = self.ctx.approvals
-        why = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+        stop = exc.args[0] if isinstance(exc, asyncio.CancelledError) and exc.args else ""
+        why = stop if isinstance(stop, str) else ""
         if self.ctx.source is not None and why.startswith(SERVER_STOPPED):
             await asyncio.shield(
                 approvals.hold(
@@ -245,13 +246,10 @@ class ApprovalAsker:
                     # A decision taken in this process (the server's console or API) wakes
                     # the wait at once; one taken elsewhere is read on the next poll.
                     await approvals.changed(request.id, self.poll_s)
-        except asyncio.CancelledError as exc:
-            # Cancelled, timed out, or a server's drain (the fire runs again after the restart,
-            # and that attempt takes the request over): nothing here will act on it.
+        except BaseException as exc:
+            # Cancelled, timed out, failed, or a server's drain (the fire runs again after the
+            # restart, and that attempt takes the request over): nothing here will act on it.
             await self._unanswered(request.id, exc)
-            raise
-        except BaseException:
-            await asyncio.shield(approvals.cancel(request.id, "the run ended while waiting"))
             raise
         finally:
             if decided is not None:
