@@ -62,14 +62,24 @@ for (const [id, text] of [['one', 'Overview of the account.'], ['two', 'Recent a
 </script>"""
 TAB_NAMES = ("Second tab", "First tab")
 PHASES = ("observe", "decide", "check", "act", "record")
-SHOTS = ("on_failure", "always")
+# The turns measured: their task settings, and how long the planner takes to answer (seconds).
+# *thinking* gives the model a latency, so the step record (screenshot, row) of the previous
+# step runs while the model is asked, as with a real model; its figure is the turn without it.
+TURNS: dict[str, tuple[dict[str, str], float]] = {
+    "on_failure": ({"screenshots": "on_failure"}, 0.0),
+    "always": ({"screenshots": "always"}, 0.0),
+    "bare": ({"screenshots": "on_failure", "trace": "off"}, 0.0),
+    "thinking": ({"screenshots": "always"}, 0.3),
+}
 
 
-def pager(steps: int) -> FunctionModel:
-    """Click Next until the last page, then Previous; done after ``steps`` clicks."""
+def pager(steps: int, latency: float = 0.0) -> FunctionModel:
+    """Click Next until the last page, then Previous; done after ``steps`` clicks; each answer
+    takes ``latency`` seconds."""
     state = {"clicks": 0}
 
-    def decide(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+    async def decide(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        await asyncio.sleep(latency)
         text = "\n".join(p.text for m in messages for p in m.content if p.type == "text")
         if state["clicks"] >= steps:
             return reply(call("done", result={"clicks": state["clicks"]}))
@@ -198,7 +208,7 @@ async def measure(steps: int, rounds: int) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="corral-bench-loop-"))
     server = PortalServer(port=0, db_path=home / "portal.db")
     server.start()
-    turn_ms: dict[str, list[float]] = {shots: [] for shots in SHOTS}
+    turn_ms: dict[str, list[float]] = {name: [] for name in TURNS}
     phase_ms: dict[str, list[float]] = defaultdict(list)
     raw_ms: list[float] = []
     inplace_ms: list[float] = []
@@ -229,18 +239,18 @@ async def measure(steps: int, rounds: int) -> dict[str, Any]:
             assert (await run_task(rt, login, "bob")).status == "succeeded"
             state = rt.profiles.open_state(await rt.profiles.get("bob"))
             tasks = {
-                shots: parse_task(
+                name: parse_task(
                     {
                         "name": "pager",
                         "start_url": f"{server.url}/invoices",
                         "goal": "Page through the invoices.",
                         "budget": {"max_steps": steps + 5},
                         "vision": "never",
-                        "screenshots": shots,
+                        **settings,
                     },
                     "pager",
                 )
-                for shots in SHOTS
+                for name, (settings, _) in TURNS.items()
             }
             toggles = parse_task(
                 {
@@ -253,13 +263,15 @@ async def measure(steps: int, rounds: int) -> dict[str, Any]:
                 "toggler",
             )
             for _ in range(rounds):
-                for shots, task in tasks.items():
+                for name, task in tasks.items():
                     spans.clear()
-                    result = await run_task(rt, task, "bob", models={"planner": [pager(steps)]})
+                    latency = TURNS[name][1]
+                    model = pager(steps, latency)
+                    result = await run_task(rt, task, "bob", models={"planner": [model]})
                     assert result.status == "succeeded", result.error
                     records = await rt.store.runs.list_steps(str(result.run_id))
-                    turn_ms[shots].append(turn_gaps(records))
-                    if shots == "always":
+                    turn_ms[name].append(turn_gaps(records) - latency * 1000)
+                    if name == "always":
                         for phase in PHASES:
                             phase_ms[phase].append(statistics.mean(spans[phase]))
                 raw_ms.append(await raw_clicks(pool, server.url, state, steps))
@@ -311,7 +323,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     for name, got in rounds.items():
         out[name] = {
             "raw_ms": median([x for r in got for x in r["raw_ms"]]),
-            "turn_ms": {s: median([x for r in got for x in r["turn_ms"][s]]) for s in SHOTS},
+            "turn_ms": {t: median([x for r in got for x in r["turn_ms"][t]]) for t in TURNS},
             "phase_ms": {p: median([x for r in got for x in r["phase_ms"][p]]) for p in PHASES},
             **{k: median([x for r in got for x in r[k]]) for k in ("inplace_ms", "raw_inplace_ms")},
         }
@@ -327,6 +339,11 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"| {now['turn_ms']['on_failure'] / raw:.2f} |",
         f"| corral turn, `screenshots: always` (default) | {now['turn_ms']['always']} "
         f"| {now['turn_ms']['always'] / raw:.2f} |",
+        f"| corral turn, `screenshots: on_failure`, `trace: off` | {now['turn_ms']['bare']} "
+        f"| {now['turn_ms']['bare'] / raw:.2f} |",
+        f"| corral turn, default, the model answering in {TURNS['thinking'][1] * 1000:.0f} ms "
+        f"(the turn without those) | {now['turn_ms']['thinking']} "
+        f"| {now['turn_ms']['thinking'] / raw:.2f} |",
     ]
     if "before" in r:
         b = r["before"]
@@ -337,6 +354,11 @@ def to_markdown(r: dict[str, Any]) -> str:
             f"| {b['turn_ms']['on_failure'] / b['raw_ms']:.2f} (to its raw) |",
             f"| before: corral turn, default | {b['turn_ms']['always']} "
             f"| {b['turn_ms']['always'] / b['raw_ms']:.2f} (to its raw) |",
+            f"| before: `on_failure`, `trace: off` | {b['turn_ms']['bare']} "
+            f"| {b['turn_ms']['bare'] / b['raw_ms']:.2f} (to its raw) |",
+            f"| before: default, the model answering in "
+            f"{TURNS['thinking'][1] * 1000:.0f} ms | {b['turn_ms']['thinking']} "
+            f"| {b['turn_ms']['thinking'] / b['raw_ms']:.2f} (to its raw) |",
         ]
     phases = " | ".join(PHASES)
     inplace = [
@@ -365,7 +387,13 @@ def to_markdown(r: dict[str, Any]) -> str:
         "record; with "
         "`screenshots: always` (the default) also a JPEG of the freshly loaded page, taken while "
         "the next turn observes and is checked (so with a real model's latency it costs nothing "
-        "extra; here it competes for the two cores)."
+        "extra; here it competes for the two cores). The Playwright trace (`trace: on`, the "
+        "default) takes a DOM snapshot of the page before each click, on the click's path. "
+        "Two more rows take the recording apart: with `screenshots: on_failure` and `trace: off` "
+        "a turn records only its step row; with a planner that answers in "
+        f"{TURNS['thinking'][1] * 1000:.0f} ms (default recording), the figure is the turn "
+        "less that time: what corral adds to a turn when the model takes as long as a fast "
+        "real one."
         + (
             f" *before*: commit `{r['rev']}` (its files from `git archive`), measured in the "
             "same run, round by round in turn."

@@ -6,7 +6,6 @@ turns) and the :class:`~runtime.agent.turn.Turn` so far; a stop rule raises
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
@@ -106,6 +105,9 @@ async def observe(agent: Agent) -> Turn:
     task = ctx.task
     agent.router.step_idx = ctx.state.idx
     obs = await read_page(ctx.tabs, redact=ctx.redactor.text)
+    # The last action's screenshot is taken now, beside the model's answer, rather than
+    # beside this read: both need the page's renderer.
+    agent.start_record()
     same_document = agent.watch.same_document(await ctx.tabs.active(), obs.url)
     secrets = ctx.lease.available_on(origin_of(obs.url))
     notes = []
@@ -336,11 +338,11 @@ async def act(agent: Agent, turn: Turn, action: AnyAction, verdict: Verdict) -> 
 
 
 def record(agent: Agent, action: AnyAction, gated: Gated) -> None:
-    """Record the step while the next turn observes and asks the model, and tell the model how
-    it went: not done (and why), requests blocked or held, ok or failed. Stops after
+    """Record the step once the next turn has read the page (while it asks the model), and tell
+    the model how it went: not done (and why), requests blocked or held, ok or failed. Stops after
     ``budget.max_failures`` failed actions in a row."""
     ctx, conversation = agent.ctx, agent.conversation
-    agent.pending = asyncio.create_task(record_step(ctx, gated.step))
+    agent.unrecorded = record_step(ctx, gated.step)
     detail = gated.step.detail or {}
     text = named(action, detail.get("target"))
     if gated.outcome != "done":

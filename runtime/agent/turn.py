@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,15 +78,24 @@ class Agent:
     invalid_results: int = 0
     failures: int = 0
     """Failed actions in a row."""
+    unrecorded: Coroutine[Any, Any, None] | None = None
+    """The screenshot and record of the last action, not yet started: they start once the next
+    turn has read the page (:meth:`start_record`), so the screenshot does not slow that read."""
     pending: asyncio.Task[None] | None = None
-    """The screenshot and record of the last action, taken while the next turn observes and asks
-    the model (both only read the page); always awaited before the next action and on exit."""
+    """That record once started, running while the model is asked and the call checked (all only
+    read the page); always awaited before the next action and on exit."""
 
     def __post_init__(self) -> None:
         self.alarms = Alarms(self.ctx)
 
+    def start_record(self) -> None:
+        """Start the last action's record, if it is waiting."""
+        if self.unrecorded is not None:
+            self.pending, self.unrecorded = asyncio.create_task(self.unrecorded), None
+
     async def settle(self) -> None:
-        """Wait for the last action's record."""
+        """Wait for the last action's record (started now if it was waiting)."""
+        self.start_record()
         if self.pending is not None:
             pending, self.pending = self.pending, None
             await pending
