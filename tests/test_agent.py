@@ -13,6 +13,7 @@ import pytest
 from profiles import ProfileSettings
 from runtime import Runtime, parse_task, run_task
 from runtime.auth import LOCAL_ACTOR
+from runtime.errors import StepFailedError
 from runtime.models import Message, ModelResponse, ModelUnavailableError, Price, ToolSpec
 from runtime.testing import FunctionModel, ScriptedModel, call, reply
 from tests.support.agent import goal_task, login_then, page_of, ref_of
@@ -465,3 +466,73 @@ async def test_a_model_whose_actions_keep_failing_stops_after_max_failures(
     assert len(tried) == 4
     steps = await rt.store.runs.list_steps(str(result.run_id))
     assert [s.status for s in steps if s.kind == "click"] == ["failed"] * 4
+
+
+async def test_a_steps_screenshot_is_taken_once_the_next_page_is_read(
+    rt: Runtime, portal: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The screenshot of an agent step waits for the next observation's read (both need the
+    page's renderer; the screenshot then runs while the model answers), and is taken before
+    the next action."""
+    import runtime.agent.phases as phases
+    import runtime.run.steps as steps_module
+    from runtime.run.gate import Gate
+
+    await make_demo_profiles(rt, portal, "alice")
+    events: list[str] = []
+    read, shoot, carry_out = phases.read_page, steps_module.screenshot, Gate.carry_out
+
+    async def reading(*args: Any, **kwargs: Any) -> Any:
+        obs = await read(*args, **kwargs)
+        events.append("read")
+        return obs
+
+    async def shooting(*args: Any, **kwargs: Any) -> Any:
+        events.append("shot")
+        return await shoot(*args, **kwargs)
+
+    async def acting(*args: Any, **kwargs: Any) -> Any:
+        events.append("act")
+        return await carry_out(*args, **kwargs)
+
+    monkeypatch.setattr(phases, "read_page", reading)
+    monkeypatch.setattr(steps_module, "screenshot", shooting)
+    monkeypatch.setattr(Gate, "carry_out", acting)
+    planner = FunctionModel(login_then(unpaid_count), name="planner")
+    result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
+    assert result.status == "succeeded", result.error
+    # The start page's (scripted) step, then three agent steps (two fills and Sign in): each
+    # one's screenshot after the next read, and before the next action.
+    assert events == ["act", "shot"] + ["read", "act"] + ["read", "shot", "act"] * 2 + [
+        "read",
+        "shot",
+    ]
+    steps = await rt.store.runs.list_steps(str(result.run_id))
+    assert [s.kind for s in steps] == ["navigate", "fill", "fill", "click"]
+    assert all(s.screenshot for s in steps)
+
+
+async def test_a_step_is_recorded_when_the_next_page_cannot_be_read(
+    rt: Runtime, portal: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runtime.agent.phases as phases
+
+    await make_demo_profiles(rt, portal, "alice")
+    read = phases.read_page
+    reads = 0
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        if reads == 3:  # after both fills
+            raise StepFailedError("the page went away")
+        return await read(*args, **kwargs)
+
+    monkeypatch.setattr(phases, "read_page", failing)
+    planner = FunctionModel(login_then(unpaid_count), name="planner")
+    result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
+    assert result.status == "failed"
+    steps = await rt.store.runs.list_steps(str(result.run_id))
+    # The second fill's record (row and screenshot) was waiting for that read: it is written.
+    assert [s.kind for s in steps] == ["navigate", "fill", "fill"]
+    assert all(s.screenshot for s in steps)

@@ -164,7 +164,8 @@ async def perform(
 async def record(ctx: RunContext, step: StepRecord) -> None:
     """Screenshot the page as the step left it and write the step's record.
 
-    Read-only on the page, so the agent loop runs it while it observes and asks the model.
+    Read-only on the page, so the agent loop runs it while it asks the model (once the next
+    observation has read the page: :meth:`runtime.agent.turn.Agent.start_record`).
     """
     policy = ctx.task.screenshots
     shot = None
