@@ -549,6 +549,37 @@ async def test_icon_refs_come_from_corral_not_the_page(
         assert await page.evaluate("window.paid === undefined")
 
 
+async def test_the_icon_probe_reads_the_document_it_is_in(
+    rt: Runtime, site: str, tmp_path: Path
+) -> None:
+    """The probe keeps its document's objects while the document lasts: a new document has its
+    own, and objects gone before their document's navigation is heard are fetched anew."""
+    icons = re.compile(r"\[(p\d+)\] (\w+)")
+    with serve_site() as other:
+        other.page("/feed", SOCIAL)
+        other.page("/one", SOCIAL.replace('["Ann Park", "@ann", "3h ago", "lorem ipsum dolor"],', ""))
+        async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
+            await execute(tabs, Navigate(url=f"{other.url}/feed"), ctx)
+            assert len(icons.findall((await observe(tabs)).compact)) == 12
+            await execute(tabs, Navigate(url=f"{other.url}/one"), ctx)
+            assert len(icons.findall((await observe(tabs)).compact)) == 8
+            # The kept objects go away unheard (as when the document is replaced before its
+            # navigation reaches corral): the probe fetches them again, once.
+            page = await tabs.active()
+            iso = await tabs.isolated(page)
+            await iso.send("Runtime.releaseObjectGroup", {"objectGroup": "corral-document"})
+            counting = CountingCdp(iso.cdp)
+            iso.cdp = counting  # type: ignore[assignment]
+            found = icons.findall((await observe(tabs)).compact)
+            assert [hint for _, hint in found] == ["reply", "retweet", "like", "More"] * 2
+            assert counting.sent.count("DOM.describeNode") == 1, counting.sent
+            # Then they are kept again: a probe is the listeners, their nodes and one call.
+            counting.sent.clear()
+            await observe(tabs)
+            assert "DOM.describeNode" not in counting.sent, counting.sent
+            assert counting.sent.count("DOMDebugger.getEventListeners") == 1, counting.sent
+
+
 class CountingCdp:
     """A CDP session that counts the commands sent through it."""
 

@@ -147,15 +147,13 @@ def probe_locator(page: Page, ref: str) -> Locator:
     return page.locator(f"css={path}" if path is not None else "css=:not(*)")
 
 
-async def _listened(iso: Isolated, document: str, group: str) -> list[dict[str, str]]:
+async def _listened(iso: Isolated, page_document: str, group: str) -> list[dict[str, str]]:
     """The elements with a click-like listener, as arguments for a call in the isolated world."""
     # The browser lists a subtree's listeners only for the page's own world's object; no script
     # runs there, the object is only passed to the browser.
-    node = (await iso.send("DOM.describeNode", {"objectId": document}))["node"]["backendNodeId"]
-    own = await iso.send("DOM.resolveNode", {"backendNodeId": node, "objectGroup": group})
     found = await iso.send(
         "DOMDebugger.getEventListeners",
-        {"objectId": own["object"]["objectId"], "depth": -1, "pierce": False},
+        {"objectId": page_document, "depth": -1, "pierce": False},
     )
     nodes: list[int] = []
     for entry in found.get("listeners", []):
@@ -176,6 +174,21 @@ async def _listened(iso: Isolated, document: str, group: str) -> list[dict[str, 
     return [{"objectId": str(found["object"]["objectId"])} for found in resolved]
 
 
+async def _find(iso: Isolated, group: str) -> Any:
+    """The probe's call on the document (made once per document: :meth:`Isolated.document`)."""
+    document, page_document = await iso.document()
+    args = await _listened(iso, page_document, group)
+    return await iso.send(
+        "Runtime.callFunctionOn",
+        {
+            "objectId": document,
+            "functionDeclaration": _FIND,
+            "arguments": args,
+            "returnByValue": True,
+        },
+    )
+
+
 async def probe_clickables(page: Page, iso: Isolated) -> list[Clickable]:
     """The icon-only controls of ``page``'s main frame, given refs ``p1``, ``p2`` ... that
     :func:`probe_locator` resolves until the next probe of the page. Never raises: a page the
@@ -185,27 +198,16 @@ async def probe_clickables(page: Page, iso: Isolated) -> list[Clickable]:
     _refs[page] = {}
     group = f"{_GROUP}-{next(_probes)}"
     try:
-        doc = await iso.in_world(
-            None,
-            "Runtime.evaluate",
-            {"expression": "document", "objectGroup": group},
-            key="contextId",
-        )
-        document = str(doc["result"]["objectId"])
-        args = await _listened(iso, document, group)
-        result = await iso.send(
-            "Runtime.callFunctionOn",
-            {
-                "objectId": document,
-                "functionDeclaration": _FIND,
-                "arguments": args,
-                "returnByValue": True,
-            },
-        )
+        try:
+            result = await _find(iso, group)
+        except (IsolatedError, KeyError):
+            # The kept document may be one that is gone (its navigation not heard yet).
+            iso.forget_document()
+            result = await _find(iso, group)
     except (IsolatedError, KeyError):
         return []
     finally:
-        # The objects made for this probe, in both worlds, are let go (no need to wait).
+        # The objects made for this probe are let go (no need to wait).
         unawaited(iso.send("Runtime.releaseObjectGroup", {"objectGroup": group}), IsolatedError)
     found: Any = result.get("result", {}).get("value")
     if "exceptionDetails" in result or not isinstance(found, list):

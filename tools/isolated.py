@@ -8,10 +8,10 @@ prototype getters, never through properties a form's named elements can shadow.
 
 One :class:`Isolated` is kept per page (:meth:`tools.tabs.Tabs.isolated`), so a world is made once
 per document, not once per question: the worlds are forgotten when a frame of the page navigates
-(the main frame's new world is made right then, while the page loads), and a world whose document
-went away (its context is destroyed with it: the browser runs without
-the back-forward cache, so only a frame's current document has live contexts) is made again
-(:class:`StaleWorld`).
+(the main frame's new world, and the document's objects the icon probe starts from, are made
+right then, while the page loads), and a world whose document went away (its context is
+destroyed with it: the browser runs without the back-forward cache, so only a frame's current
+document has live contexts) is made again (:class:`StaleWorld`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from playwright.async_api import CDPSession
 __all__ = ["Isolated", "IsolatedError", "NodeRef", "StaleWorld", "unawaited"]
 
 _WORLD = "corral-facts"
+_KEPT = "corral-document"  # objects kept for a document's life (see Isolated.document)
 _FOCUSED = "document.activeElement || document.body || document.documentElement"
 # What the browser says when a world's context (or its frame) is gone: its document was replaced
 # (a node of the new document resolved in the old document's world: the last one).
@@ -76,18 +77,62 @@ class Isolated:
         self.cdp = cdp
         self._worlds: dict[str, int] = {}
         self._making: dict[str, asyncio.Future[int]] = {}
+        self._document: asyncio.Future[tuple[str, str]] | None = None
         self._generation = 0  # of the worlds: one more each time they are forgotten
         self._main: str | None = None
 
     def forget(self, main_navigated: bool = False) -> None:
         """Forget the worlds (a frame navigated: its document, and their contexts, are gone).
-        When the main frame navigated, its new document's world is made at once, while the
-        page loads, so the first question after the load does not wait for it."""
+        When the main frame navigated, its new document's world and :meth:`document` are made
+        at once, while the page loads, so the first question after the load does not wait."""
         self._worlds.clear()
         self._making.clear()
+        self._document = None
         self._generation += 1
         if main_navigated and self._main is not None:
             self._start(self._main)
+            self._start_document()
+
+    def document(self) -> asyncio.Future[tuple[str, str]]:
+        """The main frame's document as an object of the isolated world, and as one of the
+        page's own world (only ever passed to the browser, which lists a node's event listeners
+        by the world they were added in). Made once per document and kept while it lasts (in an
+        object group never released: they go with the document's contexts); after an error
+        with them, :meth:`forget_document` and ask again."""
+        return self._start_document()
+
+    def forget_document(self) -> None:
+        """Make :meth:`document` anew next time (its objects may be of a document that is gone,
+        whose navigation has not been heard yet)."""
+        self._document = None
+
+    def _start_document(self) -> asyncio.Future[tuple[str, str]]:
+        if self._document is not None:
+            return self._document
+        generation = self._generation
+
+        async def fetch() -> tuple[str, str]:
+            found = await self.in_world(
+                None,
+                "Runtime.evaluate",
+                {"expression": "document", "objectGroup": _KEPT},
+                key="contextId",
+            )
+            own = str(found["result"]["objectId"])
+            node = (await self.send("DOM.describeNode", {"objectId": own}))["node"]
+            page = await self.send(
+                "DOM.resolveNode", {"backendNodeId": node["backendNodeId"], "objectGroup": _KEPT}
+            )
+            return own, str(page["object"]["objectId"])
+
+        def done(task: asyncio.Future[tuple[str, str]]) -> None:
+            failed = task.cancelled() or task.exception() is not None  # retrieved either way
+            if self._document is task and (failed or generation != self._generation):
+                self._document = None
+
+        fetching = self._document = asyncio.ensure_future(fetch())
+        fetching.add_done_callback(done)
+        return fetching
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """One CDP command; protocol errors become :class:`IsolatedError` (:class:`StaleWorld`

@@ -18,7 +18,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from profiles import Session
 
-from .isolated import Isolated
+from .isolated import Isolated, unawaited
 from .navigation import BLANK, refused_scheme
 
 __all__ = ["Tabs"]
@@ -66,6 +66,10 @@ class Tabs:
         url = frame.url
         if not url or url.startswith(_ERROR_PAGE):
             return
+        if frame == frame.page.main_frame and url.startswith(("http:", "https:")):
+            # Playwright's script in the new document (its selector engine, the AI snapshot's)
+            # is made now, while the page loads, rather than by the first read after the load.
+            unawaited(frame.locator(":root").count(), PlaywrightError)
         scheme = refused_scheme(url, frame=True)
         if scheme is None:
             return
