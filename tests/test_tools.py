@@ -557,7 +557,8 @@ async def test_the_icon_probe_reads_the_document_it_is_in(
     icons = re.compile(r"\[(p\d+)\] (\w+)")
     with serve_site() as other:
         other.page("/feed", SOCIAL)
-        other.page("/one", SOCIAL.replace('["Ann Park", "@ann", "3h ago", "lorem ipsum dolor"],', ""))
+        ann = '["Ann Park", "@ann", "3h ago", "lorem ipsum dolor"],'
+        other.page("/one", SOCIAL.replace(ann, ""))
         async with browse(rt, site, tmp_path, user=None) as (tabs, ctx):
             await execute(tabs, Navigate(url=f"{other.url}/feed"), ctx)
             assert len(icons.findall((await observe(tabs)).compact)) == 12
