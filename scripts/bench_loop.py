@@ -398,8 +398,9 @@ def to_markdown(r: dict[str, Any]) -> str:
         "forge it; looked for first where the observation saw the ref's element), the wait for "
         "the navigation the click asked for, the wire guard routing every request, and the step "
         "record; with "
-        "`screenshots: always` (the default) also a JPEG of the freshly loaded page, taken while "
-        "the next turn observes and is checked (so with a real model's latency it costs nothing "
+        "`screenshots: always` (the default) also a JPEG of the freshly loaded page, taken once "
+        "the next turn has read the page, while the model answers and the call is checked, and "
+        "awaited before the click (so with a real model's latency it costs nothing "
         "extra; here it competes for the two cores). The Playwright trace (`trace: on`, the "
         "default) takes a DOM snapshot of the page before each click, on the click's path. "
         "Two more rows take the recording apart: with `screenshots: on_failure` and `trace: off` "
@@ -417,7 +418,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         + "\n".join(rows)
         + "\n\nWhere a default turn's time goes (ms per turn, each phase timed by wrapping the "
         "loop's phase functions; *record* is the previous step's screenshot and row, which runs "
-        "beside *observe* and *check*, so the phases add up to more than the turn):\n\n"
+        "beside *decide* and *check* (in *before*: beside *observe*), so the phases add up to more "
+        "than the turn):\n\n"
         + f"| | {phases} |\n|---|{'---|' * len(PHASES)}\n"
         + "\n".join(phase_rows)
         + "\n\nA click that leaves the page in place (a tab widget on a page of its own: two "
