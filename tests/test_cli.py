@@ -219,11 +219,11 @@ def test_ctrl_c_cancels_cleanly_releases_lease_and_leaves_no_browser(
         children = psutil.Process(proc.pid).children(recursive=True)
         assert any("chrom" in c.name() for c in children)
         os.killpg(proc.pid, signal.SIGINT)
-        proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err[-3000:]
 
     def gone() -> bool:
         return not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
