@@ -91,7 +91,7 @@ class Isolated:
         self._generation += 1
         if main_navigated and self._main is not None:
             self._start(self._main)
-            self._start_document()
+            self.document()
 
     def document(self) -> asyncio.Future[tuple[str, str]]:
         """The main frame's document as an object of the isolated world, and as one of the
@@ -99,17 +99,8 @@ class Isolated:
         by the world they were added in). Made once per document and kept while it lasts (in an
         object group never released: they go with the document's contexts); after an error
         with them, :meth:`forget_document` and ask again."""
-        return self._start_document()
-
-    def forget_document(self) -> None:
-        """Make :meth:`document` anew next time (its objects may be of a document that is gone,
-        whose navigation has not been heard yet)."""
-        self._document = None
-
-    def _start_document(self) -> asyncio.Future[tuple[str, str]]:
         if self._document is not None:
             return self._document
-        generation = self._generation
 
         async def fetch() -> tuple[str, str]:
             found = await self.in_world(
@@ -126,13 +117,19 @@ class Isolated:
             return own, str(page["object"]["objectId"])
 
         def done(task: asyncio.Future[tuple[str, str]]) -> None:
-            failed = task.cancelled() or task.exception() is not None  # retrieved either way
-            if self._document is task and (failed or generation != self._generation):
+            # A failed fetch is not kept (its error retrieved either way); a navigation since
+            # it started has already let it go (forget).
+            if (task.cancelled() or task.exception() is not None) and self._document is task:
                 self._document = None
 
         fetching = self._document = asyncio.ensure_future(fetch())
         fetching.add_done_callback(done)
         return fetching
+
+    def forget_document(self) -> None:
+        """Make :meth:`document` anew next time (its objects may be of a document that is gone,
+        whose navigation has not been heard yet)."""
+        self._document = None
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """One CDP command; protocol errors become :class:`IsolatedError` (:class:`StaleWorld`
