@@ -4,11 +4,15 @@
 (a) Session start: lease + context with restored state + first page loaded, p50/p95 over N starts,
     corral and raw Playwright interleaved on one warm browser; browser-use 0.13 measured by
     scripts/bench_browser_use.py in its own virtualenv (scripts/bench_env.sh), if available.
-(b) 1/4/8/16 parallel sessions, each running the same 10-step scripted task on the demo portal:
+(b) 1/8/32/64 parallel sessions, each running the same 10-step scripted task on the demo portal:
     wall time, failures, peak memory (PSS) of all browser processes, memory per extra session;
     raw Playwright doing the same 10 steps in the same number of contexts is the baseline.
+(c) The same task with parts of the recording off (screenshots, trace), at 32 sessions.
+(d) One session at a time, repeated: raw Playwright and corral with each recording setting of
+    (c), in turn, in one warm browser; the median of each round's ratio.
 
-Usage: .venv/bin/python scripts/bench_sessions.py [--starts 30] [--sizes 1,4,8,16] [--write]
+Usage: .venv/bin/python scripts/bench_sessions.py [--starts 30] [--sizes 1,8,32,64] [--one 8]
+    [--write]
 ``--write`` replaces the session section of BENCHMARKS.md with the results.
 """
 
@@ -16,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -341,6 +347,49 @@ async def bench_ablation(rt: Runtime, pool: BrowserPool, portal: str, size: int)
     return {"sessions": size, "rows": rows}
 
 
+async def bench_one(rt: Runtime, pool: BrowserPool, portal: str, rounds: int) -> dict[str, Any]:
+    """(d) One session at a time, repeated: each round runs raw Playwright's ten steps and
+    corral's run of each recording setting of table (c) once, in turn (the order rotates), in
+    one warm browser; the first round only warms up. A single run of one session takes about
+    a second, so one sample says little on a shared machine."""
+    browser = await pool.browser()
+    labels = ["raw Playwright", *ABLATIONS]
+    walls: dict[str, list[float]] = {label: [] for label in labels}
+    ratios: dict[str, list[float]] = {label: [] for label in ABLATIONS}
+    for round_no in range(rounds + 1):
+        shift = round_no % len(labels)
+        got: dict[str, float] = {}
+        for label in labels[shift:] + labels[:shift]:
+            if label == "raw Playwright":
+                user = USERS_CYCLE[round_no % 2]
+                got[label] = await timed(functools.partial(raw_ten_steps, browser, portal, user))
+                continue
+            names = await _profiles(rt, f"o{round_no}-{labels.index(label)}", 1)
+            task = parse_task({**ten_step_task(portal), **ABLATIONS[label]}, "bench")
+            started = time.perf_counter()
+            results = await run_many(rt, task, names)
+            got[label] = (time.perf_counter() - started) * 1000
+            if results[0].status != "succeeded":
+                raise RuntimeError(f"(d) {label}: {results[0].error}")
+        if round_no == 0:
+            continue
+        for label, ms in got.items():
+            walls[label].append(ms)
+            if label in ratios:
+                ratios[label].append(ms / got["raw Playwright"])
+    return {
+        "rounds": rounds,
+        "rows": {
+            label: {
+                "median_ms": round(statistics.median(walls[label])),
+                "min_ms": round(min(walls[label])),
+                "ratio": round(statistics.median(ratios[label]), 2) if label in ratios else 1.0,
+            }
+            for label in labels
+        },
+    }
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     settings = Settings(home=home, browser=os.environ.get("CORRAL_BROWSER"))
@@ -359,6 +408,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             ablation = (
                 await bench_ablation(rt, pool, server.url, args.ablate) if args.ablate else None
             )
+            one = await bench_one(rt, pool, server.url, args.one) if args.one else None
     finally:
         server.stop()
     base = next((p for p in parallel if p["sessions"] == 1), None)
@@ -374,6 +424,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "start": start,
         "parallel": parallel,
         "ablation": ablation,
+        "one": one,
     }
 
 
@@ -474,6 +525,23 @@ def to_markdown(r: dict[str, Any]) -> str:
                 f"| {row['failures']} | {row['peak_mb']} "
                 f"| {sum(row['cpu_s'].values()) / n:.2f} | {per} |"
             )
+    one = r.get("one")
+    if one:
+        lines += [
+            "",
+            f"### (d) One session at a time, {one['rounds']} rounds",
+            "",
+            "The 1-session row of (b) is one run in a fresh browser. Here each round runs raw "
+            "Playwright's ten steps and corral's run with each recording setting of (c) once, in "
+            "turn (the order rotates each round), in one warm browser, after a round that only "
+            "warms up; *ratio*: the median over the rounds of the run's wall time over that "
+            "round's raw run.",
+            "",
+            "| | median ms | min ms | ratio to raw |",
+            "|---|---|---|---|",
+        ]
+        for label, row in one["rows"].items():
+            lines.append(f"| {label} | {row['median_ms']} | {row['min_ms']} | {row['ratio']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -485,6 +553,9 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--ablate", type=int, default=32, help="sessions for table (c); 0 leaves it out"
+    )
+    parser.add_argument(
+        "--one", type=int, default=8, help="rounds of table (d), one session; 0 leaves it out"
     )
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     parser.add_argument("--json", action="store_true", help="print raw JSON results")
