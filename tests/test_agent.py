@@ -131,6 +131,43 @@ async def test_unknown_tool_and_bad_json_are_rejected_then_bounded(
     assert "unknown tool 'teleport'" in page_of(planner.requests[1].messages)
 
 
+async def test_upload_is_offered_only_with_an_upload_folder_and_refused_without_one(
+    rt: Runtime, portal: str, tmp_path: Any
+) -> None:
+    """A run offers the planner only the tools it can carry out: without the task's upload
+    folder there is no upload tool, and a model that calls it anyway (as a page might tell it
+    to) is told the tool is unknown; nothing is uploaded and no step is recorded for it."""
+    await make_demo_profiles(rt, portal, "alice")
+    fine = login_then(unpaid_count)
+    tried: list[bool] = []
+
+    def uploads_anyway(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        if not tried:
+            tried.append(True)
+            return reply(call("upload", ref="e1", files=["report.txt"]))
+        return fine(messages, tools)
+
+    planner = FunctionModel(uploads_anyway)
+    result = await run_task(rt, goal_task(portal), "alice", models={"planner": [planner]})
+    assert result.status == "succeeded", result.error
+    offered = {t.name for t in planner.requests[0].tools}
+    assert "upload" not in offered and {"click", "fill", "look", "done"} <= offered
+    told = page_of(planner.requests[1].messages)
+    listed = re.search(r"unknown tool 'upload'; the tools are: ([a-z_, ]+)", told)
+    assert listed, told
+    assert set(listed.group(1).split(", ")) == offered
+    steps = await rt.store.runs.list_steps(str(result.run_id))
+    assert steps and not [s for s in steps if s.kind == "upload"]
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    planner = FunctionModel(login_then(unpaid_count))
+    task = goal_task(portal, upload_dir=str(uploads))
+    result = await run_task(rt, task, "alice", models={"planner": [planner]})
+    assert result.status == "succeeded", result.error
+    assert {t.name for t in planner.requests[0].tools} == offered | {"upload"}
+
+
 async def test_a_model_that_never_calls_done_stops_at_max_steps(rt: Runtime, portal: str) -> None:
     await make_demo_profiles(rt, portal, "alice")
     keys = iter(["Tab", "Shift+Tab"] * 10)

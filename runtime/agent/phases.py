@@ -217,7 +217,7 @@ def validate(agent: Agent, turn: Turn) -> Call | None:
         return None
     call = turn.response.tool_calls[0]
     try:
-        parsed = parse_call(call)
+        parsed = parse_call(call, agent.offered)
     except ToolArgsError as exc:
         if _invalid_call(agent, f"{call.name}: rejected: {exc}"):
             raise LoopStop(

@@ -11,6 +11,7 @@ result.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -191,14 +192,16 @@ class ToolArgsError(ValueError):
     """A tool call that cannot be used: unknown tool, bad JSON or invalid arguments."""
 
 
-def tool_specs() -> list[ToolSpec]:
-    """Every tool as a ToolSpec for the model."""
+def tool_specs(leave_out: Collection[str] = ()) -> list[ToolSpec]:
+    """Every tool as a ToolSpec for the model, but those named in ``leave_out`` (a run offers
+    only the tools it can carry out: ``upload`` needs the task's upload folder)."""
     specs = []
     for name, (description, args) in {
         **{k: (v[0], v[1]) for k, v in _BROWSER.items()},
         **_SPECIAL,
     }.items():
-        specs.append(ToolSpec(name=name, description=description, parameters=_schema(args)))
+        if name not in leave_out:
+            specs.append(ToolSpec(name=name, description=description, parameters=_schema(args)))
     return specs
 
 
@@ -222,12 +225,17 @@ def _schema(args: type[_Args]) -> dict[str, Any]:
     return schema
 
 
-def parse_call(call: ToolCall) -> AnyAction | Look | ExtractData | Observe | Remember | Done:
-    """A tool call as a typed action (or a special tool), or ToolArgsError saying what is wrong."""
+def parse_call(
+    call: ToolCall, offered: Collection[str] = TOOLS
+) -> AnyAction | Look | ExtractData | Observe | Remember | Done:
+    """A tool call as a typed action (or a special tool), or ToolArgsError saying what is wrong;
+    a tool not ``offered`` to the model is unknown."""
     entry = _BROWSER.get(call.name)
     special = _SPECIAL.get(call.name)
-    if entry is None and special is None:
-        raise ToolArgsError(f"unknown tool '{call.name}'; the tools are: {', '.join(TOOLS)}")
+    if (entry is None and special is None) or call.name not in offered:
+        raise ToolArgsError(
+            f"unknown tool '{call.name}'; the tools are: {', '.join(sorted(offered))}"
+        )
     try:
         raw = json.loads(call.arguments or "{}")
     except ValueError as exc:

@@ -67,7 +67,9 @@ class Agent:
     """Pages shown as changes since the last whole page."""
     want_full: bool = False
     """The planner asked for the whole page (``observe``)."""
-    specs: list[ToolSpec] = field(default_factory=tool_specs)
+    specs: list[ToolSpec] = field(init=False)
+    """The tools offered to the planner: all but those the run cannot carry out (``upload``
+    without the task's upload folder)."""
     seen: Counter[str] = field(default_factory=Counter)
     """How often each action was chosen on each page state (loop detection)."""
     pages: Pages = field(default_factory=Pages)
@@ -87,6 +89,12 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.alarms = Alarms(self.ctx)
+        self.specs = tool_specs(() if self.ctx.task.upload_dir else ("upload",))
+
+    @property
+    def offered(self) -> list[str]:
+        """The names of the tools offered to the planner (a call to another is refused)."""
+        return [spec.name for spec in self.specs]
 
     def start_record(self) -> None:
         """Start the last action's record, if it is waiting."""
