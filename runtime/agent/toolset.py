@@ -226,10 +226,10 @@ def _schema(args: type[_Args]) -> dict[str, Any]:
 
 
 def parse_call(
-    call: ToolCall, offered: Collection[str] = TOOLS
+    call: ToolCall, offered: Collection[str]
 ) -> AnyAction | Look | ExtractData | Observe | Remember | Done:
     """A tool call as a typed action (or a special tool), or ToolArgsError saying what is wrong;
-    a tool not ``offered`` to the model is unknown."""
+    a tool not ``offered`` to the model (the run's tool list) is unknown."""
     entry = _BROWSER.get(call.name)
     special = _SPECIAL.get(call.name)
     if (entry is None and special is None) or call.name not in offered:
